@@ -1,0 +1,171 @@
+package replica
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"sync"
+	"time"
+)
+
+// Exit describes how a replica's process ended.
+type Exit struct {
+	// Code is the exit code, or -1 when the process was killed by a signal
+	// or could not be waited for.
+	Code int
+	// Signal names the signal that killed the process ("killed",
+	// "terminated"), or is empty.
+	Signal string
+	// Requested is true when the supervisor asked for this exit with Stop,
+	// so that it is never counted as a crash.
+	Requested bool
+	// Err is set when waiting for the process failed.
+	Err error
+}
+
+// String renders the exit as users read it: "exit code 1", "signal killed".
+func (e Exit) String() string {
+	switch {
+	case e.Signal != "":
+		return "signal " + e.Signal
+	case e.Err != nil && e.Code < 0:
+		return e.Err.Error()
+	default:
+		return fmt.Sprintf("exit code %d", e.Code)
+	}
+}
+
+// Process is one running replica. Its methods are safe for concurrent use.
+type Process struct {
+	spec    Spec
+	cmd     *exec.Cmd
+	started time.Time
+	done    chan struct{} // closed by the goroutine that called cmd.Wait
+
+	mu      sync.Mutex // guards stopped and exit
+	stopped bool       // Stop was called: the exit is not a crash
+	exit    Exit
+}
+
+// Start starts the replica in its own process group with its stdout and
+// stderr copied, line by line, to out under the replica's name. On Linux the
+// child also receives SIGKILL if the supervisor dies, so a killed supervisor
+// leaves no replica holding its port.
+func Start(spec Spec, out *Output) (*Process, error) {
+	if err := CheckCommand(spec.Command); err != nil {
+		return nil, err
+	}
+	args := spec.Args()
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = append(os.Environ(), spec.Environ()...)
+	cmd.Dir = spec.Dir
+	cmd.SysProcAttr = sysProcAttr()
+
+	// Our own pipes rather than cmd.StdoutPipe: Wait must not block on a
+	// grandchild that inherited the write end, and the readers must see EOF
+	// only when every holder has closed it.
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("starting %s: %w", spec.Name(), err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return nil, fmt.Errorf("starting %s: %w", spec.Name(), err)
+	}
+	cmd.Stdout, cmd.Stderr = outW, errW
+	err = cmd.Start()
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		return nil, fmt.Errorf("starting %s (%s): %w", spec.Name(), args[0], err)
+	}
+	name := spec.Name()
+	go out.copyLines(out.Stdout, name, outR)
+	go out.copyLines(out.Stderr, name, errR)
+
+	p := &Process{spec: spec, cmd: cmd, started: time.Now(), done: make(chan struct{})}
+	go p.wait()
+	return p, nil
+}
+
+func (p *Process) wait() {
+	err := p.cmd.Wait()
+	e := exitFrom(p.cmd.ProcessState, err)
+	p.mu.Lock()
+	e.Requested = p.stopped
+	p.exit = e
+	p.mu.Unlock()
+	close(p.done)
+}
+
+// Spec returns the spec the process was started from.
+func (p *Process) Spec() Spec { return p.spec }
+
+// Pid returns the process id of the replica (its process group id too).
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// StartedAt returns when the process was started.
+func (p *Process) StartedAt() time.Time { return p.started }
+
+// Done is closed when the process has exited.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Exit returns how the process ended; it is meaningful once Done is closed.
+func (p *Process) Exit() Exit {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.exit
+}
+
+// Stop asks the replica's process group to terminate (SIGTERM), waits up to
+// grace for the process to exit, then kills the whole group (SIGKILL) and
+// waits a bounded time more. It marks the exit as requested, is safe to call
+// more than once and treats an already exited process as stopped.
+func (p *Process) Stop(grace time.Duration) error {
+	p.mu.Lock()
+	p.stopped = true
+	p.mu.Unlock()
+	select {
+	case <-p.done:
+		killGroup(p.cmd.Process) // stragglers the leader left behind
+		return nil
+	default:
+	}
+	terminateGroup(p.cmd.Process)
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-p.done:
+	case <-t.C:
+	}
+	killGroup(p.cmd.Process)
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(5 * time.Second):
+		return fmt.Errorf("%s (pid %d) did not exit after SIGKILL", p.spec.Name(), p.Pid())
+	}
+}
+
+// Kill kills the replica's process group at once, as Stop with no grace.
+func (p *Process) Kill() error { return p.Stop(0) }
+
+var errNoState = errors.New("process state unknown")
+
+func exitFrom(ps *os.ProcessState, err error) Exit {
+	if ps == nil {
+		if err == nil {
+			err = errNoState
+		}
+		return Exit{Code: -1, Err: err}
+	}
+	if sig := signalName(ps); sig != "" {
+		return Exit{Code: -1, Signal: sig}
+	}
+	return Exit{Code: ps.ExitCode()}
+}
