@@ -1,0 +1,56 @@
+package supervisor
+
+import "time"
+
+// Restart backoff: a crashed replica is restarted after 0.5s, then 1s, 2s,
+// 4s and 8s for each further crash in a row (at most 30s). A replica that
+// stayed up for ResetAfter (60s) before crashing starts the series afresh.
+// The crash after MaxRestarts restarts in a row marks it failed: it is not
+// retried, and the other replicas keep serving.
+const (
+	DefaultBackoffInitial    = 500 * time.Millisecond
+	DefaultBackoffMax        = 30 * time.Second
+	DefaultBackoffResetAfter = 60 * time.Second
+	DefaultMaxRestarts       = 5
+)
+
+// RestartPolicy decides how long to wait before restarting a crashed replica, and
+// when to give up on it. The zero value uses the defaults above.
+type RestartPolicy struct {
+	Initial     time.Duration
+	Max         time.Duration
+	ResetAfter  time.Duration
+	MaxRestarts int
+
+	crashes int // crashes in a row, each after less than ResetAfter up
+}
+
+// Crash records a crash after uptime and returns the delay before the next
+// start, or ok=false when the replica has crashed too often to retry.
+func (b *RestartPolicy) Crash(uptime time.Duration) (delay time.Duration, ok bool) {
+	initial, maxDelay, reset, maxRestarts := b.Initial, b.Max, b.ResetAfter, b.MaxRestarts
+	if initial <= 0 {
+		initial = DefaultBackoffInitial
+	}
+	if maxDelay <= 0 {
+		maxDelay = DefaultBackoffMax
+	}
+	if reset <= 0 {
+		reset = DefaultBackoffResetAfter
+	}
+	if maxRestarts <= 0 {
+		maxRestarts = DefaultMaxRestarts
+	}
+	if uptime >= reset {
+		b.crashes = 0
+	}
+	b.crashes++
+	if b.crashes > maxRestarts {
+		return 0, false
+	}
+	delay = initial
+	for i := 1; i < b.crashes && delay < maxDelay; i++ {
+		delay *= 2
+	}
+	return min(delay, maxDelay), true
+}

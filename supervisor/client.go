@@ -1,0 +1,108 @@
+package supervisor
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+)
+
+// Client talks to a running instance over its control socket.
+type Client struct {
+	name, path string
+	http       *http.Client
+}
+
+// Connect returns a client for the instance called name whose socket is in
+// dir (StateDir() when empty), or an error naming the instance when none is
+// running.
+func Connect(dir, name string) (*Client, error) {
+	if name == "" {
+		name = DefaultName
+	}
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	if dir == "" {
+		d, err := StateDir()
+		if err != nil {
+			return nil, err
+		}
+		dir = d
+	}
+	path := SocketPath(dir, name)
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("no mattingctl instance %q is running (no control socket at %s); start one with `mattingctl up`", name, path)
+	}
+	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", path)
+	}
+	c := &Client{name: name, path: path, http: &http.Client{Transport: &http.Transport{DialContext: dial}}}
+	return c, nil
+}
+
+// Status returns the instance's status.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var st Status
+	err := c.call(ctx, http.MethodGet, "/v1/status", nil, &st)
+	return st, err
+}
+
+// Scale sets the instance's replica count to n and waits until done.
+func (c *Client) Scale(ctx context.Context, n int) (ScaleResult, error) {
+	var res ScaleResult
+	err := c.call(ctx, http.MethodPost, "/v1/scale", scaleRequest{Replicas: n}, &res)
+	return res, err
+}
+
+// Down stops the instance gracefully and returns once it has stopped.
+func (c *Client) Down(ctx context.Context) error {
+	return c.call(ctx, http.MethodPost, "/v1/down", nil, nil)
+}
+
+func (c *Client) call(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://mattingctl"+path, body)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var opErr *net.OpError
+		if errors.As(err, &opErr) && opErr.Op == "dial" {
+			return fmt.Errorf("no mattingctl instance %q is running (stale control socket at %s)", c.name, c.path)
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("instance %q did not answer in time", c.name)
+		}
+		return fmt.Errorf("instance %q: %w", c.name, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e apiError
+		if json.NewDecoder(resp.Body).Decode(&e) == nil && e.Error != "" {
+			return errors.New(e.Error)
+		}
+		return fmt.Errorf("instance %q answered %s", c.name, resp.Status)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("reading instance %q's answer: %w", c.name, err)
+	}
+	return nil
+}

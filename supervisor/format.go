@@ -1,0 +1,104 @@
+package supervisor
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// WriteStatus writes st as the table `mattingctl status` prints.
+func WriteStatus(w io.Writer, st Status, now time.Time) error {
+	ready := 0
+	for _, r := range st.Replicas {
+		if r.State == string(Ready) {
+			ready++
+		}
+	}
+	fmt.Fprintf(w, "instance %s: pid %d, proxy port %d, %s, %d/%d replicas ready, up %s\n",
+		st.Name, st.Pid, st.Port, st.Policy, ready, st.Desired, FormatDuration(now.Sub(st.StartedAt)))
+	fmt.Fprintf(w, "command: %s\n\n", strings.Join(st.Command, " "))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "REPLICA\tPORT\tPID\tSTATE\tUPTIME\tRESTARTS\tINFLIGHT\tREQUESTS\tERRORS\tCPU\tRSS")
+	for _, r := range st.Replicas {
+		pid, uptime, cpu, rss := "-", "-", "-", "-"
+		if r.Pid != 0 {
+			pid = strconv.Itoa(r.Pid)
+			cpu = fmt.Sprintf("%.1f%%", r.CPUPercent)
+			rss = FormatBytes(r.RSSBytes)
+		}
+		if r.StartedAt != nil {
+			uptime = FormatDuration(now.Sub(*r.StartedAt))
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n",
+			r.Name, r.Port, pid, r.State, uptime, r.Restarts, r.Inflight, r.Requests, r.Errors, cpu, rss)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, r := range st.Replicas {
+		if r.Error != "" {
+			fmt.Fprintf(w, "%s failed: %s\n", r.Name, r.Error)
+		}
+	}
+	return nil
+}
+
+// WriteScale writes what a scale call changed, one line.
+func WriteScale(w io.Writer, res ScaleResult) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "instance %s: %d -> %d replicas", res.Name, res.From, res.To)
+	list := func(verb string, rs []ReplicaStatus) {
+		if len(rs) == 0 {
+			return
+		}
+		parts := make([]string, len(rs))
+		for i, r := range rs {
+			parts[i] = fmt.Sprintf("%s (port %d)", r.Name, r.Port)
+		}
+		fmt.Fprintf(&b, "; %s %s", verb, strings.Join(parts, ", "))
+	}
+	list("started", res.Started)
+	list("stopped", res.Stopped)
+	if res.From == res.To {
+		b.WriteString("; nothing to do")
+	}
+	b.WriteByte('\n')
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// FormatDuration renders d compactly: 45s, 12m3s, 5h2m, 3d4h.
+func FormatDuration(d time.Duration) string {
+	d = d.Round(time.Second)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm%ds", int(d.Minutes()), int(d.Seconds())%60)
+	case d < 24*time.Hour:
+		return fmt.Sprintf("%dh%dm", int(d.Hours()), int(d.Minutes())%60)
+	default:
+		return fmt.Sprintf("%dd%dh", int(d.Hours())/24, int(d.Hours())%24)
+	}
+}
+
+// FormatBytes renders n in binary units: 512B, 1.5KiB, 210MiB, 3.2GiB.
+func FormatBytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%dB", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	v := float64(n) / float64(div)
+	if v >= 100 {
+		return fmt.Sprintf("%.0f%ciB", v, "KMGTPE"[exp])
+	}
+	return fmt.Sprintf("%.1f%ciB", v, "KMGTPE"[exp])
+}

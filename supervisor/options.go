@@ -1,0 +1,188 @@
+// Package supervisor owns a mattingctl instance's desired state: it starts
+// the replicas, restarts them when they crash, drains and stops them when
+// scaling down, tells the balancer which ones are ready, and serves the
+// control API that the status, scale and down commands talk to.
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/mattingctl/mattingctl/balancer"
+)
+
+// Defaults for Options.
+const (
+	DefaultName         = "default"
+	DefaultPort         = 9110
+	DefaultReadyTimeout = 5 * time.Minute
+	DefaultStopTimeout  = 30 * time.Second
+	DefaultPolicy       = "least_conn"
+	maxPort             = 65535
+)
+
+// Options configure one instance, as `mattingctl up` takes them.
+type Options struct {
+	// Name selects the instance, so several can run; it names the control
+	// socket. Empty means DefaultName.
+	Name string
+	// Command is the model server's command line. {port} and {replica} in
+	// its arguments are replaced per replica.
+	Command []string
+	// Replicas is how many replicas to start with, at least 1.
+	Replicas int
+	// Host is the proxy's listen address; empty means all interfaces, as
+	// nginx's `listen 9110`.
+	Host string
+	// Port is the proxy's port; zero means DefaultPort.
+	Port int
+	// BasePort is replica 1's port, replica k listening on BasePort+k-1;
+	// zero means Port+1.
+	BasePort int
+	// Health is the path a replica must answer 2xx on before it gets
+	// traffic; empty means its port accepting a connection is enough.
+	Health string
+	// ReadyTimeout bounds a replica's start, until ready; zero means
+	// DefaultReadyTimeout.
+	ReadyTimeout time.Duration
+	// StopTimeout bounds a graceful stop: in-flight requests finishing and
+	// replicas exiting after SIGTERM, before SIGKILL. Zero means
+	// DefaultStopTimeout.
+	StopTimeout time.Duration
+	// Policy names the balancing policy; empty means DefaultPolicy.
+	Policy string
+	// MaxBody, ClientTimeout and UpstreamTimeout are passed to the
+	// balancer; zero means its defaults.
+	MaxBody         int64
+	ClientTimeout   time.Duration
+	UpstreamTimeout time.Duration
+	// Env holds extra KEY=VALUE pairs for every replica.
+	Env []string
+	// StateDir holds the control socket; empty means StateDir().
+	StateDir string
+	// Stdout and Stderr receive the replicas' prefixed output; nil means
+	// io.Discard.
+	Stdout, Stderr io.Writer
+	// Logger receives the supervisor's own log; nil means none.
+	Logger hclog.Logger
+	// Restart governs restarts after crashes; the zero value uses the
+	// documented defaults.
+	Restart RestartPolicy
+}
+
+var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// withDefaults validates o and fills in its defaults.
+func (o Options) withDefaults() (Options, error) {
+	if o.Name == "" {
+		o.Name = DefaultName
+	}
+	if err := ValidateName(o.Name); err != nil {
+		return o, err
+	}
+	if o.Replicas < 1 {
+		return o, fmt.Errorf("--replicas must be at least 1, not %d", o.Replicas)
+	}
+	if o.Port == 0 {
+		o.Port = DefaultPort
+	}
+	if o.Port < 1 || o.Port > maxPort {
+		return o, fmt.Errorf("--port %d is not a TCP port (1-65535)", o.Port)
+	}
+	if o.BasePort == 0 {
+		o.BasePort = o.Port + 1
+	}
+	if o.BasePort < 1 || o.BasePort+o.Replicas-1 > maxPort {
+		return o, fmt.Errorf("replica ports %d-%d are outside 1-65535", o.BasePort, o.BasePort+o.Replicas-1)
+	}
+	if o.Port >= o.BasePort && o.Port < o.BasePort+o.Replicas {
+		return o, fmt.Errorf("--port %d falls among the replica ports %d-%d; choose another --base-port", o.Port, o.BasePort, o.BasePort+o.Replicas-1)
+	}
+	if o.Health != "" && !strings.HasPrefix(o.Health, "/") {
+		return o, fmt.Errorf("--health %q must be a path starting with /", o.Health)
+	}
+	if o.ReadyTimeout <= 0 {
+		o.ReadyTimeout = DefaultReadyTimeout
+	}
+	if o.StopTimeout <= 0 {
+		o.StopTimeout = DefaultStopTimeout
+	}
+	if o.Policy == "" {
+		o.Policy = DefaultPolicy
+	}
+	if _, err := balancer.NewPolicy(o.Policy); err != nil {
+		return o, err
+	}
+	for _, kv := range o.Env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return o, fmt.Errorf("--env %q is not KEY=VALUE", kv)
+		}
+	}
+	if o.StateDir == "" {
+		dir, err := StateDir()
+		if err != nil {
+			return o, err
+		}
+		o.StateDir = dir
+	}
+	if o.Stdout == nil {
+		o.Stdout = io.Discard
+	}
+	if o.Stderr == nil {
+		o.Stderr = io.Discard
+	}
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
+	}
+	return o, nil
+}
+
+// ValidateName reports whether name can name an instance (and its socket).
+func ValidateName(name string) error {
+	if !validName.MatchString(name) {
+		return fmt.Errorf("--name %q: use letters, digits, '.', '_' and '-' (at most 64)", name)
+	}
+	return nil
+}
+
+// ParseSize parses a byte size such as "50MiB", "50m", "1g", "512k" or
+// "1048576". Suffixes are binary (k = KiB), as nginx reads them.
+func ParseSize(s string) (int64, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "b"), "i")
+	mult := int64(1)
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'k':
+			mult, t = 1<<10, t[:n-1]
+		case 'm':
+			mult, t = 1<<20, t[:n-1]
+		case 'g':
+			mult, t = 1<<30, t[:n-1]
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(t), 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("%q is not a size (e.g. 50MiB, 512k, 1048576)", s)
+	}
+	return n * mult, nil
+}
+
+// ParseCount parses a replica count for scale: a whole number, at least 0.
+func ParseCount(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return 0, fmt.Errorf("replica count %q is not a whole number", s)
+	}
+	if n < 0 {
+		return 0, errors.New("replica count must not be negative")
+	}
+	return n, nil
+}

@@ -1,0 +1,37 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// StateDir returns where instances keep their control sockets:
+// $MATTINGCTL_HOME, else $XDG_RUNTIME_DIR/mattingctl, else ~/.mattingctl.
+func StateDir() (string, error) {
+	if d := os.Getenv("MATTINGCTL_HOME"); d != "" {
+		return d, nil
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "mattingctl"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", errors.New("cannot find a state directory: set MATTINGCTL_HOME")
+	}
+	return filepath.Join(home, ".mattingctl"), nil
+}
+
+// SocketPath returns the control socket of instance name in dir.
+func SocketPath(dir, name string) string { return filepath.Join(dir, name+".sock") }
+
+// ensureStateDir creates dir, if missing, with mode 0700 so that only its
+// owner can reach the sockets in it. An existing directory is left as it is:
+// the socket itself is made 0600.
+func ensureStateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("creating state directory %s: %w", dir, err)
+	}
+	return nil
+}

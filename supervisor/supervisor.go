@@ -1,0 +1,272 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/mattingctl/mattingctl/balancer"
+	"github.com/mattingctl/mattingctl/replica"
+)
+
+// Supervisor runs one instance: the replicas, the proxy in front of them and
+// the control API.
+type Supervisor struct {
+	opts    Options
+	log     hclog.Logger
+	out     *replica.Output
+	bal     *balancer.Balancer
+	started time.Time
+
+	scaleMu sync.Mutex // serialises Scale calls
+
+	mu      sync.Mutex    // guards slots and desired
+	slots   map[int]*slot // by replica id
+	desired int
+
+	shutdown     chan struct{} // closed when a stop is requested
+	shutdownOnce sync.Once
+	force        chan struct{} // closed when the stop must skip its waits
+	forceOnce    sync.Once
+	stopped      chan struct{} // closed when every replica has stopped
+}
+
+// Run starts the instance described by opts and serves until ctx ends, the
+// process receives SIGINT or SIGTERM, or a client calls `down`; a second
+// signal skips the graceful waits. It returns nil after a clean stop, or the
+// first error that prevented the instance from starting, in which case
+// nothing it started is left running.
+func Run(ctx context.Context, opts Options) error {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return err
+	}
+	if err := replica.CheckCommand(opts.Command); err != nil {
+		return err
+	}
+	s := &Supervisor{
+		opts:     opts,
+		log:      opts.Logger,
+		out:      &replica.Output{Stdout: opts.Stdout, Stderr: opts.Stderr, Width: len("replica-") + len(strconv.Itoa(opts.Replicas))},
+		started:  time.Now(),
+		slots:    make(map[int]*slot),
+		shutdown: make(chan struct{}),
+		force:    make(chan struct{}),
+		stopped:  make(chan struct{}),
+	}
+	policy, _ := balancer.NewPolicy(opts.Policy) // validated in withDefaults
+	s.bal = balancer.New(balancer.Options{
+		Policy:          policy,
+		MaxBody:         opts.MaxBody,
+		ClientTimeout:   opts.ClientTimeout,
+		UpstreamTimeout: opts.UpstreamTimeout,
+		Logger:          s.log.Named("proxy"),
+	})
+
+	// Everything that can fail for a reason the user can fix is checked
+	// before the first replica starts.
+	control, err := listenControl(opts.StateDir, opts.Name)
+	if err != nil {
+		return err
+	}
+	defer control.close()
+	proxyAddr := net.JoinHostPort(opts.Host, strconv.Itoa(opts.Port))
+	ln, err := net.Listen("tcp", proxyAddr)
+	if err != nil {
+		return fmt.Errorf("proxy port %d: %s", opts.Port, portError(err))
+	}
+	defer ln.Close()
+	if err := checkPorts(opts.BasePort, 1, opts.Replicas); err != nil {
+		return err
+	}
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go s.watchSignals(ctx, sigs)
+
+	proxyDone := make(chan error, 1)
+	go func() { proxyDone <- s.bal.Serve(ln) }()
+	control.start(s)
+
+	s.log.Info("starting replicas", "replicas", opts.Replicas, "ports", portRange(opts.BasePort, opts.Replicas), "command", strings.Join(opts.Command, " "))
+	if err := s.startInitial(); err != nil {
+		s.stop(proxyDone)
+		return err
+	}
+	s.log.Info("ready", "proxy", proxyAddr, "replicas", opts.Replicas, "policy", opts.Policy, "control", control.path)
+
+	select {
+	case <-s.shutdown:
+	case err := <-proxyDone:
+		proxyDone <- err
+		s.log.Error("proxy stopped", "error", err)
+		s.requestShutdown()
+	}
+	s.log.Info("stopping", "stop_timeout", opts.StopTimeout)
+	s.stop(proxyDone)
+	s.log.Info("stopped")
+	return nil
+}
+
+func (s *Supervisor) watchSignals(ctx context.Context, sigs <-chan os.Signal) {
+	select {
+	case sig := <-sigs:
+		s.log.Info("received signal; stopping gracefully (send it again to stop at once)", "signal", sig.String())
+	case <-ctx.Done():
+	case <-s.stopped:
+		return
+	}
+	s.requestShutdown()
+	select {
+	case sig := <-sigs:
+		s.log.Warn("received second signal; killing replicas", "signal", sig.String())
+		s.forceOnce.Do(func() { close(s.force) })
+	case <-s.stopped:
+	}
+}
+
+func (s *Supervisor) requestShutdown() {
+	s.shutdownOnce.Do(func() { close(s.shutdown) })
+}
+
+// startInitial starts opts.Replicas replicas and waits until every one is
+// ready, or returns the first failure.
+func (s *Supervisor) startInitial() error {
+	s.mu.Lock()
+	s.desired = s.opts.Replicas
+	started := make([]*slot, 0, s.opts.Replicas)
+	for id := 1; id <= s.opts.Replicas; id++ {
+		sl := newSlot(s, id)
+		s.slots[id] = sl
+		started = append(started, sl)
+		go sl.run()
+	}
+	s.mu.Unlock()
+	for _, sl := range started {
+		select {
+		case <-sl.firstDone:
+			if err := sl.failure(); err != nil {
+				return err
+			}
+		case <-s.shutdown:
+			return errors.New("stopped before all replicas were ready")
+		}
+	}
+	return nil
+}
+
+// stop shuts the instance down: the proxy stops accepting and finishes the
+// requests in flight, then every replica is stopped, all within StopTimeout
+// unless forced.
+func (s *Supervisor) stop(proxyDone <-chan error) {
+	s.requestShutdown()
+	deadline := time.Now().Add(s.opts.StopTimeout)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.force:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if err := s.bal.Shutdown(ctx); err != nil {
+		s.log.Warn("requests still in flight at the stop deadline were cut off", "error", err)
+	}
+	<-proxyDone
+
+	s.mu.Lock()
+	slots := make([]*slot, 0, len(s.slots))
+	for _, sl := range s.slots {
+		slots = append(slots, sl)
+	}
+	s.mu.Unlock()
+	for _, sl := range slots {
+		sl.requestStop(deadline)
+	}
+	for _, sl := range slots {
+		select {
+		case <-sl.done:
+		case <-s.force:
+			for _, k := range slots {
+				k.kill()
+			}
+			<-sl.done
+		}
+	}
+	close(s.stopped)
+}
+
+// checkPorts reports the first of count ports from base+first-1 on that is
+// in use on 127.0.0.1, naming the replica it was meant for.
+func checkPorts(base, first, count int) error {
+	for id := first; id < first+count; id++ {
+		port := base + id - 1
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			return fmt.Errorf("port %d for replica-%d: %s", port, id, portError(err))
+		}
+		ln.Close()
+	}
+	return nil
+}
+
+func portError(err error) string {
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return "already in use (is another server or mattingctl instance running? choose another with --port/--base-port)"
+	case errors.Is(err, syscall.EACCES):
+		return "permission denied (ports below 1024 need root)"
+	default:
+		return err.Error()
+	}
+}
+
+func portRange(base, n int) string {
+	if n == 1 {
+		return strconv.Itoa(base)
+	}
+	return fmt.Sprintf("%d-%d", base, base+n-1)
+}
+
+// Status reports the instance and each replica.
+func (s *Supervisor) Status() Status {
+	s.mu.Lock()
+	ids := make([]int, 0, len(s.slots))
+	for id := range s.slots {
+		ids = append(ids, id)
+	}
+	sort.Ints(ids)
+	slots := make([]*slot, len(ids))
+	for i, id := range ids {
+		slots[i] = s.slots[id]
+	}
+	desired := s.desired
+	s.mu.Unlock()
+	st := Status{
+		Name:      s.opts.Name,
+		Port:      s.opts.Port,
+		Pid:       os.Getpid(),
+		Desired:   desired,
+		Command:   s.opts.Command,
+		Policy:    s.opts.Policy,
+		StartedAt: s.started.UTC(),
+		Replicas:  make([]ReplicaStatus, 0, len(slots)),
+	}
+	for _, sl := range slots {
+		st.Replicas = append(st.Replicas, sl.status())
+	}
+	return st
+}
