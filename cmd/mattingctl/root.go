@@ -1,0 +1,33 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/mattingctl/mattingctl/supervisor"
+)
+
+// globalOptions are the flags every command takes.
+type globalOptions struct {
+	Name string
+}
+
+func newRootCmd() *cobra.Command {
+	g := &globalOptions{}
+	root := &cobra.Command{
+		Use:   "mattingctl",
+		Short: "Serve a model at high concurrency: N replicas behind a least-connection proxy",
+		Long: `mattingctl runs N copies of a single-process model server on consecutive
+ports, restarts them when they crash, and balances requests to them through
+an embedded least-connection proxy.
+
+  mattingctl up --replicas 4 -- python3 app.py
+  mattingctl status
+  mattingctl scale 6
+  mattingctl down`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&g.Name, "name", supervisor.DefaultName, "instance name, so several can run side by side")
+	root.AddCommand(newUpCmd(g, nil), newStatusCmd(g, nil), newScaleCmd(g, nil), newDownCmd(g, nil))
+	return root
+}

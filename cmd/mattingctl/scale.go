@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mattingctl/mattingctl/supervisor"
+)
+
+type scaleOptions struct {
+	Name     string
+	Replicas int
+	Timeout  time.Duration
+}
+
+func newScaleCmd(g *globalOptions, runF func(*scaleOptions) error) *cobra.Command {
+	opts := &scaleOptions{}
+	cmd := &cobra.Command{
+		Use:   "scale N",
+		Short: "Set the number of replicas, live: new ones join when ready, removed ones drain first",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			n, err := supervisor.ParseCount(args[0])
+			if err != nil {
+				return err
+			}
+			opts.Name, opts.Replicas = g.Name, n
+			if runF != nil {
+				return runF(opts)
+			}
+			return scaleRun(opts)
+		},
+	}
+	cmd.Flags().DurationVar(&opts.Timeout, "timeout", 6*time.Minute, "how long to wait for new replicas to be ready or removed ones to stop")
+	return cmd
+}
+
+func scaleRun(opts *scaleOptions) error {
+	c, err := supervisor.Connect("", opts.Name)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opts.Timeout)
+	defer cancel()
+	res, err := c.Scale(ctx, opts.Replicas)
+	if err != nil {
+		return err
+	}
+	if err := supervisor.WriteScale(os.Stdout, res); err != nil {
+		return err
+	}
+	if len(res.Errors) > 0 {
+		return errors.New(strings.Join(res.Errors, "; "))
+	}
+	return nil
+}

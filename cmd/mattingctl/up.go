@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/spf13/cobra"
+
+	"github.com/mattingctl/mattingctl/balancer"
+	"github.com/mattingctl/mattingctl/supervisor"
+)
+
+type upOptions struct {
+	supervisor.Options
+	LogLevel string
+}
+
+func newUpCmd(g *globalOptions, runF func(*upOptions) error) *cobra.Command {
+	opts := &upOptions{}
+	cmd := &cobra.Command{
+		Use:   "up [flags] -- COMMAND [ARG...]",
+		Short: "Run replicas of COMMAND behind the proxy, in the foreground",
+		Long: `Run N replicas of COMMAND on consecutive ports behind a least-connection
+proxy, in the foreground. Each replica gets PORT and MATTINGCTL_REPLICA in
+its environment, and {port} and {replica} in its arguments are replaced:
+
+  mattingctl up -r 4 -- python3 app.py
+  mattingctl up -r 4 --health /health -- gunicorn -b 127.0.0.1:{port} app:app
+
+Ctrl-C or SIGTERM stops gracefully; a second one stops at once.`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Name = g.Name
+			opts.Command = args
+			if runF != nil {
+				return runF(opts)
+			}
+			return upRun(opts)
+		},
+	}
+	// Flags after the command belong to the command: `up -r 2 python3 app.py -v`.
+	cmd.Flags().SetInterspersed(false)
+	f := cmd.Flags()
+	f.IntVarP(&opts.Replicas, "replicas", "r", 1, "number of replicas")
+	f.IntVarP(&opts.Port, "port", "p", supervisor.DefaultPort, "port the proxy listens on")
+	f.StringVar(&opts.Host, "host", "", "address the proxy listens on (default all interfaces)")
+	f.IntVar(&opts.BasePort, "base-port", 0, "port of replica 1; replica k gets base-port+k-1 (default port+1)")
+	f.StringVar(&opts.Health, "health", "", "path a replica must answer 2xx on before it gets traffic (default: its port accepts TCP)")
+	f.DurationVar(&opts.ReadyTimeout, "ready-timeout", supervisor.DefaultReadyTimeout, "how long a replica may take to become ready")
+	f.DurationVar(&opts.StopTimeout, "stop-timeout", supervisor.DefaultStopTimeout, "how long a graceful stop waits for requests and replicas before killing them")
+	f.StringVar(&opts.Policy, "policy", supervisor.DefaultPolicy, fmt.Sprintf("balancing policy: %v", balancer.PolicyNames()))
+	f.Var(&sizeValue{&opts.MaxBody}, "max-body", "largest request body accepted; larger gets 413 (default 50MiB)")
+	f.DurationVar(&opts.ClientTimeout, "client-timeout", balancer.DefaultClientTimeout, "limit on reading a client's headers, and on each pause in its body")
+	f.DurationVar(&opts.UpstreamTimeout, "upstream-timeout", balancer.DefaultUpstreamTimeout, "limit on waiting for a replica's response")
+	f.StringArrayVarP(&opts.Env, "env", "e", nil, "extra KEY=VALUE for every replica (repeatable)")
+	f.StringVar(&opts.LogLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
+	return cmd
+}
+
+func upRun(opts *upOptions) error {
+	level := hclog.LevelFromString(opts.LogLevel)
+	if level == hclog.NoLevel {
+		return fmt.Errorf("--log-level %q is not one of trace, debug, info, warn, error", opts.LogLevel)
+	}
+	opts.Logger = hclog.New(&hclog.LoggerOptions{
+		Name:       "mattingctl",
+		Level:      level,
+		Output:     os.Stderr,
+		TimeFormat: time.TimeOnly,
+	})
+	opts.Stdout, opts.Stderr = os.Stdout, os.Stderr
+	return supervisor.Run(context.Background(), opts.Options)
+}
+
+// sizeValue is a flag holding a byte size such as 50MiB.
+type sizeValue struct{ p *int64 }
+
+func (v *sizeValue) String() string {
+	if v.p == nil || *v.p == 0 {
+		return ""
+	}
+	return supervisor.FormatBytes(uint64(*v.p))
+}
+
+func (v *sizeValue) Set(s string) error {
+	n, err := supervisor.ParseSize(s)
+	if err != nil {
+		return err
+	}
+	*v.p = n
+	return nil
+}
+
+func (v *sizeValue) Type() string { return "size" }

@@ -1,0 +1,111 @@
+// Command fakemodel is a stand-in model server for mattingctl's end-to-end
+// tests and benchmarks. It listens on 127.0.0.1:$PORT and answers every
+// request with JSON naming itself, after an optional service time.
+//
+// Query parameters: sleep=DURATION delays the answer; crash=1 makes the
+// process exit abruptly without answering; stream=N writes N chunks, one
+// every sleep.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+func main() {
+	readyDelay := flag.Duration("ready-delay", 0, "answer /health with 503 for this long after start")
+	listenDelay := flag.Duration("listen-delay", 0, "wait this long before listening")
+	failStart := flag.Bool("fail-start", false, "exit 1 at once, as a broken model server would")
+	ignoreTerm := flag.Bool("ignore-term", false, "ignore SIGTERM, so only SIGKILL stops it")
+	flag.Parse()
+
+	if *failStart {
+		fmt.Fprintln(os.Stderr, "fakemodel: cannot load model (as asked by -fail-start)")
+		os.Exit(1)
+	}
+	port := os.Getenv("PORT")
+	replica, _ := strconv.Atoi(os.Getenv("MATTINGCTL_REPLICA"))
+	if port == "" {
+		fmt.Fprintln(os.Stderr, "fakemodel: PORT is not set")
+		os.Exit(2)
+	}
+	time.Sleep(*listenDelay)
+	ln, err := net.Listen("tcp", "127.0.0.1:"+port)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fakemodel:", err)
+		os.Exit(1)
+	}
+	start := time.Now()
+	var served atomic.Int64
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
+		if time.Since(start) < *readyDelay {
+			http.Error(w, "loading", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		q := r.URL.Query()
+		sleep, _ := time.ParseDuration(q.Get("sleep"))
+		if q.Get("crash") != "" {
+			fmt.Fprintln(os.Stderr, "fakemodel: crashing as asked")
+			os.Exit(3)
+		}
+		if chunks, _ := strconv.Atoi(q.Get("stream")); chunks > 0 {
+			w.Header().Set("Content-Type", "text/plain")
+			for i := 0; i < chunks; i++ {
+				fmt.Fprintf(w, "chunk %d\n", i)
+				w.(http.Flusher).Flush()
+				time.Sleep(sleep)
+			}
+			return
+		}
+		time.Sleep(sleep)
+		served.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"replica":   replica,
+			"pid":       os.Getpid(),
+			"port":      port,
+			"path":      r.URL.Path,
+			"body_len":  n,
+			"xff":       r.Header.Get("X-Forwarded-For"),
+			"served":    served.Load(),
+			"host":      r.Host,
+			"method":    r.Method,
+			"uptime_ms": time.Since(start).Milliseconds(),
+		})
+	})
+	srv := &http.Server{Handler: mux}
+	sigs := make(chan os.Signal, 1)
+	if *ignoreTerm {
+		signal.Ignore(syscall.SIGTERM)
+	} else {
+		signal.Notify(sigs, syscall.SIGTERM, os.Interrupt)
+	}
+	go func() {
+		<-sigs
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}()
+	fmt.Fprintf(os.Stderr, "fakemodel replica %d listening on 127.0.0.1:%s\n", replica, port)
+	if err := srv.Serve(ln); err != http.ErrServerClosed {
+		fmt.Fprintln(os.Stderr, "fakemodel:", err)
+		os.Exit(1)
+	}
+}
