@@ -1,0 +1,370 @@
+// Package e2e drives the mattingctl binary end to end: it builds mattingctl
+// and the fakemodel test server, starts real instances on free loopback
+// ports and checks what a user would see.
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mattingctl/mattingctl/supervisor"
+)
+
+var (
+	mattingctl string // path of the built binary
+	fakemodel  string
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "mattingctl-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	mattingctl = filepath.Join(dir, "mattingctl")
+	fakemodel = filepath.Join(dir, "fakemodel")
+	// mattingctl is built with the race detector, so that the supervisor's
+	// concurrency is checked under real processes and signals too.
+	for _, b := range []struct{ bin, pkg, flags string }{
+		{mattingctl, "../cmd/mattingctl", "-race"},
+		{fakemodel, "../internal/testutil/fakemodel", ""},
+	} {
+		args := append([]string{"build"}, strings.Fields(b.flags)...)
+		bin, pkg := b.bin, b.pkg
+		out, err := exec.Command("go", append(args, "-o", bin, pkg)...).CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", pkg, err, out)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// freePorts returns a port p such that p..p+n-1 are all free on loopback
+// and on all interfaces.
+func freePorts(t *testing.T, n int) int {
+	t.Helper()
+	for try := 0; try < 200; try++ {
+		base := 20000 + rand.IntN(30000)
+		ok := true
+		for p := base; p < base+n && ok; p++ {
+			ln, err := net.Listen("tcp", ":"+strconv.Itoa(p))
+			if err != nil {
+				ok = false
+				break
+			}
+			ln.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatalf("no %d consecutive free ports", n)
+	return 0
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and readers at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// instance is a running `mattingctl up`.
+type instance struct {
+	t      *testing.T
+	home   string
+	port   int
+	cmd    *exec.Cmd
+	stdout syncBuffer
+	stderr syncBuffer
+	done   chan struct{}
+	err    error // from Wait, once done is closed
+	mu     sync.Mutex
+	pids   map[int]bool // every replica pid seen, for cleanup
+}
+
+// run runs mattingctl with args and MATTINGCTL_HOME=home, returning its
+// stdout, stderr and exit code.
+func run(t *testing.T, home string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(mattingctl, args...)
+	cmd.Env = append(os.Environ(), "MATTINGCTL_HOME="+home)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("running mattingctl %v: %v", args, err)
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+// start starts `mattingctl up --port P ARGS...` in the background. The
+// proxy port and replica ports after it are free when it starts.
+func start(t *testing.T, replicas int, args ...string) *instance {
+	t.Helper()
+	return startIn(t, t.TempDir(), replicas, args...)
+}
+
+// startIn is start with the state directory home.
+func startIn(t *testing.T, home string, replicas int, args ...string) *instance {
+	t.Helper()
+	port := freePorts(t, replicas+8)
+	in := &instance{t: t, home: home, port: port, done: make(chan struct{}), pids: map[int]bool{}}
+	full := append([]string{"up", "--port", strconv.Itoa(port), "--host", "127.0.0.1", "--replicas", strconv.Itoa(replicas)}, args...)
+	in.cmd = exec.Command(mattingctl, full...)
+	in.cmd.Env = append(os.Environ(), "MATTINGCTL_HOME="+in.home)
+	in.cmd.Stdout, in.cmd.Stderr = &in.stdout, &in.stderr
+	if err := in.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		in.err = in.cmd.Wait()
+		close(in.done)
+	}()
+	t.Cleanup(in.cleanup)
+	return in
+}
+
+// cleanup kills the supervisor and every replica it was seen to run.
+func (in *instance) cleanup() {
+	_ = in.cmd.Process.Kill()
+	<-in.done
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for pid := range in.pids {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	}
+	if in.t.Failed() {
+		in.t.Logf("mattingctl stdout:\n%s\nmattingctl stderr:\n%s", in.stdout.String(), in.stderr.String())
+	}
+}
+
+func (in *instance) url(path string) string {
+	return "http://127.0.0.1:" + strconv.Itoa(in.port) + path
+}
+
+func (in *instance) ctl(args ...string) (string, string, int) {
+	in.t.Helper()
+	return run(in.t, in.home, args...)
+}
+
+func (in *instance) status() supervisor.Status {
+	in.t.Helper()
+	st, err := in.tryStatus()
+	if err != nil {
+		in.t.Fatal(err)
+	}
+	return st
+}
+
+func (in *instance) tryStatus() (supervisor.Status, error) {
+	in.t.Helper()
+	out, errOut, code := in.ctl("status", "--json")
+	if code != 0 {
+		return supervisor.Status{}, fmt.Errorf("status --json: exit %d: %s", code, errOut)
+	}
+	var st supervisor.Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		return st, fmt.Errorf("status --json printed %q: %v", out, err)
+	}
+	in.mu.Lock()
+	for _, r := range st.Replicas {
+		if r.Pid != 0 {
+			in.pids[r.Pid] = true
+		}
+	}
+	in.mu.Unlock()
+	return st, nil
+}
+
+// waitFor polls cond every 50ms until it holds or timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitReady waits until n replicas are ready and returns the status.
+func (in *instance) waitReady(n int) supervisor.Status {
+	in.t.Helper()
+	var st supervisor.Status
+	waitFor(in.t, 30*time.Second, fmt.Sprintf("%d ready replicas", n), func() bool {
+		select {
+		case <-in.done:
+			in.t.Fatalf("mattingctl up exited early (%v):\n%s", in.err, in.stderr.String())
+		default:
+		}
+		var err error
+		if st, err = in.tryStatus(); err != nil {
+			return false // not serving its socket yet
+		}
+		ready := 0
+		for _, r := range st.Replicas {
+			if r.State == "ready" {
+				ready++
+			}
+		}
+		return ready == n && len(st.Replicas) == n
+	})
+	return st
+}
+
+// wait waits for the supervisor to exit and returns its exit code.
+func (in *instance) wait(timeout time.Duration) int {
+	in.t.Helper()
+	select {
+	case <-in.done:
+	case <-time.After(timeout):
+		in.t.Fatalf("mattingctl up still running after %s", timeout)
+	}
+	var ee *exec.ExitError
+	if errors.As(in.err, &ee) {
+		return ee.ExitCode()
+	}
+	if in.err != nil {
+		in.t.Fatalf("waiting for mattingctl up: %v", in.err)
+	}
+	return 0
+}
+
+// reply is what fakemodel answers.
+type reply struct {
+	Replica int    `json:"replica"`
+	Pid     int    `json:"pid"`
+	XFF     string `json:"xff"`
+	BodyLen int    `json:"body_len"`
+}
+
+var client = &http.Client{
+	Timeout:   30 * time.Second,
+	Transport: &http.Transport{MaxIdleConnsPerHost: 64},
+}
+
+// get sends one request and decodes fakemodel's answer.
+func get(url string) (reply, error) {
+	resp, err := client.Get(url)
+	if err != nil {
+		return reply{}, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return reply{}, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return reply{}, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	var r reply
+	if err := json.Unmarshal(body, &r); err != nil {
+		return reply{}, fmt.Errorf("decoding %q: %w", body, err)
+	}
+	return r, nil
+}
+
+// alive reports whether a process with pid exists (and is not a zombie we
+// could not reap: replicas are children of the supervisor, not of us).
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// The state field follows the command name in parentheses.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}
+
+// portFree reports whether nothing listens on 127.0.0.1:port.
+func portFree(port int) bool {
+	c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
+	if err != nil {
+		return true
+	}
+	c.Close()
+	return false
+}
+
+// load sends requests from c goroutines until stop is closed and counts
+// the answers by outcome.
+type load struct {
+	mu       sync.Mutex
+	ok       int
+	failures []string
+	replicas map[int]int
+	wg       sync.WaitGroup
+	stop     chan struct{}
+}
+
+func startLoad(url string, c int) *load {
+	l := &load{replicas: map[int]int{}, stop: make(chan struct{})}
+	for i := 0; i < c; i++ {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				r, err := get(url)
+				l.mu.Lock()
+				if err != nil {
+					l.failures = append(l.failures, err.Error())
+				} else {
+					l.ok++
+					l.replicas[r.Replica]++
+				}
+				l.mu.Unlock()
+			}
+		}()
+	}
+	return l
+}
+
+func (l *load) finish() (ok int, failures []string, replicas map[int]int) {
+	close(l.stop)
+	l.wg.Wait()
+	return l.ok, l.failures, l.replicas
+}
