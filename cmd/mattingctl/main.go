@@ -10,7 +10,7 @@ import (
 )
 
 func main() {
-	if err := newRootCmd().Execute(); err != nil {
+	if err := newRootCmd(runFuncs{}).Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "mattingctl:", err)
 		os.Exit(1)
 	}

@@ -11,7 +11,15 @@ type globalOptions struct {
 	Name string
 }
 
-func newRootCmd() *cobra.Command {
+// runFuncs replace the commands' work in tests; nil fields mean the real one.
+type runFuncs struct {
+	up     func(*upOptions) error
+	status func(*statusOptions) error
+	scale  func(*scaleOptions) error
+	down   func(*downOptions) error
+}
+
+func newRootCmd(f runFuncs) *cobra.Command {
 	g := &globalOptions{}
 	root := &cobra.Command{
 		Use:   "mattingctl",
@@ -28,6 +36,6 @@ an embedded least-connection proxy.
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVar(&g.Name, "name", supervisor.DefaultName, "instance name, so several can run side by side")
-	root.AddCommand(newUpCmd(g, nil), newStatusCmd(g, nil), newScaleCmd(g, nil), newDownCmd(g, nil))
+	root.AddCommand(newUpCmd(g, f.up), newStatusCmd(g, f.status), newScaleCmd(g, f.scale), newDownCmd(g, f.down))
 	return root
 }

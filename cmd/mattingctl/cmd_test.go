@@ -1,0 +1,88 @@
+package main
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestUpFlags(t *testing.T) {
+	tests := []struct {
+		name  string
+		args  []string
+		check func(t *testing.T, o *upOptions)
+	}{
+		{"defaults", []string{"--", "python3", "app.py"}, func(t *testing.T, o *upOptions) {
+			if o.Replicas != 1 || o.Port != 9110 || o.BasePort != 0 || o.ReadyTimeout != 5*time.Minute ||
+				o.StopTimeout != 30*time.Second || o.Policy != "least_conn" || o.Name != "default" || o.MaxBody != 0 {
+				t.Errorf("defaults: %+v", o.Options)
+			}
+		}},
+		{"all flags", []string{"-r", "4", "-p", "8000", "--base-port", "8100", "--health", "/health", "--ready-timeout", "10s",
+			"--stop-timeout", "5s", "--max-body", "10m", "--policy", "round_robin", "--name", "gpu", "-e", "A=1", "-e", "B=2",
+			"--", "gunicorn", "-b", "127.0.0.1:{port}", "app:app"}, func(t *testing.T, o *upOptions) {
+			if o.Replicas != 4 || o.Port != 8000 || o.BasePort != 8100 || o.Health != "/health" || o.ReadyTimeout != 10*time.Second ||
+				o.StopTimeout != 5*time.Second || o.MaxBody != 10<<20 || o.Policy != "round_robin" || o.Name != "gpu" ||
+				!reflect.DeepEqual(o.Env, []string{"A=1", "B=2"}) {
+				t.Errorf("parsed: %+v", o.Options)
+			}
+			if !reflect.DeepEqual(o.Command, []string{"gunicorn", "-b", "127.0.0.1:{port}", "app:app"}) {
+				t.Errorf("command = %q", o.Command)
+			}
+		}},
+		{"command flags without dash stay the command's", []string{"-r", "2", "python3", "app.py", "-v", "--port", "1"}, func(t *testing.T, o *upOptions) {
+			if o.Replicas != 2 || o.Port != 9110 || !reflect.DeepEqual(o.Command, []string{"python3", "app.py", "-v", "--port", "1"}) {
+				t.Errorf("parsed %d %d %q", o.Replicas, o.Port, o.Command)
+			}
+		}},
+		{"no command", []string{"-r", "2"}, func(t *testing.T, o *upOptions) {
+			if len(o.Command) != 0 {
+				t.Errorf("command = %q", o.Command)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got *upOptions
+			root := newRootCmd(runFuncs{up: func(o *upOptions) error { got = o; return nil }})
+			root.SetArgs(append([]string{"up"}, tt.args...))
+			if err := root.Execute(); err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, got)
+		})
+	}
+}
+
+func TestScaleArgs(t *testing.T) {
+	tests := []struct {
+		args []string
+		want int
+		err  string
+	}{
+		{[]string{"6"}, 6, ""},
+		{[]string{"0"}, 0, ""},
+		{[]string{"--", "-1"}, 0, "must not be negative"},
+		{[]string{"x"}, 0, "not a whole number"},
+		{[]string{}, 0, "accepts 1 arg(s)"},
+		{[]string{"1", "2"}, 0, "accepts 1 arg(s)"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var got *scaleOptions
+			cmd := newRootCmd(runFuncs{scale: func(o *scaleOptions) error { got = o; return nil }})
+			cmd.SetArgs(append([]string{"scale"}, tt.args...))
+			err := cmd.Execute()
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error = %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil || got.Replicas != tt.want || got.Timeout != 6*time.Minute {
+				t.Fatalf("got %+v, %v", got, err)
+			}
+		})
+	}
+}

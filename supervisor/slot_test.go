@@ -1,0 +1,188 @@
+package supervisor
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/mattingctl/mattingctl/balancer"
+	"github.com/mattingctl/mattingctl/replica"
+)
+
+// TestHelperProcess is not a test: it is the replica the slot tests start.
+// Modes: serve (until SIGTERM), exit CODE, serve-for DURATION (then exit 3),
+// unhealthy (listens, /health answers 503).
+func TestHelperProcess(t *testing.T) {
+	if os.Getenv("MATTINGCTL_TEST_HELPER") != "1" {
+		return
+	}
+	args := os.Args
+	for len(args) > 0 && args[0] != "--" {
+		args = args[1:]
+	}
+	args = args[1:]
+	switch args[0] {
+	case "exit":
+		code, _ := strconv.Atoi(args[1])
+		os.Exit(code)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:"+os.Getenv("PORT"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
+		if args[0] == "unhealthy" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	})
+	go func() { _ = http.Serve(ln, mux) }()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM)
+	var after <-chan time.Time
+	if args[0] == "serve-for" {
+		d, _ := time.ParseDuration(args[1])
+		after = time.After(d)
+	}
+	select {
+	case <-sigs:
+		os.Exit(0)
+	case <-after:
+		os.Exit(3)
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// testSlot returns a slot running this test binary as a helper replica.
+func testSlot(t *testing.T, health string, ready time.Duration, restart RestartPolicy, mode ...string) *slot {
+	t.Helper()
+	s := &Supervisor{
+		opts: Options{
+			Command:      append([]string{os.Args[0], "-test.run=TestHelperProcess", "--"}, mode...),
+			Env:          []string{"MATTINGCTL_TEST_HELPER=1"},
+			BasePort:     freePort(t),
+			Health:       health,
+			ReadyTimeout: ready,
+			Restart:      restart,
+		},
+		log: hclog.NewNullLogger(),
+		out: &replica.Output{Stdout: io.Discard, Stderr: io.Discard},
+		bal: balancer.New(balancer.Options{}),
+	}
+	sl := newSlot(s, 1)
+	go sl.run()
+	t.Cleanup(func() {
+		sl.requestStop(time.Now().Add(5 * time.Second))
+		<-sl.done
+	})
+	return sl
+}
+
+func waitState(t *testing.T, sl *slot, want State, timeout time.Duration) ReplicaStatus {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		st := sl.status()
+		if st.State == string(want) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica state %q after %s, want %q (status %+v)", st.State, timeout, want, st)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestSlotTransitions(t *testing.T) {
+	fast := RestartPolicy{Initial: 10 * time.Millisecond, MaxRestarts: 2}
+	tests := []struct {
+		name     string
+		health   string
+		ready    time.Duration
+		mode     []string
+		want     State  // final state reached without a stop
+		errLike  string // in the failure, for Failed
+		restarts int
+	}{
+		{"boot failure is not retried", "", 5 * time.Second, []string{"exit", "1"}, Failed, "exited before becoming ready (exit code 1)", 0},
+		{"never healthy fails at the ready timeout", "/health", 300 * time.Millisecond, []string{"unhealthy"}, Failed, "did not become ready within 300ms", 0},
+		{"repeated crashes after ready end failed", "", 5 * time.Second, []string{"serve-for", "150ms"}, Failed, "crashed 3 times in a row (last: exit code 3)", 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sl := testSlot(t, tt.health, tt.ready, fast, tt.mode...)
+			st := waitState(t, sl, tt.want, 20*time.Second)
+			if !strings.Contains(st.Error, tt.errLike) {
+				t.Errorf("error = %q, want it to contain %q", st.Error, tt.errLike)
+			}
+			if st.Restarts != tt.restarts {
+				t.Errorf("restarts = %d, want %d", st.Restarts, tt.restarts)
+			}
+			if st.Pid != 0 {
+				t.Errorf("a failed replica shows pid %d", st.Pid)
+			}
+		})
+	}
+}
+
+func TestSlotReadyThenStop(t *testing.T) {
+	sl := testSlot(t, "/health", 10*time.Second, RestartPolicy{}, "serve")
+	st := waitState(t, sl, Ready, 10*time.Second)
+	if st.Pid == 0 || st.StartedAt == nil {
+		t.Fatalf("ready replica status %+v", st)
+	}
+	select {
+	case <-sl.firstDone:
+	default:
+		t.Fatal("firstDone not closed once ready")
+	}
+	sl.requestStop(time.Now().Add(5 * time.Second))
+	<-sl.done
+	st = sl.status()
+	// The helper exits 0 on SIGTERM: a requested, graceful stop.
+	if st.State != string(Stopped) || st.LastExit != "exit code 0" || st.Restarts != 0 || st.Error != "" {
+		t.Fatalf("after stop: %+v", st)
+	}
+}
+
+func TestSlotRestartsAfterCrash(t *testing.T) {
+	sl := testSlot(t, "", 10*time.Second, RestartPolicy{Initial: 10 * time.Millisecond}, "serve")
+	first := waitState(t, sl, Ready, 10*time.Second)
+	if err := syscall.Kill(first.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := sl.status()
+		if st.State == string(Ready) && st.Pid != first.Pid {
+			if st.Restarts != 1 || st.LastExit != "signal killed" || st.Port != first.Port {
+				t.Fatalf("after restart: %+v", st)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not restarted: %+v", st)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
