@@ -5,6 +5,11 @@
 // Query parameters: sleep=DURATION delays the answer; crash=1 makes the
 // process exit abruptly without answering; stream=N writes N chunks, one
 // every sleep.
+//
+// With -service and -limit it emulates an overloaded model server: every
+// request takes the service time, and past limit concurrent requests it
+// drops the connection (a TCP reset), as a single Flask process does
+// under a flood.
 package main
 
 import (
@@ -28,6 +33,8 @@ func main() {
 	listenDelay := flag.Duration("listen-delay", 0, "wait this long before listening")
 	failStart := flag.Bool("fail-start", false, "exit 1 at once, as a broken model server would")
 	ignoreTerm := flag.Bool("ignore-term", false, "ignore SIGTERM, so only SIGKILL stops it")
+	service := flag.Duration("service", 0, "service time of every request (added to sleep=)")
+	limit := flag.Int64("limit", 0, "drop connections past this many concurrent requests (0: no limit)")
 	flag.Parse()
 
 	if *failStart {
@@ -47,7 +54,7 @@ func main() {
 		os.Exit(1)
 	}
 	start := time.Now()
-	var served atomic.Int64
+	var served, active atomic.Int64
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
@@ -58,9 +65,16 @@ func main() {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if n := active.Add(1); *limit > 0 && n > *limit {
+			active.Add(-1)
+			drop(w)
+			return
+		}
+		defer active.Add(-1)
 		n, _ := io.Copy(io.Discard, r.Body)
 		q := r.URL.Query()
 		sleep, _ := time.ParseDuration(q.Get("sleep"))
+		sleep += *service
 		if q.Get("crash") != "" {
 			fmt.Fprintln(os.Stderr, "fakemodel: crashing as asked")
 			os.Exit(3)
@@ -108,4 +122,16 @@ func main() {
 		fmt.Fprintln(os.Stderr, "fakemodel:", err)
 		os.Exit(1)
 	}
+}
+
+// drop resets the request's connection without answering.
+func drop(w http.ResponseWriter) {
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0) // close with RST, not FIN
+	}
+	conn.Close()
 }
