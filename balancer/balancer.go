@@ -139,6 +139,9 @@ func (b *Balancer) Remove(be *Backend) <-chan struct{} {
 		}
 	}
 	be.inRotation = false
+	if be.idle != nil {
+		return be.idle // already draining: the earlier caller waits too
+	}
 	idle := make(chan struct{})
 	if be.inflight.Load() == 0 {
 		close(idle)

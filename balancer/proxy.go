@@ -82,6 +82,9 @@ func (b *Balancer) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int
 	case errors.As(err, &tooLarge):
 		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("request body is over the limit of %d bytes", limit)
 	case errors.Is(err, os.ErrDeadlineExceeded):
+		// Otherwise the server, before answering, reads the rest of the
+		// body to reuse the connection, with no deadline left: forever.
+		w.Header().Set("Connection", "close")
 		return nil, http.StatusRequestTimeout, fmt.Errorf("client sent no body data for %s", b.opts.ClientTimeout)
 	default:
 		return nil, 0, err
@@ -98,8 +101,10 @@ type idleTimeoutReader struct {
 }
 
 func (t *idleTimeoutReader) Read(p []byte) (int, error) {
-	// Moving the deadline costs a timer update; once a second is enough.
-	if now := time.Now(); now.Sub(t.extended) > time.Second {
+	// Moving the deadline costs a timer update; once a second is enough,
+	// or every quarter of a shorter timeout, so that a pause of at least
+	// three quarters of the timeout is always allowed.
+	if now := time.Now(); now.Sub(t.extended) > min(time.Second, t.timeout/4) {
 		_ = t.rc.SetReadDeadline(now.Add(t.timeout))
 		t.extended = now
 	}

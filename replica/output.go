@@ -33,9 +33,12 @@ func (o *Output) copyLines(w io.Writer, name string, r io.ReadCloser) {
 	prefix := []byte(name + " | ")
 	br := bufio.NewReaderSize(r, maxLine)
 	var buf []byte
+	split := false // the previous piece ended a full buffer, not a line
 	for {
 		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
+		// A line of a multiple of maxLine bytes leaves only its newline
+		// for the last piece; that piece ends the line already written.
+		if len(line) > 0 && !(split && len(line) == 1 && line[0] == '\n') {
 			buf = append(append(buf[:0], prefix...), line...)
 			if buf[len(buf)-1] != '\n' {
 				buf = append(buf, '\n')
@@ -44,7 +47,8 @@ func (o *Output) copyLines(w io.Writer, name string, r io.ReadCloser) {
 			_, _ = w.Write(buf)
 			o.mu.Unlock()
 		}
-		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+		split = errors.Is(err, bufio.ErrBufferFull)
+		if err != nil && !split {
 			return
 		}
 	}

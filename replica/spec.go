@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Spec describes one replica: what to run and where it must listen.
@@ -70,7 +71,7 @@ func CheckCommand(command []string) error {
 		return fmt.Errorf("command %q not found in $PATH", command[0])
 	case errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("command %q: no such file", command[0])
-	case errors.Is(err, fs.ErrPermission):
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EISDIR):
 		return fmt.Errorf("command %q is not an executable file", command[0])
 	default:
 		return fmt.Errorf("command %q cannot be run: %v", command[0], err)

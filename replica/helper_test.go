@@ -1,0 +1,176 @@
+package replica
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// helperGate is passed to helper processes through Spec.Env; without it
+// TestHelperProcess is an ordinary, empty test.
+const helperGate = "MATTINGCTL_TEST_HELPER_PROCESS=1"
+
+// helperEnv is the environment a helper gets through Spec.Env. A
+// race-enabled binary otherwise sleeps a second on exit.
+var helperEnv = []string{helperGate, "GORACE=atexit_sleep_ms=0"}
+
+// TestHelperProcess is not a test: it is the fake replica the process tests
+// start, as os/exec's own tests do. Its mode follows "--" in os.Args.
+func TestHelperProcess(t *testing.T) {
+	if os.Getenv("MATTINGCTL_TEST_HELPER_PROCESS") != "1" {
+		return
+	}
+	args := os.Args
+	for i, a := range args {
+		if a == "--" {
+			args = args[i+1:]
+			break
+		}
+	}
+	if len(args) == 0 {
+		fmt.Fprintln(os.Stderr, "helper: no mode")
+		os.Exit(2)
+	}
+	switch mode, rest := args[0], args[1:]; mode {
+	case "exit":
+		code, _ := strconv.Atoi(rest[0])
+		os.Exit(code)
+	case "sleep":
+		fmt.Println("ready")
+		time.Sleep(time.Hour)
+	case "trapterm":
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, syscall.SIGTERM)
+		fmt.Println("ready")
+		<-c
+		fmt.Println("got SIGTERM")
+		os.Exit(0)
+	case "ignoreterm":
+		signal.Ignore(syscall.SIGTERM)
+		fmt.Println("ready")
+		time.Sleep(time.Hour)
+	case "spawn":
+		// A child that leaves behind a grandchild which ignores SIGTERM
+		// and shares its process group (and stdout).
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, syscall.SIGTERM)
+		gc := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "--", "ignoreterm")
+		gc.Stdout, gc.Stderr = os.Stdout, os.Stderr
+		if err := gc.Start(); err != nil {
+			fmt.Fprintln(os.Stderr, "helper: starting grandchild:", err)
+			os.Exit(2)
+		}
+		fmt.Printf("grandchild %d\n", gc.Process.Pid)
+		<-c
+		os.Exit(0)
+	case "env":
+		fmt.Println("PORT=" + os.Getenv("PORT"))
+		fmt.Println("MATTINGCTL_REPLICA=" + os.Getenv("MATTINGCTL_REPLICA"))
+		fmt.Println("HELPER_EXTRA=" + os.Getenv("HELPER_EXTRA"))
+		fmt.Println("ARGS=" + strings.Join(rest, " "))
+		os.Exit(0)
+	case "stderr":
+		fmt.Fprintln(os.Stderr, "to stderr")
+		fmt.Println("to stdout")
+		os.Exit(0)
+	default:
+		fmt.Fprintln(os.Stderr, "helper: unknown mode", mode)
+		os.Exit(2)
+	}
+}
+
+// helperCommand is the command line that runs TestHelperProcess in mode.
+func helperCommand(mode ...string) []string {
+	return append([]string{os.Args[0], "-test.run=^TestHelperProcess$", "--"}, mode...)
+}
+
+// syncBuffer is a bytes.Buffer that the Output goroutines may write while
+// the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// capture is an Output whose streams the test can read.
+type capture struct {
+	out            *Output
+	stdout, stderr *syncBuffer
+}
+
+func newCapture() capture {
+	c := capture{stdout: &syncBuffer{}, stderr: &syncBuffer{}}
+	c.out = &Output{Stdout: c.stdout, Stderr: c.stderr}
+	return c
+}
+
+// startHelper starts TestHelperProcess in mode as replica 1 and kills its
+// process group when the test ends.
+func startHelper(t *testing.T, c capture, mode ...string) *Process {
+	t.Helper()
+	spec := Spec{ID: 1, Port: 1, Command: helperCommand(mode...), Env: helperEnv}
+	p, err := Start(spec, c.out)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() { _ = p.Kill() })
+	return p
+}
+
+// waitFor polls cond until it holds or d passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitExit waits up to d for p to exit and returns how it did.
+func waitExit(t *testing.T, p *Process, d time.Duration) Exit {
+	t.Helper()
+	select {
+	case <-p.Done():
+		return p.Exit()
+	case <-time.After(d):
+		t.Fatalf("process %d did not exit within %s", p.Pid(), d)
+		return Exit{}
+	}
+}
+
+// freePort returns a TCP port on 127.0.0.1 that nothing listens on.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return port
+}

@@ -1,0 +1,182 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestNewProbe(t *testing.T) {
+	p := NewProbe(8007, "/healthz")
+	if p.Addr != "127.0.0.1:8007" || p.Path != "/healthz" {
+		t.Errorf("NewProbe(8007, /healthz) = %+v", p)
+	}
+}
+
+func TestProbeCheckTCP(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	closed := freePort(t)
+
+	tests := []struct {
+		name    string
+		addr    string
+		wantErr bool
+	}{
+		{"listening", ln.Addr().String(), false},
+		{"closed", net.JoinHostPort("127.0.0.1", strconv.Itoa(closed)), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := Probe{Addr: tt.addr, Timeout: 5 * time.Second}.Check(context.Background())
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("Check() = %v, want error: %v", err, tt.wantErr)
+			}
+			if tt.wantErr && !errors.Is(err, syscall.ECONNREFUSED) {
+				t.Errorf("Check() = %v, want connection refused", err)
+			}
+		})
+	}
+}
+
+func TestProbeCheckHTTP(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/ok":
+			w.WriteHeader(http.StatusOK)
+		case "/created":
+			w.WriteHeader(http.StatusCreated)
+		case "/loading":
+			http.Error(w, "model loading", http.StatusServiceUnavailable)
+		case "/redirect":
+			http.Redirect(w, r, "/ok", http.StatusFound)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	addr := srv.Listener.Addr().String()
+	closed := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
+
+	tests := []struct {
+		name    string
+		addr    string
+		path    string
+		wantErr string // a substring of the error; empty means no error
+	}{
+		{"200", addr, "/ok", ""},
+		{"201", addr, "/created", ""},
+		{"503 names the path", addr, "/loading", "GET /loading answered 503 Service Unavailable"},
+		{"404", addr, "/missing", "GET /missing answered 404 Not Found"},
+		{"redirect is not followed", addr, "/redirect", "GET /redirect answered 302 Found"},
+		{"connection refused", closed, "/ok", "connection refused"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := Probe{Addr: tt.addr, Path: tt.path, Timeout: 5 * time.Second}.Check(context.Background())
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("Check() = %v, want nil", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("Check() = %v, want an error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestProbeCheckTimeout(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+
+	start := time.Now()
+	err := Probe{Addr: srv.Listener.Addr().String(), Path: "/slow", Timeout: 200 * time.Millisecond}.Check(context.Background())
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Check() = %v, want a deadline error", err)
+	}
+	if elapsed := time.Since(start); elapsed > 10*time.Second {
+		t.Errorf("Check took %s with a 200ms timeout", elapsed)
+	}
+}
+
+// fakeProcess is a Process that has not exited, for WaitReady.
+func fakeProcess() *Process { return &Process{done: make(chan struct{})} }
+
+func TestWaitReadyPasses(t *testing.T) {
+	t.Parallel()
+	// The server answers 503 three times, as a model still loading would.
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) <= 3 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	p := Probe{Addr: srv.Listener.Addr().String(), Path: "/healthz", Timeout: 5 * time.Second}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := p.WaitReady(ctx, fakeProcess(), 20*time.Millisecond); err != nil {
+		t.Fatalf("WaitReady() = %v, want nil", err)
+	}
+	if n := calls.Load(); n != 4 {
+		t.Errorf("%d checks, want 4 (three failures, then success)", n)
+	}
+}
+
+func TestWaitReadyProcessExits(t *testing.T) {
+	t.Parallel()
+	proc := startHelper(t, newCapture(), "exit", "2")
+	p := Probe{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))), Timeout: time.Second}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := p.WaitReady(ctx, proc, 20*time.Millisecond)
+	var exited *ErrExited
+	if !errors.As(err, &exited) {
+		t.Fatalf("WaitReady() = %v, want *ErrExited", err)
+	}
+	if exited.Exit != (Exit{Code: 2}) {
+		t.Errorf("ErrExited.Exit = %+v, want exit code 2", exited.Exit)
+	}
+	if want := "exited before becoming ready (exit code 2)"; err.Error() != want {
+		t.Errorf("Error() = %q, want %q", err, want)
+	}
+}
+
+func TestWaitReadyDeadline(t *testing.T) {
+	t.Parallel()
+	p := Probe{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))), Timeout: time.Second}
+	const wait = 200 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	start := time.Now()
+	err := p.WaitReady(ctx, fakeProcess(), 20*time.Millisecond)
+	elapsed := time.Since(start)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitReady() = %v, want context.DeadlineExceeded", err)
+	}
+	// The last check is usually refused, but one cut short by the
+	// deadline reports the timeout instead.
+	if msg := err.Error(); !strings.Contains(msg, "(last check: dial tcp "+p.Addr+": ") {
+		t.Errorf("WaitReady() = %q, want the last check's failure in it", msg)
+	}
+	if elapsed < wait || elapsed > 10*time.Second {
+		t.Errorf("WaitReady returned after %s with a %s deadline", elapsed, wait)
+	}
+}
