@@ -1,11 +1,15 @@
 // Package balancer is mattingctl's reverse proxy: it sends each request to
 // one ready backend chosen by a Policy, counting every backend's in-flight
-// requests exactly, and takes backends in and out of rotation for the
+// requests exactly, holds the excess in a bounded FIFO queue when every
+// backend is at its cap, retries requests a backend failed to answer on
+// another one, and takes backends in and out of rotation for the
 // supervisor, which owns the processes behind them.
 package balancer
 
 import (
+	"math"
 	"sync/atomic"
+	"time"
 )
 
 // Backend is one replica as the proxy sees it. The supervisor creates one
@@ -17,6 +21,9 @@ type Backend struct {
 	Name string
 	// Addr is the host:port requests are sent to.
 	Addr string
+	// Weight is the backend's share under the weighted policy; zero or less
+	// counts as 1. Set it before the backend is added.
+	Weight int
 
 	// inflight is changed only under the owning Balancer's mu, so that a
 	// policy's choice and the count it reads agree; it is atomic so that
@@ -25,14 +32,21 @@ type Backend struct {
 	requests atomic.Uint64
 	errors   atomic.Uint64
 
+	// failed receives a value when the proxy takes the backend out of
+	// rotation because it did not answer (passive health).
+	failed chan struct{}
+
 	// Guarded by the owning Balancer's mu.
 	inRotation bool
 	idle       chan struct{} // closed when out of rotation and inflight is 0
+	current    int           // smooth weighted round robin's running weight
+	latency    float64       // peak-EWMA of response time, in seconds
+	latencyAt  time.Time     // when latency was last updated
 }
 
 // NewBackend returns a backend named name at addr, not yet in rotation.
 func NewBackend(id int, name, addr string) *Backend {
-	return &Backend{ID: id, Name: name, Addr: addr}
+	return &Backend{ID: id, Name: name, Addr: addr, failed: make(chan struct{}, 1)}
 }
 
 // InFlight returns the number of requests the backend is serving now.
@@ -44,3 +58,26 @@ func (b *Backend) Requests() uint64 { return b.requests.Load() }
 // Errors returns how many of its requests failed: no response from the
 // backend, or a 5xx response.
 func (b *Backend) Errors() uint64 { return b.errors.Load() }
+
+// Failed delivers a value each time the proxy takes the backend out of
+// rotation because it refused, reset or dropped a request. The owner
+// should check it (a readiness probe) and Add it back when it is well.
+func (b *Backend) Failed() <-chan struct{} { return b.failed }
+
+// latencyDecay is the time constant of the peak-EWMA latency: a sample's
+// weight halves in about 7 s (Linkerd and Finagle use 10 s).
+const latencyDecay = 10 * time.Second
+
+// observe folds one response time into the backend's peak-EWMA latency:
+// a slower sample is taken at once, a faster one is blended in gradually.
+// The caller holds the balancer's lock.
+func (b *Backend) observe(d time.Duration, now time.Time) {
+	s := d.Seconds()
+	if b.latencyAt.IsZero() || s > b.latency {
+		b.latency = s
+	} else {
+		w := math.Exp(-float64(now.Sub(b.latencyAt)) / float64(latencyDecay))
+		b.latency = b.latency*w + s*(1-w)
+	}
+	b.latencyAt = now
+}

@@ -1,12 +1,14 @@
 package balancer
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -18,7 +20,8 @@ const (
 	DefaultMaxBody         = 50 << 20
 	DefaultClientTimeout   = time.Minute
 	DefaultUpstreamTimeout = 600 * time.Second
-	DefaultConnectTimeout  = 2 * time.Second
+	DefaultConnectTimeout  = time.Second
+	DefaultQueueTimeout    = 30 * time.Second
 )
 
 // Options configure a Balancer.
@@ -36,9 +39,23 @@ type Options struct {
 	// UpstreamTimeout bounds the wait for a backend's response headers once
 	// the request is sent. Zero means DefaultUpstreamTimeout.
 	UpstreamTimeout time.Duration
-	// ConnectTimeout bounds connecting to a backend. Zero means
-	// DefaultConnectTimeout.
+	// ConnectTimeout bounds connecting to a backend; short, so that a hung
+	// backend is skipped fast. Zero means DefaultConnectTimeout.
 	ConnectTimeout time.Duration
+	// MaxInflight caps the requests in flight on each backend; the excess
+	// waits in the queue. Zero means no cap.
+	MaxInflight int
+	// QueueSize bounds the requests waiting for a backend with room; one
+	// more is answered 503 at once. Zero means no queue.
+	QueueSize int
+	// QueueTimeout bounds a request's wait in the queue; past it the
+	// request is answered 503. Zero means DefaultQueueTimeout.
+	QueueTimeout time.Duration
+	// Retries is how many more backends a request may be sent to when one
+	// refuses, resets or drops it before sending any response. A request
+	// during which a backend died is retried once at most, so one poison
+	// input cannot take down every backend in turn. Zero means none.
+	Retries int
 	// Logger receives the proxy's own errors. Nil means no logging.
 	Logger hclog.Logger
 }
@@ -59,6 +76,9 @@ func (o *Options) setDefaults() {
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = DefaultConnectTimeout
 	}
+	if o.QueueTimeout <= 0 {
+		o.QueueTimeout = DefaultQueueTimeout
+	}
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
 	}
@@ -71,9 +91,45 @@ type Balancer struct {
 	transport *http.Transport
 	server    *http.Server
 
-	mu   sync.Mutex // guards pool and every backend's inflight, inRotation and idle
-	pool []*Backend // backends in rotation, in the order they were added
+	// mu guards pool, queue, scratch, serviceTime and every backend's
+	// inflight, inRotation, idle, current and latency.
+	mu          sync.Mutex
+	pool        []*Backend // backends in rotation, in the order they were added
+	queue       list.List  // of *waiter, oldest first
+	scratch     []*Backend // pickLocked's buffer
+	serviceTime ewma       // of all responses, for Retry-After
+
+	queued   atomic.Int64  // queue length, for lock-free status reads
+	rejected atomic.Uint64 // answered 503: no backend, queue full or timed out
+	retried  atomic.Uint64 // attempts after the first
+	failed   atomic.Uint64 // answered 502 or 504: no backend answered
 }
+
+// Stats are the balancer's counters since it started.
+type Stats struct {
+	// Queued is the number of requests waiting for a backend now.
+	Queued int
+	// Rejected counts requests answered 503: no backend in rotation, queue
+	// full, or queue timeout.
+	Rejected uint64
+	// Retried counts attempts after the first, on another backend.
+	Retried uint64
+	// Failed counts requests no backend answered (502 or 504).
+	Failed uint64
+}
+
+// Stats returns the balancer's counters.
+func (b *Balancer) Stats() Stats {
+	return Stats{
+		Queued:   int(b.queued.Load()),
+		Rejected: b.rejected.Load(),
+		Retried:  b.retried.Load(),
+		Failed:   b.failed.Load(),
+	}
+}
+
+// MaxInflight returns the per-backend cap, 0 for none.
+func (b *Balancer) MaxInflight() int { return b.opts.MaxInflight }
 
 // New returns a balancer with no backends in rotation.
 func New(opts Options) *Balancer {
@@ -103,7 +159,7 @@ func New(opts Options) *Balancer {
 		BufferPool:     bufferPool{},
 		ErrorLog:       errLog,
 		ModifyResponse: countServerErrors,
-		ErrorHandler:   b.proxyError,
+		ErrorHandler:   proxyError,
 	}
 	b.server = &http.Server{
 		Handler:           b,
@@ -124,6 +180,7 @@ func (b *Balancer) Add(be *Backend) {
 	be.inRotation = true
 	be.idle = nil
 	b.pool = append(b.pool, be)
+	b.dispatchLocked()
 }
 
 // Remove takes be out of rotation: no new request is sent to it. The
@@ -132,13 +189,7 @@ func (b *Balancer) Add(be *Backend) {
 func (b *Balancer) Remove(be *Backend) <-chan struct{} {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for i, p := range b.pool {
-		if p == be {
-			b.pool = append(b.pool[:i:i], b.pool[i+1:]...)
-			break
-		}
-	}
-	be.inRotation = false
+	b.removeLocked(be)
 	if be.idle != nil {
 		return be.idle // already draining: the earlier caller waits too
 	}
@@ -151,28 +202,28 @@ func (b *Balancer) Remove(be *Backend) <-chan struct{} {
 	return idle
 }
 
-// acquire chooses a backend for r and counts the request in flight on it,
-// or returns nil when no backend is in rotation.
-func (b *Balancer) acquire(r *http.Request) *Backend {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(b.pool) == 0 {
-		return nil
+func (b *Balancer) removeLocked(be *Backend) {
+	for i, p := range b.pool {
+		if p == be {
+			b.pool = append(b.pool[:i:i], b.pool[i+1:]...)
+			break
+		}
 	}
-	be := b.opts.Policy.Select(b.pool, r)
-	if be != nil {
-		be.inflight.Add(1)
-	}
-	return be
+	be.inRotation = false
 }
 
-func (b *Balancer) release(be *Backend) {
-	be.requests.Add(1)
+// markFailed takes be out of rotation at once because it did not answer
+// (passive health) and tells its owner through be.Failed.
+func (b *Balancer) markFailed(be *Backend) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	if be.inflight.Add(-1) == 0 && be.idle != nil {
-		close(be.idle)
-		be.idle = nil
+	was := be.inRotation
+	b.removeLocked(be)
+	b.mu.Unlock()
+	if was {
+		select {
+		case be.failed <- struct{}{}:
+		default:
+		}
 	}
 }
 

@@ -15,12 +15,20 @@ import (
 	"time"
 )
 
-type backendKey struct{}
+type attemptKey struct{}
+
+// attempt is one try of a request on one backend.
+type attempt struct {
+	be  *Backend
+	err error // set by the proxy when the backend sent no response
+}
 
 // ServeHTTP reads the request body in full (up to MaxBody), then forwards
-// the request to the backend the policy picks and streams its response back.
-// Reading the body first keeps slow uploads from holding a model server
-// busy, as nginx's request buffering does.
+// the request to the backend the policy picks, waiting in the queue if all
+// are at their cap, and streams the response back. Reading the body first
+// keeps slow uploads from holding a model server busy, as nginx's request
+// buffering does, and lets a request that a backend refused or dropped be
+// sent again to another.
 func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, status, err := b.readBody(w, r)
 	if err != nil {
@@ -29,15 +37,64 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	be := b.acquire(r)
-	if be == nil {
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, "no ready replica: all replicas are starting, restarting or stopped")
-		return
+	ctx := r.Context()
+	died := false // a backend died during this request once already
+	for try := 0; ; try++ {
+		be, err := b.acquire(ctx, r, try > 0)
+		if err != nil {
+			if ctx.Err() == nil {
+				b.rejected.Add(1)
+				w.Header().Set("Retry-After", strconv.Itoa(b.retryAfter()))
+				writeError(w, http.StatusServiceUnavailable, err.Error())
+			}
+			return
+		}
+		if try > 0 {
+			b.retried.Add(1)
+		}
+		a := b.forward(w, r, body, be)
+		if a.err == nil {
+			return
+		}
+		if ctx.Err() != nil {
+			return // the client went away; nobody is listening
+		}
+		be.errors.Add(1)
+		kind := classify(a.err)
+		if kind != slow {
+			b.markFailed(be)
+		}
+		retry := kind != slow && try < b.opts.Retries && !(kind == dropped && died)
+		b.opts.Logger.Warn("replica did not answer", "replica", be.Name, "method", r.Method, "path", r.URL.Path,
+			"error", a.err, "retrying", retry)
+		if !retry {
+			b.failed.Add(1)
+			status := http.StatusBadGateway
+			if kind == slow {
+				status = http.StatusGatewayTimeout
+			}
+			writeError(w, status, be.Name+" did not answer: "+a.err.Error())
+			return
+		}
+		died = died || kind == dropped
 	}
-	defer b.release(be)
+}
 
-	out := r.WithContext(context.WithValue(r.Context(), backendKey{}, be))
+// forward sends one attempt of r to be and releases be afterwards. The
+// attempt's err is set when be sent no response, so nothing has been
+// written to w and the request may be tried again.
+func (b *Balancer) forward(w http.ResponseWriter, r *http.Request, body []byte, be *Backend) *attempt {
+	a := &attempt{be: be}
+	start := time.Now()
+	defer func() {
+		var d time.Duration
+		if a.err == nil {
+			d = time.Since(start)
+		}
+		be.requests.Add(1)
+		b.release(be, d)
+	}()
+	out := r.WithContext(context.WithValue(r.Context(), attemptKey{}, a))
 	out.ContentLength = int64(len(body))
 	out.TransferEncoding = nil
 	if len(body) == 0 {
@@ -51,6 +108,29 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	b.proxy.ServeHTTP(w, out)
+	return a
+}
+
+// How a backend failed to answer.
+type failure int
+
+const (
+	refused failure = iota // no connection: the request never reached it
+	dropped                // connection reset or closed before any response
+	slow                   // no response within the upstream timeout
+)
+
+func classify(err error) failure {
+	var op *net.OpError
+	var ne net.Error
+	switch {
+	case errors.As(err, &op) && op.Op == "dial":
+		return refused
+	case errors.As(err, &ne) && ne.Timeout():
+		return slow
+	default:
+		return dropped
+	}
 }
 
 // readBody reads r's body whole. On failure it returns the status to answer
@@ -112,9 +192,11 @@ func (t *idleTimeoutReader) Read(p []byte) (int, error) {
 }
 
 func rewrite(pr *httputil.ProxyRequest) {
-	be := pr.In.Context().Value(backendKey{}).(*Backend)
+	a := pr.In.Context().Value(attemptKey{}).(*attempt)
 	pr.Out.URL.Scheme = "http"
-	pr.Out.URL.Host = be.Addr
+	pr.Out.URL.Host = a.be.Addr
+	// The client's 100-continue was answered when its body was read.
+	pr.Out.Header.Del("Expect")
 	// Append to, rather than replace, what earlier proxies recorded.
 	pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
 	pr.SetXForwarded()
@@ -122,25 +204,15 @@ func rewrite(pr *httputil.ProxyRequest) {
 
 func countServerErrors(resp *http.Response) error {
 	if resp.StatusCode >= 500 {
-		resp.Request.Context().Value(backendKey{}).(*Backend).errors.Add(1)
+		resp.Request.Context().Value(attemptKey{}).(*attempt).be.errors.Add(1)
 	}
 	return nil
 }
 
-// proxyError answers a request the backend did not answer.
-func (b *Balancer) proxyError(w http.ResponseWriter, r *http.Request, err error) {
-	be := r.Context().Value(backendKey{}).(*Backend)
-	if r.Context().Err() != nil {
-		return // the client went away; nobody is listening
-	}
-	be.errors.Add(1)
-	status := http.StatusBadGateway
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		status = http.StatusGatewayTimeout
-	}
-	b.opts.Logger.Warn("replica did not answer", "replica", be.Name, "method", r.Method, "path", r.URL.Path, "error", err)
-	writeError(w, status, be.Name+" did not answer: "+err.Error())
+// proxyError records that the backend sent no response; ServeHTTP decides
+// whether to try another backend or answer the client.
+func proxyError(_ http.ResponseWriter, r *http.Request, err error) {
+	r.Context().Value(attemptKey{}).(*attempt).err = err
 }
 
 func writeError(w http.ResponseWriter, status int, msg string) {

@@ -313,9 +313,19 @@ func TestNoBackend(t *testing.T) {
 
 func TestBackendDown(t *testing.T) {
 	be := NewBackend(3, "replica-3", closedAddr(t))
-	_, srv := newTestBalancer(t, Options{}, be)
+	bal, srv := newTestBalancer(t, Options{}, be)
 
 	for i := range 2 {
+		if i > 0 {
+			// Passive health took it out of rotation and told its owner;
+			// the owner puts it back (here without checking).
+			select {
+			case <-be.Failed():
+			default:
+				t.Fatal("a backend that refused the connection was not reported on Failed()")
+			}
+			bal.Add(be)
+		}
 		resp, err := srv.Client().Get(srv.URL + "/predict")
 		if err != nil {
 			t.Fatal(err)

@@ -1,0 +1,167 @@
+package balancer
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"math"
+	"net/http"
+	"time"
+)
+
+// Why a request got no backend.
+var (
+	errNoBackend    = errors.New("no ready replica: all replicas are starting, restarting or stopped")
+	errQueueFull    = errors.New("all replicas are busy and the queue is full")
+	errQueueTimeout = errors.New("all replicas stayed busy for the whole queue timeout")
+)
+
+// waiter is a request queued for a backend.
+type waiter struct {
+	r     *http.Request
+	ready chan *Backend // receives the backend chosen for it, once
+	elem  *list.Element // its place in the queue; nil once dispatched
+}
+
+// acquire chooses a backend for r and counts the request in flight on it.
+// When every backend is at its cap, r waits in the FIFO queue (at the
+// front when retry is set: it has waited once already) until a backend has
+// room, the queue timeout passes or ctx ends. It fails at once when no
+// backend is in rotation or the queue is full.
+func (b *Balancer) acquire(ctx context.Context, r *http.Request, retry bool) (*Backend, error) {
+	b.mu.Lock()
+	if len(b.pool) == 0 {
+		b.mu.Unlock()
+		return nil, errNoBackend
+	}
+	// Requests already waiting go first: FIFO.
+	if b.queue.Len() == 0 || retry {
+		if be := b.pickLocked(r); be != nil {
+			be.inflight.Add(1)
+			b.mu.Unlock()
+			return be, nil
+		}
+	}
+	if b.queue.Len() >= b.opts.QueueSize {
+		b.mu.Unlock()
+		return nil, errQueueFull
+	}
+	w := &waiter{r: r, ready: make(chan *Backend, 1)}
+	if retry {
+		w.elem = b.queue.PushFront(w)
+	} else {
+		w.elem = b.queue.PushBack(w)
+	}
+	b.queued.Store(int64(b.queue.Len()))
+	b.mu.Unlock()
+
+	t := time.NewTimer(b.opts.QueueTimeout)
+	defer t.Stop()
+	var err error
+	select {
+	case be := <-w.ready:
+		return be, nil
+	case <-t.C:
+		err = errQueueTimeout
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	b.mu.Lock()
+	if w.elem != nil {
+		b.queue.Remove(w.elem)
+		b.queued.Store(int64(b.queue.Len()))
+		b.mu.Unlock()
+		return nil, err
+	}
+	b.mu.Unlock()
+	// Dispatched just as it gave up: a timed-out request takes its turn, a
+	// departed client gives it back.
+	be := <-w.ready
+	if ctx.Err() != nil {
+		b.release(be, 0)
+		return nil, ctx.Err()
+	}
+	return be, nil
+}
+
+// pickLocked asks the policy to choose among the backends in rotation that
+// have room. The caller holds b.mu.
+func (b *Balancer) pickLocked(r *http.Request) *Backend {
+	room := b.scratch[:0]
+	for _, be := range b.pool {
+		if b.opts.MaxInflight <= 0 || be.inflight.Load() < int64(b.opts.MaxInflight) {
+			room = append(room, be)
+		}
+	}
+	b.scratch = room[:0]
+	if len(room) == 0 {
+		return nil
+	}
+	return b.opts.Policy.Select(room, r)
+}
+
+// dispatchLocked hands backends with room to the requests at the head of
+// the queue. The caller holds b.mu.
+func (b *Balancer) dispatchLocked() {
+	for b.queue.Len() > 0 {
+		front := b.queue.Front()
+		w := front.Value.(*waiter)
+		be := b.pickLocked(w.r)
+		if be == nil {
+			break
+		}
+		be.inflight.Add(1)
+		b.queue.Remove(front)
+		w.elem = nil
+		w.ready <- be
+	}
+	b.queued.Store(int64(b.queue.Len()))
+}
+
+// release ends a request on be that took d (zero: not to be measured),
+// and gives be's room to the next queued request.
+func (b *Balancer) release(be *Backend, d time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if d > 0 {
+		now := time.Now()
+		be.observe(d, now)
+		b.serviceTime.observe(d)
+	}
+	if be.inflight.Add(-1) == 0 && be.idle != nil {
+		close(be.idle)
+		be.idle = nil
+	}
+	b.dispatchLocked()
+}
+
+// retryAfter estimates, in whole seconds, when a rejected client will find
+// room: the queue's length over the total capacity, times the mean service
+// time. The caller holds no lock.
+func (b *Balancer) retryAfter() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	capacity := float64(len(b.pool))
+	if b.opts.MaxInflight > 0 {
+		capacity *= float64(b.opts.MaxInflight)
+	}
+	secs := float64(b.queue.Len()+1) / math.Max(capacity, 1) * b.serviceTime.mean
+	return int(math.Min(math.Max(math.Ceil(secs), 1), 3600))
+}
+
+// ewma is an exponentially weighted mean of service times, in seconds.
+type ewma struct {
+	mean float64
+	n    int
+}
+
+func (e *ewma) observe(d time.Duration) {
+	const alpha = 0.05
+	s := d.Seconds()
+	if e.n < 20 { // a plain mean until there are enough samples
+		e.n++
+		e.mean += (s - e.mean) / float64(e.n)
+		return
+	}
+	e.mean += alpha * (s - e.mean)
+}
