@@ -13,14 +13,24 @@ import (
 
 // Status is what `mattingctl status --json` prints.
 type Status struct {
-	Name      string          `json:"name"`
-	Port      int             `json:"port"`
-	Pid       int             `json:"pid"`
-	Desired   int             `json:"desired"`
-	Command   []string        `json:"command"`
-	Policy    string          `json:"policy"`
-	StartedAt time.Time       `json:"started_at"`
-	Replicas  []ReplicaStatus `json:"replicas"`
+	Name      string    `json:"name"`
+	Port      int       `json:"port"`
+	Pid       int       `json:"pid"`
+	Desired   int       `json:"desired"`
+	Command   []string  `json:"command"`
+	Policy    string    `json:"policy"`
+	StartedAt time.Time `json:"started_at"`
+	// Queued is the number of requests waiting for a replica with room,
+	// out of at most QueueMax.
+	Queued   int `json:"queued"`
+	QueueMax int `json:"queue_max"`
+	// Rejected counts requests answered 503 (no ready replica, queue full,
+	// queue timeout), Retried the attempts sent to another replica after
+	// one failed, and Failed the requests no replica answered (502, 504).
+	Rejected uint64          `json:"rejected"`
+	Retried  uint64          `json:"retried"`
+	Failed   uint64          `json:"failed"`
+	Replicas []ReplicaStatus `json:"replicas"`
 }
 
 // ReplicaStatus is one replica in Status.
@@ -35,11 +45,14 @@ type ReplicaStatus struct {
 	Restarts int    `json:"restarts"`
 	// Inflight counts requests being served now; Requests counts the
 	// completed ones and Errors those that failed (no answer or 5xx).
-	Inflight   int64   `json:"inflight"`
-	Requests   uint64  `json:"requests"`
-	Errors     uint64  `json:"errors"`
-	CPUPercent float64 `json:"cpu_percent"`
-	RSSBytes   uint64  `json:"rss_bytes"`
+	Inflight int64 `json:"inflight"`
+	// MaxInflight is the replica's cap on Inflight; 0 means none.
+	MaxInflight int     `json:"max_inflight"`
+	Weight      int     `json:"weight,omitempty"`
+	Requests    uint64  `json:"requests"`
+	Errors      uint64  `json:"errors"`
+	CPUPercent  float64 `json:"cpu_percent"`
+	RSSBytes    uint64  `json:"rss_bytes"`
 	// StartedAt is when the running process started; null when none runs.
 	StartedAt *time.Time `json:"started_at"`
 	// LastExit is how the previous process ended ("exit code 1").

@@ -19,7 +19,9 @@ func WriteStatus(w io.Writer, st Status, now time.Time) error {
 	}
 	fmt.Fprintf(w, "instance %s: pid %d, proxy port %d, %s, %d/%d replicas ready, up %s\n",
 		st.Name, st.Pid, st.Port, st.Policy, ready, st.Desired, FormatDuration(now.Sub(st.StartedAt)))
-	fmt.Fprintf(w, "command: %s\n\n", strings.Join(st.Command, " "))
+	fmt.Fprintf(w, "command: %s\n", strings.Join(st.Command, " "))
+	fmt.Fprintf(w, "queue: %d waiting (max %d); rejected %d, retried %d, failed %d\n\n",
+		st.Queued, st.QueueMax, st.Rejected, st.Retried, st.Failed)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "REPLICA\tPORT\tPID\tSTATE\tUPTIME\tRESTARTS\tINFLIGHT\tREQUESTS\tERRORS\tCPU\tRSS")
 	for _, r := range st.Replicas {
@@ -32,8 +34,12 @@ func WriteStatus(w io.Writer, st Status, now time.Time) error {
 		if r.StartedAt != nil {
 			uptime = FormatDuration(now.Sub(*r.StartedAt))
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n",
-			r.Name, r.Port, pid, r.State, uptime, r.Restarts, r.Inflight, r.Requests, r.Errors, cpu, rss)
+		inflight := strconv.FormatInt(r.Inflight, 10)
+		if r.MaxInflight > 0 {
+			inflight += "/" + strconv.Itoa(r.MaxInflight)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%s\t%s\n",
+			r.Name, r.Port, pid, r.State, uptime, r.Restarts, inflight, r.Requests, r.Errors, cpu, rss)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

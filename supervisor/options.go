@@ -25,6 +25,20 @@ const (
 	DefaultReadyTimeout = 5 * time.Minute
 	DefaultStopTimeout  = 30 * time.Second
 	DefaultPolicy       = "least_conn"
+	// DefaultMaxInflight caps each replica's concurrent requests. A
+	// single-process model server computes one or a few requests at a
+	// time; more in flight only queue inside it, unfairly and unbounded,
+	// and past a few hundred it drops connections (the write-up's Flask
+	// service did at ~300). Eight keeps a server with a few threads or
+	// dynamic batching busy while the excess waits in the proxy's FIFO
+	// queue, where it is bounded, fair and can be retried elsewhere.
+	DefaultMaxInflight = 8
+	// DefaultQueue bounds the proxy's queue: room for the seed's flood
+	// (1000 clients on 4 replicas) with ~220 MiB of the seed's bodies at
+	// most.
+	DefaultQueue        = 1024
+	DefaultQueueTimeout = 30 * time.Second
+	DefaultRetries      = 2
 	maxPort             = 65535
 )
 
@@ -58,11 +72,26 @@ type Options struct {
 	StopTimeout time.Duration
 	// Policy names the balancing policy; empty means DefaultPolicy.
 	Policy string
-	// MaxBody, ClientTimeout and UpstreamTimeout are passed to the
-	// balancer; zero means its defaults.
+	// Weights gives replica k the weight Weights[k-1] under the weighted
+	// policy; replicas past the list weigh 1.
+	Weights []int
+	// MaxInflight caps each replica's in-flight requests; 0 means no cap.
+	MaxInflight int
+	// Queue bounds the requests waiting for a replica with room; 0 means
+	// no queue: a request finding every replica at its cap gets 503.
+	Queue int
+	// QueueTimeout bounds a request's wait in the queue; zero means
+	// DefaultQueueTimeout.
+	QueueTimeout time.Duration
+	// Retries is how many other replicas a request may be sent to when one
+	// fails to answer it; 0 turns retries off.
+	Retries int
+	// MaxBody, ClientTimeout, UpstreamTimeout and ConnectTimeout are passed
+	// to the balancer; zero means its defaults.
 	MaxBody         int64
 	ClientTimeout   time.Duration
 	UpstreamTimeout time.Duration
+	ConnectTimeout  time.Duration
 	// Env holds extra KEY=VALUE pairs for every replica.
 	Env []string
 	// StateDir holds the control socket; empty means StateDir().
@@ -119,6 +148,25 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if _, err := balancer.NewPolicy(o.Policy); err != nil {
 		return o, err
+	}
+	if len(o.Weights) > 0 && o.Policy != "weighted" {
+		return o, fmt.Errorf("--weights applies only to --policy weighted, not %s", o.Policy)
+	}
+	for i, w := range o.Weights {
+		if w < 1 {
+			return o, fmt.Errorf("--weights: weight %d of replica-%d must be at least 1", w, i+1)
+		}
+	}
+	switch {
+	case o.MaxInflight < 0:
+		return o, fmt.Errorf("--max-inflight must not be negative (0 means no cap), not %d", o.MaxInflight)
+	case o.Queue < 0:
+		return o, fmt.Errorf("--queue must not be negative (0 means no queue), not %d", o.Queue)
+	case o.Retries < 0:
+		return o, fmt.Errorf("--retries must not be negative, not %d", o.Retries)
+	}
+	if o.QueueTimeout <= 0 {
+		o.QueueTimeout = DefaultQueueTimeout
 	}
 	for _, kv := range o.Env {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {

@@ -34,6 +34,11 @@ func TestOptionsErrors(t *testing.T) {
 		{"policy", Options{Replicas: 1, Policy: "random"}, `unknown policy "random"`},
 		{"env", Options{Replicas: 1, Env: []string{"NOEQUALS"}}, `--env "NOEQUALS" is not KEY=VALUE`},
 		{"name", Options{Replicas: 1, Name: "a/b"}, `--name "a/b"`},
+		{"weights without weighted", Options{Replicas: 2, Weights: []int{2, 1}}, "--weights applies only to --policy weighted"},
+		{"zero weight", Options{Replicas: 2, Policy: "weighted", Weights: []int{2, 0}}, "weight 0 of replica-2 must be at least 1"},
+		{"negative cap", Options{Replicas: 1, MaxInflight: -1}, "--max-inflight must not be negative"},
+		{"negative queue", Options{Replicas: 1, Queue: -1}, "--queue must not be negative"},
+		{"negative retries", Options{Replicas: 1, Retries: -1}, "--retries must not be negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -140,9 +145,9 @@ func TestWriteStatus(t *testing.T) {
 	started := now.Add(-90 * time.Second)
 	st := Status{
 		Name: "default", Port: 9110, Pid: 42, Desired: 2, Command: []string{"python3", "app.py"},
-		Policy: "least_conn", StartedAt: now.Add(-time.Hour),
+		Policy: "least_conn", StartedAt: now.Add(-time.Hour), Queued: 3, QueueMax: 1024, Rejected: 7, Retried: 2, Failed: 1,
 		Replicas: []ReplicaStatus{
-			{ID: 1, Name: "replica-1", Port: 9111, Pid: 100, State: "ready", Inflight: 3, Requests: 1200, CPUPercent: 87.5, RSSBytes: 300 << 20, StartedAt: &started},
+			{ID: 1, Name: "replica-1", Port: 9111, Pid: 100, State: "ready", Inflight: 3, MaxInflight: 8, Requests: 1200, CPUPercent: 87.5, RSSBytes: 300 << 20, StartedAt: &started},
 			{ID: 2, Name: "replica-2", Port: 9112, State: "failed", Restarts: 5, Error: "replica-2 crashed 6 times in a row"},
 		},
 	}
@@ -152,9 +157,10 @@ func TestWriteStatus(t *testing.T) {
 	}
 	want := `instance default: pid 42, proxy port 9110, least_conn, 1/2 replicas ready, up 1h0m
 command: python3 app.py
+queue: 3 waiting (max 1024); rejected 7, retried 2, failed 1
 
 REPLICA    PORT  PID  STATE   UPTIME  RESTARTS  INFLIGHT  REQUESTS  ERRORS  CPU    RSS
-replica-1  9111  100  ready   1m30s   0         3         1200      0       87.5%  300MiB
+replica-1  9111  100  ready   1m30s   0         3/8       1200      0       87.5%  300MiB
 replica-2  9112  -    failed  -       5         0         0         0       -      -
 replica-2 failed: replica-2 crashed 6 times in a row
 `

@@ -66,9 +66,13 @@ func newSlot(s *Supervisor, id int) *slot {
 	port := s.opts.BasePort + id - 1
 	spec := replica.Spec{ID: id, Port: port, Command: s.opts.Command, Env: s.opts.Env}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	be := balancer.NewBackend(id, spec.Name(), addr)
+	if id <= len(s.opts.Weights) {
+		be.Weight = s.opts.Weights[id-1]
+	}
 	return &slot{
 		spec:      spec,
-		backend:   balancer.NewBackend(id, spec.Name(), addr),
+		backend:   be,
 		bal:       s.bal,
 		out:       s.out,
 		log:       s.log.With("replica", spec.Name()),
@@ -155,16 +159,7 @@ func (s *slot) run() {
 			s.log.Warn("replica did not become ready", "pid", proc.Pid(), "error", err)
 		} else {
 			booted = true
-			s.bal.Add(s.backend)
-			s.set(Ready)
-			s.markFirstDone()
-			s.log.Info("replica ready", "pid", proc.Pid(), "port", s.spec.Port)
-			select {
-			case <-proc.Done():
-				s.bal.Remove(s.backend)
-			case <-s.stop:
-				s.drain()
-				s.stopProcess(proc)
+			if stopped := s.serve(proc); stopped {
 				return
 			}
 		}
@@ -191,6 +186,43 @@ func (s *slot) run() {
 			t.Stop()
 			s.set(Stopped)
 			return
+		}
+	}
+}
+
+// serve keeps a ready replica in rotation until it exits (false) or a stop
+// is requested and done (true). When the proxy reports that the replica
+// failed a request it is out of rotation until a readiness check passes.
+func (s *slot) serve(proc *replica.Process) (stopped bool) {
+	s.log.Info("replica ready", "pid", proc.Pid(), "port", s.spec.Port)
+	for {
+		select { // a failure reported before this process was ready
+		case <-s.backend.Failed():
+		default:
+		}
+		s.bal.Add(s.backend)
+		s.set(Ready)
+		s.markFirstDone()
+		select {
+		case <-proc.Done():
+			s.bal.Remove(s.backend)
+			return false
+		case <-s.stop:
+			s.drain()
+			s.stopProcess(proc)
+			return true
+		case <-s.backend.Failed():
+			s.set(Starting)
+			s.log.Warn("replica failed a request; out of rotation until it passes a readiness check", "pid", proc.Pid())
+			if err := s.waitReady(proc); err != nil {
+				if s.stopping() {
+					s.stopProcess(proc)
+					return true
+				}
+				_ = proc.Kill()
+				return false
+			}
+			s.log.Info("replica back in rotation", "pid", proc.Pid())
 		}
 	}
 }
@@ -279,6 +311,7 @@ func (s *slot) status() ReplicaStatus {
 	running := proc != nil && (s.state == Starting || s.state == Ready || s.state == Draining)
 	s.mu.Unlock()
 	st.Inflight = s.backend.InFlight()
+	st.Weight = s.backend.Weight
 	st.Requests = s.backend.Requests()
 	st.Errors = s.backend.Errors()
 	if running {

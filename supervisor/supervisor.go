@@ -71,6 +71,11 @@ func Run(ctx context.Context, opts Options) error {
 		MaxBody:         opts.MaxBody,
 		ClientTimeout:   opts.ClientTimeout,
 		UpstreamTimeout: opts.UpstreamTimeout,
+		ConnectTimeout:  opts.ConnectTimeout,
+		MaxInflight:     opts.MaxInflight,
+		QueueSize:       opts.Queue,
+		QueueTimeout:    opts.QueueTimeout,
+		Retries:         opts.Retries,
 		Logger:          s.log.Named("proxy"),
 	})
 
@@ -255,7 +260,13 @@ func (s *Supervisor) Status() Status {
 	}
 	desired := s.desired
 	s.mu.Unlock()
+	stats := s.bal.Stats()
 	st := Status{
+		Queued:    stats.Queued,
+		QueueMax:  s.opts.Queue,
+		Rejected:  stats.Rejected,
+		Retried:   stats.Retried,
+		Failed:    stats.Failed,
 		Name:      s.opts.Name,
 		Port:      s.opts.Port,
 		Pid:       os.Getpid(),
@@ -266,7 +277,9 @@ func (s *Supervisor) Status() Status {
 		Replicas:  make([]ReplicaStatus, 0, len(slots)),
 	}
 	for _, sl := range slots {
-		st.Replicas = append(st.Replicas, sl.status())
+		r := sl.status()
+		r.MaxInflight = s.opts.MaxInflight
+		st.Replicas = append(st.Replicas, r)
 	}
 	return st
 }

@@ -15,15 +15,18 @@ func TestUpFlags(t *testing.T) {
 	}{
 		{"defaults", []string{"--", "python3", "app.py"}, func(t *testing.T, o *upOptions) {
 			if o.Replicas != 1 || o.Port != 9110 || o.BasePort != 0 || o.ReadyTimeout != 5*time.Minute ||
-				o.StopTimeout != 30*time.Second || o.Policy != "least_conn" || o.Name != "default" || o.MaxBody != 0 {
+				o.StopTimeout != 30*time.Second || o.Policy != "least_conn" || o.Name != "default" || o.MaxBody != 0 ||
+				o.MaxInflight != 8 || o.Queue != 1024 || o.QueueTimeout != 30*time.Second || o.Retries != 2 || o.ConnectTimeout != time.Second {
 				t.Errorf("defaults: %+v", o.Options)
 			}
 		}},
 		{"all flags", []string{"-r", "4", "-p", "8000", "--base-port", "8100", "--health", "/health", "--ready-timeout", "10s",
-			"--stop-timeout", "5s", "--max-body", "10m", "--policy", "round_robin", "--name", "gpu", "-e", "A=1", "-e", "B=2",
+			"--stop-timeout", "5s", "--max-body", "10m", "--policy", "weighted", "--weights", "2,1,1,1", "--name", "gpu", "-e", "A=1", "-e", "B=2",
+			"--max-inflight", "32", "--queue", "0", "--queue-timeout", "5s", "--retries", "0",
 			"--", "gunicorn", "-b", "127.0.0.1:{port}", "app:app"}, func(t *testing.T, o *upOptions) {
 			if o.Replicas != 4 || o.Port != 8000 || o.BasePort != 8100 || o.Health != "/health" || o.ReadyTimeout != 10*time.Second ||
-				o.StopTimeout != 5*time.Second || o.MaxBody != 10<<20 || o.Policy != "round_robin" || o.Name != "gpu" ||
+				o.StopTimeout != 5*time.Second || o.MaxBody != 10<<20 || o.Policy != "weighted" || o.Name != "gpu" ||
+				!reflect.DeepEqual(o.Weights, []int{2, 1, 1, 1}) || o.MaxInflight != 32 || o.Queue != 0 || o.QueueTimeout != 5*time.Second || o.Retries != 0 ||
 				!reflect.DeepEqual(o.Env, []string{"A=1", "B=2"}) {
 				t.Errorf("parsed: %+v", o.Options)
 			}

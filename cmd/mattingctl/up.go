@@ -55,6 +55,12 @@ Ctrl-C or SIGTERM stops gracefully; a second one stops at once.`,
 	f.Var(&sizeValue{&opts.MaxBody}, "max-body", "largest request body accepted; larger gets 413 (default 50MiB)")
 	f.DurationVar(&opts.ClientTimeout, "client-timeout", balancer.DefaultClientTimeout, "limit on reading a client's headers, and on each pause in its body")
 	f.DurationVar(&opts.UpstreamTimeout, "upstream-timeout", balancer.DefaultUpstreamTimeout, "limit on waiting for a replica's response")
+	f.IntVar(&opts.MaxInflight, "max-inflight", supervisor.DefaultMaxInflight, "requests in flight per replica; the excess waits in the proxy's queue (0: no cap)")
+	f.IntVar(&opts.Queue, "queue", supervisor.DefaultQueue, "requests that may wait for a replica; past it 503 (0: no queue)")
+	f.DurationVar(&opts.QueueTimeout, "queue-timeout", supervisor.DefaultQueueTimeout, "longest wait in the queue before 503")
+	f.IntVar(&opts.Retries, "retries", supervisor.DefaultRetries, "other replicas to try when one refuses or drops a request before answering (0: off)")
+	f.IntSliceVar(&opts.Weights, "weights", nil, "per-replica weights for --policy weighted, e.g. 2,1,1,1")
+	f.DurationVar(&opts.ConnectTimeout, "connect-timeout", balancer.DefaultConnectTimeout, "limit on connecting to a replica")
 	f.StringArrayVarP(&opts.Env, "env", "e", nil, "extra KEY=VALUE for every replica (repeatable)")
 	f.StringVar(&opts.LogLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	return cmd
