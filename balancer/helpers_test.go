@@ -197,3 +197,18 @@ func errorBody(t *testing.T, resp *http.Response, body []byte) string {
 	}
 	return e.Error
 }
+
+func newBenchBackend(tb testing.TB) *Backend {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = w.Write([]byte(`{"result":"ok"}`))
+	}))
+	tb.Cleanup(srv.Close)
+	return NewBackend(1, "replica-1", srv.Listener.Addr().String())
+}
+
+func newBenchServer(tb testing.TB, h http.Handler) string {
+	srv := httptest.NewServer(h)
+	tb.Cleanup(srv.Close)
+	return srv.URL
+}

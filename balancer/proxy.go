@@ -9,9 +9,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/http/httputil"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -19,8 +21,25 @@ type attemptKey struct{}
 
 // attempt is one try of a request on one backend.
 type attempt struct {
-	be  *Backend
-	err error // set by the proxy when the backend sent no response
+	b     *Balancer
+	be    *Backend
+	start time.Time
+	err   error // set by the proxy when the backend sent no response
+	once  sync.Once
+}
+
+// done releases the attempt's backend, once: as soon as the backend has
+// sent its whole response (the backend is free while the proxy is still
+// writing to a slow client), or when the attempt ends.
+func (a *attempt) done() {
+	a.once.Do(func() {
+		var d time.Duration
+		if a.err == nil {
+			d = time.Since(a.start)
+		}
+		a.be.requests.Add(1)
+		a.b.release(a.be, d)
+	})
 }
 
 // ServeHTTP reads the request body in full (up to MaxBody), then forwards
@@ -37,6 +56,7 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	defer body.unref()
 	ctx := r.Context()
 	died := false // a backend died during this request once already
 	for try := 0; ; try++ {
@@ -83,29 +103,23 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // forward sends one attempt of r to be and releases be afterwards. The
 // attempt's err is set when be sent no response, so nothing has been
 // written to w and the request may be tried again.
-func (b *Balancer) forward(w http.ResponseWriter, r *http.Request, body []byte, be *Backend) *attempt {
-	a := &attempt{be: be}
-	start := time.Now()
-	defer func() {
-		var d time.Duration
-		if a.err == nil {
-			d = time.Since(start)
-		}
-		be.requests.Add(1)
-		b.release(be, d)
-	}()
-	out := r.WithContext(context.WithValue(r.Context(), attemptKey{}, a))
-	out.ContentLength = int64(len(body))
+func (b *Balancer) forward(w http.ResponseWriter, r *http.Request, body *bufferedBody, be *Backend) *attempt {
+	a := &attempt{b: b, be: be, start: time.Now()}
+	defer a.done()
+	ctx := context.WithValue(r.Context(), attemptKey{}, a)
+	if body.Len() > 0 {
+		ctx = httptrace.WithClientTrace(ctx, body.trace())
+	}
+	out := r.WithContext(ctx)
+	out.ContentLength = int64(body.Len())
 	out.TransferEncoding = nil
-	if len(body) == 0 {
+	if body.Len() == 0 {
 		out.Body = http.NoBody
 	} else {
-		out.Body = io.NopCloser(bytes.NewReader(body))
+		out.Body = body.reader()
 		// GetBody lets the transport resend the request on a fresh
 		// connection when a reused one turns out to be closed.
-		out.GetBody = func() (io.ReadCloser, error) {
-			return io.NopCloser(bytes.NewReader(body)), nil
-		}
+		out.GetBody = func() (io.ReadCloser, error) { return body.reader(), nil }
 	}
 	b.proxy.ServeHTTP(w, out)
 	return a
@@ -135,7 +149,7 @@ func classify(err error) failure {
 
 // readBody reads r's body whole. On failure it returns the status to answer
 // with, or 0 when the client is gone and nothing should be written.
-func (b *Balancer) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, error) {
+func (b *Balancer) readBody(w http.ResponseWriter, r *http.Request) (*bufferedBody, int, error) {
 	limit := b.opts.MaxBody
 	if r.ContentLength > limit {
 		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("request body of %d bytes is over the limit of %d bytes", r.ContentLength, limit)
@@ -151,10 +165,12 @@ func (b *Balancer) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int
 
 	// Grow with what arrives rather than trust a declared length up front:
 	// a client declaring 50 MiB and sending nothing costs little.
-	var buf bytes.Buffer
-	buf.Grow(int(min(max(r.ContentLength, 0), 1<<20)) + bytes.MinRead)
-	_, err := buf.ReadFrom(src)
-	body := buf.Bytes()
+	body := newBufferedBody()
+	body.buf.Grow(int(min(max(r.ContentLength, 0), 1<<20)) + bytes.MinRead)
+	_, err := body.buf.ReadFrom(src)
+	if err != nil {
+		body.unref()
+	}
 	var tooLarge *http.MaxBytesError
 	switch {
 	case err == nil:
@@ -202,11 +218,28 @@ func rewrite(pr *httputil.ProxyRequest) {
 	pr.SetXForwarded()
 }
 
-func countServerErrors(resp *http.Response) error {
+func modifyResponse(resp *http.Response) error {
+	a := resp.Request.Context().Value(attemptKey{}).(*attempt)
 	if resp.StatusCode >= 500 {
-		resp.Request.Context().Value(attemptKey{}).(*attempt).be.errors.Add(1)
+		a.be.errors.Add(1)
 	}
+	resp.Body = &releasingBody{ReadCloser: resp.Body, a: a}
 	return nil
+}
+
+// releasingBody releases its attempt's backend when the backend's response
+// body has been read to its end.
+type releasingBody struct {
+	io.ReadCloser
+	a *attempt
+}
+
+func (r *releasingBody) Read(p []byte) (int, error) {
+	n, err := r.ReadCloser.Read(p)
+	if err == io.EOF {
+		r.a.done()
+	}
+	return n, err
 }
 
 // proxyError records that the backend sent no response; ServeHTTP decides

@@ -1,0 +1,80 @@
+package balancer
+
+import (
+	"bytes"
+	"io"
+	"net/http/httptrace"
+	"sync"
+	"sync/atomic"
+)
+
+// maxPooledBody is the largest body buffer kept for reuse; a rare 50 MiB
+// upload is left to the garbage collector rather than held forever.
+const maxPooledBody = 4 << 20
+
+// bodyBuffers recycles request-body buffers: at the write-up's ~220 KB per
+// request, allocating each afresh costs more CPU (zeroing and collection)
+// than proxying it.
+var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// bufferedBody is a request body read whole, shared by every attempt to
+// send the request. Its buffer returns to the pool only when the handler is
+// done and the transport has reported every attempt's request as written:
+// the transport may go on writing a body after the response has arrived,
+// and closing the body does not tell (ReverseProxy hides Close from it).
+// An attempt that never reports, or reports an error, leaves the buffer to
+// the garbage collector.
+type bufferedBody struct {
+	buf     *bytes.Buffer
+	refs    atomic.Int32 // the handler's, plus one per attempt being written
+	noReuse atomic.Bool
+}
+
+func newBufferedBody() *bufferedBody {
+	buf := bodyBuffers.Get().(*bytes.Buffer)
+	buf.Reset()
+	b := &bufferedBody{buf: buf}
+	b.refs.Store(1)
+	return b
+}
+
+// Len returns the body's length; a nil body is empty.
+func (b *bufferedBody) Len() int {
+	if b == nil {
+		return 0
+	}
+	return b.buf.Len()
+}
+
+// reader returns a new reader over the body.
+func (b *bufferedBody) reader() io.ReadCloser {
+	return io.NopCloser(bytes.NewReader(b.buf.Bytes()))
+}
+
+// trace returns a client trace that tells the body when the transport has
+// finished writing one attempt's request.
+func (b *bufferedBody) trace() *httptrace.ClientTrace {
+	b.refs.Add(1)
+	var once sync.Once
+	return &httptrace.ClientTrace{
+		WroteRequest: func(info httptrace.WroteRequestInfo) {
+			once.Do(func() {
+				if info.Err != nil {
+					b.noReuse.Store(true)
+				}
+				b.unref()
+			})
+		},
+	}
+}
+
+// unref drops one reference; the last one returns the buffer.
+func (b *bufferedBody) unref() {
+	if b == nil || b.refs.Add(-1) != 0 {
+		return
+	}
+	if b.buf.Cap() <= maxPooledBody && !b.noReuse.Load() {
+		bodyBuffers.Put(b.buf)
+	}
+	b.buf = nil
+}

@@ -1,0 +1,101 @@
+package balancer
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptrace"
+	"sync"
+	"testing"
+)
+
+// TestPooledBodiesStayIntact sends many distinct bodies at once, some to a
+// backend that answers before reading them: a body buffer reused while a
+// transport still reads it would show up as a wrong hash.
+func TestPooledBodiesStayIntact(t *testing.T) {
+	hashing := newTestBackend(t, 1, func(w http.ResponseWriter, r *http.Request) {
+		h := sha256.New()
+		_, _ = io.Copy(h, r.Body)
+		fmt.Fprint(w, hex.EncodeToString(h.Sum(nil)))
+	})
+	early := newTestBackend(t, 2, func(w http.ResponseWriter, r *http.Request) {
+		// Answer without reading the body, as a server rejecting it does.
+		w.Header().Set("Connection", "close")
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+	})
+	_, srv := newTestBalancer(t, Options{Policy: &RoundRobin{}}, hashing.Backend, early.Backend)
+	var wg sync.WaitGroup
+	for i := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body := make([]byte, 1000+rand.IntN(300<<10))
+			for j := range body {
+				body[j] = byte(i + j)
+			}
+			resp, err := srv.Client().Post(srv.URL, "application/octet-stream", bytes.NewReader(body))
+			if err != nil {
+				t.Errorf("request %d: %v", i, err)
+				return
+			}
+			defer resp.Body.Close()
+			got, _ := io.ReadAll(resp.Body)
+			if resp.Header.Get("X-Backend") != "replica-1" {
+				return
+			}
+			sum := sha256.Sum256(body)
+			if want := hex.EncodeToString(sum[:]); string(got) != want {
+				t.Errorf("request %d (%d bytes): backend hashed %s, want %s", i, len(body), got, want)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// TestBodyBufferLifetime: the buffer goes back to the pool only when the
+// handler is done and the transport has written every attempt.
+func TestBodyBufferLifetime(t *testing.T) {
+	tests := []struct {
+		name      string
+		attempts  int
+		writeErrs []bool // per attempt: WroteRequest reports an error
+		reported  int    // attempts whose WroteRequest fires
+		returned  bool
+	}{
+		{"one attempt written", 1, []bool{false}, 1, true},
+		{"handler done, transport still writing", 1, []bool{false}, 0, false},
+		{"write failed", 1, []bool{true}, 1, false},
+		{"retried, both written", 2, []bool{false, false}, 2, true},
+		{"retried, second still writing", 2, []bool{false, false}, 1, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newBufferedBody()
+			b.buf.WriteString("payload")
+			traces := make([]func(), tt.attempts)
+			for i := range tt.attempts {
+				tr := b.trace()
+				var err error
+				if tt.writeErrs[i] {
+					err = io.ErrUnexpectedEOF
+				}
+				traces[i] = func() { tr.WroteRequest(httptrace.WroteRequestInfo{Err: err}) }
+			}
+			b.unref() // the handler returns
+			for i := range tt.reported {
+				traces[i]()
+				traces[i]() // a second report changes nothing
+			}
+			if got := b.buf == nil; got != (tt.reported == tt.attempts) {
+				t.Fatalf("buffer released = %v after %d of %d attempts reported", got, tt.reported, tt.attempts)
+			}
+			if reusable := b.buf == nil && !b.noReuse.Load(); reusable != tt.returned {
+				t.Errorf("buffer returned to the pool = %v, want %v", reusable, tt.returned)
+			}
+		})
+	}
+}
