@@ -1,0 +1,131 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// result is one load run against one target.
+type result struct {
+	total     int
+	ok        int
+	failures  map[string]int // by kind: an HTTP status or a network error
+	latencies []time.Duration
+	wall      time.Duration
+	first     time.Duration // when the first answer arrived
+}
+
+func (r result) throughput() float64 { return float64(r.ok) / r.wall.Seconds() }
+
+// percentile returns the p-th percentile latency of the answered requests.
+func (r result) percentile(p int) time.Duration {
+	if len(r.latencies) == 0 {
+		return 0
+	}
+	i := (len(r.latencies)*p + 99) / 100
+	return r.latencies[min(max(i-1, 0), len(r.latencies)-1)]
+}
+
+func (r result) line() string {
+	var kinds []string
+	for k, n := range r.failures {
+		kinds = append(kinds, fmt.Sprintf("%s=%d", k, n))
+	}
+	sort.Strings(kinds)
+	return fmt.Sprintf("ok=%d/%d throughput=%.0f/s p50=%s p99=%s first=%s wall=%s failed=[%s]", r.ok, r.total, r.throughput(),
+		r.percentile(50).Round(100*time.Microsecond), r.percentile(99).Round(100*time.Microsecond),
+		r.first.Round(time.Millisecond), r.wall.Round(time.Millisecond), strings.Join(kinds, " "))
+}
+
+// runLoad sends total POSTs of body from clients goroutines; each client
+// sends its next request when the previous one is answered.
+func runLoad(ctx context.Context, url string, body []byte, clients, total int, keepAlive bool) result {
+	tr := &http.Transport{
+		Proxy:               nil,
+		DisableKeepAlives:   !keepAlive,
+		MaxIdleConnsPerHost: clients,
+		DisableCompression:  true,
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 120 * time.Second}
+
+	var next atomic.Int64
+	var mu sync.Mutex
+	res := result{total: total, failures: map[string]int{}}
+	var wg sync.WaitGroup
+	start := time.Now()
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(total) {
+				t0 := time.Now()
+				kind := post(ctx, client, url, body)
+				d := time.Since(t0)
+				mu.Lock()
+				if kind == "" {
+					if res.ok == 0 {
+						res.first = time.Since(start)
+					}
+					res.ok++
+					res.latencies = append(res.latencies, d)
+				} else {
+					res.failures[kind]++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	res.wall = time.Since(start)
+	sort.Slice(res.latencies, func(i, j int) bool { return res.latencies[i] < res.latencies[j] })
+	return res
+}
+
+// post sends one request and returns "" for a 200 with its whole body read,
+// else the kind of failure.
+func post(ctx context.Context, client *http.Client, url string, body []byte) string {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return errorKind(err)
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return strconv.Itoa(resp.StatusCode)
+	}
+	if err != nil {
+		return errorKind(err)
+	}
+	return ""
+}
+
+func errorKind(err error) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNRESET):
+		return "reset"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "refused"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "eof"
+	case errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	default:
+		return "error"
+	}
+}

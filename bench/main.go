@@ -1,0 +1,189 @@
+// Command bench measures mattingctl against nginx in the same run, on the
+// same machine and against identical replicas, and prints a table of
+// requests answered, failed, throughput and latency percentiles.
+//
+//	go run ./bench                      # both scenarios, 3 rounds each
+//	go run ./bench -scenario overload   # one scenario
+//
+// Scenario "overload" is the seed's problem: 1000 concurrent clients, each
+// opening a new connection per request as the seed's Python client does,
+// against 4 replicas that take 100 ms per request and drop connections past
+// 64 concurrent requests. Scenario "proxy" measures the proxy's own cost:
+// instant replicas, the seed's ~220 KB base64 JSON body, 64 keep-alive
+// clients. nginx runs with the seed's nginx.conf, with a tuned one
+// (upstream keepalive, a worker per core) and with the tuned one keeping
+// request bodies in memory.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+type scenario struct {
+	name        string
+	about       string
+	replicaArgs []string // fakemodel flags
+	mattingctl  []string // extra `mattingctl up` flags
+	clients     int
+	requests    int
+	keepAlive   bool
+	seedBody    bool // send the seed's payload instead of a small JSON body
+}
+
+var scenarios = []scenario{
+	{
+		name:        "overload",
+		about:       "1000 clients, new connection per request; 4 replicas, 100 ms each, drop connections past 64 concurrent",
+		replicaArgs: []string{"-service", "100ms", "-limit", "64"},
+		mattingctl:  []string{"--max-inflight", "32"},
+		clients:     1000,
+		// 100 rounds of the replicas' capacity (4 x 32): the load
+		// generator's own storm of 1000 new connections delays the first
+		// answer by ~0.1 s even with no proxy, which a 4000-request run
+		// (3.2 s at capacity) cannot amortize.
+		requests: 12800,
+	},
+	{
+		name:      "proxy",
+		about:     "64 keep-alive clients, the seed's ~220 KB base64 JSON body; 4 instant replicas",
+		clients:   64,
+		requests:  10000,
+		keepAlive: true,
+		seedBody:  true,
+	},
+}
+
+func main() {
+	only := flag.String("scenario", "", "run only this scenario (overload, proxy)")
+	rounds := flag.Int("rounds", 3, "rounds per target; the table shows medians")
+	image := flag.String("image", "examples/matting-server/testdata/sample.jpg", "image whose base64 makes the seed's payload")
+	nginxBin := flag.String("nginx", "nginx", "nginx binary")
+	targetsFlag := flag.String("targets", "mattingctl,nginx-seed,nginx-tuned,nginx-membuf", "targets to run, comma-separated")
+	requests := flag.Int("requests", 0, "requests per run (default: the scenario's)")
+	flag.Parse()
+	if *requests > 0 {
+		for i := range scenarios {
+			scenarios[i].requests = *requests
+		}
+	}
+
+	if err := run(*only, *rounds, *image, *nginxBin, strings.Split(*targetsFlag, ",")); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(only string, rounds int, image, nginxBin string, targets []string) error {
+	work, err := os.MkdirTemp("", "mattingctl-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	env := &environment{work: work, nginx: nginxBin}
+	if err := env.build(); err != nil {
+		return err
+	}
+	payload, err := seedPayload(image)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("machine: %s\n\n", machine())
+	ran := false
+	for _, sc := range scenarios {
+		if only != "" && sc.name != only {
+			continue
+		}
+		ran = true
+		body := []byte(`{"image": "aGVsbG8=", "bg": "[33, 150, 242]"}`)
+		if sc.seedBody {
+			body = payload
+		}
+		fmt.Printf("## %s: %s (%d requests, body %d bytes)\n\n", sc.name, sc.about, sc.requests, len(body))
+		results := map[string][]result{}
+		for round := 1; round <= rounds; round++ {
+			for _, name := range targets {
+				r, err := env.measure(context.Background(), name, sc, body)
+				if err != nil {
+					return fmt.Errorf("%s, %s: %w", sc.name, name, err)
+				}
+				fmt.Printf("round %d %-12s %s\n", round, name, r.line())
+				results[name] = append(results[name], r)
+			}
+		}
+		fmt.Println()
+		printTable(targets, results)
+		fmt.Println()
+	}
+	if !ran {
+		return fmt.Errorf("no scenario named %q", only)
+	}
+	return nil
+}
+
+func printTable(targets []string, results map[string][]result) {
+	fmt.Println("| target | answered 200 | failed | throughput (req/s) | p50 | p99 | mattingctl's throughput / this |")
+	fmt.Println("|---|---|---|---|---|---|---|")
+	base := median(results["mattingctl"], func(r result) float64 { return r.throughput() })
+	for _, name := range targets {
+		rs := results[name]
+		ok := median(rs, func(r result) float64 { return float64(r.ok) })
+		failed := median(rs, func(r result) float64 { return float64(r.total - r.ok) })
+		tput := median(rs, func(r result) float64 { return r.throughput() })
+		p50 := median(rs, func(r result) float64 { return float64(r.percentile(50)) })
+		p99 := median(rs, func(r result) float64 { return float64(r.percentile(99)) })
+		ratio := "-"
+		if tput > 0 && base > 0 {
+			ratio = fmt.Sprintf("%.2fx", base/tput)
+		}
+		fmt.Printf("| %s | %.0f of %d | %.0f | %.0f | %s | %s | %s |\n", name, ok, rs[0].total, failed, tput,
+			time.Duration(p50).Round(100*time.Microsecond), time.Duration(p99).Round(100*time.Microsecond), ratio)
+	}
+	fmt.Println("\n(medians over rounds; failures by kind are in the round lines)")
+}
+
+func median(rs []result, f func(result) float64) float64 {
+	if len(rs) == 0 {
+		return 0
+	}
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = f(r)
+	}
+	sort.Float64s(v)
+	return v[len(v)/2]
+}
+
+func machine() string {
+	cpu := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				cpu = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
+				break
+			}
+		}
+	}
+	out, _ := exec.Command("nproc").Output()
+	nginxV, _ := exec.Command("nginx", "-v").CombinedOutput()
+	goV, _ := exec.Command("go", "version").Output()
+	return fmt.Sprintf("%s cores of %s; %s; %s", strings.TrimSpace(string(out)), cpu,
+		strings.TrimSpace(strings.TrimPrefix(string(nginxV), "nginx version: ")), strings.TrimSpace(string(goV)))
+}
+
+func (e *environment) build() error {
+	for bin, pkg := range map[string]string{"mattingctl": "./cmd/mattingctl", "fakemodel": "./internal/testutil/fakemodel"} {
+		out, err := exec.Command("go", "build", "-o", filepath.Join(e.work, bin), pkg).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("building %s (run bench from the repository root): %v\n%s", pkg, err, out)
+		}
+	}
+	return nil
+}
