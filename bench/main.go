@@ -68,11 +68,13 @@ func main() {
 	nginxBin := flag.String("nginx", "nginx", "nginx binary")
 	targetsFlag := flag.String("targets", "mattingctl,nginx-seed,nginx-tuned,nginx-membuf", "targets to run, comma-separated")
 	requests := flag.Int("requests", 0, "requests per run (default: the scenario's)")
+	keepAlive := flag.Bool("keepalive", false, "clients reuse connections in every scenario")
 	flag.Parse()
-	if *requests > 0 {
-		for i := range scenarios {
+	for i := range scenarios {
+		if *requests > 0 {
 			scenarios[i].requests = *requests
 		}
+		scenarios[i].keepAlive = scenarios[i].keepAlive || *keepAlive
 	}
 
 	if err := run(*only, *rounds, *image, *nginxBin, strings.Split(*targetsFlag, ",")); err != nil {
@@ -129,21 +131,22 @@ func run(only string, rounds int, image, nginxBin string, targets []string) erro
 }
 
 func printTable(targets []string, results map[string][]result) {
-	fmt.Println("| target | answered 200 | failed | throughput (req/s) | p50 | p99 | mattingctl's throughput / this |")
-	fmt.Println("|---|---|---|---|---|---|---|")
+	fmt.Println("| target | answered 200 | failed | throughput (req/s) | steady (req/s) | p50 | p99 | mattingctl's throughput / this |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
 	base := median(results["mattingctl"], func(r result) float64 { return r.throughput() })
 	for _, name := range targets {
 		rs := results[name]
 		ok := median(rs, func(r result) float64 { return float64(r.ok) })
 		failed := median(rs, func(r result) float64 { return float64(r.total - r.ok) })
 		tput := median(rs, func(r result) float64 { return r.throughput() })
+		steady := median(rs, func(r result) float64 { return r.steady() })
 		p50 := median(rs, func(r result) float64 { return float64(r.percentile(50)) })
 		p99 := median(rs, func(r result) float64 { return float64(r.percentile(99)) })
 		ratio := "-"
 		if tput > 0 && base > 0 {
 			ratio = fmt.Sprintf("%.2fx", base/tput)
 		}
-		fmt.Printf("| %s | %.0f of %d | %.0f | %.0f | %s | %s | %s |\n", name, ok, rs[0].total, failed, tput,
+		fmt.Printf("| %s | %.0f of %d | %.0f | %.0f | %.0f | %s | %s | %s |\n", name, ok, rs[0].total, failed, tput, steady,
 			time.Duration(p50).Round(100*time.Microsecond), time.Duration(p99).Round(100*time.Microsecond), ratio)
 	}
 	fmt.Println("\n(medians over rounds; failures by kind are in the round lines)")

@@ -21,6 +21,11 @@ import (
 
 const replicas = 4
 
+// replicaEnv is given to every replica, whoever starts it. A model server
+// is one busy thread (Python's GIL); a Go stand-in with a thread per core
+// would spin for work and take CPU from the proxies being measured.
+var replicaEnv = []string{"GOMAXPROCS=1"}
+
 type environment struct {
 	work  string // temporary directory with the binaries
 	nginx string
@@ -56,6 +61,9 @@ func (e *environment) measure(ctx context.Context, target string, sc scenario, b
 func (e *environment) startMattingctl(port int, sc scenario) (func(), error) {
 	home := filepath.Join(e.work, "home-"+strconv.Itoa(port))
 	args := append([]string{"up", "--host", "127.0.0.1", "-p", strconv.Itoa(port), "-r", strconv.Itoa(replicas), "--log-level", "warn"}, sc.mattingctl...)
+	for _, kv := range replicaEnv {
+		args = append(args, "--env", kv)
+	}
 	args = append(args, "--", filepath.Join(e.work, "fakemodel"))
 	args = append(args, sc.replicaArgs...)
 	cmd := exec.Command(filepath.Join(e.work, "mattingctl"), args...)
@@ -95,7 +103,7 @@ func (e *environment) startReplicas(base int, sc scenario) (func(), error) {
 	}
 	for i := 0; i < replicas; i++ {
 		c := exec.Command(filepath.Join(e.work, "fakemodel"), sc.replicaArgs...)
-		c.Env = append(os.Environ(), "PORT="+strconv.Itoa(base+i), "MATTINGCTL_REPLICA="+strconv.Itoa(i+1))
+		c.Env = append(append(os.Environ(), replicaEnv...), "PORT="+strconv.Itoa(base+i), "MATTINGCTL_REPLICA="+strconv.Itoa(i+1))
 		if err := c.Start(); err != nil {
 			stop()
 			return nil, err
