@@ -57,6 +57,12 @@ type ReplicaStatus struct {
 	StartedAt *time.Time `json:"started_at"`
 	// LastExit is how the previous process ended ("exit code 1").
 	LastExit string `json:"last_exit,omitempty"`
+	// LastRestart is why the current process was started, when it is not
+	// the first: "crash: exit code 1", "rolling restart", "memory",
+	// "max-requests" or "scale".
+	LastRestart string `json:"last_restart,omitempty"`
+	// GPU is the CUDA_VISIBLE_DEVICES the replica was given.
+	GPU string `json:"gpu,omitempty"`
 	// Error says why a failed replica failed.
 	Error string `json:"error,omitempty"`
 }
@@ -113,7 +119,7 @@ func (s *Supervisor) Scale(ctx context.Context, n int) (ScaleResult, error) {
 			return res, err
 		}
 		for id := from + 1; id <= n; id++ {
-			sl := newSlot(s, id)
+			sl := newSlot(s, id, ReasonScale)
 			s.slots[id] = sl
 			changed = append(changed, sl)
 			go sl.run()
@@ -159,8 +165,8 @@ func (s *Supervisor) forget(sl *slot) {
 	<-sl.done
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.slots[sl.spec.ID] == sl {
-		delete(s.slots, sl.spec.ID)
+	if s.slots[sl.id] == sl {
+		delete(s.slots, sl.id)
 	}
 }
 
@@ -217,6 +223,14 @@ func (c *controlServer) start(s *Supervisor) {
 			return
 		}
 		res, err := s.Scale(r.Context(), req.Replicas)
+		if err != nil {
+			writeJSON(w, http.StatusConflict, apiError{err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	})
+	mux.HandleFunc("POST /v1/restart", func(w http.ResponseWriter, r *http.Request) {
+		res, err := s.RollingRestart(r.Context())
 		if err != nil {
 			writeJSON(w, http.StatusConflict, apiError{err.Error()})
 			return

@@ -61,6 +61,13 @@ func (c *Client) Scale(ctx context.Context, n int) (ScaleResult, error) {
 	return res, err
 }
 
+// Restart runs a rolling restart and waits until it is done.
+func (c *Client) Restart(ctx context.Context) (RestartResult, error) {
+	var res RestartResult
+	err := c.call(ctx, http.MethodPost, "/v1/restart", nil, &res)
+	return res, err
+}
+
 // Down stops the instance gracefully and returns once it has stopped.
 func (c *Client) Down(ctx context.Context) error {
 	return c.call(ctx, http.MethodPost, "/v1/down", nil, nil)

@@ -22,8 +22,16 @@ func WriteStatus(w io.Writer, st Status, now time.Time) error {
 	fmt.Fprintf(w, "command: %s\n", strings.Join(st.Command, " "))
 	fmt.Fprintf(w, "queue: %d waiting (max %d); rejected %d, retried %d, failed %d\n\n",
 		st.Queued, st.QueueMax, st.Rejected, st.Retried, st.Failed)
+	gpus := false
+	for _, r := range st.Replicas {
+		gpus = gpus || r.GPU != ""
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "REPLICA\tPORT\tPID\tSTATE\tUPTIME\tRESTARTS\tINFLIGHT\tREQUESTS\tERRORS\tCPU\tRSS")
+	header := "REPLICA\tPORT\tPID\tSTATE\tUPTIME\tRESTARTS\tLAST RESTART\tINFLIGHT\tREQUESTS\tERRORS\tCPU\tRSS"
+	if gpus {
+		header += "\tGPU"
+	}
+	fmt.Fprintln(tw, header)
 	for _, r := range st.Replicas {
 		pid, uptime, cpu, rss := "-", "-", "-", "-"
 		if r.Pid != 0 {
@@ -38,8 +46,16 @@ func WriteStatus(w io.Writer, st Status, now time.Time) error {
 		if r.MaxInflight > 0 {
 			inflight += "/" + strconv.Itoa(r.MaxInflight)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%s\t%s\n",
-			r.Name, r.Port, pid, r.State, uptime, r.Restarts, inflight, r.Requests, r.Errors, cpu, rss)
+		reason := r.LastRestart
+		if reason == "" {
+			reason = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%d\t%s\t%s",
+			r.Name, r.Port, pid, r.State, uptime, r.Restarts, reason, inflight, r.Requests, r.Errors, cpu, rss)
+		if gpus {
+			fmt.Fprintf(tw, "\t%s", r.GPU)
+		}
+		fmt.Fprintln(tw)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -107,4 +123,20 @@ func FormatBytes(n uint64) string {
 		return fmt.Sprintf("%.0f%ciB", v, "KMGTPE"[exp])
 	}
 	return fmt.Sprintf("%.1f%ciB", v, "KMGTPE"[exp])
+}
+
+// WriteRestart writes what a rolling restart did, a line per replica.
+func WriteRestart(w io.Writer, res RestartResult) error {
+	var b strings.Builder
+	for _, r := range res.Replaced {
+		fmt.Fprintf(&b, "%s: pid %d (port %d) -> pid %d (port %d)\n", r.Name, r.OldPid, r.OldPort, r.NewPid, r.NewPort)
+	}
+	for _, name := range res.Skipped {
+		fmt.Fprintf(&b, "%s: not running, skipped\n", name)
+	}
+	if res.Error == "" {
+		fmt.Fprintf(&b, "instance %s: %d replicas restarted\n", res.Name, len(res.Replaced))
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
 }

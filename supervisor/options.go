@@ -94,6 +94,19 @@ type Options struct {
 	ConnectTimeout  time.Duration
 	// Env holds extra KEY=VALUE pairs for every replica.
 	Env []string
+	// GPUs are handed out to replicas round-robin as CUDA_VISIBLE_DEVICES:
+	// replica k gets GPUs[(k-1) % len(GPUs)].
+	GPUs []string
+	// StartConcurrency bounds how many replicas start (until ready) at
+	// once; 0 means all at once.
+	StartConcurrency int
+	// MaxRequests recycles a replica after it has served this many
+	// requests plus a random 0..MaxRequestsJitter; 0 means never.
+	MaxRequests       int
+	MaxRequestsJitter int
+	// MaxMemory recycles a replica whose process group's resident memory
+	// passes this many bytes; 0 means never.
+	MaxMemory int64
 	// StateDir holds the control socket; empty means StateDir().
 	StateDir string
 	// Stdout and Stderr receive the replicas' prefixed output; nil means
@@ -158,6 +171,12 @@ func (o Options) withDefaults() (Options, error) {
 		}
 	}
 	switch {
+	case o.StartConcurrency < 0:
+		return o, fmt.Errorf("--start-concurrency must not be negative (0 means all at once), not %d", o.StartConcurrency)
+	case o.MaxRequests < 0 || o.MaxRequestsJitter < 0:
+		return o, errors.New("--max-requests and --max-requests-jitter must not be negative")
+	case o.MaxMemory < 0:
+		return o, errors.New("--max-memory must not be negative")
 	case o.MaxInflight < 0:
 		return o, fmt.Errorf("--max-inflight must not be negative (0 means no cap), not %d", o.MaxInflight)
 	case o.Queue < 0:

@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -148,7 +149,7 @@ func TestWriteStatus(t *testing.T) {
 		Policy: "least_conn", StartedAt: now.Add(-time.Hour), Queued: 3, QueueMax: 1024, Rejected: 7, Retried: 2, Failed: 1,
 		Replicas: []ReplicaStatus{
 			{ID: 1, Name: "replica-1", Port: 9111, Pid: 100, State: "ready", Inflight: 3, MaxInflight: 8, Requests: 1200, CPUPercent: 87.5, RSSBytes: 300 << 20, StartedAt: &started},
-			{ID: 2, Name: "replica-2", Port: 9112, State: "failed", Restarts: 5, Error: "replica-2 crashed 6 times in a row"},
+			{ID: 2, Name: "replica-2", Port: 9112, State: "failed", Restarts: 5, LastRestart: "crash: exit code 1", Error: "replica-2 crashed 6 times in a row"},
 		},
 	}
 	var b strings.Builder
@@ -159,9 +160,9 @@ func TestWriteStatus(t *testing.T) {
 command: python3 app.py
 queue: 3 waiting (max 1024); rejected 7, retried 2, failed 1
 
-REPLICA    PORT  PID  STATE   UPTIME  RESTARTS  INFLIGHT  REQUESTS  ERRORS  CPU    RSS
-replica-1  9111  100  ready   1m30s   0         3/8       1200      0       87.5%  300MiB
-replica-2  9112  -    failed  -       5         0         0         0       -      -
+REPLICA    PORT  PID  STATE   UPTIME  RESTARTS  LAST RESTART        INFLIGHT  REQUESTS  ERRORS  CPU    RSS
+replica-1  9111  100  ready   1m30s   0         -                   3/8       1200      0       87.5%  300MiB
+replica-2  9112  -    failed  -       5         crash: exit code 1  0         0         0       -      -
 replica-2 failed: replica-2 crashed 6 times in a row
 `
 	if b.String() != want {
@@ -202,5 +203,30 @@ func TestControlSocket(t *testing.T) {
 	long := filepath.Join(t.TempDir(), strings.Repeat("d", 120))
 	if _, err := listenControl(long, "default"); err == nil || !strings.Contains(err.Error(), "too long for a Unix socket") {
 		t.Errorf("long path: %v", err)
+	}
+}
+
+func TestParseGPUs(t *testing.T) {
+	tests := []struct {
+		in   string
+		want string
+		err  bool
+	}{
+		{"0,1,2,3", "[0 1 2 3]", false},
+		{" 0, 1 ", "[0 1]", false},
+		{"GPU-8a1b,GPU-9c2d", "[GPU-8a1b GPU-9c2d]", false},
+		{"0,,1", "", true},
+		{"", "", true},
+		{"0 1", "", true},
+	}
+	for _, tt := range tests {
+		got, err := ParseGPUs(tt.in)
+		if (err != nil) != tt.err || err == nil && fmt.Sprint(got) != tt.want {
+			t.Errorf("ParseGPUs(%q) = %v, %v; want %s (error %v)", tt.in, got, err, tt.want, tt.err)
+		}
+	}
+	smi := []byte("GPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-8a1b)\nGPU 1: NVIDIA A100-SXM4-40GB (UUID: GPU-9c2d)\n")
+	if got := fmt.Sprint(gpusFromSMI(smi)); got != "[0 1]" {
+		t.Errorf("gpusFromSMI = %s, want [0 1]", got)
 	}
 }

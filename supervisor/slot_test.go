@@ -1,10 +1,12 @@
 package supervisor
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/signal"
 	"strconv"
@@ -35,6 +37,13 @@ func TestHelperProcess(t *testing.T) {
 	case "exit":
 		code, _ := strconv.Atoi(args[1])
 		os.Exit(code)
+	case "serve-once":
+		// The first process serves; any later one fails to start.
+		if _, err := os.Stat(args[1]); err == nil {
+			fmt.Fprintln(os.Stderr, "cannot load model")
+			os.Exit(1)
+		}
+		_ = os.WriteFile(args[1], nil, 0o600)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:"+os.Getenv("PORT"))
 	if err != nil {
@@ -75,6 +84,11 @@ func freePort(t *testing.T) int {
 
 // testSlot returns a slot running this test binary as a helper replica.
 func testSlot(t *testing.T, health string, ready time.Duration, restart RestartPolicy, mode ...string) *slot {
+	return testSlotWith(t, func(*Options) {}, health, ready, restart, mode...)
+}
+
+// testSlotWith is testSlot with options adjusted by set before it starts.
+func testSlotWith(t *testing.T, set func(*Options), health string, ready time.Duration, restart RestartPolicy, mode ...string) *slot {
 	t.Helper()
 	s := &Supervisor{
 		opts: Options{
@@ -85,11 +99,17 @@ func testSlot(t *testing.T, health string, ready time.Duration, restart RestartP
 			ReadyTimeout: ready,
 			Restart:      restart,
 		},
-		log: hclog.NewNullLogger(),
-		out: &replica.Output{Stdout: io.Discard, Stderr: io.Discard},
-		bal: balancer.New(balancer.Options{}),
+		log:   hclog.NewNullLogger(),
+		out:   &replica.Output{Stdout: io.Discard, Stderr: io.Discard},
+		bal:   balancer.New(balancer.Options{}),
+		slots: map[int]*slot{},
+		ports: map[int]*slot{},
 	}
-	sl := newSlot(s, 1)
+	s.opts.StopTimeout = 5 * time.Second
+	set(&s.opts)
+	s.desired = 1
+	sl := newSlot(s, 1, "")
+	s.slots[1] = sl
 	go sl.run()
 	t.Cleanup(func() {
 		sl.requestStop(time.Now().Add(5 * time.Second))
@@ -184,5 +204,79 @@ func TestSlotRestartsAfterCrash(t *testing.T) {
 			t.Fatalf("not restarted: %+v", st)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestSlotReplace(t *testing.T) {
+	sl := testSlot(t, "/health", 10*time.Second, RestartPolicy{}, "serve")
+	first := waitState(t, sl, Ready, 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := sl.requestReplace(ctx, ReasonRolling); err != nil {
+		t.Fatal(err)
+	}
+	second := sl.status()
+	if second.State != string(Ready) || second.Pid == first.Pid || second.Port == first.Port ||
+		second.LastRestart != ReasonRolling || second.Restarts != 1 {
+		t.Fatalf("after a replace: %+v (before %+v)", second, first)
+	}
+	if syscall.Kill(first.Pid, 0) == nil {
+		// It may linger as a zombie for a moment before Wait reaps it.
+		deadline := time.Now().Add(5 * time.Second)
+		for syscall.Kill(first.Pid, 0) == nil && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	// The next replace goes back to the home port, now free.
+	if err := sl.requestReplace(ctx, ReasonMemory); err != nil {
+		t.Fatal(err)
+	}
+	third := sl.status()
+	if third.Port != first.Port || third.Pid == second.Pid || third.LastRestart != ReasonMemory || third.Restarts != 2 {
+		t.Fatalf("after a second replace: %+v", third)
+	}
+}
+
+func TestSlotReplaceFailureKeepsOld(t *testing.T) {
+	marker := t.TempDir() + "/started"
+	sl := testSlot(t, "", 10*time.Second, RestartPolicy{}, "serve-once", marker)
+	first := waitState(t, sl, Ready, 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := sl.requestReplace(ctx, ReasonRolling)
+	if err == nil || !strings.Contains(err.Error(), "exited before becoming ready (exit code 1); the old process serves on") {
+		t.Fatalf("replace with a failing successor: %v", err)
+	}
+	st := sl.status()
+	if st.State != string(Ready) || st.Pid != first.Pid || st.Port != first.Port || st.Restarts != 0 {
+		t.Fatalf("after a failed replace: %+v, want the first process serving", st)
+	}
+}
+
+func TestSlotRecyclesAfterMaxRequests(t *testing.T) {
+	sl := testSlotWith(t, func(o *Options) { o.MaxRequests = 3 }, "", 10*time.Second, RestartPolicy{}, "serve")
+	first := waitState(t, sl, Ready, 10*time.Second)
+	srv := httptest.NewServer(sl.sup.bal)
+	defer srv.Close()
+	for range 3 {
+		resp, err := http.Get(srv.URL + "/health")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		st := sl.status()
+		if st.Pid != first.Pid && st.State == string(Ready) {
+			if st.LastRestart != ReasonMaxReq || st.Requests != 3 {
+				t.Fatalf("after recycling: %+v", st)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not recycled after 3 requests with a limit of 3: %+v", st)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

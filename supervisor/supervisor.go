@@ -29,11 +29,15 @@ type Supervisor struct {
 	bal     *balancer.Balancer
 	started time.Time
 
-	scaleMu sync.Mutex // serialises Scale calls
+	scaleMu   sync.Mutex // serialises Scale calls and rolling restarts
+	restartMu sync.Mutex // held while a rolling restart runs
 
-	mu      sync.Mutex    // guards slots and desired
+	mu      sync.Mutex    // guards slots, desired and ports
 	slots   map[int]*slot // by replica id
 	desired int
+	ports   map[int]*slot // replica port -> the slot holding it
+
+	starting chan struct{} // a token per replica starting; nil: no limit
 
 	shutdown     chan struct{} // closed when a stop is requested
 	shutdownOnce sync.Once
@@ -61,9 +65,13 @@ func Run(ctx context.Context, opts Options) error {
 		out:      &replica.Output{Stdout: opts.Stdout, Stderr: opts.Stderr, Width: len("replica-") + len(strconv.Itoa(opts.Replicas))},
 		started:  time.Now(),
 		slots:    make(map[int]*slot),
+		ports:    make(map[int]*slot),
 		shutdown: make(chan struct{}),
 		force:    make(chan struct{}),
 		stopped:  make(chan struct{}),
+	}
+	if opts.StartConcurrency > 0 {
+		s.starting = make(chan struct{}, opts.StartConcurrency)
 	}
 	policy, _ := balancer.NewPolicy(opts.Policy) // validated in withDefaults
 	s.bal = balancer.New(balancer.Options{
@@ -100,6 +108,10 @@ func Run(ctx context.Context, opts Options) error {
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 	go s.watchSignals(ctx, sigs)
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	defer signal.Stop(hups)
+	go s.watchHangups(hups)
 
 	proxyDone := make(chan error, 1)
 	go func() { proxyDone <- s.bal.Serve(ln) }()
@@ -142,6 +154,28 @@ func (s *Supervisor) watchSignals(ctx context.Context, sigs <-chan os.Signal) {
 	}
 }
 
+// watchHangups runs a rolling restart on SIGHUP, as gunicorn reloads on it
+// (but without its moment of lower capacity).
+func (s *Supervisor) watchHangups(hups <-chan os.Signal) {
+	for {
+		select {
+		case <-hups:
+			s.log.Info("received SIGHUP; rolling restart")
+			go func() {
+				res, err := s.RollingRestart(context.Background())
+				switch {
+				case err != nil:
+					s.log.Warn("rolling restart not started", "error", err)
+				case res.Error != "":
+					s.log.Error("rolling restart stopped", "error", res.Error)
+				}
+			}()
+		case <-s.stopped:
+			return
+		}
+	}
+}
+
 func (s *Supervisor) requestShutdown() {
 	s.shutdownOnce.Do(func() { close(s.shutdown) })
 }
@@ -153,7 +187,7 @@ func (s *Supervisor) startInitial() error {
 	s.desired = s.opts.Replicas
 	started := make([]*slot, 0, s.opts.Replicas)
 	for id := 1; id <= s.opts.Replicas; id++ {
-		sl := newSlot(s, id)
+		sl := newSlot(s, id, "")
 		s.slots[id] = sl
 		started = append(started, sl)
 		go sl.run()
@@ -212,20 +246,6 @@ func (s *Supervisor) stop(proxyDone <-chan error) {
 		}
 	}
 	close(s.stopped)
-}
-
-// checkPorts reports the first of count ports from base+first-1 on that is
-// in use on 127.0.0.1, naming the replica it was meant for.
-func checkPorts(base, first, count int) error {
-	for id := first; id < first+count; id++ {
-		port := base + id - 1
-		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err != nil {
-			return fmt.Errorf("port %d for replica-%d: %s", port, id, portError(err))
-		}
-		ln.Close()
-	}
-	return nil
 }
 
 func portError(err error) string {

@@ -13,10 +13,11 @@ type globalOptions struct {
 
 // runFuncs replace the commands' work in tests; nil fields mean the real one.
 type runFuncs struct {
-	up     func(*upOptions) error
-	status func(*statusOptions) error
-	scale  func(*scaleOptions) error
-	down   func(*downOptions) error
+	up      func(*upOptions) error
+	status  func(*statusOptions) error
+	scale   func(*scaleOptions) error
+	down    func(*downOptions) error
+	restart func(*restartOptions) error
 }
 
 func newRootCmd(f runFuncs) *cobra.Command {
@@ -31,11 +32,12 @@ an embedded least-connection proxy.
   mattingctl up --replicas 4 -- python3 app.py
   mattingctl status
   mattingctl scale 6
+  mattingctl restart
   mattingctl down`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVar(&g.Name, "name", supervisor.DefaultName, "instance name, so several can run side by side")
-	root.AddCommand(newUpCmd(g, f.up), newStatusCmd(g, f.status), newScaleCmd(g, f.scale), newDownCmd(g, f.down))
+	root.AddCommand(newUpCmd(g, f.up), newStatusCmd(g, f.status), newScaleCmd(g, f.scale), newDownCmd(g, f.down), newRestartCmd(g, f.restart))
 	return root
 }

@@ -16,6 +16,7 @@ import (
 type upOptions struct {
 	supervisor.Options
 	LogLevel string
+	GPUs     string
 }
 
 func newUpCmd(g *globalOptions, runF func(*upOptions) error) *cobra.Command {
@@ -62,6 +63,11 @@ Ctrl-C or SIGTERM stops gracefully; a second one stops at once.`,
 	f.IntSliceVar(&opts.Weights, "weights", nil, "per-replica weights for --policy weighted, e.g. 2,1,1,1")
 	f.DurationVar(&opts.ConnectTimeout, "connect-timeout", balancer.DefaultConnectTimeout, "limit on connecting to a replica")
 	f.StringArrayVarP(&opts.Env, "env", "e", nil, "extra KEY=VALUE for every replica (repeatable)")
+	f.StringVar(&opts.GPUs, "gpus", "", "GPUs handed to replicas round-robin as CUDA_VISIBLE_DEVICES: 0,1,2,3 or all (from nvidia-smi -L)")
+	f.IntVar(&opts.StartConcurrency, "start-concurrency", 0, "replicas starting (loading their model) at once (0: all)")
+	f.IntVar(&opts.MaxRequests, "max-requests", 0, "replace a replica after this many requests, without dropping any (0: never)")
+	f.IntVar(&opts.MaxRequestsJitter, "max-requests-jitter", 0, "add 0..N to --max-requests per process, so replicas do not recycle together")
+	f.Var(&sizeValue{&opts.MaxMemory}, "max-memory", "replace a replica whose processes' resident memory passes SIZE, e.g. 4GiB (default never)")
 	f.StringVar(&opts.LogLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	return cmd
 }
@@ -78,6 +84,13 @@ func upRun(opts *upOptions) error {
 		TimeFormat: time.TimeOnly,
 	})
 	opts.Stdout, opts.Stderr = os.Stdout, os.Stderr
+	if opts.GPUs != "" {
+		gpus, err := supervisor.ParseGPUs(opts.GPUs)
+		if err != nil {
+			return err
+		}
+		opts.Options.GPUs = gpus
+	}
 	return supervisor.Run(context.Background(), opts.Options)
 }
 

@@ -1,0 +1,118 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+)
+
+// Replica ports. Replica k's home port is BasePort+k-1. A successor started
+// by a rolling restart or recycling needs another port while its
+// predecessor still serves: the first free one of the replica's home port
+// and the ports after the range, so a replica alternates between its home
+// port and a spare one. The supervisor records which slot holds each port.
+
+func (s *Supervisor) homePort(id int) int { return s.opts.BasePort + id - 1 }
+
+// portFor returns the port a slot's primary process listens on: the one it
+// already has (a crashed replica comes back where it was), else its home
+// port, else a spare.
+func (s *Supervisor) portFor(sl *slot) int {
+	sl.mu.Lock()
+	cur := sl.cur
+	sl.mu.Unlock()
+	if cur != nil {
+		return cur.port
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	home := s.homePort(sl.id)
+	if holder, ok := s.ports[home]; !ok || holder == sl {
+		s.ports[home] = sl
+		return home
+	}
+	if p, err := s.spareLocked(sl); err == nil {
+		return p
+	}
+	return home // let the replica report the clash
+}
+
+// allocPort reserves a free port for a successor of sl.
+func (s *Supervisor) allocPort(sl *slot) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if home := s.homePort(sl.id); s.ports[home] == nil && portFree(home) {
+		s.ports[home] = sl
+		return home, nil
+	}
+	return s.spareLocked(sl)
+}
+
+// spareLocked reserves the first port past the replicas' range that no
+// slot holds and nothing else listens on. The caller holds s.mu.
+func (s *Supervisor) spareLocked(sl *slot) (int, error) {
+	for p := s.homePort(s.desired + 1); p <= maxPort; p++ {
+		if s.ports[p] == nil && p != s.opts.Port && portFree(p) {
+			s.ports[p] = sl
+			return p, nil
+		}
+	}
+	return 0, errors.New("no free port for a successor replica")
+}
+
+// freePort releases a port a slot no longer uses.
+func (s *Supervisor) freePort(port int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.ports, port)
+}
+
+// releasePorts releases every port sl holds, when it ends.
+func (s *Supervisor) releasePorts(sl *slot) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for p, holder := range s.ports {
+		if holder == sl {
+			delete(s.ports, p)
+		}
+	}
+}
+
+func portFree(port int) bool {
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	ln.Close()
+	return true
+}
+
+// startGate waits for a turn to start a replica under --start-concurrency
+// and returns the function that gives it back; it fails if stop closes
+// first.
+func (s *Supervisor) startGate(stop <-chan struct{}) (func(), error) {
+	if s.starting == nil {
+		return func() {}, nil
+	}
+	select {
+	case s.starting <- struct{}{}:
+		return func() { <-s.starting }, nil
+	case <-stop:
+		return nil, errors.New("stopped before it could start")
+	}
+}
+
+// checkPorts reports the first of count ports from base+first-1 on that is
+// in use on 127.0.0.1, naming the replica it was meant for.
+func checkPorts(base, first, count int) error {
+	for id := first; id < first+count; id++ {
+		port := base + id - 1
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			return fmt.Errorf("port %d for replica-%d: %s", port, id, portError(err))
+		}
+		ln.Close()
+	}
+	return nil
+}
