@@ -56,6 +56,8 @@ type Options struct {
 	// during which a backend died is retried once at most, so one poison
 	// input cannot take down every backend in turn. Zero means none.
 	Retries int
+	// Observer is told of every finished request. Nil means none.
+	Observer Observer
 	// Logger receives the proxy's own errors. Nil means no logging.
 	Logger hclog.Logger
 }

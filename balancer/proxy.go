@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,6 +25,7 @@ type attempt struct {
 	b     *Balancer
 	be    *Backend
 	start time.Time
+	code  int   // the backend's status code
 	err   error // set by the proxy when the backend sent no response
 	once  sync.Once
 }
@@ -49,8 +51,14 @@ func (a *attempt) done() {
 // buffering does, and lets a request that a backend refused or dropped be
 // sent again to another.
 func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	replica, code := "", 0
+	if b.opts.Observer != nil {
+		defer func() { b.opts.Observer.Observe(replica, code, time.Since(start)) }()
+	}
 	body, status, err := b.readBody(w, r)
 	if err != nil {
+		code = cmp.Or(status, StatusClientGone)
 		if status != 0 {
 			writeError(w, status, err.Error())
 		}
@@ -62,21 +70,26 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for try := 0; ; try++ {
 		be, err := b.acquire(ctx, r, try > 0)
 		if err != nil {
+			code = StatusClientGone
 			if ctx.Err() == nil {
+				code = http.StatusServiceUnavailable
 				b.rejected.Add(1)
 				w.Header().Set("Retry-After", strconv.Itoa(b.retryAfter()))
-				writeError(w, http.StatusServiceUnavailable, err.Error())
+				writeError(w, code, err.Error())
 			}
 			return
 		}
 		if try > 0 {
 			b.retried.Add(1)
 		}
+		replica = be.Name
 		a := b.forward(w, r, body, be)
 		if a.err == nil {
+			code = a.code
 			return
 		}
 		if ctx.Err() != nil {
+			code = StatusClientGone
 			return // the client went away; nobody is listening
 		}
 		be.errors.Add(1)
@@ -89,15 +102,26 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"error", a.err, "retrying", retry)
 		if !retry {
 			b.failed.Add(1)
-			status := http.StatusBadGateway
+			code = http.StatusBadGateway
 			if kind == slow {
-				status = http.StatusGatewayTimeout
+				code = http.StatusGatewayTimeout
 			}
-			writeError(w, status, be.Name+" did not answer: "+a.err.Error())
+			writeError(w, code, be.Name+" did not answer: "+a.err.Error())
 			return
 		}
 		died = died || kind == dropped
 	}
+}
+
+// StatusClientGone is the code an Observer sees for a request whose client
+// went away before it was answered (nginx logs these as 499).
+const StatusClientGone = 499
+
+// Observer is told of every request the proxy finished: the replica that
+// answered it (empty when none was chosen), the status code the client got
+// and how long it took.
+type Observer interface {
+	Observe(replica string, code int, d time.Duration)
 }
 
 // forward sends one attempt of r to be and releases be afterwards. The
@@ -220,6 +244,7 @@ func rewrite(pr *httputil.ProxyRequest) {
 
 func modifyResponse(resp *http.Response) error {
 	a := resp.Request.Context().Value(attemptKey{}).(*attempt)
+	a.code = resp.StatusCode
 	if resp.StatusCode >= 500 {
 		a.be.errors.Add(1)
 	}

@@ -143,7 +143,8 @@ func startIn(t *testing.T, home string, replicas int, args ...string) *instance 
 	t.Helper()
 	port := freePorts(t, replicas+8)
 	in := &instance{t: t, home: home, port: port, done: make(chan struct{}), pids: map[int]bool{}}
-	full := append([]string{"up", "--port", strconv.Itoa(port), "--host", "127.0.0.1", "--replicas", strconv.Itoa(replicas)}, args...)
+	// The admin listener on a port of its own choosing: status --json says which.
+	full := append([]string{"up", "--port", strconv.Itoa(port), "--host", "127.0.0.1", "--admin", "127.0.0.1:0", "--replicas", strconv.Itoa(replicas)}, args...)
 	in.cmd = exec.Command(mattingctl, full...)
 	in.cmd.Env = append(os.Environ(), "MATTINGCTL_HOME="+in.home)
 	in.cmd.Stdout, in.cmd.Stderr = &in.stdout, &in.stderr

@@ -20,6 +20,9 @@ type Status struct {
 	Command   []string  `json:"command"`
 	Policy    string    `json:"policy"`
 	StartedAt time.Time `json:"started_at"`
+	// Admin is the admin listener's address (/metrics, /livez, /readyz),
+	// empty when it is off.
+	Admin string `json:"admin"`
 	// Queued is the number of requests waiting for a replica with room,
 	// out of at most QueueMax.
 	Queued   int `json:"queued"`

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"regexp"
 	"strconv"
 	"strings"
@@ -107,6 +108,17 @@ type Options struct {
 	// MaxMemory recycles a replica whose process group's resident memory
 	// passes this many bytes; 0 means never.
 	MaxMemory int64
+	// Admin is the address of the admin listener serving /metrics, /livez
+	// and /readyz; empty means 127.0.0.1 and the proxy port minus one,
+	// "none" turns it off.
+	Admin string
+	// MinReady is how many replicas must be ready for /readyz to answer
+	// 200; zero means 1.
+	MinReady int
+	// DrainDelay is how long, after SIGTERM or SIGINT, the proxy keeps
+	// serving while /readyz answers 503, so that load balancers and
+	// orchestrator endpoints stop sending first.
+	DrainDelay time.Duration
 	// StateDir holds the control socket; empty means StateDir().
 	StateDir string
 	// Stdout and Stderr receive the replicas' prefixed output; nil means
@@ -186,6 +198,30 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.QueueTimeout <= 0 {
 		o.QueueTimeout = DefaultQueueTimeout
+	}
+	switch {
+	case o.MinReady < 0:
+		return o, fmt.Errorf("--min-ready must not be negative, not %d", o.MinReady)
+	case o.MinReady == 0:
+		o.MinReady = 1
+	}
+	if o.DrainDelay < 0 {
+		return o, fmt.Errorf("--drain-delay must not be negative, not %s", o.DrainDelay)
+	}
+	if o.Admin == "" {
+		o.Admin = net.JoinHostPort("127.0.0.1", strconv.Itoa(o.Port-1))
+	}
+	if o.Admin != "none" {
+		host, port, err := net.SplitHostPort(o.Admin)
+		if err != nil {
+			return o, fmt.Errorf("--admin %q is not HOST:PORT (or none): %v", o.Admin, err)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 0 || n > maxPort {
+			return o, fmt.Errorf("--admin %q: %q is not a port", o.Admin, port)
+		} else if n != 0 && (host == "" || host == "127.0.0.1" || host == "0.0.0.0" || host == "localhost") &&
+			(n == o.Port || n >= o.BasePort && n < o.BasePort+o.Replicas) {
+			return o, fmt.Errorf("--admin port %d clashes with the proxy or replica ports", n)
+		}
 	}
 	for _, kv := range o.Env {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {

@@ -292,6 +292,7 @@ func (s *slot) run() {
 		s.restarts++
 		s.lastRestart = "crash: " + exit.String()
 		s.mu.Unlock()
+		s.sup.metrics.restarted(s.name, "crash")
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
@@ -404,6 +405,7 @@ func (s *slot) successor(inc *incarnation, reason string) (*incarnation, error) 
 	s.restarts++
 	s.lastRestart = reason
 	s.mu.Unlock()
+	s.sup.metrics.restarted(s.name, reason)
 	s.log.Info("successor ready; draining the old process", "pid", next.proc.Pid(), "port", port, "old_pid", inc.proc.Pid())
 
 	s.mu.Lock()

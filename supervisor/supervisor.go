@@ -39,6 +39,9 @@ type Supervisor struct {
 
 	starting chan struct{} // a token per replica starting; nil: no limit
 
+	metrics   *metrics
+	adminAddr string // the admin listener's address, "" when off
+
 	shutdown     chan struct{} // closed when a stop is requested
 	shutdownOnce sync.Once
 	force        chan struct{} // closed when the stop must skip its waits
@@ -73,6 +76,7 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.StartConcurrency > 0 {
 		s.starting = make(chan struct{}, opts.StartConcurrency)
 	}
+	s.metrics = newMetrics(s)
 	policy, _ := balancer.NewPolicy(opts.Policy) // validated in withDefaults
 	s.bal = balancer.New(balancer.Options{
 		Policy:          policy,
@@ -84,6 +88,7 @@ func Run(ctx context.Context, opts Options) error {
 		QueueSize:       opts.Queue,
 		QueueTimeout:    opts.QueueTimeout,
 		Retries:         opts.Retries,
+		Observer:        s.metrics,
 		Logger:          s.log.Named("proxy"),
 	})
 
@@ -103,6 +108,12 @@ func Run(ctx context.Context, opts Options) error {
 	if err := checkPorts(opts.BasePort, 1, opts.Replicas); err != nil {
 		return err
 	}
+	adm, err := listenAdmin(opts.Admin)
+	if err != nil {
+		return err
+	}
+	defer adm.close()
+	s.adminAddr = adm.addr()
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
@@ -116,13 +127,14 @@ func Run(ctx context.Context, opts Options) error {
 	proxyDone := make(chan error, 1)
 	go func() { proxyDone <- s.bal.Serve(ln) }()
 	control.start(s)
+	adm.start(s)
 
 	s.log.Info("starting replicas", "replicas", opts.Replicas, "ports", portRange(opts.BasePort, opts.Replicas), "command", strings.Join(opts.Command, " "))
 	if err := s.startInitial(); err != nil {
 		s.stop(proxyDone)
 		return err
 	}
-	s.log.Info("ready", "proxy", proxyAddr, "replicas", opts.Replicas, "policy", opts.Policy, "control", control.path)
+	s.log.Info("ready", "proxy", proxyAddr, "replicas", opts.Replicas, "policy", opts.Policy, "control", control.path, "admin", s.adminAddr)
 
 	select {
 	case <-s.shutdown:
@@ -130,6 +142,17 @@ func Run(ctx context.Context, opts Options) error {
 		proxyDone <- err
 		s.log.Error("proxy stopped", "error", err)
 		s.requestShutdown()
+	}
+	if opts.DrainDelay > 0 {
+		// /readyz already answers 503; keep serving while load balancers
+		// and orchestrator endpoints notice and stop sending.
+		s.log.Info("draining: /readyz answers 503; serving on", "drain_delay", opts.DrainDelay)
+		t := time.NewTimer(opts.DrainDelay)
+		select {
+		case <-t.C:
+		case <-s.force:
+			t.Stop()
+		}
 	}
 	s.log.Info("stopping", "stop_timeout", opts.StopTimeout)
 	s.stop(proxyDone)
@@ -282,6 +305,7 @@ func (s *Supervisor) Status() Status {
 	s.mu.Unlock()
 	stats := s.bal.Stats()
 	st := Status{
+		Admin:     s.adminAddr,
 		Queued:    stats.Queued,
 		QueueMax:  s.opts.Queue,
 		Rejected:  stats.Rejected,

@@ -15,8 +15,9 @@ import (
 
 type upOptions struct {
 	supervisor.Options
-	LogLevel string
-	GPUs     string
+	LogLevel  string
+	LogFormat string
+	GPUs      string
 }
 
 func newUpCmd(g *globalOptions, runF func(*upOptions) error) *cobra.Command {
@@ -69,6 +70,10 @@ Ctrl-C or SIGTERM stops gracefully; a second one stops at once.`,
 	f.IntVar(&opts.MaxRequestsJitter, "max-requests-jitter", 0, "add 0..N to --max-requests per process, so replicas do not recycle together")
 	f.Var(&sizeValue{&opts.MaxMemory}, "max-memory", "replace a replica whose processes' resident memory passes SIZE, e.g. 4GiB (default never)")
 	f.StringVar(&opts.LogLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
+	f.StringVar(&opts.LogFormat, "log-format", "text", "log format: text, or json for machines (hclog's JSON)")
+	f.StringVar(&opts.Admin, "admin", "", "admin listener for /metrics, /livez, /readyz (default 127.0.0.1 and the proxy port minus one; none: off)")
+	f.IntVar(&opts.MinReady, "min-ready", 1, "ready replicas needed for /readyz to answer 200")
+	f.DurationVar(&opts.DrainDelay, "drain-delay", 0, "after SIGTERM/SIGINT, keep serving this long with /readyz 503 before stopping")
 	return cmd
 }
 
@@ -77,11 +82,15 @@ func upRun(opts *upOptions) error {
 	if level == hclog.NoLevel {
 		return fmt.Errorf("--log-level %q is not one of trace, debug, info, warn, error", opts.LogLevel)
 	}
+	if opts.LogFormat != "text" && opts.LogFormat != "json" {
+		return fmt.Errorf("--log-format %q is not text or json", opts.LogFormat)
+	}
 	opts.Logger = hclog.New(&hclog.LoggerOptions{
 		Name:       "mattingctl",
 		Level:      level,
 		Output:     os.Stderr,
 		TimeFormat: time.TimeOnly,
+		JSONFormat: opts.LogFormat == "json",
 	})
 	opts.Stdout, opts.Stderr = os.Stdout, os.Stderr
 	if opts.GPUs != "" {

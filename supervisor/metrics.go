@@ -1,0 +1,108 @@
+package supervisor
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics holds what /metrics exports: counters and a histogram the proxy
+// feeds as requests finish, restart counters the slots feed, and gauges
+// read from the instance's status at scrape time.
+type metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	restarts *prometheus.CounterVec
+}
+
+func newMetrics(s *Supervisor) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricRequests,
+			Help: "Requests answered, by the replica that answered (empty: none) and the status code (499: the client went away).",
+		}, []string{"replica", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: MetricRequestDuration,
+			Help: "Time from a request's arrival to its answer, queueing included.",
+			// Model inference: milliseconds to minutes.
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600},
+		}, []string{"replica"}),
+		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricRestarts,
+			Help: "Replica processes replaced, by reason: crash, rolling restart, memory, max-requests.",
+		}, []string{"replica", "reason"}),
+	}
+	m.reg.MustRegister(m.requests, m.duration, m.restarts, &statusCollector{s: s})
+	return m
+}
+
+// Observe implements balancer.Observer.
+func (m *metrics) Observe(replica string, code int, d time.Duration) {
+	m.requests.WithLabelValues(replica, strconv.Itoa(code)).Inc()
+	m.duration.WithLabelValues(replica).Observe(d.Seconds())
+}
+
+func (m *metrics) restarted(replica, reason string) {
+	if m == nil {
+		return
+	}
+	m.restarts.WithLabelValues(replica, reason).Inc()
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// statusCollector turns the instance's status into gauges at scrape time,
+// so they are never stale and cost nothing between scrapes.
+type statusCollector struct{ s *Supervisor }
+
+var (
+	descInflight    = prometheus.NewDesc(MetricInflight, "Requests in flight on each replica.", []string{"replica"}, nil)
+	descMaxInflight = prometheus.NewDesc(MetricMaxInflight, "Cap on each replica's requests in flight (0: none).", nil, nil)
+	descQueue       = prometheus.NewDesc(MetricQueueLength, "Requests waiting for a replica with room.", nil, nil)
+	descRejected    = prometheus.NewDesc(MetricRejected, "Requests answered 503: queue full, queue timeout or no ready replica.", nil, nil)
+	descRetried     = prometheus.NewDesc(MetricRetried, "Attempts sent to another replica after one failed to answer.", nil, nil)
+	descFailed      = prometheus.NewDesc(MetricFailed, "Requests no replica answered (502, 504).", nil, nil)
+	descUp          = prometheus.NewDesc(MetricReplicaUp, "1 when the replica is ready and in rotation.", []string{"replica"}, nil)
+	descCPU         = prometheus.NewDesc(MetricReplicaCPU, "Replica CPU use, 100 = one core.", []string{"replica"}, nil)
+	descRSS         = prometheus.NewDesc(MetricReplicaRSS, "Resident memory of the replica's processes.", []string{"replica"}, nil)
+	descDesired     = prometheus.NewDesc(MetricReplicasDesired, "Replicas the instance should run.", nil, nil)
+)
+
+func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descInflight, descMaxInflight, descQueue, descRejected, descRetried, descFailed, descUp, descCPU, descRSS, descDesired} {
+		ch <- d
+	}
+}
+
+func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.s.Status()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v uint64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+	}
+	gauge(descMaxInflight, float64(c.s.opts.MaxInflight))
+	gauge(descQueue, float64(st.Queued))
+	gauge(descDesired, float64(st.Desired))
+	counter(descRejected, st.Rejected)
+	counter(descRetried, st.Retried)
+	counter(descFailed, st.Failed)
+	for _, r := range st.Replicas {
+		up := 0.0
+		if r.State == string(Ready) {
+			up = 1
+		}
+		gauge(descInflight, float64(r.Inflight), r.Name)
+		gauge(descUp, up, r.Name)
+		gauge(descCPU, r.CPUPercent, r.Name)
+		gauge(descRSS, float64(r.RSSBytes), r.Name)
+	}
+}

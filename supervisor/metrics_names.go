@@ -1,0 +1,27 @@
+package supervisor
+
+// The metrics /metrics exports, all prefixed mattingctl_. Deployment
+// examples (a HorizontalPodAutoscaler on in-flight requests) are checked
+// against this list.
+const (
+	MetricRequests        = "mattingctl_requests_total"                // counter {replica, code}
+	MetricRequestDuration = "mattingctl_request_duration_seconds"      // histogram {replica}
+	MetricInflight        = "mattingctl_inflight_requests"             // gauge {replica}
+	MetricMaxInflight     = "mattingctl_max_inflight_requests"         // gauge, per replica cap (0: none)
+	MetricQueueLength     = "mattingctl_queue_length"                  // gauge
+	MetricRejected        = "mattingctl_rejected_total"                // counter: 503 from the queue or no replica
+	MetricRetried         = "mattingctl_retried_total"                 // counter
+	MetricFailed          = "mattingctl_failed_total"                  // counter: 502 and 504
+	MetricRestarts        = "mattingctl_replica_restarts_total"        // counter {replica, reason}
+	MetricReplicaUp       = "mattingctl_replica_up"                    // gauge {replica}: 1 when ready
+	MetricReplicaCPU      = "mattingctl_replica_cpu_percent"           // gauge {replica}
+	MetricReplicaRSS      = "mattingctl_replica_resident_memory_bytes" // gauge {replica}
+	MetricReplicasDesired = "mattingctl_replicas_desired"              // gauge
+)
+
+// MetricNames lists every metric /metrics exports.
+var MetricNames = []string{
+	MetricRequests, MetricRequestDuration, MetricInflight, MetricMaxInflight, MetricQueueLength,
+	MetricRejected, MetricRetried, MetricFailed, MetricRestarts, MetricReplicaUp, MetricReplicaCPU,
+	MetricReplicaRSS, MetricReplicasDesired,
+}
