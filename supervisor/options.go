@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/mattingctl/mattingctl/balancer"
+	"github.com/mattingctl/mattingctl/replica"
 )
 
 // Defaults for Options.
@@ -245,6 +246,15 @@ func (o Options) withDefaults() (Options, error) {
 		o.Logger = hclog.NewNullLogger()
 	}
 	return o, nil
+}
+
+// Validate reports the first problem with opts that can be found without
+// starting anything: bad values and a command that cannot be run.
+func Validate(opts Options) error {
+	if _, err := opts.withDefaults(); err != nil {
+		return err
+	}
+	return replica.CheckCommand(opts.Command)
 }
 
 // ValidateName reports whether name can name an instance (and its socket).

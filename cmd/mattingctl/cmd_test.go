@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -87,5 +89,44 @@ func TestScaleArgs(t *testing.T) {
 				t.Fatalf("got %+v, %v", got, err)
 			}
 		})
+	}
+}
+
+func TestUpConfigFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mattingctl.yaml")
+	write := func(s string) {
+		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(args ...string) (*upOptions, error) {
+		var got *upOptions
+		root := newRootCmd(runFuncs{up: func(o *upOptions) error { got = o; return nil }})
+		root.SetArgs(append([]string{"up", "-f", path}, args...))
+		return got, root.Execute()
+	}
+	write("replicas: 4\nport: 8000\nmax-body: 10m\nweights: [2, 1]\npolicy: weighted\nenv: [A=1]\nname: gpu\ncommand: [python3, app.py]\n")
+	o, err := run("-r", "2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Replicas != 2 || o.Port != 8000 || o.MaxBody != 10<<20 || !reflect.DeepEqual(o.Weights, []int{2, 1}) ||
+		o.Policy != "weighted" || !reflect.DeepEqual(o.Env, []string{"A=1"}) || o.Name != "gpu" ||
+		!reflect.DeepEqual(o.Command, []string{"python3", "app.py"}) {
+		t.Errorf("file + flags: %+v", o.Options)
+	}
+	if o, err = run("--", "./serve"); err != nil || !reflect.DeepEqual(o.Command, []string{"./serve"}) {
+		t.Errorf("a command after -- overrides the file's: %v, %v", o, err)
+	}
+	for _, tt := range []struct{ file, want string }{
+		{"replicas: 4\nreplicaz: 2\n", `line 2: unknown setting "replicaz"`},
+		{"replicas: four\n", `line 1: replicas: strconv.ParseInt: parsing "four": invalid syntax`},
+		{"ready-timeout: 5 minutes\n", "line 1: ready-timeout:"},
+		{"max-body: lots\n", `line 1: max-body: "lots" is not a size`},
+	} {
+		write(tt.file)
+		if _, err := run(); err == nil || !strings.Contains(err.Error(), path+": "+tt.want) {
+			t.Errorf("file %q: error %v, want %q", tt.file, err, tt.want)
+		}
 	}
 }

@@ -18,6 +18,7 @@ type runFuncs struct {
 	scale   func(*scaleOptions) error
 	down    func(*downOptions) error
 	restart func(*restartOptions) error
+	logs    func(*logsOptions) error
 }
 
 func newRootCmd(f runFuncs) *cobra.Command {
@@ -38,6 +39,6 @@ an embedded least-connection proxy.
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVar(&g.Name, "name", supervisor.DefaultName, "instance name, so several can run side by side")
-	root.AddCommand(newUpCmd(g, f.up), newStatusCmd(g, f.status), newScaleCmd(g, f.scale), newDownCmd(g, f.down), newRestartCmd(g, f.restart))
+	root.AddCommand(newUpCmd(g, f.up), newStatusCmd(g, f.status), newScaleCmd(g, f.scale), newDownCmd(g, f.down), newRestartCmd(g, f.restart), newLogsCmd(g, f.logs))
 	return root
 }

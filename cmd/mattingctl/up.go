@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -18,6 +19,10 @@ type upOptions struct {
 	LogLevel  string
 	LogFormat string
 	GPUs      string
+	Detach    bool
+	File      string
+	// Argv is the command line, for the background copy that -d starts.
+	Argv []string
 }
 
 func newUpCmd(g *globalOptions, runF func(*upOptions) error) *cobra.Command {
@@ -35,8 +40,14 @@ its environment, and {port} and {replica} in its arguments are replaced:
 Ctrl-C or SIGTERM stops gracefully; a second one stops at once.`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Name = g.Name
 			opts.Command = args
+			if opts.File != "" {
+				if err := applyConfig(cmd, opts); err != nil {
+					return err
+				}
+			}
+			opts.Name = g.Name
+			opts.Argv = os.Args[1:]
 			if runF != nil {
 				return runF(opts)
 			}
@@ -69,6 +80,8 @@ Ctrl-C or SIGTERM stops gracefully; a second one stops at once.`,
 	f.IntVar(&opts.MaxRequests, "max-requests", 0, "replace a replica after this many requests, without dropping any (0: never)")
 	f.IntVar(&opts.MaxRequestsJitter, "max-requests-jitter", 0, "add 0..N to --max-requests per process, so replicas do not recycle together")
 	f.Var(&sizeValue{&opts.MaxMemory}, "max-memory", "replace a replica whose processes' resident memory passes SIZE, e.g. 4GiB (default never)")
+	f.StringVarP(&opts.File, "file", "f", "", "read flags and the command from a YAML file; flags given here override it")
+	f.BoolVarP(&opts.Detach, "detach", "d", false, "run in the background: return once every replica is ready; the log goes to a file (mattingctl logs)")
 	f.StringVar(&opts.LogLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	f.StringVar(&opts.LogFormat, "log-format", "text", "log format: text, or json for machines (hclog's JSON)")
 	f.StringVar(&opts.Admin, "admin", "", "admin listener for /metrics, /livez, /readyz (default 127.0.0.1 and the proxy port minus one; none: off)")
@@ -78,6 +91,9 @@ Ctrl-C or SIGTERM stops gracefully; a second one stops at once.`,
 }
 
 func upRun(opts *upOptions) error {
+	if opts.Detach {
+		return upDetached(opts)
+	}
 	level := hclog.LevelFromString(opts.LogLevel)
 	if level == hclog.NoLevel {
 		return fmt.Errorf("--log-level %q is not one of trace, debug, info, warn, error", opts.LogLevel)
@@ -123,3 +139,56 @@ func (v *sizeValue) Set(s string) error {
 }
 
 func (v *sizeValue) Type() string { return "size" }
+
+func upDetached(opts *upOptions) error {
+	// Check what can be checked here, so that the error comes at once.
+	if err := supervisor.Validate(opts.Options); err != nil {
+		return err
+	}
+	st, err := supervisor.Detach(supervisor.DetachOptions{
+		Name: opts.Name,
+		Args: supervisor.WithoutDetach(opts.Argv),
+		Wait: opts.ReadyTimeout + time.Minute,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("instance %s started in the background: pid %d, %d replicas ready, proxy port %d\n", st.Name, st.Pid, len(st.Replicas), st.Port)
+	fmt.Printf("logs: mattingctl logs --name %s -f; stop: mattingctl down --name %s\n", st.Name, st.Name)
+	return nil
+}
+
+// applyConfig sets, from the config file, every flag the command line did
+// not set (flags override the file), and the command if none was given
+// after --.
+func applyConfig(cmd *cobra.Command, opts *upOptions) error {
+	settings, err := supervisor.LoadConfig(opts.File)
+	if err != nil {
+		return err
+	}
+	for _, s := range settings {
+		if s.Key == "command" {
+			if len(opts.Command) == 0 {
+				opts.Command = s.Values
+			}
+			continue
+		}
+		fl := cmd.Flags().Lookup(s.Key)
+		if fl == nil || s.Key == "file" || s.Key == "help" {
+			return fmt.Errorf("%s: line %d: %w %q (the keys are up's long flag names and command)", opts.File, s.Line, supervisor.ErrNoSuchSetting, s.Key)
+		}
+		if fl.Changed {
+			continue
+		}
+		values := s.Values
+		if t := fl.Value.Type(); !strings.HasSuffix(t, "Slice") && !strings.HasSuffix(t, "Array") {
+			values = []string{strings.Join(values, ",")}
+		}
+		for _, v := range values {
+			if err := fl.Value.Set(v); err != nil {
+				return fmt.Errorf("%s: line %d: %s: %v", opts.File, s.Line, s.Key, err)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,202 @@
+package supervisor
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// LogPath is where an instance started with `up -d` writes its log.
+func LogPath(dir, name string) string { return filepath.Join(dir, name+".log") }
+
+// DetachOptions say how to start an instance in the background.
+type DetachOptions struct {
+	Name     string
+	StateDir string // empty: StateDir()
+	// Args are the arguments of `mattingctl` for the background process:
+	// the `up` command line without -d.
+	Args []string
+	// Wait bounds the wait for every replica to be ready.
+	Wait time.Duration
+}
+
+// Detach starts `mattingctl ARGS` in the background, in a session of its
+// own, with its output appended to the instance's log file, and returns
+// once every replica is ready. If the instance exits first, the error is
+// its own last error line; if it is not ready in time, it is stopped.
+// Either way nothing is left running.
+func Detach(opts DetachOptions) (Status, error) {
+	dir := opts.StateDir
+	if dir == "" {
+		d, err := StateDir()
+		if err != nil {
+			return Status{}, err
+		}
+		dir = d
+	}
+	if err := ensureStateDir(dir); err != nil {
+		return Status{}, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return Status{}, fmt.Errorf("finding the mattingctl binary: %w", err)
+	}
+	logPath := LogPath(dir, opts.Name)
+	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return Status{}, fmt.Errorf("log file: %w", err)
+	}
+	defer log.Close()
+	start, _ := log.Seek(0, io.SeekEnd)
+	fmt.Fprintf(log, "==> mattingctl %s, %s\n", strings.Join(opts.Args, " "), time.Now().Format(time.RFC3339))
+
+	cmd := exec.Command(self, opts.Args...)
+	cmd.Env = append(os.Environ(), "MATTINGCTL_HOME="+dir)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = detachAttr()
+	if err := cmd.Start(); err != nil {
+		return Status{}, fmt.Errorf("starting the background instance: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+
+	deadline := time.Now().Add(opts.Wait)
+	for {
+		select {
+		case <-exited:
+			return Status{}, lastError(logPath, start)
+		case <-time.After(200 * time.Millisecond):
+		}
+		if st, ok := readyStatus(dir, opts.Name); ok {
+			return st, nil
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Signal(os.Interrupt)
+			select {
+			case <-exited:
+			case <-time.After(time.Minute):
+				_ = cmd.Process.Kill()
+				<-exited
+			}
+			return Status{}, fmt.Errorf("instance %q was not ready within %s; stopped it (see %s)", opts.Name, opts.Wait, logPath)
+		}
+	}
+}
+
+// readyStatus reports the instance's status once every replica is ready.
+func readyStatus(dir, name string) (Status, bool) {
+	c, err := Connect(dir, name)
+	if err != nil {
+		return Status{}, false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st, err := c.Status(ctx)
+	if err != nil || len(st.Replicas) != st.Desired {
+		return Status{}, false
+	}
+	for _, r := range st.Replicas {
+		if r.State != string(Ready) {
+			return Status{}, false
+		}
+	}
+	return st, true
+}
+
+// lastError returns the last "mattingctl: " line the instance wrote to its
+// log after offset, as an error.
+func lastError(path string, offset int64) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("the background instance exited (log %s: %v)", path, err)
+	}
+	defer f.Close()
+	_, _ = f.Seek(offset, io.SeekStart)
+	var last string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if line := sc.Text(); strings.HasPrefix(line, "mattingctl: ") {
+			last = strings.TrimPrefix(line, "mattingctl: ")
+		}
+	}
+	if last == "" {
+		return fmt.Errorf("the background instance exited before it was ready (see %s)", path)
+	}
+	return errors.New(last)
+}
+
+// WithoutDetach returns argv without the -d/--detach flag, which may stand
+// anywhere before the command's "--".
+func WithoutDetach(argv []string) []string {
+	out := make([]string, 0, len(argv))
+	for i, a := range argv {
+		if a == "--" {
+			return append(out, argv[i:]...)
+		}
+		if a == "-d" || a == "--detach" || a == "--detach=true" {
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// Logs writes the instance's log to w: every line, or only replica k's
+// (k > 0). With follow it then waits for more until ctx ends.
+func Logs(ctx context.Context, w io.Writer, dir, name string, replicaID int, follow bool) error {
+	if dir == "" {
+		d, err := StateDir()
+		if err != nil {
+			return err
+		}
+		dir = d
+	}
+	path := LogPath(dir, name)
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("no log for instance %q at %s: logs are kept for instances started with `mattingctl up -d`", name, path)
+		}
+		return err
+	}
+	defer f.Close()
+	prefix := ""
+	if replicaID > 0 {
+		prefix = fmt.Sprintf("replica-%d ", replicaID)
+	}
+	r := bufio.NewReader(f)
+	var partial []byte
+	for {
+		line, err := r.ReadBytes('\n')
+		partial = append(partial, line...)
+		if err == nil {
+			if prefix == "" || bytes.HasPrefix(partial, []byte(prefix)) || bytes.HasPrefix(partial, []byte(strings.TrimSpace(prefix)+"|")) {
+				if _, werr := w.Write(partial); werr != nil {
+					return werr
+				}
+			}
+			partial = partial[:0]
+			continue
+		}
+		if !errors.Is(err, io.EOF) {
+			return err
+		}
+		if !follow {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,9 @@
+//go:build unix
+
+package supervisor
+
+import "syscall"
+
+// detachAttr puts the background instance in a session of its own, so
+// that closing the terminal does not signal it.
+func detachAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setsid: true} }
