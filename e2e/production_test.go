@@ -1,0 +1,249 @@
+package e2e
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// TestRollingRestartUnderLoad: every pid changes and no request fails.
+func TestRollingRestartUnderLoad(t *testing.T) {
+	in := start(t, 3, "--health", "/health", "--", fakemodel)
+	before := in.waitReady(3)
+	l := startLoad(in.url("/?sleep=20ms"), 16)
+	out, errOut, code := in.ctl("restart")
+	ok, failures, _ := l.finish()
+	if code != 0 {
+		t.Fatalf("restart: exit %d\n%s%s", code, out, errOut)
+	}
+	if len(failures) > 0 {
+		t.Fatalf("%d of %d requests failed during the rolling restart; first: %s", len(failures), ok+len(failures), failures[0])
+	}
+	after := in.status()
+	for i, r := range after.Replicas {
+		old := before.Replicas[i]
+		if r.Pid == old.Pid || r.State != "ready" || r.LastRestart != "rolling restart" || alive(old.Pid) {
+			t.Errorf("%s after the rolling restart: %+v (old pid %d alive: %v)", r.Name, r, old.Pid, alive(old.Pid))
+		}
+		if !strings.Contains(out, r.Name+": pid "+strconv.Itoa(old.Pid)) {
+			t.Errorf("restart output does not report %s:\n%s", r.Name, out)
+		}
+	}
+	t.Logf("%d requests during the restart, none failed\n%s", ok, out)
+}
+
+// TestMaxRequestsRecyclingUnderLoad: replicas are replaced after their
+// quota of requests, and no request fails.
+func TestMaxRequestsRecyclingUnderLoad(t *testing.T) {
+	in := start(t, 2, "--max-requests", "40", "--max-requests-jitter", "10", "--", fakemodel)
+	in.waitReady(2)
+	l := startLoad(in.url("/?sleep=5ms"), 8)
+	waitFor(t, 60*time.Second, "each replica recycled twice", func() bool {
+		for _, r := range in.status().Replicas {
+			if r.Restarts < 2 {
+				return false
+			}
+		}
+		return true
+	})
+	ok, failures, _ := l.finish()
+	if len(failures) > 0 {
+		t.Fatalf("%d of %d requests failed while recycling; first: %s", len(failures), ok+len(failures), failures[0])
+	}
+	for _, r := range in.status().Replicas {
+		if r.LastRestart != "max-requests" {
+			t.Errorf("%s last restarted for %q, want max-requests", r.Name, r.LastRestart)
+		}
+	}
+}
+
+// TestSIGTERMDrains: /readyz turns 503 at once, requests in flight (and
+// new ones during the drain delay) are answered 200, then it exits 0.
+func TestSIGTERMDrains(t *testing.T) {
+	in := start(t, 2, "--drain-delay", "1s", "--", fakemodel)
+	st := in.waitReady(2)
+	readyz := "http://" + st.Admin + "/readyz"
+	if resp, err := http.Get(readyz); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("/readyz before the stop: %v %v", resp, err)
+	}
+	results := make(chan outcome, 4)
+	for range 4 {
+		go func() { results <- post(in.url("/?sleep=1500ms"), nil) }()
+	}
+	waitFor(t, 10*time.Second, "4 in flight", func() bool {
+		n := int64(0)
+		for _, r := range in.status().Replicas {
+			n += r.Inflight
+		}
+		return n == 4
+	})
+	if err := in.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "/readyz 503", func() bool {
+		resp, err := http.Get(readyz)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusServiceUnavailable
+	})
+	if o := post(in.url("/"), nil); o.code != 200 {
+		t.Errorf("a new request during the drain delay: %+v", o)
+	}
+	for range 4 {
+		if o := <-results; o.err != nil || o.code != 200 {
+			t.Errorf("in-flight request during SIGTERM: %+v", o)
+		}
+	}
+	if code := in.wait(30 * time.Second); code != 0 {
+		t.Errorf("exit code %d", code)
+	}
+}
+
+// TestMetrics: /metrics parses as Prometheus text and its counters agree
+// with what was sent.
+func TestMetrics(t *testing.T) {
+	in := start(t, 2, "--max-body", "1k", "--", fakemodel)
+	st := in.waitReady(2)
+	const n = 25
+	for i := range n {
+		if o := post(in.url("/x?i="+strconv.Itoa(i)), nil); o.code != 200 {
+			t.Fatalf("request %d: %+v", i, o)
+		}
+	}
+	if o := post(in.url("/big"), make([]byte, 2048)); o.code != 413 {
+		t.Fatalf("oversized request: %+v", o)
+	}
+	resp, err := http.Get("http://" + st.Admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("/metrics does not parse as Prometheus text: %v", err)
+	}
+	sum := func(name string, match func(map[string]string) bool) float64 {
+		f, ok := families[name]
+		if !ok {
+			t.Fatalf("/metrics has no %s", name)
+		}
+		total := 0.0
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if match != nil && !match(labels) {
+				continue
+			}
+			switch {
+			case m.Counter != nil:
+				total += m.Counter.GetValue()
+			case m.Gauge != nil:
+				total += m.Gauge.GetValue()
+			case m.Histogram != nil:
+				total += float64(m.Histogram.GetSampleCount())
+			}
+		}
+		return total
+	}
+	if got := sum("mattingctl_requests_total", func(l map[string]string) bool { return l["code"] == "200" }); got != n {
+		t.Errorf("requests_total{code=200} = %v, want %d", got, n)
+	}
+	if got := sum("mattingctl_requests_total", func(l map[string]string) bool { return l["code"] == "413" && l["replica"] == "" }); got != 1 {
+		t.Errorf("requests_total{code=413} = %v, want 1", got)
+	}
+	if got := sum("mattingctl_request_duration_seconds", nil); got != n+1 {
+		t.Errorf("request_duration_seconds count = %v, want %d", got, n+1)
+	}
+	if got := sum("mattingctl_replica_up", nil); got != 2 {
+		t.Errorf("replica_up sums to %v, want 2", got)
+	}
+	for _, name := range []string{"mattingctl_inflight_requests", "mattingctl_queue_length", "mattingctl_rejected_total",
+		"mattingctl_retried_total", "mattingctl_failed_total", "mattingctl_replica_resident_memory_bytes", "mattingctl_replica_cpu_percent"} {
+		sum(name, nil)
+	}
+}
+
+// TestGPUsAlternate: --gpus 0,1 gives replicas alternating
+// CUDA_VISIBLE_DEVICES.
+func TestGPUsAlternate(t *testing.T) {
+	in := start(t, 4, "--gpus", "0,1", "--", fakemodel)
+	st := in.waitReady(4)
+	for i, r := range st.Replicas {
+		want := strconv.Itoa(i % 2)
+		env, err := os.ReadFile("/proc/" + strconv.Itoa(r.Pid) + "/environ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.GPU != want || !strings.Contains("\x00"+string(env), "\x00CUDA_VISIBLE_DEVICES="+want+"\x00") {
+			t.Errorf("%s: status gpu %q, environment %v; want %s", r.Name, r.GPU, strings.Contains(string(env), "CUDA_VISIBLE_DEVICES"), want)
+		}
+	}
+	table, _, _ := in.ctl("status")
+	if !strings.Contains(table, "GPU") {
+		t.Errorf("status table has no GPU column:\n%s", table)
+	}
+}
+
+// TestDetached: up -d returns once ready; status, logs and down work.
+func TestDetached(t *testing.T) {
+	home := t.TempDir()
+	port := freePorts(t, 4)
+	t.Cleanup(func() {
+		if out, _, code := run(t, home, "status", "--json"); code == 0 {
+			var st struct{ Pid int }
+			_ = json.Unmarshal([]byte(out), &st)
+			_ = syscall.Kill(st.Pid, syscall.SIGKILL)
+		}
+	})
+	startAt := time.Now()
+	out, errOut, code := run(t, home, "up", "-d", "-r", "2", "-p", strconv.Itoa(port), "--host", "127.0.0.1", "--admin", "127.0.0.1:0", "--", fakemodel)
+	if code != 0 || !strings.Contains(out, "2 replicas ready") {
+		t.Fatalf("up -d: exit %d\n%s%s", code, out, errOut)
+	}
+	t.Logf("up -d returned after %s", time.Since(startAt).Round(time.Millisecond))
+	out, _, code = run(t, home, "status", "--json")
+	var st struct {
+		Pid      int
+		Replicas []struct{ State string }
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || len(st.Replicas) != 2 || st.Replicas[1].State != "ready" {
+		t.Fatalf("status after up -d: exit %d\n%s", code, out)
+	}
+	logs, _, code := run(t, home, "logs")
+	if code != 0 || !strings.Contains(logs, "replica-1 | fakemodel replica 1 listening") || !strings.Contains(logs, "replica-2 | fakemodel replica 2 listening") {
+		t.Errorf("logs: exit %d\n%s", code, logs)
+	}
+	only2, _, _ := run(t, home, "logs", "--replica", "2")
+	if !strings.Contains(only2, "replica-2 |") || strings.Contains(only2, "replica-1 |") || strings.Contains(only2, "[INFO]") {
+		t.Errorf("logs --replica 2:\n%s", only2)
+	}
+	if out, errOut, code := run(t, home, "down"); code != 0 {
+		t.Fatalf("down: exit %d %s%s", code, out, errOut)
+	}
+	waitFor(t, 10*time.Second, "the background instance to exit", func() bool { return !alive(st.Pid) })
+	if !portFree(port) {
+		t.Errorf("proxy port still in use after down")
+	}
+	// A failing start reports the instance's own error and leaves nothing.
+	_, errOut, code = run(t, home, "up", "-d", "-p", strconv.Itoa(port), "--host", "127.0.0.1", "--admin", "127.0.0.1:0", "--", fakemodel, "-fail-start")
+	if code == 0 || !strings.Contains(lastLine(errOut), "replica-1 (port "+strconv.Itoa(port+1)+") exited before becoming ready (exit code 1)") {
+		t.Errorf("up -d of a failing command: exit %d, %q", code, errOut)
+	}
+	if out, err := exec.Command("pgrep", "-f", "up -d -p "+strconv.Itoa(port)).Output(); err == nil {
+		t.Errorf("left running after a failed up -d: %s", out)
+	}
+}
