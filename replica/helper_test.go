@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -72,6 +73,24 @@ func TestHelperProcess(t *testing.T) {
 		fmt.Printf("grandchild %d\n", gc.Process.Pid)
 		<-c
 		os.Exit(0)
+	case "hog":
+		// Holds N MiB resident, touched so that it counts.
+		n, _ := strconv.Atoi(rest[0])
+		buf := make([]byte, n<<20)
+		for i := range buf {
+			buf[i] = byte(i)
+		}
+		fmt.Println("ready")
+		time.Sleep(time.Hour)
+		runtime.KeepAlive(buf)
+	case "spawnhog":
+		// A small parent whose child, in its process group, holds 64 MiB.
+		c := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "--", "hog", "64")
+		c.Stdout, c.Stderr = os.Stdout, os.Stderr
+		if err := c.Start(); err != nil {
+			os.Exit(2)
+		}
+		time.Sleep(time.Hour)
 	case "env":
 		fmt.Println("PORT=" + os.Getenv("PORT"))
 		fmt.Println("MATTINGCTL_REPLICA=" + os.Getenv("MATTINGCTL_REPLICA"))

@@ -13,11 +13,13 @@ type Usage struct {
 	// CPUPercent is the CPU used since the previous sample (or over the
 	// process's life, for the first), where 100 is one whole core.
 	CPUPercent float64
-	// RSSBytes is the resident memory of the process.
+	// RSSBytes is the resident memory of the process and, on Linux, of
+	// every process in its group (what it forked).
 	RSSBytes uint64
 }
 
-// Sampler samples one process's CPU and memory, caching the result so that
+// Sampler samples a replica's CPU and memory (on Linux, of its whole
+// process group), caching the result so that
 // frequent status calls do not cost a /proc read each.
 type Sampler struct {
 	pid    int32
@@ -54,11 +56,17 @@ func (s *Sampler) Sample() Usage {
 		s.proc = p
 	}
 	var u Usage
-	if mem, err := s.proc.MemoryInfoWithContext(ctx); err == nil {
-		u.RSSBytes = mem.RSS
+	secs, rss, ok := groupUsage(int(s.pid))
+	if !ok { // not Linux, or the group is gone: the process alone
+		if mem, err := s.proc.MemoryInfoWithContext(ctx); err == nil {
+			rss = mem.RSS
+		}
+		if t, err := s.proc.TimesWithContext(ctx); err == nil {
+			secs, ok = t.User+t.System, true
+		}
 	}
-	if t, err := s.proc.TimesWithContext(ctx); err == nil {
-		secs := t.User + t.System
+	u.RSSBytes = rss
+	if ok {
 		switch {
 		case !s.at.IsZero():
 			u.CPUPercent = 100 * (secs - s.cpuSecs) / now.Sub(s.at).Seconds()

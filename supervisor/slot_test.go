@@ -282,3 +282,22 @@ func TestSlotRecyclesAfterMaxRequests(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestSlotRecyclesOverMaxMemory(t *testing.T) {
+	sl := testSlotWith(t, func(o *Options) { o.MaxMemory = 1 << 20 }, "", 10*time.Second, RestartPolicy{}, "serve")
+	first := waitState(t, sl, Ready, 10*time.Second)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st := sl.status()
+		if st.Pid != first.Pid && st.State == string(Ready) {
+			if st.LastRestart != ReasonMemory {
+				t.Fatalf("replaced for %q, want memory", st.LastRestart)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a replica over --max-memory 1MiB was not replaced: %+v", st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
