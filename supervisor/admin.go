@@ -113,13 +113,7 @@ func (s *Supervisor) readiness() (ready int, stopping bool) {
 		stopping = true
 	default:
 	}
-	s.mu.Lock()
-	slots := make([]*slot, 0, len(s.slots))
-	for _, sl := range s.slots {
-		slots = append(slots, sl)
-	}
-	s.mu.Unlock()
-	for _, sl := range slots {
+	for _, sl := range s.snapshot() {
 		sl.mu.Lock()
 		if sl.state == Ready {
 			ready++

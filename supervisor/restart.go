@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 )
 
 // RestartResult is what a rolling restart did.
@@ -44,13 +43,7 @@ func (s *Supervisor) RollingRestart(ctx context.Context) (RestartResult, error) 
 	s.scaleMu.Lock() // the set of replicas must not change underneath
 	defer s.scaleMu.Unlock()
 	res := RestartResult{Name: s.opts.Name}
-	s.mu.Lock()
-	slots := make([]*slot, 0, len(s.slots))
-	for _, sl := range s.slots {
-		slots = append(slots, sl)
-	}
-	s.mu.Unlock()
-	sort.Slice(slots, func(i, j int) bool { return slots[i].id < slots[j].id })
+	slots := s.snapshot()
 	s.log.Info("rolling restart", "replicas", len(slots))
 	for _, sl := range slots {
 		before := sl.status()

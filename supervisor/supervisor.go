@@ -249,12 +249,7 @@ func (s *Supervisor) stop(proxyDone <-chan error) {
 	}
 	<-proxyDone
 
-	s.mu.Lock()
-	slots := make([]*slot, 0, len(s.slots))
-	for _, sl := range s.slots {
-		slots = append(slots, sl)
-	}
-	s.mu.Unlock()
+	slots := s.snapshot()
 	for _, sl := range slots {
 		sl.requestStop(deadline)
 	}
@@ -289,18 +284,23 @@ func portRange(base, n int) string {
 	return fmt.Sprintf("%d-%d", base, base+n-1)
 }
 
+// snapshot returns the slots, by replica id, so that they can be worked on
+// without holding s.mu.
+func (s *Supervisor) snapshot() []*slot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	slots := make([]*slot, 0, len(s.slots))
+	for _, sl := range s.slots {
+		slots = append(slots, sl)
+	}
+	sort.Slice(slots, func(i, j int) bool { return slots[i].id < slots[j].id })
+	return slots
+}
+
 // Status reports the instance and each replica.
 func (s *Supervisor) Status() Status {
+	slots := s.snapshot()
 	s.mu.Lock()
-	ids := make([]int, 0, len(s.slots))
-	for id := range s.slots {
-		ids = append(ids, id)
-	}
-	sort.Ints(ids)
-	slots := make([]*slot, len(ids))
-	for i, id := range ids {
-		slots[i] = s.slots[id]
-	}
 	desired := s.desired
 	s.mu.Unlock()
 	stats := s.bal.Stats()
