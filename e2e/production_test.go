@@ -247,3 +247,64 @@ func TestDetached(t *testing.T) {
 		t.Errorf("left running after a failed up -d: %s", out)
 	}
 }
+
+// TestStartConcurrency: with --start-concurrency 1 replicas load one at a
+// time.
+func TestStartConcurrency(t *testing.T) {
+	in := start(t, 3, "--start-concurrency", "1", "--health", "/health", "--", fakemodel, "-ready-delay", "400ms")
+	most := 0
+	waitFor(t, 30*time.Second, "3 ready replicas", func() bool {
+		st, err := in.tryStatus()
+		if err != nil {
+			return false
+		}
+		loading, ready := 0, 0
+		for _, r := range st.Replicas {
+			switch {
+			case r.State == "starting" && r.Pid != 0:
+				loading++
+			case r.State == "ready":
+				ready++
+			}
+		}
+		most = max(most, loading)
+		return ready == 3
+	})
+	if most != 1 {
+		t.Errorf("at most %d replicas were loading at once, want 1", most)
+	}
+}
+
+// TestSIGHUPRollsAndJSONLogs: SIGHUP runs a rolling restart; --log-format
+// json writes one JSON object per log line.
+func TestSIGHUPRollsAndJSONLogs(t *testing.T) {
+	in := start(t, 2, "--log-format", "json", "--", fakemodel)
+	before := in.waitReady(2)
+	if err := in.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "both replicas replaced", func() bool {
+		st := in.status()
+		for i, r := range st.Replicas {
+			if r.Pid == before.Replicas[i].Pid || r.State != "ready" || r.LastRestart != "rolling restart" {
+				return false
+			}
+		}
+		return true
+	})
+	found := false
+	for _, line := range strings.Split(in.stderr.String(), "\n") {
+		if strings.HasPrefix(line, "{") {
+			var entry map[string]any
+			if err := json.Unmarshal([]byte(line), &entry); err != nil {
+				t.Fatalf("log line is not JSON: %q", line)
+			}
+			if entry["@message"] == "rolling restart done" {
+				found = true
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no JSON log line for the rolling restart:\n%s", in.stderr.String())
+	}
+}
