@@ -26,7 +26,7 @@ var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // the garbage collector.
 type bufferedBody struct {
 	buf     *bytes.Buffer
-	refs    atomic.Int32 // the handler's, plus one per attempt being written
+	refs    atomic.Int32 // the handler's, plus one per write not yet reported
 	noReuse atomic.Bool
 }
 
@@ -46,24 +46,24 @@ func (b *bufferedBody) Len() int {
 	return b.buf.Len()
 }
 
-// reader returns a new reader over the body.
+// reader returns a new reader over the body for one write of the request
+// (the first, or a resend through GetBody); it holds a reference until the
+// transport reports that write done.
 func (b *bufferedBody) reader() io.ReadCloser {
+	b.refs.Add(1)
 	return io.NopCloser(bytes.NewReader(b.buf.Bytes()))
 }
 
-// trace returns a client trace that tells the body when the transport has
-// finished writing one attempt's request.
+// trace returns a client trace that releases a reader's reference each time
+// the transport has finished writing the request (once per write: the
+// transport may resend a request on a fresh connection by itself).
 func (b *bufferedBody) trace() *httptrace.ClientTrace {
-	b.refs.Add(1)
-	var once sync.Once
 	return &httptrace.ClientTrace{
 		WroteRequest: func(info httptrace.WroteRequestInfo) {
-			once.Do(func() {
-				if info.Err != nil {
-					b.noReuse.Store(true)
-				}
-				b.unref()
-			})
+			if info.Err != nil {
+				b.noReuse.Store(true)
+			}
+			b.unref()
 		},
 	}
 }

@@ -26,8 +26,12 @@ type attempt struct {
 	be    *Backend
 	start time.Time
 	code  int   // the backend's status code
-	err   error // set by the proxy when the backend sent no response
-	once  sync.Once
+	err   error // set by the proxy when the attempt failed before writing to the client
+	// responded is set once the backend's response headers arrived: a
+	// later failure (an upgrade that could not be completed) is no sign
+	// that the backend is down, and the request is not retried.
+	responded bool
+	once      sync.Once
 }
 
 // done releases the attempt's backend, once: as soon as the backend has
@@ -94,10 +98,10 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		be.errors.Add(1)
 		kind := classify(a.err)
-		if kind != slow {
+		if kind != slow && !a.responded {
 			b.markFailed(be)
 		}
-		retry := kind != slow && try < b.opts.Retries && !(kind == dropped && died)
+		retry := kind != slow && !a.responded && try < b.opts.Retries && !(kind == dropped && died)
 		b.opts.Logger.Warn("replica did not answer", "replica", be.Name, "method", r.Method, "path", r.URL.Path,
 			"error", a.err, "retrying", retry)
 		if !retry {
@@ -245,10 +249,15 @@ func rewrite(pr *httputil.ProxyRequest) {
 func modifyResponse(resp *http.Response) error {
 	a := resp.Request.Context().Value(attemptKey{}).(*attempt)
 	a.code = resp.StatusCode
+	a.responded = true
 	if resp.StatusCode >= 500 {
 		a.be.errors.Add(1)
 	}
-	resp.Body = &releasingBody{ReadCloser: resp.Body, a: a}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		// A 101's body is the upgraded connection, which ReverseProxy
+		// needs as it is; forward's deferred done releases the backend.
+		resp.Body = &releasingBody{ReadCloser: resp.Body, a: a}
+	}
 	return nil
 }
 

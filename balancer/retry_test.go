@@ -1,7 +1,11 @@
 package balancer
 
 import (
+	"bufio"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -98,4 +102,42 @@ func TestRetryKeepsBody(t *testing.T) {
 
 func decodeJSON(resp *http.Response, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// TestUpgradeIsNotAFailure: a backend switching protocols (WebSocket) is
+// proxied as such, not taken for a dead backend.
+func TestUpgradeIsNotAFailure(t *testing.T) {
+	be := newTestBackend(t, 1, func(w http.ResponseWriter, r *http.Request) {
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nhello")
+		brw.Flush()
+	})
+	bal, srv := newTestBalancer(t, Options{Retries: 2}, be.Backend)
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprint(conn, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade through the proxy: %v, %v", resp, err)
+	}
+	rest := make([]byte, 5)
+	if _, err := io.ReadFull(br, rest); err != nil || string(rest) != "hello" {
+		t.Fatalf("upgraded stream: %q, %v", rest, err)
+	}
+	select {
+	case <-be.Failed():
+		t.Fatal("an upgrading backend was reported failed")
+	default:
+	}
+	if s := bal.Stats(); s.Retried != 0 || s.Failed != 0 {
+		t.Errorf("stats after an upgrade: %+v", s)
+	}
 }

@@ -39,6 +39,13 @@ func TestRollingRestartUnderLoad(t *testing.T) {
 		}
 	}
 	t.Logf("%d requests during the restart, none failed\n%s", ok, out)
+
+	// The replicas moved to spare ports; scaling up still works, taking
+	// spares where a home port is held by one of them.
+	if out, errOut, code := in.ctl("scale", "5"); code != 0 {
+		t.Fatalf("scale 5 after a rolling restart: exit %d\n%s%s", code, out, errOut)
+	}
+	in.waitReady(5)
 }
 
 // TestMaxRequestsRecyclingUnderLoad: replicas are replaced after their
@@ -306,5 +313,49 @@ func TestSIGHUPRollsAndJSONLogs(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("no JSON log line for the rolling restart:\n%s", in.stderr.String())
+	}
+}
+
+// TestDetachInConfigFile: detach: true in the file (read again by the
+// background copy) starts one background instance, not a chain of them.
+func TestDetachInConfigFile(t *testing.T) {
+	home := t.TempDir()
+	port := freePorts(t, 3)
+	cfg := home + "/m.yaml"
+	conf := "detach: true\nreplicas: 1\nport: " + strconv.Itoa(port) + "\nhost: 127.0.0.1\nadmin: 127.0.0.1:0\ncommand: [" + fakemodel + "]\n"
+	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { run(t, home, "down") })
+	out, errOut, code := run(t, home, "up", "-f", cfg)
+	if code != 0 || !strings.Contains(out, "1 replicas ready") {
+		t.Fatalf("up -f with detach: true: exit %d\n%s%s", code, out, errOut)
+	}
+	time.Sleep(500 * time.Millisecond) // a runaway chain would show by now
+	procs, _ := exec.Command("pgrep", "-f", "up -f "+cfg).Output()
+	if n := len(strings.Fields(string(procs))); n != 1 {
+		t.Errorf("%d mattingctl processes for one detached instance", n)
+	}
+}
+
+// TestInterruptWhileLoadingExitsZero: Ctrl-C before the replicas are ready
+// is a stop that was asked for, not a failure.
+func TestInterruptWhileLoadingExitsZero(t *testing.T) {
+	in := start(t, 2, "--health", "/health", "--", fakemodel, "-ready-delay", "1h")
+	waitFor(t, 10*time.Second, "the replicas to be starting", func() bool {
+		st, err := in.tryStatus()
+		return err == nil && len(st.Replicas) == 2 && st.Replicas[0].Pid != 0
+	})
+	st := in.status()
+	if err := in.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if code := in.wait(30 * time.Second); code != 0 {
+		t.Errorf("exit code %d after Ctrl-C while loading; stderr:\n%s", code, in.stderr.String())
+	}
+	for _, r := range st.Replicas {
+		if alive(r.Pid) {
+			t.Errorf("%s still running", r.Name)
+		}
 	}
 }

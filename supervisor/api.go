@@ -117,7 +117,7 @@ func (s *Supervisor) Scale(ctx context.Context, n int) (ScaleResult, error) {
 			s.mu.Unlock()
 			return res, fmt.Errorf("cannot scale to %d: replica ports would pass 65535", n)
 		}
-		if err := checkPorts(s.opts.BasePort, from+1, n-from); err != nil {
+		if err := s.checkNewPortsLocked(from+1, n); err != nil {
 			s.mu.Unlock()
 			return res, err
 		}

@@ -22,7 +22,7 @@ type DetachOptions struct {
 	Name     string
 	StateDir string // empty: StateDir()
 	// Args are the arguments of `mattingctl` for the background process:
-	// the `up` command line without -d.
+	// the `up` command line as given.
 	Args []string
 	// Wait bounds the wait for every replica to be ready.
 	Wait time.Duration
@@ -59,7 +59,7 @@ func Detach(opts DetachOptions) (Status, error) {
 	fmt.Fprintf(log, "==> mattingctl %s, %s\n", strings.Join(opts.Args, " "), time.Now().Format(time.RFC3339))
 
 	cmd := exec.Command(self, opts.Args...)
-	cmd.Env = append(os.Environ(), "MATTINGCTL_HOME="+dir)
+	cmd.Env = append(os.Environ(), "MATTINGCTL_HOME="+dir, detachedEnv+"=1")
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = detachAttr()
 	if err := cmd.Start(); err != nil {
@@ -134,21 +134,13 @@ func lastError(path string, offset int64) error {
 	return errors.New(last)
 }
 
-// WithoutDetach returns argv without the -d/--detach flag, which may stand
-// anywhere before the command's "--".
-func WithoutDetach(argv []string) []string {
-	out := make([]string, 0, len(argv))
-	for i, a := range argv {
-		if a == "--" {
-			return append(out, argv[i:]...)
-		}
-		if a == "-d" || a == "--detach" || a == "--detach=true" {
-			continue
-		}
-		out = append(out, a)
-	}
-	return out
-}
+// detachedEnv marks the background copy that Detach starts, which runs the
+// same command line (so -d, or detach: true in a config file, is there too).
+const detachedEnv = "MATTINGCTL_DETACHED"
+
+// IsDetachedCopy reports whether this process is the background copy of an
+// `up -d`, which must run the instance rather than detach again.
+func IsDetachedCopy() bool { return os.Getenv(detachedEnv) == "1" }
 
 // Logs writes the instance's log to w: every line, or only replica k's
 // (k > 0). With follow it then waits for more until ctx ends.

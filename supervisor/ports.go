@@ -103,6 +103,23 @@ func (s *Supervisor) startGate(stop <-chan struct{}) (func(), error) {
 	}
 }
 
+// checkNewPortsLocked checks the home ports of replicas first..last before
+// a scale-up. A home port that one of our own replicas holds as its spare
+// (after a rolling restart or recycling) is fine: the new replica takes a
+// spare instead. The caller holds s.mu.
+func (s *Supervisor) checkNewPortsLocked(first, last int) error {
+	for id := first; id <= last; id++ {
+		port := s.homePort(id)
+		if s.ports[port] != nil {
+			continue
+		}
+		if err := checkPorts(s.opts.BasePort, id, 1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // checkPorts reports the first of count ports from base+first-1 on that is
 // in use on 127.0.0.1, naming the replica it was meant for.
 func checkPorts(base, first, count int) error {

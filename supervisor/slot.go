@@ -145,6 +145,9 @@ func (s *slot) kill() {
 	if s.next != nil {
 		procs = append(procs, s.next)
 	}
+	if s.prev != nil {
+		procs = append(procs, s.prev.proc)
+	}
 	s.mu.Unlock()
 	for _, p := range procs {
 		_ = p.Kill()
@@ -277,6 +280,9 @@ func (s *slot) run() {
 
 		exit := inc.proc.Exit()
 		uptime := time.Since(inc.proc.StartedAt())
+		// What the crashed process forked must not outlive it: it could
+		// hold the port, or even answer the successor's readiness probe.
+		_ = inc.proc.Kill()
 		s.retire(inc)
 		s.mu.Lock()
 		s.lastExit = exit.String()
@@ -315,8 +321,13 @@ func (s *slot) serve(inc *incarnation) (_ *incarnation, stopped bool) {
 	defer recycle.Stop()
 	var recycleAfter time.Time // no recycling before this, after a failed one
 	for {
-		select { // a failure reported before this process was ready
+		select {
 		case <-inc.be.Failed():
+			// The proxy took it out of rotation while we were busy
+			// (replacing or recycling it): check it before it serves again.
+			if done, stopped := s.recheck(inc); done {
+				return inc, stopped
+			}
 		default:
 		}
 		s.sup.bal.Add(inc.be)
@@ -332,17 +343,9 @@ func (s *slot) serve(inc *incarnation) (_ *incarnation, stopped bool) {
 			s.stopProcess(inc.proc)
 			return inc, true
 		case <-inc.be.Failed():
-			s.set(Starting)
-			s.log.Warn("replica failed a request; out of rotation until it passes a readiness check", "pid", inc.proc.Pid())
-			if err := s.waitReady(inc); err != nil {
-				if s.stopping() {
-					s.stopProcess(inc.proc)
-					return inc, true
-				}
-				_ = inc.proc.Kill()
-				return inc, false
+			if done, stopped := s.recheck(inc); done {
+				return inc, stopped
 			}
-			s.log.Info("replica back in rotation", "pid", inc.proc.Pid())
 		case req := <-s.replace:
 			next, err := s.successor(inc, req.reason)
 			req.done <- err
@@ -363,6 +366,25 @@ func (s *slot) serve(inc *incarnation) (_ *incarnation, stopped bool) {
 			inc = next
 		}
 	}
+}
+
+// recheck keeps a replica the proxy reported failed out of rotation until
+// a readiness check passes. done is true when the replica must not serve
+// again: its process exited or failed the check (then it is killed, for
+// the crash path), or a stop came (then it is stopped).
+func (s *slot) recheck(inc *incarnation) (done, stopped bool) {
+	s.set(Starting)
+	s.log.Warn("replica failed a request; out of rotation until it passes a readiness check", "pid", inc.proc.Pid())
+	if err := s.waitReady(inc); err != nil {
+		if s.stopping() {
+			s.stopProcess(inc.proc)
+			return true, true
+		}
+		_ = inc.proc.Kill()
+		return true, false
+	}
+	s.log.Info("replica back in rotation", "pid", inc.proc.Pid())
+	return false, false
 }
 
 // recycleReason says why inc should be replaced now, or "".
@@ -391,6 +413,12 @@ func (s *slot) successor(inc *incarnation, reason string) (*incarnation, error) 
 	next, err := s.launch(port, false)
 	s.mu.Lock()
 	s.next = nil
+	if err == nil {
+		// In the same critical section, so that kill always finds it.
+		s.cur, s.prev = next, inc
+		s.restarts++
+		s.lastRestart = reason
+	}
 	s.mu.Unlock()
 	if err != nil {
 		s.sup.freePort(port)
@@ -400,11 +428,6 @@ func (s *slot) successor(inc *incarnation, reason string) (*incarnation, error) 
 		return nil, fmt.Errorf("%s: the successor on port %d %v; the old process serves on", s.name, port, err)
 	}
 	s.sup.bal.Add(next.be)
-	s.mu.Lock()
-	s.cur, s.prev = next, inc
-	s.restarts++
-	s.lastRestart = reason
-	s.mu.Unlock()
 	s.sup.metrics.restarted(s.name, reason)
 	s.log.Info("successor ready; draining the old process", "pid", next.proc.Pid(), "port", port, "old_pid", inc.proc.Pid())
 

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -39,6 +40,16 @@ func TestHelperProcess(t *testing.T) {
 	case "exit":
 		code, _ := strconv.Atoi(args[1])
 		os.Exit(code)
+	case "serve-with-child":
+		// Forks a child into its process group, as a server forking
+		// workers does, and writes the child's pid to args[1].
+		child := exec.Command(os.Args[0], "-test.run=TestHelperProcess", "--", "serve-for", "1h")
+		child.Env = append(os.Environ(), "PORT=0")
+		if err := child.Start(); err != nil {
+			os.Exit(2)
+		}
+		_ = os.WriteFile(args[1], []byte(strconv.Itoa(child.Process.Pid)), 0o600)
+		args = []string{"serve"}
 	case "serve-once":
 		// The first process serves; any later one fails to start.
 		if _, err := os.Stat(args[1]); err == nil {
@@ -300,4 +311,48 @@ func TestSlotRecyclesOverMaxMemory(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestCrashKillsTheGroup: when a replica crashes, what it forked is killed
+// before it is restarted.
+func TestCrashKillsTheGroup(t *testing.T) {
+	pidFile := t.TempDir() + "/child"
+	sl := testSlot(t, "", 10*time.Second, RestartPolicy{Initial: 10 * time.Millisecond}, "serve-with-child", pidFile)
+	first := waitState(t, sl, Ready, 10*time.Second)
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	child, _ := strconv.Atoi(string(b))
+	if err := syscall.Kill(first.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if st := sl.status(); st.State == string(Ready) && st.Pid != first.Pid {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("not restarted")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for syscall.Kill(child, 0) == nil && !zombie(child) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the crashed replica's child %d outlived it", child)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// zombie reports whether pid has exited but not been reaped (its parent
+// died; PID 1 in a container may never reap it).
+func zombie(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i > 0 && i+2 < len(s) && s[i+2] == 'Z'
 }

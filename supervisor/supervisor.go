@@ -132,6 +132,10 @@ func Run(ctx context.Context, opts Options) error {
 	s.log.Info("starting replicas", "replicas", opts.Replicas, "ports", portRange(opts.BasePort, opts.Replicas), "command", strings.Join(opts.Command, " "))
 	if err := s.startInitial(); err != nil {
 		s.stop(proxyDone)
+		if errors.Is(err, errStoppedEarly) {
+			s.log.Info("stopped before all replicas were ready")
+			return nil // asked for (Ctrl-C, SIGTERM, down): not a failure
+		}
 		return err
 	}
 	s.log.Info("ready", "proxy", proxyAddr, "replicas", opts.Replicas, "policy", opts.Policy, "control", control.path, "admin", s.adminAddr)
@@ -203,6 +207,8 @@ func (s *Supervisor) requestShutdown() {
 	s.shutdownOnce.Do(func() { close(s.shutdown) })
 }
 
+var errStoppedEarly = errors.New("stopped before all replicas were ready")
+
 // startInitial starts opts.Replicas replicas and waits until every one is
 // ready, or returns the first failure.
 func (s *Supervisor) startInitial() error {
@@ -223,7 +229,7 @@ func (s *Supervisor) startInitial() error {
 				return err
 			}
 		case <-s.shutdown:
-			return errors.New("stopped before all replicas were ready")
+			return errStoppedEarly
 		}
 	}
 	return nil

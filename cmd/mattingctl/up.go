@@ -91,7 +91,9 @@ Ctrl-C or SIGTERM stops gracefully; a second one stops at once.`,
 }
 
 func upRun(opts *upOptions) error {
-	if opts.Detach {
+	// The background copy runs the same command line, -d and -f included;
+	// the environment tells it that it is the copy.
+	if opts.Detach && !supervisor.IsDetachedCopy() {
 		return upDetached(opts)
 	}
 	level := hclog.LevelFromString(opts.LogLevel)
@@ -147,7 +149,7 @@ func upDetached(opts *upOptions) error {
 	}
 	st, err := supervisor.Detach(supervisor.DetachOptions{
 		Name: opts.Name,
-		Args: supervisor.WithoutDetach(opts.Argv),
+		Args: opts.Argv,
 		Wait: opts.ReadyTimeout + time.Minute,
 	})
 	if err != nil {
