@@ -163,13 +163,7 @@ func TestSIGTERMFinishesInFlightRequests(t *testing.T) {
 			results <- err
 		}()
 	}
-	waitFor(t, 10*time.Second, "4 requests in flight", func() bool {
-		n := int64(0)
-		for _, r := range in.status().Replicas {
-			n += r.Inflight
-		}
-		return n == 4
-	})
+	in.waitInflight(4)
 	if err := in.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mattingctl/mattingctl/internal/testutil"
 	"github.com/mattingctl/mattingctl/supervisor"
 )
 
@@ -80,32 +81,14 @@ func freePorts(t *testing.T, n int) int {
 	return 0
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and readers at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // instance is a running `mattingctl up`.
 type instance struct {
 	t      *testing.T
 	home   string
 	port   int
 	cmd    *exec.Cmd
-	stdout syncBuffer
-	stderr syncBuffer
+	stdout testutil.SyncBuffer
+	stderr testutil.SyncBuffer
 	done   chan struct{}
 	err    error // from Wait, once done is closed
 	mu     sync.Mutex
@@ -221,6 +204,18 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// waitInflight waits until the replicas hold n requests in flight together.
+func (in *instance) waitInflight(n int64) {
+	in.t.Helper()
+	waitFor(in.t, 10*time.Second, fmt.Sprintf("%d requests in flight", n), func() bool {
+		total := int64(0)
+		for _, r := range in.status().Replicas {
+			total += r.Inflight
+		}
+		return total == n
+	})
 }
 
 // waitReady waits until n replicas are ready and returns the status.

@@ -86,13 +86,7 @@ func TestSIGTERMDrains(t *testing.T) {
 	for range 4 {
 		go func() { results <- post(in.url("/?sleep=1500ms"), nil) }()
 	}
-	waitFor(t, 10*time.Second, "4 in flight", func() bool {
-		n := int64(0)
-		for _, r := range in.status().Replicas {
-			n += r.Inflight
-		}
-		return n == 4
-	})
+	in.waitInflight(4)
 	if err := in.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

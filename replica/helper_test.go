@@ -1,7 +1,6 @@
 package replica
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -10,10 +9,11 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
 // helperGate is passed to helper processes through Spec.Env; without it
@@ -112,33 +112,14 @@ func helperCommand(mode ...string) []string {
 	return append([]string{os.Args[0], "-test.run=^TestHelperProcess$", "--"}, mode...)
 }
 
-// syncBuffer is a bytes.Buffer that the Output goroutines may write while
-// the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // capture is an Output whose streams the test can read.
 type capture struct {
 	out            *Output
-	stdout, stderr *syncBuffer
+	stdout, stderr *testutil.SyncBuffer
 }
 
 func newCapture() capture {
-	c := capture{stdout: &syncBuffer{}, stderr: &syncBuffer{}}
+	c := capture{stdout: &testutil.SyncBuffer{}, stderr: &testutil.SyncBuffer{}}
 	c.out = &Output{Stdout: c.stdout, Stderr: c.stderr}
 	return c
 }
