@@ -131,7 +131,13 @@ func post(ctx context.Context, client *http.Client, url string, body []byte) str
 	if err != nil {
 		return errorKind(err)
 	}
-	_, err = io.Copy(io.Discard, resp.Body)
+	return answer(resp)
+}
+
+// answer reads resp's body whole and returns "" for a 200, else the kind
+// of failure.
+func answer(resp *http.Response) string {
+	_, err := io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return strconv.Itoa(resp.StatusCode)
@@ -188,13 +194,5 @@ func (p *rawPoster) post() string {
 	if err != nil {
 		return errorKind(err)
 	}
-	_, err = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return strconv.Itoa(resp.StatusCode)
-	}
-	if err != nil {
-		return errorKind(err)
-	}
-	return ""
+	return answer(resp)
 }
