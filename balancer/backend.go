@@ -12,9 +12,10 @@ import (
 	"time"
 )
 
-// Backend is one replica as the proxy sees it. The supervisor creates one
-// per replica and keeps it across the replica's restarts, so its counters
-// cover the replica's whole life.
+// Backend is one replica process as the proxy sees it. The supervisor
+// creates one for each process it starts (a restarted or replaced replica
+// gets a new one, on its new port), so its counters cover that process's
+// life; the supervisor adds them up per replica.
 type Backend struct {
 	// ID is the replica's number and Name its display name.
 	ID   int

@@ -130,9 +130,6 @@ func (b *Balancer) Stats() Stats {
 	}
 }
 
-// MaxInflight returns the per-backend cap, 0 for none.
-func (b *Balancer) MaxInflight() int { return b.opts.MaxInflight }
-
 // New returns a balancer with no backends in rotation.
 func New(opts Options) *Balancer {
 	opts.setDefaults()
@@ -150,7 +147,7 @@ func New(opts Options) *Balancer {
 		IdleConnTimeout:       90 * time.Second,
 		ResponseHeaderTimeout: opts.UpstreamTimeout,
 		DisableCompression:    true,
-		// A request of the write-up's size (~220 KB) fits the write
+		// A request the size of the original load test's (~220 KB) fits the write
 		// buffer whole and goes out in one write system call; a smaller
 		// buffer hands the rest to a 32 KiB copy loop, a call per chunk.
 		// There are about as many upstream connections as requests in

@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// BenchmarkProxySeedBody proxies the write-up's ~220 KB body to an instant
+// BenchmarkProxySeedBody proxies the original load test's ~220 KB body to an instant
 // backend over real loopback connections; B/op shows whether body buffers
 // are reused.
 func BenchmarkProxySeedBody(b *testing.B) {

@@ -12,7 +12,7 @@ import (
 // upload is left to the garbage collector rather than held forever.
 const maxPooledBody = 4 << 20
 
-// bodyBuffers recycles request-body buffers: at the write-up's ~220 KB per
+// bodyBuffers recycles request-body buffers: at the original load test's ~220 KB per
 // request, allocating each afresh costs more CPU (zeroing and collection)
 // than proxying it.
 var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}

@@ -122,7 +122,7 @@ func (IPHash) Select(pool []*Backend, r *http.Request) *Backend {
 
 // Fair picks the backend expected to answer soonest: its peak-EWMA response
 // time times its in-flight requests plus one, as Linkerd and Finagle do.
-// This is the write-up's "fair" (shortest response time) that nginx needs a
+// This is the "fair" of the original nginx setup's list (shortest response time) that nginx needs a
 // third-party module for. A backend with no samples yet costs nothing, so
 // new replicas are tried at once.
 type Fair struct{}

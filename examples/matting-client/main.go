@@ -1,11 +1,11 @@
 // Command matting-client sends images to a matting server and checks the
-// answers: a Go version of the load-test client in the original write-up.
+// answers: a Go version of the load-test client of the original nginx setup.
 //
 // Send one image and keep the matted result:
 //
 //	matting-client -n 1 -out out.png
 //
-// Load test with 450 requests at once, as the write-up did:
+// Load test with 450 requests at once, as the original load test did:
 //
 //	matting-client -n 450
 //

@@ -116,7 +116,7 @@ func TestMattingRoundTrip(t *testing.T) {
 		bg   string // the "bg" member, or "" to omit it
 		want color.RGBA
 	}{
-		{"bg as JSON string, as the seed sends it", `"[33, 150, 242]"`, blue},
+		{"bg as JSON string, as the original client sends it", `"[33, 150, 242]"`, blue},
 		{"bg as array", `[33,150,242]`, blue},
 		{"bg omitted is white", ``, color.RGBA{255, 255, 255, 255}},
 		{"bg null is white", `null`, color.RGBA{255, 255, 255, 255}},
@@ -164,7 +164,7 @@ func decodeResult(t *testing.T, body []byte) image.Image {
 	return img
 }
 
-// TestSample mattes the committed sample portrait the way the seed's client
+// TestSample mattes the committed sample portrait the way the original load-test client
 // sends it, and checks the backdrop is gone and the face, hair and shirt stay.
 func TestSample(t *testing.T) {
 	data, err := os.ReadFile("testdata/sample.jpg")
