@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -127,6 +128,13 @@ func (p *Process) Exit() Exit {
 // waits a bounded time more. It marks the exit as requested, is safe to call
 // more than once and treats an already exited process as stopped.
 func (p *Process) Stop(grace time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	return p.StopContext(ctx)
+}
+
+// StopContext is Stop with the grace period ending when ctx ends.
+func (p *Process) StopContext(ctx context.Context) error {
 	p.mu.Lock()
 	p.stopped = true
 	p.mu.Unlock()
@@ -136,18 +144,20 @@ func (p *Process) Stop(grace time.Duration) error {
 		return nil
 	default:
 	}
-	terminateGroup(p.cmd.Process)
-	t := time.NewTimer(grace)
+	if ctx.Err() == nil {
+		terminateGroup(p.cmd.Process)
+		select {
+		case <-p.done:
+		case <-ctx.Done():
+		}
+	}
+	killGroup(p.cmd.Process)
+	t := time.NewTimer(5 * time.Second)
 	defer t.Stop()
 	select {
 	case <-p.done:
-	case <-t.C:
-	}
-	killGroup(p.cmd.Process)
-	select {
-	case <-p.done:
 		return nil
-	case <-time.After(5 * time.Second):
+	case <-t.C:
 		return fmt.Errorf("%s (pid %d) did not exit after SIGKILL", p.spec.Name(), p.Pid())
 	}
 }
