@@ -22,8 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mattingctl/mattingctl/internal/control"
 	"github.com/mattingctl/mattingctl/internal/testutil"
-	"github.com/mattingctl/mattingctl/supervisor"
 )
 
 var (
@@ -165,7 +165,7 @@ func (in *instance) ctl(args ...string) (string, string, int) {
 	return run(in.t, in.home, args...)
 }
 
-func (in *instance) status() supervisor.Status {
+func (in *instance) status() control.Status {
 	in.t.Helper()
 	st, err := in.tryStatus()
 	if err != nil {
@@ -174,13 +174,13 @@ func (in *instance) status() supervisor.Status {
 	return st
 }
 
-func (in *instance) tryStatus() (supervisor.Status, error) {
+func (in *instance) tryStatus() (control.Status, error) {
 	in.t.Helper()
 	out, errOut, code := in.ctl("status", "--json")
 	if code != 0 {
-		return supervisor.Status{}, fmt.Errorf("status --json: exit %d: %s", code, errOut)
+		return control.Status{}, fmt.Errorf("status --json: exit %d: %s", code, errOut)
 	}
-	var st supervisor.Status
+	var st control.Status
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		return st, fmt.Errorf("status --json printed %q: %v", out, err)
 	}
@@ -219,9 +219,9 @@ func (in *instance) waitInflight(n int64) {
 }
 
 // waitReady waits until n replicas are ready and returns the status.
-func (in *instance) waitReady(n int) supervisor.Status {
+func (in *instance) waitReady(n int) control.Status {
 	in.t.Helper()
-	var st supervisor.Status
+	var st control.Status
 	waitFor(in.t, 30*time.Second, fmt.Sprintf("%d ready replicas", n), func() bool {
 		select {
 		case <-in.done:

@@ -2,7 +2,7 @@ package supervisor
 
 import "time"
 
-// Restart backoff: a crashed replica is restarted after 0.5s, then 1s, 2s,
+// Crash backoff: a crashed replica is restarted after 0.5s, then 1s, 2s,
 // 4s and 8s for each further crash in a row (at most 30s). A replica that
 // stayed up for ResetAfter (60s) before crashing starts the series afresh.
 // The crash after MaxRestarts restarts in a row marks it failed: it is not
@@ -14,9 +14,10 @@ const (
 	DefaultMaxRestarts       = 5
 )
 
-// RestartPolicy decides how long to wait before restarting a crashed replica, and
-// when to give up on it. The zero value uses the defaults above.
-type RestartPolicy struct {
+// CrashBackoff decides how long to wait before restarting a crashed
+// replica, and when to give up on it. The zero value uses the defaults
+// above. (A rolling restart is another thing: see RollingRestart.)
+type CrashBackoff struct {
 	Initial     time.Duration
 	Max         time.Duration
 	ResetAfter  time.Duration
@@ -27,7 +28,7 @@ type RestartPolicy struct {
 
 // Crash records a crash after uptime and returns the delay before the next
 // start, or ok=false when the replica has crashed too often to retry.
-func (b *RestartPolicy) Crash(uptime time.Duration) (delay time.Duration, ok bool) {
+func (b *CrashBackoff) Crash(uptime time.Duration) (delay time.Duration, ok bool) {
 	initial, maxDelay, reset, maxRestarts := b.Initial, b.Max, b.ResetAfter, b.MaxRestarts
 	if initial <= 0 {
 		initial = DefaultBackoffInitial

@@ -14,23 +14,23 @@ func TestBackoff(t *testing.T) {
 	}
 	tests := []struct {
 		name    string
-		b       RestartPolicy
+		b       CrashBackoff
 		crashes []crash
 	}{
-		{"defaults double then fail", RestartPolicy{}, []crash{
+		{"defaults double then fail", CrashBackoff{}, []crash{
 			{0, 500 * time.Millisecond, true}, {s, s, true}, {s, 2 * s, true},
 			{s, 4 * s, true}, {s, 8 * s, true}, {s, 0, false},
 		}},
-		{"long uptime resets the series", RestartPolicy{}, []crash{
+		{"long uptime resets the series", CrashBackoff{}, []crash{
 			{0, 500 * time.Millisecond, true}, {s, s, true}, {2 * time.Minute, 500 * time.Millisecond, true},
 		}},
-		{"capped at Max", RestartPolicy{Initial: s, Max: 3 * s, MaxRestarts: 10}, []crash{
+		{"capped at Max", CrashBackoff{Initial: s, Max: 3 * s, MaxRestarts: 10}, []crash{
 			{0, s, true}, {0, 2 * s, true}, {0, 3 * s, true}, {0, 3 * s, true},
 		}},
-		{"one restart allowed", RestartPolicy{MaxRestarts: 1}, []crash{
+		{"one restart allowed", CrashBackoff{MaxRestarts: 1}, []crash{
 			{0, 500 * time.Millisecond, true}, {0, 0, false},
 		}},
-		{"reset after failure threshold", RestartPolicy{MaxRestarts: 1, ResetAfter: 10 * s}, []crash{
+		{"reset after failure threshold", CrashBackoff{MaxRestarts: 1, ResetAfter: 10 * s}, []crash{
 			{0, 500 * time.Millisecond, true}, {10 * s, 500 * time.Millisecond, true}, {0, 0, false},
 		}},
 	}

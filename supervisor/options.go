@@ -1,7 +1,7 @@
 // Package supervisor owns a mattingctl instance's desired state: it starts
-// the replicas, restarts them when they crash, drains and stops them when
-// scaling down, tells the balancer which ones are ready, and serves the
-// control API that the status, scale and down commands talk to.
+// the replicas, restarts them when they crash, replaces them one at a time
+// for a rolling restart or recycling, drains and stops them when scaling
+// down or stopping, and tells the balancer which ones are ready.
 package supervisor
 
 import (
@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -17,12 +16,13 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/mattingctl/mattingctl/balancer"
+	"github.com/mattingctl/mattingctl/internal/control"
 	"github.com/mattingctl/mattingctl/replica"
 )
 
 // Defaults for Options.
 const (
-	DefaultName         = "default"
+	DefaultName         = control.DefaultName
 	DefaultPort         = 9110
 	DefaultReadyTimeout = 5 * time.Minute
 	DefaultStopTimeout  = 30 * time.Second
@@ -30,14 +30,14 @@ const (
 	// DefaultMaxInflight caps each replica's concurrent requests. A
 	// single-process model server computes one or a few requests at a
 	// time; more in flight only queue inside it, unfairly and unbounded,
-	// and past a few hundred it drops connections (the write-up's Flask
-	// service did at ~300). Eight keeps a server with a few threads or
+	// and past a few hundred it drops connections (the Flask service of
+	// the original nginx setup did at ~300). Eight keeps a server with a few threads or
 	// dynamic batching busy while the excess waits in the proxy's FIFO
 	// queue, where it is bounded, fair and can be retried elsewhere.
 	DefaultMaxInflight = 8
-	// DefaultQueue bounds the proxy's queue: room for the seed's flood
-	// (1000 clients on 4 replicas) with ~220 MiB of the seed's bodies at
-	// most.
+	// DefaultQueue bounds the proxy's queue: room for a flood of 1000
+	// clients on 4 replicas, with ~220 MiB of the original load test's
+	// bodies at most.
 	DefaultQueue        = 1024
 	DefaultQueueTimeout = 30 * time.Second
 	DefaultRetries      = 2
@@ -120,26 +120,24 @@ type Options struct {
 	// serving while /readyz answers 503, so that load balancers and
 	// orchestrator endpoints stop sending first.
 	DrainDelay time.Duration
-	// StateDir holds the control socket; empty means StateDir().
+	// StateDir holds the control socket; empty means control.StateDir().
 	StateDir string
 	// Stdout and Stderr receive the replicas' prefixed output; nil means
 	// io.Discard.
 	Stdout, Stderr io.Writer
 	// Logger receives the supervisor's own log; nil means none.
 	Logger hclog.Logger
-	// Restart governs restarts after crashes; the zero value uses the
+	// Backoff governs restarts after crashes; the zero value uses the
 	// documented defaults.
-	Restart RestartPolicy
+	Backoff CrashBackoff
 }
-
-var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 
 // withDefaults validates o and fills in its defaults.
 func (o Options) withDefaults() (Options, error) {
 	if o.Name == "" {
 		o.Name = DefaultName
 	}
-	if err := ValidateName(o.Name); err != nil {
+	if err := control.ValidateName(o.Name); err != nil {
 		return o, err
 	}
 	if o.Replicas < 1 {
@@ -230,7 +228,7 @@ func (o Options) withDefaults() (Options, error) {
 		}
 	}
 	if o.StateDir == "" {
-		dir, err := StateDir()
+		dir, err := control.StateDir()
 		if err != nil {
 			return o, err
 		}
@@ -255,47 +253,4 @@ func Validate(opts Options) error {
 		return err
 	}
 	return replica.CheckCommand(opts.Command)
-}
-
-// ValidateName reports whether name can name an instance (and its socket).
-func ValidateName(name string) error {
-	if !validName.MatchString(name) {
-		return fmt.Errorf("--name %q: use letters, digits, '.', '_' and '-' (at most 64)", name)
-	}
-	return nil
-}
-
-// ParseSize parses a byte size such as "50MiB", "50m", "1g", "512k" or
-// "1048576". Suffixes are binary (k = KiB), as nginx reads them.
-func ParseSize(s string) (int64, error) {
-	t := strings.ToLower(strings.TrimSpace(s))
-	t = strings.TrimSuffix(strings.TrimSuffix(t, "b"), "i")
-	mult := int64(1)
-	if n := len(t); n > 0 {
-		switch t[n-1] {
-		case 'k':
-			mult, t = 1<<10, t[:n-1]
-		case 'm':
-			mult, t = 1<<20, t[:n-1]
-		case 'g':
-			mult, t = 1<<30, t[:n-1]
-		}
-	}
-	n, err := strconv.ParseInt(strings.TrimSpace(t), 10, 64)
-	if err != nil || n < 0 || n > (1<<62)/mult {
-		return 0, fmt.Errorf("%q is not a size (e.g. 50MiB, 512k, 1048576)", s)
-	}
-	return n * mult, nil
-}
-
-// ParseCount parses a replica count for scale: a whole number, at least 0.
-func ParseCount(s string) (int, error) {
-	n, err := strconv.Atoi(s)
-	if err != nil {
-		return 0, fmt.Errorf("replica count %q is not a whole number", s)
-	}
-	if n < 0 {
-		return 0, errors.New("replica count must not be negative")
-	}
-	return n, nil
 }

@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -15,15 +16,12 @@ import (
 
 func (s *Supervisor) homePort(id int) int { return s.opts.BasePort + id - 1 }
 
-// portFor returns the port a slot's primary process listens on: the one it
-// already has (a crashed replica comes back where it was), else its home
-// port, else a spare.
-func (s *Supervisor) portFor(sl *slot) int {
-	sl.mu.Lock()
-	cur := sl.cur
-	sl.mu.Unlock()
-	if cur != nil {
-		return cur.port
+// portFor returns the port a slot's primary process listens on: cur, the
+// one it already has (a crashed replica comes back where it was), else its
+// home port, else a spare.
+func (s *Supervisor) portFor(sl *slot, cur int) int {
+	if cur != 0 {
+		return cur
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -89,16 +87,15 @@ func portFree(port int) bool {
 }
 
 // startGate waits for a turn to start a replica under --start-concurrency
-// and returns the function that gives it back; it fails if stop closes
-// first.
-func (s *Supervisor) startGate(stop <-chan struct{}) (func(), error) {
+// and returns the function that gives it back; it fails if ctx ends first.
+func (s *Supervisor) startGate(ctx context.Context) (func(), error) {
 	if s.starting == nil {
 		return func() {}, nil
 	}
 	select {
 	case s.starting <- struct{}{}:
 		return func() { <-s.starting }, nil
-	case <-stop:
+	case <-ctx.Done():
 		return nil, errors.New("stopped before it could start")
 	}
 }

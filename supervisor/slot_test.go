@@ -4,8 +4,8 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -18,15 +18,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-
-	"github.com/mattingctl/mattingctl/balancer"
-	"github.com/mattingctl/mattingctl/replica"
+	"github.com/mattingctl/mattingctl/internal/control"
+	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
 // TestHelperProcess is not a test: it is the replica the slot tests start.
 // Modes: serve (until SIGTERM), exit CODE, serve-for DURATION (then exit 3),
-// unhealthy (listens, /health answers 503).
+// unhealthy (listens, /health answers 503), serve-with-child FILE,
+// serve-once FILE, slow-start DURATION (sleeps before it listens),
+// slow-stop DURATION (exits that long after SIGTERM), ignore-term (only
+// SIGKILL ends it). Every mode that serves answers /hang never.
 func TestHelperProcess(t *testing.T) {
 	if os.Getenv("MATTINGCTL_TEST_HELPER") != "1" {
 		return
@@ -50,6 +51,11 @@ func TestHelperProcess(t *testing.T) {
 		}
 		_ = os.WriteFile(args[1], []byte(strconv.Itoa(child.Process.Pid)), 0o600)
 		args = []string{"serve"}
+	case "slow-start":
+		d, _ := time.ParseDuration(args[1])
+		time.Sleep(d)
+	case "ignore-term":
+		signal.Ignore(syscall.SIGTERM)
 	case "serve-once":
 		// The first process serves; any later one fails to start.
 		if _, err := os.Stat(args[1]); err == nil {
@@ -69,9 +75,12 @@ func TestHelperProcess(t *testing.T) {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
 	})
+	mux.HandleFunc("/hang", func(w http.ResponseWriter, r *http.Request) { select {} })
 	go func() { _ = http.Serve(ln, mux) }()
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM)
+	if args[0] != "ignore-term" { // Notify would undo the Ignore
+		signal.Notify(sigs, syscall.SIGTERM)
+	}
 	var after <-chan time.Time
 	if args[0] == "serve-for" {
 		d, _ := time.ParseDuration(args[1])
@@ -79,64 +88,77 @@ func TestHelperProcess(t *testing.T) {
 	}
 	select {
 	case <-sigs:
+		if args[0] == "slow-stop" {
+			d, _ := time.ParseDuration(args[1])
+			time.Sleep(d)
+		}
 		os.Exit(0)
 	case <-after:
 		os.Exit(3)
 	}
 }
 
-func freePort(t *testing.T) int {
+// helperCommand runs this test binary as a replica in mode.
+func helperCommand(mode ...string) []string {
+	return append([]string{os.Args[0], "-test.run=TestHelperProcess", "--"}, mode...)
+}
+
+// newTestSupervisor returns a supervisor, through New as Run makes it, of
+// replicas running this test binary in mode, with options adjusted by set.
+// Its replicas are stopped when the test ends.
+func newTestSupervisor(t *testing.T, set func(*Options), mode ...string) *Supervisor {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	opts := Options{
+		Command:      helperCommand(mode...),
+		Env:          []string{"MATTINGCTL_TEST_HELPER=1"},
+		Replicas:     1,
+		Port:         testutil.FreePort(t),
+		BasePort:     testutil.FreePorts(t, 12),
+		ReadyTimeout: 10 * time.Second,
+		StopTimeout:  5 * time.Second,
+		StateDir:     t.TempDir(),
+	}
+	set(&opts)
+	s, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Cleanup(func() {
+		s.forceStop()
+		select {
+		case <-s.stopped:
+		default:
+			s.stop(nil)
+		}
+	})
+	return s
 }
 
 // testSlot returns a slot running this test binary as a helper replica.
-func testSlot(t *testing.T, health string, ready time.Duration, restart RestartPolicy, mode ...string) *slot {
-	return testSlotWith(t, func(*Options) {}, health, ready, restart, mode...)
+func testSlot(t *testing.T, health string, ready time.Duration, backoff CrashBackoff, mode ...string) *slot {
+	return testSlotWith(t, func(*Options) {}, health, ready, backoff, mode...)
 }
 
 // testSlotWith is testSlot with options adjusted by set before it starts.
-func testSlotWith(t *testing.T, set func(*Options), health string, ready time.Duration, restart RestartPolicy, mode ...string) *slot {
+func testSlotWith(t *testing.T, set func(*Options), health string, ready time.Duration, backoff CrashBackoff, mode ...string) *slot {
 	t.Helper()
-	s := &Supervisor{
-		opts: Options{
-			Command:      append([]string{os.Args[0], "-test.run=TestHelperProcess", "--"}, mode...),
-			Env:          []string{"MATTINGCTL_TEST_HELPER=1"},
-			BasePort:     freePort(t),
-			Health:       health,
-			ReadyTimeout: ready,
-			Restart:      restart,
-		},
-		log:   hclog.NewNullLogger(),
-		out:   &replica.Output{Stdout: io.Discard, Stderr: io.Discard},
-		bal:   balancer.New(balancer.Options{}),
-		slots: map[int]*slot{},
-		ports: map[int]*slot{},
-	}
-	s.opts.StopTimeout = 5 * time.Second
-	set(&s.opts)
+	s := newTestSupervisor(t, func(o *Options) {
+		o.Health, o.ReadyTimeout, o.Backoff = health, ready, backoff
+		set(o)
+	}, mode...)
+	s.mu.Lock()
 	s.desired = 1
-	sl := newSlot(s, 1, "")
-	s.slots[1] = sl
-	go sl.run()
-	t.Cleanup(func() {
-		sl.requestStop(time.Now().Add(5 * time.Second))
-		<-sl.done
-	})
+	sl := s.addSlotLocked(1, "")
+	s.mu.Unlock()
 	return sl
 }
 
-func waitState(t *testing.T, sl *slot, want State, timeout time.Duration) ReplicaStatus {
+func waitState(t *testing.T, sl *slot, want control.State, timeout time.Duration) control.ReplicaStatus {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		st := sl.status()
-		if st.State == string(want) {
+		if st.State == want {
 			return st
 		}
 		if time.Now().After(deadline) {
@@ -147,19 +169,19 @@ func waitState(t *testing.T, sl *slot, want State, timeout time.Duration) Replic
 }
 
 func TestSlotTransitions(t *testing.T) {
-	fast := RestartPolicy{Initial: 10 * time.Millisecond, MaxRestarts: 2}
+	fast := CrashBackoff{Initial: 10 * time.Millisecond, MaxRestarts: 2}
 	tests := []struct {
 		name     string
 		health   string
 		ready    time.Duration
 		mode     []string
-		want     State  // final state reached without a stop
-		errLike  string // in the failure, for Failed
+		want     control.State // final state reached without a stop
+		errLike  string        // in the failure, for Failed
 		restarts int
 	}{
-		{"boot failure is not retried", "", 5 * time.Second, []string{"exit", "1"}, Failed, "exited before becoming ready (exit code 1)", 0},
-		{"never healthy fails at the ready timeout", "/health", 300 * time.Millisecond, []string{"unhealthy"}, Failed, "did not become ready within 300ms", 0},
-		{"repeated crashes after ready end failed", "", 5 * time.Second, []string{"serve-for", "150ms"}, Failed, "crashed 3 times in a row (last: exit code 3)", 2},
+		{"boot failure is not retried", "", 5 * time.Second, []string{"exit", "1"}, control.Failed, "exited before becoming ready (exit code 1)", 0},
+		{"never healthy fails at the ready timeout", "/health", 300 * time.Millisecond, []string{"unhealthy"}, control.Failed, "did not become ready within 300ms", 0},
+		{"repeated crashes after ready end failed", "", 5 * time.Second, []string{"serve-for", "150ms"}, control.Failed, "crashed 3 times in a row (last: exit code 3)", 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -179,8 +201,8 @@ func TestSlotTransitions(t *testing.T) {
 }
 
 func TestSlotReadyThenStop(t *testing.T) {
-	sl := testSlot(t, "/health", 10*time.Second, RestartPolicy{}, "serve")
-	st := waitState(t, sl, Ready, 10*time.Second)
+	sl := testSlot(t, "/health", 10*time.Second, CrashBackoff{}, "serve")
+	st := waitState(t, sl, control.Ready, 10*time.Second)
 	if st.Pid == 0 || st.StartedAt == nil {
 		t.Fatalf("ready replica status %+v", st)
 	}
@@ -189,25 +211,25 @@ func TestSlotReadyThenStop(t *testing.T) {
 	default:
 		t.Fatal("firstDone not closed once ready")
 	}
-	sl.requestStop(time.Now().Add(5 * time.Second))
+	sl.requestStop(errors.New("test"), time.Now().Add(5*time.Second))
 	<-sl.done
 	st = sl.status()
 	// The helper exits 0 on SIGTERM: a requested, graceful stop.
-	if st.State != string(Stopped) || st.LastExit != "exit code 0" || st.Restarts != 0 || st.Error != "" {
+	if st.State != control.Stopped || st.LastExit != "exit code 0" || st.Restarts != 0 || st.Error != "" {
 		t.Fatalf("after stop: %+v", st)
 	}
 }
 
 func TestSlotRestartsAfterCrash(t *testing.T) {
-	sl := testSlot(t, "", 10*time.Second, RestartPolicy{Initial: 10 * time.Millisecond}, "serve")
-	first := waitState(t, sl, Ready, 10*time.Second)
+	sl := testSlot(t, "", 10*time.Second, CrashBackoff{Initial: 10 * time.Millisecond}, "serve")
+	first := waitState(t, sl, control.Ready, 10*time.Second)
 	if err := syscall.Kill(first.Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		st := sl.status()
-		if st.State == string(Ready) && st.Pid != first.Pid {
+		if st.State == control.Ready && st.Pid != first.Pid {
 			if st.Restarts != 1 || st.LastExit != "signal killed" || st.Port != first.Port {
 				t.Fatalf("after restart: %+v", st)
 			}
@@ -221,15 +243,15 @@ func TestSlotRestartsAfterCrash(t *testing.T) {
 }
 
 func TestSlotReplace(t *testing.T) {
-	sl := testSlot(t, "/health", 10*time.Second, RestartPolicy{}, "serve")
-	first := waitState(t, sl, Ready, 10*time.Second)
+	sl := testSlot(t, "/health", 10*time.Second, CrashBackoff{}, "serve")
+	first := waitState(t, sl, control.Ready, 10*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := sl.requestReplace(ctx, ReasonRolling); err != nil {
 		t.Fatal(err)
 	}
 	second := sl.status()
-	if second.State != string(Ready) || second.Pid == first.Pid || second.Port == first.Port ||
+	if second.State != control.Ready || second.Pid == first.Pid || second.Port == first.Port ||
 		second.LastRestart != ReasonRolling || second.Restarts != 1 {
 		t.Fatalf("after a replace: %+v (before %+v)", second, first)
 	}
@@ -252,8 +274,8 @@ func TestSlotReplace(t *testing.T) {
 
 func TestSlotReplaceFailureKeepsOld(t *testing.T) {
 	marker := t.TempDir() + "/started"
-	sl := testSlot(t, "", 10*time.Second, RestartPolicy{}, "serve-once", marker)
-	first := waitState(t, sl, Ready, 10*time.Second)
+	sl := testSlot(t, "", 10*time.Second, CrashBackoff{}, "serve-once", marker)
+	first := waitState(t, sl, control.Ready, 10*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	err := sl.requestReplace(ctx, ReasonRolling)
@@ -261,14 +283,14 @@ func TestSlotReplaceFailureKeepsOld(t *testing.T) {
 		t.Fatalf("replace with a failing successor: %v", err)
 	}
 	st := sl.status()
-	if st.State != string(Ready) || st.Pid != first.Pid || st.Port != first.Port || st.Restarts != 0 {
+	if st.State != control.Ready || st.Pid != first.Pid || st.Port != first.Port || st.Restarts != 0 {
 		t.Fatalf("after a failed replace: %+v, want the first process serving", st)
 	}
 }
 
 func TestSlotRecyclesAfterMaxRequests(t *testing.T) {
-	sl := testSlotWith(t, func(o *Options) { o.MaxRequests = 3 }, "", 10*time.Second, RestartPolicy{}, "serve")
-	first := waitState(t, sl, Ready, 10*time.Second)
+	sl := testSlotWith(t, func(o *Options) { o.MaxRequests = 3 }, "", 10*time.Second, CrashBackoff{}, "serve")
+	first := waitState(t, sl, control.Ready, 10*time.Second)
 	srv := httptest.NewServer(sl.sup.bal)
 	defer srv.Close()
 	for range 3 {
@@ -281,7 +303,7 @@ func TestSlotRecyclesAfterMaxRequests(t *testing.T) {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		st := sl.status()
-		if st.Pid != first.Pid && st.State == string(Ready) {
+		if st.Pid != first.Pid && st.State == control.Ready {
 			if st.LastRestart != ReasonMaxReq || st.Requests != 3 {
 				t.Fatalf("after recycling: %+v", st)
 			}
@@ -295,12 +317,12 @@ func TestSlotRecyclesAfterMaxRequests(t *testing.T) {
 }
 
 func TestSlotRecyclesOverMaxMemory(t *testing.T) {
-	sl := testSlotWith(t, func(o *Options) { o.MaxMemory = 1 << 20 }, "", 10*time.Second, RestartPolicy{}, "serve")
-	first := waitState(t, sl, Ready, 10*time.Second)
+	sl := testSlotWith(t, func(o *Options) { o.MaxMemory = 1 << 20 }, "", 10*time.Second, CrashBackoff{}, "serve")
+	first := waitState(t, sl, control.Ready, 10*time.Second)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		st := sl.status()
-		if st.Pid != first.Pid && st.State == string(Ready) {
+		if st.Pid != first.Pid && st.State == control.Ready {
 			if st.LastRestart != ReasonMemory {
 				t.Fatalf("replaced for %q, want memory", st.LastRestart)
 			}
@@ -317,8 +339,8 @@ func TestSlotRecyclesOverMaxMemory(t *testing.T) {
 // before it is restarted.
 func TestCrashKillsTheGroup(t *testing.T) {
 	pidFile := t.TempDir() + "/child"
-	sl := testSlot(t, "", 10*time.Second, RestartPolicy{Initial: 10 * time.Millisecond}, "serve-with-child", pidFile)
-	first := waitState(t, sl, Ready, 10*time.Second)
+	sl := testSlot(t, "", 10*time.Second, CrashBackoff{Initial: 10 * time.Millisecond}, "serve-with-child", pidFile)
+	first := waitState(t, sl, control.Ready, 10*time.Second)
 	b, err := os.ReadFile(pidFile)
 	if err != nil {
 		t.Fatal(err)
@@ -329,7 +351,7 @@ func TestCrashKillsTheGroup(t *testing.T) {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if st := sl.status(); st.State == string(Ready) && st.Pid != first.Pid {
+		if st := sl.status(); st.State == control.Ready && st.Pid != first.Pid {
 			break
 		}
 		if time.Now().After(deadline) {

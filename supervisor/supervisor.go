@@ -17,66 +17,72 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/mattingctl/mattingctl/balancer"
+	"github.com/mattingctl/mattingctl/internal/admin"
+	"github.com/mattingctl/mattingctl/internal/control"
 	"github.com/mattingctl/mattingctl/replica"
 )
 
-// Supervisor runs one instance: the replicas, the proxy in front of them and
-// the control API.
+// Supervisor runs one instance: the replicas and the proxy in front of
+// them. It is what the control socket and the admin endpoints serve.
 type Supervisor struct {
 	opts    Options
 	log     hclog.Logger
 	out     *replica.Output
 	bal     *balancer.Balancer
+	metrics *admin.Metrics
 	started time.Time
+
+	// ctx is cancelled, with the reason as its cause, when a stop is
+	// requested; force is cancelled when the stop must skip its waits (a
+	// second Ctrl-C). stopped is closed once every replica has stopped.
+	ctx       context.Context
+	shutdown  context.CancelCauseFunc
+	force     context.Context
+	forceStop context.CancelFunc
+	stopped   chan struct{}
+	stopOnce  sync.Once
 
 	scaleMu   sync.Mutex // serialises Scale calls and rolling restarts
 	restartMu sync.Mutex // held while a rolling restart runs
 
-	mu      sync.Mutex    // guards slots, desired and ports
-	slots   map[int]*slot // by replica id
+	mu      sync.Mutex     // guards the fields below
+	slots   map[int]*slot  // the replicas wanted, by id
+	removed map[*slot]bool // replicas scaled away, until they have stopped
 	desired int
 	ports   map[int]*slot // replica port -> the slot holding it
+	closed  bool          // stop has listed the slots: none may be added
+	admin   string        // the admin listener's address, "" when off
 
 	starting chan struct{} // a token per replica starting; nil: no limit
 
-	metrics   *metrics
-	adminAddr string // the admin listener's address, "" when off
-
-	shutdown     chan struct{} // closed when a stop is requested
-	shutdownOnce sync.Once
-	force        chan struct{} // closed when the stop must skip its waits
-	forceOnce    sync.Once
-	stopped      chan struct{} // closed when every replica has stopped
+	testHookScale func() // called in Scale before it takes mu; tests only
 }
 
-// Run starts the instance described by opts and serves until ctx ends, the
-// process receives SIGINT or SIGTERM, or a client calls `down`; a second
-// signal skips the graceful waits. It returns nil after a clean stop, or the
-// first error that prevented the instance from starting, in which case
-// nothing it started is left running.
-func Run(ctx context.Context, opts Options) error {
+// New validates opts and returns a supervisor that has started nothing.
+func New(opts Options) (*Supervisor, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := replica.CheckCommand(opts.Command); err != nil {
-		return err
+		return nil, err
 	}
 	s := &Supervisor{
-		opts:     opts,
-		log:      opts.Logger,
-		out:      &replica.Output{Stdout: opts.Stdout, Stderr: opts.Stderr, Width: len("replica-") + len(strconv.Itoa(opts.Replicas))},
-		started:  time.Now(),
-		slots:    make(map[int]*slot),
-		ports:    make(map[int]*slot),
-		shutdown: make(chan struct{}),
-		force:    make(chan struct{}),
-		stopped:  make(chan struct{}),
+		opts:    opts,
+		log:     opts.Logger,
+		out:     &replica.Output{Stdout: opts.Stdout, Stderr: opts.Stderr, Width: len("replica-") + len(strconv.Itoa(opts.Replicas))},
+		started: time.Now(),
+		slots:   make(map[int]*slot),
+		removed: make(map[*slot]bool),
+		ports:   make(map[int]*slot),
+		stopped: make(chan struct{}),
 	}
+	s.ctx, s.shutdown = context.WithCancelCause(context.Background())
+	s.force, s.forceStop = context.WithCancel(context.Background())
 	if opts.StartConcurrency > 0 {
 		s.starting = make(chan struct{}, opts.StartConcurrency)
 	}
-	s.metrics = newMetrics(s)
+	s.metrics = admin.NewMetrics(s)
 	policy, _ := balancer.NewPolicy(opts.Policy) // validated in withDefaults
 	s.bal = balancer.New(balancer.Options{
 		Policy:          policy,
@@ -91,14 +97,33 @@ func Run(ctx context.Context, opts Options) error {
 		Observer:        s.metrics,
 		Logger:          s.log.Named("proxy"),
 	})
+	return s, nil
+}
 
-	// Everything that can fail for a reason the user can fix is checked
-	// before the first replica starts.
-	control, err := listenControl(opts.StateDir, opts.Name)
+// Run starts the instance described by opts and serves until ctx ends, the
+// process receives SIGINT or SIGTERM, or a client calls `down`; a second
+// signal skips the graceful waits. It returns nil after a clean stop, or the
+// first error that prevented the instance from starting, in which case
+// nothing it started is left running.
+func Run(ctx context.Context, opts Options) error {
+	s, err := New(opts)
 	if err != nil {
 		return err
 	}
-	defer control.close()
+	return s.Run(ctx)
+}
+
+// Run is the package's Run for a supervisor made by New. It may be called
+// once.
+func (s *Supervisor) Run(ctx context.Context) error {
+	opts := s.opts
+	// Everything that can fail for a reason the user can fix is checked
+	// before the first replica starts.
+	ctl, err := control.Listen(opts.StateDir, opts.Name)
+	if err != nil {
+		return err
+	}
+	defer ctl.Close()
 	proxyAddr := net.JoinHostPort(opts.Host, strconv.Itoa(opts.Port))
 	ln, err := net.Listen("tcp", proxyAddr)
 	if err != nil {
@@ -108,17 +133,20 @@ func Run(ctx context.Context, opts Options) error {
 	if err := checkPorts(opts.BasePort, 1, opts.Replicas); err != nil {
 		return err
 	}
-	adm, err := listenAdmin(opts.Admin)
+	adm, err := admin.Listen(opts.Admin)
 	if err != nil {
 		return err
 	}
-	defer adm.close()
-	s.adminAddr = adm.addr()
+	defer adm.Close()
+	s.mu.Lock()
+	s.admin = adm.Addr()
+	s.mu.Unlock()
 
+	defer context.AfterFunc(ctx, func() { s.Stop("the caller's context ended") })()
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
-	go s.watchSignals(ctx, sigs)
+	go s.watchSignals(sigs)
 	hups := make(chan os.Signal, 1)
 	signal.Notify(hups, syscall.SIGHUP)
 	defer signal.Stop(hups)
@@ -126,8 +154,8 @@ func Run(ctx context.Context, opts Options) error {
 
 	proxyDone := make(chan error, 1)
 	go func() { proxyDone <- s.bal.Serve(ln) }()
-	control.start(s)
-	adm.start(s)
+	ctl.Start(s, s.log)
+	adm.Start(s, s.metrics.Handler(), s.log)
 
 	s.log.Info("starting replicas", "replicas", opts.Replicas, "ports", portRange(opts.BasePort, opts.Replicas), "command", strings.Join(opts.Command, " "))
 	if err := s.startInitial(); err != nil {
@@ -138,14 +166,14 @@ func Run(ctx context.Context, opts Options) error {
 		}
 		return err
 	}
-	s.log.Info("ready", "proxy", proxyAddr, "replicas", opts.Replicas, "policy", opts.Policy, "control", control.path, "admin", s.adminAddr)
+	s.log.Info("ready", "proxy", proxyAddr, "replicas", opts.Replicas, "policy", opts.Policy, "control", ctl.Path(), "admin", adm.Addr())
 
 	select {
-	case <-s.shutdown:
+	case <-s.ctx.Done():
 	case err := <-proxyDone:
 		proxyDone <- err
 		s.log.Error("proxy stopped", "error", err)
-		s.requestShutdown()
+		s.Stop("the proxy stopped")
 	}
 	if opts.DrainDelay > 0 {
 		// /readyz already answers 503; keep serving while load balancers
@@ -154,7 +182,7 @@ func Run(ctx context.Context, opts Options) error {
 		t := time.NewTimer(opts.DrainDelay)
 		select {
 		case <-t.C:
-		case <-s.force:
+		case <-s.force.Done():
 			t.Stop()
 		}
 	}
@@ -164,19 +192,27 @@ func Run(ctx context.Context, opts Options) error {
 	return nil
 }
 
-func (s *Supervisor) watchSignals(ctx context.Context, sigs <-chan os.Signal) {
+// Stop asks the instance to stop gracefully, for reason, and returns at
+// once; Stopped is closed when it has.
+func (s *Supervisor) Stop(reason string) {
+	s.shutdown(errors.New(reason))
+}
+
+// Stopped is closed once every replica has stopped.
+func (s *Supervisor) Stopped() <-chan struct{} { return s.stopped }
+
+func (s *Supervisor) watchSignals(sigs <-chan os.Signal) {
 	select {
 	case sig := <-sigs:
 		s.log.Info("received signal; stopping gracefully (send it again to stop at once)", "signal", sig.String())
-	case <-ctx.Done():
+		s.Stop("signal " + sig.String())
 	case <-s.stopped:
 		return
 	}
-	s.requestShutdown()
 	select {
 	case sig := <-sigs:
 		s.log.Warn("received second signal; killing replicas", "signal", sig.String())
-		s.forceOnce.Do(func() { close(s.force) })
+		s.forceStop()
 	case <-s.stopped:
 	}
 }
@@ -189,7 +225,7 @@ func (s *Supervisor) watchHangups(hups <-chan os.Signal) {
 		case <-hups:
 			s.log.Info("received SIGHUP; rolling restart")
 			go func() {
-				res, err := s.RollingRestart(context.Background())
+				res, err := s.RollingRestart(s.ctx)
 				switch {
 				case err != nil:
 					s.log.Warn("rolling restart not started", "error", err)
@@ -203,23 +239,20 @@ func (s *Supervisor) watchHangups(hups <-chan os.Signal) {
 	}
 }
 
-func (s *Supervisor) requestShutdown() {
-	s.shutdownOnce.Do(func() { close(s.shutdown) })
-}
-
 var errStoppedEarly = errors.New("stopped before all replicas were ready")
 
 // startInitial starts opts.Replicas replicas and waits until every one is
 // ready, or returns the first failure.
 func (s *Supervisor) startInitial() error {
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return errStoppedEarly
+	}
 	s.desired = s.opts.Replicas
 	started := make([]*slot, 0, s.opts.Replicas)
 	for id := 1; id <= s.opts.Replicas; id++ {
-		sl := newSlot(s, id, "")
-		s.slots[id] = sl
-		started = append(started, sl)
-		go sl.run()
+		started = append(started, s.addSlotLocked(id, ""))
 	}
 	s.mu.Unlock()
 	for _, sl := range started {
@@ -228,7 +261,7 @@ func (s *Supervisor) startInitial() error {
 			if err := sl.failure(); err != nil {
 				return err
 			}
-		case <-s.shutdown:
+		case <-s.ctx.Done():
 			return errStoppedEarly
 		}
 	}
@@ -236,38 +269,35 @@ func (s *Supervisor) startInitial() error {
 }
 
 // stop shuts the instance down: the proxy stops accepting and finishes the
-// requests in flight, then every replica is stopped, all within StopTimeout
-// unless forced.
-func (s *Supervisor) stop(proxyDone <-chan error) {
-	s.requestShutdown()
+// requests in flight (serving, if not nil, receives its end), then every
+// replica is stopped, all within StopTimeout unless forced. A second call
+// waits for the first to finish.
+func (s *Supervisor) stop(serving <-chan error) {
+	s.stopOnce.Do(func() { s.shutDown(serving) })
+}
+
+func (s *Supervisor) shutDown(serving <-chan error) {
+	s.Stop("stopping")
 	deadline := time.Now().Add(s.opts.StopTimeout)
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	ctx, cancel := context.WithDeadline(s.force, deadline)
 	defer cancel()
-	go func() {
-		select {
-		case <-s.force:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	if err := s.bal.Shutdown(ctx); err != nil {
 		s.log.Warn("requests still in flight at the stop deadline were cut off", "error", err)
 	}
-	<-proxyDone
+	if serving != nil {
+		<-serving
+	}
 
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
 	slots := s.snapshot()
+	cause := context.Cause(s.ctx)
 	for _, sl := range slots {
-		sl.requestStop(deadline)
+		sl.requestStop(cause, deadline)
 	}
 	for _, sl := range slots {
-		select {
-		case <-sl.done:
-		case <-s.force:
-			for _, k := range slots {
-				k.kill()
-			}
-			<-sl.done
-		}
+		<-sl.done
 	}
 	close(s.stopped)
 }
@@ -290,46 +320,88 @@ func portRange(base, n int) string {
 	return fmt.Sprintf("%d-%d", base, base+n-1)
 }
 
-// snapshot returns the slots, by replica id, so that they can be worked on
-// without holding s.mu.
+// snapshot returns every slot, the removed ones that are still stopping
+// included, by replica id, so that they can be worked on without s.mu.
 func (s *Supervisor) snapshot() []*slot {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	slots := make([]*slot, 0, len(s.slots)+len(s.removed))
+	for _, sl := range s.slots {
+		slots = append(slots, sl)
+	}
+	for sl := range s.removed {
+		slots = append(slots, sl)
+	}
+	s.mu.Unlock()
+	sortSlots(slots)
+	return slots
+}
+
+// active returns the slots of the replicas wanted, by replica id.
+func (s *Supervisor) active() []*slot {
+	s.mu.Lock()
 	slots := make([]*slot, 0, len(s.slots))
 	for _, sl := range s.slots {
 		slots = append(slots, sl)
 	}
-	sort.Slice(slots, func(i, j int) bool { return slots[i].id < slots[j].id })
+	s.mu.Unlock()
+	sortSlots(slots)
 	return slots
 }
 
+// sortSlots orders slots by id, a removed slot before its successor.
+func sortSlots(slots []*slot) {
+	sort.SliceStable(slots, func(i, j int) bool {
+		if slots[i].id != slots[j].id {
+			return slots[i].id < slots[j].id
+		}
+		return slots[i].stopping() && !slots[j].stopping()
+	})
+}
+
 // Status reports the instance and each replica.
-func (s *Supervisor) Status() Status {
+func (s *Supervisor) Status() control.Status {
 	slots := s.snapshot()
 	s.mu.Lock()
-	desired := s.desired
+	desired, adminAddr := s.desired, s.admin
 	s.mu.Unlock()
 	stats := s.bal.Stats()
-	st := Status{
-		Admin:     s.adminAddr,
-		Queued:    stats.Queued,
-		QueueMax:  s.opts.Queue,
-		Rejected:  stats.Rejected,
-		Retried:   stats.Retried,
-		Failed:    stats.Failed,
-		Name:      s.opts.Name,
-		Port:      s.opts.Port,
-		Pid:       os.Getpid(),
-		Desired:   desired,
-		Command:   s.opts.Command,
-		Policy:    s.opts.Policy,
-		StartedAt: s.started.UTC(),
-		Replicas:  make([]ReplicaStatus, 0, len(slots)),
+	st := control.Status{
+		Admin:       adminAddr,
+		MaxInflight: s.opts.MaxInflight,
+		Queued:      stats.Queued,
+		QueueMax:    s.opts.Queue,
+		Rejected:    stats.Rejected,
+		Retried:     stats.Retried,
+		Failed:      stats.Failed,
+		Name:        s.opts.Name,
+		Port:        s.opts.Port,
+		Pid:         os.Getpid(),
+		Desired:     desired,
+		Command:     s.opts.Command,
+		Policy:      s.opts.Policy,
+		StartedAt:   s.started.UTC(),
+		Replicas:    make([]control.ReplicaStatus, 0, len(slots)),
 	}
 	for _, sl := range slots {
-		r := sl.status()
-		r.MaxInflight = s.opts.MaxInflight
-		st.Replicas = append(st.Replicas, r)
+		st.Replicas = append(st.Replicas, sl.status())
 	}
 	return st
+}
+
+// Readiness is what /readyz answers from: the replicas in rotation, and
+// whether a stop has begun.
+func (s *Supervisor) Readiness() admin.Readiness {
+	rd := admin.Readiness{MinReady: s.opts.MinReady, Stopping: s.ctx.Err() != nil}
+	for _, sl := range s.active() {
+		if sl.ready() {
+			rd.Ready++
+		}
+	}
+	return rd
+}
+
+// Ping returns once the supervisor's state lock can be taken, for /livez.
+func (s *Supervisor) Ping() {
+	s.mu.Lock()
+	s.mu.Unlock() //nolint:staticcheck // taking the lock is the check
 }

@@ -50,7 +50,7 @@ func TestUpFlags(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var got *upOptions
-			root := newRootCmd(runFuncs{up: func(o *upOptions) error { got = o; return nil }})
+			root := newRootCmd(testFactory(), runFuncs{up: func(o *upOptions) error { got = o; return nil }})
 			root.SetArgs(append([]string{"up"}, tt.args...))
 			if err := root.Execute(); err != nil {
 				t.Fatal(err)
@@ -76,7 +76,7 @@ func TestScaleArgs(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			var got *scaleOptions
-			cmd := newRootCmd(runFuncs{scale: func(o *scaleOptions) error { got = o; return nil }})
+			cmd := newRootCmd(testFactory(), runFuncs{scale: func(o *scaleOptions) error { got = o; return nil }})
 			cmd.SetArgs(append([]string{"scale"}, tt.args...))
 			err := cmd.Execute()
 			if tt.err != "" {
@@ -101,7 +101,7 @@ func TestUpConfigFile(t *testing.T) {
 	}
 	run := func(args ...string) (*upOptions, error) {
 		var got *upOptions
-		root := newRootCmd(runFuncs{up: func(o *upOptions) error { got = o; return nil }})
+		root := newRootCmd(testFactory(), runFuncs{up: func(o *upOptions) error { got = o; return nil }})
 		root.SetArgs(append([]string{"up", "-f", path}, args...))
 		return got, root.Execute()
 	}

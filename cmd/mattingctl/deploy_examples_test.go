@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/mattingctl/mattingctl/supervisor"
 )
 
 // The deployment examples in examples/kubernetes and examples/nomad are
@@ -27,7 +25,7 @@ func parseUp(argv []string) (*upOptions, error) {
 		return nil, fmt.Errorf("command line %q is not `mattingctl up ...`", argv)
 	}
 	var got *upOptions
-	root := newRootCmd(runFuncs{up: func(o *upOptions) error { got = o; return nil }})
+	root := newRootCmd(testFactory(), runFuncs{up: func(o *upOptions) error { got = o; return nil }})
 	root.SetArgs(argv)
 	root.SetOut(io.Discard)
 	root.SetErr(io.Discard)
@@ -41,7 +39,7 @@ func parseUp(argv []string) (*upOptions, error) {
 		return nil, fmt.Errorf("mattingctl %s: no model server command", strings.Join(argv, " "))
 	}
 	if got.GPUs != "" && got.GPUs != "all" {
-		if _, err := supervisor.ParseGPUs(got.GPUs); err != nil {
+		if _, err := parseGPUs(got.GPUs); err != nil {
 			return nil, err
 		}
 	}

@@ -16,7 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/mattingctl/mattingctl/supervisor"
+	"github.com/mattingctl/mattingctl/internal/admin"
 )
 
 const k8sDir = "../../examples/kubernetes"
@@ -251,7 +251,7 @@ func TestDeployExamplesKubernetes(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%s: %v", where, err)
 	}
-	admin := checkContainerFlags(t, where, o)
+	adminPort := checkContainerFlags(t, where, o)
 
 	ports := map[string]int{}
 	for _, p := range c.Ports {
@@ -260,8 +260,8 @@ func TestDeployExamplesKubernetes(t *testing.T) {
 	if ports["http"] != o.Port {
 		t.Errorf("%s: containerPort http is %d, --port is %d", where, ports["http"], o.Port)
 	}
-	if ports["admin"] != admin {
-		t.Errorf("%s: containerPort admin is %d, --admin port is %d", where, ports["admin"], admin)
+	if ports["admin"] != adminPort {
+		t.Errorf("%s: containerPort admin is %d, --admin port is %d", where, ports["admin"], adminPort)
 	}
 
 	probes := []struct {
@@ -284,8 +284,8 @@ func TestDeployExamplesKubernetes(t *testing.T) {
 		port, err := c.port(pr.p.HTTPGet.Port)
 		if err != nil {
 			t.Errorf("%s: %s: %v", where, pr.name, err)
-		} else if port != admin {
-			t.Errorf("%s: %s probes port %d, --admin port is %d", where, pr.name, port, admin)
+		} else if port != adminPort {
+			t.Errorf("%s: %s probes port %d, --admin port is %d", where, pr.name, port, adminPort)
 		}
 	}
 
@@ -314,12 +314,12 @@ func TestDeployExamplesKubernetes(t *testing.T) {
 			t.Errorf("%s: memory limit %q: %v", where, q, err)
 		} else if total := int64(o.Replicas) * o.MaxMemory; total >= limit {
 			t.Errorf("%s: %d replicas x --max-memory %s = %s reach the memory limit %s: the OOM killer would act before mattingctl",
-				where, o.Replicas, supervisor.FormatBytes(uint64(o.MaxMemory)), supervisor.FormatBytes(uint64(total)), q)
+				where, o.Replicas, formatBytes(uint64(o.MaxMemory)), formatBytes(uint64(total)), q)
 		}
 	}
 	if q, ok := c.Resources.Limits["nvidia.com/gpu"]; ok && o.GPUs != "" && o.GPUs != "all" {
 		n, err := strconv.Atoi(q)
-		gpus, _ := supervisor.ParseGPUs(o.GPUs)
+		gpus, _ := parseGPUs(o.GPUs)
 		for _, g := range gpus {
 			if i, ierr := strconv.Atoi(g); err == nil && ierr == nil && i >= n {
 				t.Errorf("%s: --gpus %s names device %d, but the pod gets %s GPU(s), numbered from 0", where, o.GPUs, i, q)
@@ -348,8 +348,8 @@ func TestDeployExamplesKubernetes(t *testing.T) {
 	if targets["http"] != o.Port {
 		t.Errorf("%s: port http targets %d, --port is %d", svcFile, targets["http"], o.Port)
 	}
-	if targets["admin"] != admin {
-		t.Errorf("%s: port admin targets %d, --admin port is %d", svcFile, targets["admin"], admin)
+	if targets["admin"] != adminPort {
+		t.Errorf("%s: port admin targets %d, --admin port is %d", svcFile, targets["admin"], adminPort)
 	}
 
 	var pdb k8sPDB
@@ -371,8 +371,8 @@ func TestDeployExamplesKubernetes(t *testing.T) {
 			t.Errorf("%s: metric of type %q; want Pods metrics from mattingctl's /metrics", hpaFile, m.Type)
 			continue
 		}
-		if !slices.Contains(supervisor.MetricNames, m.Pods.Metric.Name) {
-			t.Errorf("%s: metric %q is not one mattingctl exports (supervisor.MetricNames)", hpaFile, m.Pods.Metric.Name)
+		if !slices.Contains(admin.MetricNames, m.Pods.Metric.Name) {
+			t.Errorf("%s: metric %q is not one mattingctl exports (admin.MetricNames)", hpaFile, m.Pods.Metric.Name)
 		}
 	}
 }

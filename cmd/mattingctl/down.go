@@ -3,20 +3,21 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
-
-	"github.com/mattingctl/mattingctl/supervisor"
 )
 
 type downOptions struct {
+	Out     io.Writer
+	Client  func() (instanceClient, error)
 	Name    string
 	Timeout time.Duration
 }
 
-func newDownCmd(g *globalOptions, runF func(*downOptions) error) *cobra.Command {
-	opts := &downOptions{}
+func newDownCmd(f *factory, g *globalOptions, runF func(*downOptions) error) *cobra.Command {
+	opts := &downOptions{Out: f.Out, Client: clientFor(f, g)}
 	cmd := &cobra.Command{
 		Use:   "down",
 		Short: "Stop the instance gracefully, as Ctrl-C does, and wait until it has exited",
@@ -34,7 +35,7 @@ func newDownCmd(g *globalOptions, runF func(*downOptions) error) *cobra.Command 
 }
 
 func downRun(opts *downOptions) error {
-	c, err := supervisor.Connect("", opts.Name)
+	c, err := opts.Client()
 	if err != nil {
 		return err
 	}
@@ -43,6 +44,6 @@ func downRun(opts *downOptions) error {
 	if err := c.Down(ctx); err != nil {
 		return err
 	}
-	fmt.Printf("instance %s stopped\n", opts.Name)
-	return nil
+	_, err = fmt.Fprintf(opts.Out, "instance %s stopped\n", opts.Name)
+	return err
 }

@@ -2,22 +2,24 @@ package main
 
 import (
 	"context"
+	"io"
 	"os"
 	"os/signal"
 
 	"github.com/spf13/cobra"
 
-	"github.com/mattingctl/mattingctl/supervisor"
+	"github.com/mattingctl/mattingctl/internal/daemon"
 )
 
 type logsOptions struct {
+	Out     io.Writer
 	Name    string
 	Follow  bool
 	Replica int
 }
 
-func newLogsCmd(g *globalOptions, runF func(*logsOptions) error) *cobra.Command {
-	opts := &logsOptions{}
+func newLogsCmd(f *factory, g *globalOptions, runF func(*logsOptions) error) *cobra.Command {
+	opts := &logsOptions{Out: f.Out}
 	cmd := &cobra.Command{
 		Use:   "logs",
 		Short: "Print the log of an instance started with up -d, and follow it with -f",
@@ -38,5 +40,5 @@ func newLogsCmd(g *globalOptions, runF func(*logsOptions) error) *cobra.Command 
 func logsRun(opts *logsOptions) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	return supervisor.Logs(ctx, os.Stdout, "", opts.Name, opts.Replica, opts.Follow)
+	return daemon.Logs(ctx, opts.Out, "", opts.Name, opts.Replica, opts.Follow)
 }

@@ -1,7 +1,8 @@
 // Command mattingctl runs N replicas of a model server behind an embedded
 // least-connection proxy, restarts them when they crash and scales them
-// live. The commands here only parse flags; the work is in the supervisor
-// package.
+// live. The commands here parse flags and present results; `up` runs the
+// supervisor package, the others talk to a running instance through
+// internal/control.
 package main
 
 import (
@@ -10,8 +11,9 @@ import (
 )
 
 func main() {
-	if err := newRootCmd(runFuncs{}).Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "mattingctl:", err)
+	f := defaultFactory()
+	if err := newRootCmd(f, runFuncs{}).Execute(); err != nil {
+		fmt.Fprintln(f.ErrOut, "mattingctl:", err)
 		os.Exit(1)
 	}
 }

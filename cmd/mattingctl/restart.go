@@ -3,21 +3,20 @@ package main
 import (
 	"context"
 	"errors"
-	"os"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
-
-	"github.com/mattingctl/mattingctl/supervisor"
 )
 
 type restartOptions struct {
-	Name    string
+	Out     io.Writer
+	Client  func() (instanceClient, error)
 	Timeout time.Duration
 }
 
-func newRestartCmd(g *globalOptions, runF func(*restartOptions) error) *cobra.Command {
-	opts := &restartOptions{}
+func newRestartCmd(f *factory, g *globalOptions, runF func(*restartOptions) error) *cobra.Command {
+	opts := &restartOptions{Out: f.Out, Client: clientFor(f, g)}
 	cmd := &cobra.Command{
 		Use:   "restart",
 		Short: "Rolling restart: replace each replica's process with no drop in capacity (as SIGHUP to up)",
@@ -28,7 +27,6 @@ replica count. If a successor does not become ready, the restart stops there
 and the old processes serve on.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Name = g.Name
 			if runF != nil {
 				return runF(opts)
 			}
@@ -40,7 +38,7 @@ and the old processes serve on.`,
 }
 
 func restartRun(opts *restartOptions) error {
-	c, err := supervisor.Connect("", opts.Name)
+	c, err := opts.Client()
 	if err != nil {
 		return err
 	}
@@ -50,7 +48,7 @@ func restartRun(opts *restartOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := supervisor.WriteRestart(os.Stdout, res); err != nil {
+	if err := writeRestart(opts.Out, res); err != nil {
 		return err
 	}
 	if res.Error != "" {

@@ -1,14 +1,51 @@
 package main
 
 import (
+	"context"
+	"io"
+	"os"
+
 	"github.com/spf13/cobra"
 
-	"github.com/mattingctl/mattingctl/supervisor"
+	"github.com/mattingctl/mattingctl/internal/control"
 )
 
 // globalOptions are the flags every command takes.
 type globalOptions struct {
 	Name string
+}
+
+// instanceClient is what the commands ask of a running instance; the
+// control socket's client is the real one, tests pass fakes.
+type instanceClient interface {
+	Status(ctx context.Context) (control.Status, error)
+	Scale(ctx context.Context, n int) (control.ScaleResult, error)
+	Restart(ctx context.Context) (control.RestartResult, error)
+	Down(ctx context.Context) error
+}
+
+// factory is what the commands take from the world outside: their output
+// streams and a way to reach an instance.
+type factory struct {
+	Out, ErrOut io.Writer
+	// Client connects to the instance called name.
+	Client func(name string) (instanceClient, error)
+}
+
+// defaultFactory writes to the process's stdout and stderr and reaches
+// instances through their control sockets.
+func defaultFactory() *factory {
+	return &factory{
+		Out:    os.Stdout,
+		ErrOut: os.Stderr,
+		Client: func(name string) (instanceClient, error) {
+			c, err := control.Connect("", name)
+			if err != nil {
+				return nil, err // not a nil *Client in a non-nil interface
+			}
+			return c, nil
+		},
+	}
 }
 
 // runFuncs replace the commands' work in tests; nil fields mean the real one.
@@ -21,7 +58,7 @@ type runFuncs struct {
 	logs    func(*logsOptions) error
 }
 
-func newRootCmd(f runFuncs) *cobra.Command {
+func newRootCmd(f *factory, run runFuncs) *cobra.Command {
 	g := &globalOptions{}
 	root := &cobra.Command{
 		Use:   "mattingctl",
@@ -35,10 +72,28 @@ an embedded least-connection proxy.
   mattingctl scale 6
   mattingctl restart
   mattingctl down`,
+		Version:       version(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().StringVar(&g.Name, "name", supervisor.DefaultName, "instance name, so several can run side by side")
-	root.AddCommand(newUpCmd(g, f.up), newStatusCmd(g, f.status), newScaleCmd(g, f.scale), newDownCmd(g, f.down), newRestartCmd(g, f.restart), newLogsCmd(g, f.logs))
+	root.SetOut(f.Out)
+	root.SetErr(f.ErrOut)
+	root.SetVersionTemplate("mattingctl {{.Version}}\n")
+	root.PersistentFlags().StringVar(&g.Name, "name", control.DefaultName, "instance name, so several can run side by side")
+	root.AddCommand(
+		newUpCmd(f, g, run.up),
+		newStatusCmd(f, g, run.status),
+		newScaleCmd(f, g, run.scale),
+		newDownCmd(f, g, run.down),
+		newRestartCmd(f, g, run.restart),
+		newLogsCmd(f, g, run.logs),
+		newVersionCmd(f),
+	)
 	return root
+}
+
+// clientFor returns a function connecting to the instance that g names,
+// when the command runs (after its flags are parsed).
+func clientFor(f *factory, g *globalOptions) func() (instanceClient, error) {
+	return func() (instanceClient, error) { return f.Client(g.Name) }
 }

@@ -3,33 +3,32 @@ package main
 import (
 	"context"
 	"errors"
-	"os"
+	"io"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
-
-	"github.com/mattingctl/mattingctl/supervisor"
 )
 
 type scaleOptions struct {
-	Name     string
+	Out      io.Writer
+	Client   func() (instanceClient, error)
 	Replicas int
 	Timeout  time.Duration
 }
 
-func newScaleCmd(g *globalOptions, runF func(*scaleOptions) error) *cobra.Command {
-	opts := &scaleOptions{}
+func newScaleCmd(f *factory, g *globalOptions, runF func(*scaleOptions) error) *cobra.Command {
+	opts := &scaleOptions{Out: f.Out, Client: clientFor(f, g)}
 	cmd := &cobra.Command{
 		Use:   "scale N",
 		Short: "Set the number of replicas, live: new ones join when ready, removed ones drain first",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			n, err := supervisor.ParseCount(args[0])
+			n, err := parseCount(args[0])
 			if err != nil {
 				return err
 			}
-			opts.Name, opts.Replicas = g.Name, n
+			opts.Replicas = n
 			if runF != nil {
 				return runF(opts)
 			}
@@ -41,7 +40,7 @@ func newScaleCmd(g *globalOptions, runF func(*scaleOptions) error) *cobra.Comman
 }
 
 func scaleRun(opts *scaleOptions) error {
-	c, err := supervisor.Connect("", opts.Name)
+	c, err := opts.Client()
 	if err != nil {
 		return err
 	}
@@ -51,7 +50,7 @@ func scaleRun(opts *scaleOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := supervisor.WriteScale(os.Stdout, res); err != nil {
+	if err := writeScale(opts.Out, res); err != nil {
 		return err
 	}
 	if len(res.Errors) > 0 {

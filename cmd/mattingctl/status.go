@@ -3,27 +3,27 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"os"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
-
-	"github.com/mattingctl/mattingctl/supervisor"
 )
 
 type statusOptions struct {
-	Name string
-	JSON bool
+	Out    io.Writer
+	Client func() (instanceClient, error)
+	JSON   bool
+	// Now is the time uptimes are measured to; nil means time.Now.
+	Now func() time.Time
 }
 
-func newStatusCmd(g *globalOptions, runF func(*statusOptions) error) *cobra.Command {
-	opts := &statusOptions{}
+func newStatusCmd(f *factory, g *globalOptions, runF func(*statusOptions) error) *cobra.Command {
+	opts := &statusOptions{Out: f.Out, Client: clientFor(f, g), Now: time.Now}
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show each replica's state, load, CPU and memory",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Name = g.Name
 			if runF != nil {
 				return runF(opts)
 			}
@@ -35,7 +35,7 @@ func newStatusCmd(g *globalOptions, runF func(*statusOptions) error) *cobra.Comm
 }
 
 func statusRun(opts *statusOptions) error {
-	c, err := supervisor.Connect("", opts.Name)
+	c, err := opts.Client()
 	if err != nil {
 		return err
 	}
@@ -46,9 +46,9 @@ func statusRun(opts *statusOptions) error {
 		return err
 	}
 	if opts.JSON {
-		enc := json.NewEncoder(os.Stdout)
+		enc := json.NewEncoder(opts.Out)
 		enc.SetIndent("", "  ")
 		return enc.Encode(st)
 	}
-	return supervisor.WriteStatus(os.Stdout, st, time.Now())
+	return writeStatus(opts.Out, st, opts.Now())
 }

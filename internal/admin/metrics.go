@@ -1,4 +1,4 @@
-package supervisor
+package admin
 
 import (
 	"net/http"
@@ -7,20 +7,28 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mattingctl/mattingctl/internal/control"
 )
 
-// metrics holds what /metrics exports: counters and a histogram the proxy
-// feeds as requests finish, restart counters the slots feed, and gauges
+// StatusSource gives the instance's status, read at scrape time.
+type StatusSource interface {
+	Status() control.Status
+}
+
+// Metrics holds what /metrics exports: counters and a histogram the proxy
+// feeds as requests finish, restart counters the replicas feed, and gauges
 // read from the instance's status at scrape time.
-type metrics struct {
+type Metrics struct {
 	reg      *prometheus.Registry
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	restarts *prometheus.CounterVec
 }
 
-func newMetrics(s *Supervisor) *metrics {
-	m := &metrics{
+// NewMetrics returns the metrics of the instance whose status src gives.
+func NewMetrics(src StatusSource) *Metrics {
+	m := &Metrics{
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricRequests,
@@ -37,30 +45,33 @@ func newMetrics(s *Supervisor) *metrics {
 			Help: "Replica processes replaced, by reason: crash, rolling restart, memory, max-requests.",
 		}, []string{"replica", "reason"}),
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.restarts, &statusCollector{s: s})
+	m.reg.MustRegister(m.requests, m.duration, m.restarts, &statusCollector{src: src})
 	return m
 }
 
-// Observe implements balancer.Observer.
-func (m *metrics) Observe(replica string, code int, d time.Duration) {
+// Observe records a request answered by replica (empty: none) with code
+// after d; it fits balancer.Observer.
+func (m *Metrics) Observe(replica string, code int, d time.Duration) {
 	m.requests.WithLabelValues(replica, strconv.Itoa(code)).Inc()
 	m.duration.WithLabelValues(replica).Observe(d.Seconds())
 }
 
-func (m *metrics) restarted(replica, reason string) {
+// Restarted counts a replica process replaced for reason.
+func (m *Metrics) Restarted(replica, reason string) {
 	if m == nil {
 		return
 	}
 	m.restarts.WithLabelValues(replica, reason).Inc()
 }
 
-func (m *metrics) handler() http.Handler {
+// Handler serves the metrics as Prometheus text.
+func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
 // statusCollector turns the instance's status into gauges at scrape time,
 // so they are never stale and cost nothing between scrapes.
-type statusCollector struct{ s *Supervisor }
+type statusCollector struct{ src StatusSource }
 
 var (
 	descInflight    = prometheus.NewDesc(MetricInflight, "Requests in flight on each replica.", []string{"replica"}, nil)
@@ -82,14 +93,14 @@ func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
-	st := c.s.Status()
+	st := c.src.Status()
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 	counter := func(d *prometheus.Desc, v uint64) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
 	}
-	gauge(descMaxInflight, float64(c.s.opts.MaxInflight))
+	gauge(descMaxInflight, float64(st.MaxInflight))
 	gauge(descQueue, float64(st.Queued))
 	gauge(descDesired, float64(st.Desired))
 	counter(descRejected, st.Rejected)
@@ -97,7 +108,7 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descFailed, st.Failed)
 	for _, r := range st.Replicas {
 		up := 0.0
-		if r.State == string(Ready) {
+		if r.State == control.Ready {
 			up = 1
 		}
 		gauge(descInflight, float64(r.Inflight), r.Name)

@@ -1,4 +1,4 @@
-package supervisor
+package main
 
 import (
 	"fmt"
@@ -31,7 +31,7 @@ func TestLoadConfig(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tt.yaml), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			got, err := LoadConfig(path)
+			got, err := loadConfig(path)
 			if tt.err {
 				if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.HasPrefix(err.Error(), path) {
 					t.Fatalf("error = %v, want one starting with the path and containing %q", err, tt.want)

@@ -1,4 +1,4 @@
-package supervisor
+package control
 
 import (
 	"bytes"
@@ -57,7 +57,7 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 // Scale sets the instance's replica count to n and waits until done.
 func (c *Client) Scale(ctx context.Context, n int) (ScaleResult, error) {
 	var res ScaleResult
-	err := c.call(ctx, http.MethodPost, "/v1/scale", scaleRequest{Replicas: n}, &res)
+	err := c.call(ctx, http.MethodPost, "/v1/scale", scaleRequest{Replicas: &n}, &res)
 	return res, err
 }
 

@@ -1,4 +1,4 @@
-package supervisor
+package main
 
 import (
 	"errors"
@@ -9,16 +9,16 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Setting is one entry of a config file: a flag of `mattingctl up` (its
+// setting is one entry of a config file: a flag of `mattingctl up` (its
 // long name, without dashes) and its value or values, with the line it
 // is on.
-type Setting struct {
+type setting struct {
 	Key    string
 	Values []string
 	Line   int
 }
 
-// LoadConfig reads a YAML config file for `mattingctl up`: a mapping from
+// loadConfig reads a YAML config file for `mattingctl up`: a mapping from
 // flag names to values, plus "command" (a list, or a string split at
 // spaces). YAML, as the files ML engineers already keep (Kubernetes, Hydra,
 // docker-compose) are YAML. Errors name the file and the line.
@@ -28,7 +28,7 @@ type Setting struct {
 //	max-inflight: 8
 //	env: [OMP_NUM_THREADS=1]
 //	command: [python3, app.py]
-func LoadConfig(path string) ([]Setting, error) {
+func loadConfig(path string) ([]setting, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config file: %w", err)
@@ -44,7 +44,7 @@ func LoadConfig(path string) ([]Setting, error) {
 	if root.Kind != yaml.MappingNode {
 		return nil, fmt.Errorf("%s: line %d: want a mapping of flag names to values, like `replicas: 4`", path, root.Line)
 	}
-	var out []Setting
+	var out []setting
 	seen := map[string]int{}
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i], root.Content[i+1]
@@ -56,7 +56,7 @@ func LoadConfig(path string) ([]Setting, error) {
 			return nil, fmt.Errorf("%s: line %d: %q is already set on line %d", path, k.Line, key, prev)
 		}
 		seen[key] = k.Line
-		s := Setting{Key: key, Line: k.Line}
+		s := setting{Key: key, Line: k.Line}
 		switch v.Kind {
 		case yaml.ScalarNode:
 			if key == "command" {
@@ -82,5 +82,5 @@ func LoadConfig(path string) ([]Setting, error) {
 	return out, nil
 }
 
-// ErrNoSuchSetting is wrapped by errors about config keys that name no flag.
-var ErrNoSuchSetting = errors.New("unknown setting")
+// errNoSuchSetting is wrapped by errors about config keys that name no flag.
+var errNoSuchSetting = errors.New("unknown setting")

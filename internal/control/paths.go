@@ -1,11 +1,25 @@
-package supervisor
+package control
 
 import (
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 )
+
+// DefaultName is the instance name when none is given.
+const DefaultName = "default"
+
+var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// ValidateName reports whether name can name an instance (and its socket).
+func ValidateName(name string) error {
+	if !validName.MatchString(name) {
+		return fmt.Errorf("--name %q: use letters, digits, '.', '_' and '-' (at most 64)", name)
+	}
+	return nil
+}
 
 // StateDir returns where instances keep their control sockets:
 // $MATTINGCTL_HOME, else $XDG_RUNTIME_DIR/mattingctl, else ~/.mattingctl.
@@ -26,10 +40,10 @@ func StateDir() (string, error) {
 // SocketPath returns the control socket of instance name in dir.
 func SocketPath(dir, name string) string { return filepath.Join(dir, name+".sock") }
 
-// ensureStateDir creates dir, if missing, with mode 0700 so that only its
-// owner can reach the sockets in it. An existing directory is left as it is:
-// the socket itself is made 0600.
-func ensureStateDir(dir string) error {
+// EnsureStateDir creates dir, if missing, with mode 0700 so that only its
+// owner can reach the sockets in it. An existing directory is left as it
+// is: the socket itself is made 0600.
+func EnsureStateDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("creating state directory %s: %w", dir, err)
 	}

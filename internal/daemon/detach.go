@@ -1,4 +1,6 @@
-package supervisor
+// Package daemon runs an instance in the background (`up -d`) and reads
+// the log it leaves (`logs`).
+package daemon
 
 import (
 	"bufio"
@@ -12,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/mattingctl/mattingctl/internal/control"
 )
 
 // LogPath is where an instance started with `up -d` writes its log.
@@ -20,7 +24,7 @@ func LogPath(dir, name string) string { return filepath.Join(dir, name+".log") }
 // DetachOptions say how to start an instance in the background.
 type DetachOptions struct {
 	Name     string
-	StateDir string // empty: StateDir()
+	StateDir string // empty: control.StateDir()
 	// Args are the arguments of `mattingctl` for the background process:
 	// the `up` command line as given.
 	Args []string
@@ -33,26 +37,26 @@ type DetachOptions struct {
 // once every replica is ready. If the instance exits first, the error is
 // its own last error line; if it is not ready in time, it is stopped.
 // Either way nothing is left running.
-func Detach(opts DetachOptions) (Status, error) {
+func Detach(opts DetachOptions) (control.Status, error) {
 	dir := opts.StateDir
 	if dir == "" {
-		d, err := StateDir()
+		d, err := control.StateDir()
 		if err != nil {
-			return Status{}, err
+			return control.Status{}, err
 		}
 		dir = d
 	}
-	if err := ensureStateDir(dir); err != nil {
-		return Status{}, err
+	if err := control.EnsureStateDir(dir); err != nil {
+		return control.Status{}, err
 	}
 	self, err := os.Executable()
 	if err != nil {
-		return Status{}, fmt.Errorf("finding the mattingctl binary: %w", err)
+		return control.Status{}, fmt.Errorf("finding the mattingctl binary: %w", err)
 	}
 	logPath := LogPath(dir, opts.Name)
 	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return Status{}, fmt.Errorf("log file: %w", err)
+		return control.Status{}, fmt.Errorf("log file: %w", err)
 	}
 	defer log.Close()
 	start, _ := log.Seek(0, io.SeekEnd)
@@ -63,7 +67,7 @@ func Detach(opts DetachOptions) (Status, error) {
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = detachAttr()
 	if err := cmd.Start(); err != nil {
-		return Status{}, fmt.Errorf("starting the background instance: %w", err)
+		return control.Status{}, fmt.Errorf("starting the background instance: %w", err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -72,7 +76,7 @@ func Detach(opts DetachOptions) (Status, error) {
 	for {
 		select {
 		case <-exited:
-			return Status{}, lastError(logPath, start)
+			return control.Status{}, lastError(logPath, start)
 		case <-time.After(200 * time.Millisecond):
 		}
 		if st, ok := readyStatus(dir, opts.Name); ok {
@@ -86,26 +90,26 @@ func Detach(opts DetachOptions) (Status, error) {
 				_ = cmd.Process.Kill()
 				<-exited
 			}
-			return Status{}, fmt.Errorf("instance %q was not ready within %s; stopped it (see %s)", opts.Name, opts.Wait, logPath)
+			return control.Status{}, fmt.Errorf("instance %q was not ready within %s; stopped it (see %s)", opts.Name, opts.Wait, logPath)
 		}
 	}
 }
 
 // readyStatus reports the instance's status once every replica is ready.
-func readyStatus(dir, name string) (Status, bool) {
-	c, err := Connect(dir, name)
+func readyStatus(dir, name string) (control.Status, bool) {
+	c, err := control.Connect(dir, name)
 	if err != nil {
-		return Status{}, false
+		return control.Status{}, false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	st, err := c.Status(ctx)
 	if err != nil || len(st.Replicas) != st.Desired {
-		return Status{}, false
+		return control.Status{}, false
 	}
 	for _, r := range st.Replicas {
-		if r.State != string(Ready) {
-			return Status{}, false
+		if r.State != control.Ready {
+			return control.Status{}, false
 		}
 	}
 	return st, true
@@ -146,7 +150,7 @@ func IsDetachedCopy() bool { return os.Getenv(detachedEnv) == "1" }
 // (k > 0). With follow it then waits for more until ctx ends.
 func Logs(ctx context.Context, w io.Writer, dir, name string, replicaID int, follow bool) error {
 	if dir == "" {
-		d, err := StateDir()
+		d, err := control.StateDir()
 		if err != nil {
 			return err
 		}

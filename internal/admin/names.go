@@ -1,4 +1,4 @@
-package supervisor
+package admin
 
 // The metrics /metrics exports, all prefixed mattingctl_. Deployment
 // examples (a HorizontalPodAutoscaler on in-flight requests) are checked

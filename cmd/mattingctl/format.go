@@ -1,4 +1,4 @@
-package supervisor
+package main
 
 import (
 	"fmt"
@@ -7,18 +7,15 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/mattingctl/mattingctl/internal/control"
 )
 
-// WriteStatus writes st as the table `mattingctl status` prints.
-func WriteStatus(w io.Writer, st Status, now time.Time) error {
-	ready := 0
-	for _, r := range st.Replicas {
-		if r.State == string(Ready) {
-			ready++
-		}
-	}
+// writeStatus writes st as the table `mattingctl status` prints.
+func writeStatus(w io.Writer, st control.Status, now time.Time) error {
+	ready := st.Ready()
 	fmt.Fprintf(w, "instance %s: pid %d, proxy port %d, %s, %d/%d replicas ready, up %s\n",
-		st.Name, st.Pid, st.Port, st.Policy, ready, st.Desired, FormatDuration(now.Sub(st.StartedAt)))
+		st.Name, st.Pid, st.Port, st.Policy, ready, st.Desired, formatDuration(now.Sub(st.StartedAt)))
 	fmt.Fprintf(w, "command: %s\n", strings.Join(st.Command, " "))
 	fmt.Fprintf(w, "queue: %d waiting (max %d); rejected %d, retried %d, failed %d\n\n",
 		st.Queued, st.QueueMax, st.Rejected, st.Retried, st.Failed)
@@ -37,10 +34,10 @@ func WriteStatus(w io.Writer, st Status, now time.Time) error {
 		if r.Pid != 0 {
 			pid = strconv.Itoa(r.Pid)
 			cpu = fmt.Sprintf("%.1f%%", r.CPUPercent)
-			rss = FormatBytes(r.RSSBytes)
+			rss = formatBytes(r.RSSBytes)
 		}
 		if r.StartedAt != nil {
-			uptime = FormatDuration(now.Sub(*r.StartedAt))
+			uptime = formatDuration(now.Sub(*r.StartedAt))
 		}
 		inflight := strconv.FormatInt(r.Inflight, 10)
 		if r.MaxInflight > 0 {
@@ -68,11 +65,11 @@ func WriteStatus(w io.Writer, st Status, now time.Time) error {
 	return nil
 }
 
-// WriteScale writes what a scale call changed, one line.
-func WriteScale(w io.Writer, res ScaleResult) error {
+// writeScale writes what a scale call changed, one line.
+func writeScale(w io.Writer, res control.ScaleResult) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "instance %s: %d -> %d replicas", res.Name, res.From, res.To)
-	list := func(verb string, rs []ReplicaStatus) {
+	list := func(verb string, rs []control.ReplicaStatus) {
 		if len(rs) == 0 {
 			return
 		}
@@ -92,8 +89,8 @@ func WriteScale(w io.Writer, res ScaleResult) error {
 	return err
 }
 
-// FormatDuration renders d compactly: 45s, 12m3s, 5h2m, 3d4h.
-func FormatDuration(d time.Duration) string {
+// formatDuration renders d compactly: 45s, 12m3s, 5h2m, 3d4h.
+func formatDuration(d time.Duration) string {
 	d = d.Round(time.Second)
 	switch {
 	case d < time.Minute:
@@ -107,8 +104,8 @@ func FormatDuration(d time.Duration) string {
 	}
 }
 
-// FormatBytes renders n in binary units: 512B, 1.5KiB, 210MiB, 3.2GiB.
-func FormatBytes(n uint64) string {
+// formatBytes renders n in binary units: 512B, 1.5KiB, 210MiB, 3.2GiB.
+func formatBytes(n uint64) string {
 	const unit = 1024
 	if n < unit {
 		return fmt.Sprintf("%dB", n)
@@ -125,8 +122,8 @@ func FormatBytes(n uint64) string {
 	return fmt.Sprintf("%.1f%ciB", v, "KMGTPE"[exp])
 }
 
-// WriteRestart writes what a rolling restart did, a line per replica.
-func WriteRestart(w io.Writer, res RestartResult) error {
+// writeRestart writes what a rolling restart did, a line per replica.
+func writeRestart(w io.Writer, res control.RestartResult) error {
 	var b strings.Builder
 	for _, r := range res.Replaced {
 		fmt.Fprintf(&b, "%s: pid %d (port %d) -> pid %d (port %d)\n", r.Name, r.OldPid, r.OldPort, r.NewPid, r.NewPort)

@@ -1,4 +1,4 @@
-package supervisor
+package main
 
 import (
 	"bufio"
@@ -12,10 +12,10 @@ import (
 
 var gpuLine = regexp.MustCompile(`^GPU (\d+):`)
 
-// ParseGPUs reads --gpus: a comma-separated list of device ids ("0,1,2,3",
+// parseGPUs reads --gpus: a comma-separated list of device ids ("0,1,2,3",
 // or UUIDs as CUDA_VISIBLE_DEVICES takes them), or "all" for every GPU
 // `nvidia-smi -L` lists.
-func ParseGPUs(s string) ([]string, error) {
+func parseGPUs(s string) ([]string, error) {
 	if strings.TrimSpace(s) == "all" {
 		out, err := exec.Command("nvidia-smi", "-L").Output()
 		if err != nil {

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mattingctl/mattingctl/internal/control"
+)
+
+// fakeClient is an instance that answers from its fields and records calls.
+type fakeClient struct {
+	status  control.Status
+	scale   control.ScaleResult
+	restart control.RestartResult
+	err     error
+	calls   []string
+}
+
+func (f *fakeClient) Status(context.Context) (control.Status, error) {
+	f.calls = append(f.calls, "status")
+	return f.status, f.err
+}
+
+func (f *fakeClient) Scale(_ context.Context, n int) (control.ScaleResult, error) {
+	f.calls = append(f.calls, "scale")
+	return f.scale, f.err
+}
+
+func (f *fakeClient) Restart(context.Context) (control.RestartResult, error) {
+	f.calls = append(f.calls, "restart")
+	return f.restart, f.err
+}
+
+func (f *fakeClient) Down(context.Context) error {
+	f.calls = append(f.calls, "down")
+	return f.err
+}
+
+// testFactory writes nowhere and reaches no instance.
+func testFactory() *factory {
+	return &factory{
+		Out:    io.Discard,
+		ErrOut: io.Discard,
+		Client: func(name string) (instanceClient, error) {
+			return nil, errors.New("no instance in tests")
+		},
+	}
+}
+
+// runCmd runs the command line args with the fake as every instance and
+// returns what it printed, the name it connected to and its error.
+func runCmd(t *testing.T, fake *fakeClient, args ...string) (out, name string, err error) {
+	t.Helper()
+	var b bytes.Buffer
+	f := &factory{Out: &b, ErrOut: &b, Client: func(n string) (instanceClient, error) {
+		name = n
+		return fake, nil
+	}}
+	root := newRootCmd(f, runFuncs{})
+	root.SetArgs(args)
+	err = root.Execute()
+	return b.String(), name, err
+}
+
+func TestStatusRun(t *testing.T) {
+	fake := &fakeClient{status: control.Status{Name: "gpu", Port: 9110, Desired: 1, Policy: "least_conn",
+		Replicas: []control.ReplicaStatus{{ID: 1, Name: "replica-1", Port: 9111, State: control.Ready}}}}
+	out, name, err := runCmd(t, fake, "status", "--name", "gpu")
+	if err != nil || name != "gpu" {
+		t.Fatalf("status: %v, connected to %q", err, name)
+	}
+	if !strings.HasPrefix(out, "instance gpu: ") || !strings.Contains(out, "1/1 replicas ready") || !strings.Contains(out, "replica-1  9111") {
+		t.Errorf("status printed:\n%s", out)
+	}
+	out, _, err = runCmd(t, fake, "status", "--json")
+	var st control.Status
+	if err != nil || json.Unmarshal([]byte(out), &st) != nil || st.Name != "gpu" || st.Replicas[0].State != control.Ready {
+		t.Errorf("status --json: %v\n%s", err, out)
+	}
+	fake.err = errors.New(`instance "gpu" did not answer in time`)
+	if _, _, err := runCmd(t, fake, "status"); err == nil || err.Error() != fake.err.Error() {
+		t.Errorf("status with a failing instance: %v", err)
+	}
+}
+
+func TestStatusRunNoInstance(t *testing.T) {
+	opts := &statusOptions{Out: io.Discard, Now: time.Now, Client: func() (instanceClient, error) {
+		return nil, errors.New(`no mattingctl instance "default" is running`)
+	}}
+	if err := statusRun(opts); err == nil || !strings.Contains(err.Error(), "no mattingctl instance") {
+		t.Errorf("statusRun without an instance: %v", err)
+	}
+}
+
+func TestScaleRun(t *testing.T) {
+	fake := &fakeClient{scale: control.ScaleResult{Name: "default", From: 2, To: 3,
+		Started: []control.ReplicaStatus{{Name: "replica-3", Port: 9113}}}}
+	out, _, err := runCmd(t, fake, "scale", "3")
+	if err != nil || out != "instance default: 2 -> 3 replicas; started replica-3 (port 9113)\n" {
+		t.Errorf("scale: %v, printed %q", err, out)
+	}
+	// A replica that did not become ready fails the command, after the line.
+	fake.scale.Errors = []string{"replica-3 (port 9113) exited before becoming ready (exit code 1)"}
+	out, _, err = runCmd(t, fake, "scale", "3")
+	if err == nil || !strings.Contains(err.Error(), "exited before becoming ready") || !strings.Contains(out, "2 -> 3") {
+		t.Errorf("scale with a failed replica: %v, printed %q", err, out)
+	}
+	fake.err = errors.New("the instance is stopping")
+	if _, _, err := runCmd(t, fake, "scale", "1"); err == nil || err.Error() != "the instance is stopping" {
+		t.Errorf("scale refused: %v", err)
+	}
+}
+
+func TestDownRun(t *testing.T) {
+	fake := &fakeClient{}
+	out, name, err := runCmd(t, fake, "down", "--name", "a")
+	if err != nil || out != "instance a stopped\n" || name != "a" || strings.Join(fake.calls, ",") != "down" {
+		t.Errorf("down: %v, printed %q, name %q, calls %v", err, out, name, fake.calls)
+	}
+	fake.err = errors.New(`instance "a" did not answer in time`)
+	if out, _, err := runCmd(t, fake, "down", "--name", "a"); err == nil || out != "" {
+		t.Errorf("failed down: %v, printed %q (must not claim it stopped)", err, out)
+	}
+}
+
+func TestRestartRun(t *testing.T) {
+	fake := &fakeClient{restart: control.RestartResult{Name: "default",
+		Replaced: []control.Replacement{{Name: "replica-1", OldPid: 10, NewPid: 11, OldPort: 9111, NewPort: 9113}},
+		Skipped:  []string{"replica-2 (failed)"}}}
+	out, _, err := runCmd(t, fake, "restart")
+	want := "replica-1: pid 10 (port 9111) -> pid 11 (port 9113)\nreplica-2 (failed): not running, skipped\ninstance default: 1 replicas restarted\n"
+	if err != nil || out != want {
+		t.Errorf("restart: %v, printed %q, want %q", err, out, want)
+	}
+	fake.restart.Error = "replica-2: the successor on port 9114 exited before becoming ready"
+	if _, _, err := runCmd(t, fake, "restart"); err == nil || !strings.HasPrefix(err.Error(), "rolling restart stopped: replica-2") {
+		t.Errorf("stopped restart: %v", err)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		out, _, err := runCmd(t, &fakeClient{}, args...)
+		if err != nil || !strings.HasPrefix(out, "mattingctl ") || !strings.Contains(out, "go1.") {
+			t.Errorf("%v: %v, printed %q", args, err, out)
+		}
+	}
+}

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// parseSize parses a byte size such as "50MiB", "50m", "1g", "512k" or
+// "1048576". Suffixes are binary (k = KiB), as nginx reads them.
+func parseSize(s string) (int64, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "b"), "i")
+	mult := int64(1)
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'k':
+			mult, t = 1<<10, t[:n-1]
+		case 'm':
+			mult, t = 1<<20, t[:n-1]
+		case 'g':
+			mult, t = 1<<30, t[:n-1]
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(t), 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("%q is not a size (e.g. 50MiB, 512k, 1048576)", s)
+	}
+	return n * mult, nil
+}
+
+// sizeValue is a flag holding a byte size such as 50MiB.
+type sizeValue struct{ p *int64 }
+
+func (v *sizeValue) String() string {
+	if v.p == nil || *v.p == 0 {
+		return ""
+	}
+	return formatBytes(uint64(*v.p))
+}
+
+func (v *sizeValue) Set(s string) error {
+	n, err := parseSize(s)
+	if err != nil {
+		return err
+	}
+	*v.p = n
+	return nil
+}
+
+func (v *sizeValue) Type() string { return "size" }
+
+// parseCount parses a replica count for scale: a whole number, at least 0.
+func parseCount(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return 0, fmt.Errorf("replica count %q is not a whole number", s)
+	}
+	if n < 0 {
+		return 0, errors.New("replica count must not be negative")
+	}
+	return n, nil
+}

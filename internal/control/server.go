@@ -1,0 +1,153 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// Instance is what the control socket serves: a running instance.
+type Instance interface {
+	Status() Status
+	// Scale sets the replica count to n and returns once the new replicas
+	// are ready or the removed ones have stopped, or ctx ends.
+	Scale(ctx context.Context, n int) (ScaleResult, error)
+	// RollingRestart replaces every replica's process, one at a time.
+	RollingRestart(ctx context.Context) (RestartResult, error)
+	// Stop asks the instance to stop gracefully and returns at once.
+	Stop(reason string)
+	// Stopped is closed once every replica has stopped.
+	Stopped() <-chan struct{}
+}
+
+// Server serves the control API on an instance's Unix socket.
+type Server struct {
+	path string
+	ln   net.Listener
+	srv  *http.Server
+}
+
+// maxSocketPath is the longest path a Unix socket can bind to on Linux
+// (sun_path is 108 bytes with its terminating NUL).
+const maxSocketPath = 107
+
+// Listen creates the control socket of instance name in dir, replacing a
+// socket left by a killed instance. It fails, naming the instance, when
+// one of that name is running.
+func Listen(dir, name string) (*Server, error) {
+	if err := EnsureStateDir(dir); err != nil {
+		return nil, err
+	}
+	path := SocketPath(dir, name)
+	if len(path) > maxSocketPath {
+		return nil, fmt.Errorf("control socket path %s is too long for a Unix socket; set MATTINGCTL_HOME to a shorter directory", path)
+	}
+	if _, err := os.Stat(path); err == nil {
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("an instance named %q is already running (control socket %s); stop it with `mattingctl down --name %s` or choose another --name", name, path, name)
+		}
+		// A socket left by an instance that was killed.
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("removing stale control socket %s: %w", path, err)
+		}
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	return &Server{path: path, ln: ln}, nil
+}
+
+// Path is the socket's path.
+func (c *Server) Path() string { return c.path }
+
+// Start serves the control API for inst in the background until Close.
+func (c *Server) Start(inst Instance, log hclog.Logger) {
+	c.srv = &http.Server{Handler: Handler(inst, log), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = c.srv.Serve(c.ln) }()
+}
+
+// Handler is the control API over HTTP:
+//
+//	GET  /v1/status   Status
+//	POST /v1/scale    {"replicas": N} -> ScaleResult
+//	POST /v1/restart  RestartResult
+//	POST /v1/down     {"stopped": true} once stopped
+//
+// Errors are {"error": "..."}: 400 for a malformed request, 409 for one
+// the instance refused.
+func Handler(inst Instance, log hclog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, inst.Status())
+	})
+	mux.HandleFunc("POST /v1/scale", func(w http.ResponseWriter, r *http.Request) {
+		var req scaleRequest
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			writeJSON(w, http.StatusBadRequest, apiError{"bad scale request: " + err.Error()})
+			return
+		}
+		if req.Replicas == nil {
+			writeJSON(w, http.StatusBadRequest, apiError{`bad scale request: "replicas" is missing`})
+			return
+		}
+		res, err := inst.Scale(r.Context(), *req.Replicas)
+		if err != nil {
+			writeJSON(w, http.StatusConflict, apiError{err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	})
+	mux.HandleFunc("POST /v1/restart", func(w http.ResponseWriter, r *http.Request) {
+		res, err := inst.RollingRestart(r.Context())
+		if err != nil {
+			writeJSON(w, http.StatusConflict, apiError{err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	})
+	mux.HandleFunc("POST /v1/down", func(w http.ResponseWriter, r *http.Request) {
+		log.Info("stop requested through the control socket")
+		inst.Stop("down")
+		select {
+		case <-inst.Stopped():
+			writeJSON(w, http.StatusOK, struct {
+				Stopped bool `json:"stopped"`
+			}{true})
+		case <-r.Context().Done():
+		}
+	})
+	return mux
+}
+
+// Close lets a pending `down` call get its answer, then removes the socket.
+func (c *Server) Close() {
+	if c.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = c.srv.Shutdown(ctx)
+		cancel()
+	}
+	c.ln.Close()
+	_ = os.Remove(c.path)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,138 @@
+// Package control is the contract between a running instance and the
+// commands that talk to it: the wire types, the Unix socket they travel
+// over, its server and its client. It knows nothing of processes or
+// proxies, so `status`, `scale` and `down` link none of the runtime.
+package control
+
+import "time"
+
+// State is a replica's place in its life cycle.
+type State string
+
+// The states a replica moves through: starting -> ready -> (draining ->
+// stopped | backoff -> starting | failed).
+const (
+	Starting State = "starting" // process started, not yet ready
+	Ready    State = "ready"    // in rotation
+	Draining State = "draining" // out of rotation, finishing its requests
+	Backoff  State = "backoff"  // crashed, waiting to be restarted
+	Failed   State = "failed"   // crashed too often, or never became ready; not retried
+	Stopped  State = "stopped"  // stopped on purpose
+)
+
+// Status is what `mattingctl status --json` prints.
+type Status struct {
+	Name      string    `json:"name"`
+	Port      int       `json:"port"`
+	Pid       int       `json:"pid"`
+	Desired   int       `json:"desired"`
+	Command   []string  `json:"command"`
+	Policy    string    `json:"policy"`
+	StartedAt time.Time `json:"started_at"`
+	// Admin is the admin listener's address (/metrics, /livez, /readyz),
+	// empty when it is off.
+	Admin string `json:"admin"`
+	// MaxInflight is each replica's cap on requests in flight; 0 means none.
+	MaxInflight int `json:"max_inflight"`
+	// Queued is the number of requests waiting for a replica with room,
+	// out of at most QueueMax.
+	Queued   int `json:"queued"`
+	QueueMax int `json:"queue_max"`
+	// Rejected counts requests answered 503 (no ready replica, queue full,
+	// queue timeout), Retried the attempts sent to another replica after
+	// one failed, and Failed the requests no replica answered (502, 504).
+	Rejected uint64 `json:"rejected"`
+	Retried  uint64 `json:"retried"`
+	Failed   uint64 `json:"failed"`
+	// Replicas lists every replica by id. A replica removed by a scale-down
+	// stays listed, draining, until its process has stopped, so it can
+	// appear next to a new replica with the same id.
+	Replicas []ReplicaStatus `json:"replicas"`
+}
+
+// Ready counts the replicas in rotation.
+func (st Status) Ready() int {
+	n := 0
+	for _, r := range st.Replicas {
+		if r.State == Ready {
+			n++
+		}
+	}
+	return n
+}
+
+// ReplicaStatus is one replica in Status.
+type ReplicaStatus struct {
+	ID   int    `json:"id"`
+	Name string `json:"name"`
+	Port int    `json:"port"`
+	// Pid is 0 while no process runs (backoff, failed, stopped).
+	Pid   int   `json:"pid"`
+	State State `json:"state"`
+	// Restarts counts the processes started after the first.
+	Restarts int `json:"restarts"`
+	// Inflight counts requests being served now; Requests counts the
+	// completed ones and Errors those that failed (no answer or 5xx).
+	Inflight int64 `json:"inflight"`
+	// MaxInflight is the replica's cap on Inflight; 0 means none.
+	MaxInflight int     `json:"max_inflight"`
+	Weight      int     `json:"weight,omitempty"`
+	Requests    uint64  `json:"requests"`
+	Errors      uint64  `json:"errors"`
+	CPUPercent  float64 `json:"cpu_percent"`
+	RSSBytes    uint64  `json:"rss_bytes"`
+	// StartedAt is when the running process started; null when none runs.
+	StartedAt *time.Time `json:"started_at"`
+	// LastExit is how the previous process ended ("exit code 1").
+	LastExit string `json:"last_exit,omitempty"`
+	// LastRestart is why the current process was started, when it is not
+	// the first: "crash: exit code 1", "rolling restart", "memory",
+	// "max-requests" or "scale".
+	LastRestart string `json:"last_restart,omitempty"`
+	// GPU is the CUDA_VISIBLE_DEVICES the replica was given.
+	GPU string `json:"gpu,omitempty"`
+	// Error says why a failed replica failed.
+	Error string `json:"error,omitempty"`
+}
+
+// ScaleResult is what a scale call changed.
+type ScaleResult struct {
+	Name    string          `json:"name"`
+	From    int             `json:"from"`
+	To      int             `json:"to"`
+	Started []ReplicaStatus `json:"started"`
+	Stopped []ReplicaStatus `json:"stopped"`
+	// Errors lists replicas that were started but did not become ready.
+	Errors []string `json:"errors,omitempty"`
+}
+
+// RestartResult is what a rolling restart did.
+type RestartResult struct {
+	Name string `json:"name"`
+	// Replaced lists, in order, the replicas that now run a new process.
+	Replaced []Replacement `json:"replaced"`
+	// Skipped lists replicas that were not running (failed, in backoff).
+	Skipped []string `json:"skipped,omitempty"`
+	// Error says where the restart stopped, if it did.
+	Error string `json:"error,omitempty"`
+}
+
+// Replacement is one replica's swap in a rolling restart.
+type Replacement struct {
+	Name    string `json:"name"`
+	OldPid  int    `json:"old_pid"`
+	NewPid  int    `json:"new_pid"`
+	OldPort int    `json:"old_port"`
+	NewPort int    `json:"new_port"`
+}
+
+// scaleRequest is the body of POST /v1/scale. Replicas is a pointer so
+// that a body without it is an error, not a scale to zero.
+type scaleRequest struct {
+	Replicas *int `json:"replicas"`
+}
+
+// apiError is the body of every answer that is not 200.
+type apiError struct {
+	Error string `json:"error"`
+}

@@ -1,0 +1,309 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/mattingctl/mattingctl/balancer"
+	"github.com/mattingctl/mattingctl/internal/control"
+	"github.com/mattingctl/mattingctl/replica"
+)
+
+const (
+	// probeInterval is how often a starting replica is checked for
+	// readiness.
+	probeInterval = 100 * time.Millisecond
+	// recycleInterval is how often a replica's request count and memory
+	// are compared with --max-requests and --max-memory.
+	recycleInterval = 2 * time.Second
+	// recycleRetry is how long a replica whose successor failed to start
+	// serves on before recycling is tried again.
+	recycleRetry = 30 * time.Second
+)
+
+// run is the slot's loop: start, serve, and on a crash back off and start
+// again, until a stop is requested or the replica fails for good.
+func (s *slot) run() {
+	defer close(s.done)
+	defer s.release()
+	defer s.markFirstDone()
+	defer s.sup.releasePorts(s)
+	booted := false
+	for {
+		port := s.sup.portFor(s, s.port())
+		inc, err := s.launch(port, true)
+		if inc == nil {
+			if s.stopping() {
+				s.set(control.Stopped)
+			} else {
+				s.fail(err)
+			}
+			return
+		}
+		if err != nil {
+			if s.stopping() {
+				s.stopProcess(s.force, inc.proc)
+				return
+			}
+			if !booted {
+				// As gunicorn's arbiter: a replica that never came up
+				// is a broken command or model, not a crash to retry.
+				s.fail(fmt.Errorf("%s (port %d) %w", s.name, port, err))
+				return
+			}
+			s.log.Warn("replica did not become ready", "pid", inc.proc.Pid(), "error", err)
+		} else {
+			booted = true
+			var stopped bool
+			if inc, stopped = s.serve(inc); stopped {
+				return
+			}
+		}
+
+		exit := inc.proc.Exit()
+		uptime := time.Since(inc.proc.StartedAt())
+		// What the crashed process forked must not outlive it: it could
+		// hold the port, or even answer the successor's readiness probe.
+		_ = inc.proc.Kill()
+		s.retire(inc)
+		s.mu.Lock()
+		s.lastExit = exit.String()
+		s.mu.Unlock()
+		delay, ok := s.backoff.Crash(uptime)
+		if !ok {
+			s.fail(fmt.Errorf("%s crashed %d times in a row (last: %s); not restarting it", s.name, s.backoff.crashes, exit))
+			return
+		}
+		s.log.Warn("replica exited; restarting", "pid", inc.proc.Pid(), "exit", exit.String(), "uptime", uptime.Round(time.Millisecond), "restart_in", delay)
+		s.mu.Lock()
+		s.state = control.Backoff
+		s.restarts++
+		s.lastRestart = "crash: " + exit.String()
+		s.mu.Unlock()
+		s.sup.metrics.Restarted(s.name, "crash")
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-s.ctx.Done():
+			t.Stop()
+			s.set(control.Stopped)
+			return
+		}
+	}
+}
+
+// launch starts a process of this replica on port, once the start gate
+// (--start-concurrency) lets it, and waits until it is ready. On failure
+// the process is killed and, if it got that far, returned for its exit.
+func (s *slot) launch(port int, primary bool) (*incarnation, error) {
+	release, err := s.sup.startGate(s.ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	spec := replica.Spec{ID: s.id, Port: port, Command: s.sup.opts.Command, Env: s.env}
+	proc, err := replica.Start(spec, s.sup.out)
+	if err != nil {
+		return nil, err
+	}
+	be := balancer.NewBackend(s.id, s.name, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if s.id <= len(s.sup.opts.Weights) {
+		be.Weight = s.sup.opts.Weights[s.id-1]
+	}
+	inc := &incarnation{proc: proc, be: be, port: port, sampler: replica.NewSampler(proc.Pid(), time.Second)}
+	if n := s.sup.opts.MaxRequests; n > 0 {
+		// Jitter, as gunicorn's, so replicas do not all recycle at once.
+		inc.maxRequests = uint64(n + rand.IntN(s.sup.opts.MaxRequestsJitter+1))
+	}
+	s.mu.Lock()
+	if primary {
+		s.cur, s.state = inc, control.Starting
+	} else {
+		s.next = proc
+	}
+	s.mu.Unlock()
+	s.log.Debug("replica started", "pid", proc.Pid(), "port", port)
+	if err := s.waitReady(inc); err != nil {
+		_ = proc.Kill()
+		return inc, err
+	}
+	return inc, nil
+}
+
+// serve keeps a ready replica in rotation until its process exits (it is
+// returned, for the crash path) or a stop is requested and done (stopped).
+// When the proxy reports that the replica failed a request it is out of
+// rotation until a readiness check passes. Replacements, asked for or due
+// to recycling, swap in a successor and go on serving with it.
+func (s *slot) serve(inc *incarnation) (_ *incarnation, stopped bool) {
+	s.log.Info("replica ready", "pid", inc.proc.Pid(), "port", inc.port)
+	recycle := time.NewTicker(recycleInterval)
+	defer recycle.Stop()
+	var recycleAfter time.Time // no recycling before this, after a failed one
+	for {
+		select {
+		case <-inc.be.Failed():
+			// The proxy took it out of rotation while we were busy
+			// (replacing or recycling it): check it before it serves again.
+			if done, stopped := s.recheck(inc); done {
+				return inc, stopped
+			}
+		default:
+		}
+		s.sup.bal.Add(inc.be)
+		s.set(control.Ready)
+		s.markFirstDone()
+	wait:
+		select {
+		case <-inc.proc.Done():
+			s.sup.bal.Remove(inc.be)
+			return inc, false
+		case <-s.ctx.Done():
+			s.set(control.Draining)
+			s.drain(s.force, inc.be)
+			s.stopProcess(s.force, inc.proc)
+			return inc, true
+		case <-inc.be.Failed():
+			if done, stopped := s.recheck(inc); done {
+				return inc, stopped
+			}
+		case req := <-s.replace:
+			next, err := s.successor(inc, req.reason)
+			req.done <- err
+			if next != nil {
+				inc = next
+			}
+		case <-recycle.C:
+			reason := s.recycleReason(inc)
+			if reason == "" || time.Now().Before(recycleAfter) {
+				break wait
+			}
+			next, err := s.successor(inc, reason)
+			if err != nil {
+				s.log.Error("recycling failed; the replica serves on", "reason", reason, "error", err)
+				recycleAfter = time.Now().Add(recycleRetry)
+				break wait
+			}
+			inc = next
+		}
+	}
+}
+
+// recheck keeps a replica the proxy reported failed out of rotation until
+// a readiness check passes. done is true when the replica must not serve
+// again: its process exited or failed the check (then it is killed, for
+// the crash path), or a stop came (then it is stopped).
+func (s *slot) recheck(inc *incarnation) (done, stopped bool) {
+	s.set(control.Starting)
+	s.log.Warn("replica failed a request; out of rotation until it passes a readiness check", "pid", inc.proc.Pid())
+	if err := s.waitReady(inc); err != nil {
+		if s.stopping() {
+			s.stopProcess(s.force, inc.proc)
+			return true, true
+		}
+		_ = inc.proc.Kill()
+		return true, false
+	}
+	s.log.Info("replica back in rotation", "pid", inc.proc.Pid())
+	return false, false
+}
+
+// recycleReason says why inc should be replaced now, or "".
+func (s *slot) recycleReason(inc *incarnation) string {
+	if inc.maxRequests > 0 && inc.be.Requests() >= inc.maxRequests {
+		return ReasonMaxReq
+	}
+	if limit := s.sup.opts.MaxMemory; limit > 0 {
+		if u := inc.sampler.Sample(); u.RSSBytes > uint64(limit) {
+			return ReasonMemory
+		}
+	}
+	return ""
+}
+
+// successor replaces inc without a moment of lower capacity: it starts a
+// new process on another free port, waits until it is ready, puts it into
+// rotation, and only then drains and stops inc. If the successor does not
+// become ready, inc serves on and the error says why.
+func (s *slot) successor(inc *incarnation, reason string) (*incarnation, error) {
+	port, err := s.sup.allocPort(s)
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("replacing replica", "reason", reason, "pid", inc.proc.Pid(), "successor_port", port)
+	next, err := s.launch(port, false)
+	s.mu.Lock()
+	s.next = nil
+	if err == nil {
+		// In the same critical section, so that status always finds it.
+		s.cur, s.prev = next, inc
+		s.restarts++
+		s.lastRestart = reason
+	}
+	s.mu.Unlock()
+	if err != nil {
+		s.sup.freePort(port)
+		if next != nil {
+			<-next.proc.Done()
+		}
+		return nil, fmt.Errorf("%s: the successor on port %d %v; the old process serves on", s.name, port, err)
+	}
+	s.sup.bal.Add(next.be)
+	s.sup.metrics.Restarted(s.name, reason)
+	s.log.Info("successor ready; draining the old process", "pid", next.proc.Pid(), "port", port, "old_pid", inc.proc.Pid())
+
+	// The old process gets a stop timeout of its own, cut short if the
+	// slot's own stop runs out of grace first.
+	ctx, cancel := context.WithTimeout(s.force, s.sup.opts.StopTimeout)
+	defer cancel()
+	s.drain(ctx, inc.be)
+	s.stopProcess(ctx, inc.proc)
+	s.retire(inc)
+	s.sup.freePort(inc.port)
+	s.set(control.Ready)
+	return next, nil
+}
+
+// waitReady probes inc until it is ready, exits, the ready timeout passes
+// or a stop is requested.
+func (s *slot) waitReady(inc *incarnation) error {
+	timeout := s.sup.opts.ReadyTimeout
+	ctx, cancel := context.WithTimeout(s.ctx, timeout)
+	defer cancel()
+	probe := replica.NewProbe(inc.port, s.sup.opts.Health)
+	err := probe.WaitReady(ctx, inc.proc, probeInterval)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("did not become ready within %s: %v", timeout, errors.Unwrap(err))
+	}
+	return err
+}
+
+// drain takes be out of rotation and waits, until ctx ends, for its
+// in-flight requests to finish.
+func (s *slot) drain(ctx context.Context, be *balancer.Backend) {
+	idle := s.sup.bal.Remove(be)
+	select {
+	case <-idle:
+	case <-ctx.Done():
+		s.log.Warn("requests still in flight at the stop deadline", "inflight", be.InFlight())
+	}
+}
+
+// stopProcess stops proc: SIGTERM, then SIGKILL when ctx ends.
+func (s *slot) stopProcess(ctx context.Context, proc *replica.Process) {
+	if err := proc.StopContext(ctx); err != nil {
+		s.log.Error("stopping replica", "error", err)
+	}
+	s.mu.Lock()
+	if s.cur != nil && s.cur.proc == proc {
+		s.state = control.Stopped
+	}
+	s.lastExit = proc.Exit().String()
+	s.mu.Unlock()
+	s.log.Info("replica stopped", "pid", proc.Pid(), "exit", proc.Exit().String())
+}

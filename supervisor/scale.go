@@ -1,0 +1,108 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/mattingctl/mattingctl/internal/control"
+)
+
+// errStopping is returned by Scale and RollingRestart once the instance is
+// stopping.
+var errStopping = errors.New("the instance is stopping")
+
+// Scale sets the number of replicas to n. New replicas take the next ports
+// and are waited for until ready; removed ones (the highest numbered) are
+// taken out of rotation, left to finish their requests and stopped. It
+// returns when that is done or ctx ends; the change goes on regardless,
+// and a removed replica stays in status, draining, until it has stopped.
+func (s *Supervisor) Scale(ctx context.Context, n int) (control.ScaleResult, error) {
+	if n < 0 {
+		return control.ScaleResult{}, errors.New("replica count must not be negative")
+	}
+	s.scaleMu.Lock()
+	defer s.scaleMu.Unlock()
+	if s.testHookScale != nil {
+		s.testHookScale()
+	}
+	s.mu.Lock()
+	// Checked under s.mu, where stop takes its list of slots: a slot is
+	// either on that list or never started.
+	if s.closed || s.ctx.Err() != nil {
+		s.mu.Unlock()
+		return control.ScaleResult{}, errStopping
+	}
+	from := s.desired
+	res := control.ScaleResult{Name: s.opts.Name, From: from, To: n}
+	var changed []*slot
+	switch {
+	case n > from:
+		if n+s.opts.BasePort-1 > maxPort {
+			s.mu.Unlock()
+			return res, fmt.Errorf("cannot scale to %d: replica ports would pass 65535", n)
+		}
+		if err := s.checkNewPortsLocked(from+1, n); err != nil {
+			s.mu.Unlock()
+			return res, err
+		}
+		for id := from + 1; id <= n; id++ {
+			changed = append(changed, s.addSlotLocked(id, ReasonScale))
+		}
+	case n < from:
+		deadline := time.Now().Add(s.opts.StopTimeout)
+		for id := from; id > n; id-- {
+			sl := s.slots[id]
+			changed = append(changed, sl)
+			// Out of the table, but kept until it has stopped: status
+			// shows it and stop waits for it.
+			delete(s.slots, id)
+			s.removed[sl] = true
+			sl.requestStop(errScaledDown, deadline)
+			go s.forget(sl)
+		}
+	}
+	s.desired = n
+	s.mu.Unlock()
+	s.log.Info("scaling", "from", from, "to", n)
+
+	for _, sl := range changed {
+		wait := sl.firstDone
+		if n < from {
+			wait = sl.done
+		}
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return res, fmt.Errorf("scaling from %d to %d: %w (it goes on in the background)", from, n, ctx.Err())
+		}
+		st := sl.status()
+		if n < from {
+			res.Stopped = append(res.Stopped, st)
+			continue
+		}
+		res.Started = append(res.Started, st)
+		if err := sl.failure(); err != nil {
+			res.Errors = append(res.Errors, err.Error())
+		}
+	}
+	return res, nil
+}
+
+// addSlotLocked creates replica id's slot and starts its loop. The caller
+// holds s.mu and has checked that the instance is not stopping.
+func (s *Supervisor) addSlotLocked(id int, reason string) *slot {
+	sl := newSlot(s, id, reason)
+	s.slots[id] = sl
+	go sl.run()
+	return sl
+}
+
+// forget drops a removed slot once it has stopped.
+func (s *Supervisor) forget(sl *slot) {
+	<-sl.done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.removed, sl)
+}
