@@ -56,7 +56,6 @@ type incarnation struct {
 	proc        *replica.Process
 	be          *balancer.Backend
 	port        int
-	sampler     *replica.Sampler
 	maxRequests uint64 // recycle after this many; 0 never
 }
 
@@ -222,7 +221,7 @@ func (s *slot) launch(port int, primary bool) (*incarnation, error) {
 	if s.id <= len(s.sup.opts.Weights) {
 		be.Weight = s.sup.opts.Weights[s.id-1]
 	}
-	inc := &incarnation{proc: proc, be: be, port: port, sampler: replica.NewSampler(proc.Pid(), time.Second)}
+	inc := &incarnation{proc: proc, be: be, port: port}
 	if n := s.sup.opts.MaxRequests; n > 0 {
 		// Jitter, as gunicorn's, so replicas do not all recycle at once.
 		inc.maxRequests = uint64(n + rand.IntN(s.sup.opts.MaxRequestsJitter+1))
@@ -393,7 +392,7 @@ func (s *slot) recycleReason(inc *incarnation) string {
 		return ReasonMaxReq
 	}
 	if limit := s.sup.opts.MaxMemory; limit > 0 {
-		if u := inc.sampler.Sample(); u.RSSBytes > uint64(limit) {
+		if u := s.sup.usage.Sample(inc.proc.Pid()); u.RSSBytes > uint64(limit) {
 			return ReasonMemory
 		}
 	}
@@ -561,7 +560,7 @@ func (s *slot) status() ReplicaStatus {
 		st.Pid = inc.proc.Pid()
 		t := inc.proc.StartedAt().UTC()
 		st.StartedAt = &t
-		u := inc.sampler.Sample() // a /proc read, outside the lock
+		u := s.sup.usage.Sample(inc.proc.Pid()) // a /proc read, outside the lock
 		st.CPUPercent, st.RSSBytes = u.CPUPercent, u.RSSBytes
 	}
 	return st

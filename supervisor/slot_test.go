@@ -117,6 +117,7 @@ func testSlotWith(t *testing.T, set func(*Options), health string, ready time.Du
 		bal:   balancer.New(balancer.Options{}),
 		slots: map[int]*slot{},
 		ports: map[int]*slot{},
+		usage: replica.NewSampler(time.Second),
 	}
 	s.opts.StopTimeout = 5 * time.Second
 	set(&s.opts)

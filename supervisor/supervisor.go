@@ -39,6 +39,7 @@ type Supervisor struct {
 
 	starting chan struct{} // a token per replica starting; nil: no limit
 
+	usage     *replica.Sampler // CPU and memory of every replica, one /proc scan a second
 	metrics   *metrics
 	adminAddr string // the admin listener's address, "" when off
 
@@ -67,6 +68,7 @@ func Run(ctx context.Context, opts Options) error {
 		log:      opts.Logger,
 		out:      &replica.Output{Stdout: opts.Stdout, Stderr: opts.Stderr, Width: len("replica-") + len(strconv.Itoa(opts.Replicas))},
 		started:  time.Now(),
+		usage:    replica.NewSampler(time.Second),
 		slots:    make(map[int]*slot),
 		ports:    make(map[int]*slot),
 		shutdown: make(chan struct{}),
