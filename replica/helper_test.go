@@ -73,6 +73,11 @@ func TestHelperProcess(t *testing.T) {
 		fmt.Printf("grandchild %d\n", gc.Process.Pid)
 		<-c
 		os.Exit(0)
+	case "spin":
+		// Keeps one core busy.
+		fmt.Println("ready")
+		for {
+		}
 	case "hog":
 		// Holds N MiB resident, touched so that it counts.
 		n, _ := strconv.Atoi(rest[0])

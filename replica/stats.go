@@ -1,11 +1,8 @@
 package replica
 
 import (
-	"context"
 	"sync"
 	"time"
-
-	"github.com/shirou/gopsutil/v3/process"
 )
 
 // Usage is a replica's resource use.
@@ -18,70 +15,38 @@ type Usage struct {
 	RSSBytes uint64
 }
 
-// Sampler samples a replica's CPU and memory (on Linux, of its whole
-// process group), caching the result so that
-// frequent status calls do not cost a /proc read each.
+// Sampler samples the CPU and memory of replicas: one serves a whole
+// supervisor and is safe for concurrent use. On Linux one read of /proc
+// measures every process group at once and answers every Sample call for
+// maxAge, so N replicas cost one scan rather than N; elsewhere each replica's
+// own process is read (and cached for maxAge) alone.
 type Sampler struct {
-	pid    int32
 	maxAge time.Duration
 
-	mu      sync.Mutex // guards the fields below
-	proc    *process.Process
-	last    Usage
-	at      time.Time
-	cpuSecs float64
+	mu    sync.Mutex       // guards the fields below
+	now   func() time.Time // the clock; tests move it
+	scans int              // /proc scans (Linux) or process reads (elsewhere) done; tests count them
+	state samplerState     // what the platform's sample keeps between calls
 }
 
-// NewSampler returns a sampler for pid whose results are reused for maxAge.
-func NewSampler(pid int, maxAge time.Duration) *Sampler {
-	return &Sampler{pid: int32(pid), maxAge: maxAge}
+// NewSampler returns a sampler whose readings are reused for maxAge.
+func NewSampler(maxAge time.Duration) *Sampler {
+	return &Sampler{maxAge: maxAge, now: time.Now}
 }
 
-// Sample returns the process's usage, at most maxAge old. A process that
-// has exited reads as zero.
-func (s *Sampler) Sample() Usage {
+// Sample returns the usage of process group pgid (a replica's pid, as each
+// replica leads a group of its own), at most maxAge old. On Linux that is
+// every process in the group; elsewhere, the process pgid alone. A group
+// that is gone reads as zero.
+func (s *Sampler) Sample(pgid int) Usage {
+	if pgid <= 0 { // on Linux, 0 would be the kernel's threads
+		return Usage{}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := time.Now()
-	if !s.at.IsZero() && now.Sub(s.at) < s.maxAge {
-		return s.last
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	if s.proc == nil {
-		p, err := process.NewProcessWithContext(ctx, s.pid)
-		if err != nil {
-			return Usage{}
-		}
-		s.proc = p
-	}
-	var u Usage
-	secs, rss, ok := groupUsage(int(s.pid))
-	if !ok { // not Linux, or the group is gone: the process alone
-		if mem, err := s.proc.MemoryInfoWithContext(ctx); err == nil {
-			rss = mem.RSS
-		}
-		if t, err := s.proc.TimesWithContext(ctx); err == nil {
-			secs, ok = t.User+t.System, true
-		}
-	}
-	u.RSSBytes = rss
-	if ok {
-		switch {
-		case !s.at.IsZero():
-			u.CPUPercent = 100 * (secs - s.cpuSecs) / now.Sub(s.at).Seconds()
-		default:
-			if created, err := s.proc.CreateTimeWithContext(ctx); err == nil {
-				if life := now.Sub(time.UnixMilli(created)).Seconds(); life > 0 {
-					u.CPUPercent = 100 * secs / life
-				}
-			}
-		}
-		s.cpuSecs = secs
-	}
-	if u.CPUPercent < 0 {
+	u := s.sample(pgid, s.now())
+	if u.CPUPercent < 0 { // a member exited and took its CPU time along
 		u.CPUPercent = 0
 	}
-	s.last, s.at = u, now
 	return u
 }

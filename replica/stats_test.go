@@ -1,32 +1,54 @@
 package replica
 
 import (
+	"io"
 	"os"
 	"os/exec"
 	"testing"
 	"time"
 )
 
-func TestSamplerSelf(t *testing.T) {
-	s := NewSampler(os.Getpid(), 0)
-	u := s.Sample()
-	if u.RSSBytes == 0 {
-		t.Fatalf("Sample() = %+v, want a non-zero RSS for the test process", u)
+// startGroup starts TestHelperProcess in mode as a replica, which leads a
+// process group of its own, and kills the group when the test ends.
+func startGroup(tb testing.TB, mode ...string) *Process {
+	tb.Helper()
+	spec := Spec{ID: 1, Port: 1, Command: helperCommand(mode...), Env: helperEnv}
+	p, err := Start(spec, &Output{Stdout: io.Discard, Stderr: io.Discard})
+	if err != nil {
+		tb.Fatalf("Start: %v", err)
 	}
-	// Spin so that the next sample has CPU time to report.
-	for start := time.Now(); time.Since(start) < 300*time.Millisecond; {
-	}
-	u = s.Sample()
-	if u.RSSBytes == 0 || u.CPUPercent <= 0 {
-		t.Errorf("Sample() after spinning = %+v, want non-zero RSS and CPU", u)
-	}
+	tb.Cleanup(func() { _ = p.Kill() })
+	return p
+}
+
+// scanCount returns how many times s has read /proc (on Linux) or a
+// process (elsewhere).
+func (s *Sampler) scanCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.scans
+}
+
+// TestSamplerBusyChild: a replica that keeps a core busy reads as busy
+// between two readings, and its memory shows.
+func TestSamplerBusyChild(t *testing.T) {
+	p := startGroup(t, "spin")
+	s := NewSampler(100 * time.Millisecond)
+	// The first reading averages over a life that has barely begun, mostly
+	// the runtime starting; the later ones measure the spinning.
+	s.Sample(p.Pid())
+	var u Usage
+	waitFor(t, 10*time.Second, "CPU of a spinning replica", func() bool {
+		u = s.Sample(p.Pid())
+		return s.scanCount() > 1 && u.CPUPercent >= 50 && u.RSSBytes > 0
+	})
 }
 
 func TestSamplerCaches(t *testing.T) {
 	tests := []struct {
 		name      string
 		maxAge    time.Duration
-		age       time.Duration // how old the previous sample is made to look
+		age       time.Duration // how much older the first reading is made to look
 		wantFresh bool
 	}{
 		{"within maxAge", time.Hour, 0, false},
@@ -34,35 +56,55 @@ func TestSamplerCaches(t *testing.T) {
 		{"older than maxAge", time.Hour, 61 * time.Minute, true},
 		{"zero maxAge", 0, 0, true},
 	}
+	p := startGroup(t, "sleep")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := NewSampler(os.Getpid(), tt.maxAge)
-			first := s.Sample()
-			if first.RSSBytes == 0 {
+			s := NewSampler(tt.maxAge)
+			if first := s.Sample(p.Pid()); first.RSSBytes == 0 {
 				t.Fatalf("first Sample() = %+v, want non-zero RSS", first)
 			}
-			// A marker no real sample returns shows whether the next
-			// call reused the cached value.
-			marker := Usage{CPUPercent: -42, RSSBytes: 1}
 			s.mu.Lock()
-			s.last = marker
-			s.at = time.Now().Add(-tt.age)
+			s.now = func() time.Time { return time.Now().Add(tt.age) }
 			s.mu.Unlock()
-			got := s.Sample()
-			if fresh := got != marker; fresh != tt.wantFresh {
-				t.Errorf("Sample() = %+v; fresh = %v, want %v", got, fresh, tt.wantFresh)
+			got := s.Sample(p.Pid())
+			s.mu.Lock()
+			scans := s.scans
+			s.mu.Unlock()
+			if fresh := scans == 2; fresh != tt.wantFresh || scans > 2 {
+				t.Errorf("after two Sample() calls %d reads were made; fresh = %v, want %v", scans, fresh, tt.wantFresh)
+			}
+			if got.RSSBytes == 0 {
+				t.Errorf("second Sample() = %+v, want non-zero RSS", got)
 			}
 		})
 	}
 }
 
-func TestSamplerExitedProcess(t *testing.T) {
+// TestSamplerGoneGroup: a replica that has exited, whether it was sampled
+// before or never, reads as zero, as do pgids that are no replica's.
+func TestSamplerGoneGroup(t *testing.T) {
+	s := NewSampler(0)
+	p := startGroup(t, "sleep")
+	waitFor(t, 10*time.Second, "the replica's memory", func() bool { return s.Sample(p.Pid()).RSSBytes > 0 })
+	if err := p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Sample(p.Pid()); got != (Usage{}) {
+		t.Errorf("Sample() of killed group %d = %+v, want zero", p.Pid(), got)
+	}
+
 	cmd := exec.Command(os.Args[0], helperCommand("exit", "0")[1:]...)
 	cmd.Env = append(os.Environ(), helperEnv...)
 	if err := cmd.Run(); err != nil {
 		t.Fatal(err)
 	}
-	if got := NewSampler(cmd.Process.Pid, 0).Sample(); got != (Usage{}) {
+	if got := NewSampler(0).Sample(cmd.Process.Pid); got != (Usage{}) {
 		t.Errorf("Sample() of exited pid %d = %+v, want zero", cmd.Process.Pid, got)
+	}
+
+	for _, pgid := range []int{0, -1} {
+		if got := s.Sample(pgid); got != (Usage{}) {
+			t.Errorf("Sample(%d) = %+v, want zero", pgid, got)
+		}
 	}
 }

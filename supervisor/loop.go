@@ -115,7 +115,7 @@ func (s *slot) launch(port int, primary bool) (*incarnation, error) {
 	if s.id <= len(s.sup.opts.Weights) {
 		be.Weight = s.sup.opts.Weights[s.id-1]
 	}
-	inc := &incarnation{proc: proc, be: be, port: port, sampler: replica.NewSampler(proc.Pid(), time.Second)}
+	inc := &incarnation{proc: proc, be: be, port: port}
 	if n := s.sup.opts.MaxRequests; n > 0 {
 		// Jitter, as gunicorn's, so replicas do not all recycle at once.
 		inc.maxRequests = uint64(n + rand.IntN(s.sup.opts.MaxRequestsJitter+1))
@@ -219,7 +219,7 @@ func (s *slot) recycleReason(inc *incarnation) string {
 		return ReasonMaxReq
 	}
 	if limit := s.sup.opts.MaxMemory; limit > 0 {
-		if u := inc.sampler.Sample(); u.RSSBytes > uint64(limit) {
+		if u := s.sup.usage.Sample(inc.proc.Pid()); u.RSSBytes > uint64(limit) {
 			return ReasonMemory
 		}
 	}

@@ -29,7 +29,6 @@ type incarnation struct {
 	proc        *replica.Process
 	be          *balancer.Backend
 	port        int
-	sampler     *replica.Sampler
 	maxRequests uint64 // recycle after this many; 0 never
 }
 
@@ -258,7 +257,7 @@ func (s *slot) status() control.ReplicaStatus {
 		st.Pid = inc.proc.Pid()
 		t := inc.proc.StartedAt().UTC()
 		st.StartedAt = &t
-		u := inc.sampler.Sample() // a /proc read, outside the lock
+		u := s.sup.usage.Sample(inc.proc.Pid()) // at most one /proc scan a second, shared, outside the lock
 		st.CPUPercent, st.RSSBytes = u.CPUPercent, u.RSSBytes
 	}
 	return st

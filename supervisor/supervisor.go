@@ -30,6 +30,7 @@ type Supervisor struct {
 	out     *replica.Output
 	bal     *balancer.Balancer
 	metrics *admin.Metrics
+	usage   *replica.Sampler // CPU and memory of every replica, one scan for all
 	started time.Time
 
 	// ctx is cancelled, with the reason as its cause, when a stop is
@@ -71,6 +72,7 @@ func New(opts Options) (*Supervisor, error) {
 		opts:    opts,
 		log:     opts.Logger,
 		out:     &replica.Output{Stdout: opts.Stdout, Stderr: opts.Stderr, Width: len("replica-") + len(strconv.Itoa(opts.Replicas))},
+		usage:   replica.NewSampler(time.Second),
 		started: time.Now(),
 		slots:   make(map[int]*slot),
 		removed: make(map[*slot]bool),
