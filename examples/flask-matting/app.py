@@ -1,4 +1,4 @@
-"""Flask matting service: the API of the original write-up, with OpenCV's
+"""Flask matting service: the API of the original nginx setup, with OpenCV's
 GrabCut standing in for the matting model.
 
     POST /api/matting_base64  {"image": "<base64 PNG or JPEG>", "bg": "[33, 150, 242]"}

@@ -1,4 +1,4 @@
-"""Threaded load-test client from the original write-up, fixed to run:
+"""Threaded load-test client of the original nginx setup, fixed to run:
 time.perf_counter() instead of the removed time.clock(), paths and counts
 from the command line, and a final summary. One thread per request, as the
 original did.
