@@ -1,0 +1,95 @@
+package supervisor
+
+import (
+	"os"
+	"sort"
+
+	"github.com/mattingctl/mattingctl/internal/admin"
+	"github.com/mattingctl/mattingctl/internal/control"
+)
+
+// snapshot returns every slot, the removed ones that are still stopping
+// included, by replica id, so that they can be worked on without s.mu.
+func (s *Supervisor) snapshot() []*slot {
+	s.mu.Lock()
+	slots := make([]*slot, 0, len(s.slots)+len(s.removed))
+	for _, sl := range s.slots {
+		slots = append(slots, sl)
+	}
+	for sl := range s.removed {
+		slots = append(slots, sl)
+	}
+	s.mu.Unlock()
+	sortSlots(slots)
+	return slots
+}
+
+// active returns the slots of the replicas wanted, by replica id.
+func (s *Supervisor) active() []*slot {
+	s.mu.Lock()
+	slots := make([]*slot, 0, len(s.slots))
+	for _, sl := range s.slots {
+		slots = append(slots, sl)
+	}
+	s.mu.Unlock()
+	sortSlots(slots)
+	return slots
+}
+
+// sortSlots orders slots by id, a removed slot before its successor.
+func sortSlots(slots []*slot) {
+	sort.SliceStable(slots, func(i, j int) bool {
+		if slots[i].id != slots[j].id {
+			return slots[i].id < slots[j].id
+		}
+		return slots[i].stopping() && !slots[j].stopping()
+	})
+}
+
+// Status reports the instance and each replica.
+func (s *Supervisor) Status() control.Status {
+	slots := s.snapshot()
+	s.mu.Lock()
+	desired, adminAddr := s.desired, s.admin
+	s.mu.Unlock()
+	stats := s.bal.Stats()
+	st := control.Status{
+		Admin:       adminAddr,
+		MaxInflight: s.opts.MaxInflight,
+		Queued:      stats.Queued,
+		QueueMax:    s.opts.Queue,
+		Rejected:    stats.Rejected,
+		Retried:     stats.Retried,
+		Failed:      stats.Failed,
+		Name:        s.opts.Name,
+		Port:        s.opts.Port,
+		Pid:         os.Getpid(),
+		Desired:     desired,
+		Command:     s.opts.Command,
+		Policy:      s.opts.Policy,
+		StartedAt:   s.started.UTC(),
+		Replicas:    make([]control.ReplicaStatus, 0, len(slots)),
+	}
+	for _, sl := range slots {
+		st.Replicas = append(st.Replicas, sl.status())
+	}
+	return st
+}
+
+// Readiness is what /readyz answers from: the replicas in rotation, and
+// whether a stop has begun.
+func (s *Supervisor) Readiness() admin.Readiness {
+	rd := admin.Readiness{MinReady: s.opts.MinReady, Stopping: s.ctx.Err() != nil}
+	for _, sl := range s.active() {
+		if sl.ready() {
+			rd.Ready++
+		}
+	}
+	return rd
+}
+
+// Ping returns once the supervisor's state lock can be taken, for /livez.
+func (s *Supervisor) Ping() {
+	s.mu.Lock()
+	s.mu.Unlock() //nolint:staticcheck // taking the lock is the check
+}
