@@ -27,7 +27,9 @@ import (
 // unhealthy (listens, /health answers 503), serve-with-child FILE,
 // serve-once FILE, slow-start DURATION (sleeps before it listens),
 // slow-stop DURATION (exits that long after SIGTERM), ignore-term (only
-// SIGKILL ends it). Every mode that serves answers /hang never.
+// SIGKILL ends it), slow-stop-replica ID FILE DURATION (slow-stop for
+// replica ID's first process only). Every mode that serves answers /hang
+// never.
 func TestHelperProcess(t *testing.T) {
 	if os.Getenv("MATTINGCTL_TEST_HELPER") != "1" {
 		return
@@ -54,6 +56,22 @@ func TestHelperProcess(t *testing.T) {
 	case "slow-start":
 		d, _ := time.ParseDuration(args[1])
 		time.Sleep(d)
+	case "slow-stop-replica":
+		// Replica args[1]'s first process stops slowly, args[3] after
+		// SIGTERM; every other process stops at once.
+		first := false
+		if os.Getenv("MATTINGCTL_REPLICA") == args[1] {
+			f, err := os.OpenFile(args[2], os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+			first = err == nil
+			if first {
+				f.Close()
+			}
+		}
+		if first {
+			args = []string{"slow-stop", args[3]}
+		} else {
+			args = []string{"serve"}
+		}
 	case "ignore-term":
 		signal.Ignore(syscall.SIGTERM)
 	case "serve-once":

@@ -143,7 +143,9 @@ func TestScaleRacingStop(t *testing.T) {
 // from status nor let stop return before it has exited. Before the fix the
 // new slot overwrote the old one and stop returned with it still running.
 func TestScaleDownAbandonedThenUp(t *testing.T) {
-	s := startTestSupervisor(t, 2, func(*Options) {}, "slow-stop", "1500ms")
+	// Only the first replica-2 is slow to stop, so that a stop that waits
+	// for the new replica-2 alone returns while the old one still runs.
+	s := startTestSupervisor(t, 2, func(*Options) {}, "slow-stop-replica", "2", t.TempDir()+"/first", "2s")
 	old := s.Status().Replicas[1]
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	_, err := s.Scale(ctx, 1)
