@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
 // TestSamplerCountsTheProcessGroup: a replica that forks a worker holding
@@ -11,13 +13,7 @@ import (
 func TestSamplerCountsTheProcessGroup(t *testing.T) {
 	c := newCapture()
 	p := startHelper(t, c, "spawnhog")
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(c.stdout.String(), "ready") {
-		if time.Now().After(deadline) {
-			t.Fatalf("the worker did not start: %q", c.stdout.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 20*time.Second, "the worker to start", func() bool { return strings.Contains(c.stdout.String(), "ready") })
 	u := NewSampler(p.Pid(), 0).Sample()
 	if u.RSSBytes < 64<<20 {
 		t.Fatalf("RSS of the group = %d bytes, want at least the worker's 64 MiB", u.RSSBytes)
