@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -58,29 +57,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// freePorts returns a port p such that p..p+n-1 are all free on loopback
-// and on all interfaces.
-func freePorts(t *testing.T, n int) int {
-	t.Helper()
-	for try := 0; try < 200; try++ {
-		base := 20000 + rand.IntN(30000)
-		ok := true
-		for p := base; p < base+n && ok; p++ {
-			ln, err := net.Listen("tcp", ":"+strconv.Itoa(p))
-			if err != nil {
-				ok = false
-				break
-			}
-			ln.Close()
-		}
-		if ok {
-			return base
-		}
-	}
-	t.Fatalf("no %d consecutive free ports", n)
-	return 0
-}
-
 // instance is a running `mattingctl up`.
 type instance struct {
 	t      *testing.T
@@ -124,7 +100,7 @@ func start(t *testing.T, replicas int, args ...string) *instance {
 // startIn is start with the state directory home.
 func startIn(t *testing.T, home string, replicas int, args ...string) *instance {
 	t.Helper()
-	port := freePorts(t, replicas+8)
+	port := testutil.FreePorts(t, replicas+8)
 	in := &instance{t: t, home: home, port: port, done: make(chan struct{}), pids: map[int]bool{}}
 	// The admin listener on a port of its own choosing: status --json says which.
 	full := append([]string{"up", "--port", strconv.Itoa(port), "--host", "127.0.0.1", "--admin", "127.0.0.1:0", "--replicas", strconv.Itoa(replicas)}, args...)
@@ -194,22 +170,10 @@ func (in *instance) tryStatus() (supervisor.Status, error) {
 	return st, nil
 }
 
-// waitFor polls cond every 50ms until it holds or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // waitInflight waits until the replicas hold n requests in flight together.
 func (in *instance) waitInflight(n int64) {
 	in.t.Helper()
-	waitFor(in.t, 10*time.Second, fmt.Sprintf("%d requests in flight", n), func() bool {
+	testutil.WaitFor(in.t, 10*time.Second, fmt.Sprintf("%d requests in flight", n), func() bool {
 		total := int64(0)
 		for _, r := range in.status().Replicas {
 			total += r.Inflight
@@ -222,7 +186,7 @@ func (in *instance) waitInflight(n int64) {
 func (in *instance) waitReady(n int) supervisor.Status {
 	in.t.Helper()
 	var st supervisor.Status
-	waitFor(in.t, 30*time.Second, fmt.Sprintf("%d ready replicas", n), func() bool {
+	testutil.WaitFor(in.t, 30*time.Second, fmt.Sprintf("%d ready replicas", n), func() bool {
 		select {
 		case <-in.done:
 			in.t.Fatalf("mattingctl up exited early (%v):\n%s", in.err, in.stderr.String())
