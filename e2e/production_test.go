@@ -205,13 +205,7 @@ func TestGPUsAlternate(t *testing.T) {
 func TestDetached(t *testing.T) {
 	home := t.TempDir()
 	port := testutil.FreePorts(t, 4)
-	t.Cleanup(func() {
-		if out, _, code := run(t, home, "status", "--json"); code == 0 {
-			var st struct{ Pid int }
-			_ = json.Unmarshal([]byte(out), &st)
-			_ = syscall.Kill(st.Pid, syscall.SIGKILL)
-		}
-	})
+	cleanupDetached(t, home)
 	startAt := time.Now()
 	out, errOut, code := run(t, home, "up", "-d", "-r", "2", "-p", strconv.Itoa(port), "--host", "127.0.0.1", "--admin", "127.0.0.1:0", "--", fakemodel)
 	if code != 0 || !strings.Contains(out, "2 replicas ready") {
@@ -322,7 +316,7 @@ func TestDetachInConfigFile(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { run(t, home, "down") })
+	cleanupDetached(t, home)
 	out, errOut, code := run(t, home, "up", "-f", cfg)
 	if code != 0 || !strings.Contains(out, "1 replicas ready") {
 		t.Fatalf("up -f with detach: true: exit %d\n%s%s", code, out, errOut)
