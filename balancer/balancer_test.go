@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
 func TestInFlightExactUnderConcurrency(t *testing.T) {
@@ -58,7 +60,7 @@ func TestInFlightExactUnderConcurrency(t *testing.T) {
 			t.Errorf("request %d: status %d", i, s)
 		}
 	}
-	eventually(t, "InFlight() = 0 and Requests() = n/2 on both", func() bool {
+	testutil.WaitFor(t, settle, "InFlight() = 0 and Requests() = n/2 on both", func() bool {
 		return a.InFlight() == 0 && b.InFlight() == 0 && a.Requests() == n/2 && b.Requests() == n/2
 	})
 }
@@ -245,18 +247,14 @@ func TestShutdownWaitsForInFlight(t *testing.T) {
 		shutdown <- bal.Shutdown(ctx)
 	}()
 	// Shutdown has begun once the listener is closed.
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	testutil.WaitFor(t, 15*time.Second, "the balancer to stop accepting connections in Shutdown", func() bool {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err != nil {
-			break
+			return true
 		}
 		c.Close()
-		if time.Now().After(deadline) {
-			t.Fatal("the balancer still accepts connections 15s into Shutdown")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return false
+	})
 	select {
 	case err := <-shutdown:
 		t.Fatalf("Shutdown returned %v with a request in flight", err)

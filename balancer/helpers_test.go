@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
 // testBackend is a Backend with a real HTTP server behind it that counts
@@ -120,19 +122,11 @@ func (g *gate) waitArrivals(t *testing.T, n int) {
 	}
 }
 
-// eventually polls cond until it holds or 15s pass. The counters a
-// request's release updates change just after its response is written, so
-// a client may see the response first.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+// settle bounds the wait for the balancer's counters to settle. The
+// counters a request's release updates change just after its response is
+// written, so a client may see the response first: tests poll them with
+// testutil.WaitFor rather than read them once.
+const settle = 15 * time.Second
 
 // waitClosed fails unless ch is closed within d.
 func waitClosed(t *testing.T, ch <-chan struct{}, d time.Duration, what string) {
@@ -171,15 +165,7 @@ func get(t *testing.T, c *http.Client, url string) (int, string, string) {
 // closedAddr returns a 127.0.0.1 address nothing listens on.
 func closedAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(testutil.FreePort(t)))
 }
 
 // errorBody decodes the proxy's JSON error answer.

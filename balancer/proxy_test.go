@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
 func TestForwardsRequestUnchanged(t *testing.T) {
@@ -69,7 +71,7 @@ func TestForwardsRequestUnchanged(t *testing.T) {
 			}
 		})
 	}
-	eventually(t, fmt.Sprintf("Requests() = %d", len(tests)), func() bool { return be.Requests() == uint64(len(tests)) })
+	testutil.WaitFor(t, settle, fmt.Sprintf("Requests() = %d", len(tests)), func() bool { return be.Requests() == uint64(len(tests)) })
 	if n := be.Errors(); n != 0 {
 		t.Errorf("Errors() = %d, want 0", n)
 	}
@@ -343,7 +345,7 @@ func TestBackendDown(t *testing.T) {
 			t.Errorf("Errors() = %d after %d failed requests", n, i+1)
 		}
 	}
-	eventually(t, "Requests() = 2 and InFlight() = 0", func() bool { return be.Requests() == 2 && be.InFlight() == 0 })
+	testutil.WaitFor(t, settle, "Requests() = 2 and InFlight() = 0", func() bool { return be.Requests() == 2 && be.InFlight() == 0 })
 }
 
 func TestUpstreamTimeout(t *testing.T) {
@@ -367,7 +369,7 @@ func TestUpstreamTimeout(t *testing.T) {
 	if be.Errors() != 1 {
 		t.Errorf("Errors() = %d, want 1", be.Errors())
 	}
-	eventually(t, "InFlight() = 0", func() bool { return be.InFlight() == 0 })
+	testutil.WaitFor(t, settle, "InFlight() = 0", func() bool { return be.InFlight() == 0 })
 }
 
 func TestBackendStatusCounted(t *testing.T) {
@@ -404,7 +406,7 @@ func TestBackendStatusCounted(t *testing.T) {
 			if be.Errors() != tt.wantErrors {
 				t.Errorf("Errors() = %d, want %d", be.Errors(), tt.wantErrors)
 			}
-			eventually(t, "Requests() = 1", func() bool { return be.Requests() == 1 })
+			testutil.WaitFor(t, settle, "Requests() = 1", func() bool { return be.Requests() == 1 })
 		})
 	}
 }

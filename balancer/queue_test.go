@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
 type answer struct {
@@ -53,7 +55,7 @@ func TestMaxInflightQueuesFIFO(t *testing.T) {
 			g.waitArrivals(t, 1)
 		} else {
 			// Queue them in a known order.
-			eventually(t, fmt.Sprintf("%d queued", i), func() bool { return bal.Stats().Queued == i })
+			testutil.WaitFor(t, settle, fmt.Sprintf("%d queued", i), func() bool { return bal.Stats().Queued == i })
 		}
 	}
 	// Only the cap's worth reached the backend.
@@ -90,7 +92,7 @@ func TestQueueFullRejectsAtOnce(t *testing.T) {
 	for range 2 {
 		go send(srv.Client(), srv.URL)
 	}
-	eventually(t, "2 queued", func() bool { return bal.Stats().Queued == 2 })
+	testutil.WaitFor(t, settle, "2 queued", func() bool { return bal.Stats().Queued == 2 })
 	a := send(srv.Client(), srv.URL)
 	if a.code != http.StatusServiceUnavailable || a.retryAfter == "" || a.took > 2*time.Second {
 		t.Fatalf("overflow answer %+v, want an immediate 503 with Retry-After", a)
@@ -143,13 +145,13 @@ func TestClientLeavesQueue(t *testing.T) {
 		}
 		done <- err
 	}()
-	eventually(t, "1 queued", func() bool { return bal.Stats().Queued == 1 })
+	testutil.WaitFor(t, settle, "1 queued", func() bool { return bal.Stats().Queued == 1 })
 	cancel()
 	<-done
-	eventually(t, "the queue to empty", func() bool { return bal.Stats().Queued == 0 })
+	testutil.WaitFor(t, settle, "the queue to empty", func() bool { return bal.Stats().Queued == 0 })
 	g.open()
 	// The departed request never reaches the backend, and is no rejection.
-	eventually(t, "in flight 0", func() bool { return be.InFlight() == 0 })
+	testutil.WaitFor(t, settle, "in flight 0", func() bool { return be.InFlight() == 0 })
 	if n := be.hits.Load(); n != 1 {
 		t.Errorf("backend saw %d requests, want 1 (the queued one left)", n)
 	}
@@ -169,7 +171,7 @@ func TestNewBackendServesQueue(t *testing.T) {
 	g.waitArrivals(t, 1)
 	answers := make(chan answer, 1)
 	go func() { answers <- send(srv.Client(), srv.URL) }()
-	eventually(t, "1 queued", func() bool { return bal.Stats().Queued == 1 })
+	testutil.WaitFor(t, settle, "1 queued", func() bool { return bal.Stats().Queued == 1 })
 	bal.Add(fast.Backend)
 	if a := <-answers; a.code != http.StatusOK || a.body != "ok from replica-2" {
 		t.Fatalf("queued request after Add: %+v", a)

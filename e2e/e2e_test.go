@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
 func TestUpStatusAndSpread(t *testing.T) {
@@ -25,7 +27,7 @@ func TestUpStatusAndSpread(t *testing.T) {
 	}
 
 	l := startLoad(in.url("/api/matting_base64?sleep=5ms"), 16)
-	waitFor(t, 20*time.Second, "400 answers", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "400 answers", func() bool {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		return l.ok+len(l.failures) >= 400
@@ -72,7 +74,7 @@ func TestKilledReplicaIsRestartedOnItsPort(t *testing.T) {
 	if err := syscall.Kill(old.Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "replica-1 restarted", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "replica-1 restarted", func() bool {
 		r := in.status().Replicas[0]
 		return r.State == "ready" && r.Pid != old.Pid && r.Pid != 0
 	})
@@ -81,7 +83,7 @@ func TestKilledReplicaIsRestartedOnItsPort(t *testing.T) {
 		t.Errorf("after kill -9: %+v (was port %d)", r, old.Port)
 	}
 	// The restarted replica serves on its port again.
-	waitFor(t, 10*time.Second, "replica-1 serving", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "replica-1 serving", func() bool {
 		got, err := get(in.url("/"))
 		return err == nil && got.Pid == r.Pid
 	})
@@ -101,7 +103,7 @@ func TestScaleUpAndDownUnderLoad(t *testing.T) {
 	}
 
 	l := startLoad(in.url("/?sleep=20ms"), 12)
-	waitFor(t, 10*time.Second, "all six replicas busy", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "all six replicas busy", func() bool {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		return len(l.replicas) == 6
@@ -189,7 +191,7 @@ func TestKilledSupervisorLeavesNoOrphans(t *testing.T) {
 		t.Fatal(err)
 	}
 	in.wait(10 * time.Second)
-	waitFor(t, 10*time.Second, "replicas to die with their supervisor", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "replicas to die with their supervisor", func() bool {
 		for _, r := range st.Replicas {
 			if alive(r.Pid) {
 				return false

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
 // lastLine returns the last non-empty line of s.
@@ -23,8 +25,8 @@ func TestUserErrors(t *testing.T) {
 	if err := os.WriteFile(notExec, []byte("print(1)\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	busy := freePorts(t, 4)
-	ln, err := net.Listen("tcp", ":"+strconv.Itoa(busy))
+	busy := testutil.FreePorts(t, 4)
+	ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(busy))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +67,12 @@ func TestUserErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, stderr, code := run(t, t.TempDir(), tt.args...)
+			args := tt.args
+			if args[0] == "up" {
+				// Loopback only, for a case that gets as far as listening.
+				args = append([]string{"up", "--host", "127.0.0.1"}, args[1:]...)
+			}
+			_, stderr, code := run(t, t.TempDir(), args...)
 			if code == 0 {
 				t.Fatalf("exit code 0, want non-zero; stderr:\n%s", stderr)
 			}
@@ -117,7 +124,7 @@ func TestStartFailures(t *testing.T) {
 func TestSecondInstanceWithSameNameIsRefused(t *testing.T) {
 	in := start(t, 1, "--", fakemodel)
 	in.waitReady(1)
-	_, stderr, code := run(t, in.home, "up", "-p", strconv.Itoa(freePorts(t, 3)), "--", fakemodel)
+	_, stderr, code := run(t, in.home, "up", "-p", strconv.Itoa(testutil.FreePorts(t, 3)), "--host", "127.0.0.1", "--", fakemodel)
 	if code == 0 || !strings.Contains(lastLine(stderr), `an instance named "default" is already running`) {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}

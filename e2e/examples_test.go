@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
 // buildExample builds ./examples/name into a test directory.
@@ -82,15 +84,10 @@ func TestFlaskExample(t *testing.T) {
 	}
 	client := buildExample(t, "matting-client")
 	in := start(t, 2, "--health", "/health", "--", "python3", "../examples/flask-matting/app.py")
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if st, err := in.tryStatus(); err == nil && len(st.Replicas) == 2 && st.Replicas[0].State == "ready" && st.Replicas[1].State == "ready" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("flask replicas not ready after 60s:\n%s", in.stderr.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	// Flask and OpenCV take a while to import.
+	testutil.WaitFor(t, 60*time.Second, "2 ready flask replicas", func() bool {
+		st, err := in.tryStatus()
+		return err == nil && len(st.Replicas) == 2 && st.Replicas[0].State == "ready" && st.Replicas[1].State == "ready"
+	})
 	matte(t, in, client, 4, 4)
 }

@@ -1,6 +1,8 @@
 // Package e2e drives the mattingctl binary end to end: it builds mattingctl
 // and the fakemodel test server, starts real instances on free loopback
-// ports and checks what a user would see.
+// ports and checks what a user would see. mattingctl is built with the race
+// detector, and a race report in the output of any mattingctl a test ran
+// fails that test.
 package e2e
 
 import (
@@ -9,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -32,6 +33,10 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(racyEnv) != "" {
+		// A child of TestRaceReportFailsTheTest runs only a racy program.
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "mattingctl-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -58,29 +63,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// freePorts returns a port p such that p..p+n-1 are all free on loopback
-// and on all interfaces.
-func freePorts(t *testing.T, n int) int {
-	t.Helper()
-	for try := 0; try < 200; try++ {
-		base := 20000 + rand.IntN(30000)
-		ok := true
-		for p := base; p < base+n && ok; p++ {
-			ln, err := net.Listen("tcp", ":"+strconv.Itoa(p))
-			if err != nil {
-				ok = false
-				break
-			}
-			ln.Close()
-		}
-		if ok {
-			return base
-		}
-	}
-	t.Fatalf("no %d consecutive free ports", n)
-	return 0
-}
-
 // instance is a running `mattingctl up`.
 type instance struct {
 	t      *testing.T
@@ -96,22 +78,37 @@ type instance struct {
 }
 
 // run runs mattingctl with args and MATTINGCTL_HOME=home, returning its
-// stdout, stderr and exit code.
+// stdout, stderr and exit code. It fails t if mattingctl printed a race
+// report.
 func run(t *testing.T, home string, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command(mattingctl, args...)
+	return runBinary(t, mattingctl, home, args...)
+}
+
+// runBinary is run for any binary: the tests of the race check run a
+// racy program through it.
+func runBinary(t *testing.T, bin, home string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "MATTINGCTL_HOME="+home)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
+	checkRace(t, commandLine(bin, args), stdout.String()+stderr.String())
 	code := 0
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		code = ee.ExitCode()
 	} else if err != nil {
-		t.Fatalf("running mattingctl %v: %v", args, err)
+		t.Fatalf("running %s %v: %v", bin, args, err)
 	}
 	return stdout.String(), stderr.String(), code
+}
+
+// commandLine names a process in a failure: the binary's base name and
+// its arguments.
+func commandLine(bin string, args []string) string {
+	return strings.Join(append([]string{filepath.Base(bin)}, args...), " ")
 }
 
 // start starts `mattingctl up --port P ARGS...` in the background. The
@@ -124,11 +121,19 @@ func start(t *testing.T, replicas int, args ...string) *instance {
 // startIn is start with the state directory home.
 func startIn(t *testing.T, home string, replicas int, args ...string) *instance {
 	t.Helper()
-	port := freePorts(t, replicas+8)
-	in := &instance{t: t, home: home, port: port, done: make(chan struct{}), pids: map[int]bool{}}
+	port := testutil.FreePorts(t, replicas+8)
 	// The admin listener on a port of its own choosing: status --json says which.
 	full := append([]string{"up", "--port", strconv.Itoa(port), "--host", "127.0.0.1", "--admin", "127.0.0.1:0", "--replicas", strconv.Itoa(replicas)}, args...)
-	in.cmd = exec.Command(mattingctl, full...)
+	return launch(t, mattingctl, home, port, full...)
+}
+
+// launch starts bin with args and MATTINGCTL_HOME=home in the background,
+// as an instance listening on port. The test's cleanup kills it and fails
+// the test if it printed a race report.
+func launch(t *testing.T, bin, home string, port int, args ...string) *instance {
+	t.Helper()
+	in := &instance{t: t, home: home, port: port, done: make(chan struct{}), pids: map[int]bool{}}
+	in.cmd = exec.Command(bin, args...)
 	in.cmd.Env = append(os.Environ(), "MATTINGCTL_HOME="+in.home)
 	in.cmd.Stdout, in.cmd.Stderr = &in.stdout, &in.stderr
 	if err := in.cmd.Start(); err != nil {
@@ -142,7 +147,9 @@ func startIn(t *testing.T, home string, replicas int, args ...string) *instance 
 	return in
 }
 
-// cleanup kills the supervisor and every replica it was seen to run.
+// cleanup kills the supervisor and every replica it was seen to run, and
+// checks the supervisor's output for race reports. Wait has returned by
+// then, so the output is complete.
 func (in *instance) cleanup() {
 	_ = in.cmd.Process.Kill()
 	<-in.done
@@ -151,6 +158,7 @@ func (in *instance) cleanup() {
 	for pid := range in.pids {
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 	}
+	checkRace(in.t, commandLine(in.cmd.Path, in.cmd.Args[1:]), in.stdout.String()+in.stderr.String())
 	if in.t.Failed() {
 		in.t.Logf("mattingctl stdout:\n%s\nmattingctl stderr:\n%s", in.stdout.String(), in.stderr.String())
 	}
@@ -194,22 +202,10 @@ func (in *instance) tryStatus() (control.Status, error) {
 	return st, nil
 }
 
-// waitFor polls cond every 50ms until it holds or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // waitInflight waits until the replicas hold n requests in flight together.
 func (in *instance) waitInflight(n int64) {
 	in.t.Helper()
-	waitFor(in.t, 10*time.Second, fmt.Sprintf("%d requests in flight", n), func() bool {
+	testutil.WaitFor(in.t, 10*time.Second, fmt.Sprintf("%d requests in flight", n), func() bool {
 		total := int64(0)
 		for _, r := range in.status().Replicas {
 			total += r.Inflight
@@ -222,7 +218,7 @@ func (in *instance) waitInflight(n int64) {
 func (in *instance) waitReady(n int) control.Status {
 	in.t.Helper()
 	var st control.Status
-	waitFor(in.t, 30*time.Second, fmt.Sprintf("%d ready replicas", n), func() bool {
+	testutil.WaitFor(in.t, 30*time.Second, fmt.Sprintf("%d ready replicas", n), func() bool {
 		select {
 		case <-in.done:
 			in.t.Fatalf("mattingctl up exited early (%v):\n%s", in.err, in.stderr.String())

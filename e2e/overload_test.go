@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
 // seedSizedBody is a body the size of the write-up's request (~220 KB).
@@ -70,7 +72,7 @@ func TestKilledReplicaUnderLoadLosesNothing(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, 20*time.Second, "the victim to be busy", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "the victim to be busy", func() bool {
 		for _, r := range in.status().Replicas {
 			if r.ID == victim.ID && r.Inflight > 0 && r.Requests > 20 {
 				return true
@@ -81,7 +83,7 @@ func TestKilledReplicaUnderLoadLosesNothing(t *testing.T) {
 	if err := syscall.Kill(victim.Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "the victim restarted and serving", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "the victim restarted and serving", func() bool {
 		r := in.status().Replicas[1]
 		return r.State == "ready" && r.Pid != victim.Pid && r.Requests > victim.Requests
 	})

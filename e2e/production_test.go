@@ -13,6 +13,8 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
 // TestRollingRestartUnderLoad: every pid changes and no request fails.
@@ -54,7 +56,7 @@ func TestMaxRequestsRecyclingUnderLoad(t *testing.T) {
 	in := start(t, 2, "--max-requests", "40", "--max-requests-jitter", "10", "--", fakemodel)
 	in.waitReady(2)
 	l := startLoad(in.url("/?sleep=5ms"), 8)
-	waitFor(t, 60*time.Second, "each replica recycled twice", func() bool {
+	testutil.WaitFor(t, 60*time.Second, "each replica recycled twice", func() bool {
 		for _, r := range in.status().Replicas {
 			if r.Restarts < 2 {
 				return false
@@ -90,7 +92,7 @@ func TestSIGTERMDrains(t *testing.T) {
 	if err := in.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "/readyz 503", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "/readyz 503", func() bool {
 		resp, err := http.Get(readyz)
 		if err != nil {
 			return false
@@ -202,14 +204,8 @@ func TestGPUsAlternate(t *testing.T) {
 // TestDetached: up -d returns once ready; status, logs and down work.
 func TestDetached(t *testing.T) {
 	home := t.TempDir()
-	port := freePorts(t, 4)
-	t.Cleanup(func() {
-		if out, _, code := run(t, home, "status", "--json"); code == 0 {
-			var st struct{ Pid int }
-			_ = json.Unmarshal([]byte(out), &st)
-			_ = syscall.Kill(st.Pid, syscall.SIGKILL)
-		}
-	})
+	port := testutil.FreePorts(t, 4)
+	cleanupDetached(t, home)
 	startAt := time.Now()
 	out, errOut, code := run(t, home, "up", "-d", "-r", "2", "-p", strconv.Itoa(port), "--host", "127.0.0.1", "--admin", "127.0.0.1:0", "--", fakemodel)
 	if code != 0 || !strings.Contains(out, "2 replicas ready") {
@@ -235,7 +231,7 @@ func TestDetached(t *testing.T) {
 	if out, errOut, code := run(t, home, "down"); code != 0 {
 		t.Fatalf("down: exit %d %s%s", code, out, errOut)
 	}
-	waitFor(t, 10*time.Second, "the background instance to exit", func() bool { return !alive(st.Pid) })
+	testutil.WaitFor(t, 10*time.Second, "the background instance to exit", func() bool { return !alive(st.Pid) })
 	if !portFree(port) {
 		t.Errorf("proxy port still in use after down")
 	}
@@ -254,7 +250,7 @@ func TestDetached(t *testing.T) {
 func TestStartConcurrency(t *testing.T) {
 	in := start(t, 3, "--start-concurrency", "1", "--health", "/health", "--", fakemodel, "-ready-delay", "400ms")
 	most := 0
-	waitFor(t, 30*time.Second, "3 ready replicas", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "3 ready replicas", func() bool {
 		st, err := in.tryStatus()
 		if err != nil {
 			return false
@@ -284,7 +280,7 @@ func TestSIGHUPRollsAndJSONLogs(t *testing.T) {
 	if err := in.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "both replicas replaced", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "both replicas replaced", func() bool {
 		st := in.status()
 		for i, r := range st.Replicas {
 			if r.Pid == before.Replicas[i].Pid || r.State != "ready" || r.LastRestart != "rolling restart" {
@@ -314,13 +310,13 @@ func TestSIGHUPRollsAndJSONLogs(t *testing.T) {
 // background copy) starts one background instance, not a chain of them.
 func TestDetachInConfigFile(t *testing.T) {
 	home := t.TempDir()
-	port := freePorts(t, 3)
+	port := testutil.FreePorts(t, 3)
 	cfg := home + "/m.yaml"
 	conf := "detach: true\nreplicas: 1\nport: " + strconv.Itoa(port) + "\nhost: 127.0.0.1\nadmin: 127.0.0.1:0\ncommand: [" + fakemodel + "]\n"
 	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { run(t, home, "down") })
+	cleanupDetached(t, home)
 	out, errOut, code := run(t, home, "up", "-f", cfg)
 	if code != 0 || !strings.Contains(out, "1 replicas ready") {
 		t.Fatalf("up -f with detach: true: exit %d\n%s%s", code, out, errOut)
@@ -336,7 +332,7 @@ func TestDetachInConfigFile(t *testing.T) {
 // is a stop that was asked for, not a failure.
 func TestInterruptWhileLoadingExitsZero(t *testing.T) {
 	in := start(t, 2, "--health", "/health", "--", fakemodel, "-ready-delay", "1h")
-	waitFor(t, 10*time.Second, "the replicas to be starting", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the replicas to be starting", func() bool {
 		st, err := in.tryStatus()
 		return err == nil && len(st.Replicas) == 2 && st.Replicas[0].Pid != 0
 	})

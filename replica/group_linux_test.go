@@ -1,6 +1,8 @@
 package replica
 
 import (
+	"github.com/mattingctl/mattingctl/internal/testutil"
+
 	"testing"
 	"time"
 )
@@ -11,7 +13,7 @@ func TestSamplerCountsTheProcessGroup(t *testing.T) {
 	p := startGroup(t, "spawnhog")
 	s := NewSampler(0)
 	var u Usage
-	waitFor(t, 20*time.Second, "the worker's 64 MiB in the group's RSS", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "the worker's 64 MiB in the group's RSS", func() bool {
 		u = s.Sample(p.Pid())
 		return u.RSSBytes >= 64<<20
 	})
@@ -22,7 +24,7 @@ func TestSamplerCountsTheProcessGroup(t *testing.T) {
 func TestSamplerOneScanForAllGroups(t *testing.T) {
 	a, b := startGroup(t, "hog", "8"), startGroup(t, "hog", "16")
 	ready := NewSampler(0)
-	waitFor(t, 20*time.Second, "both replicas' memory", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "both replicas' memory", func() bool {
 		return ready.Sample(a.Pid()).RSSBytes >= 8<<20 && ready.Sample(b.Pid()).RSSBytes >= 16<<20
 	})
 
@@ -65,7 +67,7 @@ func TestSamplerOneScanForAllGroups(t *testing.T) {
 func TestSamplerForgetsGoneGroups(t *testing.T) {
 	s := NewSampler(0)
 	gone, kept := startGroup(t, "sleep"), startGroup(t, "sleep")
-	waitFor(t, 10*time.Second, "both replicas' memory", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "both replicas' memory", func() bool {
 		return s.Sample(gone.Pid()).RSSBytes > 0 && s.Sample(kept.Pid()).RSSBytes > 0
 	})
 	if err := gone.Kill(); err != nil {

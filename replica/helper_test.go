@@ -2,7 +2,6 @@ package replica
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -142,18 +141,6 @@ func startHelper(t *testing.T, c capture, mode ...string) *Process {
 	return p
 }
 
-// waitFor polls cond until it holds or d passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // waitExit waits up to d for p to exit and returns how it did.
 func waitExit(t *testing.T, p *Process, d time.Duration) Exit {
 	t.Helper()
@@ -164,18 +151,4 @@ func waitExit(t *testing.T, p *Process, d time.Duration) Exit {
 		t.Fatalf("process %d did not exit within %s", p.Pid(), d)
 		return Exit{}
 	}
-}
-
-// freePort returns a TCP port on 127.0.0.1 that nothing listens on.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return port
 }

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
 func TestNewProbe(t *testing.T) {
@@ -27,7 +29,7 @@ func TestProbeCheckTCP(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	closed := freePort(t)
+	closed := testutil.FreePort(t)
 
 	tests := []struct {
 		name    string
@@ -67,7 +69,7 @@ func TestProbeCheckHTTP(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	addr := srv.Listener.Addr().String()
-	closed := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
+	closed := net.JoinHostPort("127.0.0.1", strconv.Itoa(testutil.FreePort(t)))
 
 	tests := []struct {
 		name    string
@@ -143,7 +145,7 @@ func TestWaitReadyPasses(t *testing.T) {
 func TestWaitReadyProcessExits(t *testing.T) {
 	t.Parallel()
 	proc := startHelper(t, newCapture(), "exit", "2")
-	p := Probe{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))), Timeout: time.Second}
+	p := Probe{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(testutil.FreePort(t))), Timeout: time.Second}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err := p.WaitReady(ctx, proc, 20*time.Millisecond)
@@ -161,7 +163,7 @@ func TestWaitReadyProcessExits(t *testing.T) {
 
 func TestWaitReadyDeadline(t *testing.T) {
 	t.Parallel()
-	p := Probe{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))), Timeout: time.Second}
+	p := Probe{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(testutil.FreePort(t))), Timeout: time.Second}
 	const wait = 200 * time.Millisecond
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
 const exitWait = 15 * time.Second // generous: the helper is a race-enabled test binary
@@ -55,7 +57,7 @@ func TestStartReportsSignal(t *testing.T) {
 			t.Parallel()
 			c := newCapture()
 			p := startHelper(t, c, "sleep")
-			waitFor(t, exitWait, "the helper to start", func() bool { return strings.Contains(c.stdout.String(), "ready") })
+			testutil.WaitFor(t, exitWait, "the helper to start", func() bool { return strings.Contains(c.stdout.String(), "ready") })
 			if err := syscall.Kill(p.Pid(), tt.sig); err != nil {
 				t.Fatal(err)
 			}
@@ -74,7 +76,7 @@ func TestStopGraceful(t *testing.T) {
 	t.Parallel()
 	c := newCapture()
 	p := startHelper(t, c, "trapterm")
-	waitFor(t, exitWait, "the helper to trap SIGTERM", func() bool { return strings.Contains(c.stdout.String(), "ready") })
+	testutil.WaitFor(t, exitWait, "the helper to trap SIGTERM", func() bool { return strings.Contains(c.stdout.String(), "ready") })
 
 	start := time.Now()
 	if err := p.Stop(30 * time.Second); err != nil {
@@ -91,7 +93,7 @@ func TestStopGraceful(t *testing.T) {
 	if got, want := p.Exit(), (Exit{Code: 0, Requested: true}); got != want {
 		t.Errorf("Exit() = %+v, want %+v", got, want)
 	}
-	waitFor(t, exitWait, "the SIGTERM line", func() bool {
+	testutil.WaitFor(t, exitWait, "the SIGTERM line", func() bool {
 		return strings.Contains(c.stdout.String(), "replica-1 | got SIGTERM\n")
 	})
 }
@@ -100,7 +102,7 @@ func TestStopKillsAfterGrace(t *testing.T) {
 	t.Parallel()
 	c := newCapture()
 	p := startHelper(t, c, "ignoreterm")
-	waitFor(t, exitWait, "the helper to ignore SIGTERM", func() bool { return strings.Contains(c.stdout.String(), "ready") })
+	testutil.WaitFor(t, exitWait, "the helper to ignore SIGTERM", func() bool { return strings.Contains(c.stdout.String(), "ready") })
 
 	const grace = 300 * time.Millisecond
 	start := time.Now()
@@ -120,7 +122,7 @@ func TestStopKillsProcessGroup(t *testing.T) {
 	c := newCapture()
 	p := startHelper(t, c, "spawn")
 	var gpid int
-	waitFor(t, exitWait, "the grandchild to start", func() bool {
+	testutil.WaitFor(t, exitWait, "the grandchild to start", func() bool {
 		out := c.stdout.String()
 		if !strings.Contains(out, "replica-1 | ready\n") {
 			return false // the grandchild ignores SIGTERM from here on
@@ -145,7 +147,7 @@ func TestStopKillsProcessGroup(t *testing.T) {
 	if got, want := p.Exit(), (Exit{Code: 0, Requested: true}); got != want {
 		t.Errorf("Exit() = %+v, want %+v", got, want)
 	}
-	waitFor(t, exitWait, fmt.Sprintf("grandchild %d to be gone", gpid), func() bool { return !alive(gpid) })
+	testutil.WaitFor(t, exitWait, fmt.Sprintf("grandchild %d to be gone", gpid), func() bool { return !alive(gpid) })
 }
 
 // alive tells whether pid is a process that has not exited. A zombie (one
@@ -171,7 +173,7 @@ func TestStopTwice(t *testing.T) {
 		t.Parallel()
 		c := newCapture()
 		p := startHelper(t, c, "trapterm")
-		waitFor(t, exitWait, "the helper to start", func() bool { return strings.Contains(c.stdout.String(), "ready") })
+		testutil.WaitFor(t, exitWait, "the helper to start", func() bool { return strings.Contains(c.stdout.String(), "ready") })
 		for i := range 2 {
 			if err := p.Stop(10 * time.Second); err != nil {
 				t.Fatalf("Stop #%d: %v", i+1, err)
@@ -185,7 +187,7 @@ func TestStopTwice(t *testing.T) {
 		t.Parallel()
 		c := newCapture()
 		p := startHelper(t, c, "ignoreterm")
-		waitFor(t, exitWait, "the helper to start", func() bool { return strings.Contains(c.stdout.String(), "ready") })
+		testutil.WaitFor(t, exitWait, "the helper to start", func() bool { return strings.Contains(c.stdout.String(), "ready") })
 		var wg sync.WaitGroup
 		errs := make([]error, 3)
 		for i := range errs {
@@ -239,7 +241,7 @@ func TestStartPassesEnvironmentAndArgs(t *testing.T) {
 		"replica-2 | MATTINGCTL_REPLICA=2\n" +
 		"replica-2 | HELPER_EXTRA=two words\n" +
 		"replica-2 | ARGS=--addr=127.0.0.1:12345 --name=r2\n"
-	waitFor(t, exitWait, "the child's output", func() bool { return c.stdout.String() == want })
+	testutil.WaitFor(t, exitWait, "the child's output", func() bool { return c.stdout.String() == want })
 	if p.Spec().ID != 2 || p.StartedAt().IsZero() || p.Pid() <= 0 {
 		t.Errorf("Spec().ID = %d, StartedAt() = %v, Pid() = %d", p.Spec().ID, p.StartedAt(), p.Pid())
 	}
@@ -250,7 +252,7 @@ func TestStartSeparatesStderr(t *testing.T) {
 	c := newCapture()
 	p := startHelper(t, c, "stderr")
 	waitExit(t, p, exitWait)
-	waitFor(t, exitWait, "both streams", func() bool {
+	testutil.WaitFor(t, exitWait, "both streams", func() bool {
 		return c.stdout.String() == "replica-1 | to stdout\n" && c.stderr.String() == "replica-1 | to stderr\n"
 	})
 }

@@ -1,6 +1,8 @@
 package replica
 
 import (
+	"github.com/mattingctl/mattingctl/internal/testutil"
+
 	"io"
 	"os"
 	"os/exec"
@@ -38,7 +40,7 @@ func TestSamplerBusyChild(t *testing.T) {
 	// the runtime starting; the later ones measure the spinning.
 	s.Sample(p.Pid())
 	var u Usage
-	waitFor(t, 10*time.Second, "CPU of a spinning replica", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "CPU of a spinning replica", func() bool {
 		u = s.Sample(p.Pid())
 		return s.scanCount() > 1 && u.CPUPercent >= 50 && u.RSSBytes > 0
 	})
@@ -85,7 +87,7 @@ func TestSamplerCaches(t *testing.T) {
 func TestSamplerGoneGroup(t *testing.T) {
 	s := NewSampler(0)
 	p := startGroup(t, "sleep")
-	waitFor(t, 10*time.Second, "the replica's memory", func() bool { return s.Sample(p.Pid()).RSSBytes > 0 })
+	testutil.WaitFor(t, 10*time.Second, "the replica's memory", func() bool { return s.Sample(p.Pid()).RSSBytes > 0 })
 	if err := p.Kill(); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,46 @@
+package testutil
+
+import (
+	"net"
+	"strconv"
+	"testing"
+	"time"
+)
+
+func TestFreePortsAreFreeOnLoopback(t *testing.T) {
+	base := FreePorts(t, 5)
+	for p := base; p < base+5; p++ {
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			t.Fatalf("port %d of FreePorts(5) = %d: %v", p, base, err)
+		}
+		ln.Close()
+	}
+	if p := FreePort(t); p < 20000 || p >= 50000 {
+		t.Errorf("FreePort() = %d, want a port in 20000-49999", p)
+	}
+}
+
+func TestFreePortsSkipsABusyPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	busy := ln.Addr().(*net.TCPAddr).Port
+	if allFree(busy, 1) || allFree(busy-1, 2) {
+		t.Errorf("allFree counts port %d, which is listened on, as free", busy)
+	}
+}
+
+func TestWaitForReturnsOnceTheConditionHolds(t *testing.T) {
+	calls := 0
+	start := time.Now()
+	WaitFor(t, 10*time.Second, "the third call", func() bool { calls++; return calls == 3 })
+	if calls != 3 {
+		t.Errorf("cond called %d times, want 3", calls)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("WaitFor took %s for a condition true on the third poll", took)
+	}
+}
