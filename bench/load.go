@@ -78,7 +78,7 @@ func runLoad(ctx context.Context, url string, body []byte, clients, total int, k
 	client := &http.Client{Transport: tr, Timeout: 120 * time.Second}
 	send := func() string { return post(ctx, client, url, body) }
 	if !keepAlive {
-		// A connection per request, as the seed's client: written by hand,
+		// A connection per request, as the original load-test client: written by hand,
 		// since net/http's client spends two goroutines and two buffers on
 		// each connection, CPU the proxies under test then lack.
 		raw, err := newRawPoster(url, body)

@@ -5,12 +5,12 @@
 //	go run ./bench                      # both scenarios, 3 rounds each
 //	go run ./bench -scenario overload   # one scenario
 //
-// Scenario "overload" is the seed's problem: 1000 concurrent clients, each
-// opening a new connection per request as the seed's Python client does,
+// Scenario "overload" is the original nginx setup's problem: 1000 concurrent clients, each
+// opening a new connection per request as its Python load-test client does,
 // against 4 replicas that take 100 ms per request and drop connections past
 // 64 concurrent requests. Scenario "proxy" measures the proxy's own cost:
-// instant replicas, the seed's ~220 KB base64 JSON body, 64 keep-alive
-// clients. nginx runs with the seed's nginx.conf, with a tuned one
+// instant replicas, the original load test's ~220 KB base64 JSON body, 64 keep-alive
+// clients. nginx runs with the original nginx.conf, with a tuned one
 // (upstream keepalive, a worker per core) and with the tuned one keeping
 // request bodies in memory.
 package main
@@ -28,14 +28,14 @@ import (
 )
 
 type scenario struct {
-	name        string
-	about       string
-	replicaArgs []string // fakemodel flags
-	mattingctl  []string // extra `mattingctl up` flags
-	clients     int
-	requests    int
-	keepAlive   bool
-	seedBody    bool // send the seed's payload instead of a small JSON body
+	name         string
+	about        string
+	replicaArgs  []string // fakemodel flags
+	mattingctl   []string // extra `mattingctl up` flags
+	clients      int
+	requests     int
+	keepAlive    bool
+	originalBody bool // send the original load test's payload instead of a small JSON body
 }
 
 var scenarios = []scenario{
@@ -52,21 +52,21 @@ var scenarios = []scenario{
 		requests: 12800,
 	},
 	{
-		name:      "proxy",
-		about:     "64 keep-alive clients, the seed's ~220 KB base64 JSON body; 4 instant replicas",
-		clients:   64,
-		requests:  10000,
-		keepAlive: true,
-		seedBody:  true,
+		name:         "proxy",
+		about:        "64 keep-alive clients, the original load test's ~220 KB base64 JSON body; 4 instant replicas",
+		clients:      64,
+		requests:     10000,
+		keepAlive:    true,
+		originalBody: true,
 	},
 }
 
 func main() {
 	only := flag.String("scenario", "", "run only this scenario (overload, proxy)")
 	rounds := flag.Int("rounds", 3, "rounds per target; the table shows medians")
-	image := flag.String("image", "examples/matting-server/testdata/sample.jpg", "image whose base64 makes the seed's payload")
+	image := flag.String("image", "examples/matting-server/testdata/sample.jpg", "image whose base64 makes the original load test's payload")
 	nginxBin := flag.String("nginx", "nginx", "nginx binary")
-	targetsFlag := flag.String("targets", "mattingctl,nginx-seed,nginx-tuned,nginx-membuf", "targets to run, comma-separated")
+	targetsFlag := flag.String("targets", "mattingctl,nginx-original,nginx-tuned,nginx-membuf", "targets to run, comma-separated")
 	requests := flag.Int("requests", 0, "requests per run (default: the scenario's)")
 	keepAlive := flag.Bool("keepalive", false, "clients reuse connections in every scenario")
 	flag.Parse()
@@ -93,7 +93,7 @@ func run(only string, rounds int, image, nginxBin string, targets []string) erro
 	if err := env.build(); err != nil {
 		return err
 	}
-	payload, err := seedPayload(image)
+	payload, err := originalPayload(image)
 	if err != nil {
 		return err
 	}
@@ -105,7 +105,7 @@ func run(only string, rounds int, image, nginxBin string, targets []string) erro
 		}
 		ran = true
 		body := []byte(`{"image": "aGVsbG8=", "bg": "[33, 150, 242]"}`)
-		if sc.seedBody {
+		if sc.originalBody {
 			body = payload
 		}
 		fmt.Printf("## %s: %s (%d requests, body %d bytes)\n\n", sc.name, sc.about, sc.requests, len(body))

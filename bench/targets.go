@@ -42,7 +42,7 @@ func (e *environment) measure(ctx context.Context, target string, sc scenario, b
 	switch target {
 	case "mattingctl":
 		stop, err = e.startMattingctl(port, sc)
-	case "nginx-seed", "nginx-tuned", "nginx-membuf":
+	case "nginx-original", "nginx-tuned", "nginx-membuf":
 		stop, err = e.startNginx(port, sc, target)
 	default:
 		err = fmt.Errorf("unknown target %q", target)
@@ -119,9 +119,9 @@ func (e *environment) startReplicas(base int, sc scenario) (func(), error) {
 	return stop, nil
 }
 
-// The seed's nginx.conf, with paths made local; access logging as in the
-// seed (on, the default).
-const seedConf = `worker_processes  1;
+// The original nginx.conf, with paths made local; access logging as in
+// it (on, the default).
+const originalConf = `worker_processes  1;
 daemon off;
 user root root;
 pid {{.Dir}}/nginx.pid;
@@ -155,7 +155,7 @@ http {
 }
 `
 
-// The seed's configuration tuned as an nginx user would: a worker per core,
+// The original configuration tuned as an nginx user would: a worker per core,
 // enough connections, keep-alive to the upstreams, no access log. The
 // "nginx-membuf" target also keeps request bodies up to 1 MiB in memory;
 // by default nginx writes any body over 16 KiB to a temporary file.
@@ -207,8 +207,8 @@ func (e *environment) startNginx(port int, sc scenario, target string) (func(), 
 		stopReplicas()
 		return nil, err
 	}
-	conf := seedConf
-	if target != "nginx-seed" {
+	conf := originalConf
+	if target != "nginx-original" {
 		conf = tunedConf
 	}
 	var ports []int
@@ -283,8 +283,8 @@ func freeRange(n int) (int, error) {
 	return 0, errors.New("no free ports")
 }
 
-// seedPayload builds the seed client's request body from an image.
-func seedPayload(image string) ([]byte, error) {
+// originalPayload builds the original load-test client's request body from an image.
+func originalPayload(image string) ([]byte, error) {
 	img, err := os.ReadFile(image)
 	if err != nil {
 		return nil, fmt.Errorf("reading the payload image (run bench from the repository root): %w", err)

@@ -70,7 +70,7 @@ func TestGoMattingServerExample(t *testing.T) {
 	}
 }
 
-// TestFlaskExample runs the seed's Flask service (OpenCV GrabCut) under
+// TestFlaskExample runs the original nginx setup's Flask service (OpenCV GrabCut) under
 // mattingctl. It needs Debian's python3-flask and python3-opencv; CI
 // installs them and sets MATTINGCTL_REQUIRE_E2E so that it cannot skip.
 func TestFlaskExample(t *testing.T) {

@@ -14,8 +14,8 @@ import (
 	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
-// seedSizedBody is a body the size of the write-up's request (~220 KB).
-var seedSizedBody = bytes.Repeat([]byte("a"), 220<<10)
+// originalSizedBody is a body the size of the original load test's request (~220 KB).
+var originalSizedBody = bytes.Repeat([]byte("a"), 220<<10)
 
 type outcome struct {
 	code       int
@@ -36,7 +36,7 @@ func post(url string, body []byte) outcome {
 }
 
 // TestKilledReplicaUnderLoadLosesNothing kills a replica with kill -9
-// while clients send the seed's payload: the requests it held are retried
+// while clients send the original load test's payload: the requests it held are retried
 // on the others and no client sees a failure.
 func TestKilledReplicaUnderLoadLosesNothing(t *testing.T) {
 	in := start(t, 4, "--", fakemodel)
@@ -58,7 +58,7 @@ func TestKilledReplicaUnderLoadLosesNothing(t *testing.T) {
 					return
 				default:
 				}
-				o := post(in.url("/api/matting_base64?sleep=5ms"), seedSizedBody)
+				o := post(in.url("/api/matting_base64?sleep=5ms"), originalSizedBody)
 				mu.Lock()
 				if o.err == nil && o.code == http.StatusOK {
 					ok++

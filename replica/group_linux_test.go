@@ -1,10 +1,10 @@
 package replica
 
 import (
-	"github.com/mattingctl/mattingctl/internal/testutil"
-
 	"testing"
 	"time"
+
+	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
 // TestSamplerCountsTheProcessGroup: a replica that forks a worker holding

@@ -1,13 +1,13 @@
 package replica
 
 import (
-	"github.com/mattingctl/mattingctl/internal/testutil"
-
 	"io"
 	"os"
 	"os/exec"
 	"testing"
 	"time"
+
+	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
 // startGroup starts TestHelperProcess in mode as a replica, which leads a
