@@ -90,4 +90,3 @@ func TestLastError(t *testing.T) {
 		t.Errorf("lastError of a missing file = %v", err)
 	}
 }
-
