@@ -3,7 +3,7 @@
 # and registers each with a health check on mattingctl's /readyz.
 #
 # Image: examples/kubernetes/Dockerfile. Checked by
-# cmd/mattingctl/deploy_examples_test.go: the args must parse as
+# cmd/mattingctl/deploy_nomad_test.go: the args must parse as
 # `mattingctl up` flags, and ports, checks and timeouts must agree with them.
 
 job "matting" {
