@@ -129,7 +129,7 @@ func TestMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatalf("/metrics does not parse: %v\n%s", err, body)
 	}
-	for _, name := range MetricNames {
+	for _, name := range append(MetricNames, "go_goroutines", "process_resident_memory_bytes", "process_open_fds") {
 		if fams[name] == nil {
 			t.Errorf("/metrics lacks %s", name)
 		}

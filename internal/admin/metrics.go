@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mattingctl/mattingctl/internal/control"
@@ -45,7 +46,11 @@ func NewMetrics(src StatusSource) *Metrics {
 			Help: "Replica processes replaced, by reason: crash, rolling restart, memory, max-requests.",
 		}, []string{"replica", "reason"}),
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.restarts, &statusCollector{src: src})
+	m.reg.MustRegister(m.requests, m.duration, m.restarts, &statusCollector{src: src},
+		// mattingctl's own health, as every Go exporter shows it:
+		// go_goroutines, process_resident_memory_bytes, process_open_fds.
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
