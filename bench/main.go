@@ -4,6 +4,7 @@
 //
 //	go run ./bench                      # both scenarios, 3 rounds each
 //	go run ./bench -scenario overload   # one scenario
+//	go run ./bench soak -d 10m          # chaos under load; see soak.go
 //
 // Scenario "overload" is the original nginx setup's problem: 1000 concurrent clients, each
 // opening a new connection per request as its Python load-test client does,
@@ -62,6 +63,13 @@ var scenarios = []scenario{
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "soak" {
+		if err := soak(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	only := flag.String("scenario", "", "run only this scenario (overload, proxy)")
 	rounds := flag.Int("rounds", 3, "rounds per target; the table shows medians")
 	image := flag.String("image", "examples/matting-server/testdata/sample.jpg", "image whose base64 makes the original load test's payload")
