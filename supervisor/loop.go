@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/mattingctl/mattingctl/balancer"
@@ -47,7 +48,7 @@ func (s *slot) run() {
 		}
 		if err != nil {
 			if s.stopping() {
-				s.stopProcess(s.force, inc.proc)
+				s.stopProcess(s.force, inc.proc, s.stopCause())
 				return
 			}
 			if !booted {
@@ -120,13 +121,11 @@ func (s *slot) launch(port int, primary bool) (*incarnation, error) {
 		// Jitter, as gunicorn's, so replicas do not all recycle at once.
 		inc.maxRequests = uint64(n + rand.IntN(s.sup.opts.MaxRequestsJitter+1))
 	}
-	s.mu.Lock()
 	if primary {
+		s.mu.Lock()
 		s.cur, s.state = inc, control.Starting
-	} else {
-		s.next = proc
+		s.mu.Unlock()
 	}
-	s.mu.Unlock()
 	s.log.Debug("replica started", "pid", proc.Pid(), "port", port)
 	if err := s.waitReady(inc); err != nil {
 		_ = proc.Kill()
@@ -146,6 +145,10 @@ func (s *slot) serve(inc *incarnation) (_ *incarnation, stopped bool) {
 	defer recycle.Stop()
 	var recycleAfter time.Time // no recycling before this, after a failed one
 	for {
+		if s.stopping() { // a stop came while a successor was started
+			s.finish(inc)
+			return inc, true
+		}
 		select {
 		case <-inc.be.Failed():
 			// The proxy took it out of rotation while we were busy
@@ -164,9 +167,7 @@ func (s *slot) serve(inc *incarnation) (_ *incarnation, stopped bool) {
 			s.sup.bal.Remove(inc.be)
 			return inc, false
 		case <-s.ctx.Done():
-			s.set(control.Draining)
-			s.drain(s.force, inc.be)
-			s.stopProcess(s.force, inc.proc)
+			s.finish(inc)
 			return inc, true
 		case <-inc.be.Failed():
 			if done, stopped := s.recheck(inc); done {
@@ -203,7 +204,7 @@ func (s *slot) recheck(inc *incarnation) (done, stopped bool) {
 	s.log.Warn("replica failed a request; out of rotation until it passes a readiness check", "pid", inc.proc.Pid())
 	if err := s.waitReady(inc); err != nil {
 		if s.stopping() {
-			s.stopProcess(s.force, inc.proc)
+			s.stopProcess(s.force, inc.proc, s.stopCause())
 			return true, true
 		}
 		_ = inc.proc.Kill()
@@ -229,7 +230,9 @@ func (s *slot) recycleReason(inc *incarnation) string {
 // successor replaces inc without a moment of lower capacity: it starts a
 // new process on another free port, waits until it is ready, puts it into
 // rotation, and only then drains and stops inc. If the successor does not
-// become ready, inc serves on and the error says why.
+// become ready, inc serves on and the error says why. A stop that comes
+// while inc drains leaves it as s.prev, for finish to stop together with
+// the successor.
 func (s *slot) successor(inc *incarnation, reason string) (*incarnation, error) {
 	port, err := s.sup.allocPort(s)
 	if err != nil {
@@ -237,36 +240,70 @@ func (s *slot) successor(inc *incarnation, reason string) (*incarnation, error) 
 	}
 	s.log.Info("replacing replica", "reason", reason, "pid", inc.proc.Pid(), "successor_port", port)
 	next, err := s.launch(port, false)
-	s.mu.Lock()
-	s.next = nil
-	if err == nil {
-		// In the same critical section, so that status always finds it.
-		s.cur, s.prev = next, inc
-		s.restarts++
-		s.lastRestart = reason
-	}
-	s.mu.Unlock()
 	if err != nil {
-		s.sup.freePort(port)
 		if next != nil {
-			<-next.proc.Done()
+			// launch killed it; its port is free once it has exited.
+			select {
+			case <-next.proc.Done():
+			case <-s.force.Done():
+			}
 		}
+		s.sup.freePort(port)
 		return nil, fmt.Errorf("%s: the successor on port %d %v; the old process serves on", s.name, port, err)
 	}
+	s.mu.Lock()
+	s.cur, s.prev = next, inc // together, so that status always finds both
+	s.restarts++
+	s.lastRestart = reason
+	s.mu.Unlock()
 	s.sup.bal.Add(next.be)
 	s.sup.metrics.Restarted(s.name, reason)
 	s.log.Info("successor ready; draining the old process", "pid", next.proc.Pid(), "port", port, "old_pid", inc.proc.Pid())
 
-	// The old process gets a stop timeout of its own, cut short if the
-	// slot's own stop runs out of grace first.
+	// The old process gets a stop timeout of its own, cut short by a
+	// forced stop, and handed to finish by a stop of the slot.
 	ctx, cancel := context.WithTimeout(s.force, s.sup.opts.StopTimeout)
 	defer cancel()
-	s.drain(ctx, inc.be)
-	s.stopProcess(ctx, inc.proc)
+	drainCtx, stopDrain := context.WithCancel(ctx)
+	defer context.AfterFunc(s.ctx, stopDrain)()
+	s.drain(drainCtx, inc.be)
+	if s.stopping() {
+		return next, nil
+	}
+	s.stopProcess(ctx, inc.proc, "replaced: "+reason)
 	s.retire(inc)
 	s.sup.freePort(inc.port)
 	s.set(control.Ready)
 	return next, nil
+}
+
+// finish drains and stops the slot's process, and a replaced one still
+// draining, at the same time, each within the stop's grace.
+func (s *slot) finish(inc *incarnation) {
+	s.set(control.Draining)
+	s.mu.Lock()
+	prev := s.prev
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	if prev != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.drain(s.force, prev.be)
+			// Not stopProcess: last_exit is to tell how inc ended.
+			if err := prev.proc.StopContext(s.force); err != nil {
+				s.log.Error("stopping replica", "error", err)
+			}
+			s.log.Info("replaced replica stopped", "pid", prev.proc.Pid(), "exit", prev.proc.Exit().String(), "reason", s.stopCause())
+		}()
+	}
+	s.drain(s.force, inc.be)
+	s.stopProcess(s.force, inc.proc, s.stopCause())
+	wg.Wait()
+	if prev != nil {
+		s.retire(prev)
+		s.sup.freePort(prev.port)
+	}
 }
 
 // waitReady probes inc until it is ready, exits, the ready timeout passes
@@ -294,8 +331,8 @@ func (s *slot) drain(ctx context.Context, be *balancer.Backend) {
 	}
 }
 
-// stopProcess stops proc: SIGTERM, then SIGKILL when ctx ends.
-func (s *slot) stopProcess(ctx context.Context, proc *replica.Process) {
+// stopProcess stops proc, for why: SIGTERM, then SIGKILL when ctx ends.
+func (s *slot) stopProcess(ctx context.Context, proc *replica.Process, why string) {
 	if err := proc.StopContext(ctx); err != nil {
 		s.log.Error("stopping replica", "error", err)
 	}
@@ -305,5 +342,5 @@ func (s *slot) stopProcess(ctx context.Context, proc *replica.Process) {
 	}
 	s.lastExit = proc.Exit().String()
 	s.mu.Unlock()
-	s.log.Info("replica stopped", "pid", proc.Pid(), "exit", proc.Exit().String())
+	s.log.Info("replica stopped", "pid", proc.Pid(), "exit", proc.Exit().String(), "reason", why)
 }

@@ -30,7 +30,7 @@ func (s *Supervisor) Scale(ctx context.Context, n int) (control.ScaleResult, err
 	s.mu.Lock()
 	// Checked under s.mu, where stop takes its list of slots: a slot is
 	// either on that list or never started.
-	if s.closed || s.ctx.Err() != nil {
+	if s.ctx.Err() != nil {
 		s.mu.Unlock()
 		return control.ScaleResult{}, errStopping
 	}

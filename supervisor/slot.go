@@ -73,9 +73,8 @@ type slot struct {
 
 	mu          sync.Mutex // guards the fields below
 	state       control.State
-	cur         *incarnation     // the process serving, or starting
-	next        *replica.Process // a successor being started, if any
-	prev        *incarnation     // a replaced process still draining
+	cur         *incarnation // the process serving, or starting
+	prev        *incarnation // a replaced process still draining
 	restarts    int
 	lastExit    string
 	lastRestart string // why the current process was started
@@ -194,6 +193,14 @@ func (s *slot) port() int {
 }
 
 func (s *slot) stopping() bool { return s.ctx.Err() != nil }
+
+// stopCause says why the slot was asked to stop, for the log.
+func (s *slot) stopCause() string {
+	if err := context.Cause(s.ctx); err != nil {
+		return err.Error()
+	}
+	return ""
+}
 
 func (s *slot) fail(err error) {
 	s.log.Error("replica failed", "error", err)

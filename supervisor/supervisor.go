@@ -36,7 +36,7 @@ type Supervisor struct {
 	// requested; force is cancelled when the stop must skip its waits (a
 	// second Ctrl-C). stopped is closed once every replica has stopped.
 	ctx       context.Context
-	shutdown  context.CancelCauseFunc
+	cancel    context.CancelCauseFunc
 	force     context.Context
 	forceStop context.CancelFunc
 	stopped   chan struct{}
@@ -50,7 +50,6 @@ type Supervisor struct {
 	removed map[*slot]bool // replicas scaled away, until they have stopped
 	desired int
 	ports   map[int]*slot // replica port -> the slot holding it
-	closed  bool          // stop has listed the slots: none may be added
 	admin   string        // the admin listener's address, "" when off
 
 	starting chan struct{} // a token per replica starting; nil: no limit
@@ -78,7 +77,7 @@ func New(opts Options) (*Supervisor, error) {
 		ports:   make(map[int]*slot),
 		stopped: make(chan struct{}),
 	}
-	s.ctx, s.shutdown = context.WithCancelCause(context.Background())
+	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	s.force, s.forceStop = context.WithCancel(context.Background())
 	if opts.StartConcurrency > 0 {
 		s.starting = make(chan struct{}, opts.StartConcurrency)
@@ -153,13 +152,15 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	defer signal.Stop(hups)
 	go s.watchHangups(hups)
 
+	// The replicas are in the table before the control socket serves, so
+	// that a scale call cannot race their creation.
+	s.log.Info("starting replicas", "replicas", opts.Replicas, "ports", portRange(opts.BasePort, opts.Replicas), "command", strings.Join(opts.Command, " "))
+	initial := s.startInitial()
 	proxyDone := make(chan error, 1)
 	go func() { proxyDone <- s.bal.Serve(ln) }()
 	ctl.Start(s, s.log)
 	adm.Start(s, s.metrics.Handler(), s.log)
-
-	s.log.Info("starting replicas", "replicas", opts.Replicas, "ports", portRange(opts.BasePort, opts.Replicas), "command", strings.Join(opts.Command, " "))
-	if err := s.startInitial(); err != nil {
+	if err := s.waitInitial(initial); err != nil {
 		s.stop(proxyDone)
 		if errors.Is(err, errStoppedEarly) {
 			s.log.Info("stopped before all replicas were ready")
@@ -196,7 +197,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 // Stop asks the instance to stop gracefully, for reason, and returns at
 // once; Stopped is closed when it has.
 func (s *Supervisor) Stop(reason string) {
-	s.shutdown(errors.New(reason))
+	s.cancel(errors.New(reason))
 }
 
 // Stopped is closed once every replica has stopped.
@@ -242,20 +243,28 @@ func (s *Supervisor) watchHangups(hups <-chan os.Signal) {
 
 var errStoppedEarly = errors.New("stopped before all replicas were ready")
 
-// startInitial starts opts.Replicas replicas and waits until every one is
-// ready, or returns the first failure.
-func (s *Supervisor) startInitial() error {
+// startInitial starts opts.Replicas replicas and returns their slots,
+// none if a stop came first.
+func (s *Supervisor) startInitial() []*slot {
 	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return errStoppedEarly
+	defer s.mu.Unlock()
+	if s.ctx.Err() != nil {
+		return nil
 	}
 	s.desired = s.opts.Replicas
 	started := make([]*slot, 0, s.opts.Replicas)
 	for id := 1; id <= s.opts.Replicas; id++ {
 		started = append(started, s.addSlotLocked(id, ""))
 	}
-	s.mu.Unlock()
+	return started
+}
+
+// waitInitial waits until every slot of started is ready, or returns the
+// first failure.
+func (s *Supervisor) waitInitial(started []*slot) error {
+	if len(started) == 0 {
+		return errStoppedEarly
+	}
 	for _, sl := range started {
 		select {
 		case <-sl.firstDone:
@@ -274,33 +283,30 @@ func (s *Supervisor) startInitial() error {
 // replica is stopped, all within StopTimeout unless forced. A second call
 // waits for the first to finish.
 func (s *Supervisor) stop(serving <-chan error) {
-	s.stopOnce.Do(func() { s.shutDown(serving) })
-}
+	s.stopOnce.Do(func() {
+		// Cancelled before the slots are listed under s.mu: Scale checks
+		// it under s.mu, so a slot is either listed here or never made.
+		s.Stop("stopping")
+		deadline := time.Now().Add(s.opts.StopTimeout)
+		ctx, cancel := context.WithDeadline(s.force, deadline)
+		defer cancel()
+		if err := s.bal.Shutdown(ctx); err != nil {
+			s.log.Warn("requests still in flight at the stop deadline were cut off", "error", err)
+		}
+		if serving != nil {
+			<-serving
+		}
 
-func (s *Supervisor) shutDown(serving <-chan error) {
-	s.Stop("stopping")
-	deadline := time.Now().Add(s.opts.StopTimeout)
-	ctx, cancel := context.WithDeadline(s.force, deadline)
-	defer cancel()
-	if err := s.bal.Shutdown(ctx); err != nil {
-		s.log.Warn("requests still in flight at the stop deadline were cut off", "error", err)
-	}
-	if serving != nil {
-		<-serving
-	}
-
-	s.mu.Lock()
-	s.closed = true
-	s.mu.Unlock()
-	slots := s.snapshot()
-	cause := context.Cause(s.ctx)
-	for _, sl := range slots {
-		sl.requestStop(cause, deadline)
-	}
-	for _, sl := range slots {
-		<-sl.done
-	}
-	close(s.stopped)
+		slots := s.snapshot()
+		cause := context.Cause(s.ctx)
+		for _, sl := range slots {
+			sl.requestStop(cause, deadline)
+		}
+		for _, sl := range slots {
+			<-sl.done
+		}
+		close(s.stopped)
+	})
 }
 
 func portError(err error) string {

@@ -25,7 +25,7 @@ func startTestSupervisor(t *testing.T, replicas int, set func(*Options), mode ..
 		o.Replicas = replicas
 		set(o)
 	}, mode...)
-	if err := s.startInitial(); err != nil {
+	if err := s.waitInitial(s.startInitial()); err != nil {
 		t.Fatal(err)
 	}
 	return s
@@ -277,4 +277,37 @@ func TestRollingRestartSkipsAndStops(t *testing.T) {
 	if st := s.Status(); st.Ready() != 1 {
 		t.Fatalf("the old process should serve on: %+v", st)
 	}
+}
+
+// TestStopDuringReplaceGivesTheSuccessorItsGrace: a stop that comes while
+// a replaced process drains a hung request stops the successor, which
+// serves the new traffic, gracefully (SIGTERM, exit 0) and at the same
+// time, not after the old one has used up the grace.
+func TestStopDuringReplaceGivesTheSuccessorItsGrace(t *testing.T) {
+	s := startTestSupervisor(t, 1, func(o *Options) { o.StopTimeout = 30 * time.Second }, "serve")
+	srv := httptest.NewServer(s.bal)
+	defer srv.Close()
+	sl := s.active()[0]
+	first := sl.status()
+	go func() {
+		if resp, err := http.Get(srv.URL + "/hang"); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	testutil.WaitFor(t, 5*time.Second, "the hung request in flight", func() bool { return sl.status().Inflight == 1 })
+	go func() { _ = sl.requestReplace(context.Background(), ReasonRolling) }()
+	testutil.WaitFor(t, 10*time.Second, "the successor to take over", func() bool {
+		st := sl.status()
+		return st.Pid != 0 && st.Pid != first.Pid
+	})
+	successor := sl.status().Pid
+	sl.requestStop(errors.New("test"), time.Now().Add(3*time.Second))
+	// The successor is idle: it must be gone well before the old process's
+	// hung request runs out the 3 s of grace.
+	waitGone(t, 2*time.Second, successor)
+	<-sl.done
+	if st := sl.status(); st.LastExit != "exit code 0" || st.State != control.Stopped {
+		t.Fatalf("the successor (which exits 0 on SIGTERM) ended with %q, state %s", st.LastExit, st.State)
+	}
+	waitGone(t, 5*time.Second, first.Pid)
 }

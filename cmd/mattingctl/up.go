@@ -138,8 +138,8 @@ func upDetached(opts *upOptions) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(opts.Out, "instance %s started in the background: pid %d, %d replicas ready, proxy port %d\n", st.Name, st.Pid, len(st.Replicas), st.Port)
-	_, err = fmt.Fprintf(opts.Out, "logs: mattingctl logs --name %s -f; stop: mattingctl down --name %s\n", st.Name, st.Name)
+	_, err = fmt.Fprintf(opts.Out, "instance %s started in the background: pid %d, %d replicas ready, proxy port %d\nlogs: mattingctl logs --name %s -f; stop: mattingctl down --name %s\n",
+		st.Name, st.Pid, len(st.Replicas), st.Port, st.Name, st.Name)
 	return err
 }
 

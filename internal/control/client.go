@@ -43,7 +43,9 @@ func Connect(dir, name string) (*Client, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", path)
 	}
-	c := &Client{name: name, path: path, http: &http.Client{Transport: &http.Transport{DialContext: dial}}}
+	// No keep-alive: a client is made per command or poll, and an idle
+	// connection would stay open in the instance until the client exits.
+	c := &Client{name: name, path: path, http: &http.Client{Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}}}
 	return c, nil
 }
 

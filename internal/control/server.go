@@ -74,7 +74,7 @@ func (c *Server) Path() string { return c.path }
 
 // Start serves the control API for inst in the background until Close.
 func (c *Server) Start(inst Instance, log hclog.Logger) {
-	c.srv = &http.Server{Handler: Handler(inst, log), ReadHeaderTimeout: 5 * time.Second}
+	c.srv = &http.Server{Handler: Handler(inst, log), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}
 	go func() { _ = c.srv.Serve(c.ln) }()
 }
 
@@ -137,7 +137,9 @@ func Handler(inst Instance, log hclog.Logger) http.Handler {
 func (c *Server) Close() {
 	if c.srv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = c.srv.Shutdown(ctx)
+		if c.srv.Shutdown(ctx) != nil {
+			_ = c.srv.Close() // no handler may call into a stopped instance
+		}
 		cancel()
 	}
 	c.ln.Close()

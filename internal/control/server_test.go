@@ -1,0 +1,84 @@
+package control
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/mattingctl/mattingctl/internal/testutil"
+)
+
+// fakeInstance answers status with its name and stops at once.
+type fakeInstance struct{ stopped chan struct{} }
+
+func (fakeInstance) Status() Status                                        { return Status{Name: "fake"} }
+func (fakeInstance) Scale(context.Context, int) (ScaleResult, error)       { return ScaleResult{}, nil }
+func (fakeInstance) RollingRestart(context.Context) (RestartResult, error) { return RestartResult{}, nil }
+func (f fakeInstance) Stop(string)                                         { close(f.stopped) }
+func (f fakeInstance) Stopped() <-chan struct{}                            { return f.stopped }
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	es, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd here")
+	}
+	return len(es)
+}
+
+// TestPollingLeavesNoConnections: `up -d` polls status five times a
+// second while a model loads; each poll is a new client, and none may
+// leave a connection open in the instance (they did, with keep-alive).
+func TestPollingLeavesNoConnections(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("counts fds in /proc")
+	}
+	dir := filepath.Join(t.TempDir(), "s")
+	srv, err := Listen(dir, "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start(fakeInstance{stopped: make(chan struct{})}, hclog.NewNullLogger())
+	defer srv.Close()
+	before := openFDs(t)
+	for range 100 {
+		c, err := Connect(dir, "default")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st, err := c.Status(context.Background()); err != nil || st.Name != "fake" {
+			t.Fatalf("status: %+v, %v", st, err)
+		}
+	}
+	// Closing is asynchronous on the server's side: allow it a moment.
+	testutil.WaitFor(t, 5*time.Second, "the polls' connections to close", func() bool { return openFDs(t) < before+10 })
+}
+
+// TestDown: down asks the instance to stop and answers once it has.
+func TestDown(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "s")
+	srv, err := Listen(dir, "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst := fakeInstance{stopped: make(chan struct{})}
+	srv.Start(inst, hclog.NewNullLogger())
+	defer srv.Close()
+	c, err := Connect(dir, "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Down(context.Background()); err != nil {
+		t.Fatalf("down: %v", err)
+	}
+	select {
+	case <-inst.stopped:
+	default:
+		t.Fatal("down returned but the instance was not asked to stop")
+	}
+}
