@@ -16,11 +16,13 @@ import (
 // fakeInstance answers status with its name and stops at once.
 type fakeInstance struct{ stopped chan struct{} }
 
-func (fakeInstance) Status() Status                                        { return Status{Name: "fake"} }
-func (fakeInstance) Scale(context.Context, int) (ScaleResult, error)       { return ScaleResult{}, nil }
-func (fakeInstance) RollingRestart(context.Context) (RestartResult, error) { return RestartResult{}, nil }
-func (f fakeInstance) Stop(string)                                         { close(f.stopped) }
-func (f fakeInstance) Stopped() <-chan struct{}                            { return f.stopped }
+func (fakeInstance) Status() Status                                  { return Status{Name: "fake"} }
+func (fakeInstance) Scale(context.Context, int) (ScaleResult, error) { return ScaleResult{}, nil }
+func (fakeInstance) RollingRestart(context.Context) (RestartResult, error) {
+	return RestartResult{}, nil
+}
+func (f fakeInstance) Stop(string)              { close(f.stopped) }
+func (f fakeInstance) Stopped() <-chan struct{} { return f.stopped }
 
 func openFDs(t *testing.T) int {
 	t.Helper()
