@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -140,4 +141,38 @@ func scrapeGauge(t *testing.T, admin, name string) float64 {
 		t.Fatalf("/metrics has no single %s", name)
 	}
 	return f.GetMetric()[0].GetGauge().GetValue()
+}
+
+// TestMaxConnsErrors: a --max-conns the open-file limit cannot hold, and a
+// limit too low for any default, end in one line naming --max-conns and
+// ulimit -n, before anything starts.
+func TestMaxConnsErrors(t *testing.T) {
+	tests := []struct {
+		name   string
+		ulimit int
+		args   []string
+		want   []string
+	}{
+		// 512 - 64 - 2*(8+8) = 416 fit with 1 replica.
+		{"explicit over the limit", 512, []string{"--max-conns", "417"}, []string{"--max-conns 417 does not fit the open-file limit", "ulimit -n is 512", "at most 416"}},
+		{"negative", 512, []string{"--max-conns", "-1"}, []string{"--max-conns must not be negative"}},
+		// 128 - 64 - 2*(8+8) = 32 left: under the least default of 64.
+		{"ulimit too low for a default", 128, nil, []string{"leaves only 32 client connections", "raise ulimit -n", "--max-conns 32 or lower"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			port := strconv.Itoa(testutil.FreePorts(t, 3))
+			args := append([]string{"-c", "ulimit -n " + strconv.Itoa(tt.ulimit) + ` && exec "$0" "$@"`, mattingctl,
+				"up", "-p", port, "--host", "127.0.0.1", "--admin", "none"}, tt.args...)
+			_, errOut, code := runBinary(t, "/bin/sh", t.TempDir(), append(args, "--", fakemodel)...)
+			if code != 1 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+				t.Errorf("exit %d, stderr %q; want exit 1 and one line", code, errOut)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(errOut, w) {
+					t.Errorf("stderr %q does not say %q", errOut, w)
+				}
+			}
+		})
+	}
 }

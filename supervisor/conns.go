@@ -72,8 +72,11 @@ func maxConnsFor(want int, limit uint64, replicas, maxInflight int) (int, error)
 		return want, nil
 	}
 	least := max(minDefaultConns, replicas*maxInflight)
-	if fits < least {
-		return 0, fmt.Errorf("the open-file limit leaves only %d client connections (%s), fewer than %d; raise ulimit -n (soft and hard), or set --max-conns explicitly", fits, kept, least)
+	switch {
+	case fits == 0:
+		return 0, fmt.Errorf("--max-conns: the open-file limit leaves no client connections (%s); raise ulimit -n (soft and hard), or run fewer replicas or a lower --max-inflight", kept)
+	case fits < least:
+		return 0, fmt.Errorf("--max-conns: the open-file limit leaves only %d client connections (%s), fewer than %d; raise ulimit -n (soft and hard), or set --max-conns %d or lower", fits, kept, least, fits)
 	}
 	return min(fits, maxDefaultConns), nil
 }

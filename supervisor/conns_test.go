@@ -3,6 +3,8 @@ package supervisor
 import (
 	"strings"
 	"testing"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 func TestMaxConnsDefault(t *testing.T) {
@@ -44,9 +46,9 @@ func TestMaxConnsErrors(t *testing.T) {
 		errs                        []string
 	}{
 		{"negative", -1, 4, 8, 20000, []string{"--max-conns must not be negative", "0 means the default"}},
-		{"default one short", 0, 4, 8, 144 + 63, []string{"leaves only 63 client connections", "fewer than 64", "ulimit -n is 207", "144 are kept for 4 replicas at --max-inflight 8", "raise ulimit -n", "--max-conns"}},
+		{"default one short", 0, 4, 8, 144 + 63, []string{"leaves only 63 client connections", "fewer than 64", "ulimit -n is 207", "144 are kept for 4 replicas at --max-inflight 8", "raise ulimit -n", "set --max-conns 63 or lower"}},
 		{"default under what the replicas take", 0, 16, 32, 64 + 17*40 + 511, []string{"leaves only 511", "fewer than 512"}},
-		{"limit under the reserve", 0, 4, 8, 100, []string{"leaves only 0 client connections"}},
+		{"limit under the reserve", 0, 4, 8, 100, []string{"--max-conns: the open-file limit leaves no client connections", "ulimit -n is 100", "raise ulimit -n"}},
 		{"explicit over the limit", 20000, 4, 8, 20000, []string{"--max-conns 20000 does not fit the open-file limit", "at most 19856", "raise ulimit -n"}},
 		{"explicit one over", 19857, 4, 8, 20000, []string{"at most 19856"}},
 	}
@@ -87,5 +89,28 @@ func TestOptionsMaxConns(t *testing.T) {
 	}
 	if _, err := (Options{Replicas: 1, MaxConns: -5}).withDefaults(); err == nil || !strings.Contains(err.Error(), "--max-conns") {
 		t.Errorf("MaxConns -5: error %v, want one naming --max-conns", err)
+	}
+}
+
+// TestScaleWarnsPastTheFileBudget: scaling to more replicas than
+// --max-conns left descriptors for is logged, once the sum passes the
+// limit and not before.
+func TestScaleWarnsPastTheFileBudget(t *testing.T) {
+	limit := openFileLimit()
+	if limit < 1024 || limit > 1<<30 {
+		t.Skipf("ulimit -n %d", limit)
+	}
+	var log strings.Builder
+	s := &Supervisor{
+		opts: Options{MaxInflight: 8, MaxConns: int(limit) - fdReserve(4, 8)},
+		log:  hclog.New(&hclog.LoggerOptions{Output: &log}),
+	}
+	s.warnFileBudget(4)
+	if log.Len() != 0 {
+		t.Fatalf("warned at the replica count --max-conns was sized for: %s", log.String())
+	}
+	s.warnFileBudget(5)
+	if !strings.Contains(log.String(), "more file descriptors than ulimit -n allows") || !strings.Contains(log.String(), "replicas=5") {
+		t.Fatalf("no warning scaling past the budget: %q", log.String())
 	}
 }
