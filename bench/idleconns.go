@@ -172,7 +172,11 @@ func (e *environment) idleConns(o idleConnsOptions) error {
 		return fmt.Errorf("no replica pid in status; log: %s", logPath)
 	}
 	killed := time.Now()
-	if err := syscall.Kill(victim.Pid, syscall.SIGKILL); err != nil {
+	proc, err := os.FindProcess(victim.Pid)
+	if err != nil {
+		return err
+	}
+	if err := proc.Kill(); err != nil { // SIGKILL
 		return err
 	}
 	took, statusErrs = took[:0], 0
