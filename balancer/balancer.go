@@ -60,6 +60,11 @@ type Options struct {
 	Observer Observer
 	// Logger receives the proxy's own errors. Nil means no logging.
 	Logger hclog.Logger
+	// MaxConns caps the client connections open at once (HAProxy's
+	// maxconn). Past it a new connection is not accepted: it waits in the
+	// kernel's listen backlog until one closes, so the process keeps file
+	// descriptors for its replicas and control socket. Zero means no cap.
+	MaxConns int
 }
 
 func (o *Options) setDefaults() {
@@ -105,6 +110,7 @@ type Balancer struct {
 	rejected atomic.Uint64 // answered 503: no backend, queue full or timed out
 	retried  atomic.Uint64 // attempts after the first
 	failed   atomic.Uint64 // answered 502 or 504: no backend answered
+	conns    atomic.Int64  // client connections open
 }
 
 // Stats are the balancer's counters since it started.
@@ -118,6 +124,9 @@ type Stats struct {
 	Retried uint64
 	// Failed counts requests no backend answered (502 or 504).
 	Failed uint64
+	// Conns is the number of client connections open now, at most
+	// Options.MaxConns.
+	Conns int64
 }
 
 // Stats returns the balancer's counters.
@@ -127,6 +136,7 @@ func (b *Balancer) Stats() Stats {
 		Rejected: b.rejected.Load(),
 		Retried:  b.retried.Load(),
 		Failed:   b.failed.Load(),
+		Conns:    b.conns.Load(),
 	}
 }
 
@@ -232,8 +242,10 @@ func (b *Balancer) markFailed(be *Backend) {
 }
 
 // Serve accepts connections on ln and proxies their requests until
-// Shutdown; it then returns nil.
+// Shutdown; it then returns nil. At most Options.MaxConns connections are
+// open at once.
 func (b *Balancer) Serve(ln net.Listener) error {
+	ln = newLimitListener(ln, b.opts.MaxConns, &b.conns, b.opts.Logger)
 	if err := b.server.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

@@ -5,6 +5,7 @@
 //	go run ./bench                      # both scenarios, 3 rounds each
 //	go run ./bench -scenario overload   # one scenario
 //	go run ./bench soak -d 10m          # chaos under load; see soak.go
+//	go run ./bench -scenario idleconns  # 20,000 idle connections: mattingctl alone, run only when named
 //
 // Scenario "overload" is the original nginx setup's problem: 1000 concurrent clients, each
 // opening a new connection per request as its Python load-test client does,
@@ -14,6 +15,10 @@
 // clients. nginx runs with the original nginx.conf, with a tuned one
 // (upstream keepalive, a worker per core) and with the tuned one keeping
 // request bodies in memory.
+//
+// Scenario "idleconns" (bench/idleconns.go) runs only when named: mattingctl
+// under `ulimit -n 20000` with 20,000 idle client connections and a replica
+// killed with kill -9. It needs a raisable open-file limit (root).
 package main
 
 import (
@@ -63,6 +68,13 @@ var scenarios = []scenario{
 }
 
 func main() {
+	if spec := os.Getenv(holderEnv); spec != "" {
+		if err := runHolder(spec); err != nil {
+			fmt.Fprintln(os.Stderr, "bench holder:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) > 1 && os.Args[1] == "soak" {
 		if err := soak(os.Args[2:]); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
@@ -70,14 +82,25 @@ func main() {
 		}
 		return
 	}
-	only := flag.String("scenario", "", "run only this scenario (overload, proxy)")
+	only := flag.String("scenario", "", "run only this scenario (overload, proxy, idleconns)")
 	rounds := flag.Int("rounds", 3, "rounds per target; the table shows medians")
 	image := flag.String("image", "examples/matting-server/testdata/sample.jpg", "image whose base64 makes the original load test's payload")
 	nginxBin := flag.String("nginx", "nginx", "nginx binary")
 	targetsFlag := flag.String("targets", "mattingctl,nginx-original,nginx-tuned,nginx-membuf", "targets to run, comma-separated")
 	requests := flag.Int("requests", 0, "requests per run (default: the scenario's)")
 	keepAlive := flag.Bool("keepalive", false, "clients reuse connections in every scenario")
+	idle := idleConnsOptions{}
+	flag.IntVar(&idle.conns, "conns", 20000, "idleconns: idle client connections to open")
+	flag.IntVar(&idle.ulimit, "ulimit", 20000, "idleconns: ulimit -n mattingctl runs under")
+	flag.StringVar(&idle.bin, "mattingctl", "", "idleconns: a mattingctl binary to run instead of this tree's (to compare builds)")
 	flag.Parse()
+	if *only == "idleconns" {
+		if err := runIdleConns(idle); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	for i := range scenarios {
 		if *requests > 0 {
 			scenarios[i].requests = *requests
@@ -136,6 +159,20 @@ func run(only string, rounds int, image, nginxBin string, targets []string) erro
 		return fmt.Errorf("no scenario named %q", only)
 	}
 	return nil
+}
+
+func runIdleConns(o idleConnsOptions) error {
+	work, err := os.MkdirTemp("", "mattingctl-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	env := &environment{work: work}
+	if err := env.build(); err != nil {
+		return err
+	}
+	fmt.Printf("machine: %s\n\n## idleconns: %d idle client connections, mattingctl under ulimit -n %d, kill -9 of a replica\n\n", machine(), o.conns, o.ulimit)
+	return env.idleConns(o)
 }
 
 func printTable(targets []string, results map[string][]result) {

@@ -130,6 +130,11 @@ type Options struct {
 	// Backoff governs restarts after crashes; the zero value uses the
 	// documented defaults.
 	Backoff CrashBackoff
+	// MaxConns caps the client connections the proxy holds open at once;
+	// past it new connections wait in the kernel's listen backlog. Zero
+	// means the default: the open-file limit minus a reserve for the
+	// replicas (see maxConnsFor).
+	MaxConns int
 }
 
 // withDefaults validates o and fills in its defaults.
@@ -227,6 +232,11 @@ func (o Options) withDefaults() (Options, error) {
 			return o, fmt.Errorf("--env %q is not KEY=VALUE", kv)
 		}
 	}
+	maxConns, err := maxConnsFor(o.MaxConns, openFileLimit(), o.Replicas, o.MaxInflight)
+	if err != nil {
+		return o, err
+	}
+	o.MaxConns = maxConns
 	if o.StateDir == "" {
 		dir, err := control.StateDir()
 		if err != nil {

@@ -47,6 +47,7 @@ func (s *Supervisor) Scale(ctx context.Context, n int) (control.ScaleResult, err
 			s.mu.Unlock()
 			return res, err
 		}
+		s.warnFileBudget(n)
 		for id := from + 1; id <= n; id++ {
 			changed = append(changed, s.addSlotLocked(id, ReasonScale))
 		}

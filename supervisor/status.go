@@ -69,6 +69,8 @@ func (s *Supervisor) Status() control.Status {
 		Policy:      s.opts.Policy,
 		StartedAt:   s.started.UTC(),
 		Replicas:    make([]control.ReplicaStatus, 0, len(slots)),
+		Conns:       stats.Conns,
+		MaxConns:    s.opts.MaxConns,
 	}
 	for _, sl := range slots {
 		st.Replicas = append(st.Replicas, sl.status())

@@ -96,6 +96,7 @@ func New(opts Options) (*Supervisor, error) {
 		Retries:         opts.Retries,
 		Observer:        s.metrics,
 		Logger:          s.log.Named("proxy"),
+		MaxConns:        opts.MaxConns,
 	})
 	return s, nil
 }

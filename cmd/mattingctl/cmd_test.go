@@ -46,6 +46,16 @@ func TestUpFlags(t *testing.T) {
 				t.Errorf("command = %q", o.Command)
 			}
 		}},
+		{"max-conns", []string{"--max-conns", "5000", "--", "x"}, func(t *testing.T, o *upOptions) {
+			if o.MaxConns != 5000 {
+				t.Errorf("MaxConns = %d, want 5000", o.MaxConns)
+			}
+		}},
+		{"max-conns default", []string{"--", "x"}, func(t *testing.T, o *upOptions) {
+			if o.MaxConns != 0 {
+				t.Errorf("MaxConns = %d, want 0 (from the open-file limit)", o.MaxConns)
+			}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -91,6 +91,7 @@ Ctrl-C or SIGTERM stops gracefully; a second one stops at once.`,
 	fl.StringVar(&opts.Admin, "admin", "", "admin listener for /metrics, /livez, /readyz (default 127.0.0.1 and the proxy port minus one; none: off)")
 	fl.IntVar(&opts.MinReady, "min-ready", 1, "ready replicas needed for /readyz to answer 200")
 	fl.DurationVar(&opts.DrainDelay, "drain-delay", 0, "after SIGTERM/SIGINT, keep serving this long with /readyz 503 before stopping")
+	fl.IntVar(&opts.MaxConns, "max-conns", 0, "client connections open at once; past it new ones wait in the kernel's backlog (0: ulimit -n minus 64+(replicas+1)*(max-inflight+8) kept for replicas, at most 65536)")
 	return cmd
 }
 

@@ -89,10 +89,12 @@ var (
 	descCPU         = prometheus.NewDesc(MetricReplicaCPU, "Replica CPU use, 100 = one core.", []string{"replica"}, nil)
 	descRSS         = prometheus.NewDesc(MetricReplicaRSS, "Resident memory of the replica's processes.", []string{"replica"}, nil)
 	descDesired     = prometheus.NewDesc(MetricReplicasDesired, "Replicas the instance should run.", nil, nil)
+	descConns       = prometheus.NewDesc(MetricConns, "Client connections the proxy holds open.", nil, nil)
+	descMaxConns    = prometheus.NewDesc(MetricMaxConns, "Cap on client connections open at once (--max-conns); past it new ones wait in the listen backlog.", nil, nil)
 )
 
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInflight, descMaxInflight, descQueue, descRejected, descRetried, descFailed, descUp, descCPU, descRSS, descDesired} {
+	for _, d := range []*prometheus.Desc{descInflight, descMaxInflight, descQueue, descRejected, descRetried, descFailed, descUp, descCPU, descRSS, descDesired, descConns, descMaxConns} {
 		ch <- d
 	}
 }
@@ -108,6 +110,8 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descMaxInflight, float64(st.MaxInflight))
 	gauge(descQueue, float64(st.Queued))
 	gauge(descDesired, float64(st.Desired))
+	gauge(descConns, float64(st.Conns))
+	gauge(descMaxConns, float64(st.MaxConns))
 	counter(descRejected, st.Rejected)
 	counter(descRetried, st.Retried)
 	counter(descFailed, st.Failed)

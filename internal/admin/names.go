@@ -17,11 +17,13 @@ const (
 	MetricReplicaCPU      = "mattingctl_replica_cpu_percent"           // gauge {replica}
 	MetricReplicaRSS      = "mattingctl_replica_resident_memory_bytes" // gauge {replica}
 	MetricReplicasDesired = "mattingctl_replicas_desired"              // gauge
+	MetricConns           = "mattingctl_client_connections"            // gauge: open now
+	MetricMaxConns        = "mattingctl_max_client_connections"        // gauge: --max-conns
 )
 
 // MetricNames lists every metric /metrics exports.
 var MetricNames = []string{
 	MetricRequests, MetricRequestDuration, MetricInflight, MetricMaxInflight, MetricQueueLength,
 	MetricRejected, MetricRetried, MetricFailed, MetricRestarts, MetricReplicaUp, MetricReplicaCPU,
-	MetricReplicaRSS, MetricReplicasDesired,
+	MetricReplicaRSS, MetricReplicasDesired, MetricConns, MetricMaxConns,
 }

@@ -48,6 +48,11 @@ type Status struct {
 	// stays listed, draining, until its process has stopped, so it can
 	// appear next to a new replica with the same id.
 	Replicas []ReplicaStatus `json:"replicas"`
+	// Conns is the number of client connections the proxy holds open now,
+	// out of at most MaxConns (--max-conns); past it new connections wait
+	// in the kernel's listen backlog.
+	Conns    int64 `json:"conns"`
+	MaxConns int   `json:"max_conns"`
 }
 
 // Ready counts the replicas in rotation.
