@@ -28,7 +28,7 @@ type idleConnsOptions struct {
 	bin    string // mattingctl binary; empty: the one built for the run
 }
 
-// idleConns is issue 8's file-descriptor attack at full size: mattingctl
+// idleConns is the file-descriptor attack at full size: mattingctl
 // runs 4 replicas under `ulimit -n 20000`, 20,000 client connections are
 // opened and left idle, and a replica is killed with kill -9. It reports
 // what mattingctl accepted, its descriptors and memory, how long `status`

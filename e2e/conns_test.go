@@ -18,7 +18,7 @@ import (
 	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
-// TestIdleConnectionsLeaveRoomForStatusAndRestarts is issue 8's attack on
+// TestIdleConnectionsLeaveRoomForStatusAndRestarts is the file-descriptor attack on
 // file descriptors, scaled down: at `ulimit -n 20000`, 20,000 idle client
 // connections made status time out and a killed replica unrestartable.
 // Here mattingctl runs at `ulimit -n 512` and gets 600 idle connections,
