@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -28,9 +29,14 @@ const cgroup2Magic = 0x63677270
 // misbehave and for the tests of the fallback.
 const cgroupEnv = "MATTINGCTL_CGROUP"
 
+// instanceSeq tells apart the instances one process runs (tests do).
+var instanceSeq atomic.Int64
+
 // newInstanceCgroup creates the instance's cgroup, named
-// mattingctl-NAME.RANDOM so that instances of one name in different state
-// directories never share one, or says why it cannot.
+// mattingctl-NAME.PID.START.N after the supervisor's pid and start time, so
+// that instances of one name in different state directories never share
+// one and a dead instance's cgroup can be told from a live one's; or it
+// says why it cannot.
 func newInstanceCgroup(name string) (string, error) {
 	if os.Getenv(cgroupEnv) == "off" {
 		return "", errors.New(cgroupEnv + "=off")
@@ -39,8 +45,13 @@ func newInstanceCgroup(name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	dir, err := os.MkdirTemp(parent, "mattingctl-"+name+".*")
+	tidyCgroups(parent)
+	start, err := procStart(os.Getpid())
 	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(parent, fmt.Sprintf("mattingctl-%s.%d.%d.%d", name, os.Getpid(), start, instanceSeq.Add(1)))
+	if err := os.Mkdir(dir, 0o755); err != nil {
 		return "", fmt.Errorf("cannot create a cgroup under %s (no delegation?): %w", parent, err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "cgroup.kill")); err != nil {
@@ -48,6 +59,34 @@ func newInstanceCgroup(name string) (string, error) {
 		return "", errors.New("this kernel's cgroups have no cgroup.kill (it needs Linux 5.14 or later)")
 	}
 	return dir, nil
+}
+
+// tidyCgroups removes the empty cgroups that instances killed with SIGKILL
+// left in parent, when no later instance of their name swept them. A
+// cgroup that still holds processes is left alone: only the next instance
+// of its name, which has its state file, may kill them.
+func tidyCgroups(parent string) {
+	entries, _ := os.ReadDir(parent)
+	for _, e := range entries {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), "mattingctl-") {
+			continue
+		}
+		f := strings.Split(e.Name(), ".")
+		if len(f) < 4 {
+			continue
+		}
+		pid, err1 := strconv.Atoi(f[len(f)-3])
+		start, err2 := strconv.ParseInt(f[len(f)-2], 10, 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		if now, err := procStart(pid); err == nil && now == start {
+			continue // its instance runs
+		}
+		if dir := filepath.Join(parent, e.Name()); !cgroupPopulated(dir) {
+			_ = removeCgroup(dir)
+		}
+	}
 }
 
 // ownCgroupDir returns the directory of mattingctl's own cgroup v2.

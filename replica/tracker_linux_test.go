@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -97,5 +98,38 @@ func TestSweepWritesOnlyToCgroups(t *testing.T) {
 func TestUnescapeMount(t *testing.T) {
 	if got := unescapeMount(`/sys/fs/cgroup\040v2`); got != "/sys/fs/cgroup v2" {
 		t.Errorf("unescapeMount = %q", got)
+	}
+}
+
+// A cgroup that a SIGKILLed instance left empty is removed by the next
+// instance of any name; a live instance's is not.
+func TestNewInstanceCgroupTidiesDeadEmptyOnes(t *testing.T) {
+	t.Parallel()
+	parent, err := ownCgroupDir()
+	if err != nil {
+		t.Skip(err)
+	}
+	self, err := procStart(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := filepath.Join(parent, "mattingctl-tidy.0.1.1") // pid 0 is no process
+	live := filepath.Join(parent, "mattingctl-tidy."+strconv.Itoa(os.Getpid())+"."+strconv.FormatInt(self, 10)+".999999")
+	for _, d := range []string{dead, live} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Skipf("cannot create cgroups here: %v", err)
+		}
+		t.Cleanup(func() { _ = syscall.Rmdir(d) })
+	}
+	cg, err := newInstanceCgroup("tidy")
+	if err != nil {
+		t.Skip(err)
+	}
+	t.Cleanup(func() { _ = removeCgroup(cg) })
+	if _, err := os.Stat(dead); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a dead instance's empty cgroup %s was left: %v", dead, err)
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Errorf("a live instance's cgroup %s was removed: %v", live, err)
 	}
 }
