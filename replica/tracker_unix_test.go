@@ -94,10 +94,7 @@ func TestSweepSparesAReusedPid(t *testing.T) {
 	// The writer, pid 0, is no process: a dead instance. The recorded leader
 	// started before this one, as a pid is reused by a later process.
 	writeState(t, dir, "reused", stateRecord{Groups: []groupRecord{{Pgid: pid, Start: start - 1}}})
-	tr, err := OpenTracker(dir, "reused", nil)
-	if err != nil {
-		t.Fatalf("OpenTracker: %v", err)
-	}
+	tr := openTracker(t, dir, "reused")
 	// The sweep returns once what it killed is gone (or a zombie).
 	if !running(pid) {
 		t.Fatalf("the sweep killed pid %d, whose start time differs from the record", pid)
