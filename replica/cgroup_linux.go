@@ -25,10 +25,6 @@ import (
 // cgroup2Magic is CGROUP2_SUPER_MAGIC, the f_type of a cgroup v2 file system.
 const cgroup2Magic = 0x63677270
 
-// cgroupEnv turns cgroups off when set to "off", for hosts where they
-// misbehave and for the tests of the fallback.
-const cgroupEnv = "MATTINGCTL_CGROUP"
-
 // instanceSeq tells apart the instances one process runs (tests do).
 var instanceSeq atomic.Int64
 

@@ -23,6 +23,10 @@ const killWait = 5 * time.Second
 // killPoll is how often such a wait looks again.
 const killPoll = 10 * time.Millisecond
 
+// cgroupEnv turns cgroups off when set to "off", for hosts where they
+// misbehave and for the tests of the fallback.
+const cgroupEnv = "MATTINGCTL_CGROUP"
+
 // Tracker sees to it that no process an instance started, at any depth,
 // outlives the instance. Where Linux lets it create a cgroup v2 it puts each
 // replica process in a cgroup of its own and kills that cgroup
