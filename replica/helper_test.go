@@ -72,6 +72,17 @@ func TestHelperProcess(t *testing.T) {
 		fmt.Printf("grandchild %d\n", gc.Process.Pid)
 		<-c
 		os.Exit(0)
+	case "setsidchild":
+		// A child that leaves behind a grandchild in a session (and so a
+		// process group) of its own, as a daemonising server does.
+		gc := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "--", "sleep")
+		gc.SysProcAttr = setsidAttr()
+		if err := gc.Start(); err != nil {
+			fmt.Fprintln(os.Stderr, "helper: starting grandchild:", err)
+			os.Exit(2)
+		}
+		fmt.Printf("grandchild %d\n", gc.Process.Pid)
+		time.Sleep(time.Hour)
 	case "spin":
 		// Keeps one core busy.
 		fmt.Println("ready")
@@ -110,6 +121,10 @@ func TestHelperProcess(t *testing.T) {
 		os.Exit(2)
 	}
 }
+
+// setsidAttr makes a process start a session of its own; set where the
+// platform has sessions.
+var setsidAttr = func() *syscall.SysProcAttr { return nil }
 
 // helperCommand is the command line that runs TestHelperProcess in mode.
 func helperCommand(mode ...string) []string {

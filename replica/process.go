@@ -41,6 +41,7 @@ func (e Exit) String() string {
 type Process struct {
 	spec    Spec
 	cmd     *exec.Cmd
+	tree    *tree // what the tracker knows of it; nil without one
 	started time.Time
 	done    chan struct{} // closed by the goroutine that called cmd.Wait
 
@@ -52,16 +53,28 @@ type Process struct {
 // Start starts the replica in its own process group with its stdout and
 // stderr copied, line by line, to out under the replica's name. On Linux the
 // child also receives SIGKILL if the supervisor dies, so a killed supervisor
-// leaves no replica holding its port.
+// leaves no replica holding its port. With spec.Tracker set, the process is
+// also born into a cgroup of its own where the tracker has cgroups, and
+// recorded in its state file, so that nothing it starts outlives it.
+//
+// Start refuses a port that is in use: a readiness check could otherwise
+// pass against a leftover that holds it, not the process just started.
 func Start(spec Spec, out *Output) (*Process, error) {
 	if err := CheckCommand(spec.Command); err != nil {
 		return nil, err
 	}
+	if err := checkPortFree(spec); err != nil {
+		return nil, err
+	}
 	args := spec.Args()
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Env = append(os.Environ(), spec.Environ()...)
-	cmd.Dir = spec.Dir
-	cmd.SysProcAttr = sysProcAttr()
+	newCmd := func(stdout, stderr *os.File) *exec.Cmd {
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.Env = append(os.Environ(), spec.Environ()...)
+		cmd.Dir = spec.Dir
+		cmd.SysProcAttr = sysProcAttr()
+		cmd.Stdout, cmd.Stderr = stdout, stderr
+		return cmd
+	}
 
 	// Our own pipes rather than cmd.StdoutPipe: Wait must not block on a
 	// grandchild that inherited the write end, and the readers must see EOF
@@ -76,20 +89,31 @@ func Start(spec Spec, out *Output) (*Process, error) {
 		outW.Close()
 		return nil, fmt.Errorf("starting %s: %w", spec.Name(), err)
 	}
-	cmd.Stdout, cmd.Stderr = outW, errW
+	cmd := newCmd(outW, errW)
+	tr := spec.Tracker.prepare(spec.Name(), cmd.SysProcAttr)
 	err = cmd.Start()
+	if err != nil && tr.inCgroup() {
+		// clone3 into the cgroup may be refused (seccomp, permissions):
+		// if the process starts without it, cgroups are what failed.
+		if retry := newCmd(outW, errW); retry.Start() == nil {
+			tr.refused(err)
+			cmd, err = retry, nil
+		}
+	}
 	outW.Close()
 	errW.Close()
 	if err != nil {
+		tr.abandon()
 		outR.Close()
 		errR.Close()
 		return nil, fmt.Errorf("starting %s (%s): %w", spec.Name(), args[0], err)
 	}
+	tr.started(cmd.Process.Pid)
 	name := spec.Name()
 	go out.copyLines(out.Stdout, name, outR)
 	go out.copyLines(out.Stderr, name, errR)
 
-	p := &Process{spec: spec, cmd: cmd, started: time.Now(), done: make(chan struct{})}
+	p := &Process{spec: spec, cmd: cmd, tree: tr, started: time.Now(), done: make(chan struct{})}
 	go p.wait()
 	return p, nil
 }
@@ -125,7 +149,9 @@ func (p *Process) Exit() Exit {
 
 // Stop asks the replica's process group to terminate (SIGTERM), waits up to
 // grace for the process to exit, then kills the whole group (SIGKILL) and
-// waits a bounded time more. It marks the exit as requested, is safe to call
+// waits a bounded time more. With a tracker, the signals reach every
+// process of the replica's cgroup too, and Stop returns once they are all
+// gone (a bounded wait). It marks the exit as requested, is safe to call
 // more than once and treats an already exited process as stopped.
 func (p *Process) Stop(grace time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
@@ -140,26 +166,33 @@ func (p *Process) StopContext(ctx context.Context) error {
 	p.mu.Unlock()
 	select {
 	case <-p.done:
-		killGroup(p.cmd.Process) // stragglers the leader left behind
-		return nil
+		p.kill() // stragglers the leader left behind
+		return p.tree.finish()
 	default:
 	}
 	if ctx.Err() == nil {
 		terminateGroup(p.cmd.Process)
+		p.tree.terminate()
 		select {
 		case <-p.done:
 		case <-ctx.Done():
 		}
 	}
-	killGroup(p.cmd.Process)
+	p.kill()
 	t := time.NewTimer(5 * time.Second)
 	defer t.Stop()
 	select {
 	case <-p.done:
-		return nil
+		return p.tree.finish()
 	case <-t.C:
 		return fmt.Errorf("%s (pid %d) did not exit after SIGKILL", p.spec.Name(), p.Pid())
 	}
+}
+
+// kill kills the process group and, with a tracker, the cgroup.
+func (p *Process) kill() {
+	killGroup(p.cmd.Process)
+	p.tree.kill()
 }
 
 // Kill kills the replica's process group at once, as Stop with no grace.

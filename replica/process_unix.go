@@ -18,3 +18,7 @@ func signalName(ps *os.ProcessState) string {
 	}
 	return ws.Signal().String()
 }
+
+func killPid(pid int) { _ = syscall.Kill(pid, syscall.SIGKILL) }
+
+func termPid(pid int) { _ = syscall.Kill(pid, syscall.SIGTERM) }

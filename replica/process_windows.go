@@ -16,3 +16,11 @@ func terminateGroup(p *os.Process) { _ = p.Kill() }
 func killGroup(p *os.Process) { _ = p.Kill() }
 
 func signalName(*os.ProcessState) string { return "" }
+
+func killPid(pid int) {
+	if p, err := os.FindProcess(pid); err == nil {
+		_ = p.Kill()
+	}
+}
+
+func termPid(pid int) { killPid(pid) }

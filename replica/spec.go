@@ -29,6 +29,9 @@ type Spec struct {
 	Env []string
 	// Dir is the working directory; empty means the supervisor's.
 	Dir string
+	// Tracker, when set, contains and records the process so that nothing
+	// it starts outlives it (see Tracker); nil means process groups only.
+	Tracker *Tracker
 }
 
 // Name is the replica's display name, "replica-ID".

@@ -107,7 +107,7 @@ func (s *slot) launch(port int, primary bool) (*incarnation, error) {
 		return nil, err
 	}
 	defer release()
-	spec := replica.Spec{ID: s.id, Port: port, Command: s.sup.opts.Command, Env: s.env}
+	spec := replica.Spec{ID: s.id, Port: port, Command: s.sup.opts.Command, Env: s.env, Tracker: s.sup.tracker}
 	proc, err := replica.Start(spec, s.sup.out)
 	if err != nil {
 		return nil, err

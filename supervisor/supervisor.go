@@ -55,6 +55,10 @@ type Supervisor struct {
 	starting chan struct{} // a token per replica starting; nil: no limit
 
 	testHookScale func() // called in Scale before it takes mu; tests only
+
+	// tracker contains and records every replica process so that none,
+	// nor anything it starts, outlives the instance; set by Run.
+	tracker *replica.Tracker
 }
 
 // New validates opts and returns a supervisor that has started nothing.
@@ -125,6 +129,18 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		return err
 	}
 	defer ctl.Close()
+	// Holding the name, sweep what a killed instance of it left running
+	// before binding any port that a leftover could hold.
+	tracker, err := replica.OpenTracker(opts.StateDir, opts.Name, s.log.Named("processes"))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := tracker.Close(); err != nil {
+			s.log.Error("cleaning up replica processes", "error", err)
+		}
+	}()
+	s.tracker = tracker
 	proxyAddr := net.JoinHostPort(opts.Host, strconv.Itoa(opts.Port))
 	ln, err := net.Listen("tcp", proxyAddr)
 	if err != nil {

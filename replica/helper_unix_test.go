@@ -1,0 +1,9 @@
+//go:build unix
+
+package replica
+
+import "syscall"
+
+func init() {
+	setsidAttr = func() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setsid: true} }
+}
