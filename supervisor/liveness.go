@@ -57,13 +57,33 @@ func (o Options) checkLiveness() error {
 }
 
 // liveness is what a serve loop knows of its process's liveness checks.
-// Only that loop touches it.
+// Only that loop touches it. A check starts every HealthInterval, whether
+// or not the one before has ended, as "every interval" says: when the
+// timeout is longer than the interval (1s and 2s), a hung replica is found
+// after interval + timeout + (UnhealthyAfter-1) intervals, not after
+// UnhealthyAfter timeouts. Each check runs in a goroutine of its own that
+// only calls Probe.Check, bounded by the timeout and the slot's ctx, and
+// hands the outcome to the loop through results, which has room for every
+// check in flight, so that the goroutine never blocks, even once the loop
+// has moved on.
 type liveness struct {
 	failures  int  // checks failed in a row
 	unhealthy bool // out of rotation until a check passes
 	// restart fires once the replica has been unhealthy for
 	// RestartUnhealthyAfter; nil while it is healthy.
-	restart *time.Timer
+	restart  *time.Timer
+	results  chan error // outcomes of the checks in flight
+	inFlight int        // checks started whose outcome is not yet read
+}
+
+// newLiveness returns the liveness of a new process under opts.
+func newLiveness(opts Options) liveness {
+	n := 1
+	if opts.HealthInterval > 0 {
+		// Checks start every interval and end within the timeout.
+		n = int(opts.HealthTimeout/opts.HealthInterval) + 2
+	}
+	return liveness{results: make(chan error, n)}
 }
 
 // A change in a replica's liveness.
@@ -104,21 +124,33 @@ func (lv *liveness) restartDue() <-chan time.Time {
 }
 
 // reset forgets the checks, for a new process or the end of the loop.
+// Checks still in flight deliver into the old results, which has room.
 func (lv *liveness) reset() {
 	if lv.restart != nil {
 		lv.restart.Stop()
 	}
-	*lv = liveness{}
+	*lv = liveness{results: make(chan error, cap(lv.results))}
 }
 
-// checkLiveness checks inc once and takes it out of rotation or puts it
-// back as the outcome requires. A check that could not run for want of
-// mattingctl's own resources (no file descriptor for the socket) says
-// nothing about the replica and is not counted.
-func (s *slot) checkLiveness(inc *incarnation, lv *liveness) {
+// startCheck starts a liveness check of inc, unless as many are in flight
+// as results has room for (they run late: the timeout is being exceeded).
+func (s *slot) startCheck(inc *incarnation, lv *liveness) {
+	if lv.inFlight == cap(lv.results) {
+		return
+	}
+	lv.inFlight++
 	probe := replica.NewProbe(inc.port, s.sup.opts.Health)
 	probe.Timeout = s.sup.opts.HealthTimeout
-	err := probe.Check(s.ctx)
+	results, ctx := lv.results, s.ctx
+	go func() { results <- probe.Check(ctx) }()
+}
+
+// checked takes the outcome err of a liveness check of inc and takes inc
+// out of rotation or puts it back as it requires. A check that could not
+// run for want of mattingctl's own resources (no file descriptor for the
+// socket) says nothing about the replica and is not counted.
+func (s *slot) checked(inc *incarnation, lv *liveness, err error) {
+	lv.inFlight--
 	select {
 	case <-inc.proc.Done():
 		return // the crash path takes over
@@ -150,7 +182,7 @@ func (s *slot) checkLiveness(inc *incarnation, lv *liveness) {
 		lv.restart.Stop()
 		lv.restart = nil
 		// The serve loop puts it back into rotation.
-	case err != nil:
+	case err != nil && !lv.unhealthy: // once unhealthy, the failures go without saying
 		s.log.Warn("liveness check failed", "pid", inc.proc.Pid(), "failures", lv.failures, "of", s.sup.opts.UnhealthyAfter, "error", err)
 	}
 }

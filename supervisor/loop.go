@@ -172,7 +172,7 @@ func (s *slot) serve(inc *incarnation) (_ *incarnation, stopped bool) {
 		defer t.Stop()
 		health = t.C
 	}
-	var lv liveness
+	lv := newLiveness(s.sup.opts)
 	defer lv.reset()
 	var recycleAfter time.Time // no recycling before this, after a failed one
 	for {
@@ -205,7 +205,9 @@ func (s *slot) serve(inc *incarnation) (_ *incarnation, stopped bool) {
 				return inc, stopped
 			}
 		case <-health:
-			s.checkLiveness(inc, &lv)
+			s.startCheck(inc, &lv)
+		case err := <-lv.results:
+			s.checked(inc, &lv, err)
 		case <-lv.restartDue():
 			s.log.Warn("replica stayed unhealthy; killing it to restart it", "pid", inc.proc.Pid(),
 				"unhealthy_for", s.sup.opts.RestartUnhealthyAfter, "inflight", inc.be.InFlight())
