@@ -125,6 +125,19 @@ func TestSlotUnhealthyRecovers(t *testing.T) {
 	first := waitState(t, sl, control.Ready, 10*time.Second)
 	stopProcess(t, first.Pid)
 	waitState(t, sl, control.Unhealthy, 5*time.Second)
+	// Out of rotation: with no other replica, a request gets 503 at once
+	// rather than hang on the stopped process.
+	srv := httptest.NewServer(sl.sup.bal)
+	defer srv.Close()
+	c := &http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(srv.URL + "/health")
+	if err != nil {
+		t.Fatalf("a request while the only replica is unhealthy: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("a request while the only replica is unhealthy: %s, want 503", resp.Status)
+	}
 	if err := syscall.Kill(first.Pid, syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
