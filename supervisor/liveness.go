@@ -74,6 +74,7 @@ type liveness struct {
 	restart  *time.Timer
 	results  chan error // outcomes of the checks in flight
 	inFlight int        // checks started whose outcome is not yet read
+	skipping bool       // the last check could not run (mattingctl out of descriptors)
 }
 
 // newLiveness returns the liveness of a new process under opts.
@@ -160,9 +161,13 @@ func (s *slot) checked(inc *incarnation, lv *liveness, err error) {
 		return // the check was cut short; the loop stops the replica
 	}
 	if err != nil && transientStartError(err) {
-		s.log.Warn("liveness check could not run; not counted", "error", err)
+		if !lv.skipping { // once per run of them
+			s.log.Warn("liveness check could not run; not counted", "error", err)
+		}
+		lv.skipping = true
 		return
 	}
+	lv.skipping = false
 	change := lv.record(err, s.sup.opts.UnhealthyAfter)
 	s.mu.Lock()
 	s.healthErr = ""

@@ -3,6 +3,8 @@ package supervisor
 import (
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -32,9 +34,14 @@ func transientStartError(err error) bool {
 // after checking that nothing else holds the port: a process that cannot
 // bind would exit before it is ready, counted against the replica.
 func (s *slot) startPrimary(port int) (*incarnation, error) {
-	if !portFree(port) {
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
 		return nil, fmt.Errorf("%s: port %d %w", s.name, port, errPortHeld)
+	case err != nil: // out of descriptors, say: no sign of the port
+		return nil, fmt.Errorf("%s: checking port %d: %w", s.name, port, err)
 	}
+	ln.Close()
 	return s.launch(port, true)
 }
 
