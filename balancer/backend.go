@@ -32,6 +32,9 @@ type Backend struct {
 	inflight atomic.Int64
 	requests atomic.Uint64
 	errors   atomic.Uint64
+	// oldest is the start of the oldest attempt in flight, in nanoseconds
+	// after clockBase plus one; 0 when none is (inflight.go).
+	oldest atomic.Int64
 
 	// failed receives a value when the proxy takes the backend out of
 	// rotation because it did not answer (passive health).
@@ -43,6 +46,8 @@ type Backend struct {
 	current    int           // smooth weighted round robin's running weight
 	latency    float64       // peak-EWMA of response time, in seconds
 	latencyAt  time.Time     // when latency was last updated
+	head, tail *attempt      // attempts in flight, oldest first
+	hist       latencyHist   // recent response times, for LatencyP99
 }
 
 // NewBackend returns a backend named name at addr, not yet in rotation.
@@ -81,4 +86,5 @@ func (b *Backend) observe(d time.Duration, now time.Time) {
 		b.latency = b.latency*w + s*(1-w)
 	}
 	b.latencyAt = now
+	b.hist.observe(d, now)
 }

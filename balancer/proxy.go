@@ -20,13 +20,17 @@ import (
 
 type attemptKey struct{}
 
-// attempt is one try of a request on one backend.
+// attempt is one try of a request on one backend, from the moment acquire
+// counts it in flight there until done.
 type attempt struct {
 	b     *Balancer
 	be    *Backend
 	start time.Time
-	code  int   // the backend's status code
-	err   error // set by the proxy when the attempt failed before writing to the client
+	// prev and next link the backend's attempts in flight, oldest first;
+	// guarded by the balancer's mu (inflight.go).
+	prev, next *attempt
+	code       int   // the backend's status code
+	err        error // set by the proxy when the attempt failed before writing to the client
 	// responded is set once the backend's response headers arrived: a
 	// later failure (an upgrade that could not be completed) is no sign
 	// that the backend is down, and the request is not retried.
@@ -44,7 +48,7 @@ func (a *attempt) done() {
 			d = time.Since(a.start)
 		}
 		a.be.requests.Add(1)
-		a.b.release(a.be, d)
+		a.b.release(a, d)
 	})
 }
 
@@ -72,7 +76,7 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	died := false // a backend died during this request once already
 	for try := 0; ; try++ {
-		be, err := b.acquire(ctx, r, try > 0)
+		a, err := b.acquire(ctx, r, try > 0)
 		if err != nil {
 			code = StatusClientGone
 			if ctx.Err() == nil {
@@ -86,8 +90,9 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if try > 0 {
 			b.retried.Add(1)
 		}
+		be := a.be
 		replica = be.Name
-		a := b.forward(w, r, body, be)
+		b.forward(w, r, body, a)
 		if a.err == nil {
 			code = a.code
 			return
@@ -128,11 +133,10 @@ type Observer interface {
 	Observe(replica string, code int, d time.Duration)
 }
 
-// forward sends one attempt of r to be and releases be afterwards. The
-// attempt's err is set when be sent no response, so nothing has been
-// written to w and the request may be tried again.
-func (b *Balancer) forward(w http.ResponseWriter, r *http.Request, body *bufferedBody, be *Backend) *attempt {
-	a := &attempt{b: b, be: be, start: time.Now()}
+// forward sends attempt a of r to its backend and releases the backend
+// afterwards. a.err is set when the backend sent no response, so nothing
+// has been written to w and the request may be tried again.
+func (b *Balancer) forward(w http.ResponseWriter, r *http.Request, body *bufferedBody, a *attempt) {
 	defer a.done()
 	ctx := context.WithValue(r.Context(), attemptKey{}, a)
 	if body.Len() > 0 {
@@ -150,7 +154,6 @@ func (b *Balancer) forward(w http.ResponseWriter, r *http.Request, body *buffere
 		out.GetBody = func() (io.ReadCloser, error) { return body.reader(), nil }
 	}
 	b.proxy.ServeHTTP(w, out)
-	return a
 }
 
 // How a backend failed to answer.

@@ -19,16 +19,18 @@ var (
 // waiter is a request queued for a backend.
 type waiter struct {
 	r     *http.Request
-	ready chan *Backend // receives the backend chosen for it, once
+	ready chan *attempt // receives the attempt on the backend chosen for it, once
 	elem  *list.Element // its place in the queue; nil once dispatched
 }
 
-// acquire chooses a backend for r and counts the request in flight on it.
+// acquire chooses a backend for r and returns the attempt on it, counted
+// in flight there.
 // When every backend is at its cap, r waits in the FIFO queue (at the
 // front when retry is set: it has waited once already) until a backend has
 // room, the queue timeout passes or ctx ends. It fails at once when no
 // backend is in rotation or the queue is full.
-func (b *Balancer) acquire(ctx context.Context, r *http.Request, retry bool) (*Backend, error) {
+func (b *Balancer) acquire(ctx context.Context, r *http.Request, retry bool) (*attempt, error) {
+	now := time.Now() // outside the lock: the in-flight lists' order may be off by the wait for it
 	b.mu.Lock()
 	if len(b.pool) == 0 {
 		b.mu.Unlock()
@@ -37,16 +39,17 @@ func (b *Balancer) acquire(ctx context.Context, r *http.Request, retry bool) (*B
 	// Requests already waiting go first: FIFO.
 	if b.queue.Len() == 0 || retry {
 		if be := b.pickLocked(r); be != nil {
-			be.inflight.Add(1)
+			a := &attempt{b: b, be: be, start: now}
+			be.startLocked(a)
 			b.mu.Unlock()
-			return be, nil
+			return a, nil
 		}
 	}
 	if b.queue.Len() >= b.opts.QueueSize {
 		b.mu.Unlock()
 		return nil, errQueueFull
 	}
-	w := &waiter{r: r, ready: make(chan *Backend, 1)}
+	w := &waiter{r: r, ready: make(chan *attempt, 1)}
 	if retry {
 		w.elem = b.queue.PushFront(w)
 	} else {
@@ -59,8 +62,8 @@ func (b *Balancer) acquire(ctx context.Context, r *http.Request, retry bool) (*B
 	defer t.Stop()
 	var err error
 	select {
-	case be := <-w.ready:
-		return be, nil
+	case a := <-w.ready:
+		return a, nil
 	case <-t.C:
 		err = errQueueTimeout
 	case <-ctx.Done():
@@ -76,12 +79,12 @@ func (b *Balancer) acquire(ctx context.Context, r *http.Request, retry bool) (*B
 	b.mu.Unlock()
 	// Dispatched just as it gave up: a timed-out request takes its turn, a
 	// departed client gives it back.
-	be := <-w.ready
+	a := <-w.ready
 	if ctx.Err() != nil {
-		b.release(be, 0)
+		b.release(a, 0)
 		return nil, ctx.Err()
 	}
-	return be, nil
+	return a, nil
 }
 
 // pickLocked asks the policy to choose among the backends in rotation that
@@ -103,6 +106,7 @@ func (b *Balancer) pickLocked(r *http.Request) *Backend {
 // dispatchLocked hands backends with room to the requests at the head of
 // the queue. The caller holds b.mu.
 func (b *Balancer) dispatchLocked() {
+	var now time.Time
 	for b.queue.Len() > 0 {
 		front := b.queue.Front()
 		w := front.Value.(*waiter)
@@ -110,19 +114,25 @@ func (b *Balancer) dispatchLocked() {
 		if be == nil {
 			break
 		}
-		be.inflight.Add(1)
+		if now.IsZero() {
+			now = time.Now()
+		}
+		a := &attempt{b: b, be: be, start: now}
+		be.startLocked(a)
 		b.queue.Remove(front)
 		w.elem = nil
-		w.ready <- be
+		w.ready <- a
 	}
 	b.queued.Store(int64(b.queue.Len()))
 }
 
-// release ends a request on be that took d (zero: not to be measured),
-// and gives be's room to the next queued request.
-func (b *Balancer) release(be *Backend, d time.Duration) {
+// release ends attempt a, which took d (zero: not to be measured), and
+// gives its backend's room to the next queued request.
+func (b *Balancer) release(a *attempt, d time.Duration) {
+	be := a.be
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	be.endLocked(a)
 	if d > 0 {
 		now := time.Now()
 		be.observe(d, now)

@@ -29,13 +29,7 @@ type CrashBackoff struct {
 // Crash records a crash after uptime and returns the delay before the next
 // start, or ok=false when the replica has crashed too often to retry.
 func (b *CrashBackoff) Crash(uptime time.Duration) (delay time.Duration, ok bool) {
-	initial, maxDelay, reset, maxRestarts := b.Initial, b.Max, b.ResetAfter, b.MaxRestarts
-	if initial <= 0 {
-		initial = DefaultBackoffInitial
-	}
-	if maxDelay <= 0 {
-		maxDelay = DefaultBackoffMax
-	}
+	reset, maxRestarts := b.ResetAfter, b.MaxRestarts
 	if reset <= 0 {
 		reset = DefaultBackoffResetAfter
 	}
@@ -49,9 +43,21 @@ func (b *CrashBackoff) Crash(uptime time.Duration) (delay time.Duration, ok bool
 	if b.crashes > maxRestarts {
 		return 0, false
 	}
-	delay = initial
-	for i := 1; i < b.crashes && delay < maxDelay; i++ {
-		delay *= 2
+	return b.delay(b.crashes), true
+}
+
+// delay returns the wait before the n-th restart in a row (n >= 1).
+func (b *CrashBackoff) delay(n int) time.Duration {
+	initial, maxDelay := b.Initial, b.Max
+	if initial <= 0 {
+		initial = DefaultBackoffInitial
 	}
-	return min(delay, maxDelay), true
+	if maxDelay <= 0 {
+		maxDelay = DefaultBackoffMax
+	}
+	d := initial
+	for i := 1; i < n && d < maxDelay; i++ {
+		d *= 2
+	}
+	return min(d, maxDelay)
 }

@@ -35,17 +35,28 @@ func (s *slot) run() {
 	defer s.markFirstDone()
 	defer s.sup.releasePorts(s)
 	booted := false
+	begun := time.Now()
+	transient := 0 // start errors in a row that were not the command's fault
 	for {
 		port := s.sup.portFor(s, s.port())
-		inc, err := s.launch(port, true)
+		inc, err := s.startPrimary(port)
 		if inc == nil {
-			if s.stopping() {
+			switch {
+			case s.stopping():
 				s.set(control.Stopped)
-			} else {
+			case !transientStartError(err):
 				s.fail(err)
+			case !booted && time.Since(begun) > s.sup.opts.ReadyTimeout:
+				s.fail(fmt.Errorf("%w (still, after --ready-timeout %s)", err, s.sup.opts.ReadyTimeout))
+			default:
+				transient++
+				if s.retryStart(err, transient) {
+					continue
+				}
 			}
 			return
 		}
+		transient = 0
 		if err != nil {
 			if s.stopping() {
 				s.stopProcess(s.force, inc.proc, s.stopCause())
@@ -80,13 +91,17 @@ func (s *slot) run() {
 			s.fail(fmt.Errorf("%s crashed %d times in a row (last: %s); not restarting it", s.name, s.backoff.crashes, exit))
 			return
 		}
-		s.log.Warn("replica exited; restarting", "pid", inc.proc.Pid(), "exit", exit.String(), "uptime", uptime.Round(time.Millisecond), "restart_in", delay)
+		reason, metric := "crash: "+exit.String(), "crash"
+		if inc.killedFor != "" {
+			reason, metric = inc.killedFor, inc.killedFor
+		}
+		s.log.Warn("replica exited; restarting", "pid", inc.proc.Pid(), "exit", exit.String(), "reason", reason, "uptime", uptime.Round(time.Millisecond), "restart_in", delay)
 		s.mu.Lock()
 		s.state = control.Backoff
 		s.restarts++
-		s.lastRestart = "crash: " + exit.String()
+		s.lastRestart = reason
 		s.mu.Unlock()
-		s.sup.metrics.Restarted(s.name, "crash")
+		s.sup.metrics.Restarted(s.name, metric)
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
@@ -107,6 +122,11 @@ func (s *slot) launch(port int, primary bool) (*incarnation, error) {
 		return nil, err
 	}
 	defer release()
+	if s.testHookStart != nil {
+		if err := s.testHookStart(); err != nil {
+			return nil, err
+		}
+	}
 	spec := replica.Spec{ID: s.id, Port: port, Command: s.sup.opts.Command, Env: s.env, Tracker: s.sup.tracker}
 	proc, err := replica.Start(spec, s.sup.out)
 	if err != nil {
@@ -123,7 +143,7 @@ func (s *slot) launch(port int, primary bool) (*incarnation, error) {
 	}
 	if primary {
 		s.mu.Lock()
-		s.cur, s.state = inc, control.Starting
+		s.cur, s.state, s.err, s.healthErr = inc, control.Starting, nil, ""
 		s.mu.Unlock()
 	}
 	s.log.Debug("replica started", "pid", proc.Pid(), "port", port)
@@ -137,12 +157,22 @@ func (s *slot) launch(port int, primary bool) (*incarnation, error) {
 // serve keeps a ready replica in rotation until its process exits (it is
 // returned, for the crash path) or a stop is requested and done (stopped).
 // When the proxy reports that the replica failed a request it is out of
-// rotation until a readiness check passes. Replacements, asked for or due
-// to recycling, swap in a successor and go on serving with it.
+// rotation until a readiness check passes. Liveness checks (liveness.go)
+// take it out of rotation while it fails them and kill it, for the crash
+// path, when it stays unhealthy. Replacements, asked for or due to
+// recycling, swap in a successor and go on serving with it.
 func (s *slot) serve(inc *incarnation) (_ *incarnation, stopped bool) {
 	s.log.Info("replica ready", "pid", inc.proc.Pid(), "port", inc.port)
 	recycle := time.NewTicker(recycleInterval)
 	defer recycle.Stop()
+	var health <-chan time.Time // nil: liveness checks are off
+	if d := s.sup.opts.HealthInterval; d > 0 {
+		t := time.NewTicker(d)
+		defer t.Stop()
+		health = t.C
+	}
+	lv := newLiveness(s.sup.opts)
+	defer lv.reset()
 	var recycleAfter time.Time // no recycling before this, after a failed one
 	for {
 		if s.stopping() { // a stop came while a successor was started
@@ -158,9 +188,11 @@ func (s *slot) serve(inc *incarnation) (_ *incarnation, stopped bool) {
 			}
 		default:
 		}
-		s.sup.bal.Add(inc.be)
-		s.set(control.Ready)
-		s.markFirstDone()
+		if !lv.unhealthy {
+			s.sup.bal.Add(inc.be)
+			s.set(control.Ready)
+			s.markFirstDone()
+		}
 	wait:
 		select {
 		case <-inc.proc.Done():
@@ -173,13 +205,28 @@ func (s *slot) serve(inc *incarnation) (_ *incarnation, stopped bool) {
 			if done, stopped := s.recheck(inc); done {
 				return inc, stopped
 			}
+		case <-health:
+			s.startCheck(inc, &lv)
+		case err := <-lv.results:
+			s.checked(inc, &lv, err)
+		case <-lv.restartDue():
+			s.log.Warn("replica stayed unhealthy; killing it to restart it", "pid", inc.proc.Pid(),
+				"unhealthy_for", s.sup.opts.RestartUnhealthyAfter, "inflight", inc.be.InFlight())
+			inc.killedFor = ReasonUnhealthy
+			// Its requests in flight get no response and go to another
+			// replica; no new ones come while it is out of rotation.
+			_ = inc.proc.Kill()
+			return inc, false
 		case req := <-s.replace:
 			next, err := s.successor(inc, req.reason)
 			req.done <- err
 			if next != nil {
 				inc = next
+				lv.reset()
+				s.clearHealthErr()
 			}
 		case <-recycle.C:
+			s.warnSlow(inc)
 			reason := s.recycleReason(inc)
 			if reason == "" || time.Now().Before(recycleAfter) {
 				break wait
@@ -191,6 +238,8 @@ func (s *slot) serve(inc *incarnation) (_ *incarnation, stopped bool) {
 				break wait
 			}
 			inc = next
+			lv.reset()
+			s.clearHealthErr()
 		}
 	}
 }

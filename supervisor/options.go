@@ -42,6 +42,14 @@ const (
 	DefaultQueueTimeout = 30 * time.Second
 	DefaultRetries      = 2
 	maxPort             = 65535
+	// Liveness checks as `mattingctl up` sets them by default: a
+	// Kubernetes liveness probe with periodSeconds 5, timeoutSeconds 2 and
+	// failureThreshold 3; an unhealthy replica is restarted after 30s out
+	// of rotation.
+	DefaultHealthInterval        = 5 * time.Second
+	DefaultHealthTimeout         = 2 * time.Second
+	DefaultUnhealthyAfter        = 3
+	DefaultRestartUnhealthyAfter = 30 * time.Second
 )
 
 // Options configure one instance, as `mattingctl up` takes them.
@@ -135,6 +143,21 @@ type Options struct {
 	// means the default: the open-file limit minus a reserve for the
 	// replicas (see maxConnsFor).
 	MaxConns int
+	// HealthInterval is how often every ready replica's liveness is
+	// checked (GET Health, or a TCP connect without it); zero means never.
+	// `mattingctl up` defaults to DefaultHealthInterval.
+	HealthInterval time.Duration
+	// HealthTimeout bounds one liveness check; it must be positive when
+	// HealthInterval is.
+	HealthTimeout time.Duration
+	// UnhealthyAfter is how many liveness checks in a row a replica must
+	// fail to leave rotation as unhealthy; at least 1 when HealthInterval
+	// is set. One passing check brings it back.
+	UnhealthyAfter int
+	// RestartUnhealthyAfter is how long a replica may stay unhealthy
+	// before its process group is killed and it is restarted; zero means
+	// at once.
+	RestartUnhealthyAfter time.Duration
 }
 
 // withDefaults validates o and fills in its defaults.
@@ -211,6 +234,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.DrainDelay < 0 {
 		return o, fmt.Errorf("--drain-delay must not be negative, not %s", o.DrainDelay)
+	}
+	if err := o.checkLiveness(); err != nil {
+		return o, err
 	}
 	if o.Admin == "" {
 		o.Admin = net.JoinHostPort("127.0.0.1", strconv.Itoa(o.Port-1))

@@ -3,7 +3,6 @@ package supervisor
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/mattingctl/mattingctl/internal/control"
 )
@@ -15,8 +14,9 @@ var errRestartRunning = errors.New("a rolling restart is already running")
 // RollingRestart replaces every replica's process, one replica at a time:
 // each successor is started on a spare port and must be ready before its
 // predecessor leaves rotation and drains, so capacity never drops below
-// the desired count. If a successor does not become ready the restart stops
-// there, the old processes serve on, and the result says why.
+// the desired count. A failed replica is started afresh. If a successor (or
+// a failed replica) does not become ready the restart stops there, the old
+// processes serve on, and the result says why.
 func (s *Supervisor) RollingRestart(ctx context.Context) (control.RestartResult, error) {
 	if !s.restartMu.TryLock() {
 		return control.RestartResult{}, errRestartRunning
@@ -31,20 +31,11 @@ func (s *Supervisor) RollingRestart(ctx context.Context) (control.RestartResult,
 	slots := s.active()
 	s.log.Info("rolling restart", "replicas", len(slots))
 	for _, sl := range slots {
-		before := sl.status()
-		if before.State != control.Ready {
-			res.Skipped = append(res.Skipped, fmt.Sprintf("%s (%s)", sl.name, before.State))
-			continue
-		}
-		if err := sl.requestReplace(ctx, ReasonRolling); err != nil {
+		if err := s.restartSlot(ctx, sl, ReasonRolling, &res); err != nil {
 			res.Error = err.Error()
 			s.log.Error("rolling restart stopped", "replica", sl.name, "error", err)
 			return res, nil
 		}
-		after := sl.status()
-		res.Replaced = append(res.Replaced, control.Replacement{
-			Name: sl.name, OldPid: before.Pid, NewPid: after.Pid, OldPort: before.Port, NewPort: after.Port,
-		})
 	}
 	s.log.Info("rolling restart done", "replaced", len(res.Replaced))
 	return res, nil

@@ -14,7 +14,8 @@ import (
 var errStopping = errors.New("the instance is stopping")
 
 // Scale sets the number of replicas to n. New replicas take the next ports
-// and are waited for until ready; removed ones (the highest numbered) are
+// and are waited for until ready, as are failed replicas it keeps, which it
+// starts afresh; removed ones (the highest numbered) are
 // taken out of rotation, left to finish their requests and stopped. It
 // returns when that is done or ctx ends; the change goes on regardless,
 // and a removed replica stays in status, draining, until it has stopped.
@@ -67,10 +68,15 @@ func (s *Supervisor) Scale(ctx context.Context, n int) (control.ScaleResult, err
 	s.desired = n
 	s.mu.Unlock()
 	s.log.Info("scaling", "from", from, "to", n)
+	// Failed replicas are not retried on their own: a scale that keeps
+	// them starts them afresh.
+	revived := s.reviveFailed(min(n, from))
+	changed = append(revived, changed...)
 
 	for _, sl := range changed {
+		stopping := n < from && sl.id > n
 		wait := sl.firstDone
-		if n < from {
+		if stopping {
 			wait = sl.done
 		}
 		select {
@@ -79,7 +85,7 @@ func (s *Supervisor) Scale(ctx context.Context, n int) (control.ScaleResult, err
 			return res, fmt.Errorf("scaling from %d to %d: %w (it goes on in the background)", from, n, ctx.Err())
 		}
 		st := sl.status()
-		if n < from {
+		if stopping {
 			res.Stopped = append(res.Stopped, st)
 			continue
 		}

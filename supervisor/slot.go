@@ -30,6 +30,7 @@ type incarnation struct {
 	be          *balancer.Backend
 	port        int
 	maxRequests uint64 // recycle after this many; 0 never
+	killedFor   string // why the slot killed it, for its restart's reason; "" for a crash
 }
 
 // replaceRequest asks a slot to replace its process: start a successor,
@@ -71,6 +72,10 @@ type slot struct {
 	firstDone chan struct{} // closed when first ready, or when run ends
 	done      chan struct{} // closed when run returns
 
+	// Touched only by run's goroutine.
+	slowWarnedAt  time.Time    // the last slow-request warning
+	testHookStart func() error // if set, called before each start; an error fails it; tests only
+
 	mu          sync.Mutex // guards the fields below
 	state       control.State
 	cur         *incarnation // the process serving, or starting
@@ -83,6 +88,7 @@ type slot struct {
 	firstOnce   bool
 	retiredReq  uint64 // requests and errors of earlier processes
 	retiredErr  uint64
+	healthErr   string // the last liveness check's failure; "" once one passes
 }
 
 func newSlot(s *Supervisor, id int, reason string) *slot {
@@ -239,17 +245,20 @@ func (s *slot) status() control.ReplicaStatus {
 	if s.err != nil {
 		st.Error = s.err.Error()
 	}
+	st.HealthError = s.healthErr
 	inc := s.cur
 	var be *balancer.Backend
 	if inc != nil {
 		be = inc.be // retire swaps it, under s.mu
 	}
+	var oldest time.Duration
 	if s.prev != nil { // draining after a replace: its requests count too
+		oldest = s.prev.be.OldestInflight()
 		st.Inflight += s.prev.be.InFlight()
 		st.Requests += s.prev.be.Requests()
 		st.Errors += s.prev.be.Errors()
 	}
-	running := inc != nil && (s.state == control.Starting || s.state == control.Ready || s.state == control.Draining)
+	running := inc != nil && (s.state == control.Starting || s.state == control.Ready || s.state == control.Draining || s.state == control.Unhealthy)
 	s.mu.Unlock()
 	if inc != nil {
 		st.Port = inc.port
@@ -257,9 +266,11 @@ func (s *slot) status() control.ReplicaStatus {
 		st.Requests += be.Requests()
 		st.Errors += be.Errors()
 		st.Weight = be.Weight
+		oldest = max(oldest, be.OldestInflight())
 	} else {
 		st.Port = s.sup.homePort(s.id)
 	}
+	st.OldestInflightMs = oldest.Milliseconds()
 	if running {
 		st.Pid = inc.proc.Pid()
 		t := inc.proc.StartedAt().UTC()

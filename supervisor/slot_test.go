@@ -28,8 +28,9 @@ import (
 // serve-once FILE, slow-start DURATION (sleeps before it listens),
 // slow-stop DURATION (exits that long after SIGTERM), ignore-term (only
 // SIGKILL ends it), slow-stop-replica ID FILE DURATION (slow-stop for
-// replica ID's first process only). Every mode that serves answers /hang
-// never.
+// replica ID's first process only), fail-first FILE (the first process
+// exits 1 before it listens, later ones serve). Every mode that serves
+// answers /hang never and /sleep?d=DURATION with its pid after d.
 func TestHelperProcess(t *testing.T) {
 	if os.Getenv("MATTINGCTL_TEST_HELPER") != "1" {
 		return
@@ -74,6 +75,12 @@ func TestHelperProcess(t *testing.T) {
 		}
 	case "ignore-term":
 		signal.Ignore(syscall.SIGTERM)
+	case "fail-first":
+		if _, err := os.Stat(args[1]); err != nil {
+			_ = os.WriteFile(args[1], nil, 0o600)
+			fmt.Fprintln(os.Stderr, "cannot load model, this once")
+			os.Exit(1)
+		}
 	case "serve-once":
 		// The first process serves; any later one fails to start.
 		if _, err := os.Stat(args[1]); err == nil {
@@ -94,6 +101,11 @@ func TestHelperProcess(t *testing.T) {
 		}
 	})
 	mux.HandleFunc("/hang", func(w http.ResponseWriter, r *http.Request) { select {} })
+	mux.HandleFunc("/sleep", func(w http.ResponseWriter, r *http.Request) {
+		d, _ := time.ParseDuration(r.URL.Query().Get("d"))
+		time.Sleep(d)
+		fmt.Fprint(w, os.Getpid())
+	})
 	go func() { _ = http.Serve(ln, mux) }()
 	sigs := make(chan os.Signal, 1)
 	if args[0] != "ignore-term" { // Notify would undo the Ignore

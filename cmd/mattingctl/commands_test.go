@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -34,6 +35,11 @@ func (f *fakeClient) Scale(_ context.Context, n int) (control.ScaleResult, error
 
 func (f *fakeClient) Restart(context.Context) (control.RestartResult, error) {
 	f.calls = append(f.calls, "restart")
+	return f.restart, f.err
+}
+
+func (f *fakeClient) RestartReplica(_ context.Context, id int) (control.RestartResult, error) {
+	f.calls = append(f.calls, fmt.Sprintf("restart %d", id))
 	return f.restart, f.err
 }
 
@@ -131,12 +137,24 @@ func TestDownRun(t *testing.T) {
 
 func TestRestartRun(t *testing.T) {
 	fake := &fakeClient{restart: control.RestartResult{Name: "default",
-		Replaced: []control.Replacement{{Name: "replica-1", OldPid: 10, NewPid: 11, OldPort: 9111, NewPort: 9113}},
-		Skipped:  []string{"replica-2 (failed)"}}}
+		Replaced: []control.Replacement{{Name: "replica-1", OldPid: 10, NewPid: 11, OldPort: 9111, NewPort: 9113},
+			{Name: "replica-3", NewPid: 12, OldPort: 9113, NewPort: 9113, Revived: true}},
+		Skipped: []string{"replica-2 (backoff)"}}}
 	out, _, err := runCmd(t, fake, "restart")
-	want := "replica-1: pid 10 (port 9111) -> pid 11 (port 9113)\nreplica-2 (failed): not running, skipped\ninstance default: 1 replicas restarted\n"
-	if err != nil || out != want {
-		t.Errorf("restart: %v, printed %q, want %q", err, out, want)
+	want := "replica-1: pid 10 (port 9111) -> pid 11 (port 9113)\nreplica-3: failed -> pid 12 (port 9113)\n" +
+		"replica-2 (backoff): skipped, a new process is on its way\ninstance default: 2 replicas restarted\n"
+	if err != nil || out != want || strings.Join(fake.calls, ",") != "restart" {
+		t.Errorf("restart: %v, printed %q, want %q (calls %v)", err, out, want, fake.calls)
+	}
+	fake.calls = nil
+	if _, _, err := runCmd(t, fake, "restart", "--replica", "3"); err != nil || strings.Join(fake.calls, ",") != "restart 3" {
+		t.Errorf("restart --replica 3: %v, calls %v", err, fake.calls)
+	}
+	for _, bad := range []string{"0", "-1"} {
+		fake.calls = nil
+		if _, _, err := runCmd(t, fake, "restart", "--replica", bad); err == nil || !strings.Contains(err.Error(), "--replica must be a replica number") || len(fake.calls) != 0 {
+			t.Errorf("restart --replica %s: %v, calls %v", bad, err, fake.calls)
+		}
 	}
 	fake.restart.Error = "replica-2: the successor on port 9114 exited before becoming ready"
 	if _, _, err := runCmd(t, fake, "restart"); err == nil || !strings.HasPrefix(err.Error(), "rolling restart stopped: replica-2") {

@@ -43,6 +43,9 @@ func writeStatus(w io.Writer, st control.Status, now time.Time) error {
 		if r.MaxInflight > 0 {
 			inflight += "/" + strconv.Itoa(r.MaxInflight)
 		}
+		if r.OldestInflightMs >= 1000 { // a request held that long is worth seeing
+			inflight += " (oldest " + formatDuration(time.Duration(r.OldestInflightMs)*time.Millisecond) + ")"
+		}
 		reason := r.LastRestart
 		if reason == "" {
 			reason = "-"
@@ -58,8 +61,14 @@ func writeStatus(w io.Writer, st control.Status, now time.Time) error {
 		return err
 	}
 	for _, r := range st.Replicas {
-		if r.Error != "" {
+		switch {
+		case r.Error != "" && r.State == control.Failed:
 			fmt.Fprintf(w, "%s failed: %s\n", r.Name, r.Error)
+		case r.Error != "":
+			fmt.Fprintf(w, "%s (%s): %s\n", r.Name, r.State, r.Error)
+		}
+		if r.HealthError != "" {
+			fmt.Fprintf(w, "%s (%s): last liveness check failed: %s\n", r.Name, r.State, r.HealthError)
 		}
 	}
 	return nil
@@ -81,7 +90,7 @@ func writeScale(w io.Writer, res control.ScaleResult) error {
 	}
 	list("started", res.Started)
 	list("stopped", res.Stopped)
-	if res.From == res.To {
+	if res.From == res.To && len(res.Started) == 0 {
 		b.WriteString("; nothing to do")
 	}
 	b.WriteByte('\n')
@@ -126,10 +135,14 @@ func formatBytes(n uint64) string {
 func writeRestart(w io.Writer, res control.RestartResult) error {
 	var b strings.Builder
 	for _, r := range res.Replaced {
+		if r.Revived {
+			fmt.Fprintf(&b, "%s: failed -> pid %d (port %d)\n", r.Name, r.NewPid, r.NewPort)
+			continue
+		}
 		fmt.Fprintf(&b, "%s: pid %d (port %d) -> pid %d (port %d)\n", r.Name, r.OldPid, r.OldPort, r.NewPid, r.NewPort)
 	}
 	for _, name := range res.Skipped {
-		fmt.Fprintf(&b, "%s: not running, skipped\n", name)
+		fmt.Fprintf(&b, "%s: skipped, a new process is on its way\n", name)
 	}
 	if res.Error == "" {
 		fmt.Fprintf(&b, "instance %s: %d replicas restarted\n", res.Name, len(res.Replaced))

@@ -21,6 +21,7 @@ type instanceClient interface {
 	Status(ctx context.Context) (control.Status, error)
 	Scale(ctx context.Context, n int) (control.ScaleResult, error)
 	Restart(ctx context.Context) (control.RestartResult, error)
+	RestartReplica(ctx context.Context, id int) (control.RestartResult, error)
 	Down(ctx context.Context) error
 }
 

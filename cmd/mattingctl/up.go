@@ -92,6 +92,10 @@ Ctrl-C or SIGTERM stops gracefully; a second one stops at once.`,
 	fl.IntVar(&opts.MinReady, "min-ready", 1, "ready replicas needed for /readyz to answer 200")
 	fl.DurationVar(&opts.DrainDelay, "drain-delay", 0, "after SIGTERM/SIGINT, keep serving this long with /readyz 503 before stopping")
 	fl.IntVar(&opts.MaxConns, "max-conns", 0, "client connections open at once; past it new ones wait in the kernel's backlog (0: ulimit -n minus 64+(replicas+1)*(max-inflight+8) kept for replicas, at most 65536)")
+	fl.DurationVar(&opts.HealthInterval, "health-interval", supervisor.DefaultHealthInterval, "check every ready replica's liveness (--health, else a TCP connect) this often (0: off)")
+	fl.DurationVar(&opts.HealthTimeout, "health-timeout", supervisor.DefaultHealthTimeout, "limit on one liveness check")
+	fl.IntVar(&opts.UnhealthyAfter, "unhealthy-after", supervisor.DefaultUnhealthyAfter, "failed liveness checks in a row that take a replica out of rotation, as unhealthy; one passing check brings it back")
+	fl.DurationVar(&opts.RestartUnhealthyAfter, "restart-unhealthy-after", supervisor.DefaultRestartUnhealthyAfter, "kill and restart a replica unhealthy this long (0: at once)")
 	return cmd
 }
 

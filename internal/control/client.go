@@ -70,6 +70,14 @@ func (c *Client) Restart(ctx context.Context) (RestartResult, error) {
 	return res, err
 }
 
+// RestartReplica gives replica id a new process (successor first, or
+// afresh if it failed) and waits until it is done.
+func (c *Client) RestartReplica(ctx context.Context, id int) (RestartResult, error) {
+	var res RestartResult
+	err := c.call(ctx, http.MethodPost, "/v1/restart", restartRequest{Replica: &id}, &res)
+	return res, err
+}
+
 // Down stops the instance gracefully and returns once it has stopped.
 func (c *Client) Down(ctx context.Context) error {
 	return c.call(ctx, http.MethodPost, "/v1/down", nil, nil)

@@ -3,7 +3,9 @@ package control
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -20,6 +22,9 @@ type Instance interface {
 	Scale(ctx context.Context, n int) (ScaleResult, error)
 	// RollingRestart replaces every replica's process, one at a time.
 	RollingRestart(ctx context.Context) (RestartResult, error)
+	// RestartReplica replaces replica id's process, or starts it afresh
+	// if it failed.
+	RestartReplica(ctx context.Context, id int) (RestartResult, error)
 	// Stop asks the instance to stop gracefully and returns at once.
 	Stop(reason string)
 	// Stopped is closed once every replica has stopped.
@@ -82,7 +87,7 @@ func (c *Server) Start(inst Instance, log hclog.Logger) {
 //
 //	GET  /v1/status   Status
 //	POST /v1/scale    {"replicas": N} -> ScaleResult
-//	POST /v1/restart  RestartResult
+//	POST /v1/restart  {} or {"replica": K} (or no body) -> RestartResult
 //	POST /v1/down     {"stopped": true} once stopped
 //
 // Errors are {"error": "..."}: 400 for a malformed request, 409 for one
@@ -112,7 +117,24 @@ func Handler(inst Instance, log hclog.Logger) http.Handler {
 		writeJSON(w, http.StatusOK, res)
 	})
 	mux.HandleFunc("POST /v1/restart", func(w http.ResponseWriter, r *http.Request) {
-		res, err := inst.RollingRestart(r.Context())
+		var req restartRequest
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil && !errors.Is(err, io.EOF) {
+			writeJSON(w, http.StatusBadRequest, apiError{"bad restart request: " + err.Error()})
+			return
+		}
+		var res RestartResult
+		var err error
+		switch {
+		case req.Replica == nil:
+			res, err = inst.RollingRestart(r.Context())
+		case *req.Replica < 1:
+			writeJSON(w, http.StatusBadRequest, apiError{fmt.Sprintf(`bad restart request: "replica" must be at least 1, not %d`, *req.Replica)})
+			return
+		default:
+			res, err = inst.RestartReplica(r.Context(), *req.Replica)
+		}
 		if err != nil {
 			writeJSON(w, http.StatusConflict, apiError{err.Error()})
 			return

@@ -84,3 +84,7 @@ func TestDown(t *testing.T) {
 		t.Fatal("down returned but the instance was not asked to stop")
 	}
 }
+
+func (fakeInstance) RestartReplica(context.Context, int) (RestartResult, error) {
+	return RestartResult{}, nil
+}

@@ -10,7 +10,7 @@ import "time"
 type State string
 
 // The states a replica moves through: starting -> ready -> (draining ->
-// stopped | backoff -> starting | failed).
+// stopped | backoff -> starting | failed); ready <-> unhealthy -> backoff.
 const (
 	Starting State = "starting" // process started, not yet ready
 	Ready    State = "ready"    // in rotation
@@ -18,6 +18,10 @@ const (
 	Backoff  State = "backoff"  // crashed, waiting to be restarted
 	Failed   State = "failed"   // crashed too often, or never became ready; not retried
 	Stopped  State = "stopped"  // stopped on purpose
+	// Unhealthy: ready, then failed --unhealthy-after liveness checks in a
+	// row; out of rotation until one passes, restarted after
+	// --restart-unhealthy-after.
+	Unhealthy State = "unhealthy"
 )
 
 // Status is what `mattingctl status --json` prints.
@@ -96,8 +100,15 @@ type ReplicaStatus struct {
 	LastRestart string `json:"last_restart,omitempty"`
 	// GPU is the CUDA_VISIBLE_DEVICES the replica was given.
 	GPU string `json:"gpu,omitempty"`
-	// Error says why a failed replica failed.
+	// Error says why a failed replica failed, or why its last start failed
+	// while it waits to try again (backoff).
 	Error string `json:"error,omitempty"`
+	// HealthError is the last liveness check's failure; empty once one
+	// passes.
+	HealthError string `json:"health_error,omitempty"`
+	// OldestInflightMs is the age of the oldest request in flight on the
+	// replica, in milliseconds; 0 when none is.
+	OldestInflightMs int64 `json:"oldest_inflight_ms"`
 }
 
 // ScaleResult is what a scale call changed.
@@ -116,7 +127,8 @@ type RestartResult struct {
 	Name string `json:"name"`
 	// Replaced lists, in order, the replicas that now run a new process.
 	Replaced []Replacement `json:"replaced"`
-	// Skipped lists replicas that were not running (failed, in backoff).
+	// Skipped lists replicas that were not running and are being started
+	// anyway (starting, in backoff).
 	Skipped []string `json:"skipped,omitempty"`
 	// Error says where the restart stopped, if it did.
 	Error string `json:"error,omitempty"`
@@ -129,6 +141,15 @@ type Replacement struct {
 	NewPid  int    `json:"new_pid"`
 	OldPort int    `json:"old_port"`
 	NewPort int    `json:"new_port"`
+	// Revived is set when the replica had failed: it had no process
+	// (OldPid is 0) and was started afresh.
+	Revived bool `json:"revived,omitempty"`
+}
+
+// restartRequest is the body of POST /v1/restart. Without Replica (or
+// with no body at all) every replica is restarted.
+type restartRequest struct {
+	Replica *int `json:"replica"`
 }
 
 // scaleRequest is the body of POST /v1/scale. Replicas is a pointer so

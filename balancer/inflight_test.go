@@ -1,0 +1,145 @@
+package balancer
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/mattingctl/mattingctl/internal/testutil"
+)
+
+func TestInflightListKeepsTheOldest(t *testing.T) {
+	be := NewBackend(1, "replica-1", "127.0.0.1:1")
+	now := time.Now()
+	at := func(ago time.Duration) *attempt { return &attempt{be: be, start: now.Add(-ago)} }
+	a, b, c := at(30*time.Second), at(20*time.Second), at(10*time.Second)
+	if be.OldestInflight() != 0 {
+		t.Fatal("an idle backend has an oldest request")
+	}
+	for _, x := range []*attempt{a, b, c} {
+		be.startLocked(x)
+	}
+	near := func(want time.Duration) {
+		t.Helper()
+		if got := be.OldestInflight(); got < want || got > want+5*time.Second {
+			t.Fatalf("oldest in flight %s, want about %s", got, want)
+		}
+	}
+	near(30 * time.Second)
+	be.endLocked(b) // the middle one: the oldest stays
+	near(30 * time.Second)
+	be.endLocked(a) // the oldest: the next takes its place
+	near(10 * time.Second)
+	if be.InFlight() != 3 || be.head != c || be.tail != c {
+		t.Fatalf("after two ends: inflight counter %d (release decrements it), head %p tail %p, want c %p", be.InFlight(), be.head, be.tail, c)
+	}
+	be.endLocked(c)
+	if be.OldestInflight() != 0 || be.head != nil || be.tail != nil {
+		t.Fatal("list not empty after every attempt ended")
+	}
+}
+
+func TestOldestInflightThroughTheProxy(t *testing.T) {
+	g := newGate()
+	tb := newTestBackend(t, 1, g.handler)
+	_, srv := newTestBalancer(t, Options{}, tb.Backend)
+	done := make(chan error, 1)
+	go func() {
+		resp, err := http.Get(srv.URL)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	<-g.arrived
+	testutil.WaitFor(t, 5*time.Second, "the held request to age", func() bool {
+		return tb.OldestInflight() >= 50*time.Millisecond
+	})
+	g.open()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 5*time.Second, "no request in flight", func() bool { return tb.OldestInflight() == 0 })
+}
+
+func TestLatencyBuckets(t *testing.T) {
+	for _, d := range []time.Duration{0, time.Microsecond, 3 * time.Microsecond, 999 * time.Microsecond,
+		time.Millisecond, 1499 * time.Microsecond, 1500 * time.Microsecond, 7 * time.Millisecond, time.Second, 17 * time.Minute} {
+		i := bucketOf(d)
+		up := bucketUpper(i)
+		if up <= d || d >= 2*time.Microsecond && float64(up) > 1.5*float64(d)+float64(time.Microsecond) {
+			t.Errorf("%s: bucket %d ends before %s, want within (d, 1.5d]", d, i, up)
+		}
+		if i > 0 && bucketUpper(i-1) > d && d > time.Microsecond {
+			t.Errorf("%s: bucket %d, but the one before already ends at %s", d, i, bucketUpper(i-1))
+		}
+	}
+	if i := bucketOf(100 * time.Hour); i != histBuckets-1 {
+		t.Errorf("100h: bucket %d, want the last", i)
+	}
+}
+
+func TestLatencyP99(t *testing.T) {
+	t0 := time.Now()
+	var h latencyHist
+	for range minP99Samples - 1 {
+		h.observe(10*time.Millisecond, t0)
+	}
+	if _, ok := h.quantile(0.99, t0); ok {
+		t.Fatalf("a p99 from %d samples", minP99Samples-1)
+	}
+	h.observe(10*time.Millisecond, t0)
+	if p, ok := h.quantile(0.99, t0); !ok || p < 10*time.Millisecond || p > 15*time.Millisecond {
+		t.Fatalf("p99 of %d samples of 10ms: %s, %v", minP99Samples, p, ok)
+	}
+
+	h = latencyHist{}
+	for range 990 {
+		h.observe(10*time.Millisecond, t0)
+	}
+	for range 10 { // 1%: the p99 is still 10ms
+		h.observe(2*time.Second, t0)
+	}
+	if p, _ := h.quantile(0.99, t0); p > 15*time.Millisecond {
+		t.Errorf("p99 with 1%% slow: %s, want about 10ms", p)
+	}
+	for range 11 { // now over 1%
+		h.observe(2*time.Second, t0)
+	}
+	if p, _ := h.quantile(0.99, t0); p < 2*time.Second {
+		t.Errorf("p99 with over 1%% slow: %s, want about 2s", p)
+	}
+	// The samples count for two windows, then are forgotten.
+	if _, ok := h.quantile(0.99, t0.Add(histWindow+time.Second)); !ok {
+		t.Error("samples forgotten after one window")
+	}
+	if _, ok := h.quantile(0.99, t0.Add(2*histWindow+2*time.Second)); ok {
+		t.Error("samples kept after two windows")
+	}
+}
+
+// BenchmarkAcquireRelease is the hot path's cost under the lock: choosing
+// a backend, counting the attempt in flight (and in the backend's list of
+// them) and releasing it with a response time.
+func BenchmarkAcquireRelease(b *testing.B) {
+	bal := New(Options{MaxInflight: 8, QueueSize: 1024})
+	for i := 1; i <= 4; i++ {
+		bal.Add(NewBackend(i, "replica-"+strconv.Itoa(i), "127.0.0.1:1"))
+	}
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			a, err := bal.acquire(ctx, r, false)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			bal.release(a, time.Millisecond)
+		}
+	})
+}
