@@ -70,6 +70,10 @@ type slot struct {
 
 	replace   chan replaceRequest
 	firstDone chan struct{} // closed when first ready, or when run ends
+	// booted, if not nil, receives the slot once firstDone is closed: the
+	// initial replicas report there, so that the first to fail is seen
+	// at once, whichever it is. It has room for every initial slot.
+	booted chan<- *slot
 	done      chan struct{} // closed when run returns
 
 	// Touched only by run's goroutine.
@@ -171,6 +175,9 @@ func (s *slot) markFirstDone() {
 	if !s.firstOnce {
 		s.firstOnce = true
 		close(s.firstDone)
+		if s.booted != nil {
+			s.booted <- s
+		}
 	}
 }
 

@@ -73,6 +73,13 @@ func TestHelperProcess(t *testing.T) {
 		} else {
 			args = []string{"serve"}
 		}
+	case "fail-replica":
+		// Replica args[1] exits 1 at once; the others never listen.
+		if os.Getenv("MATTINGCTL_REPLICA") == args[1] {
+			fmt.Fprintln(os.Stderr, "cannot load model")
+			os.Exit(1)
+		}
+		time.Sleep(time.Hour)
 	case "ignore-term":
 		signal.Ignore(syscall.SIGTERM)
 	case "fail-first":

@@ -260,31 +260,36 @@ func (s *Supervisor) watchHangups(hups <-chan os.Signal) {
 
 var errStoppedEarly = errors.New("stopped before all replicas were ready")
 
-// startInitial starts opts.Replicas replicas and returns their slots,
-// none if a stop came first.
-func (s *Supervisor) startInitial() []*slot {
+// startInitial starts opts.Replicas replicas; they report on the
+// returned channel once ready or failed. It returns nil if a stop came
+// first.
+func (s *Supervisor) startInitial() <-chan *slot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ctx.Err() != nil {
 		return nil
 	}
 	s.desired = s.opts.Replicas
-	started := make([]*slot, 0, s.opts.Replicas)
+	booted := make(chan *slot, s.opts.Replicas)
 	for id := 1; id <= s.opts.Replicas; id++ {
-		started = append(started, s.addSlotLocked(id, ""))
+		sl := newSlot(s, id, "")
+		sl.booted = booted
+		s.slots[id] = sl
+		go sl.run()
 	}
-	return started
+	return booted
 }
 
-// waitInitial waits until every slot of started is ready, or returns the
-// first failure.
-func (s *Supervisor) waitInitial(started []*slot) error {
-	if len(started) == 0 {
+// waitInitial waits until every initial replica is ready and returns nil,
+// or returns the first failure as soon as it happens, whichever replica
+// it is.
+func (s *Supervisor) waitInitial(booted <-chan *slot) error {
+	if booted == nil {
 		return errStoppedEarly
 	}
-	for _, sl := range started {
+	for range s.opts.Replicas {
 		select {
-		case <-sl.firstDone:
+		case sl := <-booted:
 			if err := sl.failure(); err != nil {
 				return err
 			}

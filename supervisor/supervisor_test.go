@@ -311,3 +311,18 @@ func TestStopDuringReplaceGivesTheSuccessorItsGrace(t *testing.T) {
 	}
 	waitGone(t, 5*time.Second, first.Pid)
 }
+
+// TestBootFailsAtTheFirstFailure: when any initial replica exits before it
+// is ready, startup fails at once and names it, rather than waiting for a
+// lower-numbered replica's ready timeout and blaming that one.
+func TestBootFailsAtTheFirstFailure(t *testing.T) {
+	s := newTestSupervisor(t, func(o *Options) { o.Replicas = 3; o.ReadyTimeout = time.Minute }, "fail-replica", "3")
+	begin := time.Now()
+	err := s.waitInitial(s.startInitial())
+	if err == nil || !strings.Contains(err.Error(), "replica-3") || !strings.Contains(err.Error(), "exit code 1") {
+		t.Fatalf("boot with replica-3 exiting: %v", err)
+	}
+	if took := time.Since(begin); took > 10*time.Second {
+		t.Fatalf("the failure of replica-3 was reported after %s", took)
+	}
+}
