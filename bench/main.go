@@ -84,7 +84,7 @@ func main() {
 	}
 	only := flag.String("scenario", "", "run only this scenario (overload, proxy, idleconns)")
 	rounds := flag.Int("rounds", 3, "rounds per target; the table shows medians")
-	image := flag.String("image", "examples/matting-server/testdata/sample.jpg", "image whose base64 makes the original load test's payload")
+	image := flag.String("image", "examples/sample/sample.jpg", "image whose base64 makes the original load test's payload")
 	nginxBin := flag.String("nginx", "nginx", "nginx binary")
 	targetsFlag := flag.String("targets", "mattingctl,nginx-original,nginx-tuned,nginx-membuf", "targets to run, comma-separated")
 	requests := flag.Int("requests", 0, "requests per run (default: the scenario's)")

@@ -30,7 +30,7 @@ func buildExample(t *testing.T, name string) string {
 func matte(t *testing.T, in *instance, client string, n, c int) {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "out.png")
-	cmd := exec.Command(client, "-url", in.url("/api/matting_base64"), "-image", "../examples/matting-server/testdata/sample.jpg",
+	cmd := exec.Command(client, "-url", in.url("/api/matting_base64"), "-image", "../examples/sample/sample.jpg",
 		"-n", strconv.Itoa(n), "-c", strconv.Itoa(c), "-out", out)
 	res, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(res), "ok="+strconv.Itoa(n)+" failed=0") {

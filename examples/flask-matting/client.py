@@ -3,7 +3,7 @@ time.perf_counter() instead of the removed time.clock(), paths and counts
 from the command line, and a final summary. One thread per request, as the
 original did.
 
-    python3 client.py --images ../matting-server/testdata/sample.jpg -n 450 --out /tmp/out
+    python3 client.py --images ../sample/sample.jpg -n 450 --out /tmp/out
 """
 
 import argparse
@@ -67,7 +67,7 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--url", default="http://127.0.0.1:9110/api/matting_base64")
-    p.add_argument("--images", default=os.path.join(here, "..", "matting-server", "testdata", "sample.jpg"),
+    p.add_argument("--images", default=os.path.join(here, "..", "sample", "sample.jpg"),
                    help="image file, or a directory of .png/.jpg files sent in turn")
     p.add_argument("-n", "--count", type=int, default=450, help="requests, one thread each")
     p.add_argument("--bg", default="[33, 150, 242]", help="background colour as a JSON array")

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mattingctl/mattingctl/examples/sample"
 )
 
 // payload is one image ready to send.
@@ -31,6 +33,10 @@ func loadPayloads(path, bg string) ([]payload, error) {
 	var rgb []int
 	if err := json.Unmarshal([]byte(bg), &rgb); err != nil || len(rgb) != 3 || slices.ContainsFunc(rgb, func(v int) bool { return v < 0 || v > 255 }) {
 		return nil, fmt.Errorf("-bg %q: want 3 integers 0-255 like [33, 150, 242]", bg)
+	}
+	if path == "" {
+		body, err := json.Marshal(map[string]string{"image": base64.StdEncoding.EncodeToString(sample.JPEG), "bg": bg})
+		return []payload{{name: "sample.jpg", body: body}}, err
 	}
 	files := []string{path}
 	if st, err := os.Stat(path); err != nil {

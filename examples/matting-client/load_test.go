@@ -158,7 +158,7 @@ func TestSend(t *testing.T) {
 		{"result not base64", 200, `{"result": "%%%"}`, "result is not base64"},
 		{"result not png", 200, `{"result": "` + base64.StdEncoding.EncodeToString([]byte("GIF89a")) + `"}`, "result is not a PNG"},
 	}
-	payloads, err := loadPayloads("../matting-server/testdata/sample.jpg", "[33, 150, 242]")
+	payloads, err := loadPayloads("../sample/sample.jpg", "[33, 150, 242]")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +195,7 @@ func TestRealMain(t *testing.T) {
 		io.WriteString(w, good)
 	})
 	dir := t.TempDir()
-	img := filepath.Join("..", "matting-server", "testdata", "sample.jpg")
+	img := filepath.Join("..", "sample", "sample.jpg")
 	tests := []struct {
 		name      string
 		args      []string
@@ -243,5 +243,15 @@ func TestRealMain(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDefaultImageIsBuiltIn: with no -image the client sends the embedded
+// sample, so it works from any directory.
+func TestDefaultImageIsBuiltIn(t *testing.T) {
+	t.Chdir(t.TempDir())
+	payloads, err := loadPayloads("", "[33, 150, 242]")
+	if err != nil || len(payloads) != 1 || payloads[0].name != "sample.jpg" || len(payloads[0].body) < 200<<10 {
+		t.Fatalf("default payload: %v, %d payloads", err, len(payloads))
 	}
 }

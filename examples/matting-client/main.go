@@ -46,7 +46,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.SetOutput(stderr)
 	var cfg config
 	fs.StringVar(&cfg.url, "url", "http://127.0.0.1:9110/api/matting_base64", "matting endpoint `URL`")
-	fs.StringVar(&cfg.image, "image", filepath.Join("examples", "matting-server", "testdata", "sample.jpg"), "image `file`, or a directory whose .png/.jpg files are sent in turn")
+	fs.StringVar(&cfg.image, "image", "", "image `file`, or a directory whose .png/.jpg files are sent in turn (default: the built-in sample portrait)")
 	fs.StringVar(&cfg.bg, "bg", "[33, 150, 242]", "background colour as a JSON array of 3 integers 0-255")
 	fs.IntVar(&cfg.n, "n", 1, "total requests")
 	fs.IntVar(&cfg.c, "c", 0, "concurrent requests (default n: one per request, like the original client)")

@@ -167,7 +167,7 @@ func decodeResult(t *testing.T, body []byte) image.Image {
 // TestSample mattes the committed sample portrait the way the original load-test client
 // sends it, and checks the backdrop is gone and the face, hair and shirt stay.
 func TestSample(t *testing.T) {
-	data, err := os.ReadFile("testdata/sample.jpg")
+	data, err := os.ReadFile("../sample/sample.jpg")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -281,7 +281,7 @@ func BenchmarkMatte400x300(b *testing.B) {
 }
 
 func BenchmarkMatteSample(b *testing.B) {
-	data, err := os.ReadFile("testdata/sample.jpg")
+	data, err := os.ReadFile("../sample/sample.jpg")
 	if err != nil {
 		b.Fatal(err)
 	}
