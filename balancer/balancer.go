@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,6 +61,22 @@ type Options struct {
 	Observer Observer
 	// Logger receives the proxy's own errors. Nil means no logging.
 	Logger hclog.Logger
+	// MaxBuffer bounds the request bodies held in memory, whether being
+	// read, queued or in flight, in bytes. A body is reserved a 64 KiB
+	// chunk at a time as it arrives; one that finds no room goes to a file
+	// in BufferDir. Zero means DefaultMaxBuffer(); Off means none: every
+	// body goes to disk.
+	MaxBuffer int64
+	// MaxDiskBuffer bounds the request bodies held in files, in bytes; a
+	// body is reserved its whole declared length when it goes to disk.
+	// Past both budgets a request is answered 503 with Retry-After. Zero
+	// means DefaultMaxDiskBuffer; Off means none: a body that does not fit
+	// in memory gets 503.
+	MaxDiskBuffer int64
+	// BufferDir is where bodies that do not fit in memory are written,
+	// each to a file removed when its request ends. Empty means
+	// os.TempDir().
+	BufferDir string
 }
 
 func (o *Options) setDefaults() {
@@ -84,6 +101,15 @@ func (o *Options) setDefaults() {
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
 	}
+	if o.MaxBuffer == 0 {
+		o.MaxBuffer = DefaultMaxBuffer()
+	}
+	if o.MaxDiskBuffer == 0 {
+		o.MaxDiskBuffer = DefaultMaxDiskBuffer
+	}
+	if o.BufferDir == "" {
+		o.BufferDir = os.TempDir()
+	}
 }
 
 // Balancer is an HTTP reverse proxy over a changing set of backends.
@@ -92,6 +118,7 @@ type Balancer struct {
 	proxy     *httputil.ReverseProxy
 	transport *http.Transport
 	server    *http.Server
+	bufs      *buffers // the request bodies' budgets
 
 	// mu guards pool, queue, scratch, serviceTime and every backend's
 	// inflight, inRotation, idle, current and latency.
@@ -133,7 +160,7 @@ func (b *Balancer) Stats() Stats {
 // New returns a balancer with no backends in rotation.
 func New(opts Options) *Balancer {
 	opts.setDefaults()
-	b := &Balancer{opts: opts}
+	b := &Balancer{opts: opts, bufs: newBuffers(opts.MaxBuffer, opts.MaxDiskBuffer, opts.BufferDir)}
 	b.transport = &http.Transport{
 		Proxy: nil,
 		DialContext: (&net.Dialer{
@@ -170,6 +197,7 @@ func New(opts Options) *Balancer {
 		ReadHeaderTimeout: opts.ClientTimeout,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          errLog,
+		ConnContext:       connContext,
 	}
 	return b
 }
@@ -234,7 +262,7 @@ func (b *Balancer) markFailed(be *Backend) {
 // Serve accepts connections on ln and proxies their requests until
 // Shutdown; it then returns nil.
 func (b *Balancer) Serve(ln net.Listener) error {
-	if err := b.server.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+	if err := b.server.Serve(trackingListener{ln}); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
