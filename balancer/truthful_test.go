@@ -61,7 +61,7 @@ func TestMalformedBodyIs400(t *testing.T) {
 	be := newTestBackend(t, 1, echo)
 	_, srv := newTestBalancer(t, Options{}, be.Backend)
 	for name, body := range map[string]string{
-		"chunk length not hex":        "zz\r\nabc\r\n0\r\n\r\n",
+		"chunk length not hex":         "zz\r\nabc\r\n0\r\n\r\n",
 		"chunk data not ended by CRLF": "3\r\nabcXY\r\n0\r\n\r\n",
 	} {
 		t.Run(name, func(t *testing.T) {
