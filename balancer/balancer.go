@@ -139,12 +139,17 @@ type Stats struct {
 	// Queued is the number of requests waiting for a backend now.
 	Queued int
 	// Rejected counts requests answered 503: no backend in rotation, queue
-	// full, or queue timeout.
+	// full, queue timeout, or request body buffers full.
 	Rejected uint64
 	// Retried counts attempts after the first, on another backend.
 	Retried uint64
 	// Failed counts requests no backend answered (502 or 504).
 	Failed uint64
+	// MemoryBuffered and DiskBuffered are the bytes of request bodies held
+	// in memory and on disk now (reserved: a chunk, or a spilled body's
+	// declared length).
+	MemoryBuffered int64
+	DiskBuffered   int64
 }
 
 // Stats returns the balancer's counters.
@@ -154,6 +159,9 @@ func (b *Balancer) Stats() Stats {
 		Rejected: b.rejected.Load(),
 		Retried:  b.retried.Load(),
 		Failed:   b.failed.Load(),
+
+		MemoryBuffered: b.bufs.mem.Load(),
+		DiskBuffered:   b.bufs.disk.Load(),
 	}
 }
 

@@ -130,6 +130,17 @@ type Options struct {
 	// Backoff governs restarts after crashes; the zero value uses the
 	// documented defaults.
 	Backoff CrashBackoff
+	// MaxBuffer bounds the request bodies held in memory, in bytes; zero
+	// means balancer.DefaultMaxBuffer(), balancer.Off none (every body
+	// goes to disk).
+	MaxBuffer int64
+	// MaxDiskBuffer bounds the request bodies written to BufferDir; zero
+	// means balancer.DefaultMaxDiskBuffer, balancer.Off none.
+	MaxDiskBuffer int64
+	// BufferDir holds the bodies that do not fit in memory; empty means a
+	// directory of the instance's own under the system temp directory
+	// (DefaultBufferDir).
+	BufferDir string
 }
 
 // withDefaults validates o and fills in its defaults.
@@ -242,6 +253,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
+	}
+	if err := o.bufferDefaults(); err != nil {
+		return o, err
 	}
 	return o, nil
 }

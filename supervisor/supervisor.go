@@ -97,6 +97,9 @@ func New(opts Options) (*Supervisor, error) {
 		Retries:         opts.Retries,
 		Observer:        s.metrics,
 		Logger:          s.log.Named("proxy"),
+		MaxBuffer:       opts.MaxBuffer,
+		MaxDiskBuffer:   opts.MaxDiskBuffer,
+		BufferDir:       opts.BufferDir,
 	})
 	return s, nil
 }
@@ -125,6 +128,12 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		return err
 	}
 	defer ctl.Close()
+	if err := opts.prepareBufferDir(); err != nil {
+		return err
+	}
+	if opts.BufferDir == DefaultBufferDir(opts.StateDir, opts.Name) {
+		defer os.Remove(opts.BufferDir) // when empty: every body's file is gone
+	}
 	proxyAddr := net.JoinHostPort(opts.Host, strconv.Itoa(opts.Port))
 	ln, err := net.Listen("tcp", proxyAddr)
 	if err != nil {

@@ -91,6 +91,10 @@ Ctrl-C or SIGTERM stops gracefully; a second one stops at once.`,
 	fl.StringVar(&opts.Admin, "admin", "", "admin listener for /metrics, /livez, /readyz (default 127.0.0.1 and the proxy port minus one; none: off)")
 	fl.IntVar(&opts.MinReady, "min-ready", 1, "ready replicas needed for /readyz to answer 200")
 	fl.DurationVar(&opts.DrainDelay, "drain-delay", 0, "after SIGTERM/SIGINT, keep serving this long with /readyz 503 before stopping")
+	opts.MaxBuffer, opts.MaxDiskBuffer = balancer.DefaultMaxBuffer(), balancer.DefaultMaxDiskBuffer
+	fl.Var(&bufferSizeValue{&opts.MaxBuffer}, "max-buffer", "request bodies held in memory in all, at most a quarter of RAM by default; past it they go to --buffer-dir (0: none in memory)")
+	fl.Var(&bufferSizeValue{&opts.MaxDiskBuffer}, "max-disk-buffer", "request bodies held on disk, in all; past it and --max-buffer, 503 (0: none on disk)")
+	fl.StringVar(&opts.BufferDir, "buffer-dir", "", "directory for request bodies that do not fit in memory (default mattingctl-NAME-HASH in the system temp directory)")
 	return cmd
 }
 
@@ -122,6 +126,7 @@ func upRun(opts *upOptions) error {
 		}
 		opts.Options.GPUs = gpus
 	}
+	setMemoryLimit(opts.MaxBuffer)
 	return supervisor.Run(context.Background(), opts.Options)
 }
 
