@@ -4,6 +4,7 @@
 //
 //	go run ./bench                      # both scenarios, 3 rounds each
 //	go run ./bench -scenario overload   # one scenario
+//	go run ./bench -scenario slowupload # a memory scenario (memory.go), mattingctl alone
 //
 // Scenario "overload" is the original nginx setup's problem: 1000 concurrent clients, each
 // opening a new connection per request as its Python load-test client does,
@@ -62,13 +63,14 @@ var scenarios = []scenario{
 }
 
 func main() {
-	only := flag.String("scenario", "", "run only this scenario (overload, proxy)")
+	only := flag.String("scenario", "", "run only this scenario (overload, proxy; or the memory scenarios slowupload, bigbodies, only by name)")
 	rounds := flag.Int("rounds", 3, "rounds per target; the table shows medians")
 	image := flag.String("image", "examples/matting-server/testdata/sample.jpg", "image whose base64 makes the original load test's payload")
 	nginxBin := flag.String("nginx", "nginx", "nginx binary")
 	targetsFlag := flag.String("targets", "mattingctl,nginx-original,nginx-tuned,nginx-membuf", "targets to run, comma-separated")
 	requests := flag.Int("requests", 0, "requests per run (default: the scenario's)")
 	keepAlive := flag.Bool("keepalive", false, "clients reuse connections in every scenario")
+	memDuration := flag.Duration("d", 40*time.Second, "how long a memory scenario (slowupload, bigbodies) runs at most")
 	flag.Parse()
 	for i := range scenarios {
 		if *requests > 0 {
@@ -77,6 +79,14 @@ func main() {
 		scenarios[i].keepAlive = scenarios[i].keepAlive || *keepAlive
 	}
 
+	if sc, ok := memoryScenarios[*only]; ok {
+		err := withEnvironment(*nginxBin, func(e *environment) error { return runMemoryScenario(e, sc, *memDuration) })
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*only, *rounds, *image, *nginxBin, strings.Split(*targetsFlag, ",")); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -179,6 +189,22 @@ func machine() string {
 	goV, _ := exec.Command("go", "version").Output()
 	return fmt.Sprintf("%s cores of %s; %s; %s", strings.TrimSpace(string(out)), cpu,
 		strings.TrimSpace(strings.TrimPrefix(string(nginxV), "nginx version: ")), strings.TrimSpace(string(goV)))
+}
+
+// withEnvironment builds the binaries into a temporary directory, runs f
+// and removes the directory.
+func withEnvironment(nginxBin string, f func(*environment) error) error {
+	work, err := os.MkdirTemp("", "mattingctl-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	env := &environment{work: work, nginx: nginxBin}
+	if err := env.build(); err != nil {
+		return err
+	}
+	fmt.Printf("machine: %s\n\n", machine())
+	return f(env)
 }
 
 func (e *environment) build() error {
