@@ -53,8 +53,8 @@ func TestDeclaredLengthReservesWhatArrived(t *testing.T) {
 	}
 }
 
-// TestSmallBodyReservesItsLength: a body declared shorter than a chunk
-// reserves its own length.
+// TestSmallBodyReservesItsLength: a body declared 16 KiB at most reserves
+// its own length, not a chunk.
 func TestSmallBodyReservesItsLength(t *testing.T) {
 	bufs := newBuffers(1<<20, 0, t.TempDir())
 	body, err := bufs.newBody(100)
@@ -134,9 +134,10 @@ func TestBufferBudgets(t *testing.T) {
 	// spills and reserves the whole disk budget.
 	a := startUpload(t, srv, 1<<20, 200<<10)
 	testutil.WaitFor(t, settle, "A on disk", func() bool { return bufs.disk.Load() == 1<<20 && len(bufferFiles(t, dir)) == 1 })
-	// B and C: a first chunk each fills the memory budget.
+	// B and C: a first chunk each fills the memory budget; C's whole body
+	// fits in its chunk.
 	b := startUpload(t, srv, 100<<10, 10<<10)
-	c := startUpload(t, srv, 100<<10, 10<<10)
+	c := startUpload(t, srv, chunkSize, 10<<10)
 	testutil.WaitFor(t, settle, "memory full", func() bool { return bufs.mem.Load() == 2*chunkSize })
 
 	for name, head := range map[string]string{
@@ -172,7 +173,7 @@ func TestBufferBudgets(t *testing.T) {
 	}
 	// A and C finish and are served.
 	a.send(t, 1<<20-200<<10)
-	c.send(t, 90<<10)
+	c.send(t, chunkSize-10<<10)
 	for name, u := range map[string]*upload{"A": a, "C": c} {
 		if resp := u.answer(t); resp.StatusCode != http.StatusOK {
 			t.Errorf("%s: status %d, want 200", name, resp.StatusCode)

@@ -90,16 +90,21 @@ type bufferError struct{ err error }
 func (e *bufferError) Error() string { return e.err.Error() }
 func (e *bufferError) Unwrap() error { return e.err }
 
+// smallBody is the largest declared body given a buffer of its own size
+// rather than a pooled chunk.
+const smallBody = 16 << 10
+
 // newBody starts a body of the declared length (-1: unknown). It reserves
-// the body's first chunk of memory (64 KiB at most, less for a shorter
-// declared body); when the memory budget has no room, the body goes to disk
+// the body's first chunk of memory (64 KiB, or the declared length when it
+// is 16 KiB at most); when the memory budget has no room, the body goes to disk
 // at once. It fails with errBuffersFull when neither has room.
 func (b *buffers) newBody(declared int64) (*bufferedBody, error) {
 	body := &bufferedBody{bufs: b, declared: declared}
 	body.refs.Store(1)
+	// A small body gets a buffer of its own size; any other a pooled chunk.
 	first := int64(chunkSize)
-	if declared >= 0 {
-		first = min(declared, chunkSize)
+	if declared >= 0 && declared <= smallBody {
+		first = declared
 	}
 	if b.reserveMem(first, true) {
 		body.memHeld = first
@@ -147,13 +152,11 @@ func (b *bufferedBody) fill(src io.Reader) error {
 			}
 			continue
 		}
-		next := int64(chunkSize)
-		if b.declared >= 0 {
-			next = min(max(b.declared-b.size, 1), chunkSize)
-		}
-		if b.bufs.reserveMem(next, false) {
-			b.memHeld += next
-			b.addChunk(next)
+		// A whole chunk, even for a shorter rest of a declared body: it
+		// comes from the pool, and its whole size is held.
+		if b.bufs.reserveMem(chunkSize, false) {
+			b.memHeld += chunkSize
+			b.addChunk(chunkSize)
 			b.chunks[last+1] = append(b.chunks[last+1], one[0])
 			b.size++
 		} else {
