@@ -222,6 +222,9 @@ func trickle(ctx context.Context, addr string, declared int, piece []byte, every
 	go func() {
 		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 		if err != nil {
+			if ctx.Err() != nil {
+				err = context.Canceled
+			}
 			answered <- errorKind(err)
 			return
 		}
@@ -233,6 +236,9 @@ func trickle(ctx context.Context, addr string, declared int, piece []byte, every
 	for left := declared; ; {
 		select {
 		case kind := <-answered:
+			if ctx.Err() != nil {
+				return "unfinished"
+			}
 			return kind
 		case <-ctx.Done():
 			return "unfinished"
@@ -246,6 +252,9 @@ func trickle(ctx context.Context, addr string, declared int, piece []byte, every
 		if _, err := conn.Write(piece[:n]); err != nil {
 			select {
 			case kind := <-answered: // refused mid-body: the answer is there
+				if ctx.Err() != nil {
+					return "unfinished" // the run's end closed the connection
+				}
 				return kind
 			case <-time.After(2 * time.Second):
 				return errorKind(err)
