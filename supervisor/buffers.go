@@ -32,6 +32,11 @@ func (o *Options) bufferDefaults() error {
 	if o.BufferDir == "" {
 		o.BufferDir = DefaultBufferDir(o.StateDir, o.Name)
 	}
+	dir, err := filepath.Abs(o.BufferDir)
+	if err != nil {
+		return fmt.Errorf("--buffer-dir %s: %w", o.BufferDir, err)
+	}
+	o.BufferDir = dir
 	return nil
 }
 

@@ -19,6 +19,11 @@ func TestBufferOptions(t *testing.T) {
 	if o.MaxBuffer != balancer.DefaultMaxBuffer() || o.MaxDiskBuffer != balancer.DefaultMaxDiskBuffer || o.BufferDir != DefaultBufferDir("/s", "default") {
 		t.Errorf("defaults: max buffer %d, max disk buffer %d, dir %s", o.MaxBuffer, o.MaxDiskBuffer, o.BufferDir)
 	}
+	rel := base
+	rel.BufferDir = "bodies"
+	if o, err := rel.withDefaults(); err != nil || !filepath.IsAbs(o.BufferDir) {
+		t.Errorf("--buffer-dir bodies became %q (%v), want an absolute path", o.BufferDir, err)
+	}
 	if m := o.MaxBuffer; m <= 0 || m > 1<<30 {
 		t.Errorf("default max buffer %d, want at most 1 GiB", m)
 	}
