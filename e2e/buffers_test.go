@@ -96,6 +96,7 @@ func TestBodiesSpillToDiskWithinBudgets(t *testing.T) {
 // name starts again.
 func TestLeftoverBodiesRemovedAtStart(t *testing.T) {
 	home := t.TempDir()
+	t.Setenv("TMPDIR", testTmp(home)) // as the instances have it
 	dir := supervisor.DefaultBufferDir(home, "default")
 	files := func() []string {
 		f, _ := filepath.Glob(filepath.Join(dir, balancer.BufferFilePattern))
