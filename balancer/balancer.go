@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,6 +66,22 @@ type Options struct {
 	// kernel's listen backlog until one closes, so the process keeps file
 	// descriptors for its replicas and control socket. Zero means no cap.
 	MaxConns int
+	// MaxBuffer bounds the request bodies held in memory, whether being
+	// read, queued or in flight, in bytes. A body is reserved a 64 KiB
+	// chunk at a time as it arrives; one that finds no room goes to a file
+	// in BufferDir. Zero means DefaultMaxBuffer(); Off means none: every
+	// body goes to disk.
+	MaxBuffer int64
+	// MaxDiskBuffer bounds the request bodies held in files, in bytes; a
+	// body is reserved its whole declared length when it goes to disk.
+	// Past both budgets a request is answered 503 with Retry-After. Zero
+	// means DefaultMaxDiskBuffer; Off means none: a body that does not fit
+	// in memory gets 503.
+	MaxDiskBuffer int64
+	// BufferDir is where bodies that do not fit in memory are written,
+	// each to a file removed when its request ends. Empty means
+	// os.TempDir().
+	BufferDir string
 }
 
 func (o *Options) setDefaults() {
@@ -89,6 +106,15 @@ func (o *Options) setDefaults() {
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
 	}
+	if o.MaxBuffer == 0 {
+		o.MaxBuffer = DefaultMaxBuffer()
+	}
+	if o.MaxDiskBuffer == 0 {
+		o.MaxDiskBuffer = DefaultMaxDiskBuffer
+	}
+	if o.BufferDir == "" {
+		o.BufferDir = os.TempDir()
+	}
 }
 
 // Balancer is an HTTP reverse proxy over a changing set of backends.
@@ -97,6 +123,7 @@ type Balancer struct {
 	proxy     *httputil.ReverseProxy
 	transport *http.Transport
 	server    *http.Server
+	bufs      *buffers // the request bodies' budgets
 
 	// mu guards pool, queue, scratch, serviceTime and every backend's
 	// inflight, inRotation, idle, current and latency.
@@ -118,7 +145,7 @@ type Stats struct {
 	// Queued is the number of requests waiting for a backend now.
 	Queued int
 	// Rejected counts requests answered 503: no backend in rotation, queue
-	// full, or queue timeout.
+	// full, queue timeout, or request body buffers full.
 	Rejected uint64
 	// Retried counts attempts after the first, on another backend.
 	Retried uint64
@@ -127,6 +154,11 @@ type Stats struct {
 	// Conns is the number of client connections open now, at most
 	// Options.MaxConns.
 	Conns int64
+	// MemoryBuffered and DiskBuffered are the bytes of request bodies held
+	// in memory and on disk now (reserved: a chunk, or a spilled body's
+	// declared length).
+	MemoryBuffered int64
+	DiskBuffered   int64
 }
 
 // Stats returns the balancer's counters.
@@ -137,13 +169,16 @@ func (b *Balancer) Stats() Stats {
 		Retried:  b.retried.Load(),
 		Failed:   b.failed.Load(),
 		Conns:    b.conns.Load(),
+
+		MemoryBuffered: b.bufs.mem.Load(),
+		DiskBuffered:   b.bufs.disk.Load(),
 	}
 }
 
 // New returns a balancer with no backends in rotation.
 func New(opts Options) *Balancer {
 	opts.setDefaults()
-	b := &Balancer{opts: opts}
+	b := &Balancer{opts: opts, bufs: newBuffers(opts.MaxBuffer, opts.MaxDiskBuffer, opts.BufferDir)}
 	b.transport = &http.Transport{
 		Proxy: nil,
 		DialContext: (&net.Dialer{
@@ -180,6 +215,7 @@ func New(opts Options) *Balancer {
 		ReadHeaderTimeout: opts.ClientTimeout,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          errLog,
+		ConnContext:       connContext,
 	}
 	return b
 }
@@ -246,7 +282,7 @@ func (b *Balancer) markFailed(be *Backend) {
 // open at once.
 func (b *Balancer) Serve(ln net.Listener) error {
 	ln = newLimitListener(ln, b.opts.MaxConns, &b.conns, b.opts.Logger)
-	if err := b.server.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+	if err := b.server.Serve(trackingListener{ln}); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil

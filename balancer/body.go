@@ -1,49 +1,44 @@
 package balancer
 
 import (
-	"bytes"
 	"io"
 	"net/http/httptrace"
-	"sync"
+	"os"
 	"sync/atomic"
 )
 
-// maxPooledBody is the largest body buffer kept for reuse; a rare 50 MiB
-// upload is left to the garbage collector rather than held forever.
-const maxPooledBody = 4 << 20
-
-// bodyBuffers recycles request-body buffers: at the original load test's ~220 KB per
-// request, allocating each afresh costs more CPU (zeroing and collection)
-// than proxying it.
-var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
-// bufferedBody is a request body read whole, shared by every attempt to
-// send the request. Its buffer returns to the pool only when the handler is
-// done and the transport has reported every attempt's request as written:
-// the transport may go on writing a body after the response has arrived,
-// and closing the body does not tell (ReverseProxy hides Close from it).
-// An attempt that never reports, or reports an error, leaves the buffer to
-// the garbage collector.
+// bufferedBody is a request body read whole, in memory chunks or, once
+// those do not fit the memory budget, in a temporary file; every attempt to
+// send the request reads it afresh.
+//
+// Its budget is released, and its file closed and removed, when the handler
+// is done. Its pooled chunks return to the pool only when, besides, the
+// transport has reported every attempt's request as written: the transport
+// may go on writing a body after the response has arrived, and closing the
+// body does not tell (ReverseProxy hides Close from it). An attempt that
+// never reports, or reports an error, leaves the chunks to the garbage
+// collector. A transport still reading a closed file gets an error, which
+// is harmless: the response it was writing for has been sent.
 type bufferedBody struct {
-	buf     *bytes.Buffer
+	bufs     *buffers
+	declared int64    // the Content-Length, or -1
+	chunks   [][]byte // in memory: each full but the last; nil once spilled
+	pooled   []*[chunkSize]byte
+	file     *os.File // on disk: nil until spilled
+	size     int64
+	memHeld  int64 // reserved from the budgets, until done
+	diskHeld int64
+
 	refs    atomic.Int32 // the handler's, plus one per write not yet reported
 	noReuse atomic.Bool
 }
 
-func newBufferedBody() *bufferedBody {
-	buf := bodyBuffers.Get().(*bytes.Buffer)
-	buf.Reset()
-	b := &bufferedBody{buf: buf}
-	b.refs.Store(1)
-	return b
-}
-
 // Len returns the body's length; a nil body is empty.
-func (b *bufferedBody) Len() int {
+func (b *bufferedBody) Len() int64 {
 	if b == nil {
 		return 0
 	}
-	return b.buf.Len()
+	return b.size
 }
 
 // reader returns a new reader over the body for one write of the request
@@ -51,7 +46,10 @@ func (b *bufferedBody) Len() int {
 // transport reports that write done.
 func (b *bufferedBody) reader() io.ReadCloser {
 	b.refs.Add(1)
-	return io.NopCloser(bytes.NewReader(b.buf.Bytes()))
+	if b.file != nil {
+		return io.NopCloser(io.NewSectionReader(b.file, 0, b.size))
+	}
+	return io.NopCloser(&chunkReader{chunks: b.chunks})
 }
 
 // trace returns a client trace that releases a reader's reference each time
@@ -68,13 +66,57 @@ func (b *bufferedBody) trace() *httptrace.ClientTrace {
 	}
 }
 
-// unref drops one reference; the last one returns the buffer.
-func (b *bufferedBody) unref() {
-	if b == nil || b.refs.Add(-1) != 0 {
+// done ends the handler's use of the body: it gives back the body's budget,
+// removes its file and drops the handler's reference.
+func (b *bufferedBody) done() {
+	if b == nil {
 		return
 	}
-	if b.buf.Cap() <= maxPooledBody && !b.noReuse.Load() {
-		bodyBuffers.Put(b.buf)
+	b.dropFile()
+	b.bufs.releaseMem(b.memHeld)
+	b.bufs.releaseDisk(b.diskHeld)
+	b.memHeld, b.diskHeld = 0, 0
+	b.unref()
+}
+
+func (b *bufferedBody) dropFile() {
+	if b.file != nil {
+		_ = b.file.Close()
+		_ = os.Remove(b.file.Name())
 	}
-	b.buf = nil
+}
+
+// unref drops one reference; the last one returns the pooled chunks.
+func (b *bufferedBody) unref() {
+	if b.refs.Add(-1) != 0 {
+		return
+	}
+	if !b.noReuse.Load() {
+		for _, c := range b.pooled {
+			chunks.Put(c)
+		}
+	}
+	b.pooled, b.chunks = nil, nil
+}
+
+// chunkReader reads a body held in memory; the chunks are shared by every
+// reader, so it only moves its own position.
+type chunkReader struct {
+	chunks [][]byte
+	i, off int // the next byte is chunks[i][off]
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) && r.i < len(r.chunks) {
+		c := copy(p[n:], r.chunks[r.i][r.off:])
+		n += c
+		if r.off += c; r.off == len(r.chunks[r.i]) {
+			r.i, r.off = r.i+1, 0
+		}
+	}
+	if n == 0 && len(p) > 0 {
+		return 0, io.EOF
+	}
+	return n, nil
 }

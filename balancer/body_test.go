@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptrace"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -56,8 +57,9 @@ func TestPooledBodiesStayIntact(t *testing.T) {
 	wg.Wait()
 }
 
-// TestBodyBufferLifetime: the buffer goes back to the pool only when the
-// handler is done and the transport has written every attempt.
+// TestBodyBufferLifetime: the budget is released when the handler is done;
+// the chunks go back to the pool only when, besides, the transport has
+// written every attempt.
 func TestBodyBufferLifetime(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -74,8 +76,14 @@ func TestBodyBufferLifetime(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b := newBufferedBody()
-			b.buf.WriteString("payload")
+			bufs := newBuffers(1<<20, 0, t.TempDir())
+			b, err := bufs.newBody(-1) // unknown length: a pooled chunk
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := b.fill(strings.NewReader("payload")); err != nil {
+				t.Fatal(err)
+			}
 			traces := make([]func(), tt.attempts)
 			for i := range tt.attempts {
 				b.reader() // the transport writes the request from its own reader
@@ -86,15 +94,18 @@ func TestBodyBufferLifetime(t *testing.T) {
 				}
 				traces[i] = func() { tr.WroteRequest(httptrace.WroteRequestInfo{Err: err}) }
 			}
-			b.unref() // the handler returns
+			b.done() // the handler returns
+			if n := bufs.mem.Load(); n != 0 {
+				t.Errorf("%d bytes still reserved after the handler returned", n)
+			}
 			for i := range tt.reported {
 				traces[i]()
 			}
-			if got := b.buf == nil; got != (tt.reported == tt.attempts) {
-				t.Fatalf("buffer released = %v after %d of %d attempts reported", got, tt.reported, tt.attempts)
+			if got := b.pooled == nil; got != (tt.reported == tt.attempts) {
+				t.Fatalf("chunks released = %v after %d of %d attempts reported", got, tt.reported, tt.attempts)
 			}
-			if reusable := b.buf == nil && !b.noReuse.Load(); reusable != tt.returned {
-				t.Errorf("buffer returned to the pool = %v, want %v", reusable, tt.returned)
+			if reusable := b.pooled == nil && !b.noReuse.Load(); reusable != tt.returned {
+				t.Errorf("chunks returned to the pool = %v, want %v", reusable, tt.returned)
 			}
 		})
 	}

@@ -1,12 +1,14 @@
 package balancer
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -46,16 +48,39 @@ func newTestBackend(t *testing.T, id int, h http.HandlerFunc) *testBackend {
 // backends in rotation.
 func newTestBalancer(t *testing.T, opts Options, backends ...*Backend) (*Balancer, *httptest.Server) {
 	t.Helper()
+	bal, srv, _ := newTrackedBalancer(t, opts, backends...)
+	return bal, srv
+}
+
+// newTrackedBalancer is newTestBalancer that also returns the client
+// connections the server has accepted so far.
+func newTrackedBalancer(t *testing.T, opts Options, backends ...*Backend) (*Balancer, *httptest.Server, func() []*trackedConn) {
+	t.Helper()
 	bal := New(opts)
 	for _, b := range backends {
 		bal.Add(b)
 	}
-	srv := httptest.NewServer(bal)
+	var mu sync.Mutex
+	var conns []*trackedConn
+	// As Serve does: track connections, to tell a half-close from a reset.
+	srv := httptest.NewUnstartedServer(bal)
+	srv.Listener = trackingListener{srv.Listener}
+	srv.Config.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		mu.Lock()
+		defer mu.Unlock()
+		conns = append(conns, c.(*trackedConn))
+		return connContext(ctx, c)
+	}
+	srv.Start()
 	t.Cleanup(func() {
 		srv.Close()
 		bal.transport.CloseIdleConnections()
 	})
-	return bal, srv
+	return bal, srv, func() []*trackedConn {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(conns)
+	}
 }
 
 // echoed is what the echo handler saw of a request.

@@ -1,18 +1,15 @@
 package balancer
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/http/httputil"
-	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -64,27 +61,34 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if b.opts.Observer != nil {
 		defer func() { b.opts.Observer.Observe(replica, code, time.Since(start)) }()
 	}
-	body, status, err := b.readBody(w, r)
-	if err != nil {
-		code = cmp.Or(status, StatusClientGone)
-		if status != 0 {
-			writeError(w, status, err.Error())
+	body, berr := b.readBody(w, r)
+	if berr != nil {
+		code = cmp.Or(berr.status, StatusClientGone)
+		if berr.status == 0 {
+			abort()
 		}
+		// What is left of the body is not wanted. Before closing the
+		// connection the server reads on, to discard up to 256 KiB of it:
+		// for a second at most, not until the client sends it.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(time.Second))
+		writeError(w, berr.status, berr.msg)
 		return
 	}
-	defer body.unref()
-	ctx := r.Context()
+	defer body.done()
+	ctx, cancel := requestContext(r.Context())
+	defer cancel()
 	died := false // a backend died during this request once already
 	for try := 0; ; try++ {
 		a, err := b.acquire(ctx, r, try > 0)
 		if err != nil {
 			code = StatusClientGone
-			if ctx.Err() == nil {
-				code = http.StatusServiceUnavailable
-				b.rejected.Add(1)
-				w.Header().Set("Retry-After", strconv.Itoa(b.retryAfter()))
-				writeError(w, code, err.Error())
+			if ctx.Err() != nil {
+				abort()
 			}
+			code = http.StatusServiceUnavailable
+			b.rejected.Add(1)
+			w.Header().Set("Retry-After", strconv.Itoa(b.retryAfter()))
+			writeError(w, code, err.Error())
 			return
 		}
 		if try > 0 {
@@ -92,14 +96,14 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		be := a.be
 		replica = be.Name
-		b.forward(w, r, body, a)
+		b.forward(ctx, w, r, body, a)
 		if a.err == nil {
 			code = a.code
 			return
 		}
 		if ctx.Err() != nil {
 			code = StatusClientGone
-			return // the client went away; nobody is listening
+			abort() // the client went away; nobody is listening
 		}
 		be.errors.Add(1)
 		kind := classify(a.err)
@@ -122,6 +126,11 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// abort ends a request whose client is gone, or broke off its request,
+// with no answer: the server closes the connection. Returning from the
+// handler instead would send an empty 200 that no replica sent.
+func abort() { panic(http.ErrAbortHandler) }
+
 // StatusClientGone is the code an Observer sees for a request whose client
 // went away before it was answered (nginx logs these as 499).
 const StatusClientGone = 499
@@ -133,17 +142,17 @@ type Observer interface {
 	Observe(replica string, code int, d time.Duration)
 }
 
-// forward sends attempt a of r to its backend and releases the backend
-// afterwards. a.err is set when the backend sent no response, so nothing
-// has been written to w and the request may be tried again.
-func (b *Balancer) forward(w http.ResponseWriter, r *http.Request, body *bufferedBody, a *attempt) {
+// forward sends attempt a of r, under ctx, to its backend and releases the
+// backend afterwards. a.err is set when the backend sent no response, so
+// nothing has been written to w and the request may be tried again.
+func (b *Balancer) forward(ctx context.Context, w http.ResponseWriter, r *http.Request, body *bufferedBody, a *attempt) {
 	defer a.done()
-	ctx := context.WithValue(r.Context(), attemptKey{}, a)
+	ctx = context.WithValue(ctx, attemptKey{}, a)
 	if body.Len() > 0 {
 		ctx = httptrace.WithClientTrace(ctx, body.trace())
 	}
 	out := r.WithContext(ctx)
-	out.ContentLength = int64(body.Len())
+	out.ContentLength = body.Len()
 	out.TransferEncoding = nil
 	if body.Len() == 0 {
 		out.Body = http.NoBody
@@ -176,66 +185,6 @@ func classify(err error) failure {
 	default:
 		return dropped
 	}
-}
-
-// readBody reads r's body whole. On failure it returns the status to answer
-// with, or 0 when the client is gone and nothing should be written.
-func (b *Balancer) readBody(w http.ResponseWriter, r *http.Request) (*bufferedBody, int, error) {
-	limit := b.opts.MaxBody
-	if r.ContentLength > limit {
-		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("request body of %d bytes is over the limit of %d bytes", r.ContentLength, limit)
-	}
-	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 && len(r.TransferEncoding) == 0 {
-		return nil, 0, nil
-	}
-	rc := http.NewResponseController(w)
-	src := &idleTimeoutReader{r: http.MaxBytesReader(w, r.Body, limit), rc: rc, timeout: b.opts.ClientTimeout}
-	// The deadline must not outlive the read: the server's background read
-	// during the upstream call would hit it and cancel the request.
-	defer rc.SetReadDeadline(time.Time{})
-
-	// Grow with what arrives rather than trust a declared length up front:
-	// a client declaring 50 MiB and sending nothing costs little.
-	body := newBufferedBody()
-	body.buf.Grow(int(min(max(r.ContentLength, 0), 1<<20)) + bytes.MinRead)
-	_, err := body.buf.ReadFrom(src)
-	if err != nil {
-		body.unref()
-	}
-	var tooLarge *http.MaxBytesError
-	switch {
-	case err == nil:
-		return body, 0, nil
-	case errors.As(err, &tooLarge):
-		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("request body is over the limit of %d bytes", limit)
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		// Otherwise the server, before answering, reads the rest of the
-		// body to reuse the connection, with no deadline left: forever.
-		w.Header().Set("Connection", "close")
-		return nil, http.StatusRequestTimeout, fmt.Errorf("client sent no body data for %s", b.opts.ClientTimeout)
-	default:
-		return nil, 0, err
-	}
-}
-
-// idleTimeoutReader bounds each pause in the client's upload rather than the
-// whole upload, so that a large body on a slow link still gets through.
-type idleTimeoutReader struct {
-	r        io.Reader
-	rc       *http.ResponseController
-	timeout  time.Duration
-	extended time.Time
-}
-
-func (t *idleTimeoutReader) Read(p []byte) (int, error) {
-	// Moving the deadline costs a timer update; once a second is enough,
-	// or every quarter of a shorter timeout, so that a pause of at least
-	// three quarters of the timeout is always allowed.
-	if now := time.Now(); now.Sub(t.extended) > min(time.Second, t.timeout/4) {
-		_ = t.rc.SetReadDeadline(now.Add(t.timeout))
-		t.extended = now
-	}
-	return t.r.Read(p)
 }
 
 func rewrite(pr *httputil.ProxyRequest) {

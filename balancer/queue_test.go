@@ -1,7 +1,6 @@
 package balancer
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -124,39 +123,6 @@ func TestQueueTimeout(t *testing.T) {
 	}
 	if s := bal.Stats(); s.Queued != 0 || s.Rejected != 1 {
 		t.Errorf("stats %+v, want none queued and 1 rejected", s)
-	}
-}
-
-func TestClientLeavesQueue(t *testing.T) {
-	g := newGate()
-	defer g.open()
-	be := newTestBackend(t, 1, g.handler)
-	bal, srv := newTestBalancer(t, Options{MaxInflight: 1, QueueSize: 10}, be.Backend)
-	go send(srv.Client(), srv.URL)
-	g.waitArrivals(t, 1)
-
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/gone", nil)
-		resp, err := srv.Client().Do(req)
-		if err == nil {
-			resp.Body.Close()
-		}
-		done <- err
-	}()
-	testutil.WaitFor(t, settle, "1 queued", func() bool { return bal.Stats().Queued == 1 })
-	cancel()
-	<-done
-	testutil.WaitFor(t, settle, "the queue to empty", func() bool { return bal.Stats().Queued == 0 })
-	g.open()
-	// The departed request never reaches the backend, and is no rejection.
-	testutil.WaitFor(t, settle, "in flight 0", func() bool { return be.InFlight() == 0 })
-	if n := be.hits.Load(); n != 1 {
-		t.Errorf("backend saw %d requests, want 1 (the queued one left)", n)
-	}
-	if s := bal.Stats(); s.Rejected != 0 {
-		t.Errorf("Rejected = %d for a client that left", s.Rejected)
 	}
 }
 

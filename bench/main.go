@@ -6,6 +6,7 @@
 //	go run ./bench -scenario overload   # one scenario
 //	go run ./bench soak -d 10m          # chaos under load; see soak.go
 //	go run ./bench -scenario idleconns  # 20,000 idle connections: mattingctl alone, run only when named
+//	go run ./bench -scenario slowupload # a memory scenario (memory.go, also bigbodies), mattingctl alone
 //
 // Scenario "overload" is the original nginx setup's problem: 1000 concurrent clients, each
 // opening a new connection per request as its Python load-test client does,
@@ -82,7 +83,7 @@ func main() {
 		}
 		return
 	}
-	only := flag.String("scenario", "", "run only this scenario (overload, proxy, idleconns)")
+	only := flag.String("scenario", "", "run only this scenario (overload, proxy; or, only by name, idleconns, slowupload, bigbodies)")
 	rounds := flag.Int("rounds", 3, "rounds per target; the table shows medians")
 	image := flag.String("image", "examples/sample/sample.jpg", "image whose base64 makes the original load test's payload")
 	nginxBin := flag.String("nginx", "nginx", "nginx binary")
@@ -93,6 +94,7 @@ func main() {
 	flag.IntVar(&idle.conns, "conns", 20000, "idleconns: idle client connections to open")
 	flag.IntVar(&idle.ulimit, "ulimit", 20000, "idleconns: ulimit -n mattingctl runs under")
 	flag.StringVar(&idle.bin, "mattingctl", "", "idleconns: a mattingctl binary to run instead of this tree's (to compare builds)")
+	memDuration := flag.Duration("d", 40*time.Second, "how long a memory scenario (slowupload, bigbodies) runs at most")
 	flag.Parse()
 	if *only == "idleconns" {
 		if err := runIdleConns(idle); err != nil {
@@ -108,6 +110,14 @@ func main() {
 		scenarios[i].keepAlive = scenarios[i].keepAlive || *keepAlive
 	}
 
+	if sc, ok := memoryScenarios[*only]; ok {
+		err := withEnvironment(*nginxBin, func(e *environment) error { return runMemoryScenario(e, sc, *memDuration) })
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*only, *rounds, *image, *nginxBin, strings.Split(*targetsFlag, ",")); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -224,6 +234,22 @@ func machine() string {
 	goV, _ := exec.Command("go", "version").Output()
 	return fmt.Sprintf("%s cores of %s; %s; %s", strings.TrimSpace(string(out)), cpu,
 		strings.TrimSpace(strings.TrimPrefix(string(nginxV), "nginx version: ")), strings.TrimSpace(string(goV)))
+}
+
+// withEnvironment builds the binaries into a temporary directory, runs f
+// and removes the directory.
+func withEnvironment(nginxBin string, f func(*environment) error) error {
+	work, err := os.MkdirTemp("", "mattingctl-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	env := &environment{work: work, nginx: nginxBin}
+	if err := env.build(); err != nil {
+		return err
+	}
+	fmt.Printf("machine: %s\n\n", machine())
+	return f(env)
 }
 
 func (e *environment) build() error {

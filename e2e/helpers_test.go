@@ -134,7 +134,9 @@ func launch(t *testing.T, bin, home string, port int, args ...string) *instance 
 	t.Helper()
 	in := &instance{t: t, home: home, port: port, done: make(chan struct{}), pids: map[int]bool{}}
 	in.cmd = exec.Command(bin, args...)
-	in.cmd.Env = append(os.Environ(), "MATTINGCTL_HOME="+in.home)
+	// TMPDIR under the test's directory: the instance's default buffer
+	// directory goes there, and with it when the test ends.
+	in.cmd.Env = append(os.Environ(), "MATTINGCTL_HOME="+in.home, "TMPDIR="+testTmp(in.home))
 	in.cmd.Stdout, in.cmd.Stderr = &in.stdout, &in.stderr
 	if err := in.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -163,6 +165,9 @@ func (in *instance) cleanup() {
 		in.t.Logf("mattingctl stdout:\n%s\nmattingctl stderr:\n%s", in.stdout.String(), in.stderr.String())
 	}
 }
+
+// testTmp is the TMPDIR of the instances with state directory home.
+func testTmp(home string) string { return filepath.Join(home, "tmp") }
 
 func (in *instance) url(path string) string {
 	return "http://127.0.0.1:" + strconv.Itoa(in.port) + path

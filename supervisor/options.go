@@ -158,6 +158,17 @@ type Options struct {
 	// before its process group is killed and it is restarted; zero means
 	// at once.
 	RestartUnhealthyAfter time.Duration
+	// MaxBuffer bounds the request bodies held in memory, in bytes; zero
+	// means balancer.DefaultMaxBuffer(), balancer.Off none (every body
+	// goes to disk).
+	MaxBuffer int64
+	// MaxDiskBuffer bounds the request bodies written to BufferDir; zero
+	// means balancer.DefaultMaxDiskBuffer, balancer.Off none.
+	MaxDiskBuffer int64
+	// BufferDir holds the bodies that do not fit in memory; empty means a
+	// directory of the instance's own under the system temp directory
+	// (DefaultBufferDir).
+	BufferDir string
 }
 
 // withDefaults validates o and fills in its defaults.
@@ -278,6 +289,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
+	}
+	if err := o.bufferDefaults(); err != nil {
+		return o, err
 	}
 	return o, nil
 }

@@ -74,7 +74,7 @@ type slot struct {
 	// initial replicas report there, so that the first to fail is seen
 	// at once, whichever it is. It has room for every initial slot.
 	booted chan<- *slot
-	done      chan struct{} // closed when run returns
+	done   chan struct{} // closed when run returns
 
 	// Touched only by run's goroutine.
 	slowWarnedAt  time.Time    // the last slow-request warning

@@ -101,6 +101,9 @@ func New(opts Options) (*Supervisor, error) {
 		Observer:        s.metrics,
 		Logger:          s.log.Named("proxy"),
 		MaxConns:        opts.MaxConns,
+		MaxBuffer:       opts.MaxBuffer,
+		MaxDiskBuffer:   opts.MaxDiskBuffer,
+		BufferDir:       opts.BufferDir,
 	})
 	return s, nil
 }
@@ -141,6 +144,12 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		}
 	}()
 	s.tracker = tracker
+	if err := opts.prepareBufferDir(); err != nil {
+		return err
+	}
+	if opts.BufferDir == DefaultBufferDir(opts.StateDir, opts.Name) {
+		defer os.Remove(opts.BufferDir) // when empty: every body's file is gone
+	}
 	proxyAddr := net.JoinHostPort(opts.Host, strconv.Itoa(opts.Port))
 	ln, err := net.Listen("tcp", proxyAddr)
 	if err != nil {

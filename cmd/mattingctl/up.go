@@ -96,6 +96,10 @@ Ctrl-C or SIGTERM stops gracefully; a second one stops at once.`,
 	fl.DurationVar(&opts.HealthTimeout, "health-timeout", supervisor.DefaultHealthTimeout, "limit on one liveness check")
 	fl.IntVar(&opts.UnhealthyAfter, "unhealthy-after", supervisor.DefaultUnhealthyAfter, "failed liveness checks in a row that take a replica out of rotation, as unhealthy; one passing check brings it back")
 	fl.DurationVar(&opts.RestartUnhealthyAfter, "restart-unhealthy-after", supervisor.DefaultRestartUnhealthyAfter, "kill and restart a replica unhealthy this long (0: at once)")
+	opts.MaxBuffer, opts.MaxDiskBuffer = balancer.DefaultMaxBuffer(), balancer.DefaultMaxDiskBuffer
+	fl.Var(&bufferSizeValue{&opts.MaxBuffer}, "max-buffer", "request bodies held in memory in all, at most a quarter of RAM by default; past it they go to --buffer-dir (0: none in memory)")
+	fl.Var(&bufferSizeValue{&opts.MaxDiskBuffer}, "max-disk-buffer", "request bodies held on disk, in all; past it and --max-buffer, 503 (0: none on disk)")
+	fl.StringVar(&opts.BufferDir, "buffer-dir", "", "directory for request bodies that do not fit in memory (default mattingctl-NAME-HASH in the system temp directory)")
 	return cmd
 }
 
@@ -127,6 +131,7 @@ func upRun(opts *upOptions) error {
 		}
 		opts.Options.GPUs = gpus
 	}
+	setMemoryLimit(opts.MaxBuffer)
 	return supervisor.Run(context.Background(), opts.Options)
 }
 

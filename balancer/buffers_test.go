@@ -1,0 +1,315 @@
+package balancer
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mattingctl/mattingctl/internal/testutil"
+)
+
+// TestDeclaredLengthReservesWhatArrived: a body declaring 50 MiB reserves
+// one chunk up front, and then only as its bytes arrive.
+func TestDeclaredLengthReservesWhatArrived(t *testing.T) {
+	bufs := newBuffers(1<<30, 0, t.TempDir())
+	body, err := bufs.newBody(50 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := bufs.mem.Load(); got != chunkSize {
+		t.Fatalf("reserved %d bytes up front for a declared 50 MiB, want %d", got, chunkSize)
+	}
+	pr, pw := io.Pipe()
+	filled := make(chan error, 1)
+	go func() { filled <- body.fill(pr) }()
+	sent := 0
+	for _, n := range []int{1, chunkSize - 1, 1, 3 * chunkSize, 100} {
+		if _, err := pw.Write(make([]byte, n)); err != nil {
+			t.Fatal(err)
+		}
+		sent += n
+		// Each chunk is reserved once its first byte has arrived: the
+		// reservation is what arrived rounded up to whole chunks.
+		want := int64((sent + chunkSize - 1) / chunkSize * chunkSize)
+		testutil.WaitFor(t, settle, fmt.Sprintf("%d bytes reserved after %d sent", want, sent), func() bool { return bufs.mem.Load() == want })
+	}
+	pw.Close()
+	if err := <-filled; err != nil {
+		t.Fatal(err)
+	}
+	body.done()
+	if got := bufs.mem.Load(); got != 0 {
+		t.Errorf("%d bytes still reserved after the request ended", got)
+	}
+}
+
+// TestSmallBodyReservesItsLength: a body declared 16 KiB at most reserves
+// its own length, not a chunk.
+func TestSmallBodyReservesItsLength(t *testing.T) {
+	bufs := newBuffers(1<<20, 0, t.TempDir())
+	body, err := bufs.newBody(100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := bufs.mem.Load(); got != 100 {
+		t.Errorf("reserved %d bytes for a 100-byte body", got)
+	}
+	body.done()
+}
+
+// TestSpillToDisk: a body that outgrows the memory budget moves to a file,
+// which the request's end removes, and reads back whole, more than once.
+func TestSpillToDisk(t *testing.T) {
+	dir := t.TempDir()
+	bufs := newBuffers(256<<10, 4<<20, dir)
+	payload := make([]byte, 1<<20+17)
+	for i := range payload {
+		payload[i] = byte(i * 7)
+	}
+	for _, declared := range []int64{int64(len(payload)), -1} {
+		t.Run("declared "+strconv.FormatInt(declared, 10), func(t *testing.T) {
+			body, err := bufs.newBody(declared)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := body.fill(bytes.NewReader(payload)); err != nil {
+				t.Fatal(err)
+			}
+			if body.file == nil {
+				t.Fatal("a body four times the memory budget stayed in memory")
+			}
+			if files := bufferFiles(t, dir); len(files) != 1 {
+				t.Fatalf("files in the buffer directory: %v, want the body's", files)
+			}
+			if m, d := bufs.mem.Load(), bufs.disk.Load(); m != 0 || d != int64(len(payload)) {
+				t.Errorf("reserved %d bytes of memory and %d of disk; want 0 and %d", m, d, len(payload))
+			}
+			for range 2 { // a retry reads it again
+				got, err := io.ReadAll(body.reader())
+				if err != nil || !bytes.Equal(got, payload) {
+					t.Fatalf("read back %d bytes (%v), want the %d written", len(got), err, len(payload))
+				}
+			}
+			body.done()
+			if files := bufferFiles(t, dir); len(files) != 0 {
+				t.Errorf("files left after the request: %v", files)
+			}
+			if m, d := bufs.mem.Load(), bufs.disk.Load(); m != 0 || d != 0 {
+				t.Errorf("still reserved: %d bytes of memory, %d of disk", m, d)
+			}
+		})
+	}
+}
+
+func bufferFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, BufferFilePattern))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// TestBufferBudgets fills both budgets with uploads in progress: a request
+// arriving then is answered 503 with Retry-After before it sends a byte of
+// its body, and one already admitted whose body outgrows memory when the
+// disk is full gets 503 too. Once the uploads end, the budgets are free.
+func TestBufferBudgets(t *testing.T) {
+	dir := t.TempDir()
+	be := newTestBackend(t, 1, echo)
+	bal, srv := newTestBalancer(t, Options{MaxBuffer: 2 * chunkSize, MaxDiskBuffer: 1 << 20, BufferDir: dir}, be.Backend)
+	bufs := bal.bufs
+
+	// A: declares 1 MiB and sends 200 KiB: past the memory budget, it
+	// spills and reserves the whole disk budget.
+	a := startUpload(t, srv, 1<<20, 200<<10)
+	testutil.WaitFor(t, settle, "A on disk", func() bool { return bufs.disk.Load() == 1<<20 && len(bufferFiles(t, dir)) == 1 })
+	// B and C: a first chunk each fills the memory budget; C's whole body
+	// fits in its chunk.
+	b := startUpload(t, srv, 100<<10, 10<<10)
+	c := startUpload(t, srv, chunkSize, 10<<10)
+	testutil.WaitFor(t, settle, "memory full", func() bool { return bufs.mem.Load() == 2*chunkSize })
+
+	for name, head := range map[string]string{
+		"declared": "POST /d HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n",
+		"chunked":  "POST /d HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+	} {
+		t.Run("past both budgets, "+name, func(t *testing.T) {
+			// Only the headers are sent: the answer comes all the same.
+			conn := dialRaw(t, srv)
+			if _, err := io.WriteString(conn, head); err != nil {
+				t.Fatal(err)
+			}
+			_ = conn.SetReadDeadline(time.Now().Add(settle))
+			answer, err := io.ReadAll(conn)
+			if err != nil {
+				t.Fatalf("no answer before the body: %v (%q)", err, answer)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(answer)), nil)
+			if err != nil {
+				t.Fatalf("answer %q: %v", answer, err)
+			}
+			if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+				t.Errorf("answer %q; want 503 with Retry-After", answer)
+			}
+		})
+	}
+
+	// B outgrows its chunk: memory past 7/8 is kept for first chunks, and
+	// the disk is full.
+	b.send(t, 90<<10)
+	if resp := b.answer(t); resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("B: status %d, Retry-After %q; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	// A and C finish and are served.
+	a.send(t, 1<<20-200<<10)
+	c.send(t, chunkSize-10<<10)
+	for name, u := range map[string]*upload{"A": a, "C": c} {
+		if resp := u.answer(t); resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: status %d, want 200", name, resp.StatusCode)
+		}
+	}
+	testutil.WaitFor(t, settle, "budgets free", func() bool { return bufs.mem.Load() == 0 && bufs.disk.Load() == 0 })
+	if files := bufferFiles(t, dir); len(files) != 0 {
+		t.Errorf("files left after the requests: %v", files)
+	}
+	if n := be.hits.Load(); n != 2 {
+		t.Errorf("backend saw %d requests, want A's and C's", n)
+	}
+}
+
+// TestBufferOff: with no memory budget every body goes to disk; with no
+// disk budget a body that outgrows memory gets 503.
+func TestBufferOff(t *testing.T) {
+	payload := strings.Repeat("0123456789", 30<<10)
+	t.Run("no memory", func(t *testing.T) {
+		dir := t.TempDir()
+		seen := make(chan int, 1)
+		be := newTestBackend(t, 1, func(w http.ResponseWriter, r *http.Request) {
+			seen <- len(bufferFiles(t, dir))
+			echo(w, r)
+		})
+		_, srv := newTestBalancer(t, Options{MaxBuffer: Off, BufferDir: dir}, be.Backend)
+		for _, body := range []string{"tiny", payload} {
+			resp, err := srv.Client().Post(srv.URL, "text/plain", strings.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var e echoed
+			if err := decodeJSON(resp, &e); err != nil || string(e.Body) != body {
+				t.Errorf("status %d, %d body bytes echoed (%v), want %d", resp.StatusCode, len(e.Body), err, len(body))
+			}
+			resp.Body.Close()
+			if n := <-seen; n != 1 {
+				t.Errorf("%d files in the buffer directory while the replica read a %d-byte body, want 1", n, len(body))
+			}
+		}
+	})
+	t.Run("no disk", func(t *testing.T) {
+		be := newTestBackend(t, 1, echo)
+		_, srv := newTestBalancer(t, Options{MaxBuffer: 2 * chunkSize, MaxDiskBuffer: Off}, be.Backend)
+		resp, err := srv.Client().Post(srv.URL, "text/plain", strings.NewReader(payload))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			t.Errorf("status %d for a body 2 chunks over memory and no disk, want 503", resp.StatusCode)
+		}
+		if code, _, _ := get(t, srv.Client(), srv.URL); code != http.StatusOK {
+			t.Errorf("then a GET got %d, want 200", code)
+		}
+	})
+}
+
+// TestRetryFromDisk: a request spilled to disk is sent whole again to
+// another replica when the first drops it after reading its body.
+func TestRetryFromDisk(t *testing.T) {
+	dropper := newTestBackend(t, 1, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			_ = conn.(*net.TCPConn).SetLinger(0)
+			conn.Close()
+		}
+	})
+	echoer := newTestBackend(t, 2, echo)
+	_, srv := newTestBalancer(t, Options{Policy: &RoundRobin{}, Retries: 1, MaxBuffer: Off, BufferDir: t.TempDir()}, dropper.Backend, echoer.Backend)
+	body := strings.Repeat("y", 300<<10)
+	resp, err := srv.Client().Post(srv.URL+"/p", "text/plain", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var e echoed
+	if err := decodeJSON(resp, &e); err != nil || string(e.Body) != body {
+		t.Fatalf("retried request lost its body: status %d, %d bytes, %v", resp.StatusCode, len(e.Body), err)
+	}
+	if dropper.hits.Load() != 1 {
+		t.Errorf("the first replica saw %d requests, want 1", dropper.hits.Load())
+	}
+}
+
+func TestRemoveBufferFiles(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"mattingctl-body-1", "mattingctl-body-2", "keep.txt"} {
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := RemoveBufferFiles(dir); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 || entries[0].Name() != "keep.txt" {
+		t.Errorf("left %v, want only keep.txt", entries)
+	}
+	if err := RemoveBufferFiles(filepath.Join(dir, "missing")); err != nil {
+		t.Errorf("a missing directory: %v", err)
+	}
+}
+
+// upload is a request whose body is sent in parts over a raw connection.
+type upload struct {
+	conn *net.TCPConn
+}
+
+func startUpload(t *testing.T, srv *httptest.Server, declared, first int) *upload {
+	t.Helper()
+	u := &upload{conn: dialRaw(t, srv)}
+	head := "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: " + strconv.Itoa(declared) + "\r\n\r\n"
+	if _, err := io.WriteString(u.conn, head); err != nil {
+		t.Fatal(err)
+	}
+	u.send(t, first)
+	return u
+}
+
+func (u *upload) send(t *testing.T, n int) {
+	t.Helper()
+	if _, err := u.conn.Write(bytes.Repeat([]byte("u"), n)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (u *upload) answer(t *testing.T) *http.Response {
+	t.Helper()
+	_ = u.conn.SetReadDeadline(time.Now().Add(settle))
+	resp, err := http.ReadResponse(bufio.NewReader(u.conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
