@@ -22,7 +22,6 @@ const (
 	DefaultClientTimeout   = time.Minute
 	DefaultUpstreamTimeout = 600 * time.Second
 	DefaultConnectTimeout  = time.Second
-	DefaultQueueTimeout    = 30 * time.Second
 )
 
 // Options configure a Balancer.
@@ -50,7 +49,8 @@ type Options struct {
 	// more is answered 503 at once. Zero means no queue.
 	QueueSize int
 	// QueueTimeout bounds a request's wait in the queue; past it the
-	// request is answered 503. Zero means DefaultQueueTimeout.
+	// request is answered 503. Zero means no limit: a request waits until
+	// a backend has room or its client goes away.
 	QueueTimeout time.Duration
 	// Retries is how many more backends a request may be sent to when one
 	// refuses, resets or drops it before sending any response. A request
@@ -99,9 +99,6 @@ func (o *Options) setDefaults() {
 	}
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = DefaultConnectTimeout
-	}
-	if o.QueueTimeout <= 0 {
-		o.QueueTimeout = DefaultQueueTimeout
 	}
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()

@@ -58,13 +58,17 @@ func (b *Balancer) acquire(ctx context.Context, r *http.Request, retry bool) (*a
 	b.queued.Store(int64(b.queue.Len()))
 	b.mu.Unlock()
 
-	t := time.NewTimer(b.opts.QueueTimeout)
-	defer t.Stop()
+	var timeout <-chan time.Time // nil, never ready: no limit
+	if b.opts.QueueTimeout > 0 {
+		t := time.NewTimer(b.opts.QueueTimeout)
+		defer t.Stop()
+		timeout = t.C
+	}
 	var err error
 	select {
 	case a := <-w.ready:
 		return a, nil
-	case <-t.C:
+	case <-timeout:
 		err = errQueueTimeout
 	case <-ctx.Done():
 		err = ctx.Err()

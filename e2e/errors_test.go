@@ -53,7 +53,7 @@ func TestUserErrors(t *testing.T) {
 		{"not executable", []string{"up", "--", notExec}, "is not an executable file", true},
 		{"proxy port in use", []string{"up", "-p", p, "--", fakemodel}, "proxy port " + p + ": already in use", true},
 		{"replica port in use", []string{"up", "-p", strconv.Itoa(busy + 1), "-r", "3", "--", fakemodel}, "port " + strconv.Itoa(busy+3) + " for replica-2: already in use", true},
-		{"zero replicas", []string{"up", "-r", "0", "--", fakemodel}, "--replicas must be at least 1", true},
+		{"zero replicas", []string{"up", "-r", "0", "--", fakemodel}, `"-r, --replicas" flag: must be at least 1, not 0`, true},
 		{"bad policy", []string{"up", "--policy", "fastest", "--", fakemodel}, `unknown policy "fastest"`, true},
 		{"bad size", []string{"up", "--max-body", "lots", "--", fakemodel}, `"lots" is not a size`, true},
 		{"status without instance", []string{"status"}, `no mattingctl instance "default" is running`, true},

@@ -63,9 +63,6 @@ func Start(spec Spec, out *Output) (*Process, error) {
 	if err := CheckCommand(spec.Command); err != nil {
 		return nil, err
 	}
-	if err := checkPortFree(spec); err != nil {
-		return nil, err
-	}
 	args := spec.Args()
 	newCmd := func(stdout, stderr *os.File) *exec.Cmd {
 		cmd := exec.Command(args[0], args[1:]...)
@@ -90,6 +87,15 @@ func Start(spec Spec, out *Output) (*Process, error) {
 		return nil, fmt.Errorf("starting %s: %w", spec.Name(), err)
 	}
 	cmd := newCmd(outW, errW)
+	forkMu.Lock()
+	if err := checkPortFree(spec); err != nil {
+		forkMu.Unlock()
+		outR.Close()
+		outW.Close()
+		errR.Close()
+		errW.Close()
+		return nil, err
+	}
 	tr := spec.Tracker.prepare(spec.Name(), cmd.SysProcAttr)
 	err = cmd.Start()
 	if err != nil && tr.inCgroup() {
@@ -100,6 +106,7 @@ func Start(spec Spec, out *Output) (*Process, error) {
 			cmd, err = retry, nil
 		}
 	}
+	forkMu.Unlock()
 	outW.Close()
 	errW.Close()
 	if err != nil {

@@ -11,7 +11,9 @@ import (
 )
 
 func TestBufferOptions(t *testing.T) {
-	base := Options{Command: []string{"x"}, Replicas: 1, StateDir: "/s"}
+	base := upDefaults(1)
+	base.Command, base.StateDir = []string{"x"}, "/s"
+	base.MaxBuffer, base.MaxDiskBuffer = 0, 0 // zero: the balancer's defaults
 	o, err := base.withDefaults()
 	if err != nil {
 		t.Fatal(err)

@@ -79,7 +79,9 @@ func TestMaxConnsExplicit(t *testing.T) {
 
 // TestOptionsMaxConns: withDefaults reads the limit in force.
 func TestOptionsMaxConns(t *testing.T) {
-	o, err := Options{Command: []string{"x"}, Replicas: 4, MaxInflight: 8, StateDir: "/s"}.withDefaults()
+	base := upDefaults(4)
+	base.Command, base.StateDir, base.MaxInflight = []string{"x"}, "/s", 8
+	o, err := base.withDefaults()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +89,9 @@ func TestOptionsMaxConns(t *testing.T) {
 	if o.MaxConns != want || o.MaxConns < minDefaultConns {
 		t.Errorf("MaxConns = %d, want %d from ulimit -n %d", o.MaxConns, want, openFileLimit())
 	}
-	if _, err := (Options{Replicas: 1, MaxConns: -5}).withDefaults(); err == nil || !strings.Contains(err.Error(), "--max-conns") {
+	neg := upDefaults(1)
+	neg.MaxConns = -5
+	if _, err := neg.withDefaults(); err == nil || !strings.Contains(err.Error(), "--max-conns") {
 		t.Errorf("MaxConns -5: error %v, want one naming --max-conns", err)
 	}
 }

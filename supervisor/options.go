@@ -5,7 +5,6 @@
 package supervisor
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -65,7 +64,7 @@ type Options struct {
 	// Host is the proxy's listen address; empty means all interfaces, as
 	// nginx's `listen 9110`.
 	Host string
-	// Port is the proxy's port; zero means DefaultPort.
+	// Port is the proxy's port, 1-65535 (DefaultPort is `up`'s default).
 	Port int
 	// BasePort is replica 1's port, replica k listening on BasePort+k-1;
 	// zero means Port+1.
@@ -73,12 +72,12 @@ type Options struct {
 	// Health is the path a replica must answer 2xx on before it gets
 	// traffic; empty means its port accepting a connection is enough.
 	Health string
-	// ReadyTimeout bounds a replica's start, until ready; zero means
-	// DefaultReadyTimeout.
+	// ReadyTimeout bounds a replica's start, until ready; it must be more
+	// than zero (DefaultReadyTimeout is `up`'s default).
 	ReadyTimeout time.Duration
 	// StopTimeout bounds a graceful stop: in-flight requests finishing and
-	// replicas exiting after SIGTERM, before SIGKILL. Zero means
-	// DefaultStopTimeout.
+	// replicas exiting after SIGTERM, before SIGKILL. It must be more than
+	// zero (DefaultStopTimeout is `up`'s default).
 	StopTimeout time.Duration
 	// Policy names the balancing policy; empty means DefaultPolicy.
 	Policy string
@@ -90,14 +89,15 @@ type Options struct {
 	// Queue bounds the requests waiting for a replica with room; 0 means
 	// no queue: a request finding every replica at its cap gets 503.
 	Queue int
-	// QueueTimeout bounds a request's wait in the queue; zero means
-	// DefaultQueueTimeout.
+	// QueueTimeout bounds a request's wait in the queue; zero means no
+	// limit: a request waits until a replica has room or its client goes.
 	QueueTimeout time.Duration
 	// Retries is how many other replicas a request may be sent to when one
 	// fails to answer it; 0 turns retries off.
 	Retries int
 	// MaxBody, ClientTimeout, UpstreamTimeout and ConnectTimeout are passed
-	// to the balancer; zero means its defaults.
+	// to the balancer; each must be more than zero (the balancer's
+	// defaults, balancer.DefaultMaxBody and the others, are `up`'s).
 	MaxBody         int64
 	ClientTimeout   time.Duration
 	UpstreamTimeout time.Duration
@@ -111,7 +111,8 @@ type Options struct {
 	// once; 0 means all at once.
 	StartConcurrency int
 	// MaxRequests recycles a replica after it has served this many
-	// requests plus a random 0..MaxRequestsJitter; 0 means never.
+	// requests plus a random 0..MaxRequestsJitter; 0 means never (and then
+	// MaxRequestsJitter must be 0 too).
 	MaxRequests       int
 	MaxRequestsJitter int
 	// MaxMemory recycles a replica whose process group's resident memory
@@ -122,11 +123,12 @@ type Options struct {
 	// "none" turns it off.
 	Admin string
 	// MinReady is how many replicas must be ready for /readyz to answer
-	// 200; zero means 1.
+	// 200: at least 1 and at most Replicas. Scaling below it is allowed,
+	// with a warning.
 	MinReady int
 	// DrainDelay is how long, after SIGTERM or SIGINT, the proxy keeps
 	// serving while /readyz answers 503, so that load balancers and
-	// orchestrator endpoints stop sending first.
+	// orchestrator endpoints stop sending first; zero means no delay.
 	DrainDelay time.Duration
 	// StateDir holds the control socket; empty means control.StateDir().
 	StateDir string
@@ -182,8 +184,8 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Replicas < 1 {
 		return o, fmt.Errorf("--replicas must be at least 1, not %d", o.Replicas)
 	}
-	if o.Port == 0 {
-		o.Port = DefaultPort
+	if err := o.checkNumbers(); err != nil {
+		return o, err
 	}
 	if o.Port < 1 || o.Port > maxPort {
 		return o, fmt.Errorf("--port %d is not a TCP port (1-65535)", o.Port)
@@ -200,12 +202,6 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Health != "" && !strings.HasPrefix(o.Health, "/") {
 		return o, fmt.Errorf("--health %q must be a path starting with /", o.Health)
 	}
-	if o.ReadyTimeout <= 0 {
-		o.ReadyTimeout = DefaultReadyTimeout
-	}
-	if o.StopTimeout <= 0 {
-		o.StopTimeout = DefaultStopTimeout
-	}
 	if o.Policy == "" {
 		o.Policy = DefaultPolicy
 	}
@@ -219,32 +215,6 @@ func (o Options) withDefaults() (Options, error) {
 		if w < 1 {
 			return o, fmt.Errorf("--weights: weight %d of replica-%d must be at least 1", w, i+1)
 		}
-	}
-	switch {
-	case o.StartConcurrency < 0:
-		return o, fmt.Errorf("--start-concurrency must not be negative (0 means all at once), not %d", o.StartConcurrency)
-	case o.MaxRequests < 0 || o.MaxRequestsJitter < 0:
-		return o, errors.New("--max-requests and --max-requests-jitter must not be negative")
-	case o.MaxMemory < 0:
-		return o, errors.New("--max-memory must not be negative")
-	case o.MaxInflight < 0:
-		return o, fmt.Errorf("--max-inflight must not be negative (0 means no cap), not %d", o.MaxInflight)
-	case o.Queue < 0:
-		return o, fmt.Errorf("--queue must not be negative (0 means no queue), not %d", o.Queue)
-	case o.Retries < 0:
-		return o, fmt.Errorf("--retries must not be negative, not %d", o.Retries)
-	}
-	if o.QueueTimeout <= 0 {
-		o.QueueTimeout = DefaultQueueTimeout
-	}
-	switch {
-	case o.MinReady < 0:
-		return o, fmt.Errorf("--min-ready must not be negative, not %d", o.MinReady)
-	case o.MinReady == 0:
-		o.MinReady = 1
-	}
-	if o.DrainDelay < 0 {
-		return o, fmt.Errorf("--drain-delay must not be negative, not %s", o.DrainDelay)
 	}
 	if err := o.checkLiveness(); err != nil {
 		return o, err

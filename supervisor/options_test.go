@@ -4,46 +4,125 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mattingctl/mattingctl/balancer"
 )
 
+// upDefaults returns Options as `mattingctl up -r replicas -- x` sets them:
+// every value `up`'s flags default to.
+func upDefaults(replicas int) Options {
+	return Options{
+		Command:         []string{"x"},
+		Replicas:        replicas,
+		Port:            DefaultPort,
+		ReadyTimeout:    DefaultReadyTimeout,
+		StopTimeout:     DefaultStopTimeout,
+		Policy:          DefaultPolicy,
+		MaxBody:         balancer.DefaultMaxBody,
+		ClientTimeout:   balancer.DefaultClientTimeout,
+		UpstreamTimeout: balancer.DefaultUpstreamTimeout,
+		ConnectTimeout:  balancer.DefaultConnectTimeout,
+		MaxInflight:     DefaultMaxInflight,
+		Queue:           DefaultQueue,
+		QueueTimeout:    DefaultQueueTimeout,
+		Retries:         DefaultRetries,
+		MinReady:        1,
+		StateDir:        "/s",
+	}
+}
+
 func TestOptionsDefaults(t *testing.T) {
-	o, err := Options{Command: []string{"x"}, Replicas: 4, StateDir: "/s"}.withDefaults()
+	o, err := upDefaults(4).withDefaults()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if o.Name != "default" || o.Port != 9110 || o.BasePort != 9111 || o.ReadyTimeout != 5*time.Minute ||
-		o.StopTimeout != 30*time.Second || o.Policy != "least_conn" {
+		o.StopTimeout != 30*time.Second || o.Policy != "least_conn" || o.Admin != "127.0.0.1:9109" {
 		t.Errorf("defaults: %+v", o)
+	}
+}
+
+// TestOptionsZeroMeansWhatItSays: a zero that has a meaning is kept as it
+// is, never replaced by a default.
+func TestOptionsZeroMeansWhatItSays(t *testing.T) {
+	in := upDefaults(2)
+	in.QueueTimeout, in.DrainDelay, in.MaxInflight, in.Queue, in.Retries = 0, 0, 0, 0, 0
+	in.StartConcurrency, in.MaxRequests, in.MaxRequestsJitter, in.MaxMemory = 0, 0, 0, 0
+	o, err := in.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.QueueTimeout != 0 || o.DrainDelay != 0 || o.MaxInflight != 0 || o.Queue != 0 || o.Retries != 0 ||
+		o.StartConcurrency != 0 || o.MaxRequests != 0 || o.MaxRequestsJitter != 0 || o.MaxMemory != 0 {
+		t.Errorf("a zero was replaced: %+v", o)
+	}
+	if o.BasePort != o.Port+1 {
+		t.Errorf("--base-port 0 = %d, want the proxy port plus one", o.BasePort)
 	}
 }
 
 func TestOptionsErrors(t *testing.T) {
 	tests := []struct {
 		name string
-		o    Options
+		set  func(*Options)
 		want string
 	}{
-		{"no replicas", Options{}, "--replicas must be at least 1, not 0"},
-		{"negative replicas", Options{Replicas: -2}, "--replicas must be at least 1, not -2"},
-		{"port range", Options{Replicas: 1, Port: 70000}, "--port 70000 is not a TCP port"},
-		{"replica ports overflow", Options{Replicas: 3, Port: 100, BasePort: 65534}, "replica ports 65534-65536 are outside 1-65535"},
-		{"proxy among replicas", Options{Replicas: 3, Port: 9112, BasePort: 9111}, "--port 9112 falls among the replica ports 9111-9113"},
-		{"health not a path", Options{Replicas: 1, Health: "health"}, `--health "health" must be a path`},
-		{"policy", Options{Replicas: 1, Policy: "random"}, `unknown policy "random"`},
-		{"env", Options{Replicas: 1, Env: []string{"NOEQUALS"}}, `--env "NOEQUALS" is not KEY=VALUE`},
-		{"name", Options{Replicas: 1, Name: "a/b"}, `--name "a/b"`},
-		{"weights without weighted", Options{Replicas: 2, Weights: []int{2, 1}}, "--weights applies only to --policy weighted"},
-		{"zero weight", Options{Replicas: 2, Policy: "weighted", Weights: []int{2, 0}}, "weight 0 of replica-2 must be at least 1"},
-		{"negative cap", Options{Replicas: 1, MaxInflight: -1}, "--max-inflight must not be negative"},
-		{"negative queue", Options{Replicas: 1, Queue: -1}, "--queue must not be negative"},
-		{"negative retries", Options{Replicas: 1, Retries: -1}, "--retries must not be negative"},
+		{"no replicas", func(o *Options) { o.Replicas = 0 }, "--replicas must be at least 1, not 0"},
+		{"negative replicas", func(o *Options) { o.Replicas = -2 }, "--replicas must be at least 1, not -2"},
+		{"port range", func(o *Options) { o.Port = 70000 }, "--port 70000 is not a TCP port"},
+		{"port zero", func(o *Options) { o.Port = 0 }, "--port 0 is not a TCP port (1-65535)"},
+		{"replica ports overflow", func(o *Options) { o.Replicas, o.Port, o.BasePort = 3, 100, 65534 }, "replica ports 65534-65536 are outside 1-65535"},
+		{"negative base port", func(o *Options) { o.BasePort = -1 }, "--base-port must not be negative (0 means the proxy port plus one), not -1"},
+		{"proxy among replicas", func(o *Options) { o.Replicas, o.Port, o.BasePort = 3, 9112, 9111 }, "--port 9112 falls among the replica ports 9111-9113"},
+		{"health not a path", func(o *Options) { o.Health = "health" }, `--health "health" must be a path`},
+		{"policy", func(o *Options) { o.Policy = "random" }, `unknown policy "random"`},
+		{"env", func(o *Options) { o.Env = []string{"NOEQUALS"} }, `--env "NOEQUALS" is not KEY=VALUE`},
+		{"name", func(o *Options) { o.Name = "a/b" }, `--name "a/b"`},
+		{"weights without weighted", func(o *Options) { o.Weights = []int{2, 1} }, "--weights applies only to --policy weighted"},
+		{"zero weight", func(o *Options) { o.Replicas, o.Policy, o.Weights = 2, "weighted", []int{2, 0} }, "weight 0 of replica-2 must be at least 1"},
+		{"negative weight", func(o *Options) { o.Policy, o.Weights = "weighted", []int{-1} }, "weight -1 of replica-1 must be at least 1"},
+
+		{"negative ready timeout", func(o *Options) { o.ReadyTimeout = -time.Second }, "--ready-timeout must not be negative, not -1s"},
+		{"zero ready timeout", func(o *Options) { o.ReadyTimeout = 0 }, "--ready-timeout must be more than 0"},
+		{"negative stop timeout", func(o *Options) { o.StopTimeout = -5 * time.Second }, "--stop-timeout must not be negative, not -5s"},
+		{"zero stop timeout", func(o *Options) { o.StopTimeout = 0 }, "--stop-timeout must be more than 0"},
+		{"negative client timeout", func(o *Options) { o.ClientTimeout = -1 }, "--client-timeout must not be negative"},
+		{"zero client timeout", func(o *Options) { o.ClientTimeout = 0 }, "--client-timeout must be more than 0"},
+		{"negative upstream timeout", func(o *Options) { o.UpstreamTimeout = -1 }, "--upstream-timeout must not be negative"},
+		{"zero upstream timeout", func(o *Options) { o.UpstreamTimeout = 0 }, "--upstream-timeout must be more than 0"},
+		{"negative connect timeout", func(o *Options) { o.ConnectTimeout = -1 }, "--connect-timeout must not be negative"},
+		{"zero connect timeout", func(o *Options) { o.ConnectTimeout = 0 }, "--connect-timeout must be more than 0"},
+		{"negative queue timeout", func(o *Options) { o.QueueTimeout = -time.Second }, "--queue-timeout must not be negative, not -1s"},
+		{"negative drain delay", func(o *Options) { o.DrainDelay = -time.Second }, "--drain-delay must not be negative, not -1s"},
+
+		{"negative cap", func(o *Options) { o.MaxInflight = -1 }, "--max-inflight must not be negative (0 means no cap), not -1"},
+		{"negative queue", func(o *Options) { o.Queue = -1 }, "--queue must not be negative (0 means no queue), not -1"},
+		{"negative retries", func(o *Options) { o.Retries = -1 }, "--retries must not be negative"},
+		{"negative start concurrency", func(o *Options) { o.StartConcurrency = -1 }, "--start-concurrency must not be negative (0 means all at once)"},
+		{"negative max requests", func(o *Options) { o.MaxRequests = -1 }, "--max-requests must not be negative (0 means never)"},
+		{"negative jitter", func(o *Options) { o.MaxRequests, o.MaxRequestsJitter = 10, -1 }, "--max-requests-jitter must not be negative"},
+		{"jitter without max requests", func(o *Options) { o.MaxRequestsJitter = 5 }, "--max-requests-jitter 5 needs --max-requests"},
+		{"negative max memory", func(o *Options) { o.MaxMemory = -1 }, "--max-memory must not be negative (0 means never)"},
+		{"zero max body", func(o *Options) { o.MaxBody = 0 }, "--max-body must be at least 1, not 0"},
+		{"negative max body", func(o *Options) { o.MaxBody = -1 }, "--max-body must be at least 1, not -1"},
+		{"zero min ready", func(o *Options) { o.MinReady = 0 }, "--min-ready must be at least 1, not 0"},
+		{"negative min ready", func(o *Options) { o.MinReady = -1 }, "--min-ready must be at least 1, not -1"},
+		{"min ready above replicas", func(o *Options) { o.Replicas, o.MinReady = 1, 5 }, "--min-ready 5 is more than --replicas 1: /readyz would never answer 200"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := tt.o.withDefaults()
+			o := upDefaults(1)
+			tt.set(&o)
+			_, err := o.withDefaults()
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error = %v, want %q", err, tt.want)
 			}
 		})
+	}
+	// The bounds themselves are accepted.
+	o := upDefaults(3)
+	o.MinReady, o.MaxBody, o.ReadyTimeout, o.StopTimeout = 3, 1, time.Nanosecond, time.Nanosecond
+	if _, err := o.withDefaults(); err != nil {
+		t.Errorf("--min-ready = --replicas, --max-body 1, 1ns timeouts: %v", err)
 	}
 }

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
+
+	"github.com/mattingctl/mattingctl/replica"
 )
 
 // Replica ports. Replica k's home port is BasePort+k-1. A successor started
@@ -77,14 +77,8 @@ func (s *Supervisor) releasePorts(sl *slot) {
 	}
 }
 
-func portFree(port int) bool {
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-	if err != nil {
-		return false
-	}
-	ln.Close()
-	return true
-}
+// portFree reports whether nothing listens on 127.0.0.1:port.
+func portFree(port int) bool { return replica.CheckPort(port) == nil }
 
 // startGate waits for a turn to start a replica under --start-concurrency
 // and returns the function that gives it back; it fails if ctx ends first.
@@ -122,11 +116,9 @@ func (s *Supervisor) checkNewPortsLocked(first, last int) error {
 func checkPorts(base, first, count int) error {
 	for id := first; id < first+count; id++ {
 		port := base + id - 1
-		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err != nil {
+		if err := replica.CheckPort(port); err != nil {
 			return fmt.Errorf("port %d for replica-%d: %s", port, id, portError(err))
 		}
-		ln.Close()
 	}
 	return nil
 }

@@ -37,6 +37,11 @@ func (s *Supervisor) Scale(ctx context.Context, n int) (control.ScaleResult, err
 	}
 	from := s.desired
 	res := control.ScaleResult{Name: s.opts.Name, From: from, To: n}
+	if n < s.opts.MinReady {
+		w := fmt.Sprintf("scaling to %d, fewer than --min-ready %d: /readyz answers 503 while fewer than %d replicas are ready", n, s.opts.MinReady, s.opts.MinReady)
+		res.Warnings = append(res.Warnings, w)
+		s.log.Warn("scaling below --min-ready", "to", n, "min_ready", s.opts.MinReady)
+	}
 	var changed []*slot
 	switch {
 	case n > from:

@@ -145,16 +145,14 @@ func helperCommand(mode ...string) []string {
 // Its replicas are stopped when the test ends.
 func newTestSupervisor(t *testing.T, set func(*Options), mode ...string) *Supervisor {
 	t.Helper()
-	opts := Options{
-		Command:      helperCommand(mode...),
-		Env:          []string{"MATTINGCTL_TEST_HELPER=1"},
-		Replicas:     1,
-		Port:         testutil.FreePort(t),
-		BasePort:     testutil.FreePorts(t, 12),
-		ReadyTimeout: 10 * time.Second,
-		StopTimeout:  5 * time.Second,
-		StateDir:     t.TempDir(),
-	}
+	opts := upDefaults(1)
+	opts.Command = helperCommand(mode...)
+	opts.Env = []string{"MATTINGCTL_TEST_HELPER=1"}
+	opts.Port = testutil.FreePort(t)
+	opts.BasePort = testutil.FreePorts(t, 12)
+	opts.ReadyTimeout = 10 * time.Second
+	opts.StopTimeout = 5 * time.Second
+	opts.StateDir = t.TempDir()
 	set(&opts)
 	s, err := New(opts)
 	if err != nil {

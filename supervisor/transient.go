@@ -3,17 +3,12 @@ package supervisor
 import (
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/mattingctl/mattingctl/internal/control"
+	"github.com/mattingctl/mattingctl/replica"
 )
-
-// errPortHeld says that a replica's port is held by another process, as a
-// leftover of a crashed replica may do for a moment.
-var errPortHeld = errors.New("is in use by another process")
 
 // transientStartError reports whether a replica could not be started for a
 // reason that is not its command's fault and may pass: mattingctl out of
@@ -27,21 +22,19 @@ func transientStartError(err error) bool {
 			return true
 		}
 	}
-	return errors.Is(err, errPortHeld)
+	return errors.Is(err, replica.ErrPortInUse)
 }
 
 // startPrimary starts the slot's primary process on port, as launch does,
 // after checking that nothing else holds the port: a process that cannot
 // bind would exit before it is ready, counted against the replica.
 func (s *slot) startPrimary(port int) (*incarnation, error) {
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-	switch {
-	case errors.Is(err, syscall.EADDRINUSE):
-		return nil, fmt.Errorf("%s: port %d %w", s.name, port, errPortHeld)
-	case err != nil: // out of descriptors, say: no sign of the port
-		return nil, fmt.Errorf("%s: checking port %d: %w", s.name, port, err)
+	if err := replica.CheckPort(port); err != nil {
+		if errors.Is(err, replica.ErrPortInUse) {
+			return nil, fmt.Errorf("%s: %w", s.name, err)
+		}
+		return nil, fmt.Errorf("%s: checking port %d: %w", s.name, port, err) // out of descriptors, say
 	}
-	ln.Close()
 	return s.launch(port, true)
 }
 

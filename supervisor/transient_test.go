@@ -17,6 +17,8 @@ import (
 
 	"github.com/mattingctl/mattingctl/internal/control"
 	"github.com/mattingctl/mattingctl/internal/testutil"
+
+	"github.com/mattingctl/mattingctl/replica"
 )
 
 func TestTransientStartError(t *testing.T) {
@@ -25,14 +27,14 @@ func TestTransientStartError(t *testing.T) {
 		&os.PathError{Op: "fork/exec", Path: "/bin/app", Err: syscall.EAGAIN},
 		&os.SyscallError{Syscall: "pipe2", Err: syscall.ENFILE},
 		&os.PathError{Op: "fork/exec", Path: "/bin/app", Err: syscall.ENOMEM},
-		errors.New("replica-1: port 9111 " + errPortHeld.Error()), // only the wrapped sentinel counts
+		errors.New("replica-1: port 9111 " + replica.ErrPortInUse.Error()), // only the wrapped sentinel counts
 	} {
 		want := !strings.Contains(err.Error(), "9111")
 		if got := transientStartError(err); got != want {
 			t.Errorf("transientStartError(%v) = %v, want %v", err, got, want)
 		}
 	}
-	if !transientStartError(errors.Join(errors.New("starting replica-1"), errPortHeld)) {
+	if !transientStartError(errors.Join(errors.New("starting replica-1"), replica.ErrPortInUse)) {
 		t.Error("a held port is not transient")
 	}
 	if transientStartError(&os.PathError{Op: "fork/exec", Path: "/bin/app", Err: syscall.ENOENT}) {
@@ -132,7 +134,7 @@ func TestSlotWaitsForAHeldPort(t *testing.T) {
 	defer ln.Close()
 	testutil.WaitFor(t, 10*time.Second, "the replica to wait for its port", func() bool {
 		st := sl.status()
-		return st.State == control.Backoff && strings.Contains(st.Error, "is in use by another process")
+		return st.State == control.Backoff && strings.Contains(st.Error, "is already in use")
 	})
 	// Three tries, more than MaxRestarts allows crashes: still in backoff.
 	testutil.WaitFor(t, 10*time.Second, "three tries", func() bool {

@@ -17,7 +17,7 @@ func TestUpFlags(t *testing.T) {
 	}{
 		{"defaults", []string{"--", "python3", "app.py"}, func(t *testing.T, o *upOptions) {
 			if o.Replicas != 1 || o.Port != 9110 || o.BasePort != 0 || o.ReadyTimeout != 5*time.Minute ||
-				o.StopTimeout != 30*time.Second || o.Policy != "least_conn" || o.Name != "default" || o.MaxBody != 0 ||
+				o.StopTimeout != 30*time.Second || o.Policy != "least_conn" || o.Name != "default" || o.MaxBody != 50<<20 ||
 				o.MaxInflight != 8 || o.Queue != 1024 || o.QueueTimeout != 30*time.Second || o.Retries != 2 || o.ConnectTimeout != time.Second {
 				t.Errorf("defaults: %+v", o.Options)
 			}
@@ -130,7 +130,7 @@ func TestUpConfigFile(t *testing.T) {
 	}
 	for _, tt := range []struct{ file, want string }{
 		{"replicas: 4\nreplicaz: 2\n", `line 2: unknown setting "replicaz"`},
-		{"replicas: four\n", `line 1: replicas: strconv.ParseInt: parsing "four": invalid syntax`},
+		{"replicas: four\n", `line 1: replicas: "four" is not a whole number`},
 		{"ready-timeout: 5 minutes\n", "line 1: ready-timeout:"},
 		{"max-body: lots\n", `line 1: max-body: "lots" is not a size`},
 	} {

@@ -24,7 +24,10 @@ func parseSize(s string) (int64, error) {
 		}
 	}
 	n, err := strconv.ParseInt(strings.TrimSpace(t), 10, 64)
-	if err != nil || n < 0 || n > (1<<62)/mult {
+	if err == nil && n < 0 {
+		return 0, fmt.Errorf("must not be negative, not %s", s)
+	}
+	if err != nil || n > (1<<62)/mult {
 		return 0, fmt.Errorf("%q is not a size (e.g. 50MiB, 512k, 1048576)", s)
 	}
 	return n * mult, nil

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"time"
@@ -15,10 +16,12 @@ type scaleOptions struct {
 	Client   func() (instanceClient, error)
 	Replicas int
 	Timeout  time.Duration
+	// ErrOut receives the scale's warnings.
+	ErrOut io.Writer
 }
 
 func newScaleCmd(f *factory, g *globalOptions, runF func(*scaleOptions) error) *cobra.Command {
-	opts := &scaleOptions{Out: f.Out, Client: clientFor(f, g)}
+	opts := &scaleOptions{Out: f.Out, Client: clientFor(f, g), ErrOut: f.ErrOut}
 	cmd := &cobra.Command{
 		Use:   "scale N",
 		Short: "Set the number of replicas, live: new ones join when ready, removed ones drain first",
@@ -52,6 +55,9 @@ func scaleRun(opts *scaleOptions) error {
 	}
 	if err := writeScale(opts.Out, res); err != nil {
 		return err
+	}
+	for _, w := range res.Warnings {
+		fmt.Fprintf(opts.ErrOut, "mattingctl: warning: %s\n", w)
 	}
 	if len(res.Errors) > 0 {
 		return errors.New(strings.Join(res.Errors, "; "))

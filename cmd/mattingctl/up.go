@@ -61,36 +61,49 @@ Ctrl-C or SIGTERM stops gracefully; a second one stops at once.`,
 	// Flags after the command belong to the command: `up -r 2 python3 app.py -v`.
 	cmd.Flags().SetInterspersed(false)
 	fl := cmd.Flags()
-	fl.IntVarP(&opts.Replicas, "replicas", "r", 1, "number of replicas")
-	fl.IntVarP(&opts.Port, "port", "p", supervisor.DefaultPort, "port the proxy listens on")
+	opts.Replicas = 1
+	fl.VarP(intFlag{&opts.Replicas, 1}, "replicas", "r", "number of replicas")
+	opts.Port = supervisor.DefaultPort
+	fl.VarP(intFlag{&opts.Port, 1}, "port", "p", "port the proxy listens on")
 	fl.StringVar(&opts.Host, "host", "", "address the proxy listens on (default all interfaces)")
-	fl.IntVar(&opts.BasePort, "base-port", 0, "port of replica 1; replica k gets base-port+k-1 (default port+1)")
+	fl.Var(intFlag{&opts.BasePort, 0}, "base-port", "port of replica 1; replica k gets base-port+k-1 (default 0: port+1)")
 	fl.StringVar(&opts.Health, "health", "", "path a replica must answer 2xx on before it gets traffic (default: its port accepts TCP)")
-	fl.DurationVar(&opts.ReadyTimeout, "ready-timeout", supervisor.DefaultReadyTimeout, "how long a replica may take to become ready")
-	fl.DurationVar(&opts.StopTimeout, "stop-timeout", supervisor.DefaultStopTimeout, "how long a graceful stop waits for requests and replicas before killing them")
+	opts.ReadyTimeout = supervisor.DefaultReadyTimeout
+	fl.Var(durationFlag{&opts.ReadyTimeout, false}, "ready-timeout", "how long a replica may take to become ready (more than 0)")
+	opts.StopTimeout = supervisor.DefaultStopTimeout
+	fl.Var(durationFlag{&opts.StopTimeout, false}, "stop-timeout", "how long a graceful stop waits for requests and replicas before killing them (more than 0)")
 	fl.StringVar(&opts.Policy, "policy", supervisor.DefaultPolicy, fmt.Sprintf("balancing policy: %v", balancer.PolicyNames()))
-	fl.Var(&sizeValue{&opts.MaxBody}, "max-body", "largest request body accepted; larger gets 413 (default 50MiB)")
-	fl.DurationVar(&opts.ClientTimeout, "client-timeout", balancer.DefaultClientTimeout, "limit on reading a client's headers, and on each pause in its body")
-	fl.DurationVar(&opts.UpstreamTimeout, "upstream-timeout", balancer.DefaultUpstreamTimeout, "limit on waiting for a replica's response")
-	fl.IntVar(&opts.MaxInflight, "max-inflight", supervisor.DefaultMaxInflight, "requests in flight per replica; the excess waits in the proxy's queue (0: no cap)")
-	fl.IntVar(&opts.Queue, "queue", supervisor.DefaultQueue, "requests that may wait for a replica; past it 503 (0: no queue)")
-	fl.DurationVar(&opts.QueueTimeout, "queue-timeout", supervisor.DefaultQueueTimeout, "longest wait in the queue before 503")
-	fl.IntVar(&opts.Retries, "retries", supervisor.DefaultRetries, "other replicas to try when one refuses or drops a request before answering (0: off)")
-	fl.IntSliceVar(&opts.Weights, "weights", nil, "per-replica weights for --policy weighted, e.g. 2,1,1,1")
-	fl.DurationVar(&opts.ConnectTimeout, "connect-timeout", balancer.DefaultConnectTimeout, "limit on connecting to a replica")
+	opts.MaxBody = balancer.DefaultMaxBody
+	fl.Var(&positiveSize{sizeValue{&opts.MaxBody}}, "max-body", "largest request body accepted; larger gets 413 (more than 0)")
+	opts.ClientTimeout = balancer.DefaultClientTimeout
+	fl.Var(durationFlag{&opts.ClientTimeout, false}, "client-timeout", "limit on reading a client's headers, and on each pause in its body (more than 0)")
+	opts.UpstreamTimeout = balancer.DefaultUpstreamTimeout
+	fl.Var(durationFlag{&opts.UpstreamTimeout, false}, "upstream-timeout", "limit on waiting for a replica's response (more than 0)")
+	opts.MaxInflight = supervisor.DefaultMaxInflight
+	fl.Var(intFlag{&opts.MaxInflight, 0}, "max-inflight", "requests in flight per replica; the excess waits in the proxy's queue (0: no cap)")
+	opts.Queue = supervisor.DefaultQueue
+	fl.Var(intFlag{&opts.Queue, 0}, "queue", "requests that may wait for a replica; past it 503 (0: no queue)")
+	opts.QueueTimeout = supervisor.DefaultQueueTimeout
+	fl.Var(durationFlag{&opts.QueueTimeout, true}, "queue-timeout", "longest wait in the queue before 503 (0: no limit)")
+	opts.Retries = supervisor.DefaultRetries
+	fl.Var(intFlag{&opts.Retries, 0}, "retries", "other replicas to try when one refuses or drops a request before answering (0: off)")
+	fl.Var(&weightsFlag{p: &opts.Weights}, "weights", "per-replica weights for --policy weighted, each at least 1, e.g. 2,1,1,1")
+	opts.ConnectTimeout = balancer.DefaultConnectTimeout
+	fl.Var(durationFlag{&opts.ConnectTimeout, false}, "connect-timeout", "limit on connecting to a replica (more than 0)")
 	fl.StringArrayVarP(&opts.Env, "env", "e", nil, "extra KEY=VALUE for every replica (repeatable)")
 	fl.StringVar(&opts.GPUs, "gpus", "", "GPUs handed to replicas round-robin as CUDA_VISIBLE_DEVICES: 0,1,2,3 or all (from nvidia-smi -L)")
-	fl.IntVar(&opts.StartConcurrency, "start-concurrency", 0, "replicas starting (loading their model) at once (0: all)")
-	fl.IntVar(&opts.MaxRequests, "max-requests", 0, "replace a replica after this many requests, without dropping any (0: never)")
-	fl.IntVar(&opts.MaxRequestsJitter, "max-requests-jitter", 0, "add 0..N to --max-requests per process, so replicas do not recycle together")
-	fl.Var(&sizeValue{&opts.MaxMemory}, "max-memory", "replace a replica whose processes' resident memory passes SIZE, e.g. 4GiB (default never)")
+	fl.Var(intFlag{&opts.StartConcurrency, 0}, "start-concurrency", "replicas starting (loading their model) at once (default 0: all at once)")
+	fl.Var(intFlag{&opts.MaxRequests, 0}, "max-requests", "replace a replica after this many requests, without dropping any (default 0: never)")
+	fl.Var(intFlag{&opts.MaxRequestsJitter, 0}, "max-requests-jitter", "add 0..N to --max-requests per process, so replicas do not recycle together (default 0: none)")
+	fl.Var(&sizeValue{&opts.MaxMemory}, "max-memory", "replace a replica whose processes' resident memory passes SIZE, e.g. 4GiB (default 0: never)")
 	fl.StringVarP(&opts.File, "file", "f", "", "read flags and the command from a YAML file; flags given here override it")
 	fl.BoolVarP(&opts.Detach, "detach", "d", false, "run in the background: return once every replica is ready; the log goes to a file (mattingctl logs)")
 	fl.StringVar(&opts.LogLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	fl.StringVar(&opts.LogFormat, "log-format", "text", "log format: text, or json for machines (hclog's JSON)")
 	fl.StringVar(&opts.Admin, "admin", "", "admin listener for /metrics, /livez, /readyz (default 127.0.0.1 and the proxy port minus one; none: off)")
-	fl.IntVar(&opts.MinReady, "min-ready", 1, "ready replicas needed for /readyz to answer 200")
-	fl.DurationVar(&opts.DrainDelay, "drain-delay", 0, "after SIGTERM/SIGINT, keep serving this long with /readyz 503 before stopping")
+	opts.MinReady = 1
+	fl.Var(intFlag{&opts.MinReady, 1}, "min-ready", "ready replicas needed for /readyz to answer 200 (1 to --replicas)")
+	fl.Var(durationFlag{&opts.DrainDelay, true}, "drain-delay", "after SIGTERM/SIGINT, keep serving this long with /readyz 503 before stopping (default 0: stop at once)")
 	fl.IntVar(&opts.MaxConns, "max-conns", 0, "client connections open at once; past it new ones wait in the kernel's backlog (0: ulimit -n minus 64+(replicas+1)*(max-inflight+8) kept for replicas, at most 65536)")
 	fl.DurationVar(&opts.HealthInterval, "health-interval", supervisor.DefaultHealthInterval, "check every ready replica's liveness (--health, else a TCP connect) this often (0: off)")
 	fl.DurationVar(&opts.HealthTimeout, "health-timeout", supervisor.DefaultHealthTimeout, "limit on one liveness check")

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
+	"syscall"
 )
 
 // Client talks to a running instance over its control socket.
@@ -37,11 +39,31 @@ func Connect(dir, name string) (*Client, error) {
 	}
 	path := SocketPath(dir, name)
 	if _, err := os.Stat(path); err != nil {
+		if isPermission(err) {
+			return nil, fmt.Errorf("permission denied: cannot reach control socket %s of instance %q (run mattingctl as the user who started it)", path, name)
+		}
 		return nil, fmt.Errorf("no mattingctl instance %q is running (no control socket at %s); start one with `mattingctl up`", name, path)
 	}
+	if err := CheckStateDir(dir); err != nil {
+		var unsafe *UnsafeDirError
+		if errors.As(err, &unsafe) && !unsafe.Writable {
+			return nil, fmt.Errorf("permission denied: control socket %s is not yours: %w", path, err)
+		}
+		return nil, fmt.Errorf("refusing control socket %s: %w", path, err)
+	}
+	// Every connection is checked: the socket at path may have been
+	// replaced since the last one.
 	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
-		return d.DialContext(ctx, "unix", path)
+		c, err := d.DialContext(ctx, "unix", path)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkPeer(c, path); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return c, nil
 	}
 	// No keep-alive: a client is made per command or poll, and an idle
 	// connection would stay open in the instance until the client exits.
@@ -98,12 +120,20 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any) err
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
+		var untrusted *UntrustedPeerError
 		var opErr *net.OpError
-		if errors.As(err, &opErr) && opErr.Op == "dial" {
-			return fmt.Errorf("no mattingctl instance %q is running (stale control socket at %s)", c.name, c.path)
+		switch {
+		case errors.As(err, &untrusted):
+			return untrusted
+		case errors.As(err, &opErr) && opErr.Op == "dial":
+			return c.dialError(opErr)
 		}
 		if errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("instance %q did not answer in time", c.name)
+		}
+		if uid, ok := socketOwner(c.path); ok && uid != os.Geteuid() {
+			// The server closes connections of other users unread.
+			return fmt.Errorf("permission denied: control socket %s belongs to uid %d, whose instance answers only that user and root (%v)", c.path, uid, err)
 		}
 		return fmt.Errorf("instance %q: %w", c.name, err)
 	}
@@ -122,4 +152,19 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any) err
 		return fmt.Errorf("reading instance %q's answer: %w", c.name, err)
 	}
 	return nil
+}
+
+// dialError explains a failed connection to the control socket: nothing
+// listens there (a stale socket of a killed instance), nothing is there,
+// or this user may not connect to it.
+func (c *Client) dialError(err *net.OpError) error {
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("no mattingctl instance %q is running (stale control socket at %s)", c.name, c.path)
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("no mattingctl instance %q is running (no control socket at %s); start one with `mattingctl up`", c.name, c.path)
+	case isPermission(err):
+		return fmt.Errorf("permission denied: cannot connect to control socket %s of instance %q, which belongs to %s (run mattingctl as that user)", c.path, c.name, ownerName(c.path))
+	}
+	return fmt.Errorf("instance %q: control socket %s: %w", c.name, c.path, err.Err)
 }

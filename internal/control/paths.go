@@ -42,10 +42,11 @@ func SocketPath(dir, name string) string { return filepath.Join(dir, name+".sock
 
 // EnsureStateDir creates dir, if missing, with mode 0700 so that only its
 // owner can reach the sockets in it. An existing directory is left as it
-// is: the socket itself is made 0600.
+// is (the socket itself is made 0600), but refused, as CheckStateDir
+// does, when a user other than this one and root could change it.
 func EnsureStateDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("creating state directory %s: %w", dir, err)
 	}
-	return nil
+	return CheckStateDir(dir)
 }

@@ -3,9 +3,7 @@ package control
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -44,7 +42,8 @@ const maxSocketPath = 107
 
 // Listen creates the control socket of instance name in dir, replacing a
 // socket left by a killed instance. It fails, naming the instance, when
-// one of that name is running.
+// one of that name is running, and naming the directory when another user
+// could change it (see CheckStateDir).
 func Listen(dir, name string) (*Server, error) {
 	if err := EnsureStateDir(dir); err != nil {
 		return nil, err
@@ -55,8 +54,14 @@ func Listen(dir, name string) (*Server, error) {
 	}
 	if _, err := os.Stat(path); err == nil {
 		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			err := checkPeer(c, path)
 			c.Close()
+			if err != nil {
+				return nil, err
+			}
 			return nil, fmt.Errorf("an instance named %q is already running (control socket %s); stop it with `mattingctl down --name %s` or choose another --name", name, path, name)
+		} else if isPermission(err) {
+			return nil, fmt.Errorf("control socket %s: permission denied: it belongs to %s, not to you; remove it as that user or root, or choose another --name", path, ownerName(path))
 		}
 		// A socket left by an instance that was killed.
 		if err := os.Remove(path); err != nil {
@@ -78,9 +83,10 @@ func Listen(dir, name string) (*Server, error) {
 func (c *Server) Path() string { return c.path }
 
 // Start serves the control API for inst in the background until Close.
+// Connections from users other than this one and root are closed unread.
 func (c *Server) Start(inst Instance, log hclog.Logger) {
 	c.srv = &http.Server{Handler: Handler(inst, log), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}
-	go func() { _ = c.srv.Serve(c.ln) }()
+	go func() { _ = c.srv.Serve(trustedListener{c.ln, log}) }()
 }
 
 // Handler is the control API over HTTP:
@@ -91,7 +97,9 @@ func (c *Server) Start(inst Instance, log hclog.Logger) {
 //	POST /v1/down     {"stopped": true} once stopped
 //
 // Errors are {"error": "..."}: 400 for a malformed request, 409 for one
-// the instance refused.
+// the instance refused. A body must be exactly the JSON object shown, with
+// every field and no other; POST endpoints shown without one refuse any
+// body, and GET ignores it.
 func Handler(inst Instance, log hclog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
@@ -99,10 +107,7 @@ func Handler(inst Instance, log hclog.Logger) http.Handler {
 	})
 	mux.HandleFunc("POST /v1/scale", func(w http.ResponseWriter, r *http.Request) {
 		var req scaleRequest
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			writeJSON(w, http.StatusBadRequest, apiError{"bad scale request: " + err.Error()})
+		if !decodeRequest(w, r, "scale", &req) {
 			return
 		}
 		if req.Replicas == nil {
@@ -118,10 +123,7 @@ func Handler(inst Instance, log hclog.Logger) http.Handler {
 	})
 	mux.HandleFunc("POST /v1/restart", func(w http.ResponseWriter, r *http.Request) {
 		var req restartRequest
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil && !errors.Is(err, io.EOF) {
-			writeJSON(w, http.StatusBadRequest, apiError{"bad restart request: " + err.Error()})
+		if !decodeOptional(w, r, "restart", &req) {
 			return
 		}
 		var res RestartResult
@@ -142,6 +144,9 @@ func Handler(inst Instance, log hclog.Logger) http.Handler {
 		writeJSON(w, http.StatusOK, res)
 	})
 	mux.HandleFunc("POST /v1/down", func(w http.ResponseWriter, r *http.Request) {
+		if !noBody(w, r, "down") {
+			return
+		}
 		log.Info("stop requested through the control socket")
 		inst.Stop("down")
 		select {

@@ -13,17 +13,6 @@ import (
 	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
-// fakeInstance answers status with its name and stops at once.
-type fakeInstance struct{ stopped chan struct{} }
-
-func (fakeInstance) Status() Status                                  { return Status{Name: "fake"} }
-func (fakeInstance) Scale(context.Context, int) (ScaleResult, error) { return ScaleResult{}, nil }
-func (fakeInstance) RollingRestart(context.Context) (RestartResult, error) {
-	return RestartResult{}, nil
-}
-func (f fakeInstance) Stop(string)              { close(f.stopped) }
-func (f fakeInstance) Stopped() <-chan struct{} { return f.stopped }
-
 func openFDs(t *testing.T) int {
 	t.Helper()
 	es, err := os.ReadDir("/proc/self/fd")
@@ -45,7 +34,7 @@ func TestPollingLeavesNoConnections(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.Start(fakeInstance{stopped: make(chan struct{})}, hclog.NewNullLogger())
+	srv.Start(newFakeInstance("fake"), hclog.NewNullLogger())
 	defer srv.Close()
 	before := openFDs(t)
 	for range 100 {
@@ -68,7 +57,7 @@ func TestDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inst := fakeInstance{stopped: make(chan struct{})}
+	inst := newFakeInstance("fake")
 	srv.Start(inst, hclog.NewNullLogger())
 	defer srv.Close()
 	c, err := Connect(dir, "default")
@@ -83,8 +72,4 @@ func TestDown(t *testing.T) {
 	default:
 		t.Fatal("down returned but the instance was not asked to stop")
 	}
-}
-
-func (fakeInstance) RestartReplica(context.Context, int) (RestartResult, error) {
-	return RestartResult{}, nil
 }

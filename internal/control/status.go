@@ -120,6 +120,9 @@ type ScaleResult struct {
 	Stopped []ReplicaStatus `json:"stopped"`
 	// Errors lists replicas that were started but did not become ready.
 	Errors []string `json:"errors,omitempty"`
+	// Warnings are what the scale did that may not be what was meant,
+	// such as going below --min-ready.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // RestartResult is what a rolling restart did.

@@ -1,0 +1,68 @@
+package supervisor
+
+import (
+	"fmt"
+	"time"
+)
+
+// checkNumbers rejects the numbers and durations of o that are out of
+// range, naming the flag. None is ever replaced by a default: a negative
+// value is refused, and zero either has the one meaning its field's
+// comment gives (and `up --help` states) or is refused too. `up`'s flags
+// carry the real defaults, so a zero here was asked for.
+func (o Options) checkNumbers() error {
+	durations := []struct {
+		flag   string
+		d      time.Duration
+		zeroOK bool // zero has a meaning
+	}{
+		{"--ready-timeout", o.ReadyTimeout, false},
+		{"--stop-timeout", o.StopTimeout, false},
+		{"--client-timeout", o.ClientTimeout, false},
+		{"--upstream-timeout", o.UpstreamTimeout, false},
+		{"--connect-timeout", o.ConnectTimeout, false},
+		{"--queue-timeout", o.QueueTimeout, true}, // no limit
+		{"--drain-delay", o.DrainDelay, true},     // no delay
+	}
+	for _, d := range durations {
+		switch {
+		case d.d < 0:
+			return fmt.Errorf("%s must not be negative, not %s", d.flag, d.d)
+		case d.d == 0 && !d.zeroOK:
+			return fmt.Errorf("%s must be more than 0", d.flag)
+		}
+	}
+	counts := []struct {
+		flag string
+		n    int64
+		min  int64
+		zero string // what zero means, for the error; empty when min > 0
+	}{
+		{"--base-port", int64(o.BasePort), 0, "the proxy port plus one"},
+		{"--max-inflight", int64(o.MaxInflight), 0, "no cap"},
+		{"--queue", int64(o.Queue), 0, "no queue"},
+		{"--retries", int64(o.Retries), 0, "no retries"},
+		{"--start-concurrency", int64(o.StartConcurrency), 0, "all at once"},
+		{"--max-requests", int64(o.MaxRequests), 0, "never"},
+		{"--max-requests-jitter", int64(o.MaxRequestsJitter), 0, "none"},
+		{"--max-memory", o.MaxMemory, 0, "never"},
+		{"--max-body", o.MaxBody, 1, ""},
+		{"--min-ready", int64(o.MinReady), 1, ""},
+	}
+	for _, c := range counts {
+		switch {
+		case c.n >= c.min:
+		case c.min == 0:
+			return fmt.Errorf("%s must not be negative (0 means %s), not %d", c.flag, c.zero, c.n)
+		default:
+			return fmt.Errorf("%s must be at least %d, not %d", c.flag, c.min, c.n)
+		}
+	}
+	if o.MaxRequestsJitter > 0 && o.MaxRequests == 0 {
+		return fmt.Errorf("--max-requests-jitter %d needs --max-requests: without it replicas are never recycled", o.MaxRequestsJitter)
+	}
+	if o.MinReady > o.Replicas {
+		return fmt.Errorf("--min-ready %d is more than --replicas %d: /readyz would never answer 200", o.MinReady, o.Replicas)
+	}
+	return nil
+}
