@@ -45,7 +45,7 @@ func NewMetrics(src StatusSource) *Metrics {
 			Help: "Replica processes replaced, by reason: crash, rolling restart, memory, max-requests.",
 		}, []string{"replica", "reason"}),
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.restarts, &statusCollector{src: src})
+	m.reg.MustRegister(m.requests, m.duration, m.restarts, &statusCollector{src: src}, dropCollector{src: src})
 	return m
 }
 

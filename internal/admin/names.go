@@ -17,6 +17,7 @@ const (
 	MetricReplicaCPU      = "mattingctl_replica_cpu_percent"           // gauge {replica}
 	MetricReplicaRSS      = "mattingctl_replica_resident_memory_bytes" // gauge {replica}
 	MetricReplicasDesired = "mattingctl_replicas_desired"              // gauge
+	MetricLogLinesDropped = "mattingctl_log_lines_dropped_total"       // counter: stdout/stderr blocked or gone
 )
 
 // MetricNames lists every metric /metrics exports.
@@ -24,4 +25,5 @@ var MetricNames = []string{
 	MetricRequests, MetricRequestDuration, MetricInflight, MetricMaxInflight, MetricQueueLength,
 	MetricRejected, MetricRetried, MetricFailed, MetricRestarts, MetricReplicaUp, MetricReplicaCPU,
 	MetricReplicaRSS, MetricReplicasDesired,
+	MetricLogLinesDropped,
 }
