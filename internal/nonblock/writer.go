@@ -17,15 +17,21 @@ import (
 	"time"
 )
 
-// DefaultBuffer bounds the bytes a Writer queues: about ten thousand lines
-// of a hundred bytes, enough to ride out a terminal's pause, and little
-// memory for a process that may hold two.
+// DefaultBuffer bounds the bytes a Writer queues: about eight thousand
+// lines of a hundred bytes, enough to ride out a terminal's pause, and
+// little memory for a process that may hold two.
 const DefaultBuffer = 1 << 20
+
+// LineCost is what a queued line costs against the buffer beyond its
+// bytes, about its bookkeeping, so that a flood of empty lines is bounded
+// in memory as much as one of long lines.
+const LineCost = 32
 
 // Options configure a Writer.
 type Options struct {
-	// Buffer bounds the bytes waiting to be written, the line being
-	// written not included; zero means DefaultBuffer.
+	// Buffer bounds the bytes waiting to be written, each line counting
+	// its length plus LineCost, the line being written not included; zero
+	// means DefaultBuffer.
 	Buffer int
 	// Warning formats the line written when writing resumes after n lines
 	// were dropped; nil means "mattingctl: dropped n lines while output
@@ -56,7 +62,7 @@ type Writer struct {
 
 	mu      sync.Mutex // guards the fields below
 	queue   []entry
-	queued  int    // bytes in queue
+	queued  int    // cost of the queue: its bytes plus LineCost a line
 	full    bool   // dropping until queued is at most max/2
 	pending uint64 // lines dropped since the last line queued
 	dstGone bool   // the destination failed with EPIPE
@@ -115,7 +121,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 		w.mu.Unlock()
 		w.dropped.Add(1)
 		return len(p), nil
-	case w.full || w.queued+len(p) > w.max:
+	case w.full || w.queued+len(p)+LineCost > w.max:
 		w.full = true
 		w.pending++
 		w.mu.Unlock()
@@ -123,7 +129,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	w.queue = append(w.queue, entry{line: bytes.Clone(p), dropped: w.pending})
-	w.queued += len(p)
+	w.queued += len(p) + LineCost
 	w.pending = 0
 	w.mu.Unlock()
 	w.signal()
@@ -201,7 +207,7 @@ func (w *Writer) next() (entry, bool) {
 	e := w.queue[0]
 	w.queue[0] = entry{}
 	w.queue = w.queue[1:]
-	w.queued -= len(e.line)
+	w.queued -= len(e.line) + LineCost
 	if w.full && w.queued <= w.max/2 {
 		w.full = false
 	}

@@ -103,7 +103,7 @@ func lines(from, to int) string {
 // in the place of the lost lines, with order kept.
 func TestBlockedDestination(t *testing.T) {
 	g := newGate()
-	w := NewWriter(g, Options{Buffer: 100}) // ten lines
+	w := NewWriter(g, Options{Buffer: 10 * (10 + LineCost)}) // ten lines
 	writeAll(t, w, 0, 1)
 	if got := recv(t, g.started, "the first write"); got != line(0) {
 		t.Fatalf("first write %q, want %q", got, line(0))
@@ -135,7 +135,7 @@ func TestBlockedDestination(t *testing.T) {
 // and a full queue accepts lines again only once it has drained to half.
 func TestWarningBeforeTheNextLine(t *testing.T) {
 	g := newGate()
-	w := NewWriter(g, Options{Buffer: 40}) // four lines
+	w := NewWriter(g, Options{Buffer: 4 * (10 + LineCost)}) // four lines
 	writeAll(t, w, 0, 1)
 	recv(t, g.started, "line 0") // line 0 blocks
 	writeAll(t, w, 1, 7)         // 1-4 queued, 5 and 6 dropped: full
@@ -143,14 +143,14 @@ func TestWarningBeforeTheNextLine(t *testing.T) {
 	if got := recv(t, g.started, "the second write"); got != line(1) {
 		t.Fatalf("second write %q, want %q", got, line(1))
 	}
-	// Queue: 2, 3, 4 (30 bytes, above half): still dropping.
+	// Queue: 2, 3, 4 (three lines of four, above half): still dropping.
 	writeAll(t, w, 7, 8)
 	g.permit <- struct{}{}       // line 1 written
-	recv(t, g.started, "line 2") // line 2 blocks; queue: 3, 4 (20 bytes, half)
+	recv(t, g.started, "line 2") // line 2 blocks; queue: 3, 4 (half)
 	testutil.WaitFor(t, 5*time.Second, "line 2 taken off the queue", func() bool {
 		w.mu.Lock()
 		defer w.mu.Unlock()
-		return w.queued == 20
+		return w.queued == 2*(10+LineCost)
 	})
 	writeAll(t, w, 8, 9) // accepted again, after the gap 5-7
 	close(g.open)
@@ -167,7 +167,7 @@ func TestWarningBeforeTheNextLine(t *testing.T) {
 // byte more is dropped; a line longer than the buffer is always dropped.
 func TestBufferBound(t *testing.T) {
 	g := newGate()
-	w := NewWriter(g, Options{Buffer: 25})
+	w := NewWriter(g, Options{Buffer: 25 + LineCost})
 	_, _ = io.WriteString(w, "x\n")
 	recv(t, g.started, "the first write")
 	_, _ = io.WriteString(w, strings.Repeat("a", 24)+"\n") // 25: fits exactly
@@ -183,7 +183,7 @@ func TestBufferBound(t *testing.T) {
 		t.Fatal("Close did not flush")
 	}
 
-	w = NewWriter(io.Discard, Options{Buffer: 25})
+	w = NewWriter(io.Discard, Options{Buffer: 25 + LineCost})
 	_, _ = io.WriteString(w, strings.Repeat("c", 26))
 	w.Close(5 * time.Second)
 	if w.Dropped() != 1 {
@@ -197,7 +197,7 @@ func TestDefaultBuffer(t *testing.T) {
 	w := NewWriter(g, Options{})
 	_, _ = io.WriteString(w, "x\n")
 	recv(t, g.started, "the first write")
-	chunk := strings.Repeat("z", 1023) + "\n"
+	chunk := strings.Repeat("z", 1024-LineCost-1) + "\n"
 	for i := 0; i < DefaultBuffer/1024; i++ {
 		_, _ = io.WriteString(w, chunk)
 	}
@@ -272,5 +272,24 @@ func TestWarningText(t *testing.T) {
 	}
 	if got := WarningText(7); got != "dropped 7 lines while output was blocked" {
 		t.Errorf("WarningText(7) = %q", got)
+	}
+}
+
+// TestShortLinesBounded: a flood of one-byte lines is bounded by LineCost, so
+// the queue's bookkeeping cannot outgrow the buffer.
+func TestShortLinesBounded(t *testing.T) {
+	g := newGate()
+	w := NewWriter(g, Options{})
+	_, _ = io.WriteString(w, "\n")
+	recv(t, g.started, "the first write")
+	for range 100_000 {
+		_, _ = io.WriteString(w, "\n")
+	}
+	if got, want := w.Dropped(), uint64(100_000-DefaultBuffer/(1+LineCost)); got != want {
+		t.Fatalf("Dropped = %d, want %d", got, want)
+	}
+	close(g.open)
+	if !w.Close(5 * time.Second) {
+		t.Fatal("Close did not flush")
 	}
 }
