@@ -4,8 +4,12 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"reflect"
 	"strings"
 	"sync"
+	"time"
+
+	"github.com/mattingctl/mattingctl/internal/nonblock"
 )
 
 // maxLine bounds one line of replica output; a longer line is passed on in
@@ -15,6 +19,11 @@ const maxLine = 64 << 10
 // Output passes replicas' output through line by line, each line prefixed
 // with the replica's name ("replica-2 | ..."), so that lines from different
 // replicas never interleave mid-line.
+//
+// An Output made by NewOutput never blocks a replica: its pipes are always
+// read, and lines its destinations cannot take are dropped and counted (see
+// package nonblock). An Output built as a struct writes to Stdout and
+// Stderr directly, and blocks when they do.
 type Output struct {
 	// Stdout and Stderr receive the replicas' stdout and stderr lines.
 	Stdout, Stderr io.Writer
@@ -23,6 +32,64 @@ type Output struct {
 	Width int
 
 	mu sync.Mutex // serialises writes to Stdout and Stderr
+
+	writers []*nonblock.Writer // Stdout and Stderr, once each, for Dropped
+	owned   []*nonblock.Writer // the ones NewOutput made, for Close
+}
+
+// OutputCloseTimeout bounds how long Close waits for queued lines to be
+// written to a destination that has stopped taking them.
+const OutputCloseTimeout = 2 * time.Second
+
+// NewOutput returns an Output to stdout and stderr (nil: discard) that
+// never blocks. A destination that is already a *nonblock.Writer is used as
+// it is and left open by Close, so that the caller can share it, with its
+// own log for one; any other is wrapped in a nonblock.Writer that Close
+// stops. The same writer given twice gets one queue, which keeps the order
+// of stdout and stderr lines.
+func NewOutput(stdout, stderr io.Writer, width int) *Output {
+	o := &Output{Width: width}
+	wrap := func(w io.Writer) io.Writer {
+		if w == nil || w == io.Discard {
+			return io.Discard
+		}
+		nw, ok := w.(*nonblock.Writer)
+		if !ok {
+			nw = nonblock.NewWriter(w, nonblock.Options{})
+			o.owned = append(o.owned, nw)
+		}
+		o.writers = append(o.writers, nw)
+		return nw
+	}
+	o.Stdout = wrap(stdout)
+	// Interfaces holding uncomparable values panic on ==.
+	if stderr != nil && reflect.TypeOf(stderr).Comparable() && stderr == stdout {
+		o.Stderr = o.Stdout
+		return o
+	}
+	o.Stderr = wrap(stderr)
+	return o
+}
+
+// Dropped is how many lines the Output's destinations could not take:
+// written while they were blocked past their buffer, or after they had
+// gone. A destination shared with another producer (mattingctl's log)
+// counts that producer's lines too.
+func (o *Output) Dropped() uint64 {
+	var n uint64
+	for _, w := range o.writers {
+		n += w.Dropped()
+	}
+	return n
+}
+
+// Close writes what is queued for the writers NewOutput made, for at most
+// OutputCloseTimeout each, and stops them. Lines from replicas still
+// running are dropped from then on.
+func (o *Output) Close() {
+	for _, w := range o.owned {
+		w.Close(OutputCloseTimeout)
+	}
 }
 
 func (o *Output) copyLines(w io.Writer, name string, r io.ReadCloser) {

@@ -133,7 +133,8 @@ type Options struct {
 	// StateDir holds the control socket; empty means control.StateDir().
 	StateDir string
 	// Stdout and Stderr receive the replicas' prefixed output; nil means
-	// io.Discard.
+	// io.Discard. Lines reach them through bounded queues that never block
+	// a replica (replica.NewOutput); a *nonblock.Writer is used as given.
 	Stdout, Stderr io.Writer
 	// Logger receives the supervisor's own log; nil means none.
 	Logger hclog.Logger

@@ -73,7 +73,7 @@ func New(opts Options) (*Supervisor, error) {
 	s := &Supervisor{
 		opts:    opts,
 		log:     opts.Logger,
-		out:     &replica.Output{Stdout: opts.Stdout, Stderr: opts.Stderr, Width: len("replica-") + len(strconv.Itoa(opts.Replicas))},
+		out:     replica.NewOutput(opts.Stdout, opts.Stderr, len("replica-")+len(strconv.Itoa(opts.Replicas))),
 		usage:   replica.NewSampler(time.Second),
 		started: time.Now(),
 		slots:   make(map[int]*slot),
@@ -124,6 +124,7 @@ func Run(ctx context.Context, opts Options) error {
 // Run is the package's Run for a supervisor made by New. It may be called
 // once.
 func (s *Supervisor) Run(ctx context.Context) error {
+	defer s.out.Close()
 	opts := s.opts
 	// Everything that can fail for a reason the user can fix is checked
 	// before the first replica starts.

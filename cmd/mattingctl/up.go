@@ -129,14 +129,17 @@ func upRun(opts *upOptions) error {
 	if opts.LogFormat != "text" && opts.LogFormat != "json" {
 		return fmt.Errorf("--log-format %q is not text or json", opts.LogFormat)
 	}
-	opts.Logger = hclog.New(&hclog.LoggerOptions{
+	// Neither the replicas nor the log may block on a stdout or stderr
+	// that stops reading, nor die of a closed pipe there.
+	out := newUpOutput(opts.Out, opts.ErrOut, hclog.LoggerOptions{
 		Name:       "mattingctl",
 		Level:      level,
-		Output:     opts.ErrOut,
 		TimeFormat: time.TimeOnly,
 		JSONFormat: opts.LogFormat == "json",
 	})
-	opts.Stdout, opts.Stderr = opts.Out, opts.ErrOut
+	defer out.Close()
+	opts.Logger = out.log
+	opts.Stdout, opts.Stderr = out.out, out.errOut
 	if opts.GPUs != "" {
 		gpus, err := parseGPUs(opts.GPUs)
 		if err != nil {

@@ -19,11 +19,12 @@ const (
 	MetricReplicasDesired = "mattingctl_replicas_desired"              // gauge
 	MetricConns           = "mattingctl_client_connections"            // gauge: open now
 	MetricMaxConns        = "mattingctl_max_client_connections"        // gauge: --max-conns
+	MetricLogLinesDropped = "mattingctl_log_lines_dropped_total"       // counter: stdout/stderr blocked or gone
 )
 
 // MetricNames lists every metric /metrics exports.
 var MetricNames = []string{
 	MetricRequests, MetricRequestDuration, MetricInflight, MetricMaxInflight, MetricQueueLength,
 	MetricRejected, MetricRetried, MetricFailed, MetricRestarts, MetricReplicaUp, MetricReplicaCPU,
-	MetricReplicaRSS, MetricReplicasDesired, MetricConns, MetricMaxConns,
+	MetricReplicaRSS, MetricReplicasDesired, MetricConns, MetricMaxConns, MetricLogLinesDropped,
 }

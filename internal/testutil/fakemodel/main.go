@@ -9,7 +9,9 @@
 // With -service and -limit it emulates an overloaded model server: every
 // request takes the service time, and past limit concurrent requests it
 // drops the connection (a TCP reset), as a single Flask process does
-// under a flood.
+// under a flood. With -log-requests it prints a line per request on
+// stdout, as a web server's access log does, and blocks in that write when
+// nobody reads its stdout.
 package main
 
 import (
@@ -35,6 +37,7 @@ func main() {
 	ignoreTerm := flag.Bool("ignore-term", false, "ignore SIGTERM, so only SIGKILL stops it")
 	service := flag.Duration("service", 0, "service time of every request (added to sleep=)")
 	limit := flag.Int64("limit", 0, "drop connections past this many concurrent requests (0: no limit)")
+	logRequests := flag.Bool("log-requests", false, "print a line per request on stdout, as an access log")
 	flag.Parse()
 
 	if *failStart {
@@ -90,6 +93,11 @@ func main() {
 		}
 		time.Sleep(sleep)
 		served.Add(1)
+		if *logRequests {
+			// Unbuffered, as Python's logging writes: a pipe nobody reads
+			// blocks this request.
+			fmt.Fprintf(os.Stdout, "fakemodel replica %d: %s %s 200 %d bytes in\n", replica, r.Method, r.URL.RequestURI(), n)
+		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{
 			"replica":   replica,
