@@ -266,7 +266,7 @@ func waitUp(url string, timeout time.Duration) error {
 // freeRange returns a port p with p..p+n-1 free on loopback.
 func freeRange(n int) (int, error) {
 	for try := 0; try < 100; try++ {
-		base := 20000 + rand.IntN(30000)
+		base := 10000 + rand.IntN(20000) // below the ephemeral range (32768 up), which clients take from
 		ok := true
 		for p := base; p < base+n && ok; p++ {
 			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))

@@ -199,7 +199,8 @@ func TestNextUpAfterKill9WithoutCgroup(t *testing.T) {
 // listening socket: the restart must not pass its readiness check against
 // the orphan's socket (requests would hang). With a cgroup the orphan dies
 // with its replica and the restart serves; without one the restart
-// refuses the busy port and says so.
+// refuses the busy port, waits in backoff (a port held may be freed) and
+// says why in status.
 func TestReplicaCrashKillsSetsidGrandchild(t *testing.T) {
 	for _, mode := range []string{"cgroup", "off"} {
 		t.Run(mode, func(t *testing.T) {
@@ -219,9 +220,9 @@ func TestReplicaCrashKillsSetsidGrandchild(t *testing.T) {
 				t.Fatal(err)
 			}
 			if mode == "off" {
-				testutil.WaitFor(t, 20*time.Second, "the replica to fail on its busy port", func() bool {
+				testutil.WaitFor(t, 20*time.Second, "the replica to wait for its busy port", func() bool {
 					r := in.status().Replicas[0]
-					return r.State == "failed" && strings.Contains(r.Error, "already in use")
+					return r.State == "backoff" && r.Pid == 0 && strings.Contains(r.Error, "already in use")
 				})
 				return
 			}

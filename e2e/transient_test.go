@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -11,30 +12,32 @@ import (
 	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
-// TestReplicaRestartsAfterFdExhaustion is issue 8's transient start error:
-// mattingctl runs out of file descriptors (idle client connections under
-// `ulimit -n 64`), a replica is killed, and its restart fails with "too
+// TestReplicaRestartsAfterFdExhaustion is a transient start error:
+// mattingctl runs out of file descriptors (idle control connections under
+// `ulimit -n 160`), a replica is killed, and its restart fails with "too
 // many open files". Once the connections close, the replica comes back
 // ready, not failed; the other replica's liveness checks, which could not
 // open a socket meanwhile, do not count against it.
 func TestReplicaRestartsAfterFdExhaustion(t *testing.T) {
 	home := t.TempDir()
 	port := testutil.FreePorts(t, 2+8)
-	in := launch(t, "/bin/sh", home, port, "-c", `ulimit -n 64 && exec "$0" "$@"`, mattingctl,
+	in := launch(t, "/bin/sh", home, port, "-c", `ulimit -n 160 && exec "$0" "$@"`, mattingctl,
 		"up", "--port", strconv.Itoa(port), "--host", "127.0.0.1", "--admin", "127.0.0.1:0", "--replicas", "2",
-		"--health-interval", "250ms", "--unhealthy-after", "2", "--", fakemodel)
+		"--max-inflight", "1", "--health-interval", "250ms", "--unhealthy-after", "2", "--", fakemodel)
 	before := in.waitReady(2)
 
-	// Idle connections, more than the limit: the proxy accepts them until
-	// it has no descriptor left, and the rest wait in the backlog.
+	// --max-conns keeps client connections from taking the last
+	// descriptors, so the test takes them through the control socket,
+	// which a user's own commands may open without a cap: idle
+	// connections, more than the limit, until mattingctl has none left.
 	var conns []net.Conn
 	defer func() {
 		for _, c := range conns {
 			c.Close()
 		}
 	}()
-	for range 100 {
-		c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	for range 200 {
+		c, err := net.Dial("unix", filepath.Join(home, "default.sock"))
 		if err != nil {
 			t.Fatal(err)
 		}

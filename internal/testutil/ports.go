@@ -3,22 +3,30 @@ package testutil
 import (
 	"math/rand/v2"
 	"net"
+	"os"
 	"strconv"
+	"strings"
 	"testing"
 )
 
 // FreePorts returns a port p such that p..p+n-1 are all free on 127.0.0.1.
 // It probes by listening on loopback only, so that a test never opens a
-// port on the machine's other interfaces. The base is random in a high
-// range, so that tests running in parallel rarely pick the same ports;
-// a port may still be taken between this check and its use.
+// port on the machine's other interfaces. The base is random, so that
+// tests running in parallel rarely pick the same ports, and below the
+// kernel's ephemeral range, so that no client connection's own port takes
+// one of them (a replica spare port after the range included) between this
+// check and its use.
 func FreePorts(t testing.TB, n int) int {
 	t.Helper()
 	if n < 1 || n > 10000 {
 		t.Fatalf("FreePorts(%d): want 1 to 10000 ports", n)
 	}
+	low, high := 10000, ephemeralLow()-n-16
+	if high <= low {
+		low, high = ephemeralLow()/2, ephemeralLow()-n-16
+	}
 	for try := 0; try < 200; try++ {
-		base := 20000 + rand.IntN(30000)
+		base := low + rand.IntN(high-low)
 		if allFree(base, n) {
 			return base
 		}
@@ -44,4 +52,18 @@ func allFree(base, n int) bool {
 		ln.Close()
 	}
 	return true
+}
+
+// ephemeralLow returns the first port of the kernel's ephemeral range
+// (Linux's default 32768 elsewhere).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 2048 {
+				return n
+			}
+		}
+	}
+	return 32768
 }
