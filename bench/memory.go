@@ -23,7 +23,7 @@ import (
 	"github.com/mattingctl/mattingctl/supervisor"
 )
 
-// The memory scenarios are issue 8's attacks on the proxy's memory. They
+// The memory scenarios are attacks on the proxy's memory. They
 // run mattingctl alone (nginx has no part in them) and report its peak
 // resident memory (VmHWM) against the bound the issue sets.
 //
@@ -175,7 +175,7 @@ func runMemoryScenario(e *environment, sc memoryScenario, d time.Duration) error
 	return nil
 }
 
-// slowUpload is issue 8's first attack: clients that declare 50 MiB and
+// slowUpload is the first attack: clients that declare 50 MiB and
 // trickle it, reconnecting when refused, while a few others send small
 // requests and time them.
 func slowUpload(ctx context.Context, url string, r *memoryReport) {
@@ -305,7 +305,7 @@ func small(ctx context.Context, url string, n int, r *memoryReport) {
 	wg.Wait()
 }
 
-// bigBodies is issue 8's second attack: 200 clients POST 20 MB at once.
+// bigBodies is the second attack: 200 clients POST 20 MB at once.
 func bigBodies(ctx context.Context, url string, r *memoryReport) {
 	const clients, size = 200, 20_000_000
 	body := bytes.Repeat([]byte("x"), size)

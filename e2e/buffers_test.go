@@ -18,7 +18,7 @@ import (
 	"github.com/mattingctl/mattingctl/supervisor"
 )
 
-// TestBodiesSpillToDiskWithinBudgets is the memory attack of issue 8 at a
+// TestBodiesSpillToDiskWithinBudgets is the memory attack at a
 // small scale: with --max-buffer 4MiB and --max-disk-buffer 6MiB, three
 // uploads of 3 MiB cannot all be held in memory, so two go to files in the
 // buffer directory; then, with both budgets full, a new request is answered

@@ -104,7 +104,7 @@ func (sl *statusLog) finish() []statusAt {
 	return sl.seen
 }
 
-// TestHungReplicaIsTakenOutAndRestarted is issue 8's liveness target: 4
+// TestHungReplicaIsTakenOutAndRestarted is the hung-replica target: 4
 // replicas under 32 concurrent clients, one SIGSTOPped 5 s in, with
 // --health-interval 1s --unhealthy-after 2 --restart-unhealthy-after 10s.
 // No request is sent to the stopped replica from 4 s after the stop, no

@@ -103,7 +103,7 @@ func sendAll(url string, n, c int) (answered int64, err error) {
 	return ok.Load(), err
 }
 
-// TestBlockedStdoutFreezesNothing reproduces issue 8 §6: mattingctl's stdout
+// TestBlockedStdoutFreezesNothing reproduces a frozen service: mattingctl's stdout
 // is a FIFO that nobody reads, and the replicas print a line per request.
 // Before the fix, every replica blocked in write(2) after a few thousand
 // requests and requests timed out while /livez and /readyz said 200. Now

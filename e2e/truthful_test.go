@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// TestNoAnswerOnAReplicasBehalf is issue 8's `printf ... | nc` repro: raw
+// TestNoAnswerOnAReplicasBehalf is the `printf ... | nc` attack: raw
 // requests, each followed by a half-close. A malformed chunked body gets
 // 400; a body cut short gets the connection closed with no status line; a
 // whole request gets fakemodel's own answer. Before, all three got an
