@@ -17,7 +17,7 @@ import (
 	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
-// Issue 8, part 3: processes of a dead instance must not outlive it and
+// Processes of a dead instance must not outlive it and
 // block the next `up`. Every process a test instance starts, at any depth,
 // carries a tag in its environment, so the test can find them all.
 
