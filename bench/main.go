@@ -4,6 +4,7 @@
 //
 //	go run ./bench                      # both scenarios, 3 rounds each
 //	go run ./bench -scenario overload   # one scenario
+//	go run ./bench -scenario original   # the original load test, Flask replicas, nginx beside (about 10 min)
 //	go run ./bench soak -d 10m          # chaos under load; see soak.go
 //	go run ./bench -scenario idleconns  # 20,000 idle connections: mattingctl alone, run only when named
 //	go run ./bench -scenario slowupload # a memory scenario (memory.go, also bigbodies), mattingctl alone
@@ -43,9 +44,27 @@ type scenario struct {
 	requests     int
 	keepAlive    bool
 	originalBody bool // send the original load test's payload instead of a small JSON body
+	// replicaCommand runs the replicas instead of fakemodel (paths from
+	// the repository's root); pythonClient sends the load with the
+	// original threaded Python client, one thread per request.
+	replicaCommand []string
+	pythonClient   bool
+	// targets, when set, replace the -targets list; byName scenarios run
+	// only when named with -scenario.
+	targets []string
+	byName  bool
 }
 
 var scenarios = []scenario{
+	{
+		name:           "original",
+		about:          "the original load test: 450 threads of the original Python client at once; 4 replicas of the Flask example (OpenCV GrabCut); mattingctl with default flags, with --max-inflight 0, and the original nginx.conf",
+		replicaCommand: []string{"python3", "examples/flask-matting/app.py"},
+		pythonClient:   true,
+		requests:       450,
+		targets:        []string{"mattingctl", "mattingctl-cap0", "nginx-original"},
+		byName:         true,
+	},
 	{
 		name:        "overload",
 		about:       "1000 clients, new connection per request; 4 replicas, 100 ms each, drop connections past 64 concurrent",
@@ -83,7 +102,7 @@ func main() {
 		}
 		return
 	}
-	only := flag.String("scenario", "", "run only this scenario (overload, proxy; or, only by name, idleconns, slowupload, bigbodies)")
+	only := flag.String("scenario", "", "run only this scenario (overload, proxy; or, only by name, original, idleconns, slowupload, bigbodies)")
 	rounds := flag.Int("rounds", 3, "rounds per target; the table shows medians")
 	image := flag.String("image", "examples/sample/sample.jpg", "image whose base64 makes the original load test's payload")
 	nginxBin := flag.String("nginx", "nginx", "nginx binary")
@@ -141,8 +160,12 @@ func run(only string, rounds int, image, nginxBin string, targets []string) erro
 	fmt.Printf("machine: %s\n\n", machine())
 	ran := false
 	for _, sc := range scenarios {
-		if only != "" && sc.name != only {
+		if only != "" && sc.name != only || only == "" && sc.byName {
 			continue
+		}
+		targets := targets
+		if sc.targets != nil {
+			targets = sc.targets
 		}
 		ran = true
 		body := []byte(`{"image": "aGVsbG8=", "bg": "[33, 150, 242]"}`)

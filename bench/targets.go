@@ -42,6 +42,9 @@ func (e *environment) measure(ctx context.Context, target string, sc scenario, b
 	switch target {
 	case "mattingctl":
 		stop, err = e.startMattingctl(port, sc)
+	case "mattingctl-cap0":
+		sc.mattingctl = append(append([]string(nil), sc.mattingctl...), "--max-inflight", "0")
+		stop, err = e.startMattingctl(port, sc)
 	case "nginx-original", "nginx-tuned", "nginx-membuf":
 		stop, err = e.startNginx(port, sc, target)
 	default:
@@ -52,8 +55,11 @@ func (e *environment) measure(ctx context.Context, target string, sc scenario, b
 	}
 	defer stop()
 	url := "http://127.0.0.1:" + strconv.Itoa(port) + "/api/matting_base64"
-	if err := waitUp(url, 20*time.Second); err != nil {
+	if err := waitUp(url, 60*time.Second); err != nil {
 		return result{}, fmt.Errorf("%s did not come up: %w", target, err)
+	}
+	if sc.pythonClient {
+		return runPythonClient(ctx, url, sc.requests)
 	}
 	return runLoad(ctx, url, body, sc.clients, sc.requests, sc.keepAlive), nil
 }
@@ -64,8 +70,12 @@ func (e *environment) startMattingctl(port int, sc scenario) (func(), error) {
 	for _, kv := range replicaEnv {
 		args = append(args, "--env", kv)
 	}
-	args = append(args, "--", filepath.Join(e.work, "fakemodel"))
-	args = append(args, sc.replicaArgs...)
+	if sc.replicaCommand != nil {
+		args = append(append(args, "--health", "/health", "--"), sc.replicaCommand...)
+	} else {
+		args = append(args, "--", filepath.Join(e.work, "fakemodel"))
+		args = append(args, sc.replicaArgs...)
+	}
 	cmd := exec.Command(filepath.Join(e.work, "mattingctl"), args...)
 	cmd.Env = append(os.Environ(), "MATTINGCTL_HOME="+home)
 	log, err := os.Create(filepath.Join(e.work, "mattingctl-"+strconv.Itoa(port)+".log"))
@@ -103,6 +113,9 @@ func (e *environment) startReplicas(base int, sc scenario) (func(), error) {
 	}
 	for i := 0; i < replicas; i++ {
 		c := exec.Command(filepath.Join(e.work, "fakemodel"), sc.replicaArgs...)
+		if sc.replicaCommand != nil {
+			c = exec.Command(sc.replicaCommand[0], sc.replicaCommand[1:]...)
+		}
 		c.Env = append(append(os.Environ(), replicaEnv...), "PORT="+strconv.Itoa(base+i), "MATTINGCTL_REPLICA="+strconv.Itoa(i+1))
 		if err := c.Start(); err != nil {
 			stop()
@@ -111,7 +124,7 @@ func (e *environment) startReplicas(base int, sc scenario) (func(), error) {
 		cmds = append(cmds, c)
 	}
 	for i := 0; i < replicas; i++ {
-		if err := waitUp("http://127.0.0.1:"+strconv.Itoa(base+i)+"/health", 10*time.Second); err != nil {
+		if err := waitUp("http://127.0.0.1:"+strconv.Itoa(base+i)+"/health", 60*time.Second); err != nil {
 			stop()
 			return nil, err
 		}
