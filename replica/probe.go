@@ -90,7 +90,7 @@ type NotReadyError struct {
 }
 
 func (e *NotReadyError) Error() string {
-	return fmt.Sprintf("%v (last check: %v)", e.Err, e.Last)
+	return fmt.Sprintf("%v; last check: %v", e.Err, e.Last)
 }
 
 func (e *NotReadyError) Unwrap() []error { return []error{e.Err, e.Last} }

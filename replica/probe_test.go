@@ -186,7 +186,7 @@ func TestWaitReadyDeadline(t *testing.T) {
 	if notReady.Last == nil || notReady.Last.Error() != want {
 		t.Errorf("last check = %v, want %q", notReady.Last, want)
 	}
-	if msg := err.Error(); msg != "context deadline exceeded (last check: "+want+")" {
+	if msg := err.Error(); msg != "context deadline exceeded; last check: "+want {
 		t.Errorf("WaitReady() = %q, want the last check's failure in it", msg)
 	}
 	if elapsed < wait || elapsed > 10*time.Second {
@@ -253,7 +253,7 @@ func TestWaitReadyProgress(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 550*time.Millisecond)
 	defer cancel()
 	err := p.WaitReady(ctx, fakeProcess(), 20*time.Millisecond, progress)
-	if want := "context deadline exceeded (last check: GET /xyz -> 404)"; err == nil || err.Error() != want {
+	if want := "context deadline exceeded; last check: GET /xyz -> 404"; err == nil || err.Error() != want {
 		t.Fatalf("WaitReady() = %v, want %q", err, want)
 	}
 	var status *StatusError

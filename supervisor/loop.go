@@ -374,7 +374,7 @@ func (s *slot) waitReady(inc *incarnation) error {
 	err := probe.WaitReady(ctx, inc.proc, probeInterval, progress)
 	var notReady *replica.NotReadyError
 	if errors.Is(err, context.DeadlineExceeded) && errors.As(err, &notReady) {
-		return fmt.Errorf("did not become ready within %s (last check: %v)", timeout, notReady.Last)
+		return fmt.Errorf("did not become ready within %s; last check: %v", timeout, notReady.Last)
 	}
 	return err
 }

@@ -35,6 +35,7 @@ func main() {
 	ignoreTerm := flag.Bool("ignore-term", false, "ignore SIGTERM, so only SIGKILL stops it")
 	service := flag.Duration("service", 0, "service time of every request (added to sleep=)")
 	limit := flag.Int64("limit", 0, "drop connections past this many concurrent requests (0: no limit)")
+	healthStatus := flag.Int("health-status", http.StatusOK, "status /health answers once ready, e.g. 404 as a server without that path")
 	flag.Parse()
 
 	if *failStart {
@@ -60,6 +61,10 @@ func main() {
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
 		if time.Since(start) < *readyDelay {
 			http.Error(w, "loading", http.StatusServiceUnavailable)
+			return
+		}
+		if *healthStatus != http.StatusOK {
+			http.Error(w, http.StatusText(*healthStatus), *healthStatus)
 			return
 		}
 		fmt.Fprintln(w, "ok")
