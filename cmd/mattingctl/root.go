@@ -90,6 +90,10 @@ an embedded least-connection proxy.
 		newLogsCmd(f, g, run.logs),
 		newVersionCmd(f),
 	)
+	plainErrors(root.PersistentFlags())
+	for _, c := range root.Commands() {
+		plainErrors(c.Flags())
+	}
 	return root
 }
 

@@ -190,6 +190,9 @@ func applyConfig(cmd *cobra.Command, opts *upOptions) error {
 		}
 		values := s.Values
 		if t := fl.Value.Type(); !strings.HasSuffix(t, "Slice") && !strings.HasSuffix(t, "Array") {
+			if err := oneValue(t, values); err != nil {
+				return fmt.Errorf("%s: line %d: %s: %v", opts.File, s.Line, s.Key, err)
+			}
 			values = []string{strings.Join(values, ",")}
 		}
 		for _, v := range values {
