@@ -45,6 +45,7 @@ Ctrl-C or SIGTERM stops gracefully; a second one stops at once.`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Command = args
+			warnMisplaced(opts.ErrOut, cmd, args)
 			if opts.File != "" {
 				if err := applyConfig(cmd, opts); err != nil {
 					return err
