@@ -79,6 +79,11 @@ func TestScaleArgs(t *testing.T) {
 		{[]string{"6"}, 6, ""},
 		{[]string{"0"}, 0, ""},
 		{[]string{"--", "-1"}, 0, "must not be negative"},
+		// Without --, pflag would take -1 for a shorthand flag.
+		{[]string{"-1"}, 0, "replica count must not be negative"},
+		{[]string{"-10"}, 0, "replica count must not be negative"},
+		{[]string{"-1.5"}, 0, `replica count "-1.5" is not a whole number`},
+		{[]string{"-x"}, 0, "unknown shorthand flag: 'x' in -x"},
 		{[]string{"--timeout", "soon", "2"}, 0, `for "--timeout" flag: want a duration such as 30s, 5m or 1h, got "soon"`},
 		{[]string{"x"}, 0, "not a whole number"},
 		{[]string{}, 0, "accepts 1 arg(s)"},
