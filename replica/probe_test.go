@@ -3,11 +3,12 @@ package replica
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
-	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -48,6 +49,9 @@ func TestProbeCheckTCP(t *testing.T) {
 			if tt.wantErr && !errors.Is(err, syscall.ECONNREFUSED) {
 				t.Errorf("Check() = %v, want connection refused", err)
 			}
+			if want := "no listener on " + tt.addr + " (connection refused)"; tt.wantErr && err.Error() != want {
+				t.Errorf("Check() = %q, want %q", err, want)
+			}
 		})
 	}
 }
@@ -79,10 +83,10 @@ func TestProbeCheckHTTP(t *testing.T) {
 	}{
 		{"200", addr, "/ok", ""},
 		{"201", addr, "/created", ""},
-		{"503 names the path", addr, "/loading", "GET /loading answered 503 Service Unavailable"},
-		{"404", addr, "/missing", "GET /missing answered 404 Not Found"},
-		{"redirect is not followed", addr, "/redirect", "GET /redirect answered 302 Found"},
-		{"connection refused", closed, "/ok", "connection refused"},
+		{"503 names the path", addr, "/loading", "GET /loading -> 503"},
+		{"404", addr, "/missing", "GET /missing -> 404"},
+		{"redirect is not followed", addr, "/redirect", "GET /redirect -> 302"},
+		{"connection refused", closed, "/ok", "no listener on " + closed + " (connection refused)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -90,8 +94,8 @@ func TestProbeCheckHTTP(t *testing.T) {
 			switch {
 			case tt.wantErr == "" && err != nil:
 				t.Fatalf("Check() = %v, want nil", err)
-			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
-				t.Fatalf("Check() = %v, want an error containing %q", err, tt.wantErr)
+			case tt.wantErr != "" && (err == nil || err.Error() != tt.wantErr):
+				t.Fatalf("Check() = %v, want %q", err, tt.wantErr)
 			}
 		})
 	}
@@ -112,6 +116,9 @@ func TestProbeCheckTimeout(t *testing.T) {
 	err := Probe{Addr: srv.Listener.Addr().String(), Path: "/slow", Timeout: 200 * time.Millisecond}.Check(context.Background())
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Check() = %v, want a deadline error", err)
+	}
+	if want := "GET /slow: no answer within 200ms"; err.Error() != want {
+		t.Errorf("Check() = %q, want %q", err, want)
 	}
 	if elapsed := time.Since(start); elapsed > 10*time.Second {
 		t.Errorf("Check took %s with a 200ms timeout", elapsed)
@@ -134,7 +141,7 @@ func TestWaitReadyPasses(t *testing.T) {
 	p := Probe{Addr: srv.Listener.Addr().String(), Path: "/healthz", Timeout: 5 * time.Second}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	if err := p.WaitReady(ctx, fakeProcess(), 20*time.Millisecond); err != nil {
+	if err := p.WaitReady(ctx, fakeProcess(), 20*time.Millisecond, Progress{}); err != nil {
 		t.Fatalf("WaitReady() = %v, want nil", err)
 	}
 	if n := calls.Load(); n != 4 {
@@ -148,7 +155,7 @@ func TestWaitReadyProcessExits(t *testing.T) {
 	p := Probe{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(testutil.FreePort(t))), Timeout: time.Second}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := p.WaitReady(ctx, proc, 20*time.Millisecond)
+	err := p.WaitReady(ctx, proc, 20*time.Millisecond, Progress{})
 	var exited *ErrExited
 	if !errors.As(err, &exited) {
 		t.Fatalf("WaitReady() = %v, want *ErrExited", err)
@@ -168,17 +175,98 @@ func TestWaitReadyDeadline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	start := time.Now()
-	err := p.WaitReady(ctx, fakeProcess(), 20*time.Millisecond)
+	err := p.WaitReady(ctx, fakeProcess(), 20*time.Millisecond, Progress{})
 	elapsed := time.Since(start)
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("WaitReady() = %v, want context.DeadlineExceeded", err)
+	var notReady *NotReadyError
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.As(err, &notReady) {
+		t.Fatalf("WaitReady() = %v, want a *NotReadyError for context.DeadlineExceeded", err)
 	}
-	// The last check is usually refused, but one cut short by the
-	// deadline reports the timeout instead.
-	if msg := err.Error(); !strings.Contains(msg, "(last check: dial tcp "+p.Addr+": ") {
+	// The check the deadline cut short does not hide the refusals before it.
+	want := "no listener on " + p.Addr + " (connection refused)"
+	if notReady.Last == nil || notReady.Last.Error() != want {
+		t.Errorf("last check = %v, want %q", notReady.Last, want)
+	}
+	if msg := err.Error(); msg != "context deadline exceeded; last check: "+want {
 		t.Errorf("WaitReady() = %q, want the last check's failure in it", msg)
 	}
 	if elapsed < wait || elapsed > 10*time.Second {
 		t.Errorf("WaitReady returned after %s with a %s deadline", elapsed, wait)
+	}
+}
+
+// TestProbeCheckNoAnswer: a replica that accepts the connection and closes
+// it, or resets it, without answering reads as that, not as the HTTP
+// client's text.
+func TestProbeCheckNoAnswer(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		reset bool
+		want  string
+	}{
+		{"closed", false, "GET /health: connection closed without an answer"},
+		{"reset", true, "GET /health: connection reset"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ln.Close() })
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					// Read the request first: closing with unread data
+					// resets the connection whatever was asked.
+					_, _ = c.Read(make([]byte, 4096))
+					if tt.reset {
+						_ = c.(*net.TCPConn).SetLinger(0)
+					}
+					c.Close()
+				}
+			}()
+			err = Probe{Addr: ln.Addr().String(), Path: "/health", Timeout: 5 * time.Second}.Check(context.Background())
+			if err == nil || err.Error() != tt.want {
+				t.Fatalf("Check() = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestWaitReadyProgress: while the replica is not ready, WaitReady reports
+// every Every why it is not, and the error at the deadline names the last
+// cause.
+func TestWaitReadyProgress(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(srv.Close)
+	p := Probe{Addr: srv.Listener.Addr().String(), Path: "/xyz", Timeout: 5 * time.Second}
+	var mu sync.Mutex
+	var reports []string
+	progress := Progress{Every: 100 * time.Millisecond, Report: func(waited time.Duration, last error) {
+		mu.Lock()
+		defer mu.Unlock()
+		reports = append(reports, fmt.Sprintf("%s %v", waited.Round(100*time.Millisecond), last))
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 550*time.Millisecond)
+	defer cancel()
+	err := p.WaitReady(ctx, fakeProcess(), 20*time.Millisecond, progress)
+	if want := "context deadline exceeded; last check: GET /xyz -> 404"; err == nil || err.Error() != want {
+		t.Fatalf("WaitReady() = %v, want %q", err, want)
+	}
+	var status *StatusError
+	if !errors.As(err, &status) || status.Code != http.StatusNotFound {
+		t.Errorf("WaitReady() = %v, want the *StatusError of the last check in it", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// Five reports on an idle machine; a busy one may lose the last.
+	if len(reports) < 3 || len(reports) > 5 {
+		t.Fatalf("%d reports in 550ms at every 100ms, want about 5: %q", len(reports), reports)
+	}
+	if reports[0] != "100ms GET /xyz -> 404" {
+		t.Errorf("first report %q, want %q", reports[0], "100ms GET /xyz -> 404")
 	}
 }

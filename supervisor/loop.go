@@ -25,6 +25,10 @@ const (
 	// recycleRetry is how long a replica whose successor failed to start
 	// serves on before recycling is tried again.
 	recycleRetry = 30 * time.Second
+	// readyProgressEvery is how often a replica that is not ready yet is
+	// logged, with the cause: a model that loads for minutes, a wrong
+	// --health path and an app that ignores PORT look alike otherwise.
+	readyProgressEvery = 10 * time.Second
 )
 
 // run is the slot's loop: start, serve, and on a crash back off and start
@@ -356,15 +360,21 @@ func (s *slot) finish(inc *incarnation) {
 }
 
 // waitReady probes inc until it is ready, exits, the ready timeout passes
-// or a stop is requested.
+// or a stop is requested. Every readyProgressEvery meanwhile it logs why
+// inc is not ready; the ready-timeout error names the last cause.
 func (s *slot) waitReady(inc *incarnation) error {
 	timeout := s.sup.opts.ReadyTimeout
 	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
 	probe := replica.NewProbe(inc.port, s.sup.opts.Health)
-	err := probe.WaitReady(ctx, inc.proc, probeInterval)
-	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("did not become ready within %s: %v", timeout, errors.Unwrap(err))
+	progress := replica.Progress{Every: readyProgressEvery, Report: func(waited time.Duration, last error) {
+		s.log.Info("replica not ready yet", "pid", inc.proc.Pid(), "port", inc.port, "waited", waited.Round(time.Second),
+			"last_check", last.Error(), "ready_timeout", timeout)
+	}}
+	err := probe.WaitReady(ctx, inc.proc, probeInterval, progress)
+	var notReady *replica.NotReadyError
+	if errors.Is(err, context.DeadlineExceeded) && errors.As(err, &notReady) {
+		return fmt.Errorf("did not become ready within %s; last check: %v", timeout, notReady.Last)
 	}
 	return err
 }

@@ -215,7 +215,7 @@ func TestSlotTransitions(t *testing.T) {
 		restarts int
 	}{
 		{"boot failure is not retried", "", 5 * time.Second, []string{"exit", "1"}, control.Failed, "exited before becoming ready (exit code 1)", 0},
-		{"never healthy fails at the ready timeout", "/health", 300 * time.Millisecond, []string{"unhealthy"}, control.Failed, "did not become ready within 300ms", 0},
+		{"never healthy fails at the ready timeout", "/health", 2 * time.Second, []string{"unhealthy"}, control.Failed, "did not become ready within 2s; last check: GET /health -> 503", 0},
 		{"repeated crashes after ready end failed", "", 5 * time.Second, []string{"serve-for", "150ms"}, control.Failed, "crashed 3 times in a row (last: exit code 3)", 2},
 	}
 	for _, tt := range tests {

@@ -79,6 +79,12 @@ func TestScaleArgs(t *testing.T) {
 		{[]string{"6"}, 6, ""},
 		{[]string{"0"}, 0, ""},
 		{[]string{"--", "-1"}, 0, "must not be negative"},
+		// Without --, pflag would take -1 for a shorthand flag.
+		{[]string{"-1"}, 0, "replica count must not be negative"},
+		{[]string{"-10"}, 0, "replica count must not be negative"},
+		{[]string{"-1.5"}, 0, `replica count "-1.5" is not a whole number`},
+		{[]string{"-x"}, 0, "unknown shorthand flag: 'x' in -x"},
+		{[]string{"--timeout", "soon", "2"}, 0, `for "--timeout" flag: want a duration such as 30s, 5m or 1h, got "soon"`},
 		{[]string{"x"}, 0, "not a whole number"},
 		{[]string{}, 0, "accepts 1 arg(s)"},
 		{[]string{"1", "2"}, 0, "accepts 1 arg(s)"},
@@ -130,9 +136,9 @@ func TestUpConfigFile(t *testing.T) {
 	}
 	for _, tt := range []struct{ file, want string }{
 		{"replicas: 4\nreplicaz: 2\n", `line 2: unknown setting "replicaz"`},
-		{"replicas: four\n", `line 1: replicas: "four" is not a whole number`},
+		{"replicas: four\n", `line 1: replicas: want a whole number, got "four"`},
 		{"ready-timeout: 5 minutes\n", "line 1: ready-timeout:"},
-		{"max-body: lots\n", `line 1: max-body: "lots" is not a size`},
+		{"max-body: lots\n", `line 1: max-body: want a size such as 50MiB, 512k or 1048576, got "lots"`},
 	} {
 		write(tt.file)
 		if _, err := run(); err == nil || !strings.Contains(err.Error(), path+": "+tt.want) {

@@ -25,7 +25,7 @@ type durationFlag struct {
 func (f durationFlag) Set(s string) error {
 	d, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("%q is not a duration (e.g. 30s, 5m, 1h)", s)
+		return badValue(f.Type(), s)
 	}
 	switch {
 	case d < 0:
@@ -58,7 +58,7 @@ type intFlag struct {
 func (f intFlag) Set(s string) error {
 	n, err := strconv.Atoi(s)
 	if err != nil {
-		return fmt.Errorf("%q is not a whole number", s)
+		return badValue(f.Type(), s)
 	}
 	switch {
 	case n >= f.min:
@@ -108,7 +108,7 @@ func (f *weightsFlag) Set(s string) error {
 	for _, part := range strings.Split(s, ",") {
 		w, err := strconv.Atoi(strings.TrimSpace(part))
 		if err != nil {
-			return fmt.Errorf("%q is not a whole number", part)
+			return badValue("int", part)
 		}
 		if w < 1 {
 			return fmt.Errorf("weight %d must be at least 1", w)

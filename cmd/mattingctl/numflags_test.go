@@ -49,7 +49,7 @@ func TestUpNumberFlags(t *testing.T) {
 		{"--connect-timeout", "0", `for "--connect-timeout" flag: must be more than 0`, nil},
 		{"--queue-timeout", "-1s", `for "--queue-timeout" flag: must not be negative`, nil},
 		{"--queue-timeout", "0", "", func(o *upOptions) bool { return o.QueueTimeout == 0 }},
-		{"--queue-timeout", "soon", `for "--queue-timeout" flag: "soon" is not a duration`, nil},
+		{"--queue-timeout", "soon", `for "--queue-timeout" flag: want a duration such as 30s, 5m or 1h, got "soon"`, nil},
 		{"--drain-delay", "-1s", `for "--drain-delay" flag: must not be negative`, nil},
 		{"--drain-delay", "0", "", func(o *upOptions) bool { return o.DrainDelay == 0 }},
 		{"--max-body", "0", `for "--max-body" flag: must be more than 0`, nil},
@@ -72,7 +72,7 @@ func TestUpNumberFlags(t *testing.T) {
 		{"--min-ready", "-1", `for "--min-ready" flag: must be at least 1`, nil},
 		{"--weights", "2,0", `for "--weights" flag: weight 0 must be at least 1`, nil},
 		{"--weights", "2,-1", `for "--weights" flag: weight -1 must be at least 1`, nil},
-		{"--weights", "2,x", `for "--weights" flag: "x" is not a whole number`, nil},
+		{"--weights", "2,x", `for "--weights" flag: want a whole number, got "x"`, nil},
 		{"--weights", "2, 1", "", func(o *upOptions) bool { return reflect.DeepEqual(o.Weights, []int{2, 1}) }},
 	}
 	for _, tt := range tests {

@@ -28,7 +28,7 @@ func parseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("must not be negative, not %s", s)
 	}
 	if err != nil || n > (1<<62)/mult {
-		return 0, fmt.Errorf("%q is not a size (e.g. 50MiB, 512k, 1048576)", s)
+		return 0, badValue("size", s)
 	}
 	return n * mult, nil
 }

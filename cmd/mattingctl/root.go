@@ -90,6 +90,11 @@ an embedded least-connection proxy.
 		newLogsCmd(f, g, run.logs),
 		newVersionCmd(f),
 	)
+	suggestCommands(root)
+	plainErrors(root.PersistentFlags())
+	for _, c := range root.Commands() {
+		plainErrors(c.Flags())
+	}
 	return root
 }
 

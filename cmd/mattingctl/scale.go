@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 type scaleOptions struct {
@@ -39,7 +40,22 @@ func newScaleCmd(f *factory, g *globalOptions, runF func(*scaleOptions) error) *
 		},
 	}
 	cmd.Flags().DurationVar(&opts.Timeout, "timeout", 6*time.Minute, "how long to wait for new replicas to be ready or removed ones to stop")
+	cmd.SetFlagErrorFunc(negativeCount)
 	return cmd
+}
+
+// negativeCount is scale's flag error function: `scale -1` is a negative
+// count, not the unknown shorthand flag -1 that pflag takes it for.
+func negativeCount(_ *cobra.Command, err error) error {
+	var unknown *pflag.NotExistError
+	if errors.As(err, &unknown) {
+		if short := unknown.GetSpecifiedShortnames(); short != "" && short[0] >= '0' && short[0] <= '9' {
+			if _, cerr := parseCount("-" + short); cerr != nil {
+				return cerr
+			}
+		}
+	}
+	return err
 }
 
 func scaleRun(opts *scaleOptions) error {

@@ -45,6 +45,7 @@ Ctrl-C or SIGTERM stops gracefully; a second one stops at once.`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Command = args
+			warnMisplaced(opts.ErrOut, cmd, args)
 			if opts.File != "" {
 				if err := applyConfig(cmd, opts); err != nil {
 					return err
@@ -193,6 +194,9 @@ func applyConfig(cmd *cobra.Command, opts *upOptions) error {
 		}
 		values := s.Values
 		if t := fl.Value.Type(); !strings.HasSuffix(t, "Slice") && !strings.HasSuffix(t, "Array") {
+			if err := oneValue(t, values); err != nil {
+				return fmt.Errorf("%s: line %d: %s: %v", opts.File, s.Line, s.Key, err)
+			}
 			values = []string{strings.Join(values, ",")}
 		}
 		for _, v := range values {

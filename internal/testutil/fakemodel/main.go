@@ -38,6 +38,7 @@ func main() {
 	service := flag.Duration("service", 0, "service time of every request (added to sleep=)")
 	limit := flag.Int64("limit", 0, "drop connections past this many concurrent requests (0: no limit)")
 	logRequests := flag.Bool("log-requests", false, "print a line per request on stdout, as an access log")
+	healthStatus := flag.Int("health-status", http.StatusOK, "status /health answers once ready, e.g. 404 as a server without that path")
 	flag.Parse()
 
 	if *failStart {
@@ -63,6 +64,10 @@ func main() {
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
 		if time.Since(start) < *readyDelay {
 			http.Error(w, "loading", http.StatusServiceUnavailable)
+			return
+		}
+		if *healthStatus != http.StatusOK {
+			http.Error(w, http.StatusText(*healthStatus), *healthStatus)
 			return
 		}
 		fmt.Fprintln(w, "ok")
