@@ -243,3 +243,40 @@ func TestReadAheadClientLeaves(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// BenchmarkReadAhead proxies a response the size of the original load
+// test's answer (~220 KB, with a Content-Length) to fast clients, read
+// ahead and passed through: the read-ahead's own cost, with nothing to
+// gain from it.
+func BenchmarkReadAhead(b *testing.B) {
+	body := pattern(220 << 10)
+	for _, bc := range []struct {
+		name string
+		buf  int64
+	}{{"read ahead", 0}, {"passed through", Off}} {
+		b.Run(bc.name, func(b *testing.B) {
+			srv := newBenchServer(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+				_, _ = w.Write(body)
+			}))
+			bal := New(Options{MaxInflight: 8, QueueSize: 1024, ResponseBuffer: bc.buf})
+			bal.Add(NewBackend(1, "replica-1", srv[len("http://"):]))
+			proxy := newBenchServer(b, bal)
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					resp, err := client.Get(proxy)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			})
+		})
+	}
+}
