@@ -32,6 +32,9 @@ type Backend struct {
 	inflight atomic.Int64
 	requests atomic.Uint64
 	errors   atomic.Uint64
+	// upgraded counts the backend's upgraded connections (WebSocket
+	// tunnels), which hold no in-flight slot; changed under mu too.
+	upgraded atomic.Int64
 	// oldest is the start of the oldest attempt in flight, in nanoseconds
 	// after clockBase plus one; 0 when none is (inflight.go).
 	oldest atomic.Int64
@@ -42,7 +45,7 @@ type Backend struct {
 
 	// Guarded by the owning Balancer's mu.
 	inRotation bool
-	idle       chan struct{} // closed when out of rotation and inflight is 0
+	idle       chan struct{} // closed when out of rotation and inflight and upgraded are 0
 	current    int           // smooth weighted round robin's running weight
 	latency    float64       // peak-EWMA of response time, in seconds
 	latencyAt  time.Time     // when latency was last updated

@@ -67,7 +67,8 @@ type Options struct {
 	// descriptors for its replicas and control socket. Zero means no cap.
 	MaxConns int
 	// MaxBuffer bounds the request bodies held in memory, whether being
-	// read, queued or in flight, in bytes. A body is reserved a 64 KiB
+	// read, queued or in flight, and the responses read ahead of their
+	// clients (ResponseBuffer), in bytes. A body is reserved a 64 KiB
 	// chunk at a time as it arrives; one that finds no room goes to a file
 	// in BufferDir. Zero means DefaultMaxBuffer(); Off means none: every
 	// body goes to disk.
@@ -82,6 +83,19 @@ type Options struct {
 	// each to a file removed when its request ends. Empty means
 	// os.TempDir().
 	BufferDir string
+	// ResponseBuffer is the largest response, by its Content-Length, read
+	// from the backend ahead of the client, into memory counted in
+	// MaxBuffer, so that the backend is released as soon as it has sent
+	// the response rather than when a slow client has received it (nginx's
+	// proxy_buffering). Responses without a Content-Length, event streams,
+	// larger ones, and any that find no room in MaxBuffer pass through as
+	// they arrive. Zero means DefaultResponseBuffer; Off means none.
+	ResponseBuffer int64
+	// MaxUpgraded caps the upgrade requests (WebSocket) open at once,
+	// handshaking or upgraded, over all backends; one more is answered
+	// 503 before reaching a backend. An upgraded connection holds no
+	// MaxInflight slot. Zero means no cap.
+	MaxUpgraded int
 }
 
 func (o *Options) setDefaults() {
@@ -112,6 +126,9 @@ func (o *Options) setDefaults() {
 	if o.BufferDir == "" {
 		o.BufferDir = os.TempDir()
 	}
+	if o.ResponseBuffer == 0 {
+		o.ResponseBuffer = DefaultResponseBuffer
+	}
 }
 
 // Balancer is an HTTP reverse proxy over a changing set of backends.
@@ -135,6 +152,7 @@ type Balancer struct {
 	retried  atomic.Uint64 // attempts after the first
 	failed   atomic.Uint64 // answered 502 or 504: no backend answered
 	conns    atomic.Int64  // client connections open
+	upgrades atomic.Int64  // upgrade requests open, for MaxUpgraded
 }
 
 // Stats are the balancer's counters since it started.
@@ -153,7 +171,8 @@ type Stats struct {
 	Conns int64
 	// MemoryBuffered and DiskBuffered are the bytes of request bodies held
 	// in memory and on disk now (reserved: a chunk, or a spilled body's
-	// declared length).
+	// declared length); MemoryBuffered includes responses read ahead of
+	// their clients (ResponseBuffer).
 	MemoryBuffered int64
 	DiskBuffered   int64
 }
@@ -231,8 +250,9 @@ func (b *Balancer) Add(be *Backend) {
 }
 
 // Remove takes be out of rotation: no new request is sent to it. The
-// returned channel is closed once be has no request in flight, which is
-// when a draining replica may be stopped.
+// returned channel is closed once be has no request in flight and no
+// upgraded connection open, which is when a draining replica may be
+// stopped.
 func (b *Balancer) Remove(be *Backend) <-chan struct{} {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -241,7 +261,7 @@ func (b *Balancer) Remove(be *Backend) <-chan struct{} {
 		return be.idle // already draining: the earlier caller waits too
 	}
 	idle := make(chan struct{})
-	if be.inflight.Load() == 0 {
+	if be.inflight.Load() == 0 && be.upgraded.Load() == 0 {
 		close(idle)
 	} else {
 		be.idle = idle

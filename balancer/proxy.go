@@ -32,14 +32,22 @@ type attempt struct {
 	// later failure (an upgrade that could not be completed) is no sign
 	// that the backend is down, and the request is not retried.
 	responded bool
-	once      sync.Once
+	// upgraded is set at a 101: the backend's slot was given back and
+	// the connection is counted in its upgraded tunnels (upgrade.go).
+	upgraded bool
+	once     sync.Once
 }
 
 // done releases the attempt's backend, once: as soon as the backend has
 // sent its whole response (the backend is free while the proxy is still
-// writing to a slow client), or when the attempt ends.
+// writing to a slow client), or when the attempt ends; for an upgraded
+// connection, when its tunnel closes.
 func (a *attempt) done() {
 	a.once.Do(func() {
+		if a.upgraded {
+			a.b.endTunnel(a.be)
+			return
+		}
 		var d time.Duration
 		if a.err == nil {
 			d = time.Since(a.start)
@@ -61,6 +69,11 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if b.opts.Observer != nil {
 		defer func() { b.opts.Observer.Observe(replica, code, time.Since(start)) }()
 	}
+	if !b.admitUpgrade(w, r) {
+		code = http.StatusServiceUnavailable
+		return
+	}
+	defer b.endUpgrade(r)
 	body, berr := b.readBody(w, r)
 	if berr != nil {
 		code = cmp.Or(berr.status, StatusClientGone)
@@ -205,9 +218,14 @@ func modifyResponse(resp *http.Response) error {
 	if resp.StatusCode >= 500 {
 		a.be.errors.Add(1)
 	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
+	switch {
+	case resp.StatusCode == http.StatusSwitchingProtocols:
 		// A 101's body is the upgraded connection, which ReverseProxy
-		// needs as it is; forward's deferred done releases the backend.
+		// needs as it is; the tunnel gives back the backend's slot now,
+		// and forward's deferred done counts it closed.
+		a.upgrade()
+	case a.b.readAhead(resp, a):
+	default:
 		resp.Body = &releasingBody{ReadCloser: resp.Body, a: a}
 	}
 	return nil

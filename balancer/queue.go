@@ -142,10 +142,8 @@ func (b *Balancer) release(a *attempt, d time.Duration) {
 		be.observe(d, now)
 		b.serviceTime.observe(d)
 	}
-	if be.inflight.Add(-1) == 0 && be.idle != nil {
-		close(be.idle)
-		be.idle = nil
-	}
+	be.inflight.Add(-1)
+	be.closeIdleLocked()
 	b.dispatchLocked()
 }
 

@@ -172,6 +172,14 @@ type Options struct {
 	// directory of the instance's own under the system temp directory
 	// (DefaultBufferDir).
 	BufferDir string
+	// ResponseBuffer is the largest response, by its Content-Length, read
+	// from a replica ahead of a slow client, in memory counted in
+	// MaxBuffer, so that the replica is free once it has sent it; zero
+	// means balancer.DefaultResponseBuffer, balancer.Off none.
+	ResponseBuffer int64
+	// MaxUpgraded caps the upgrade requests (WebSocket) open at once, over
+	// all replicas; past it one gets 503. Zero means no cap.
+	MaxUpgraded int
 }
 
 // withDefaults validates o and fills in its defaults.
@@ -262,6 +270,9 @@ func (o Options) withDefaults() (Options, error) {
 		o.Logger = hclog.NewNullLogger()
 	}
 	if err := o.bufferDefaults(); err != nil {
+		return o, err
+	}
+	if err := o.responseDefaults(); err != nil {
 		return o, err
 	}
 	return o, nil

@@ -262,6 +262,7 @@ func (s *slot) status() control.ReplicaStatus {
 	if s.prev != nil { // draining after a replace: its requests count too
 		oldest = s.prev.be.OldestInflight()
 		st.Inflight += s.prev.be.InFlight()
+		st.Upgraded += s.prev.be.Upgraded()
 		st.Requests += s.prev.be.Requests()
 		st.Errors += s.prev.be.Errors()
 	}
@@ -270,6 +271,7 @@ func (s *slot) status() control.ReplicaStatus {
 	if inc != nil {
 		st.Port = inc.port
 		st.Inflight += be.InFlight()
+		st.Upgraded += be.Upgraded()
 		st.Requests += be.Requests()
 		st.Errors += be.Errors()
 		st.Weight = be.Weight

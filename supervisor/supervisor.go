@@ -104,6 +104,8 @@ func New(opts Options) (*Supervisor, error) {
 		MaxBuffer:       opts.MaxBuffer,
 		MaxDiskBuffer:   opts.MaxDiskBuffer,
 		BufferDir:       opts.BufferDir,
+		ResponseBuffer:  opts.ResponseBuffer,
+		MaxUpgraded:     opts.MaxUpgraded,
 	})
 	return s, nil
 }

@@ -19,12 +19,16 @@ func writeStatus(w io.Writer, st control.Status, now time.Time) error {
 	fmt.Fprintf(w, "command: %s\n", strings.Join(st.Command, " "))
 	fmt.Fprintf(w, "queue: %d waiting (max %d); rejected %d, retried %d, failed %d\n\n",
 		st.Queued, st.QueueMax, st.Rejected, st.Retried, st.Failed)
-	gpus := false
+	gpus, upgraded := false, false
 	for _, r := range st.Replicas {
 		gpus = gpus || r.GPU != ""
+		upgraded = upgraded || r.Upgraded != 0
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	header := "REPLICA\tPORT\tPID\tSTATE\tUPTIME\tRESTARTS\tLAST RESTART\tINFLIGHT\tREQUESTS\tERRORS\tCPU\tRSS"
+	if upgraded { // WebSocket tunnels, shown once there are any
+		header += "\tUPGRADED"
+	}
 	if gpus {
 		header += "\tGPU"
 	}
@@ -52,6 +56,9 @@ func writeStatus(w io.Writer, st control.Status, now time.Time) error {
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%d\t%s\t%s",
 			r.Name, r.Port, pid, r.State, uptime, r.Restarts, reason, inflight, r.Requests, r.Errors, cpu, rss)
+		if upgraded {
+			fmt.Fprintf(tw, "\t%d", r.Upgraded)
+		}
 		if gpus {
 			fmt.Fprintf(tw, "\t%s", r.GPU)
 		}

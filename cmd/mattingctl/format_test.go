@@ -107,6 +107,36 @@ replica-2 failed: replica-2 crashed 6 times in a row
 	}
 }
 
+// TestWriteStatusUpgraded: the UPGRADED column appears once a replica has
+// an upgraded connection (WebSocket) open, and not before (TestWriteStatus).
+func TestWriteStatusUpgraded(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	started := now.Add(-90 * time.Second)
+	st := control.Status{
+		Name: "default", Port: 9110, Pid: 42, Desired: 2, Command: []string{"python3", "app.py"},
+		Policy: "least_conn", StartedAt: now.Add(-time.Hour), QueueMax: 1024,
+		Replicas: []control.ReplicaStatus{
+			{ID: 1, Name: "replica-1", Port: 9111, Pid: 100, State: "ready", Inflight: 1, MaxInflight: 8, Upgraded: 20, Requests: 21, StartedAt: &started},
+			{ID: 2, Name: "replica-2", Port: 9112, Pid: 101, State: "ready", MaxInflight: 8, Requests: 3, StartedAt: &started},
+		},
+	}
+	var b strings.Builder
+	if err := writeStatus(&b, st, now); err != nil {
+		t.Fatal(err)
+	}
+	want := `instance default: pid 42, proxy port 9110, least_conn, 2/2 replicas ready, up 1h0m
+command: python3 app.py
+queue: 0 waiting (max 1024); rejected 0, retried 0, failed 0
+
+REPLICA    PORT  PID  STATE  UPTIME  RESTARTS  LAST RESTART  INFLIGHT  REQUESTS  ERRORS  CPU   RSS  UPGRADED
+replica-1  9111  100  ready  1m30s   0         -             1/8       21        0       0.0%  0B   20
+replica-2  9112  101  ready  1m30s   0         -             0/8       3         0       0.0%  0B   0
+`
+	if b.String() != want {
+		t.Errorf("status table:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
+
 func TestParseGPUs(t *testing.T) {
 	tests := []struct {
 		in   string

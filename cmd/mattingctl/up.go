@@ -114,6 +114,9 @@ Ctrl-C or SIGTERM stops gracefully; a second one stops at once.`,
 	fl.Var(&bufferSizeValue{&opts.MaxBuffer}, "max-buffer", "request bodies held in memory in all, at most a quarter of RAM by default; past it they go to --buffer-dir (0: none in memory)")
 	fl.Var(&bufferSizeValue{&opts.MaxDiskBuffer}, "max-disk-buffer", "request bodies held on disk, in all; past it and --max-buffer, 503 (0: none on disk)")
 	fl.StringVar(&opts.BufferDir, "buffer-dir", "", "directory for request bodies that do not fit in memory (default mattingctl-NAME-HASH in the system temp directory)")
+	opts.ResponseBuffer = balancer.DefaultResponseBuffer
+	fl.Var(&bufferSizeValue{&opts.ResponseBuffer}, "response-buffer", "read a response with a Content-Length up to SIZE from the replica ahead of a slow client, in --max-buffer, so the replica is free once it has sent it; streams pass through (0: off)")
+	fl.Var(intFlag{&opts.MaxUpgraded, 0}, "max-upgraded", "WebSocket (upgraded) connections open at once, over all replicas; past it 503. They hold no --max-inflight slot (0: no cap)")
 	return cmd
 }
 

@@ -109,6 +109,10 @@ type ReplicaStatus struct {
 	// OldestInflightMs is the age of the oldest request in flight on the
 	// replica, in milliseconds; 0 when none is.
 	OldestInflightMs int64 `json:"oldest_inflight_ms"`
+	// Upgraded counts the replica's upgraded connections open now
+	// (WebSocket tunnels): past their 101 they are not in Inflight and
+	// hold no MaxInflight slot.
+	Upgraded int64 `json:"upgraded"`
 }
 
 // ScaleResult is what a scale call changed.

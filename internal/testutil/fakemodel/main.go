@@ -4,7 +4,10 @@
 //
 // Query parameters: sleep=DURATION delays the answer; crash=1 makes the
 // process exit abruptly without answering; stream=N writes N chunks, one
-// every sleep.
+// every sleep; size=SIZE (bytes, or with KiB or MiB) answers that many
+// bytes with a Content-Length, byte i being i%251.
+//
+// /ws is a WebSocket endpoint that echoes every message.
 //
 // With -service and -limit it emulates an overloaded model server: every
 // request takes the service time, and past limit concurrent requests it
@@ -25,6 +28,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -72,6 +76,7 @@ func main() {
 		}
 		fmt.Fprintln(w, "ok")
 	})
+	mux.HandleFunc("/ws", serveWebSocket)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if n := active.Add(1); *limit > 0 && n > *limit {
 			active.Add(-1)
@@ -102,6 +107,10 @@ func main() {
 			// Unbuffered, as Python's logging writes: a pipe nobody reads
 			// blocks this request.
 			fmt.Fprintf(os.Stdout, "fakemodel replica %d: %s %s 200 %d bytes in\n", replica, r.Method, r.URL.RequestURI(), n)
+		}
+		if size := q.Get("size"); size != "" {
+			writeSized(w, size)
+			return
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{
@@ -134,6 +143,39 @@ func main() {
 	if err := srv.Serve(ln); err != http.ErrServerClosed {
 		fmt.Fprintln(os.Stderr, "fakemodel:", err)
 		os.Exit(1)
+	}
+}
+
+// writeSized answers n bytes, byte i being i%251, with a Content-Length.
+func writeSized(w http.ResponseWriter, size string) {
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}} {
+		if s, ok := strings.CutSuffix(size, u.suffix); ok {
+			size, mult = s, u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(size, 10, 64)
+	if err != nil || n < 0 {
+		http.Error(w, "size: want bytes, or a number with KiB or MiB", http.StatusBadRequest)
+		return
+	}
+	n *= mult
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+	buf := make([]byte, 251*256)
+	for i := range buf {
+		buf[i] = byte(i % 251)
+	}
+	for n > 0 {
+		k := min(n, int64(len(buf)))
+		if _, err := w.Write(buf[:k]); err != nil {
+			return
+		}
+		n -= k
 	}
 }
 
