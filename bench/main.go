@@ -172,7 +172,11 @@ func run(only string, rounds int, image, nginxBin string, targets []string) erro
 		if sc.originalBody {
 			body = payload
 		}
-		fmt.Printf("## %s: %s (%d requests, body %d bytes)\n\n", sc.name, sc.about, sc.requests, len(body))
+		if sc.pythonClient {
+			fmt.Printf("## %s: %s (%d requests, each the sample portrait)\n\n", sc.name, sc.about, sc.requests)
+		} else {
+			fmt.Printf("## %s: %s (%d requests, body %d bytes)\n\n", sc.name, sc.about, sc.requests, len(body))
+		}
 		results := map[string][]result{}
 		for round := 1; round <= rounds; round++ {
 			for _, name := range targets {
