@@ -4,32 +4,16 @@ package control
 
 import (
 	"fmt"
-	"net"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
-// peerUID returns the uid of the process at the other end of a Unix
-// socket connection (LOCAL_PEERCRED, which getpeereid reads).
-func peerUID(c net.Conn) (int, error) {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return 0, fmt.Errorf("%T is not a Unix socket connection", c)
-	}
-	raw, err := sc.SyscallConn()
+// socketPeerUID reads LOCAL_PEERCRED of a connected Unix socket (what
+// getpeereid reads).
+func socketPeerUID(fd int) (int, error) {
+	cred, err := unix.GetsockoptXucred(fd, unix.SOL_LOCAL, unix.LOCAL_PEERCRED)
 	if err != nil {
-		return 0, err
-	}
-	var cred *unix.Xucred
-	var credErr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, credErr = unix.GetsockoptXucred(int(fd), unix.SOL_LOCAL, unix.LOCAL_PEERCRED)
-	}); err != nil {
-		return 0, err
-	}
-	if credErr != nil {
-		return 0, fmt.Errorf("LOCAL_PEERCRED: %w", credErr)
+		return 0, fmt.Errorf("LOCAL_PEERCRED: %w", err)
 	}
 	return int(cred.Uid), nil
 }
