@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"syscall"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -67,8 +66,7 @@ func CheckStateDir(dir string) error {
 		if err != nil {
 			return fmt.Errorf("state directory %s: %w", dir, err)
 		}
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			owner := int(st.Uid)
+		if owner, ok := fileOwner(fi); ok {
 			mode := fi.Mode()
 			switch {
 			case owner != me && owner != 0:
@@ -163,11 +161,7 @@ func socketOwner(path string) (int, bool) {
 	if err != nil {
 		return 0, false
 	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return 0, false
-	}
-	return int(st.Uid), true
+	return fileOwner(fi)
 }
 
 // ownerName describes path's owner as "uid N", for error messages.
