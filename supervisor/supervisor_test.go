@@ -178,22 +178,7 @@ func TestScaleDownAbandonedThenUp(t *testing.T) {
 // keeps its own deadline. Before the fix the replace's drain ran to the
 // full --stop-timeout (30 s here) with a request hung on the old process.
 func TestStopDuringReplace(t *testing.T) {
-	s := startTestSupervisor(t, 1, func(o *Options) { o.StopTimeout = 30 * time.Second }, "serve")
-	srv := httptest.NewServer(s.bal)
-	defer srv.Close()
-	sl := s.active()[0]
-	first := sl.status()
-	go func() {
-		if resp, err := http.Get(srv.URL + "/hang"); err == nil {
-			resp.Body.Close()
-		}
-	}()
-	testutil.WaitFor(t, 5*time.Second, "the hung request in flight", func() bool { return sl.status().Inflight == 1 })
-	go func() { _ = sl.requestReplace(context.Background(), ReasonRolling) }()
-	testutil.WaitFor(t, 10*time.Second, "the successor to take over", func() bool {
-		st := sl.status()
-		return st.Pid != 0 && st.Pid != first.Pid
-	})
+	sl, first := replacingWithAHungRequest(t)
 	begin := time.Now()
 	sl.requestStop(errors.New("test"), time.Now().Add(300*time.Millisecond))
 	select {
@@ -284,22 +269,7 @@ func TestRollingRestartSkipsAndStops(t *testing.T) {
 // serves the new traffic, gracefully (SIGTERM, exit 0) and at the same
 // time, not after the old one has used up the grace.
 func TestStopDuringReplaceGivesTheSuccessorItsGrace(t *testing.T) {
-	s := startTestSupervisor(t, 1, func(o *Options) { o.StopTimeout = 30 * time.Second }, "serve")
-	srv := httptest.NewServer(s.bal)
-	defer srv.Close()
-	sl := s.active()[0]
-	first := sl.status()
-	go func() {
-		if resp, err := http.Get(srv.URL + "/hang"); err == nil {
-			resp.Body.Close()
-		}
-	}()
-	testutil.WaitFor(t, 5*time.Second, "the hung request in flight", func() bool { return sl.status().Inflight == 1 })
-	go func() { _ = sl.requestReplace(context.Background(), ReasonRolling) }()
-	testutil.WaitFor(t, 10*time.Second, "the successor to take over", func() bool {
-		st := sl.status()
-		return st.Pid != 0 && st.Pid != first.Pid
-	})
+	sl, first := replacingWithAHungRequest(t)
 	successor := sl.status().Pid
 	sl.requestStop(errors.New("test"), time.Now().Add(3*time.Second))
 	// The successor is idle: it must be gone well before the old process's
@@ -325,4 +295,28 @@ func TestBootFailsAtTheFirstFailure(t *testing.T) {
 	if took := time.Since(begin); took > 10*time.Second {
 		t.Fatalf("the failure of replica-3 was reported after %s", took)
 	}
+}
+
+// replacingWithAHungRequest starts one replica with a 30 s stop timeout,
+// hangs a request on it, and has it replaced: it returns once the
+// successor serves and the old process (first) drains the hung request.
+func replacingWithAHungRequest(t *testing.T) (*slot, control.ReplicaStatus) {
+	t.Helper()
+	s := startTestSupervisor(t, 1, func(o *Options) { o.StopTimeout = 30 * time.Second }, "serve")
+	srv := httptest.NewServer(s.bal)
+	t.Cleanup(srv.Close)
+	sl := s.active()[0]
+	first := sl.status()
+	go func() {
+		if resp, err := http.Get(srv.URL + "/hang"); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	testutil.WaitFor(t, 5*time.Second, "the hung request in flight", func() bool { return sl.status().Inflight == 1 })
+	go func() { _ = sl.requestReplace(context.Background(), ReasonRolling) }()
+	testutil.WaitFor(t, 10*time.Second, "the successor to take over", func() bool {
+		st := sl.status()
+		return st.Pid != 0 && st.Pid != first.Pid
+	})
+	return sl, first
 }
