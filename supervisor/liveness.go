@@ -168,6 +168,7 @@ func (s *slot) checked(inc *incarnation, lv *liveness, err error) {
 		return
 	}
 	lv.skipping = false
+	inc.checkFailed.Store(err != nil)
 	change := lv.record(err, s.sup.opts.UnhealthyAfter)
 	s.mu.Lock()
 	s.healthErr = ""
