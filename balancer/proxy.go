@@ -91,7 +91,7 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	died := false      // a backend died during this request once already
 	retries := 0       // tries after the first that count against Options.Retries
-	var avoid *Backend // the backend the last try found busy
+	var avoid *Backend // the backend the last try failed on
 	for try := 0; ; try++ {
 		a, err := b.acquire(ctx, r, deadline, try > 0, avoid)
 		if err != nil {
@@ -161,10 +161,10 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeError(w, code, be.Name+" did not answer: "+a.err.Error())
 			return
 		}
-		if kind == busy {
-			avoid = be
-		} else {
-			avoid = nil
+		// Not be again if another has room: a busy one, or a dead one
+		// kept in rotation by the panic threshold.
+		avoid = be
+		if kind != busy {
 			retries++
 		}
 		died = died || kind == dropped
