@@ -1,6 +1,10 @@
 package supervisor
 
 import (
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -31,4 +35,47 @@ func TestBackendAlive(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.WaitFor(t, 5*time.Second, "its exit to make it not alive", func() bool { return !be.Alive() })
+}
+
+// TestBusyReplicaStaysLive: a replica whose health endpoint fails while it
+// answers requests is busy, not hung: it stays in rotation and alive to
+// the balancer. Once it stops answering requests, the failed checks count
+// and it leaves rotation as unhealthy.
+func TestBusyReplicaStaysLive(t *testing.T) {
+	sick := filepath.Join(t.TempDir(), "sick")
+	sl := testSlotWith(t, fastLiveness(time.Hour), "/health", 10*time.Second, CrashBackoff{}, "sick-health", sick)
+	waitState(t, sl, control.Ready, 10*time.Second)
+	srv := httptest.NewServer(sl.sup.bal)
+	defer srv.Close()
+	stop := make(chan struct{})
+	loaded := make(chan struct{})
+	go func() {
+		defer close(loaded)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if resp, err := http.Get(srv.URL + "/sleep?d=5ms"); err == nil {
+				resp.Body.Close()
+			}
+		}
+	}()
+	if err := os.WriteFile(sick, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sl.mu.Lock()
+	be := sl.cur.be
+	sl.mu.Unlock()
+	// 1 s is 20 checks, at 2 failures to become unhealthy.
+	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if st := sl.status(); st.State != control.Ready || !be.Alive() {
+			close(stop)
+			t.Fatalf("a replica answering requests left rotation or was not alive: %+v", st)
+		}
+	}
+	close(stop)
+	<-loaded
+	waitState(t, sl, control.Unhealthy, 5*time.Second)
 }
