@@ -25,6 +25,13 @@ type Backend struct {
 	// Weight is the backend's share under the weighted policy; zero or less
 	// counts as 1. Set it before the backend is added.
 	Weight int
+	// Alive reports whether the backend's process is running and passing
+	// its liveness checks. A backend that refuses or resets a connection
+	// while alive is busy, not dead: it stays in rotation and the request
+	// waits or goes to another. Nil means the proxy cannot tell, and takes
+	// any refusal or reset for a dead backend. Set it before the backend
+	// is added; it is called from many goroutines and must not block.
+	Alive func() bool
 
 	// inflight is changed only under the owning Balancer's mu, so that a
 	// policy's choice and the count it reads agree; it is atomic so that
@@ -45,6 +52,7 @@ type Backend struct {
 
 	// Guarded by the owning Balancer's mu.
 	inRotation bool
+	ejected    bool          // out of rotation by markFailed, until added or removed
 	idle       chan struct{} // closed when out of rotation and inflight and upgraded are 0
 	current    int           // smooth weighted round robin's running weight
 	latency    float64       // peak-EWMA of response time, in seconds

@@ -48,9 +48,11 @@ type Options struct {
 	// QueueSize bounds the requests waiting for a backend with room; one
 	// more is answered 503 at once. Zero means no queue.
 	QueueSize int
-	// QueueTimeout bounds a request's wait in the queue; past it the
-	// request is answered 503. Zero means no limit: a request waits until
-	// a backend has room or its client goes away.
+	// QueueTimeout bounds a request's wait for a backend with room, in the
+	// queue and retrying busy backends; past it the request is answered
+	// 503. A request whose predicted wait is longer is answered 503 at
+	// once (admission.go). Zero means no limit: a request waits until a
+	// backend has room or its client goes away.
 	QueueTimeout time.Duration
 	// Retries is how many more backends a request may be sent to when one
 	// refuses, resets or drops it before sending any response. A request
@@ -139,13 +141,14 @@ type Balancer struct {
 	server    *http.Server
 	bufs      *buffers // the request bodies' budgets
 
-	// mu guards pool, queue, scratch, serviceTime and every backend's
-	// inflight, inRotation, idle, current and latency.
+	// mu guards pool, queue, scratch, serviceTime, ejected and every
+	// backend's inflight, inRotation, ejected, idle, current and latency.
 	mu          sync.Mutex
 	pool        []*Backend // backends in rotation, in the order they were added
 	queue       list.List  // of *waiter, oldest first
 	scratch     []*Backend // pickLocked's buffer
-	serviceTime ewma       // of all responses, for Retry-After
+	serviceTime ewma       // of all responses, for admission and Retry-After
+	ejected     int        // backends out of rotation by markFailed
 
 	queued   atomic.Int64  // queue length, for lock-free status reads
 	rejected atomic.Uint64 // answered 503: no backend, queue full or timed out
@@ -153,6 +156,7 @@ type Balancer struct {
 	failed   atomic.Uint64 // answered 502 or 504: no backend answered
 	conns    atomic.Int64  // client connections open
 	upgrades atomic.Int64  // upgrade requests open, for MaxUpgraded
+	outcomes outcomes      // the rejected and failed requests by reason, for the summary
 }
 
 // Stats are the balancer's counters since it started.
@@ -245,6 +249,7 @@ func (b *Balancer) Add(be *Backend) {
 	}
 	be.inRotation = true
 	be.idle = nil
+	b.unejectLocked(be)
 	b.pool = append(b.pool, be)
 	b.dispatchLocked()
 }
@@ -277,21 +282,7 @@ func (b *Balancer) removeLocked(be *Backend) {
 		}
 	}
 	be.inRotation = false
-}
-
-// markFailed takes be out of rotation at once because it did not answer
-// (passive health) and tells its owner through be.Failed.
-func (b *Balancer) markFailed(be *Backend) {
-	b.mu.Lock()
-	was := be.inRotation
-	b.removeLocked(be)
-	b.mu.Unlock()
-	if was {
-		select {
-		case be.failed <- struct{}{}:
-		default:
-		}
-	}
+	b.unejectLocked(be)
 }
 
 // Serve accepts connections on ln and proxies their requests until
@@ -299,6 +290,9 @@ func (b *Balancer) markFailed(be *Backend) {
 // open at once.
 func (b *Balancer) Serve(ln net.Listener) error {
 	ln = newLimitListener(ln, b.opts.MaxConns, &b.conns, b.opts.Logger)
+	stop := make(chan struct{})
+	defer close(stop)
+	go b.summarize(summaryEvery, stop)
 	if err := b.server.Serve(trackingListener{ln}); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

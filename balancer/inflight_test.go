@@ -134,7 +134,7 @@ func BenchmarkAcquireRelease(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			a, err := bal.acquire(ctx, r, false)
+			a, err := bal.acquire(ctx, r, time.Time{}, false, nil)
 			if err != nil {
 				b.Error(err)
 				return

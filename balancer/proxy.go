@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 type attemptKey struct{}
@@ -66,8 +68,14 @@ func (a *attempt) done() {
 func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	replica, code := "", 0
+	var cur *attempt // the attempt being forwarded
 	if b.opts.Observer != nil {
-		defer func() { b.opts.Observer.Observe(replica, code, time.Since(start)) }()
+		defer func() {
+			if code == 0 { // the response broke off mid-way: forward panicked
+				code = brokenOffCode(r, cur)
+			}
+			b.opts.Observer.Observe(replica, code, time.Since(start))
+		}()
 	}
 	if !b.admitUpgrade(w, r) {
 		code = http.StatusServiceUnavailable
@@ -90,16 +98,22 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer body.done()
 	ctx, cancel := requestContext(r.Context())
 	defer cancel()
-	died := false // a backend died during this request once already
+	var deadline time.Time // the end of the queue timeout, over every try
+	if b.opts.QueueTimeout > 0 {
+		deadline = time.Now().Add(b.opts.QueueTimeout)
+	}
+	died := false      // a backend died during this request once already
+	retries := 0       // tries after the first that count against Options.Retries
+	var avoid *Backend // the backend the last try failed on
 	for try := 0; ; try++ {
-		a, err := b.acquire(ctx, r, try > 0)
+		a, err := b.acquire(ctx, r, deadline, try > 0, avoid)
 		if err != nil {
 			code = StatusClientGone
 			if ctx.Err() != nil {
 				abort()
 			}
 			code = http.StatusServiceUnavailable
-			b.rejected.Add(1)
+			b.reject(reasonOf(err))
 			w.Header().Set("Retry-After", strconv.Itoa(b.retryAfter()))
 			writeError(w, code, err.Error())
 			return
@@ -108,7 +122,7 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			b.retried.Add(1)
 		}
 		be := a.be
-		replica = be.Name
+		replica, cur = be.Name, a
 		b.forward(ctx, w, r, body, a)
 		if a.err == nil {
 			code = a.code
@@ -120,20 +134,51 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		be.errors.Add(1)
 		kind := classify(a.err)
-		if kind != slow && !a.responded {
+		if !a.responded && (kind == refused || kind == dropped) && b.alive(ctx, be) {
+			kind = busy
+		}
+		if ctx.Err() != nil {
+			code = StatusClientGone
+			abort()
+		}
+		if (kind == refused || kind == dropped) && !a.responded {
 			b.markFailed(be)
 		}
-		retry := kind != slow && !a.responded && try < b.opts.Retries && !(kind == dropped && died)
-		b.opts.Logger.Warn("replica did not answer", "replica", be.Name, "method", r.Method, "path", r.URL.Path,
-			"error", a.err, "retrying", retry)
+		var retry bool
+		switch {
+		case a.responded || kind == slow || b.opts.Retries == 0:
+		case kind == busy:
+			// Busy is not dead: the request waits for room as in the
+			// queue, within its queue timeout, and not on be if another
+			// backend has room.
+			retry = deadline.IsZero() || time.Now().Before(deadline)
+		default:
+			retry = retries < b.opts.Retries && !(kind == dropped && died)
+		}
+		b.opts.Logger.Log(kind.logLevel(), "replica did not answer", "replica", be.Name, "method", r.Method, "path", r.URL.Path,
+			"error", a.err, "busy", kind == busy, "retrying", retry)
 		if !retry {
+			if kind == busy && b.opts.Retries > 0 {
+				code = http.StatusServiceUnavailable
+				b.reject(reasonQueueTimeout)
+				w.Header().Set("Retry-After", strconv.Itoa(b.retryAfter()))
+				writeError(w, code, errQueueTimeout.Error()+": the last, "+be.Name+", did not answer: "+a.err.Error())
+				return
+			}
 			b.failed.Add(1)
 			code = http.StatusBadGateway
 			if kind == slow {
 				code = http.StatusGatewayTimeout
 			}
+			b.failedWith(code)
 			writeError(w, code, be.Name+" did not answer: "+a.err.Error())
 			return
+		}
+		// Not be again if another has room: a busy one, or a dead one
+		// kept in rotation by the panic threshold.
+		avoid = be
+		if kind != busy {
+			retries++
 		}
 		died = died || kind == dropped
 	}
@@ -145,8 +190,21 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func abort() { panic(http.ErrAbortHandler) }
 
 // StatusClientGone is the code an Observer sees for a request whose client
-// went away before it was answered (nginx logs these as 499).
+// went away before it was answered, or while the answer was being written
+// (nginx logs these as 499).
 const StatusClientGone = 499
+
+// brokenOffCode is the code to record for a request whose response broke
+// off mid-way, a, its attempt, having been forwarded: 499 when the client
+// went away (a failed write cancels its request's context), otherwise the
+// status the replica sent, which the client got before the replica broke
+// off.
+func brokenOffCode(r *http.Request, a *attempt) int {
+	if r.Context().Err() != nil || a == nil || a.code == 0 {
+		return StatusClientGone
+	}
+	return a.code
+}
 
 // Observer is told of every request the proxy finished: the replica that
 // answered it (empty when none was chosen), the status code the client got
@@ -185,12 +243,27 @@ const (
 	refused failure = iota // no connection: the request never reached it
 	dropped                // connection reset or closed before any response
 	slow                   // no response within the upstream timeout
+	// busy: no connection within the connect timeout (its accept backlog
+	// is full), or refused or reset by a backend whose process is alive
+	// and passing its liveness checks.
+	busy
 )
+
+// logLevel is the level "replica did not answer" is logged at: a busy
+// replica is ordinary under load, and the summary counts what it costs.
+func (f failure) logLevel() hclog.Level {
+	if f == busy {
+		return hclog.Debug
+	}
+	return hclog.Warn
+}
 
 func classify(err error) failure {
 	var op *net.OpError
 	var ne net.Error
 	switch {
+	case errors.As(err, &op) && op.Op == "dial" && op.Timeout():
+		return busy
 	case errors.As(err, &op) && op.Op == "dial":
 		return refused
 	case errors.As(err, &ne) && ne.Timeout():

@@ -1,35 +1,43 @@
 package balancer
 
 import (
+	"cmp"
 	"container/list"
 	"context"
 	"errors"
-	"math"
 	"net/http"
+	"slices"
 	"time"
 )
 
 // Why a request got no backend.
 var (
-	errNoBackend    = errors.New("no ready replica: all replicas are starting, restarting or stopped")
-	errQueueFull    = errors.New("all replicas are busy and the queue is full")
-	errQueueTimeout = errors.New("all replicas stayed busy for the whole queue timeout")
+	errNoBackend     = errors.New("no ready replica: all replicas are starting, restarting or stopped")
+	errQueueFull     = errors.New("all replicas are busy and the queue is full")
+	errQueueTimeout  = errors.New("all replicas stayed busy for the whole queue timeout")
+	errPredictedWait = errors.New("all replicas are busy and the predicted wait in the queue is longer than the queue timeout")
 )
 
 // waiter is a request queued for a backend.
 type waiter struct {
-	r     *http.Request
-	ready chan *attempt // receives the attempt on the backend chosen for it, once
-	elem  *list.Element // its place in the queue; nil once dispatched
+	r *http.Request
+	// ready receives the attempt on the backend chosen for it, once; nil
+	// when it was taken out of the queue because its wait became hopeless
+	// (shedLocked).
+	ready    chan *attempt
+	elem     *list.Element // its place in the queue; nil once dispatched or shed
+	deadline time.Time     // the end of its queue timeout; zero: none
 }
 
 // acquire chooses a backend for r and returns the attempt on it, counted
 // in flight there.
 // When every backend is at its cap, r waits in the FIFO queue (at the
 // front when retry is set: it has waited once already) until a backend has
-// room, the queue timeout passes or ctx ends. It fails at once when no
-// backend is in rotation or the queue is full.
-func (b *Balancer) acquire(ctx context.Context, r *http.Request, retry bool) (*attempt, error) {
+// room, deadline passes or ctx ends. It fails at once when no backend is
+// in rotation, the queue is full, deadline has passed, or the predicted
+// wait for its place in the queue ends after deadline (a zero deadline is
+// no limit). A retry avoids the backend avoid when another has room.
+func (b *Balancer) acquire(ctx context.Context, r *http.Request, deadline time.Time, retry bool, avoid *Backend) (*attempt, error) {
 	now := time.Now() // outside the lock: the in-flight lists' order may be off by the wait for it
 	b.mu.Lock()
 	if len(b.pool) == 0 {
@@ -38,7 +46,7 @@ func (b *Balancer) acquire(ctx context.Context, r *http.Request, retry bool) (*a
 	}
 	// Requests already waiting go first: FIFO.
 	if b.queue.Len() == 0 || retry {
-		if be := b.pickLocked(r); be != nil {
+		if be := b.pickLocked(r, avoid); be != nil {
 			a := &attempt{b: b, be: be, start: now}
 			be.startLocked(a)
 			b.mu.Unlock()
@@ -49,7 +57,15 @@ func (b *Balancer) acquire(ctx context.Context, r *http.Request, retry bool) (*a
 		b.mu.Unlock()
 		return nil, errQueueFull
 	}
-	w := &waiter{r: r, ready: make(chan *attempt, 1)}
+	place := b.queue.Len() + 1
+	if retry {
+		place = 1
+	}
+	if err := b.admitLocked(place, deadline, now); err != nil {
+		b.mu.Unlock()
+		return nil, err
+	}
+	w := &waiter{r: r, ready: make(chan *attempt, 1), deadline: deadline}
 	if retry {
 		w.elem = b.queue.PushFront(w)
 	} else {
@@ -59,14 +75,17 @@ func (b *Balancer) acquire(ctx context.Context, r *http.Request, retry bool) (*a
 	b.mu.Unlock()
 
 	var timeout <-chan time.Time // nil, never ready: no limit
-	if b.opts.QueueTimeout > 0 {
-		t := time.NewTimer(b.opts.QueueTimeout)
+	if !deadline.IsZero() {
+		t := time.NewTimer(deadline.Sub(now))
 		defer t.Stop()
 		timeout = t.C
 	}
 	var err error
 	select {
 	case a := <-w.ready:
+		if a == nil {
+			return nil, errPredictedWait
+		}
 		return a, nil
 	case <-timeout:
 		err = errQueueTimeout
@@ -81,9 +100,12 @@ func (b *Balancer) acquire(ctx context.Context, r *http.Request, retry bool) (*a
 		return nil, err
 	}
 	b.mu.Unlock()
-	// Dispatched just as it gave up: a timed-out request takes its turn, a
-	// departed client gives it back.
+	// Dispatched (or shed) just as it gave up: a timed-out request takes
+	// its turn, a departed client gives it back.
 	a := <-w.ready
+	if a == nil {
+		return nil, cmp.Or(ctx.Err(), errPredictedWait)
+	}
 	if ctx.Err() != nil {
 		b.release(a, 0)
 		return nil, ctx.Err()
@@ -92,13 +114,17 @@ func (b *Balancer) acquire(ctx context.Context, r *http.Request, retry bool) (*a
 }
 
 // pickLocked asks the policy to choose among the backends in rotation that
-// have room. The caller holds b.mu.
-func (b *Balancer) pickLocked(r *http.Request) *Backend {
+// have room, other than avoid unless it is the only one. The caller holds
+// b.mu.
+func (b *Balancer) pickLocked(r *http.Request, avoid *Backend) *Backend {
 	room := b.scratch[:0]
 	for _, be := range b.pool {
 		if b.opts.MaxInflight <= 0 || be.inflight.Load() < int64(b.opts.MaxInflight) {
 			room = append(room, be)
 		}
+	}
+	if avoid != nil && len(room) > 1 {
+		room = slices.DeleteFunc(room, func(be *Backend) bool { return be == avoid })
 	}
 	b.scratch = room[:0]
 	if len(room) == 0 {
@@ -114,7 +140,7 @@ func (b *Balancer) dispatchLocked() {
 	for b.queue.Len() > 0 {
 		front := b.queue.Front()
 		w := front.Value.(*waiter)
-		be := b.pickLocked(w.r)
+		be := b.pickLocked(w.r, nil)
 		if be == nil {
 			break
 		}
@@ -145,20 +171,7 @@ func (b *Balancer) release(a *attempt, d time.Duration) {
 	be.inflight.Add(-1)
 	be.closeIdleLocked()
 	b.dispatchLocked()
-}
-
-// retryAfter estimates, in whole seconds, when a rejected client will find
-// room: the queue's length over the total capacity, times the mean service
-// time. The caller holds no lock.
-func (b *Balancer) retryAfter() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	capacity := float64(len(b.pool))
-	if b.opts.MaxInflight > 0 {
-		capacity *= float64(b.opts.MaxInflight)
-	}
-	secs := float64(b.queue.Len()+1) / math.Max(capacity, 1) * b.serviceTime.mean
-	return int(math.Min(math.Max(math.Ceil(secs), 1), 3600))
+	b.shedLocked()
 }
 
 // ewma is an exponentially weighted mean of service times, in seconds.

@@ -79,7 +79,7 @@ func (b *Balancer) bufferFailed(w http.ResponseWriter, r *http.Request, err erro
 		b.opts.Logger.Error("cannot buffer a request body on disk", "error", be.err, "path", r.URL.Path)
 		return &bodyError{http.StatusServiceUnavailable, "cannot buffer the request body: " + be.err.Error()}
 	}
-	b.rejected.Add(1)
+	b.reject(reasonBuffersFull)
 	w.Header().Set("Retry-After", strconv.Itoa(b.retryAfter()))
 	return &bodyError{http.StatusServiceUnavailable, errBuffersFull.Error() + "; try again later"}
 }

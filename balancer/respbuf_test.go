@@ -167,7 +167,7 @@ func TestReadAheadChoice(t *testing.T) {
 			be := NewBackend(1, "replica-1", "127.0.0.1:1")
 			b.Add(be)
 			req, _ := http.NewRequest(tt.method, "http://x/", nil)
-			a, err := b.acquire(req.Context(), req, false)
+			a, err := b.acquire(req.Context(), req, time.Time{}, false, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -29,8 +29,9 @@ func TestRetries(t *testing.T) {
 		{"dropped then ok", "drop", "ok", 2, 200, 1, 1},
 		{"retries off", "refuse", "ok", 0, 502, 0, 0},
 		{"poison input dies twice: no third try", "drop", "drop", 2, 502, 1, 1},
-		// Both out of rotation: nothing is left to try.
-		{"refused twice", "refuse", "refuse", 2, 503, 0, 1},
+		// The second stays in rotation (the panic threshold) and is
+		// tried until the retries run out.
+		{"refused twice", "refuse", "refuse", 2, 502, 0, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

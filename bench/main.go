@@ -8,6 +8,7 @@
 //	go run ./bench soak -d 10m          # chaos under load; see soak.go
 //	go run ./bench -scenario idleconns  # 20,000 idle connections: mattingctl alone, run only when named
 //	go run ./bench -scenario slowupload # a memory scenario (memory.go, also bigbodies), mattingctl alone
+//	go run ./bench -scenario hopeless   # 2,000 requests at once at one 100 ms replica (hopeless.go), mattingctl alone
 //
 // Scenario "overload" is the original nginx setup's problem: 1000 concurrent clients, each
 // opening a new connection per request as its Python load-test client does,
@@ -102,7 +103,7 @@ func main() {
 		}
 		return
 	}
-	only := flag.String("scenario", "", "run only this scenario (overload, proxy; or, only by name, original, idleconns, slowupload, bigbodies)")
+	only := flag.String("scenario", "", "run only this scenario (overload, proxy; or, only by name, original, idleconns, slowupload, bigbodies, hopeless)")
 	rounds := flag.Int("rounds", 3, "rounds per target; the table shows medians")
 	image := flag.String("image", "examples/sample/sample.jpg", "image whose base64 makes the original load test's payload")
 	nginxBin := flag.String("nginx", "nginx", "nginx binary")
@@ -129,6 +130,13 @@ func main() {
 		scenarios[i].keepAlive = scenarios[i].keepAlive || *keepAlive
 	}
 
+	if *only == "hopeless" {
+		if err := withEnvironment(*nginxBin, runHopeless); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if sc, ok := memoryScenarios[*only]; ok {
 		err := withEnvironment(*nginxBin, func(e *environment) error { return runMemoryScenario(e, sc, *memDuration) })
 		if err != nil {

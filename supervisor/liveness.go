@@ -75,6 +75,7 @@ type liveness struct {
 	results  chan error // outcomes of the checks in flight
 	inFlight int        // checks started whose outcome is not yet read
 	skipping bool       // the last check could not run (mattingctl out of descriptors)
+	answered uint64     // requests the replica had answered at the last check (busy.go)
 }
 
 // newLiveness returns the liveness of a new process under opts.
@@ -168,6 +169,12 @@ func (s *slot) checked(inc *incarnation, lv *liveness, err error) {
 		return
 	}
 	lv.skipping = false
+	if lv.answering(inc.be) && err != nil {
+		// Busy, not hung: its health endpoint waits behind its requests.
+		s.log.Debug("liveness check failed while the replica answers requests; not counted", "pid", inc.proc.Pid(), "error", err)
+		err = nil
+	}
+	inc.checkFailed.Store(err != nil)
 	change := lv.record(err, s.sup.opts.UnhealthyAfter)
 	s.mu.Lock()
 	s.healthErr = ""

@@ -140,6 +140,7 @@ func (s *slot) launch(port int, primary bool) (*incarnation, error) {
 		be.Weight = s.sup.opts.Weights[s.id-1]
 	}
 	inc := &incarnation{proc: proc, be: be, port: port}
+	be.Alive = inc.alive
 	if n := s.sup.opts.MaxRequests; n > 0 {
 		// Jitter, as gunicorn's, so replicas do not all recycle at once.
 		inc.maxRequests = uint64(n + rand.IntN(s.sup.opts.MaxRequestsJitter+1))
@@ -255,6 +256,7 @@ func (s *slot) recheck(inc *incarnation) (done, stopped bool) {
 	s.set(control.Starting)
 	s.log.Warn("replica failed a request; out of rotation until it passes a readiness check", "pid", inc.proc.Pid())
 	if err := s.waitReady(inc); err != nil {
+		s.sup.bal.Remove(inc.be) // no longer ejected: gone
 		if s.stopping() {
 			s.stopProcess(s.force, inc.proc, s.stopCause())
 			return true, true

@@ -37,8 +37,13 @@ const (
 	// DefaultQueue bounds the proxy's queue: room for a flood of 1000
 	// clients on 4 replicas, with ~220 MiB of the original load test's
 	// bodies at most.
-	DefaultQueue        = 1024
-	DefaultQueueTimeout = 30 * time.Second
+	DefaultQueue = 1024
+	// DefaultQueueTimeout is `up`'s --queue-timeout when neither it nor
+	// --upstream-timeout is given: it follows --upstream-timeout, so that
+	// a request waits for a busy replica as long as for a slow one, as
+	// nginx waits up to proxy_read_timeout. A request that cannot be
+	// served in time is answered at once (balancer/admission.go).
+	DefaultQueueTimeout = balancer.DefaultUpstreamTimeout
 	DefaultRetries      = 2
 	maxPort             = 65535
 	// Liveness checks as `mattingctl up` sets them by default: a
@@ -89,8 +94,10 @@ type Options struct {
 	// Queue bounds the requests waiting for a replica with room; 0 means
 	// no queue: a request finding every replica at its cap gets 503.
 	Queue int
-	// QueueTimeout bounds a request's wait in the queue; zero means no
-	// limit: a request waits until a replica has room or its client goes.
+	// QueueTimeout bounds a request's wait in the queue, and for a busy
+	// replica; a request predicted to wait longer is answered 503 at once.
+	// Zero means no limit: a request waits until a replica has room or its
+	// client goes. `up` defaults it to UpstreamTimeout.
 	QueueTimeout time.Duration
 	// Retries is how many other replicas a request may be sent to when one
 	// fails to answer it; 0 turns retries off.

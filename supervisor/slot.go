@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -31,6 +32,8 @@ type incarnation struct {
 	port        int
 	maxRequests uint64 // recycle after this many; 0 never
 	killedFor   string // why the slot killed it, for its restart's reason; "" for a crash
+	// checkFailed is set while its last liveness check failed (alive.go).
+	checkFailed atomic.Bool
 }
 
 // replaceRequest asks a slot to replace its process: start a successor,

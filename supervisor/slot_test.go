@@ -29,7 +29,8 @@ import (
 // slow-stop DURATION (exits that long after SIGTERM), ignore-term (only
 // SIGKILL ends it), slow-stop-replica ID FILE DURATION (slow-stop for
 // replica ID's first process only), fail-first FILE (the first process
-// exits 1 before it listens, later ones serve). Every mode that serves
+// exits 1 before it listens, later ones serve), sick-health FILE (/health
+// answers 503 while FILE exists). Every mode that serves
 // answers /hang never and /sleep?d=DURATION with its pid after d.
 func TestHelperProcess(t *testing.T) {
 	if os.Getenv("MATTINGCTL_TEST_HELPER") != "1" {
@@ -105,6 +106,11 @@ func TestHelperProcess(t *testing.T) {
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
 		if args[0] == "unhealthy" {
 			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		if args[0] == "sick-health" {
+			if _, err := os.Stat(args[1]); err == nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+			}
 		}
 	})
 	mux.HandleFunc("/hang", func(w http.ResponseWriter, r *http.Request) { select {} })

@@ -27,6 +27,8 @@ type upOptions struct {
 	File        string
 	// Argv is the command line, for the background copy that -d starts.
 	Argv []string
+	// queueTimeoutSet is whether --queue-timeout was given (queuetimeout.go).
+	queueTimeoutSet bool
 }
 
 func newUpCmd(f *factory, g *globalOptions, runF func(*upOptions) error) *cobra.Command {
@@ -51,6 +53,7 @@ Ctrl-C or SIGTERM stops gracefully; a second one stops at once.`,
 					return err
 				}
 			}
+			opts.defaultQueueTimeout()
 			opts.Name = g.Name
 			opts.Argv = os.Args[1:]
 			if runF != nil {
@@ -84,8 +87,8 @@ Ctrl-C or SIGTERM stops gracefully; a second one stops at once.`,
 	fl.Var(intFlag{&opts.MaxInflight, 0}, "max-inflight", "requests in flight per replica; the excess waits in the proxy's queue (0: no cap)")
 	opts.Queue = supervisor.DefaultQueue
 	fl.Var(intFlag{&opts.Queue, 0}, "queue", "requests that may wait for a replica; past it 503 (0: no queue)")
-	opts.QueueTimeout = supervisor.DefaultQueueTimeout
-	fl.Var(durationFlag{&opts.QueueTimeout, true}, "queue-timeout", "longest wait in the queue before 503 (0: no limit)")
+	fl.Var(queueTimeoutFlag{durationFlag{&opts.QueueTimeout, true}, &opts.queueTimeoutSet}, "queue-timeout",
+		"longest wait for a busy replica before 503; a request predicted to wait longer gets 503 at once (default: the --upstream-timeout value; 0: no limit)")
 	opts.Retries = supervisor.DefaultRetries
 	fl.Var(intFlag{&opts.Retries, 0}, "retries", "other replicas to try when one refuses or drops a request before answering (0: off)")
 	fl.Var(&weightsFlag{p: &opts.Weights}, "weights", "per-replica weights for --policy weighted, each at least 1, e.g. 2,1,1,1")

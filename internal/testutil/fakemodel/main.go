@@ -5,7 +5,9 @@
 // Query parameters: sleep=DURATION delays the answer; crash=1 makes the
 // process exit abruptly without answering; stream=N writes N chunks, one
 // every sleep; size=SIZE (bytes, or with KiB or MiB) answers that many
-// bytes with a Content-Length, byte i being i%251.
+// bytes with a Content-Length, byte i being i%251; unlisten=1 closes the
+// listening socket, so that connections are refused while the process
+// lives on, as a wedged server's would be.
 //
 // /ws is a WebSocket endpoint that echoes every message.
 //
@@ -29,6 +31,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -63,6 +66,8 @@ func main() {
 	}
 	start := time.Now()
 	var served, active atomic.Int64
+	var unlisten sync.Once
+	unlistened := make(chan struct{})
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
@@ -88,6 +93,11 @@ func main() {
 		q := r.URL.Query()
 		sleep, _ := time.ParseDuration(q.Get("sleep"))
 		sleep += *service
+		if q.Get("unlisten") != "" {
+			unlisten.Do(func() { close(unlistened); ln.Close() })
+			fmt.Fprintln(w, "not listening any more")
+			return
+		}
 		if q.Get("crash") != "" {
 			fmt.Fprintln(os.Stderr, "fakemodel: crashing as asked")
 			os.Exit(3)
@@ -133,14 +143,23 @@ func main() {
 	} else {
 		signal.Notify(sigs, syscall.SIGTERM, os.Interrupt)
 	}
+	stopped := make(chan struct{})
 	go func() {
 		<-sigs
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
+		close(stopped)
 	}()
 	fmt.Fprintf(os.Stderr, "fakemodel replica %d listening on 127.0.0.1:%s\n", replica, port)
-	if err := srv.Serve(ln); err != http.ErrServerClosed {
+	err = srv.Serve(ln)
+	select {
+	case <-unlistened:
+		<-stopped // live on, listening to nothing, until stopped
+		return
+	default:
+	}
+	if err != http.ErrServerClosed {
 		fmt.Fprintln(os.Stderr, "fakemodel:", err)
 		os.Exit(1)
 	}

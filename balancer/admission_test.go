@@ -1,0 +1,143 @@
+package balancer
+
+import (
+	"net/http"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// burst sends n requests at once and returns their answers.
+func burst(c *http.Client, url string, n int) []answer {
+	answers := make([]answer, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() { defer wg.Done(); answers[i] = send(c, url) }()
+	}
+	wg.Wait()
+	return answers
+}
+
+// sleeper is a backend handler that takes d per request.
+func sleeper(d time.Duration) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { time.Sleep(d) }
+}
+
+// TestPredictedWaitRejectsAtOnce: with one backend taking 50 ms a request
+// and a 1 s queue timeout, about 20 requests can be served in time. Of a
+// burst of 200, the rest are answered 503 with Retry-After at once, not
+// after the second, and those admitted are served.
+func TestPredictedWaitRejectsAtOnce(t *testing.T) {
+	be := newTestBackend(t, 1, sleeper(50*time.Millisecond))
+	bal, srv := newTestBalancer(t, Options{MaxInflight: 1, QueueSize: 10000, QueueTimeout: time.Second}, be.Backend)
+	c := srv.Client()
+	c.Transport.(*http.Transport).MaxIdleConnsPerHost = 200
+	for range 3 { // time a few responses: the prediction needs them
+		if a := send(c, srv.URL); a.code != http.StatusOK {
+			t.Fatalf("warm-up: %+v", a)
+		}
+	}
+	counts := map[int]int{}
+	var slowest503 time.Duration
+	for _, a := range burst(c, srv.URL, 200) {
+		counts[a.code]++
+		switch a.code {
+		case http.StatusOK:
+		case http.StatusServiceUnavailable:
+			slowest503 = max(slowest503, a.took)
+			if n, err := strconv.Atoi(a.retryAfter); err != nil || n < 1 {
+				t.Errorf("503 with Retry-After %q", a.retryAfter)
+			}
+		default:
+			t.Errorf("answer %+v, want 200 or 503", a)
+		}
+	}
+	t.Logf("outcomes %v, slowest 503 after %s", counts, slowest503)
+	// The 503s come at once: well before the 1 s queue timeout, even with
+	// 200 connections being opened at once on a loaded machine.
+	if slowest503 > 500*time.Millisecond {
+		t.Errorf("a 503 took %s; want it at once, not near the 1s queue timeout", slowest503)
+	}
+	if counts[200] < 10 || counts[503] < 100 {
+		t.Errorf("outcomes %v: want about 20 served and the rest rejected at once", counts)
+	}
+	if s := bal.Stats(); s.Rejected != uint64(counts[503]) || bal.outcomes.rejected[reasonPredictedWait].Load() != uint64(counts[503]) {
+		t.Errorf("stats %+v, predicted-wait rejections %d; clients saw %d 503s", s, bal.outcomes.rejected[reasonPredictedWait].Load(), counts[503])
+	}
+}
+
+// TestColdBurstShed: with no response timed yet every request is
+// admitted; once the first are, the hopeless tail of the queue is answered
+// 503 within a service time or so, not at the queue timeout.
+func TestColdBurstShed(t *testing.T) {
+	be := newTestBackend(t, 1, sleeper(100*time.Millisecond))
+	_, srv := newTestBalancer(t, Options{MaxInflight: 1, QueueSize: 10000, QueueTimeout: 2 * time.Second}, be.Backend)
+	c := srv.Client()
+	c.Transport.(*http.Transport).MaxIdleConnsPerHost = 100
+	counts := map[int]int{}
+	var slowest503 time.Duration
+	for _, a := range burst(c, srv.URL, 100) {
+		counts[a.code]++
+		if a.code == http.StatusServiceUnavailable {
+			slowest503 = max(slowest503, a.took)
+		}
+	}
+	t.Logf("outcomes %v, slowest 503 after %s", counts, slowest503)
+	if counts[503] < 50 || counts[200] < 5 || counts[200]+counts[503] != 100 {
+		t.Errorf("outcomes %v: want about 20 served and the rest 503", counts)
+	}
+	if slowest503 > time.Second {
+		t.Errorf("a 503 took %s: the queue's hopeless tail was not shed once the first response was timed", slowest503)
+	}
+}
+
+// TestLongHopefulWaitIsServed: a wait predicted to end within the queue
+// timeout is served, however long.
+func TestLongHopefulWaitIsServed(t *testing.T) {
+	be := newTestBackend(t, 1, sleeper(100*time.Millisecond))
+	_, srv := newTestBalancer(t, Options{MaxInflight: 1, QueueSize: 100, QueueTimeout: 5 * time.Second}, be.Backend)
+	c := srv.Client()
+	c.Transport.(*http.Transport).MaxIdleConnsPerHost = 20
+	send(c, srv.URL)
+	for _, a := range burst(c, srv.URL, 20) { // 2 s of work
+		if a.code != http.StatusOK {
+			t.Errorf("answer %+v, want 200: the wait was long but within the queue timeout", a)
+		}
+	}
+}
+
+func TestPredict(t *testing.T) {
+	bal := New(Options{MaxInflight: 2, QueueSize: 10, QueueTimeout: time.Second})
+	if _, ok := bal.predictLocked(5); ok {
+		t.Fatal("a prediction with no backend and no response timed")
+	}
+	for i := 1; i <= 2; i++ {
+		bal.Add(NewBackend(i, "replica-"+strconv.Itoa(i), "127.0.0.1:1"))
+	}
+	if _, ok := bal.predictLocked(5); ok {
+		t.Fatal("a prediction with no response timed: want none, and admission")
+	}
+	if err := bal.admitLocked(1000, time.Now().Add(time.Second), time.Now()); err != nil {
+		t.Fatalf("with no prediction, admission refused: %v", err)
+	}
+	bal.serviceTime.observe(400 * time.Millisecond)
+	// 4 slots of 0.4 s each complete 10 requests a second.
+	if wait, ok := bal.predictLocked(5); !ok || wait != 500*time.Millisecond {
+		t.Errorf("predicted wait at place 5 = %s, %v; want 500ms", wait, ok)
+	}
+	now := time.Now()
+	if err := bal.admitLocked(10, now.Add(time.Second), now); err != nil {
+		t.Errorf("a 1s wait within a 1s timeout refused: %v", err)
+	}
+	if err := bal.admitLocked(11, now.Add(time.Second), now); err != errPredictedWait {
+		t.Errorf("a 1.1s wait within a 1s timeout: %v, want errPredictedWait", err)
+	}
+	if err := bal.admitLocked(1_000_000, time.Time{}, now); err != nil {
+		t.Errorf("with no queue timeout, admission refused: %v", err)
+	}
+	if got := bal.retryAfter(); got != 1 {
+		t.Errorf("Retry-After with an empty queue = %d, want 1", got)
+	}
+}
