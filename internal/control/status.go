@@ -43,7 +43,8 @@ type Status struct {
 	Queued   int `json:"queued"`
 	QueueMax int `json:"queue_max"`
 	// Rejected counts requests answered 503 (no ready replica, queue full,
-	// queue timeout), Retried the attempts sent to another replica after
+	// predicted wait or queue timeout, body buffers full, upgrades past
+	// their cap), Retried the attempts sent to another replica after
 	// one failed, and Failed the requests no replica answered (502, 504).
 	Rejected uint64 `json:"rejected"`
 	Retried  uint64 `json:"retried"`
