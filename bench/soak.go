@@ -190,6 +190,20 @@ func soak(args []string) error {
 	fmt.Println("| requests | answered 200 | failed | retried (mattingctl) | failed (mattingctl) | rejected (mattingctl) |")
 	fmt.Println("|---|---|---|---|---|---|")
 	fmt.Printf("| %d | %d | %d %s | %d | %d | %d |\n\n", ok+failed, ok, failed, strings.Join(kinds, ", "), st.Retried, st.Failed, st.Rejected)
+	if failed > 0 {
+		// Say why, in mattingctl's own words: its rejection summaries.
+		if b, err := os.ReadFile(logPath); err == nil {
+			n := 0
+			for _, line := range strings.Split(string(b), "\n") {
+				if strings.Contains(line, "rejected") || strings.Contains(line, "failed") {
+					if n++; n <= 30 {
+						fmt.Println("log:", line)
+					}
+				}
+			}
+			fmt.Println()
+		}
+	}
 	fmt.Println("| mattingctl | before the load | after it |")
 	fmt.Println("|---|---|---|")
 	for _, m := range []string{"process_resident_memory_bytes", "go_goroutines", "process_open_fds"} {

@@ -5,8 +5,9 @@ import "time"
 // Crash backoff: a crashed replica is restarted after 0.5s, then 1s, 2s,
 // 4s and 8s for each further crash in a row (at most 30s). A replica that
 // stayed up for ResetAfter (60s) before crashing starts the series afresh.
-// The crash after MaxRestarts restarts in a row marks it failed: it is not
-// retried, and the other replicas keep serving.
+// Past MaxRestarts restarts in a row, a replica whose last process never
+// became ready is marked failed (not retried; the others keep serving);
+// one whose last process served is restarted after the longest delay.
 const (
 	DefaultBackoffInitial    = 500 * time.Millisecond
 	DefaultBackoffMax        = 30 * time.Second
@@ -60,4 +61,12 @@ func (b *CrashBackoff) delay(n int) time.Duration {
 		d *= 2
 	}
 	return min(d, maxDelay)
+}
+
+// longest returns the longest delay between restarts.
+func (b *CrashBackoff) longest() time.Duration {
+	if b.Max <= 0 {
+		return DefaultBackoffMax
+	}
+	return b.Max
 }

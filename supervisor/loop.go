@@ -60,6 +60,7 @@ func (s *slot) run() {
 			return
 		}
 		transient = 0
+		served := err == nil // this process was ready and served
 		if err != nil {
 			if s.stopping() {
 				s.stopProcess(s.force, inc.proc, s.stopCause())
@@ -91,8 +92,16 @@ func (s *slot) run() {
 		s.mu.Unlock()
 		delay, ok := s.backoff.Crash(uptime)
 		if !ok {
-			s.fail(fmt.Errorf("%s crashed %d times in a row (last: %s); not restarting it", s.name, s.backoff.crashes, exit))
-			return
+			if !served {
+				// Restarted and never ready again, time after time: a
+				// broken command or model, as at boot.
+				s.fail(fmt.Errorf("%s crashed %d times in a row (last: %s) and did not become ready again; not restarting it", s.name, s.backoff.crashes, exit))
+				return
+			}
+			// A replica that served before it crashed is always brought
+			// back, as Kubernetes does, at the longest backoff: an OOM kill
+			// every minute must not leave the service with no replica.
+			delay = s.backoff.longest()
 		}
 		reason, metric := "crash: "+exit.String(), "crash"
 		if inc.killedFor != "" {

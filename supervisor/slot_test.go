@@ -222,7 +222,6 @@ func TestSlotTransitions(t *testing.T) {
 	}{
 		{"boot failure is not retried", "", 5 * time.Second, []string{"exit", "1"}, control.Failed, "exited before becoming ready (exit code 1)", 0},
 		{"never healthy fails at the ready timeout", "/health", 2 * time.Second, []string{"unhealthy"}, control.Failed, "did not become ready within 2s; last check: GET /health -> 503", 0},
-		{"repeated crashes after ready end failed", "", 5 * time.Second, []string{"serve-for", "150ms"}, control.Failed, "crashed 3 times in a row (last: exit code 3)", 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -418,4 +417,33 @@ func zombie(pid int) bool {
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	return i > 0 && i+2 < len(s) && s[i+2] == 'Z'
+}
+
+// TestSlotCrashingAfterReadyKeepsRestarting: a replica that serves and
+// then crashes, time after time, is brought back every time at the longest
+// backoff, as Kubernetes does; it is never marked failed.
+func TestSlotCrashingAfterReadyKeepsRestarting(t *testing.T) {
+	sl := testSlot(t, "", 5*time.Second, CrashBackoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond, MaxRestarts: 2}, "serve-for", "150ms")
+	testutil.WaitFor(t, 20*time.Second, "more restarts than MaxRestarts allows", func() bool {
+		st := sl.status()
+		if st.State == control.Failed {
+			t.Fatalf("a replica that served was marked failed: %+v", st)
+		}
+		return st.Restarts >= 5
+	})
+}
+
+// TestSlotNeverReadyAgainFails: a replica restarted after a crash whose
+// processes never become ready again is marked failed after MaxRestarts.
+func TestSlotNeverReadyAgainFails(t *testing.T) {
+	marker := t.TempDir() + "/started"
+	sl := testSlot(t, "", 5*time.Second, CrashBackoff{Initial: 10 * time.Millisecond, MaxRestarts: 2}, "serve-once", marker)
+	first := waitState(t, sl, control.Ready, 10*time.Second)
+	if err := syscall.Kill(first.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	st := waitState(t, sl, control.Failed, 20*time.Second)
+	if !strings.Contains(st.Error, "did not become ready again") {
+		t.Errorf("error = %q", st.Error)
+	}
 }
