@@ -4,14 +4,16 @@ import "time"
 
 // Crash backoff: a crashed replica is restarted after 0.5s, then 1s, 2s,
 // 4s and 8s for each further crash in a row (at most 30s). A replica that
-// stayed up for ResetAfter (60s) before crashing starts the series afresh.
+// stayed up for ResetAfter (10s) before crashing starts the series afresh:
+// only a process that dies within seconds, time after time, is in a crash
+// loop (a model that loads for minutes never is).
 // Past MaxRestarts restarts in a row, a replica whose last process never
 // became ready is marked failed (not retried; the others keep serving);
 // one whose last process served is restarted after the longest delay.
 const (
 	DefaultBackoffInitial    = 500 * time.Millisecond
 	DefaultBackoffMax        = 30 * time.Second
-	DefaultBackoffResetAfter = 60 * time.Second
+	DefaultBackoffResetAfter = 10 * time.Second
 	DefaultMaxRestarts       = 5
 )
 

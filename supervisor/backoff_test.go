@@ -24,6 +24,9 @@ func TestBackoff(t *testing.T) {
 		{"long uptime resets the series", CrashBackoff{}, []crash{
 			{0, 500 * time.Millisecond, true}, {s, s, true}, {2 * time.Minute, 500 * time.Millisecond, true},
 		}},
+		{"ten seconds up is long enough by default", CrashBackoff{}, []crash{
+			{0, 500 * time.Millisecond, true}, {9 * s, s, true}, {10 * s, 500 * time.Millisecond, true},
+		}},
 		{"capped at Max", CrashBackoff{Initial: s, Max: 3 * s, MaxRestarts: 10}, []crash{
 			{0, s, true}, {0, 2 * s, true}, {0, 3 * s, true}, {0, 3 * s, true},
 		}},
