@@ -26,7 +26,7 @@ import (
 // soak runs `go run ./bench soak -d 10m`: one mattingctl instance with 4
 // fakemodel replicas under keep-alive load for the whole duration, while
 // at random a replica is killed with SIGKILL, stopped with SIGSTOP and
-// continued 1-3 s later, the instance is scaled between 2 and 6 replicas,
+// continued 1-3 s later (never the last one ready), the instance is scaled between 2 and 6 replicas,
 // or a rolling restart runs. It reports requests, failures by kind and
 // retries, and mattingctl's RSS, goroutines and open fds before the load
 // and after it, so that a leak shows.
@@ -138,11 +138,13 @@ func soak(args []string) error {
 				running = append(running, r)
 			}
 		}
+		// Kills and stops spare the last ready replica: with none left, 503
+		// is the only honest answer, and the soak looks for lost requests.
 		switch a := rng.IntN(4); {
-		case a == 0 && len(running) > 0:
+		case a == 0 && len(running) > 1:
 			actions["kill -9"]++
 			_ = syscall.Kill(running[rng.IntN(len(running))].Pid, syscall.SIGKILL)
-		case a == 1 && len(running) > 0:
+		case a == 1 && len(running) > 1:
 			actions["stop/cont"]++
 			pid := running[rng.IntN(len(running))].Pid
 			_ = syscall.Kill(-pid, syscall.SIGSTOP)
