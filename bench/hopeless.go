@@ -17,7 +17,7 @@ import (
 	"time"
 )
 
-// The hopeless burst of issue 9, run only when named:
+// The hopeless burst, run only when named:
 //
 //	go run ./bench -scenario hopeless
 //

@@ -90,7 +90,7 @@ func inflight(t *testing.T, ctl *control.Client) int64 {
 	return n
 }
 
-// TestSlowClientFreesReplica is issue 9's download repro at its target: a
+// TestSlowClientFreesReplica is the slow-download case at its target: a
 // 5 MiB response to a client reading at 1 MB/s. Before, the replica was
 // held until the client had nearly all of it (a 20 MiB download held its
 // slot for 13 of 17 s); with the response read ahead (--response-buffer,

@@ -36,7 +36,7 @@ func dialWebSocket(t *testing.T, in *instance) (*wsConn, int) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	// Past the deadline a test fails rather than hangs: before issue 9 the
+	// Past the deadline a test fails rather than hangs: before upgrades left their slot the
 	// 17th socket on 2 replicas waited the whole queue timeout.
 	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
 	var k [16]byte
@@ -101,7 +101,7 @@ func (in *instance) upgradedInflight() (upgraded, inflight int64) {
 	return upgraded, inflight
 }
 
-// TestIdleWebSocketsHoldNoSlot is issue 9's WebSocket repro: 40 idle
+// TestIdleWebSocketsHoldNoSlot is the WebSocket case: 40 idle
 // WebSockets through 2 replicas at --max-inflight 8 (16 slots). Before,
 // each held a slot for its life and the 17th waited 30 s for a 503; now
 // all 40 connect, ordinary requests still flow, and status counts them as
