@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/mattingctl/mattingctl/internal/control"
@@ -67,17 +66,7 @@ func (e *environment) idleConns(o idleConnsOptions) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(40 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	}()
+	defer terminate(cmd)
 	pid := cmd.Process.Pid // sh execs mattingctl: the same process
 	status := func() (control.Status, time.Duration, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

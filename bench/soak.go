@@ -34,7 +34,7 @@ func soak(args []string) error {
 	fs := flag.NewFlagSet("soak", flag.ContinueOnError)
 	d := fs.Duration("d", 10*time.Minute, "how long the load and the chaos run")
 	clients := fs.Int("c", 16, "concurrent keep-alive clients")
-	seed := fs.Uint64("seed", uint64(time.Now().UnixNano()), "seed of the chaos, for a replay")
+	replay := fs.Uint64("replay", uint64(time.Now().UnixNano()), "number that fixes the chaos's random choices: give a run's to replay it")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -98,7 +98,7 @@ func soak(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("machine: %s\n\nsoak for %s, %d clients, seed %d\n", machine(), *d, *clients, *seed)
+	fmt.Printf("machine: %s\n\nsoak for %s, %d clients, -replay %d\n", machine(), *d, *clients, *replay)
 
 	ctx, cancel := context.WithTimeout(context.Background(), *d)
 	defer cancel()
@@ -125,7 +125,7 @@ func soak(args []string) error {
 		}()
 	}
 
-	rng := rand.New(rand.NewPCG(*seed, 1))
+	rng := rand.New(rand.NewPCG(*replay, 1))
 	actions := map[string]int{}
 	for ctx.Err() == nil {
 		st, err := status()

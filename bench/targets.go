@@ -87,15 +87,7 @@ func (e *environment) startMattingctl(port int, sc scenario) (func(), error) {
 		return nil, err
 	}
 	return func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(40 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
+		terminate(cmd)
 		log.Close()
 	}, nil
 }
@@ -306,4 +298,18 @@ func originalPayload(image string) ([]byte, error) {
 		"image": base64.StdEncoding.EncodeToString(img),
 		"bg":    "[33, 150, 242]",
 	})
+}
+
+// terminate stops a started mattingctl as Ctrl-C would (SIGTERM), and kills
+// it if it has not exited within 40 s.
+func terminate(cmd *exec.Cmd) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(40 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
 }

@@ -220,7 +220,7 @@ func backgroundColours(samples []rgb, sides []uint8) ([]rgb, []bool) {
 }
 
 // kmeans clusters pts into at most k groups, seeded by k-means++ from a fixed
-// seed so the same image always gives the same matte.
+// random source so the same image always gives the same matte.
 func kmeans(pts []rgb, k int) ([]rgb, []int) {
 	k = min(k, len(pts))
 	rng := rand.New(rand.NewPCG(1, 2))
