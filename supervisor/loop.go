@@ -113,6 +113,7 @@ func (s *slot) run() {
 		s.restarts++
 		s.lastRestart = reason
 		s.mu.Unlock()
+		s.sup.stateChanged()
 		s.sup.metrics.Restarted(s.name, metric)
 		t := time.NewTimer(delay)
 		select {
@@ -332,5 +333,6 @@ func (s *slot) stopProcess(ctx context.Context, proc *replica.Process, why strin
 	}
 	s.lastExit = proc.Exit().String()
 	s.mu.Unlock()
+	s.sup.stateChanged()
 	s.log.Info("replica stopped", "pid", proc.Pid(), "exit", proc.Exit().String(), "reason", why)
 }

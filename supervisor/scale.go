@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/mattingctl/mattingctl/internal/control"
 )
@@ -15,8 +14,9 @@ var errStopping = errors.New("the instance is stopping")
 
 // Scale sets the number of replicas to n. New replicas take the next ports
 // and are waited for until ready, as are failed replicas it keeps, which it
-// starts afresh; removed ones (the highest numbered) are
-// taken out of rotation, left to finish their requests and stopped. It
+// starts afresh; removed ones (the highest numbered) are taken out of
+// rotation, left to finish their requests and stopped, each once the
+// replicas kept can take its place (handover.go). It
 // returns when that is done or ctx ends; the change goes on regardless,
 // and a removed replica stays in status, draining, until it has stopped.
 func (s *Supervisor) Scale(ctx context.Context, n int) (control.ScaleResult, error) {
@@ -28,6 +28,7 @@ func (s *Supervisor) Scale(ctx context.Context, n int) (control.ScaleResult, err
 	if s.testHookScale != nil {
 		s.testHookScale()
 	}
+	readyBefore := s.Readiness().Ready
 	s.mu.Lock()
 	// Checked under s.mu, where stop takes its list of slots: a slot is
 	// either on that list or never started.
@@ -58,17 +59,18 @@ func (s *Supervisor) Scale(ctx context.Context, n int) (control.ScaleResult, err
 			changed = append(changed, s.addSlotLocked(id, ReasonScale))
 		}
 	case n < from:
-		deadline := time.Now().Add(s.opts.StopTimeout)
+		var removed []*slot
 		for id := from; id > n; id-- {
 			sl := s.slots[id]
-			changed = append(changed, sl)
+			removed = append(removed, sl)
 			// Out of the table, but kept until it has stopped: status
 			// shows it and stop waits for it.
 			delete(s.slots, id)
 			s.removed[sl] = true
-			sl.requestStop(errScaledDown, deadline)
 			go s.forget(sl)
 		}
+		changed = append(changed, removed...)
+		go s.handOver(removed, min(n, readyBefore), s.opts.StopTimeout)
 	}
 	s.desired = n
 	s.mu.Unlock()

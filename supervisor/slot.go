@@ -170,6 +170,7 @@ func (s *slot) set(state control.State) {
 	s.mu.Lock()
 	s.state = state
 	s.mu.Unlock()
+	s.sup.stateChanged()
 }
 
 func (s *slot) markFirstDone() {
@@ -223,6 +224,7 @@ func (s *slot) fail(err error) {
 	s.mu.Lock()
 	s.state, s.err = control.Failed, err
 	s.mu.Unlock()
+	s.sup.stateChanged()
 }
 
 // retire folds a finished process's counters into the slot's.

@@ -78,11 +78,12 @@ func (s *Supervisor) Status() control.Status {
 	return st
 }
 
-// Readiness is what /readyz answers from: the replicas in rotation, and
+// Readiness is what /readyz answers from: the replicas in rotation (a
+// removed one still serving until the kept ones are ready included), and
 // whether a stop has begun.
 func (s *Supervisor) Readiness() admin.Readiness {
 	rd := admin.Readiness{MinReady: s.opts.MinReady, Stopping: s.ctx.Err() != nil}
-	for _, sl := range s.active() {
+	for _, sl := range s.snapshot() {
 		if sl.ready() {
 			rd.Ready++
 		}

@@ -56,6 +56,9 @@ type Supervisor struct {
 
 	testHookScale func() // called in Scale before it takes mu; tests only
 
+	changeMu sync.Mutex    // guards changed
+	changed  chan struct{} // closed at the next state change; see stateChange
+
 	// tracker contains and records every replica process so that none,
 	// nor anything it starts, outlives the instance; set by Run.
 	tracker *replica.Tracker
