@@ -15,12 +15,22 @@ import (
 // only wait to be answered 503: it is answered 503 at once, with the
 // prediction as Retry-After. A long wait that ends in time is served.
 //
-// With no response timed yet there is no prediction, and every request is
-// admitted; once the first responses are timed, shedLocked takes out of
-// the queue the requests at its tail that can no longer be served in time,
-// so that a burst at a cold start fails within one service time too. A
-// request that was admitted still leaves when its queue timeout passes or
-// its client goes, whatever was predicted.
+// Before the first response is timed (a cold start), the only measure of
+// the service time is that the requests in flight have taken at least as
+// long as the oldest of them so far: the prediction uses that, and grows
+// as they go on. The requests in flight may all end at once, so a request
+// at place p with s slots is sure to wait p/s - 1 more service times; it
+// is rejected as soon as that many of the lower bound pass its queue
+// timeout, and no sooner: an earlier rule would also reject it when the
+// service time is just longer than what has elapsed, and it could have
+// been served. While the queue is
+// not empty and nothing has been timed, shedLocked runs every
+// coldShedEvery to apply the growing bound; after that it runs at every
+// response. So a burst at a cold start fails within that bound too, and
+// only requests near the boundary (those a slightly shorter service time
+// would serve) wait up to one service time for their 503. A request that
+// was admitted still leaves when its queue timeout passes or its client
+// goes, whatever was predicted.
 //
 // The rate comes from service times rather than from counting completions
 // over a window: a window counts the requests that arrived, not those the
@@ -29,14 +39,26 @@ import (
 
 // predictLocked returns how long a request at place (1 is the front) in
 // the queue is expected to wait. ok is false when there is no prediction:
-// no response timed yet, or no cap to count the backends' capacity by.
+// nothing timed and nothing in flight, or no cap to count the backends'
+// capacity by.
 // The caller holds b.mu.
 func (b *Balancer) predictLocked(place int) (wait time.Duration, ok bool) {
 	slots := len(b.pool) * b.opts.MaxInflight
-	if b.serviceTime.n == 0 || slots <= 0 {
+	if slots <= 0 {
 		return 0, false
 	}
-	secs := float64(place) / float64(slots) * b.serviceTime.mean
+	rounds := float64(place) / float64(slots) // service times until its turn
+	mean := b.serviceTime.mean
+	if b.serviceTime.n == 0 {
+		mean = b.oldestInflightLocked().Seconds()
+		if mean <= 0 {
+			return 0, false
+		}
+		// The requests in flight may all end now: only the rounds
+		// after theirs are sure to take that long.
+		rounds = max(rounds-1, 0)
+	}
+	secs := rounds * mean
 	return time.Duration(math.Min(secs, math.MaxInt64/2/float64(time.Second)) * float64(time.Second)), true
 }
 
@@ -90,4 +112,36 @@ func (b *Balancer) retryAfter() int {
 	wait, _ := b.predictLocked(b.queue.Len() + 1)
 	b.mu.Unlock()
 	return int(math.Min(math.Max(math.Ceil(wait.Seconds()), 1), 3600))
+}
+
+// coldShedEvery is how often the queue is shed before the first response
+// is timed, while the bound on the service time grows with the requests
+// in flight.
+const coldShedEvery = 2 * time.Millisecond
+
+// oldestInflightLocked returns how long the oldest request in flight on a
+// backend in rotation has been so, or 0. The caller holds b.mu.
+func (b *Balancer) oldestInflightLocked() time.Duration {
+	var oldest time.Duration
+	for _, be := range b.pool {
+		oldest = max(oldest, be.OldestInflight())
+	}
+	return oldest
+}
+
+// armColdShedLocked makes sure the queue is shed every coldShedEvery while
+// requests wait and no response has been timed. The caller holds b.mu.
+func (b *Balancer) armColdShedLocked() {
+	if b.coldShed == nil && b.serviceTime.n == 0 && b.queue.Len() > 0 && b.opts.QueueTimeout > 0 {
+		b.coldShed = time.AfterFunc(coldShedEvery, b.shedCold)
+	}
+}
+
+// shedCold is the cold-start shedding timer's run.
+func (b *Balancer) shedCold() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.coldShed = nil
+	b.shedLocked()
+	b.armColdShedLocked()
 }

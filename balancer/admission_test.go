@@ -68,28 +68,37 @@ func TestPredictedWaitRejectsAtOnce(t *testing.T) {
 	}
 }
 
-// TestColdBurstShed: with no response timed yet every request is
-// admitted; once the first are, the hopeless tail of the queue is answered
-// 503 within a service time or so, not at the queue timeout.
+// TestColdBurstShed: before any response is timed, the requests in flight
+// bound the service time from below, and the hopeless tail of a burst is
+// answered 503 by that bound: most before the first response is timed,
+// none near the queue timeout.
 func TestColdBurstShed(t *testing.T) {
 	be := newTestBackend(t, 1, sleeper(100*time.Millisecond))
 	_, srv := newTestBalancer(t, Options{MaxInflight: 1, QueueSize: 10000, QueueTimeout: 2 * time.Second}, be.Backend)
 	c := srv.Client()
 	c.Transport.(*http.Transport).MaxIdleConnsPerHost = 100
 	counts := map[int]int{}
-	var slowest503 time.Duration
+	early, rejected := 0, 0
+	var slowest time.Duration
 	for _, a := range burst(c, srv.URL, 100) {
 		counts[a.code]++
 		if a.code == http.StatusServiceUnavailable {
-			slowest503 = max(slowest503, a.took)
+			rejected++
+			slowest = max(slowest, a.took)
+			if a.took < 80*time.Millisecond { // before the first response could be timed
+				early++
+			}
 		}
 	}
-	t.Logf("outcomes %v, slowest 503 after %s", counts, slowest503)
+	t.Logf("outcomes %v; %d of %d 503s within 80 ms; slowest 503 after %s", counts, early, rejected, slowest)
 	if counts[503] < 50 || counts[200] < 5 || counts[200]+counts[503] != 100 {
 		t.Errorf("outcomes %v: want about 20 served and the rest 503", counts)
 	}
-	if slowest503 > time.Second {
-		t.Errorf("a 503 took %s: the queue's hopeless tail was not shed once the first response was timed", slowest503)
+	if early < rejected/2 {
+		t.Errorf("%d of %d 503s came within 80 ms, before the first 100 ms response: the requests in flight were not used as a bound", early, rejected)
+	}
+	if slowest > time.Second {
+		t.Errorf("a 503 took %s: the queue's hopeless tail was not shed", slowest)
 	}
 }
 
@@ -117,11 +126,21 @@ func TestPredict(t *testing.T) {
 		bal.Add(NewBackend(i, "replica-"+strconv.Itoa(i), "127.0.0.1:1"))
 	}
 	if _, ok := bal.predictLocked(5); ok {
-		t.Fatal("a prediction with no response timed: want none, and admission")
+		t.Fatal("a prediction with nothing timed and nothing in flight: want none, and admission")
 	}
 	if err := bal.admitLocked(1000, time.Now().Add(time.Second), time.Now()); err != nil {
 		t.Fatalf("with no prediction, admission refused: %v", err)
 	}
+	// Cold: a request in flight for 400 ms bounds the service time.
+	a := &attempt{b: bal, be: bal.pool[0], start: time.Now().Add(-400 * time.Millisecond)}
+	bal.pool[0].startLocked(a)
+	if wait, ok := bal.predictLocked(12); !ok || wait < 800*time.Millisecond || wait > 900*time.Millisecond {
+		t.Errorf("cold, predicted wait at place 12 = %s, %v; want about 800ms (4 slots: 2 rounds after those in flight, at least 0.4 s each)", wait, ok)
+	}
+	if wait, ok := bal.predictLocked(4); !ok || wait != 0 {
+		t.Errorf("cold, predicted wait at place 4 = %s, %v; want 0: the requests in flight may end now", wait, ok)
+	}
+	bal.pool[0].endLocked(a)
 	bal.serviceTime.observe(400 * time.Millisecond)
 	// 4 slots of 0.4 s each complete 10 requests a second.
 	if wait, ok := bal.predictLocked(5); !ok || wait != 500*time.Millisecond {

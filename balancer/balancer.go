@@ -144,11 +144,12 @@ type Balancer struct {
 	// mu guards pool, queue, scratch, serviceTime, ejected and every
 	// backend's inflight, inRotation, ejected, idle, current and latency.
 	mu          sync.Mutex
-	pool        []*Backend // backends in rotation, in the order they were added
-	queue       list.List  // of *waiter, oldest first
-	scratch     []*Backend // pickLocked's buffer
-	serviceTime ewma       // of all responses, for admission and Retry-After
-	ejected     int        // backends out of rotation by markFailed
+	pool        []*Backend  // backends in rotation, in the order they were added
+	queue       list.List   // of *waiter, oldest first
+	scratch     []*Backend  // pickLocked's buffer
+	serviceTime ewma        // of all responses, for admission and Retry-After
+	ejected     int         // backends out of rotation by markFailed
+	coldShed    *time.Timer // sheds the queue until a response is timed; nil when not armed
 
 	queued   atomic.Int64  // queue length, for lock-free status reads
 	rejected atomic.Uint64 // answered 503: no backend, queue full or timed out

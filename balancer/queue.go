@@ -72,6 +72,7 @@ func (b *Balancer) acquire(ctx context.Context, r *http.Request, deadline time.T
 		w.elem = b.queue.PushBack(w)
 	}
 	b.queued.Store(int64(b.queue.Len()))
+	b.armColdShedLocked()
 	b.mu.Unlock()
 
 	var timeout <-chan time.Time // nil, never ready: no limit

@@ -18,17 +18,18 @@ type answer struct {
 	body       string
 	err        error
 	took       time.Duration
+	at         time.Time // when the answer came
 }
 
 func send(c *http.Client, url string) answer {
 	start := time.Now()
 	resp, err := c.Get(url)
 	if err != nil {
-		return answer{err: err, took: time.Since(start)}
+		return answer{err: err, took: time.Since(start), at: time.Now()}
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return answer{code: resp.StatusCode, retryAfter: resp.Header.Get("Retry-After"), body: string(b), took: time.Since(start)}
+	return answer{code: resp.StatusCode, retryAfter: resp.Header.Get("Retry-After"), body: string(b), took: time.Since(start), at: time.Now()}
 }
 
 // TestMaxInflightQueuesFIFO: past the cap, requests wait in the proxy and
