@@ -238,6 +238,12 @@ func New(opts Options) *Balancer {
 		ErrorLog:          errLog,
 		ConnContext:       connContext,
 	}
+	// HTTP/1.1, and HTTP/2 over cleartext with prior knowledge (h2c), as
+	// gRPC clients speak it: the preface is never taken for an HTTP/1
+	// request.
+	b.server.Protocols = new(http.Protocols)
+	b.server.Protocols.SetHTTP1(true)
+	b.server.Protocols.SetUnencryptedHTTP2(true)
 	return b
 }
 
