@@ -98,6 +98,9 @@ func soak(args []string) error {
 	if err != nil {
 		return err
 	}
+	// waitUp's requests before a replica was ready were answered 503:
+	// they are not the load's.
+	rejectedBefore := st.Rejected
 	fmt.Printf("machine: %s\n\nsoak for %s, %d clients, -replay %d\n", machine(), *d, *clients, *replay)
 
 	ctx, cancel := context.WithTimeout(context.Background(), *d)
@@ -209,7 +212,10 @@ func soak(args []string) error {
 	fmt.Printf("chaos: %v\n\n", actions)
 	fmt.Println("| requests | answered 200 | failed | retried (mattingctl) | failed (mattingctl) | rejected (mattingctl) |")
 	fmt.Println("|---|---|---|---|---|---|")
-	fmt.Printf("| %d | %d | %d %s | %d | %d | %d |\n\n", ok+failed, ok, failed, strings.Join(kinds, ", "), st.Retried, st.Failed, st.Rejected)
+	fmt.Printf("| %d | %d | %d %s | %d | %d | %d |\n\n", ok+failed, ok, failed, strings.Join(kinds, ", "), st.Retried, st.Failed, st.Rejected-rejectedBefore)
+	if rejectedBefore > 0 {
+		fmt.Printf("(and %d answered 503 while the instance came up, before the load)\n\n", rejectedBefore)
+	}
 	if failed > 0 {
 		// Say why, in mattingctl's own words: its rejection summaries.
 		if b, err := os.ReadFile(logPath); err == nil {
