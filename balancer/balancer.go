@@ -3,6 +3,7 @@ package balancer
 import (
 	"container/list"
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
@@ -98,6 +99,11 @@ type Options struct {
 	// 503 before reaching a backend. An upgraded connection holds no
 	// MaxInflight slot. Zero means no cap.
 	MaxUpgraded int
+	// TLS, when set, makes the proxy port HTTPS: connections are TLS
+	// handshaken with it, and HTTP/2 is offered by ALPN (h2, then
+	// http/1.1) unless its NextProtos say otherwise. Nil means cleartext:
+	// HTTP/1.1, and h2c with prior knowledge or by Upgrade.
+	TLS *tls.Config
 }
 
 func (o *Options) setDefaults() {
@@ -158,6 +164,8 @@ type Balancer struct {
 	conns    atomic.Int64  // client connections open
 	upgrades atomic.Int64  // upgrade requests open, for MaxUpgraded
 	outcomes outcomes      // the rejected and failed requests by reason, for the summary
+
+	h2c *h2cUpgrades // connections switched to HTTP/2 by Upgrade: h2c
 }
 
 // Stats are the balancer's counters since it started.
@@ -232,7 +240,7 @@ func New(opts Options) *Balancer {
 		ErrorHandler:   proxyError,
 	}
 	b.server = &http.Server{
-		Handler:           b,
+		Handler:           h2cHandler{b},
 		ReadHeaderTimeout: opts.ClientTimeout,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          errLog,
@@ -244,6 +252,10 @@ func New(opts Options) *Balancer {
 	b.server.Protocols = new(http.Protocols)
 	b.server.Protocols.SetHTTP1(true)
 	b.server.Protocols.SetUnencryptedHTTP2(true)
+	b.h2c = newH2CUpgrades(b.server)
+	if opts.TLS != nil {
+		b.server.Protocols.SetHTTP2(true)
+	}
 	return b
 }
 
@@ -300,7 +312,7 @@ func (b *Balancer) Serve(ln net.Listener) error {
 	stop := make(chan struct{})
 	defer close(stop)
 	go b.summarize(summaryEvery, stop)
-	if err := b.server.Serve(trackingListener{ln}); !errors.Is(err, http.ErrServerClosed) {
+	if err := b.server.Serve(b.tlsListener(trackingListener{ln})); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
@@ -309,9 +321,13 @@ func (b *Balancer) Serve(ln net.Listener) error {
 // Shutdown stops accepting connections and waits, until ctx ends, for the
 // requests in flight to complete. Then it closes every connection.
 func (b *Balancer) Shutdown(ctx context.Context) error {
+	b.h2c.beginShutdown()
 	err := b.server.Shutdown(ctx)
 	if err != nil {
 		_ = b.server.Close()
+	}
+	if herr := b.h2c.wait(ctx); err == nil {
+		err = herr
 	}
 	b.transport.CloseIdleConnections()
 	return err

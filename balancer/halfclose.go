@@ -59,7 +59,7 @@ type connKey struct{}
 // connContext is the server's ConnContext: it lets a request find its
 // connection.
 func connContext(ctx context.Context, c net.Conn) context.Context {
-	if tc, ok := c.(*trackedConn); ok {
+	if tc, ok := netConn(c).(*trackedConn); ok {
 		return context.WithValue(ctx, connKey{}, tc)
 	}
 	return ctx

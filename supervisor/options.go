@@ -187,6 +187,12 @@ type Options struct {
 	// MaxUpgraded caps the upgrade requests (WebSocket) open at once, over
 	// all replicas; past it one gets 503. Zero means no cap.
 	MaxUpgraded int
+	// TLSCert and TLSKey are the PEM files of the proxy port's certificate
+	// (chain) and private key: both make the port HTTPS, with HTTP/2 by
+	// ALPN; the pair is re-read on SIGHUP and on a rolling restart. Both
+	// empty mean cleartext; one without the other is refused.
+	TLSCert string
+	TLSKey  string
 }
 
 // withDefaults validates o and fills in its defaults.
@@ -280,6 +286,9 @@ func (o Options) withDefaults() (Options, error) {
 		return o, err
 	}
 	if err := o.responseDefaults(); err != nil {
+		return o, err
+	}
+	if err := o.tlsDefaults(); err != nil {
 		return o, err
 	}
 	return o, nil

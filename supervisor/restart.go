@@ -18,6 +18,9 @@ var errRestartRunning = errors.New("a rolling restart is already running")
 // a failed replica) does not become ready the restart stops there, the old
 // processes serve on, and the result says why.
 func (s *Supervisor) RollingRestart(ctx context.Context) (control.RestartResult, error) {
+	// The certificate is re-read first, also when a restart is already
+	// running: a renewed certificate should not wait for the replicas.
+	certErr := s.reloadCertificate()
 	if !s.restartMu.TryLock() {
 		return control.RestartResult{}, errRestartRunning
 	}
@@ -28,6 +31,9 @@ func (s *Supervisor) RollingRestart(ctx context.Context) (control.RestartResult,
 		return control.RestartResult{}, errStopping
 	}
 	res := control.RestartResult{Name: s.opts.Name}
+	if certErr != nil {
+		res.CertError = certErr.Error()
+	}
 	slots := s.active()
 	s.log.Info("rolling restart", "replicas", len(slots))
 	for _, sl := range slots {

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -62,6 +63,8 @@ type Supervisor struct {
 	// tracker contains and records every replica process so that none,
 	// nor anything it starts, outlives the instance; set by Run.
 	tracker *replica.Tracker
+
+	cert *certificate // the proxy port's TLS certificate; nil: cleartext
 }
 
 // New validates opts and returns a supervisor that has started nothing.
@@ -91,6 +94,13 @@ func New(opts Options) (*Supervisor, error) {
 	}
 	s.metrics = admin.NewMetrics(s)
 	policy, _ := balancer.NewPolicy(opts.Policy) // validated in withDefaults
+	var tlsConfig *tls.Config
+	if opts.TLSCert != "" {
+		if s.cert, err = newCertificate(opts.TLSCert, opts.TLSKey); err != nil {
+			return nil, err
+		}
+		tlsConfig = s.cert.tlsConfig()
+	}
 	s.bal = balancer.New(balancer.Options{
 		Policy:          policy,
 		MaxBody:         opts.MaxBody,
@@ -109,6 +119,7 @@ func New(opts Options) (*Supervisor, error) {
 		BufferDir:       opts.BufferDir,
 		ResponseBuffer:  opts.ResponseBuffer,
 		MaxUpgraded:     opts.MaxUpgraded,
+		TLS:             tlsConfig,
 	})
 	return s, nil
 }

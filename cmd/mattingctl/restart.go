@@ -74,5 +74,8 @@ func restartRun(opts *restartOptions) error {
 		}
 		return errors.New("rolling restart stopped: " + res.Error)
 	}
+	if res.CertError != "" {
+		return errors.New("TLS certificate not re-read, the previous one is still served: " + res.CertError)
+	}
 	return nil
 }

@@ -120,6 +120,8 @@ Ctrl-C or SIGTERM stops gracefully; a second one stops at once.`,
 	opts.ResponseBuffer = balancer.DefaultResponseBuffer
 	fl.Var(&bufferSizeValue{&opts.ResponseBuffer}, "response-buffer", "read a response with a Content-Length up to SIZE from the replica ahead of a slow client, in --max-buffer, so the replica is free once it has sent it; streams pass through (0: off)")
 	fl.Var(intFlag{&opts.MaxUpgraded, 0}, "max-upgraded", "WebSocket (upgraded) connections open at once, over all replicas; past it 503. They hold no --max-inflight slot (0: no cap)")
+	fl.StringVar(&opts.TLSCert, "tls-cert", "", "PEM certificate (chain) file: the proxy port speaks HTTPS, HTTP/2 by ALPN; re-read on SIGHUP and restart (needs --tls-key)")
+	fl.StringVar(&opts.TLSKey, "tls-key", "", "PEM private key file of --tls-cert")
 	return cmd
 }
 

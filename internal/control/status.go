@@ -140,6 +140,9 @@ type RestartResult struct {
 	Skipped []string `json:"skipped,omitempty"`
 	// Error says where the restart stopped, if it did.
 	Error string `json:"error,omitempty"`
+	// CertError says why the proxy's TLS certificate could not be re-read;
+	// the previous one is still served.
+	CertError string `json:"cert_error,omitempty"`
 }
 
 // Replacement is one replica's swap in a rolling restart.

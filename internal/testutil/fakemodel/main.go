@@ -16,7 +16,9 @@
 // drops the connection (a TCP reset), as a single Flask process does
 // under a flood. With -log-requests it prints a line per request on
 // stdout, as a web server's access log does, and blocks in that write when
-// nobody reads its stdout.
+// nobody reads its stdout. With -h2c it also speaks HTTP/2 over cleartext
+// with prior knowledge, as an h2c model server (gRPC's kind) does; every
+// answer names the protocol it came over in "proto".
 package main
 
 import (
@@ -46,6 +48,7 @@ func main() {
 	limit := flag.Int64("limit", 0, "drop connections past this many concurrent requests (0: no limit)")
 	logRequests := flag.Bool("log-requests", false, "print a line per request on stdout, as an access log")
 	healthStatus := flag.Int("health-status", http.StatusOK, "status /health answers once ready, e.g. 404 as a server without that path")
+	h2c := flag.Bool("h2c", false, "also serve HTTP/2 over cleartext (prior knowledge), besides HTTP/1.1")
 	flag.Parse()
 
 	if *failStart {
@@ -134,9 +137,15 @@ func main() {
 			"host":      r.Host,
 			"method":    r.Method,
 			"uptime_ms": time.Since(start).Milliseconds(),
+			"proto":     r.Proto,
 		})
 	})
-	srv := &http.Server{Handler: mux}
+	srv := &http.Server{Handler: logPreface(mux, replica, *logRequests)}
+	if *h2c {
+		srv.Protocols = new(http.Protocols)
+		srv.Protocols.SetHTTP1(true)
+		srv.Protocols.SetUnencryptedHTTP2(true)
+	}
 	sigs := make(chan os.Signal, 1)
 	if *ignoreTerm {
 		signal.Ignore(syscall.SIGTERM)
@@ -208,4 +217,20 @@ func drop(w http.ResponseWriter) {
 		_ = tc.SetLinger(0) // close with RST, not FIN
 	}
 	conn.Close()
+}
+
+// logPreface wraps h: an HTTP/2 preface taken for an HTTP/1 request (PRI *,
+// which a proxy must never forward) is logged with -log-requests, as any
+// request is, and answered 400.
+func logPreface(h http.Handler, replica int, logRequests bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != "PRI" {
+			h.ServeHTTP(w, r)
+			return
+		}
+		if logRequests {
+			fmt.Fprintf(os.Stdout, "fakemodel replica %d: %s %s %s 400\n", replica, r.Method, r.RequestURI, r.Proto)
+		}
+		http.Error(w, "an HTTP/2 preface is not an HTTP/1 request", http.StatusBadRequest)
+	})
 }
