@@ -73,8 +73,10 @@ func TestPredictedWaitRejectsAtOnce(t *testing.T) {
 // answered 503 by that bound: most before the first response is timed,
 // none near the queue timeout.
 func TestColdBurstShed(t *testing.T) {
-	be := newTestBackend(t, 1, sleeper(100*time.Millisecond))
-	_, srv := newTestBalancer(t, Options{MaxInflight: 1, QueueSize: 10000, QueueTimeout: 2 * time.Second}, be.Backend)
+	// 500 ms a request and 5 s to wait: about 10 can be served. Most 503s
+	// are sure well before the first response, even on a loaded machine.
+	be := newTestBackend(t, 1, sleeper(500*time.Millisecond))
+	_, srv := newTestBalancer(t, Options{MaxInflight: 1, QueueSize: 10000, QueueTimeout: 5 * time.Second}, be.Backend)
 	c := srv.Client()
 	c.Transport.(*http.Transport).MaxIdleConnsPerHost = 100
 	counts := map[int]int{}
@@ -85,19 +87,19 @@ func TestColdBurstShed(t *testing.T) {
 		if a.code == http.StatusServiceUnavailable {
 			rejected++
 			slowest = max(slowest, a.took)
-			if a.took < 80*time.Millisecond { // before the first response could be timed
+			if a.took < 400*time.Millisecond { // before the first response could be timed
 				early++
 			}
 		}
 	}
-	t.Logf("outcomes %v; %d of %d 503s within 80 ms; slowest 503 after %s", counts, early, rejected, slowest)
+	t.Logf("outcomes %v; %d of %d 503s within 400 ms; slowest 503 after %s", counts, early, rejected, slowest)
 	if counts[503] < 50 || counts[200] < 5 || counts[200]+counts[503] != 100 {
-		t.Errorf("outcomes %v: want about 20 served and the rest 503", counts)
+		t.Errorf("outcomes %v: want about 10 served and the rest 503", counts)
 	}
 	if early < rejected/2 {
-		t.Errorf("%d of %d 503s came within 80 ms, before the first 100 ms response: the requests in flight were not used as a bound", early, rejected)
+		t.Errorf("%d of %d 503s came within 400 ms, before the first 500 ms response: the requests in flight were not used as a bound", early, rejected)
 	}
-	if slowest > time.Second {
+	if slowest > 3*time.Second {
 		t.Errorf("a 503 took %s: the queue's hopeless tail was not shed", slowest)
 	}
 }
