@@ -98,6 +98,9 @@ type Options struct {
 	// 503 before reaching a backend. An upgraded connection holds no
 	// MaxInflight slot. Zero means no cap.
 	MaxUpgraded int
+	// AccessLog is told of every request answered, for the access log.
+	// Nil means none.
+	AccessLog AccessLogger
 }
 
 func (o *Options) setDefaults() {
