@@ -187,6 +187,13 @@ type Options struct {
 	// MaxUpgraded caps the upgrade requests (WebSocket) open at once, over
 	// all replicas; past it one gets 503. Zero means no cap.
 	MaxUpgraded int
+	// AccessLog is where a line per request answered goes: a file,
+	// created if missing and appended to, "-" for Stdout, or empty (or
+	// AccessLogOff) for none.
+	AccessLog string
+	// AccessLogFormat is the access log's format, "combined" (nginx's,
+	// and mattingctl's fields after it) or "json"; empty means combined.
+	AccessLogFormat string
 }
 
 // withDefaults validates o and fills in its defaults.
@@ -280,6 +287,9 @@ func (o Options) withDefaults() (Options, error) {
 		return o, err
 	}
 	if err := o.responseDefaults(); err != nil {
+		return o, err
+	}
+	if err := o.accessLogDefaults(); err != nil {
 		return o, err
 	}
 	return o, nil

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/mattingctl/mattingctl/balancer"
+	"github.com/mattingctl/mattingctl/internal/accesslog"
 	"github.com/mattingctl/mattingctl/internal/admin"
 	"github.com/mattingctl/mattingctl/internal/control"
 	"github.com/mattingctl/mattingctl/replica"
@@ -30,6 +31,7 @@ type Supervisor struct {
 	bal     *balancer.Balancer
 	metrics *admin.Metrics
 	usage   *replica.Sampler // CPU and memory of every replica, one scan for all
+	alog    *accesslog.Log   // nil when off
 	started time.Time
 
 	// ctx is cancelled, with the reason as its cause, when a stop is
@@ -90,6 +92,11 @@ func New(opts Options) (*Supervisor, error) {
 		s.starting = make(chan struct{}, opts.StartConcurrency)
 	}
 	s.metrics = admin.NewMetrics(s)
+	s.alog = newAccessLog(opts)
+	var alog balancer.AccessLogger // a nil *accesslog.Log would not be a nil interface
+	if s.alog != nil {
+		alog = s.alog
+	}
 	policy, _ := balancer.NewPolicy(opts.Policy) // validated in withDefaults
 	s.bal = balancer.New(balancer.Options{
 		Policy:          policy,
@@ -109,6 +116,7 @@ func New(opts Options) (*Supervisor, error) {
 		BufferDir:       opts.BufferDir,
 		ResponseBuffer:  opts.ResponseBuffer,
 		MaxUpgraded:     opts.MaxUpgraded,
+		AccessLog:       alog,
 	})
 	return s, nil
 }
@@ -156,6 +164,10 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	if opts.BufferDir == DefaultBufferDir(opts.StateDir, opts.Name) {
 		defer os.Remove(opts.BufferDir) // when empty: every body's file is gone
 	}
+	if err := s.startAccessLog(); err != nil {
+		return err
+	}
+	defer s.closeAccessLog() // after stop: the requests have been answered
 	proxyAddr := net.JoinHostPort(opts.Host, strconv.Itoa(opts.Port))
 	ln, err := net.Listen("tcp", proxyAddr)
 	if err != nil {
@@ -252,12 +264,13 @@ func (s *Supervisor) watchSignals(sigs <-chan os.Signal) {
 }
 
 // watchHangups runs a rolling restart on SIGHUP, as gunicorn reloads on it
-// (but without its moment of lower capacity).
+// (but without its moment of lower capacity), and reopens the access log.
 func (s *Supervisor) watchHangups(hups <-chan os.Signal) {
 	for {
 		select {
 		case <-hups:
 			s.log.Info("received SIGHUP; rolling restart")
+			go s.reopenAccessLog()
 			go func() {
 				res, err := s.RollingRestart(s.ctx)
 				switch {

@@ -120,6 +120,10 @@ Ctrl-C or SIGTERM stops gracefully; a second one stops at once.`,
 	opts.ResponseBuffer = balancer.DefaultResponseBuffer
 	fl.Var(&bufferSizeValue{&opts.ResponseBuffer}, "response-buffer", "read a response with a Content-Length up to SIZE from the replica ahead of a slow client, in --max-buffer, so the replica is free once it has sent it; streams pass through (0: off)")
 	fl.Var(intFlag{&opts.MaxUpgraded, 0}, "max-upgraded", "WebSocket (upgraded) connections open at once, over all replicas; past it 503. They hold no --max-inflight slot (0: no cap)")
+	opts.AccessLog = supervisor.AccessLogOff
+	fl.Var(accessLogFlag{&opts.AccessLog}, "access-log", "write a line per request to PATH (appended to, reopened on SIGHUP), or to stdout with - (off: none)")
+	opts.AccessLogFormat = "combined"
+	fl.StringVar(&opts.AccessLogFormat, "access-log-format", "combined", "access log format: combined (nginx's, then bytes in, duration, replica, attempts, time queued) or json")
 	return cmd
 }
 
