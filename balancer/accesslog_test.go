@@ -226,6 +226,7 @@ func TestAccessLogSlowDiskNeverSlowsRequests(t *testing.T) {
 		_, srv := newTestBalancer(t, Options{AccessLog: alog}, be.Backend)
 		c := srv.Client()
 		c.Transport.(*http.Transport).MaxIdleConnsPerHost = 8
+		c.Timeout = 10 * time.Second // a request held up by the log fails
 		// Warm the connections up.
 		get(t, c, srv.URL+"/")
 		start := time.Now()
@@ -270,5 +271,42 @@ func TestAccessLogSlowDiskNeverSlowsRequests(t *testing.T) {
 	}
 	if got, want := l.Dropped(), uint64(n+1-64); got != want {
 		t.Errorf("dropped %d, want %d (all but the queue's 64)", got, want)
+	}
+}
+
+// BenchmarkAccessLog proxies small GETs with and without an access log
+// (to a file); allocs/op shows the per-request cost of the record.
+func BenchmarkAccessLog(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		b.Run(map[bool]string{false: "off", true: "file"}[on], func(b *testing.B) {
+			opts := Options{MaxInflight: 8, QueueSize: 1024}
+			if on {
+				l := accesslog.New(accesslog.Options{Path: b.TempDir() + "/access.log"})
+				if err := l.Start(); err != nil {
+					b.Fatal(err)
+				}
+				defer func() {
+					l.Close(5 * time.Second)
+					b.ReportMetric(float64(l.Dropped()), "dropped")
+				}()
+				opts.AccessLog = l
+			}
+			bal := New(opts)
+			bal.Add(newBenchBackend(b))
+			srv := newBenchServer(b, bal)
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					resp, err := client.Get(srv)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			})
+		})
 	}
 }

@@ -25,6 +25,13 @@ const (
 	// destination just slower than the requests, dropping every other
 	// line, does not flood mattingctl's log.
 	warnEvery = 10 * time.Second
+	// batchPause is how long the writing goroutine lets records gather
+	// after a batch rather than be woken for each: waking a parked
+	// goroutine costs the request that sends to it a futex call, a few
+	// microseconds, where a send to a queue nobody waits on costs tens
+	// of nanoseconds. The queue holds DefaultQueue records a pause: 400,000
+	// lines a second.
+	batchPause = 10 * time.Millisecond
 )
 
 // Stdout is the Path that means Options.Stdout.
@@ -204,6 +211,8 @@ func (l *Log) run() {
 		select {
 		case rec := <-l.records:
 			l.write(&rec)
+			l.drain()
+			time.Sleep(batchPause)
 		case <-tick.C:
 			l.flush()
 		case reply := <-l.reopen:
