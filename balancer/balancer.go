@@ -104,6 +104,9 @@ type Options struct {
 	// http/1.1) unless its NextProtos say otherwise. Nil means cleartext:
 	// HTTP/1.1, and h2c with prior knowledge or by Upgrade.
 	TLS *tls.Config
+	// AccessLog is told of every request answered, for the access log.
+	// Nil means none.
+	AccessLog AccessLogger
 }
 
 func (o *Options) setDefaults() {

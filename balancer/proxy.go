@@ -38,6 +38,7 @@ type attempt struct {
 	// the connection is counted in its upgraded tunnels (upgrade.go).
 	upgraded bool
 	once     sync.Once
+	log      *accessEntry // the request's, nil without an access log
 }
 
 // done releases the attempt's backend, once: as soon as the backend has
@@ -65,16 +66,20 @@ func (a *attempt) done() {
 // keeps slow uploads from holding a model server busy, as nginx's request
 // buffering does, and lets a request that a backend refused or dropped be
 // sent again to another.
-func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (b *Balancer) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	replica, code := "", 0
-	var cur *attempt // the attempt being forwarded
-	if b.opts.Observer != nil {
+	var cur *attempt                      // the attempt being forwarded
+	w, acc := b.beginAccess(rw, r, start) // acc is nil without an access log
+	if b.opts.Observer != nil || acc != nil {
 		defer func() {
 			if code == 0 { // the response broke off mid-way: forward panicked
 				code = brokenOffCode(r, cur)
 			}
-			b.opts.Observer.Observe(replica, code, time.Since(start))
+			if b.opts.Observer != nil {
+				b.opts.Observer.Observe(replica, code, time.Since(start))
+			}
+			acc.finish(replica, code)
 		}()
 	}
 	if !b.admitUpgrade(w, r) {
@@ -82,7 +87,9 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer b.endUpgrade(r)
-	body, berr := b.readBody(w, r)
+	// rw, the server's own writer: http.MaxBytesReader closes the
+	// connection after a body too large only through it.
+	body, berr := b.readBody(rw, r)
 	if berr != nil {
 		code = cmp.Or(berr.status, StatusClientGone)
 		if berr.status == 0 {
@@ -106,7 +113,9 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	retries := 0       // tries after the first that count against Options.Retries
 	var avoid *Backend // the backend the last try failed on
 	for try := 0; ; try++ {
+		waited := time.Now()
 		a, err := b.acquire(ctx, r, deadline, try > 0, avoid)
+		acc.tried(try, time.Since(waited), a)
 		if err != nil {
 			code = StatusClientGone
 			if ctx.Err() != nil {
@@ -297,6 +306,7 @@ func modifyResponse(resp *http.Response) error {
 		// needs as it is; the tunnel gives back the backend's slot now,
 		// and forward's deferred done counts it closed.
 		a.upgrade()
+		a.log.finish(a.be.Name, resp.StatusCode)
 	case a.b.readAhead(resp, a):
 	default:
 		resp.Body = &releasingBody{ReadCloser: resp.Body, a: a}

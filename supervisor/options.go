@@ -193,6 +193,13 @@ type Options struct {
 	// empty mean cleartext; one without the other is refused.
 	TLSCert string
 	TLSKey  string
+	// AccessLog is where a line per request answered goes: a file,
+	// created if missing and appended to, "-" for Stdout, or empty (or
+	// AccessLogOff) for none.
+	AccessLog string
+	// AccessLogFormat is the access log's format, "combined" (nginx's,
+	// and mattingctl's fields after it) or "json"; empty means combined.
+	AccessLogFormat string
 }
 
 // withDefaults validates o and fills in its defaults.
@@ -289,6 +296,9 @@ func (o Options) withDefaults() (Options, error) {
 		return o, err
 	}
 	if err := o.tlsDefaults(); err != nil {
+		return o, err
+	}
+	if err := o.accessLogDefaults(); err != nil {
 		return o, err
 	}
 	return o, nil

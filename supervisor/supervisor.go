@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/mattingctl/mattingctl/balancer"
+	"github.com/mattingctl/mattingctl/internal/accesslog"
 	"github.com/mattingctl/mattingctl/internal/admin"
 	"github.com/mattingctl/mattingctl/internal/control"
 	"github.com/mattingctl/mattingctl/replica"
@@ -31,6 +32,7 @@ type Supervisor struct {
 	bal     *balancer.Balancer
 	metrics *admin.Metrics
 	usage   *replica.Sampler // CPU and memory of every replica, one scan for all
+	alog    *accesslog.Log   // nil when off
 	started time.Time
 
 	// ctx is cancelled, with the reason as its cause, when a stop is
@@ -93,6 +95,11 @@ func New(opts Options) (*Supervisor, error) {
 		s.starting = make(chan struct{}, opts.StartConcurrency)
 	}
 	s.metrics = admin.NewMetrics(s)
+	s.alog = newAccessLog(opts)
+	var alog balancer.AccessLogger // a nil *accesslog.Log would not be a nil interface
+	if s.alog != nil {
+		alog = s.alog
+	}
 	policy, _ := balancer.NewPolicy(opts.Policy) // validated in withDefaults
 	var tlsConfig *tls.Config
 	if opts.TLSCert != "" {
@@ -120,6 +127,7 @@ func New(opts Options) (*Supervisor, error) {
 		ResponseBuffer:  opts.ResponseBuffer,
 		MaxUpgraded:     opts.MaxUpgraded,
 		TLS:             tlsConfig,
+		AccessLog:       alog,
 	})
 	return s, nil
 }
@@ -167,6 +175,10 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	if opts.BufferDir == DefaultBufferDir(opts.StateDir, opts.Name) {
 		defer os.Remove(opts.BufferDir) // when empty: every body's file is gone
 	}
+	if err := s.startAccessLog(); err != nil {
+		return err
+	}
+	defer s.closeAccessLog() // after stop: the requests have been answered
 	proxyAddr := net.JoinHostPort(opts.Host, strconv.Itoa(opts.Port))
 	ln, err := net.Listen("tcp", proxyAddr)
 	if err != nil {
@@ -194,6 +206,12 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	signal.Notify(hups, syscall.SIGHUP)
 	defer signal.Stop(hups)
 	go s.watchHangups(hups)
+	if len(reopenSignals) > 0 { // Notify with none would catch every signal
+		reopens := make(chan os.Signal, 1)
+		signal.Notify(reopens, reopenSignals...)
+		defer signal.Stop(reopens)
+		go s.watchReopens(reopens)
+	}
 
 	// The replicas are in the table before the control socket serves, so
 	// that a scale call cannot race their creation.
@@ -263,12 +281,13 @@ func (s *Supervisor) watchSignals(sigs <-chan os.Signal) {
 }
 
 // watchHangups runs a rolling restart on SIGHUP, as gunicorn reloads on it
-// (but without its moment of lower capacity).
+// (but without its moment of lower capacity), and reopens the access log.
 func (s *Supervisor) watchHangups(hups <-chan os.Signal) {
 	for {
 		select {
 		case <-hups:
 			s.log.Info("received SIGHUP; rolling restart")
+			go s.reopenAccessLog()
 			go func() {
 				res, err := s.RollingRestart(s.ctx)
 				switch {
@@ -278,6 +297,19 @@ func (s *Supervisor) watchHangups(hups <-chan os.Signal) {
 					s.log.Error("rolling restart stopped", "error", res.Error)
 				}
 			}()
+		case <-s.stopped:
+			return
+		}
+	}
+}
+
+// watchReopens reopens the access log on SIGUSR1, for log rotation.
+func (s *Supervisor) watchReopens(sigs <-chan os.Signal) {
+	for {
+		select {
+		case <-sigs:
+			s.log.Info("received SIGUSR1; reopening the access log")
+			s.reopenAccessLog()
 		case <-s.stopped:
 			return
 		}

@@ -122,6 +122,10 @@ Ctrl-C or SIGTERM stops gracefully; a second one stops at once.`,
 	fl.Var(intFlag{&opts.MaxUpgraded, 0}, "max-upgraded", "WebSocket (upgraded) connections open at once, over all replicas; past it 503. They hold no --max-inflight slot (0: no cap)")
 	fl.StringVar(&opts.TLSCert, "tls-cert", "", "PEM certificate (chain) file: the proxy port speaks HTTPS, HTTP/2 by ALPN; re-read on SIGHUP and restart (needs --tls-key)")
 	fl.StringVar(&opts.TLSKey, "tls-key", "", "PEM private key file of --tls-cert")
+	opts.AccessLog = supervisor.AccessLogOff
+	fl.Var(accessLogFlag{&opts.AccessLog}, "access-log", "write a line per request to PATH (appended to, reopened on SIGHUP), or to stdout with - (off: none)")
+	opts.AccessLogFormat = "combined"
+	fl.StringVar(&opts.AccessLogFormat, "access-log-format", "combined", "access log format: combined (nginx's, then bytes in, duration, replica, attempts, time queued) or json")
 	return cmd
 }
 

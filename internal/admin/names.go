@@ -20,6 +20,8 @@ const (
 	MetricConns           = "mattingctl_client_connections"            // gauge: open now
 	MetricMaxConns        = "mattingctl_max_client_connections"        // gauge: --max-conns
 	MetricLogLinesDropped = "mattingctl_log_lines_dropped_total"       // counter: stdout/stderr blocked or gone
+
+	MetricAccessLogLinesDropped = "mattingctl_access_log_lines_dropped_total" // counter: access log slow, blocked or failing
 )
 
 // MetricNames lists every metric /metrics exports.
@@ -27,4 +29,5 @@ var MetricNames = []string{
 	MetricRequests, MetricRequestDuration, MetricInflight, MetricMaxInflight, MetricQueueLength,
 	MetricRejected, MetricRetried, MetricFailed, MetricRestarts, MetricReplicaUp, MetricReplicaCPU,
 	MetricReplicaRSS, MetricReplicasDesired, MetricConns, MetricMaxConns, MetricLogLinesDropped,
+	MetricAccessLogLinesDropped,
 }

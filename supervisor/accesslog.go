@@ -1,0 +1,80 @@
+package supervisor
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/mattingctl/mattingctl/internal/accesslog"
+	"github.com/mattingctl/mattingctl/replica"
+)
+
+// AccessLogOff is the AccessLog value `up` takes for no access log.
+const AccessLogOff = "off"
+
+// accessLogDefaults validates the access log options and fills in their
+// defaults: AccessLogOff becomes empty, a path becomes absolute.
+func (o *Options) accessLogDefaults() error {
+	if o.AccessLogFormat == "" {
+		o.AccessLogFormat = accesslog.Formats[0]
+	}
+	if _, err := accesslog.ParseFormat(o.AccessLogFormat); err != nil {
+		return fmt.Errorf("--access-log-format %q is not combined or json", o.AccessLogFormat)
+	}
+	switch o.AccessLog {
+	case "", AccessLogOff:
+		o.AccessLog = ""
+	case accesslog.Stdout:
+	default:
+		path, err := filepath.Abs(o.AccessLog)
+		if err != nil {
+			return fmt.Errorf("--access-log %s: %w", o.AccessLog, err)
+		}
+		o.AccessLog = path
+	}
+	return nil
+}
+
+// newAccessLog returns the access log opts ask for, not started; nil when
+// it is off.
+func newAccessLog(opts Options) *accesslog.Log {
+	if opts.AccessLog == "" {
+		return nil
+	}
+	format, _ := accesslog.ParseFormat(opts.AccessLogFormat) // validated in withDefaults
+	return accesslog.New(accesslog.Options{
+		Path:   opts.AccessLog,
+		Stdout: opts.Stdout,
+		Format: format,
+		Logger: opts.Logger.Named("access-log"),
+	})
+}
+
+// startAccessLog opens the access log's file for append.
+func (s *Supervisor) startAccessLog() error {
+	if err := s.alog.Start(); err != nil {
+		return fmt.Errorf("--access-log: %w", err)
+	}
+	return nil
+}
+
+// closeAccessLog writes out what the access log holds and closes it.
+func (s *Supervisor) closeAccessLog() {
+	if !s.alog.Close(replica.OutputCloseTimeout) {
+		s.log.Warn("access log lines still queued at exit were not written: its file is blocked", "path", s.opts.AccessLog)
+	}
+}
+
+// reopenAccessLog opens the access log's path again, as logrotate's
+// postrotate asks with SIGHUP.
+func (s *Supervisor) reopenAccessLog() {
+	if s.alog == nil || s.opts.AccessLog == accesslog.Stdout {
+		return
+	}
+	if err := s.alog.Reopen(); err == nil {
+		s.log.Info("access log reopened", "path", s.opts.AccessLog)
+	}
+}
+
+// AccessLogLinesDropped is how many access log lines were dropped because
+// the log could not keep up, or a write failed. /metrics exports it.
+func (s *Supervisor) AccessLogLinesDropped() uint64 { return s.alog.Dropped() }
