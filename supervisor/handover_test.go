@@ -64,8 +64,9 @@ func TestScaleDownKeepsServingWhileKeptReplicasRecover(t *testing.T) {
 	if took < time.Second {
 		t.Errorf("scale returned after %s, before the kept replicas could be ready", took)
 	}
-	st = s.Status()
-	if st.Ready() != 2 || len(st.Replicas) != 2 {
-		t.Errorf("after the scale-down: %d ready of %d listed, want 2 of 2", st.Ready(), len(st.Replicas))
+	// A removed slot leaves status just after it is done.
+	testutil.WaitFor(t, 5*time.Second, "the removed replicas to leave status", func() bool { return len(s.Status().Replicas) == 2 })
+	if st := s.Status(); st.Ready() != 2 {
+		t.Errorf("after the scale-down: %d ready, want 2", st.Ready())
 	}
 }
