@@ -29,6 +29,8 @@ type upOptions struct {
 	Argv []string
 	// queueTimeoutSet is whether --queue-timeout was given (queuetimeout.go).
 	queueTimeoutSet bool
+	// CPUs is --cpus as given; resolveCPUs (cpus.go) reads it.
+	CPUs string
 }
 
 func newUpCmd(f *factory, g *globalOptions, runF func(*upOptions) error) *cobra.Command {
@@ -122,12 +124,19 @@ Ctrl-C or SIGTERM stops gracefully; a second one stops at once.`,
 	fl.Var(intFlag{&opts.MaxUpgraded, 0}, "max-upgraded", "WebSocket (upgraded) connections open at once, over all replicas; past it 503. They hold no --max-inflight slot (0: no cap)")
 	fl.StringVar(&opts.TLSCert, "tls-cert", "", "PEM certificate (chain) file: the proxy port speaks HTTPS, HTTP/2 by ALPN; re-read on SIGHUP and restart (needs --tls-key)")
 	fl.StringVar(&opts.TLSKey, "tls-key", "", "PEM private key file of --tls-cert")
+	fl.StringVar(&opts.CPUs, "cpus", "", "pin each replica to CPUs of its own and set OMP_NUM_THREADS and the like to their number: auto (split mattingctl's CPUs evenly), or sets for replica 1, 2, ... separated by commas, CPUs in a set joined by +: 0-3,4-7 (Linux)")
+	fl.StringVar(&opts.Warmup, "warmup", "", "JSON file of a request (method, path, headers, body or body_file) sent to every new replica process once ready, before it gets traffic")
+	opts.WarmupCount = 1
+	fl.Var(intFlag{&opts.WarmupCount, 1}, "warmup-count", "times the --warmup request is sent to each new process, one after another (at least 1)")
 	return cmd
 }
 
 func upRun(opts *upOptions) error {
 	// The background copy runs the same command line, -d and -f included;
 	// the environment tells it that it is the copy.
+	if err := opts.resolveCPUs(); err != nil {
+		return err
+	}
 	if opts.Detach && !daemon.IsDetachedCopy() {
 		return upDetached(opts)
 	}
