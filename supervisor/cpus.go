@@ -73,6 +73,6 @@ func (o *Options) cpuShareWarning(n int) string {
 	if sets == 0 || n <= sets {
 		return ""
 	}
-	return fmt.Sprintf("%d replicas on %d CPU sets (--cpus): replicas share cores, round robin (replica-%d on CPUs %s with replica-1)",
+	return fmt.Sprintf("%d replicas on %d CPU sets (--cpus): replicas share cores, round robin (replica-%d shares CPUs %s with replica-1)",
 		n, sets, sets+1, replica.FormatCPUs(o.CPUs[0]))
 }

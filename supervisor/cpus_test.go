@@ -25,7 +25,7 @@ func TestCPUSetsRoundRobin(t *testing.T) {
 	if o.cpuShareWarning(2) != "" {
 		t.Error("a warning with one set per replica")
 	}
-	if w := o.cpuShareWarning(3); !strings.Contains(w, "3 replicas on 2 CPU sets (--cpus): replicas share cores") || !strings.Contains(w, "replica-3 on CPUs 0-1 with replica-1") {
+	if w := o.cpuShareWarning(3); !strings.Contains(w, "3 replicas on 2 CPU sets (--cpus): replicas share cores") || !strings.Contains(w, "replica-3 shares CPUs 0-1 with replica-1") {
 		t.Errorf("warning %q", w)
 	}
 	if (&Options{}).cpusFor(1) != nil {
