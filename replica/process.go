@@ -97,11 +97,11 @@ func Start(spec Spec, out *Output) (*Process, error) {
 		return nil, err
 	}
 	tr := spec.Tracker.prepare(spec.Name(), cmd.SysProcAttr)
-	err = cmd.Start()
+	err = startPinned(spec.CPUs, cmd.Start)
 	if err != nil && tr.inCgroup() {
 		// clone3 into the cgroup may be refused (seccomp, permissions):
 		// if the process starts without it, cgroups are what failed.
-		if retry := newCmd(outW, errW); retry.Start() == nil {
+		if retry := newCmd(outW, errW); startPinned(spec.CPUs, retry.Start) == nil {
 			tr.refused(err)
 			cmd, err = retry, nil
 		}

@@ -32,6 +32,10 @@ type Spec struct {
 	// Tracker, when set, contains and records the process so that nothing
 	// it starts outlives it (see Tracker); nil means process groups only.
 	Tracker *Tracker
+	// CPUs, when set, pins the process, and every thread and process it
+	// starts, to these CPUs (Linux's sched_setaffinity; elsewhere it has
+	// no effect, see PinningSupported).
+	CPUs []int
 }
 
 // Name is the replica's display name, "replica-ID".

@@ -127,8 +127,9 @@ func (s *slot) run() {
 }
 
 // launch starts a process of this replica on port, once the start gate
-// (--start-concurrency) lets it, and waits until it is ready. On failure
-// the process is killed and, if it got that far, returned for its exit.
+// (--start-concurrency) lets it, and waits until it is ready and warmed up
+// (--warmup). On failure the process is killed and, if it got that far,
+// returned for its exit.
 func (s *slot) launch(port int, primary bool) (*incarnation, error) {
 	release, err := s.sup.startGate(s.ctx)
 	if err != nil {
@@ -140,7 +141,7 @@ func (s *slot) launch(port int, primary bool) (*incarnation, error) {
 			return nil, err
 		}
 	}
-	spec := replica.Spec{ID: s.id, Port: port, Command: s.sup.opts.Command, Env: s.env, Tracker: s.sup.tracker}
+	spec := replica.Spec{ID: s.id, Port: port, Command: s.sup.opts.Command, Env: s.env, Tracker: s.sup.tracker, CPUs: s.cpus}
 	proc, err := replica.Start(spec, s.sup.out)
 	if err != nil {
 		return nil, err
@@ -162,6 +163,10 @@ func (s *slot) launch(port int, primary bool) (*incarnation, error) {
 	}
 	s.log.Debug("replica started", "pid", proc.Pid(), "port", port)
 	if err := s.waitReady(inc); err != nil {
+		_ = proc.Kill()
+		return inc, err
+	}
+	if err := s.warmUp(inc); err != nil {
 		_ = proc.Kill()
 		return inc, err
 	}

@@ -200,6 +200,21 @@ type Options struct {
 	// AccessLogFormat is the access log's format, "combined" (nginx's,
 	// and mattingctl's fields after it) or "json"; empty means combined.
 	AccessLogFormat string
+	// CPUs pins replica k, and every thread and process it starts, to the
+	// CPUs in CPUs[(k-1) % len(CPUs)], and sets the thread-count variables
+	// (OMP_NUM_THREADS and the others in threadVars) it has not been given
+	// to that set's size. Nil means no pinning. It has no effect where CPUs
+	// cannot be pinned (replica.PinningSupported: Linux only).
+	CPUs [][]int
+	// Warmup is a file describing a request (replica.LoadWarmup) sent
+	// WarmupCount times to every new process of a replica once it is ready
+	// and before it gets traffic; empty means no warm-up.
+	Warmup string
+	// WarmupCount is how many times the warm-up request is sent, one after
+	// another; zero means 1.
+	WarmupCount int
+
+	warmup *replica.Warmup // Warmup's request, read by withDefaults
 }
 
 // withDefaults validates o and fills in its defaults.
@@ -299,6 +314,12 @@ func (o Options) withDefaults() (Options, error) {
 		return o, err
 	}
 	if err := o.accessLogDefaults(); err != nil {
+		return o, err
+	}
+	if err := o.cpuDefaults(); err != nil {
+		return o, err
+	}
+	if err := o.warmupDefaults(); err != nil {
 		return o, err
 	}
 	return o, nil

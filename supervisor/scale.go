@@ -55,6 +55,10 @@ func (s *Supervisor) Scale(ctx context.Context, n int) (control.ScaleResult, err
 			return res, err
 		}
 		s.warnFileBudget(n)
+		if w := s.opts.cpuShareWarning(n); w != "" {
+			res.Warnings = append(res.Warnings, w)
+			s.log.Warn(w)
+		}
 		for id := from + 1; id <= n; id++ {
 			changed = append(changed, s.addSlotLocked(id, ReasonScale))
 		}

@@ -58,6 +58,7 @@ type slot struct {
 	name    string
 	env     []string
 	gpu     string
+	cpus    []int // the CPUs its processes are pinned to; nil: not pinned
 	log     hclog.Logger
 	backoff CrashBackoff
 
@@ -118,6 +119,9 @@ func newSlot(s *Supervisor, id int, reason string) *slot {
 	if len(s.opts.GPUs) > 0 {
 		sl.gpu = s.opts.GPUs[(id-1)%len(s.opts.GPUs)]
 		sl.env = append(append([]string(nil), s.opts.Env...), "CUDA_VISIBLE_DEVICES="+sl.gpu)
+	}
+	if sl.cpus = s.opts.cpusFor(id); sl.cpus != nil {
+		sl.env = append(append([]string(nil), sl.env...), threadEnv(len(sl.cpus), s.opts.Env)...)
 	}
 	return sl
 }
@@ -250,6 +254,7 @@ func (s *slot) status() control.ReplicaStatus {
 		LastExit:    s.lastExit,
 		LastRestart: s.lastRestart,
 		GPU:         s.gpu,
+		CPUs:        replica.FormatCPUs(s.cpus),
 		Requests:    s.retiredReq,
 		Errors:      s.retiredErr,
 		MaxInflight: s.sup.opts.MaxInflight,

@@ -31,7 +31,8 @@ import (
 // replica ID's first process only), fail-first FILE (the first process
 // exits 1 before it listens, later ones serve), sick-health FILE (/health
 // answers 503 while FILE exists). Every mode that serves
-// answers /hang never and /sleep?d=DURATION with its pid after d.
+// answers /hang never, /fail with 500 and /sleep?d=DURATION with its pid
+// after d.
 func TestHelperProcess(t *testing.T) {
 	if os.Getenv("MATTINGCTL_TEST_HELPER") != "1" {
 		return
@@ -114,6 +115,9 @@ func TestHelperProcess(t *testing.T) {
 		}
 	})
 	mux.HandleFunc("/hang", func(w http.ResponseWriter, r *http.Request) { select {} })
+	mux.HandleFunc("/fail", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no model", http.StatusInternalServerError)
+	})
 	mux.HandleFunc("/sleep", func(w http.ResponseWriter, r *http.Request) {
 		d, _ := time.ParseDuration(r.URL.Query().Get("d"))
 		time.Sleep(d)

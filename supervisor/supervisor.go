@@ -215,6 +215,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 
 	// The replicas are in the table before the control socket serves, so
 	// that a scale call cannot race their creation.
+	if w := opts.cpuShareWarning(opts.Replicas); w != "" {
+		s.log.Warn(w)
+	}
 	s.log.Info("starting replicas", "replicas", opts.Replicas, "ports", portRange(opts.BasePort, opts.Replicas), "command", strings.Join(opts.Command, " "))
 	initial := s.startInitial()
 	proxyDone := make(chan error, 1)

@@ -19,9 +19,10 @@ func writeStatus(w io.Writer, st control.Status, now time.Time) error {
 	fmt.Fprintf(w, "command: %s\n", strings.Join(st.Command, " "))
 	fmt.Fprintf(w, "queue: %d waiting (max %d); rejected %d, retried %d, failed %d\n\n",
 		st.Queued, st.QueueMax, st.Rejected, st.Retried, st.Failed)
-	gpus, upgraded := false, false
+	gpus, cpus, upgraded := false, false, false
 	for _, r := range st.Replicas {
 		gpus = gpus || r.GPU != ""
+		cpus = cpus || r.CPUs != ""
 		upgraded = upgraded || r.Upgraded != 0
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -31,6 +32,9 @@ func writeStatus(w io.Writer, st control.Status, now time.Time) error {
 	}
 	if gpus {
 		header += "\tGPU"
+	}
+	if cpus {
+		header += "\tCPUS"
 	}
 	fmt.Fprintln(tw, header)
 	for _, r := range st.Replicas {
@@ -61,6 +65,9 @@ func writeStatus(w io.Writer, st control.Status, now time.Time) error {
 		}
 		if gpus {
 			fmt.Fprintf(tw, "\t%s", r.GPU)
+		}
+		if cpus {
+			fmt.Fprintf(tw, "\t%s", r.CPUs)
 		}
 		fmt.Fprintln(tw)
 	}

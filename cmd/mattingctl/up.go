@@ -29,6 +29,8 @@ type upOptions struct {
 	Argv []string
 	// queueTimeoutSet is whether --queue-timeout was given (queuetimeout.go).
 	queueTimeoutSet bool
+	// CPUs is --cpus as given; resolveCPUs (cpus.go) reads it.
+	CPUs string
 }
 
 func newUpCmd(f *factory, g *globalOptions, runF func(*upOptions) error) *cobra.Command {
@@ -126,12 +128,19 @@ Ctrl-C or SIGTERM stops gracefully; a second one stops at once.`,
 	fl.Var(accessLogFlag{&opts.AccessLog}, "access-log", "write a line per request to PATH (appended to, reopened on SIGHUP), or to stdout with - (off: none)")
 	opts.AccessLogFormat = "combined"
 	fl.StringVar(&opts.AccessLogFormat, "access-log-format", "combined", "access log format: combined (nginx's, then bytes in, duration, replica, attempts, time queued) or json")
+	fl.StringVar(&opts.CPUs, "cpus", "", "pin each replica to CPUs of its own and set OMP_NUM_THREADS and the like to their number: auto (split mattingctl's CPUs evenly), or sets for replica 1, 2, ... separated by commas, CPUs in a set joined by +: 0-3,4-7 (Linux)")
+	fl.StringVar(&opts.Warmup, "warmup", "", "JSON file of a request (method, path, headers, body or body_file) sent to every new replica process once ready, before it gets traffic")
+	opts.WarmupCount = 1
+	fl.Var(intFlag{&opts.WarmupCount, 1}, "warmup-count", "times the --warmup request is sent to each new process, one after another (at least 1)")
 	return cmd
 }
 
 func upRun(opts *upOptions) error {
 	// The background copy runs the same command line, -d and -f included;
 	// the environment tells it that it is the copy.
+	if err := opts.resolveCPUs(); err != nil {
+		return err
+	}
 	if opts.Detach && !daemon.IsDetachedCopy() {
 		return upDetached(opts)
 	}

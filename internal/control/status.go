@@ -114,6 +114,9 @@ type ReplicaStatus struct {
 	// (WebSocket tunnels): past their 101 they are not in Inflight and
 	// hold no MaxInflight slot.
 	Upgraded int64 `json:"upgraded"`
+	// CPUs lists the CPUs the replica's processes are pinned to, as
+	// taskset -c writes them ("0-3"); empty when not pinned.
+	CPUs string `json:"cpus,omitempty"`
 }
 
 // ScaleResult is what a scale call changed.

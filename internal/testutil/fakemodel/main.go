@@ -18,7 +18,11 @@
 // stdout, as a web server's access log does, and blocks in that write when
 // nobody reads its stdout. With -h2c it also speaks HTTP/2 over cleartext
 // with prior knowledge, as an h2c model server (gRPC's kind) does; every
-// answer names the protocol it came over in "proto".
+// answer names the protocol it came over in "proto". With -order-log FILE
+// it appends "PID start METHOD URI" to FILE when a request arrives and
+// "PID end METHOD URI" once it has been served, before the answer is
+// written, so that a test can tell what reached which process in what
+// order; status=CODE answers with that status.
 package main
 
 import (
@@ -49,6 +53,7 @@ func main() {
 	logRequests := flag.Bool("log-requests", false, "print a line per request on stdout, as an access log")
 	healthStatus := flag.Int("health-status", http.StatusOK, "status /health answers once ready, e.g. 404 as a server without that path")
 	h2c := flag.Bool("h2c", false, "also serve HTTP/2 over cleartext (prior knowledge), besides HTTP/1.1")
+	orderLog := flag.String("order-log", "", "append a line to this file when each request arrives and when it has been served")
 	flag.Parse()
 
 	if *failStart {
@@ -85,7 +90,10 @@ func main() {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/ws", serveWebSocket)
+	order := newOrderLog(*orderLog)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		order.add("start", r)
+		defer order.add("end", r) // a handler's deferred calls run before the answer is flushed
 		if n := active.Add(1); *limit > 0 && n > *limit {
 			active.Add(-1)
 			drop(w)
@@ -120,6 +128,10 @@ func main() {
 			// Unbuffered, as Python's logging writes: a pipe nobody reads
 			// blocks this request.
 			fmt.Fprintf(os.Stdout, "fakemodel replica %d: %s %s 200 %d bytes in\n", replica, r.Method, r.URL.RequestURI(), n)
+		}
+		if code, _ := strconv.Atoi(q.Get("status")); code >= 200 && code != http.StatusOK {
+			http.Error(w, "status "+q.Get("status")+" as asked", code)
+			return
 		}
 		if size := q.Get("size"); size != "" {
 			writeSized(w, size)
@@ -233,4 +245,29 @@ func logPreface(h http.Handler, replica int, logRequests bool) http.Handler {
 		}
 		http.Error(w, "an HTTP/2 preface is not an HTTP/1 request", http.StatusBadRequest)
 	})
+}
+
+// orderLog appends a line per event to a file shared by every process; a
+// nil one records nothing.
+type orderLog struct{ f *os.File }
+
+func newOrderLog(path string) *orderLog {
+	if path == "" {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fakemodel:", err)
+		os.Exit(2)
+	}
+	return &orderLog{f: f}
+}
+
+// add appends one line in one write, which O_APPEND keeps whole among
+// other processes' lines.
+func (o *orderLog) add(event string, r *http.Request) {
+	if o == nil {
+		return
+	}
+	_, _ = fmt.Fprintf(o.f, "%d %s %s %s\n", os.Getpid(), event, r.Method, r.URL.RequestURI())
 }

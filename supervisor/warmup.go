@@ -1,0 +1,81 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/mattingctl/mattingctl/replica"
+)
+
+// warmupDefaults reads the --warmup file once, at start: a file that cannot
+// be read or is not a warm-up request stops `up` before anything starts.
+func (o *Options) warmupDefaults() error {
+	if o.WarmupCount < 0 {
+		return fmt.Errorf("--warmup-count must be at least 1, not %d", o.WarmupCount)
+	}
+	if o.WarmupCount == 0 {
+		o.WarmupCount = 1
+	}
+	if o.Warmup == "" {
+		return nil
+	}
+	w, err := replica.LoadWarmup(o.Warmup)
+	if err != nil {
+		return fmt.Errorf("--warmup %s: %w", o.Warmup, err)
+	}
+	o.warmup = w
+	return nil
+}
+
+// warmUp sends the warm-up request to inc, which has just become ready,
+// --warmup-count times one after another, before it gets any traffic. A
+// request that fails, or answers 5xx, means inc is not ready. Each request
+// is bounded by --upstream-timeout, as a client's; all of them, and the
+// readiness wait before, by --ready-timeout from the process's start.
+func (s *slot) warmUp(inc *incarnation) error {
+	w, n := s.sup.opts.warmup, s.sup.opts.WarmupCount
+	if w == nil {
+		return nil
+	}
+	readyTimeout, upstreamTimeout := s.sup.opts.ReadyTimeout, s.sup.opts.UpstreamTimeout
+	ctx, cancel := context.WithDeadline(s.ctx, inc.proc.StartedAt().Add(readyTimeout))
+	defer cancel()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(inc.port))
+	s.log.Info("replica answers; warming it up", "pid", inc.proc.Pid(), "request", w.String(), "count", n)
+	begun := time.Now()
+	for i := 1; i <= n; i++ {
+		reqCtx, cancelReq := context.WithTimeout(ctx, upstreamTimeout)
+		t := time.Now()
+		code, err := w.Send(reqCtx, addr)
+		reqErr := reqCtx.Err()
+		cancelReq()
+		if err != nil {
+			what := fmt.Sprintf("warm-up request %d of %d (%s)", i, n, w)
+			select {
+			case <-inc.proc.Done(): // it died of the request, most likely
+				return fmt.Errorf("failed its %s: %w", what, &replica.ErrExited{Exit: inc.proc.Exit()})
+			case <-time.After(100 * time.Millisecond):
+			}
+			switch {
+			case s.stopping():
+				return context.Cause(s.ctx)
+			case ctx.Err() != nil:
+				return fmt.Errorf("did not finish its warm-up within --ready-timeout %s (%s was under way)", readyTimeout, what)
+			case errors.Is(reqErr, context.DeadlineExceeded):
+				return fmt.Errorf("failed its %s: no answer within --upstream-timeout %s", what, upstreamTimeout)
+			}
+			return fmt.Errorf("failed its %s: %v", what, err)
+		}
+		if code >= 400 {
+			s.log.Warn("warm-up request answered a client error; is the --warmup file right?", "pid", inc.proc.Pid(),
+				"request", w.String(), "status", code)
+		}
+		s.log.Debug("warm-up request done", "pid", inc.proc.Pid(), "n", i, "status", code, "took", time.Since(t).Round(time.Millisecond))
+	}
+	s.log.Info("replica warmed up", "pid", inc.proc.Pid(), "requests", n, "took", time.Since(begun).Round(time.Millisecond))
+	return nil
+}
