@@ -46,7 +46,8 @@ func NewMetrics(src StatusSource) *Metrics {
 			Help: "Replica processes replaced, by reason: crash, rolling restart, memory, max-requests.",
 		}, []string{"replica", "reason"}),
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.restarts, &statusCollector{src: src}, dropCollector{src: src}, accessLogDropCollector{src: src},
+	m.reg.MustRegister(dropCounters(src)...)
+	m.reg.MustRegister(m.requests, m.duration, m.restarts, &statusCollector{src: src},
 		// mattingctl's own health, as every Go exporter shows it:
 		// go_goroutines, process_resident_memory_bytes, process_open_fds.
 		collectors.NewGoCollector(),
