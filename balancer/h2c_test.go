@@ -335,3 +335,47 @@ func TestH2CUpgradedConnectionDrainsOnShutdown(t *testing.T) {
 		t.Error("the upgraded connection closed without a GOAWAY")
 	}
 }
+
+// TestH2ClientLeavingWithFINCancelsItsStreams: an HTTP/1 client may
+// half-close after its request and still wait for the answer, but an
+// HTTP/2 connection that ends, even with a FIN, takes its streams with it:
+// the replica's request is cancelled, not served for nobody.
+func TestH2ClientLeavingWithFINCancelsItsStreams(t *testing.T) {
+	arrived, cancelled := make(chan struct{}), make(chan struct{})
+	be := newTestBackend(t, 1, func(w http.ResponseWriter, r *http.Request) {
+		close(arrived)
+		select {
+		case <-r.Context().Done():
+			close(cancelled)
+		case <-time.After(10 * time.Second):
+		}
+	})
+	bal := New(Options{MaxInflight: 4, QueueSize: 4})
+	bal.Add(be.Backend)
+	addr := serveBalancer(t, bal)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(conn, conn)
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", "x"}, {":path", "/slow"}} {
+		_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	waitClosed(t, arrived, 5*time.Second, "the request to reach the replica")
+	if err := conn.(*net.TCPConn).CloseWrite(); err != nil { // a FIN, not a reset
+		t.Fatal(err)
+	}
+	waitClosed(t, cancelled, 5*time.Second, "the replica's request to be cancelled after the HTTP/2 client left")
+}

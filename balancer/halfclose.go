@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"sync/atomic"
 )
 
@@ -65,12 +66,15 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 	return ctx
 }
 
-// requestContext returns the context to serve a request whose body has
-// been read under: unlike the request's own, it is not cancelled when the
-// client half-closes its connection. The caller must call cancel.
-func requestContext(parent context.Context) (ctx context.Context, cancel func()) {
+// requestContext returns the context to serve r under once its body has
+// been read: unlike r's own, it is not cancelled when an HTTP/1 client
+// half-closes its connection. HTTP/2 ends a request with END_STREAM, not
+// with a half-close, so there a connection's end is the client's leaving,
+// and r's own context is kept. The caller must call cancel.
+func requestContext(r *http.Request) (ctx context.Context, cancel func()) {
+	parent := r.Context()
 	tc, _ := parent.Value(connKey{}).(*trackedConn)
-	if tc == nil {
+	if tc == nil || r.ProtoMajor >= 2 {
 		return context.WithCancel(parent)
 	}
 	ctx, cancelCtx := context.WithCancel(context.WithoutCancel(parent))

@@ -103,7 +103,7 @@ func (b *Balancer) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer body.done()
-	ctx, cancel := requestContext(r.Context())
+	ctx, cancel := requestContext(r)
 	defer cancel()
 	var deadline time.Time // the end of the queue timeout, over every try
 	if b.opts.QueueTimeout > 0 {
