@@ -98,6 +98,11 @@ type Options struct {
 	// 503 before reaching a backend. An upgraded connection holds no
 	// MaxInflight slot. Zero means no cap.
 	MaxUpgraded int
+	// UpstreamH2C makes the proxy speak HTTP/2 over cleartext with prior
+	// knowledge (h2c) to the backends, as gRPC servers need, multiplexing
+	// requests over one connection per backend (upstream.go). Upgrade
+	// requests (WebSocket) are then answered 501. False means HTTP/1.1.
+	UpstreamH2C bool
 }
 
 func (o *Options) setDefaults() {
@@ -220,6 +225,9 @@ func New(opts Options) *Balancer {
 		// flight, so this costs 256 KiB per request being served.
 		WriteBufferSize: 256 << 10,
 		ReadBufferSize:  64 << 10,
+	}
+	if opts.UpstreamH2C {
+		useH2C(b.transport)
 	}
 	errLog := opts.Logger.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})
 	b.proxy = &httputil.ReverseProxy{

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"sync/atomic"
 )
 
@@ -65,12 +66,16 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 	return ctx
 }
 
-// requestContext returns the context to serve a request whose body has
-// been read under: unlike the request's own, it is not cancelled when the
-// client half-closes its connection. The caller must call cancel.
-func requestContext(parent context.Context) (ctx context.Context, cancel func()) {
+// requestContext returns the context to serve r under once its body has
+// been read: unlike r's own, it is not cancelled when an HTTP/1 client
+// half-closes its connection. An HTTP/2 stream is ended by a reset or its
+// own end flag, never by a half-close, so the end of an HTTP/2 connection
+// (a gRPC client gone) cancels its calls at once. The caller must call
+// cancel.
+func requestContext(r *http.Request) (ctx context.Context, cancel func()) {
+	parent := r.Context()
 	tc, _ := parent.Value(connKey{}).(*trackedConn)
-	if tc == nil {
+	if tc == nil || r.ProtoMajor >= 2 {
 		return context.WithCancel(parent)
 	}
 	ctx, cancelCtx := context.WithCancel(context.WithoutCancel(parent))
