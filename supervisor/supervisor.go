@@ -109,6 +109,7 @@ func New(opts Options) (*Supervisor, error) {
 		BufferDir:       opts.BufferDir,
 		ResponseBuffer:  opts.ResponseBuffer,
 		MaxUpgraded:     opts.MaxUpgraded,
+		UpstreamH2C:     opts.UpstreamProtocol == ProtocolH2C,
 	})
 	return s, nil
 }

@@ -71,7 +71,7 @@ Ctrl-C or SIGTERM stops gracefully; a second one stops at once.`,
 	fl.VarP(intFlag{&opts.Port, 1}, "port", "p", "port the proxy listens on")
 	fl.StringVar(&opts.Host, "host", "", "address the proxy listens on (default all interfaces)")
 	fl.Var(intFlag{&opts.BasePort, 0}, "base-port", "port of replica 1; replica k gets base-port+k-1 (default 0: port+1)")
-	fl.StringVar(&opts.Health, "health", "", "path a replica must answer 2xx on before it gets traffic (default: its port accepts TCP)")
+	fl.StringVar(&opts.Health, "health", "", "path a replica must answer 2xx on before it gets traffic, or grpc[:SERVICE] for the gRPC health check (default: its port accepts TCP)")
 	opts.ReadyTimeout = supervisor.DefaultReadyTimeout
 	fl.Var(durationFlag{&opts.ReadyTimeout, false}, "ready-timeout", "how long a replica may take to become ready (more than 0)")
 	opts.StopTimeout = supervisor.DefaultStopTimeout
@@ -120,6 +120,9 @@ Ctrl-C or SIGTERM stops gracefully; a second one stops at once.`,
 	opts.ResponseBuffer = balancer.DefaultResponseBuffer
 	fl.Var(&bufferSizeValue{&opts.ResponseBuffer}, "response-buffer", "read a response with a Content-Length up to SIZE from the replica ahead of a slow client, in --max-buffer, so the replica is free once it has sent it; streams pass through (0: off)")
 	fl.Var(intFlag{&opts.MaxUpgraded, 0}, "max-upgraded", "WebSocket (upgraded) connections open at once, over all replicas; past it 503. They hold no --max-inflight slot (0: no cap)")
+	opts.UpstreamProtocol = supervisor.DefaultUpstreamProtocol
+	fl.Var(choiceFlag{&opts.UpstreamProtocol, []string{supervisor.ProtocolHTTP1, supervisor.ProtocolH2C}}, "upstream-protocol",
+		"what the proxy speaks to the replicas: http1, or h2c (HTTP/2 with prior knowledge, as gRPC servers speak it)")
 	return cmd
 }
 
