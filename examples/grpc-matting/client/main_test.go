@@ -110,4 +110,3 @@ func (l countingListener) Accept() (net.Conn, error) {
 	}
 	return c, err
 }
-
