@@ -46,6 +46,7 @@ func main() {
 	limit := flag.Int64("limit", 0, "drop connections past this many concurrent requests (0: no limit)")
 	logRequests := flag.Bool("log-requests", false, "print a line per request on stdout, as an access log")
 	healthStatus := flag.Int("health-status", http.StatusOK, "status /health answers once ready, e.g. 404 as a server without that path")
+	h2cOnly := flag.Bool("h2c", false, "speak only HTTP/2 with prior knowledge (h2c), as gRPC servers do")
 	flag.Parse()
 
 	if *failStart {
@@ -133,10 +134,15 @@ func main() {
 			"served":    served.Load(),
 			"host":      r.Host,
 			"method":    r.Method,
+			"proto":     r.Proto,
 			"uptime_ms": time.Since(start).Milliseconds(),
 		})
 	})
 	srv := &http.Server{Handler: mux}
+	if *h2cOnly {
+		srv.Protocols = new(http.Protocols)
+		srv.Protocols.SetUnencryptedHTTP2(true)
+	}
 	sigs := make(chan os.Signal, 1)
 	if *ignoreTerm {
 		signal.Ignore(syscall.SIGTERM)
