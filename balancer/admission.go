@@ -94,7 +94,9 @@ func (b *Balancer) shedLocked() {
 		e := b.queue.Back()
 		w := e.Value.(*waiter)
 		wait, ok := b.predictLocked(place)
-		if !ok || w.deadline.IsZero() || !now.Add(wait).After(w.deadline) {
+		// A request whose queue timeout has passed is its own timer's to
+		// answer (a queue timeout, not a prediction).
+		if !ok || w.deadline.IsZero() || !now.Before(w.deadline) || !now.Add(wait).After(w.deadline) {
 			break
 		}
 		b.queue.Remove(e)

@@ -107,6 +107,11 @@ type Options struct {
 	// AccessLog is told of every request answered, for the access log.
 	// Nil means none.
 	AccessLog AccessLogger
+	// UpstreamH2C makes the proxy speak HTTP/2 over cleartext with prior
+	// knowledge (h2c) to the backends, as gRPC servers need, multiplexing
+	// requests over one connection per backend (upstream.go). Upgrade
+	// requests (WebSocket) are then answered 501. False means HTTP/1.1.
+	UpstreamH2C bool
 }
 
 func (o *Options) setDefaults() {
@@ -231,6 +236,9 @@ func New(opts Options) *Balancer {
 		// flight, so this costs 256 KiB per request being served.
 		WriteBufferSize: 256 << 10,
 		ReadBufferSize:  64 << 10,
+	}
+	if opts.UpstreamH2C {
+		useH2C(b.transport)
 	}
 	errLog := opts.Logger.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})
 	b.proxy = &httputil.ReverseProxy{

@@ -68,9 +68,10 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 
 // requestContext returns the context to serve r under once its body has
 // been read: unlike r's own, it is not cancelled when an HTTP/1 client
-// half-closes its connection. HTTP/2 ends a request with END_STREAM, not
-// with a half-close, so there a connection's end is the client's leaving,
-// and r's own context is kept. The caller must call cancel.
+// half-closes its connection. An HTTP/2 stream is ended by a reset or its
+// own end flag, never by a half-close, so the end of an HTTP/2 connection
+// (a gRPC client gone) cancels its calls at once. The caller must call
+// cancel.
 func requestContext(r *http.Request) (ctx context.Context, cancel func()) {
 	parent := r.Context()
 	tc, _ := parent.Value(connKey{}).(*trackedConn)

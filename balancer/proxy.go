@@ -37,8 +37,11 @@ type attempt struct {
 	// upgraded is set at a 101: the backend's slot was given back and
 	// the connection is counted in its upgraded tunnels (upgrade.go).
 	upgraded bool
-	once     sync.Once
-	log      *accessEntry // the request's, nil without an access log
+	// callDeadline is the end of a gRPC call's deadline (grpc-timeout);
+	// zero when it has none.
+	callDeadline time.Time
+	once         sync.Once
+	log          *accessEntry // the request's, nil without an access log
 }
 
 // done releases the attempt's backend, once: as soon as the backend has
@@ -82,6 +85,10 @@ func (b *Balancer) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 			acc.finish(replica, code)
 		}()
 	}
+	if b.refuseUpgradeOverH2C(w, r) {
+		code = http.StatusNotImplemented
+		return
+	}
 	if !b.admitUpgrade(w, r) {
 		code = http.StatusServiceUnavailable
 		return
@@ -99,7 +106,7 @@ func (b *Balancer) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		// connection the server reads on, to discard up to 256 KiB of it:
 		// for a second at most, not until the client sends it.
 		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(time.Second))
-		writeError(w, berr.status, berr.msg)
+		refuse(w, r, berr.status, cmp.Or(berr.grpc, grpcCodeFor(berr.status)), berr.msg)
 		return
 	}
 	defer body.done()
@@ -108,6 +115,11 @@ func (b *Balancer) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	var deadline time.Time // the end of the queue timeout, over every try
 	if b.opts.QueueTimeout > 0 {
 		deadline = time.Now().Add(b.opts.QueueTimeout)
+	}
+	// A gRPC call waits no longer than its own deadline.
+	callDeadline := grpcDeadline(r, start)
+	if !callDeadline.IsZero() && (deadline.IsZero() || callDeadline.Before(deadline)) {
+		deadline = callDeadline
 	}
 	died := false      // a backend died during this request once already
 	retries := 0       // tries after the first that count against Options.Retries
@@ -124,7 +136,7 @@ func (b *Balancer) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 			code = http.StatusServiceUnavailable
 			b.reject(reasonOf(err))
 			w.Header().Set("Retry-After", strconv.Itoa(b.retryAfter()))
-			writeError(w, code, err.Error())
+			refuse(w, r, code, grpcCodeOf(err), err.Error())
 			return
 		}
 		if try > 0 {
@@ -132,6 +144,7 @@ func (b *Balancer) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		}
 		be := a.be
 		replica, cur = be.Name, a
+		a.callDeadline = callDeadline
 		b.forward(ctx, w, r, body, a)
 		if a.err == nil {
 			code = a.code
@@ -171,7 +184,7 @@ func (b *Balancer) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 				code = http.StatusServiceUnavailable
 				b.reject(reasonQueueTimeout)
 				w.Header().Set("Retry-After", strconv.Itoa(b.retryAfter()))
-				writeError(w, code, errQueueTimeout.Error()+": the last, "+be.Name+", did not answer: "+a.err.Error())
+				refuse(w, r, code, grpcDeadlineExceeded, errQueueTimeout.Error()+": the last, "+be.Name+", did not answer: "+a.err.Error())
 				return
 			}
 			b.failed.Add(1)
@@ -180,7 +193,7 @@ func (b *Balancer) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 				code = http.StatusGatewayTimeout
 			}
 			b.failedWith(code)
-			writeError(w, code, be.Name+" did not answer: "+a.err.Error())
+			refuse(w, r, code, grpcCodeFor(code), be.Name+" did not answer: "+a.err.Error())
 			return
 		}
 		// Not be again if another has room: a busy one, or a dead one
@@ -227,6 +240,11 @@ type Observer interface {
 // nothing has been written to w and the request may be tried again.
 func (b *Balancer) forward(ctx context.Context, w http.ResponseWriter, r *http.Request, body *bufferedBody, a *attempt) {
 	defer a.done()
+	if !a.callDeadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, a.callDeadline)
+		defer cancel()
+	}
 	ctx = context.WithValue(ctx, attemptKey{}, a)
 	if body.Len() > 0 {
 		ctx = httptrace.WithClientTrace(ctx, body.trace())
@@ -291,6 +309,10 @@ func rewrite(pr *httputil.ProxyRequest) {
 	// Append to, rather than replace, what earlier proxies recorded.
 	pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
 	pr.SetXForwarded()
+	if !a.callDeadline.IsZero() {
+		// What is left of the call's deadline after its wait here.
+		pr.Out.Header.Set("Grpc-Timeout", formatGRPCTimeout(time.Until(a.callDeadline)))
+	}
 }
 
 func modifyResponse(resp *http.Response) error {

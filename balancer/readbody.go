@@ -17,6 +17,8 @@ type bodyError struct {
 	// off its upload, and gets its connection closed with no answer.
 	status int
 	msg    string
+	// grpc is the status a gRPC client gets; zero means grpcCodeFor(status).
+	grpc grpcCode
 }
 
 // readBody reads r's body whole, in memory while the memory budget has
@@ -25,7 +27,7 @@ type bodyError struct {
 func (b *Balancer) readBody(w http.ResponseWriter, r *http.Request) (*bufferedBody, *bodyError) {
 	limit := b.opts.MaxBody
 	if r.ContentLength > limit {
-		return nil, &bodyError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body of %d bytes is over the limit of %d bytes", r.ContentLength, limit)}
+		return nil, &bodyError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body of %d bytes is over the limit of %d bytes", r.ContentLength, limit), 0}
 	}
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 && len(r.TransferEncoding) == 0 {
 		return nil, nil
@@ -50,12 +52,12 @@ func (b *Balancer) readBody(w http.ResponseWriter, r *http.Request) (*bufferedBo
 	var ne net.Error
 	switch {
 	case errors.As(err, &tooLarge):
-		return nil, &bodyError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is over the limit of %d bytes", limit)}
+		return nil, &bodyError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is over the limit of %d bytes", limit), 0}
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		// Otherwise the server, before answering, reads the rest of the
 		// body to reuse the connection, with no deadline left: forever.
 		w.Header().Set("Connection", "close")
-		return nil, &bodyError{http.StatusRequestTimeout, fmt.Sprintf("client sent no body data for %s", b.opts.ClientTimeout)}
+		return nil, &bodyError{http.StatusRequestTimeout, fmt.Sprintf("client sent no body data for %s", b.opts.ClientTimeout), 0}
 	case errors.Is(err, errBuffersFull), errors.As(err, new(*bufferError)):
 		return nil, b.bufferFailed(w, r, err)
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF), errors.As(err, &ne), errors.Is(err, net.ErrClosed):
@@ -65,7 +67,7 @@ func (b *Balancer) readBody(w http.ResponseWriter, r *http.Request) (*bufferedBo
 		// What is left is the server's complaint about the framing: a
 		// malformed chunked body. The connection cannot be read further.
 		w.Header().Set("Connection", "close")
-		return nil, &bodyError{http.StatusBadRequest, "malformed request body: " + err.Error()}
+		return nil, &bodyError{http.StatusBadRequest, "malformed request body: " + err.Error(), 0}
 	}
 }
 
@@ -77,11 +79,11 @@ func (b *Balancer) bufferFailed(w http.ResponseWriter, r *http.Request, err erro
 	var be *bufferError
 	if errors.As(err, &be) {
 		b.opts.Logger.Error("cannot buffer a request body on disk", "error", be.err, "path", r.URL.Path)
-		return &bodyError{http.StatusServiceUnavailable, "cannot buffer the request body: " + be.err.Error()}
+		return &bodyError{http.StatusServiceUnavailable, "cannot buffer the request body: " + be.err.Error(), 0}
 	}
 	b.reject(reasonBuffersFull)
 	w.Header().Set("Retry-After", strconv.Itoa(b.retryAfter()))
-	return &bodyError{http.StatusServiceUnavailable, errBuffersFull.Error() + "; try again later"}
+	return &bodyError{status: http.StatusServiceUnavailable, msg: errBuffersFull.Error() + "; try again later", grpc: grpcResourceExhausted}
 }
 
 // bufferError is a failure to write a body to disk.

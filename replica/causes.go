@@ -45,7 +45,10 @@ func (p Probe) failed(err error, timeout time.Duration, callerDone bool) error {
 		return err
 	}
 	what := "connect to " + p.Addr
-	if p.Path != "" {
+	switch {
+	case p.GRPC:
+		what = "grpc health check"
+	case p.Path != "":
 		what = "GET " + p.Path
 	}
 	var cause string
@@ -54,6 +57,8 @@ func (p Probe) failed(err error, timeout time.Duration, callerDone bool) error {
 		cause = "no listener on " + p.Addr + " (connection refused)"
 	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
 		cause = fmt.Sprintf("%s: no answer within %s", what, timeout)
+	case (p.H2C || p.GRPC) && answeredHTTP1(err):
+		cause = what + ": the replica answered in HTTP/1.1, not HTTP/2 (h2c)"
 	case errors.Is(err, syscall.ECONNRESET):
 		cause = what + ": connection reset"
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):

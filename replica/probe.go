@@ -11,7 +11,8 @@ import (
 )
 
 // Probe tells whether a replica is ready for traffic: its port accepts a TCP
-// connection or, when Path is set, GET Path answers 2xx.
+// connection or, when Path is set, GET Path answers 2xx, or, with GRPC, the
+// gRPC health check answers SERVING (grpcprobe.go).
 type Probe struct {
 	// Addr is the replica's host:port.
 	Addr string
@@ -21,11 +22,24 @@ type Probe struct {
 	Timeout time.Duration
 	// Client sends the HTTP checks; nil means a client with keep-alives off.
 	Client *http.Client
+	// H2C makes the HTTP check speak HTTP/2 over cleartext with prior
+	// knowledge, for a replica that speaks nothing else.
+	H2C bool
+	// GRPC makes the check grpc.health.v1.Health/Check of GRPCService
+	// (empty: the server as a whole), over h2c; Path is not used.
+	GRPC        bool
+	GRPCService string
 }
 
-// NewProbe returns the probe for a replica on 127.0.0.1:port.
-func NewProbe(port int, path string) Probe {
-	return Probe{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Path: path}
+// NewProbe returns the probe for a replica on 127.0.0.1:port, by the
+// --health value health: a path, "grpc" or "grpc:SERVICE" (GRPCHealth), or
+// empty for a TCP connect.
+func NewProbe(port int, health string) Probe {
+	p := Probe{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Path: health}
+	if service, ok := GRPCHealth(health); ok {
+		p.Path, p.GRPC, p.GRPCService = "", true, service
+	}
+	return p
 }
 
 // Check runs the probe once. A failure's text is its cause in a few words
@@ -39,6 +53,9 @@ func (p Probe) Check(ctx context.Context) error {
 	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	if p.GRPC {
+		return p.checkGRPC(parent, ctx, timeout)
+	}
 	if p.Path == "" {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "tcp", p.Addr)
@@ -51,11 +68,7 @@ func (p Probe) Check(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	client := p.Client
-	if client == nil {
-		client = probeClient
-	}
-	resp, err := client.Do(req)
+	resp, err := p.httpClient().Do(req)
 	if err != nil {
 		return p.failed(err, timeout, ended(parent))
 	}

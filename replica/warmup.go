@@ -186,10 +186,11 @@ func (e *WarmupStatusError) Error() string {
 	return s
 }
 
-// Send sends the warm-up to the replica at addr (host:port) and reads the
-// whole answer. It returns the answer's status; a 5xx is a
+// Send sends the warm-up to the replica at addr (host:port), over h2c
+// (HTTP/2 with prior knowledge) when h2c is set, else HTTP/1.1, and reads
+// the whole answer. It returns the answer's status; a 5xx is a
 // *WarmupStatusError.
-func (w *Warmup) Send(ctx context.Context, addr string) (int, error) {
+func (w *Warmup) Send(ctx context.Context, addr string, h2c bool) (int, error) {
 	req, err := http.NewRequestWithContext(ctx, w.Method, "http://"+addr+w.Target, bytes.NewReader(w.Body))
 	if err != nil {
 		return 0, err
@@ -201,7 +202,11 @@ func (w *Warmup) Send(ctx context.Context, addr string) (int, error) {
 	if w.Host != "" {
 		req.Host = w.Host
 	}
-	resp, err := warmupClient.Do(req)
+	client := warmupClient
+	if h2c {
+		client = probeH2CClient // the same connection rules: its own, no redirects
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return 0, err
 	}

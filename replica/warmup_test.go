@@ -98,20 +98,38 @@ func TestWarmupSend(t *testing.T) {
 	defer srv.Close()
 	addr := strings.TrimPrefix(srv.URL, "http://")
 	w := &Warmup{Method: "POST", Target: "/p?a=1", Header: http.Header{"User-Agent": {"mattingctl-warmup"}}, Host: "h.local", Body: []byte("img")}
-	if code, err := w.Send(context.Background(), addr); err != nil || code != 200 {
+	if code, err := w.Send(context.Background(), addr, false); err != nil || code != 200 {
 		t.Fatalf("Send: %d %v", code, err)
 	}
 	if want := "POST /p?a=1 h.local mattingctl-warmup img"; got[0] != want {
 		t.Errorf("server got %q, want %q", got[0], want)
 	}
 	w.Target = "/p?missing=1"
-	if code, err := w.Send(context.Background(), addr); err != nil || code != 404 {
+	if code, err := w.Send(context.Background(), addr, false); err != nil || code != 404 {
 		t.Errorf("a 404: %d %v, want 404 and no error", code, err)
 	}
 	w.Target = "/p?fail=1"
-	code, err := w.Send(context.Background(), addr)
+	code, err := w.Send(context.Background(), addr, false)
 	var se *WarmupStatusError
 	if !errors.As(err, &se) || code != 500 || err.Error() != "answered 500 Internal Server Error: model not loaded at all" {
 		t.Errorf("a 500: %d %v", code, err)
+	}
+}
+
+// TestWarmupSendH2C: a replica that speaks only h2c is warmed up in h2c.
+func TestWarmupSendH2C(t *testing.T) {
+	var proto string
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { proto = r.Proto }))
+	srv.Config.Protocols = new(http.Protocols)
+	srv.Config.Protocols.SetUnencryptedHTTP2(true)
+	srv.Start()
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	w := &Warmup{Method: "GET", Target: "/"}
+	if _, err := w.Send(context.Background(), addr, false); err == nil {
+		t.Fatal("an HTTP/1.1 warm-up of an h2c-only replica succeeded; the test server is not h2c-only")
+	}
+	if code, err := w.Send(context.Background(), addr, true); err != nil || code != 200 || proto != "HTTP/2.0" {
+		t.Fatalf("h2c warm-up: %d %v over %q, want 200 over HTTP/2.0", code, err, proto)
 	}
 }

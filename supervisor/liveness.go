@@ -5,12 +5,12 @@ import (
 	"time"
 
 	"github.com/mattingctl/mattingctl/internal/control"
-	"github.com/mattingctl/mattingctl/replica"
 )
 
 // Liveness: once a replica is ready, its slot's serve loop checks it every
-// HealthInterval with the readiness check (GET Health, or a TCP connect),
-// bounded by HealthTimeout, as a Kubernetes liveness probe does. After
+// HealthInterval with the readiness check (GET Health, the gRPC health
+// check with --health grpc, or a TCP connect), bounded by HealthTimeout,
+// as a Kubernetes liveness probe does. After
 // UnhealthyAfter failures in a row the replica leaves rotation, `unhealthy`;
 // one passing check brings it back. Unhealthy for RestartUnhealthyAfter, its
 // process group is killed and it is restarted through the crash path: the
@@ -141,7 +141,7 @@ func (s *slot) startCheck(inc *incarnation, lv *liveness) {
 		return
 	}
 	lv.inFlight++
-	probe := replica.NewProbe(inc.port, s.sup.opts.Health)
+	probe := s.sup.opts.probe(inc.port)
 	probe.Timeout = s.sup.opts.HealthTimeout
 	results, ctx := lv.results, s.ctx
 	go func() { results <- probe.Check(ctx) }()

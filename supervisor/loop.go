@@ -303,7 +303,7 @@ func (s *slot) waitReady(inc *incarnation) error {
 	timeout := s.sup.opts.ReadyTimeout
 	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
-	probe := replica.NewProbe(inc.port, s.sup.opts.Health)
+	probe := s.sup.opts.probe(inc.port)
 	progress := replica.Progress{Every: readyProgressEvery, Report: func(waited time.Duration, last error) {
 		s.log.Info("replica not ready yet", "pid", inc.proc.Pid(), "port", inc.port, "waited", waited.Round(time.Second),
 			"last_check", last.Error(), "ready_timeout", timeout)

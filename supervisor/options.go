@@ -75,7 +75,9 @@ type Options struct {
 	// zero means Port+1.
 	BasePort int
 	// Health is the path a replica must answer 2xx on before it gets
-	// traffic; empty means its port accepting a connection is enough.
+	// traffic, or "grpc" or "grpc:SERVICE" for the standard gRPC health
+	// check (which needs UpstreamProtocol h2c); empty means its port
+	// accepting a connection is enough.
 	Health string
 	// ReadyTimeout bounds a replica's start, until ready; it must be more
 	// than zero (DefaultReadyTimeout is `up`'s default).
@@ -215,6 +217,9 @@ type Options struct {
 	WarmupCount int
 
 	warmup *replica.Warmup // Warmup's request, read by withDefaults
+	// UpstreamProtocol is what the proxy speaks to the replicas:
+	// ProtocolHTTP1 or ProtocolH2C. Empty means ProtocolHTTP1.
+	UpstreamProtocol string
 }
 
 // withDefaults validates o and fills in its defaults.
@@ -243,8 +248,8 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Port >= o.BasePort && o.Port < o.BasePort+o.Replicas {
 		return o, fmt.Errorf("--port %d falls among the replica ports %d-%d; choose another --base-port", o.Port, o.BasePort, o.BasePort+o.Replicas-1)
 	}
-	if o.Health != "" && !strings.HasPrefix(o.Health, "/") {
-		return o, fmt.Errorf("--health %q must be a path starting with /", o.Health)
+	if !healthValid(o.Health) {
+		return o, fmt.Errorf("--health %q must be a path starting with /, or grpc or grpc:SERVICE", o.Health)
 	}
 	if o.Policy == "" {
 		o.Policy = DefaultPolicy
@@ -320,6 +325,9 @@ func (o Options) withDefaults() (Options, error) {
 		return o, err
 	}
 	if err := o.warmupDefaults(); err != nil {
+		return o, err
+	}
+	if err := o.checkProtocol(); err != nil {
 		return o, err
 	}
 	return o, nil

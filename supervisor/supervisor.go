@@ -128,6 +128,7 @@ func New(opts Options) (*Supervisor, error) {
 		MaxUpgraded:     opts.MaxUpgraded,
 		TLS:             tlsConfig,
 		AccessLog:       alog,
+		UpstreamH2C:     opts.UpstreamProtocol == ProtocolH2C,
 	})
 	return s, nil
 }

@@ -50,7 +50,7 @@ func (s *slot) warmUp(inc *incarnation) error {
 	for i := 1; i <= n; i++ {
 		reqCtx, cancelReq := context.WithTimeout(ctx, upstreamTimeout)
 		t := time.Now()
-		code, err := w.Send(reqCtx, addr)
+		code, err := w.Send(reqCtx, addr, s.sup.opts.UpstreamProtocol == ProtocolH2C)
 		reqErr := reqCtx.Err()
 		cancelReq()
 		if err != nil {

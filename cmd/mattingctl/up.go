@@ -73,7 +73,7 @@ Ctrl-C or SIGTERM stops gracefully; a second one stops at once.`,
 	fl.VarP(intFlag{&opts.Port, 1}, "port", "p", "port the proxy listens on")
 	fl.StringVar(&opts.Host, "host", "", "address the proxy listens on (default all interfaces)")
 	fl.Var(intFlag{&opts.BasePort, 0}, "base-port", "port of replica 1; replica k gets base-port+k-1 (default 0: port+1)")
-	fl.StringVar(&opts.Health, "health", "", "path a replica must answer 2xx on before it gets traffic (default: its port accepts TCP)")
+	fl.StringVar(&opts.Health, "health", "", "path a replica must answer 2xx on before it gets traffic, or grpc[:SERVICE] for the gRPC health check (default: its port accepts TCP)")
 	opts.ReadyTimeout = supervisor.DefaultReadyTimeout
 	fl.Var(durationFlag{&opts.ReadyTimeout, false}, "ready-timeout", "how long a replica may take to become ready (more than 0)")
 	opts.StopTimeout = supervisor.DefaultStopTimeout
@@ -132,6 +132,9 @@ Ctrl-C or SIGTERM stops gracefully; a second one stops at once.`,
 	fl.StringVar(&opts.Warmup, "warmup", "", "JSON file of a request (method, path, headers, body or body_file) sent to every new replica process once ready, before it gets traffic")
 	opts.WarmupCount = 1
 	fl.Var(intFlag{&opts.WarmupCount, 1}, "warmup-count", "times the --warmup request is sent to each new process, one after another (at least 1)")
+	opts.UpstreamProtocol = supervisor.DefaultUpstreamProtocol
+	fl.Var(choiceFlag{&opts.UpstreamProtocol, []string{supervisor.ProtocolHTTP1, supervisor.ProtocolH2C}}, "upstream-protocol",
+		"what the proxy speaks to the replicas: http1, or h2c (HTTP/2 with prior knowledge, as gRPC servers speak it)")
 	return cmd
 }
 

@@ -15,6 +15,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/mattingctl/mattingctl/examples/matte"
 )
 
 // server serves the matting API.
@@ -105,7 +107,7 @@ func (s *server) process(data []byte, bg color.RGBA) ([]byte, error) {
 	}
 	var buf bytes.Buffer
 	enc := png.Encoder{CompressionLevel: png.BestSpeed}
-	if err := enc.Encode(&buf, Matte(img, bg)); err != nil {
+	if err := enc.Encode(&buf, matte.Matte(img, bg)); err != nil {
 		return nil, fmt.Errorf("encoding result png: %w", err)
 	}
 	return buf.Bytes(), nil

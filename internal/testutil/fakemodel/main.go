@@ -53,6 +53,7 @@ func main() {
 	logRequests := flag.Bool("log-requests", false, "print a line per request on stdout, as an access log")
 	healthStatus := flag.Int("health-status", http.StatusOK, "status /health answers once ready, e.g. 404 as a server without that path")
 	h2c := flag.Bool("h2c", false, "also serve HTTP/2 over cleartext (prior knowledge), besides HTTP/1.1")
+	h2cOnly := flag.Bool("h2c-only", false, "speak only HTTP/2 with prior knowledge (h2c), as gRPC servers do")
 	orderLog := flag.String("order-log", "", "append a line to this file when each request arrives and when it has been served")
 	flag.Parse()
 
@@ -148,14 +149,14 @@ func main() {
 			"served":    served.Load(),
 			"host":      r.Host,
 			"method":    r.Method,
-			"uptime_ms": time.Since(start).Milliseconds(),
 			"proto":     r.Proto,
+			"uptime_ms": time.Since(start).Milliseconds(),
 		})
 	})
 	srv := &http.Server{Handler: logPreface(mux, replica, *logRequests)}
-	if *h2c {
+	if *h2c || *h2cOnly {
 		srv.Protocols = new(http.Protocols)
-		srv.Protocols.SetHTTP1(true)
+		srv.Protocols.SetHTTP1(!*h2cOnly)
 		srv.Protocols.SetUnencryptedHTTP2(true)
 	}
 	sigs := make(chan os.Signal, 1)

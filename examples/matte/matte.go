@@ -1,4 +1,10 @@
-package main
+// Package matte is the examples' model: classical foreground/background
+// matting of a photo onto a plain background colour, in pure Go. The
+// background is modelled from the image border (k-means), each pixel's
+// colour distance to it is thresholded (Otsu, bounded by the border's own
+// noise), only what is connected to the border is kept as background, and
+// the mask is cleaned up and feathered before compositing.
+package matte
 
 import (
 	"image"
