@@ -93,7 +93,8 @@ func runModel(e *environment, o modelOptions) error {
 			if err != nil {
 				return fmt.Errorf("model (%s): %w", s.name, err)
 			}
-			fmt.Printf("round %d (%s) %s\n", round, s.name, r.line())
+			fmt.Printf("round %d (%s) ok=%d/%d throughput=%.2f/s p50=%s p99=%s wall=%s failed=[%s]\n", round, s.name, r.ok, r.total, r.throughput(),
+				r.percentile(50).Round(10*time.Millisecond), r.percentile(99).Round(10*time.Millisecond), r.wall.Round(10*time.Millisecond), counts(r.failures))
 			results[s.name] = append(results[s.name], r)
 			cpus[s.name] = placement
 		}

@@ -329,3 +329,19 @@ func TestONNXMattingRecycledByMemoryUnderLoad(t *testing.T) {
 	t.Logf("%s replaced for memory; %d requests from %d clients in %s, %d replacements, none failed; the test took %s",
 		recycled, ok, clients, time.Since(loadStart).Round(100*time.Millisecond), restarts, time.Since(testStart).Round(100*time.Millisecond))
 }
+
+// TestONNXMattingServerUnits runs the example's own unit tests (node:test):
+// request parsing, codecs, compositing, the package's resizing and
+// normalisation, configuration errors. They need no model.
+func TestONNXMattingServerUnits(t *testing.T) {
+	onnxServer(t)
+	cmd := exec.Command("node", "--test", ".")
+	cmd.Dir = onnxDir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("node --test in %s: %v\n%s", onnxDir, err, out)
+	}
+	if !strings.Contains(string(out), "# fail 0") {
+		t.Fatalf("node --test did not report # fail 0:\n%s", out)
+	}
+}
