@@ -10,6 +10,7 @@
 //	go run ./bench -scenario slowupload # a memory scenario (memory.go, also bigbodies), mattingctl alone
 //	go run ./bench -scenario hopeless   # 2,000 requests at once at one 100 ms replica (hopeless.go), mattingctl alone
 //	go run ./bench -scenario h2         # h2load: HTTP/2 and HTTP/1.1, through mattingctl and direct to a replica (h2.go)
+//	go run ./bench -scenario model      # the real model (examples/onnx-matting, model.go), mattingctl alone, run only when named
 //
 // Scenario "overload" is the original nginx setup's problem: 1000 concurrent clients, each
 // opening a new connection per request as its Python load-test client does,
@@ -104,7 +105,7 @@ func main() {
 		}
 		return
 	}
-	only := flag.String("scenario", "", "run only this scenario (overload, proxy; or, only by name, original, idleconns, slowupload, bigbodies, hopeless, h2)")
+	only := flag.String("scenario", "", "run only this scenario (overload, proxy; or, only by name, original, idleconns, slowupload, bigbodies, hopeless, h2, model)")
 	rounds := flag.Int("rounds", 3, "rounds per target; the table shows medians")
 	image := flag.String("image", "examples/sample/sample.jpg", "image whose base64 makes the original load test's payload")
 	nginxBin := flag.String("nginx", "nginx", "nginx binary")
@@ -114,9 +115,21 @@ func main() {
 	idle := idleConnsOptions{}
 	flag.IntVar(&idle.conns, "conns", 20000, "idleconns: idle client connections to open")
 	flag.IntVar(&idle.ulimit, "ulimit", 20000, "idleconns: ulimit -n mattingctl runs under")
-	flag.StringVar(&idle.bin, "mattingctl", "", "idleconns: a mattingctl binary to run instead of this tree's (to compare builds)")
+	flag.StringVar(&idle.bin, "mattingctl", "", "idleconns, model: a mattingctl binary to run instead of this tree's (to compare builds)")
 	memDuration := flag.Duration("d", 40*time.Second, "how long a memory scenario (slowupload, bigbodies) runs at most")
+	modelClientsFlag := flag.Int("clients", modelClients, "model: concurrent keep-alive clients")
 	flag.Parse()
+	if *only == "model" {
+		o := modelOptions{clients: *modelClientsFlag, requests: modelRuns, rounds: *rounds, bin: idle.bin}
+		if *requests > 0 {
+			o.requests = *requests
+		}
+		if err := withEnvironment(*nginxBin, func(e *environment) error { return runModel(e, o) }); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *only == "idleconns" {
 		if err := runIdleConns(idle); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)

@@ -1,0 +1,323 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The real model, run only when named:
+//
+//	go run ./bench -scenario model [-clients 12] [-requests 36] [-rounds 3]
+//
+// mattingctl in front of examples/onnx-matting, ISNet on onnxruntime (its
+// packages installed with `npm ci --ignore-scripts` in that directory),
+// sent the example's photo by many keep-alive clients, in four set-ups:
+// one replica with onnxruntime's default threads; two replicas, unpinned,
+// each with the default threads (one per core: they share the cores); two
+// replicas with --cpus auto (each pinned to its share, its thread count
+// set to match); and that with --max-inflight 1. Each replica serves one
+// request directly first, so that the table is about serving, not about
+// first inferences. Then the warm-up figure: the latency of the first
+// request after a rolling restart of one replica, without and with
+// --warmup. Set-ups whose flags the mattingctl binary does not know are
+// skipped with a note.
+
+const (
+	modelDir     = "examples/onnx-matting"
+	modelPhoto   = modelDir + "/astronaut.jpg"
+	modelClients = 12
+	modelRuns    = 36
+)
+
+type modelOptions struct {
+	clients, requests, rounds int
+	bin                       string // mattingctl to run; empty: this tree's
+}
+
+type modelSetup struct {
+	name, about string
+	replicas    int
+	flags       []string
+}
+
+var modelSetups = []modelSetup{
+	{"a", "1 replica, onnxruntime's default threads", 1, nil},
+	{"b", "2 replicas, unpinned, default threads", 2, nil},
+	{"c", "2 replicas, --cpus auto", 2, []string{"--cpus", "auto"}},
+	{"d", "2 replicas, --cpus auto --max-inflight 1", 2, []string{"--cpus", "auto", "--max-inflight", "1"}},
+}
+
+func runModel(e *environment, o modelOptions) error {
+	if _, err := exec.LookPath("node"); err != nil {
+		return errors.New("node is not installed (apt-get install nodejs npm)")
+	}
+	if _, err := os.Stat(filepath.Join(modelDir, "node_modules", "onnxruntime-node")); err != nil {
+		return fmt.Errorf("the example's packages are not installed: run npm ci --ignore-scripts in %s", modelDir)
+	}
+	photo, err := os.ReadFile(modelPhoto)
+	if err != nil {
+		return fmt.Errorf("reading the photo (run bench from the repository root): %w", err)
+	}
+	body, _ := json.Marshal(map[string]string{"image": base64.StdEncoding.EncodeToString(photo), "bg": "[33, 150, 242]"})
+	bin := o.bin
+	if bin == "" {
+		bin = filepath.Join(e.work, "mattingctl")
+	}
+	help, _ := exec.Command(bin, "up", "--help").CombinedOutput()
+	knows := func(flag string) bool { return bytes.Contains(help, []byte("--"+flag+" ")) }
+
+	fmt.Printf("## model: ISNet (examples/onnx-matting, the small model) behind mattingctl; %d keep-alive clients, %d requests of the %d-byte photo per run, %d rounds\n\n",
+		o.clients, o.requests, len(body), o.rounds)
+	results := map[string][]result{}
+	cpus := map[string]string{}
+	var skipped []string
+	for _, s := range modelSetups {
+		if missing := unknownFlags(s.flags, knows); missing != "" {
+			skipped = append(skipped, fmt.Sprintf("(%s) %s: skipped, this mattingctl has no %s", s.name, s.about, missing))
+			continue
+		}
+		for round := 1; round <= o.rounds; round++ {
+			r, placement, err := e.modelRun(bin, s, body, o)
+			if err != nil {
+				return fmt.Errorf("model (%s): %w", s.name, err)
+			}
+			fmt.Printf("round %d (%s) ok=%d/%d throughput=%.2f/s p50=%s p99=%s wall=%s failed=[%s]\n", round, s.name, r.ok, r.total, r.throughput(),
+				r.percentile(50).Round(10*time.Millisecond), r.percentile(99).Round(10*time.Millisecond), r.wall.Round(10*time.Millisecond), counts(r.failures))
+			results[s.name] = append(results[s.name], r)
+			cpus[s.name] = placement
+		}
+	}
+	fmt.Println()
+	fmt.Println("| set-up | mattingctl flags | answered 200 | failed | throughput (images/s) | p50 | p99 | CPUs per replica |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
+	for _, s := range modelSetups {
+		rs := results[s.name]
+		if len(rs) == 0 {
+			continue
+		}
+		flags := strings.Join(append([]string{"-r", strconv.Itoa(s.replicas)}, s.flags...), " ")
+		fmt.Printf("| (%s) %s | `%s` | %.0f of %d | %.0f | %.2f | %s | %s | %s |\n", s.name, s.about, flags,
+			median(rs, func(r result) float64 { return float64(r.ok) }), rs[0].total,
+			median(rs, func(r result) float64 { return float64(r.total - r.ok) }),
+			median(rs, func(r result) float64 { return r.throughput() }),
+			time.Duration(median(rs, func(r result) float64 { return float64(r.percentile(50)) })).Round(10*time.Millisecond),
+			time.Duration(median(rs, func(r result) float64 { return float64(r.percentile(99)) })).Round(10*time.Millisecond),
+			cpus[s.name])
+	}
+	fmt.Println("\n(medians over rounds)")
+	for _, s := range skipped {
+		fmt.Println(s)
+	}
+
+	fmt.Printf("\n## warm-up: latency of the first request after a rolling restart of 1 replica (%d rounds)\n\n", o.rounds)
+	warmFile := filepath.Join(e.work, "warmup.json")
+	if err := os.WriteFile(filepath.Join(e.work, "warmup-body.json"), body, 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(warmFile, []byte(`{"path": "/api/matting_base64", "headers": {"Content-Type": "application/json"}, "body_file": "warmup-body.json"}`+"\n"), 0o644); err != nil {
+		return err
+	}
+	fmt.Println("| mattingctl flags | first request after `mattingctl restart` | a warm request |")
+	fmt.Println("|---|---|---|")
+	for _, flags := range [][]string{nil, {"--warmup", warmFile}} {
+		if missing := unknownFlags(flags, knows); missing != "" {
+			fmt.Printf("(--warmup: skipped, this mattingctl has no %s)\n", missing)
+			continue
+		}
+		var first, warm []time.Duration
+		for round := 1; round <= o.rounds; round++ {
+			f, w, err := e.modelRestartRun(bin, flags, body)
+			if err != nil {
+				return fmt.Errorf("warm-up figure: %w", err)
+			}
+			fmt.Printf("round %d %v: first after restart %s, warm %s\n", round, flags, f.Round(10*time.Millisecond), w.Round(10*time.Millisecond))
+			first, warm = append(first, f), append(warm, w)
+		}
+		shown := "-r 1"
+		if len(flags) > 0 {
+			shown += " --warmup warmup.json"
+		}
+		fmt.Printf("| `%s` | %s | %s |\n", shown, medianDuration(first).Round(10*time.Millisecond), medianDuration(warm).Round(10*time.Millisecond))
+	}
+	fmt.Println("\n(medians over rounds)")
+	return nil
+}
+
+// unknownFlags names the flags among args (those starting with --) that
+// the binary does not know, or returns "".
+func unknownFlags(args []string, knows func(string) bool) string {
+	var missing []string
+	for _, a := range args {
+		if f, ok := strings.CutPrefix(a, "--"); ok && !knows(f) {
+			missing = append(missing, a)
+		}
+	}
+	return strings.Join(missing, ", ")
+}
+
+// modelInstance is a running mattingctl in front of the example.
+type modelInstance struct {
+	bin, home string
+	port      int
+	stop      func()
+}
+
+func (e *environment) startModel(bin string, replicas int, flags []string) (*modelInstance, error) {
+	// Room for the replicas and the successors of a rolling restart.
+	port, err := freeRange(replicas + 4)
+	if err != nil {
+		return nil, err
+	}
+	home := filepath.Join(e.work, "home-model-"+strconv.Itoa(port))
+	args := append([]string{"up", "--host", "127.0.0.1", "-p", strconv.Itoa(port), "-r", strconv.Itoa(replicas),
+		"--admin", "none", "--log-level", "warn", "--health", "/health"}, flags...)
+	args = append(args, "--", "node", filepath.Join(modelDir, "server.js"))
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "MATTINGCTL_HOME="+home)
+	logPath := filepath.Join(e.work, "mattingctl-model-"+strconv.Itoa(port)+".log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, err
+	}
+	in := &modelInstance{bin: bin, home: home, port: port, stop: func() { terminate(cmd); logf.Close() }}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		st, err := in.status()
+		if err == nil && st.ready() == replicas {
+			return in, nil
+		}
+		if time.Now().After(deadline) {
+			in.stop()
+			log, _ := os.ReadFile(logPath)
+			return nil, fmt.Errorf("%d replicas not ready within 2 minutes:\n%s", replicas, log)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+type modelStatus struct {
+	Replicas []struct {
+		Name  string `json:"name"`
+		Port  int    `json:"port"`
+		State string `json:"state"`
+		CPUs  string `json:"cpus"`
+	} `json:"replicas"`
+}
+
+func (s modelStatus) ready() int {
+	n := 0
+	for _, r := range s.Replicas {
+		if r.State == "ready" {
+			n++
+		}
+	}
+	return n
+}
+
+func (in *modelInstance) ctl(args ...string) ([]byte, error) {
+	cmd := exec.Command(in.bin, args...)
+	cmd.Env = append(os.Environ(), "MATTINGCTL_HOME="+in.home)
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("mattingctl %s: %w", strings.Join(args, " "), err)
+	}
+	return out, nil
+}
+
+func (in *modelInstance) status() (modelStatus, error) {
+	var st modelStatus
+	out, err := in.ctl("status", "--json")
+	if err != nil {
+		return st, err
+	}
+	return st, json.Unmarshal(out, &st)
+}
+
+var modelClient = &http.Client{Timeout: 5 * time.Minute}
+
+// matte sends one matting request to url and returns its latency.
+func matteOnce(url string, body []byte) (time.Duration, error) {
+	t := time.Now()
+	if kind := post(context.Background(), modelClient, url, body); kind != "" {
+		return 0, fmt.Errorf("POST %s: %s", url, kind)
+	}
+	return time.Since(t), nil
+}
+
+// modelRun starts one set-up, has every replica serve one request
+// directly, runs the load through the proxy and stops it. It returns the
+// result and the replicas' CPUs, as status shows them.
+func (e *environment) modelRun(bin string, s modelSetup, body []byte, o modelOptions) (result, string, error) {
+	in, err := e.startModel(bin, s.replicas, s.flags)
+	if err != nil {
+		return result{}, "", err
+	}
+	defer in.stop()
+	st, err := in.status()
+	if err != nil {
+		return result{}, "", err
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(st.Replicas))
+	placement := []string{}
+	for i, r := range st.Replicas {
+		placement = append(placement, r.CPUs)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = matteOnce("http://127.0.0.1:"+strconv.Itoa(r.Port)+"/api/matting_base64", body)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return result{}, "", fmt.Errorf("warming the replicas: %w", err)
+	}
+	cpus := strings.Join(placement, " / ")
+	if strings.Trim(cpus, " /") == "" {
+		cpus = "any"
+	}
+	url := "http://127.0.0.1:" + strconv.Itoa(in.port) + "/api/matting_base64"
+	return runLoad(context.Background(), url, body, o.clients, o.requests, true), cpus, nil
+}
+
+// modelRestartRun starts one replica with flags, sends it a request,
+// restarts it with `mattingctl restart` and times the first request after
+// the restart and the one after that.
+func (e *environment) modelRestartRun(bin string, flags []string, body []byte) (first, warm time.Duration, err error) {
+	in, err := e.startModel(bin, 1, flags)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer in.stop()
+	url := "http://127.0.0.1:" + strconv.Itoa(in.port) + "/api/matting_base64"
+	if _, err := matteOnce(url, body); err != nil {
+		return 0, 0, err
+	}
+	if _, err := in.ctl("restart"); err != nil {
+		return 0, 0, err
+	}
+	if first, err = matteOnce(url, body); err != nil {
+		return 0, 0, err
+	}
+	if warm, err = matteOnce(url, body); err != nil {
+		return 0, 0, err
+	}
+	return first, warm, nil
+}
