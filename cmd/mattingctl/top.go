@@ -8,8 +8,7 @@ import (
 	"os"
 	"time"
 
-	tea "github.com/charmbracelet/bubbletea"
-	"github.com/charmbracelet/lipgloss"
+	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/term"
 	"github.com/spf13/cobra"
 
@@ -82,11 +81,15 @@ func topRun(opts *topOptions) error {
 		return topFrame(opts.Out, c, opts.Name, st, at, interval, now)
 	}
 	screen := topScreen{
-		styles: newTopStyles(lipgloss.NewRenderer(opts.Out)),
+		styles: newTopStyles(),
 		footer: "q or ctrl+c: quit",
 	}
 	m := newTopModel(c, opts.Name, st, at, interval, now, screen)
-	final, err := tea.NewProgram(m, tea.WithAltScreen(), tea.WithInput(opts.In), tea.WithOutput(opts.Out)).Run()
+	popts := []tea.ProgramOption{tea.WithInput(opts.In), tea.WithOutput(opts.Out)}
+	if !isTerminal(opts.Out) { // a live screen on a pipe (tests): no terminal to say its size
+		popts = append(popts, tea.WithWindowSize(topWidth, 40))
+	}
+	final, err := tea.NewProgram(m, popts...).Run()
 	if errors.Is(err, tea.ErrInterrupted) { // SIGINT from outside the terminal: quit as Ctrl-C does
 		err = nil
 	}
@@ -106,7 +109,7 @@ func topFrame(w io.Writer, c instanceClient, name string, first control.Status, 
 	if m.err != nil {
 		return m.err
 	}
-	_, err := io.WriteString(w, m.View()+"\n")
+	_, err := io.WriteString(w, m.frame()+"\n")
 	return err
 }
 

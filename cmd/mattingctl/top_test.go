@@ -10,10 +10,8 @@ import (
 	"testing"
 	"time"
 
-	tea "github.com/charmbracelet/bubbletea"
-	"github.com/charmbracelet/lipgloss"
+	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
-	"github.com/muesli/termenv"
 
 	"github.com/mattingctl/mattingctl/internal/control"
 	"github.com/mattingctl/mattingctl/internal/testutil"
@@ -47,8 +45,6 @@ func screenOf(prev, st control.Status, s topScreen) []string {
 }
 
 func TestTopScreenFitsEightyColumns(t *testing.T) {
-	colour := lipgloss.NewRenderer(io.Discard)
-	colour.SetColorProfile(termenv.TrueColor)
 	withLatency := func(r control.ReplicaStatus) (float64, float64, bool) { return 12.5, 98765, true }
 	for _, tc := range []struct {
 		name   string
@@ -56,9 +52,9 @@ func TestTopScreenFitsEightyColumns(t *testing.T) {
 		width  int
 	}{
 		{"plain", topScreen{}, 80},
-		{"colour", topScreen{styles: newTopStyles(colour), footer: "q or ctrl+c: quit"}, 80},
-		{"latency", topScreen{latency: withLatency, styles: newTopStyles(colour)}, 80},
-		{"narrow terminal", topScreen{width: 60, styles: newTopStyles(colour)}, 60},
+		{"colour", topScreen{styles: newTopStyles(), footer: "q or ctrl+c: quit"}, 80},
+		{"latency", topScreen{latency: withLatency, styles: newTopStyles()}, 80},
+		{"narrow terminal", topScreen{width: 60, styles: newTopStyles()}, 60},
 		{"wide terminal", topScreen{width: 200}, 80},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -183,10 +179,10 @@ func TestReplicaKeysTellApartADrainingReplicaFromItsSuccessor(t *testing.T) {
 
 func TestTopModelQuitsOnQAndCtrlC(t *testing.T) {
 	m := newTopModel(&fakeClient{}, "default", topStatus(1), time.Now(), time.Second, time.Now, topScreen{})
-	for _, key := range []tea.KeyMsg{
-		{Type: tea.KeyRunes, Runes: []rune("q")},
-		{Type: tea.KeyRunes, Runes: []rune("Q")},
-		{Type: tea.KeyCtrlC},
+	for _, key := range []tea.KeyPressMsg{
+		{Code: 'q', Text: "q"},
+		{Code: 'q', ShiftedCode: 'Q', Text: "Q", Mod: tea.ModShift},
+		{Code: 'c', Mod: tea.ModCtrl},
 	} {
 		_, cmd := m.Update(key)
 		if cmd == nil {
@@ -197,7 +193,7 @@ func TestTopModelQuitsOnQAndCtrlC(t *testing.T) {
 			t.Errorf("%s does not quit", key)
 		}
 	}
-	if _, cmd := m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("x")}); cmd != nil {
+	if _, cmd := m.Update(tea.KeyPressMsg{Code: 'x', Text: "x"}); cmd != nil {
 		t.Error("x does something")
 	}
 }
@@ -242,7 +238,7 @@ func TestTopModelPollsAndStopsWhenTheInstanceGoesAway(t *testing.T) {
 	if r, _ := m.(topModel).rates.rate("1"); r != 10 {
 		t.Errorf("replica 1 at %v/s, want 10", r)
 	}
-	if view := m.View(); !strings.Contains(view, "replica-2   ready      9112      1/8   20.0") {
+	if view := m.(topModel).frame(); !strings.Contains(view, "replica-2   ready      9112      1/8   20.0") {
 		t.Errorf("view:\n%s", view)
 	}
 	c.fail(errors.New(`no mattingctl instance "gpu" is running (stale control socket at /x)`))
@@ -254,7 +250,7 @@ func TestTopModelPollsAndStopsWhenTheInstanceGoesAway(t *testing.T) {
 	if err := m.(topModel).err; err == nil || err.Error() != `instance "gpu" went away: no mattingctl instance "gpu" is running (stale control socket at /x)` {
 		t.Errorf("err = %v", err)
 	}
-	if m.View() != "" {
+	if m.(topModel).frame() != "" {
 		t.Error("a stale frame is left on the screen")
 	}
 }

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	tea "github.com/charmbracelet/bubbletea"
+	tea "charm.land/bubbletea/v2"
 
 	"github.com/mattingctl/mattingctl/internal/control"
 )
@@ -68,7 +68,7 @@ func (m topModel) poll() tea.Cmd {
 
 func (m topModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {
-	case tea.KeyMsg:
+	case tea.KeyPressMsg:
 		switch msg.String() {
 		case "q", "Q", "ctrl+c":
 			return m, tea.Quit
@@ -88,9 +88,17 @@ func (m topModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	return m, nil
 }
 
-// View draws the latest status; empty once top has stopped, so the
-// screen it leaves holds no stale frame.
-func (m topModel) View() string {
+// View draws the latest status in the alternate screen, which is left
+// when top quits.
+func (m topModel) View() tea.View {
+	v := tea.NewView(m.frame())
+	v.AltScreen = true
+	return v
+}
+
+// frame is the screen's text; empty once the instance went away, so no
+// stale frame is drawn.
+func (m topModel) frame() string {
 	if m.err != nil {
 		return ""
 	}

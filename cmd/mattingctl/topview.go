@@ -2,11 +2,12 @@ package main
 
 import (
 	"fmt"
+	"image/color"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/charmbracelet/lipgloss"
+	"charm.land/lipgloss/v2"
 	"github.com/charmbracelet/x/ansi"
 
 	"github.com/mattingctl/mattingctl/internal/control"
@@ -39,32 +40,35 @@ const sparkSuffix = 12
 
 // topStyles colour top's screen; the zero value draws plain text.
 type topStyles struct {
+	on                 bool
 	title, header, dim lipgloss.Style
 	state              map[control.State]lipgloss.Style
 }
 
-// newTopStyles colours for the terminal r draws on.
-func newTopStyles(r *lipgloss.Renderer) topStyles {
-	color := func(c string) lipgloss.Style { return r.NewStyle().Foreground(lipgloss.Color(c)) }
+// newTopStyles is top's colours. The terminal's colour profile is the
+// program's to apply: it leaves out what the terminal cannot show.
+func newTopStyles() topStyles {
+	fg := func(c color.Color) lipgloss.Style { return lipgloss.NewStyle().Foreground(c) }
 	return topStyles{
-		title:  r.NewStyle().Bold(true),
-		header: r.NewStyle().Bold(true).Reverse(true),
-		dim:    r.NewStyle().Faint(true),
+		on:     true,
+		title:  lipgloss.NewStyle().Bold(true),
+		header: lipgloss.NewStyle().Bold(true).Reverse(true),
+		dim:    lipgloss.NewStyle().Faint(true),
 		state: map[control.State]lipgloss.Style{
-			control.Ready:     color("2"), // green
-			control.Starting:  color("3"), // yellow
-			control.Draining:  color("6"), // cyan
-			control.Backoff:   color("3"),
-			control.Unhealthy: color("5"), // magenta
-			control.Failed:    color("1"), // red
-			control.Stopped:   color("8"), // grey
+			control.Ready:     fg(lipgloss.Green),
+			control.Starting:  fg(lipgloss.Yellow),
+			control.Draining:  fg(lipgloss.Cyan),
+			control.Backoff:   fg(lipgloss.Yellow),
+			control.Unhealthy: fg(lipgloss.Magenta),
+			control.Failed:    fg(lipgloss.Red),
+			control.Stopped:   fg(lipgloss.BrightBlack),
 		},
 	}
 }
 
 // render applies s to text, which is already padded to its width.
-func render(s lipgloss.Style, text string) string {
-	if text == "" {
+func (ts topStyles) render(s lipgloss.Style, text string) string {
+	if !ts.on || text == "" {
 		return text
 	}
 	return s.Render(text)
@@ -99,7 +103,7 @@ func (s topScreen) lines() []string {
 	}
 	st := s.st
 	var out []string
-	out = append(out, render(s.styles.title, fmt.Sprintf("instance %s: proxy port %d, %s, %d/%d replicas ready, up %s",
+	out = append(out, s.styles.render(s.styles.title, fmt.Sprintf("instance %s: proxy port %d, %s, %d/%d replicas ready, up %s",
 		st.Name, st.Port, st.Policy, st.Ready(), st.Desired, formatDuration(s.now.Sub(st.StartedAt)))))
 	queue := "no queue"
 	if st.QueueMax > 0 {
@@ -119,7 +123,7 @@ func (s topScreen) lines() []string {
 	for i, c := range cols {
 		titles[i] = c.title
 	}
-	out = append(out, render(s.styles.header, tableRow(cols, titles)))
+	out = append(out, s.styles.render(s.styles.header, tableRow(cols, titles)))
 	keys := replicaKeys(st.Replicas)
 	total, haveTotal := 0.0, false
 	for i, r := range st.Replicas {
@@ -138,10 +142,10 @@ func (s topScreen) lines() []string {
 			cells[8], cells[9] = formatMs(p50), formatMs(p99)
 		}
 		row := tableRow(cols, cells[:len(cols)])
-		if style, ok := s.styles.state[r.State]; ok {
+		if style, ok := s.styles.state[r.State]; ok && s.styles.on {
 			// Colour the state cell alone: it starts after the name.
 			at := cols[0].width + 1
-			row = row[:at] + render(style, row[at:at+cols[1].width]) + row[at+cols[1].width:]
+			row = row[:at] + s.styles.render(style, row[at:at+cols[1].width]) + row[at+cols[1].width:]
 		}
 		out = append(out, row)
 	}
@@ -162,7 +166,7 @@ func (s topScreen) lines() []string {
 	if haveTotal {
 		title += ", all replicas " + formatRate(total) + "/s"
 	}
-	out = append(out, render(s.styles.title, title))
+	out = append(out, s.styles.render(s.styles.title, title))
 	nameWidth := topColumns[0].width
 	sparkWidth := max(width-nameWidth-sparkSuffix-2, 8)
 	for i, r := range st.Replicas {
@@ -175,7 +179,7 @@ func (s topScreen) lines() []string {
 		out = append(out, fit(r.Name, nameWidth, false)+" "+line+strings.Repeat(" ", max(pad, 0))+" "+label)
 	}
 	if s.footer != "" {
-		out = append(out, "", render(s.styles.dim, s.footer))
+		out = append(out, "", s.styles.render(s.styles.dim, s.footer))
 	}
 
 	for i, l := range out {
