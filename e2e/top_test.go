@@ -218,3 +218,21 @@ func TestTopSaysWhenTheInstanceGoesAway(t *testing.T) {
 		t.Errorf("top without an instance: exit %d: %q; status: exit %d: %q", topCode, topErr, statusCode, statusErr)
 	}
 }
+
+func TestTopQuitsOnCtrlC(t *testing.T) {
+	in := start(t, 1, "--", fakemodel)
+	in.waitReady(1)
+	p := startTop(t, in.home)
+	testutil.WaitFor(t, 10*time.Second, "top's first screen", func() bool {
+		return strings.Contains(strings.Join(p.screen(), "\n"), "replica-1")
+	})
+	if out, err := p.run("send-keys", "-t", "top", "C-c"); err != nil {
+		t.Fatalf("tmux send-keys: %v: %s", err, out)
+	}
+	if code, left := p.wait(10 * time.Second); code != 0 || len(left) != 0 {
+		t.Errorf("top exited %d after Ctrl-C, leaving %q", code, left)
+	}
+	if alt, cursor := p.pane("#{alternate_on}"), p.pane("#{cursor_flag}"); alt != "0" || cursor != "1" {
+		t.Errorf("after top: alternate screen %s, cursor shown %s", alt, cursor)
+	}
+}

@@ -96,7 +96,10 @@ func topRun(opts *topOptions) error {
 	if err != nil {
 		return fmt.Errorf("top: %w", err)
 	}
-	return final.(topModel).err
+	if m, ok := final.(topModel); ok {
+		return m.err
+	}
+	return nil
 }
 
 // topFrame prints one plain frame for a pipe or a file: it polls once
