@@ -57,6 +57,7 @@ type runFuncs struct {
 	down    func(*downOptions) error
 	restart func(*restartOptions) error
 	logs    func(*logsOptions) error
+	top     func(*topOptions) error
 }
 
 func newRootCmd(f *factory, run runFuncs) *cobra.Command {
@@ -70,6 +71,7 @@ an embedded least-connection proxy.
 
   mattingctl up --replicas 4 -- python3 app.py
   mattingctl status
+  mattingctl top
   mattingctl scale 6
   mattingctl restart
   mattingctl down`,
@@ -88,6 +90,7 @@ an embedded least-connection proxy.
 		newDownCmd(f, g, run.down),
 		newRestartCmd(f, g, run.restart),
 		newLogsCmd(f, g, run.logs),
+		newTopCmd(f, g, run.top),
 		newVersionCmd(f),
 	)
 	suggestCommands(root)
