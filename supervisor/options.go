@@ -215,6 +215,10 @@ type Options struct {
 	WarmupCount int
 
 	warmup *replica.Warmup // Warmup's request, read by withDefaults
+	// AdminToken, when not empty, is needed as a bearer token by the
+	// dashboard's actions (scale, rolling restart), on any admin address.
+	// Empty: the actions are offered only on a loopback admin listener.
+	AdminToken string
 }
 
 // withDefaults validates o and fills in its defaults.
@@ -320,6 +324,9 @@ func (o Options) withDefaults() (Options, error) {
 		return o, err
 	}
 	if err := o.warmupDefaults(); err != nil {
+		return o, err
+	}
+	if err := o.adminTokenDefaults(); err != nil {
 		return o, err
 	}
 	return o, nil

@@ -132,6 +132,7 @@ Ctrl-C or SIGTERM stops gracefully; a second one stops at once.`,
 	fl.StringVar(&opts.Warmup, "warmup", "", "JSON file of a request (method, path, headers, body or body_file) sent to every new replica process once ready, before it gets traffic")
 	opts.WarmupCount = 1
 	fl.Var(intFlag{&opts.WarmupCount, 1}, "warmup-count", "times the --warmup request is sent to each new process, one after another (at least 1)")
+	fl.StringVar(&opts.AdminToken, "admin-token", "", "bearer token the dashboard's actions (scale, rolling restart) need, at least 16 characters; without it they are offered only on a loopback --admin")
 	return cmd
 }
 
