@@ -2,7 +2,7 @@
 // the last 15 minutes as SVG paths. No library, nothing from elsewhere.
 "use strict";
 (function () {
-  const SPAN = 900; // seconds on a chart
+  const KEEP = 900; // seconds kept, and the widest a chart gets
   const $ = (sel) => document.querySelector(sel);
   const hist = { t: [], cols: {}, spark: {} }; // the points, by column
   const COLS = ["rps_2xx", "rps_4xx", "rps_5xx", "rps_rejected", "p50_ms", "p95_ms", "p99_ms", "queued", "inflight", "capacity"];
@@ -31,7 +31,7 @@
       if (!hist.spark[name]) hist.spark[name] = new Array(before).fill(null);
     }
     for (const name of Object.keys(hist.spark)) hist.spark[name].push(...(lat[name] || new Array(n).fill(null)));
-    const drop = hist.t.length - SPAN;
+    const drop = hist.t.length - KEEP;
     if (drop > 0) {
       hist.t.splice(0, drop);
       for (const c of COLS) hist.cols[c].splice(0, drop);
@@ -40,9 +40,16 @@
     since = hist.t[hist.t.length - 1];
   }
 
+  // span is the seconds a chart covers: since the first point, at least
+  // a minute, at most 15.
+  function span(end) {
+    return hist.t.length ? Math.min(KEEP, Math.max(60, end - hist.t[0])) : 60;
+  }
+
   // pathOf draws values (null: a gap) at times ts on a w x h box whose
   // x axis ends at end and whose y axis goes up to top.
   function pathOf(ts, values, end, top, w, h) {
+    const SPAN = span(end);
     let d = "", pen = false;
     for (let i = 0; i < ts.length; i++) {
       const v = values[i];
@@ -142,6 +149,8 @@
       `${ready}/${s.desired} ready · ${s.policy} · queue ${s.queued}/${s.queue_max} · ` +
       `${s.conns} connections · ${s.rejected} rejected · ${s.failed} failed`;
     $("#summary").dataset.desired = String(s.desired);
+    const secs = span(serverTime);
+    $("#span").textContent = "−" + (secs % 60 ? duration(secs) : secs / 60 + " min");
   }
 
   function addEvents(events) {
