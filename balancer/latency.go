@@ -58,3 +58,14 @@ func (b *Balancer) Latency(bes ...*Backend) LatencyStats {
 	}
 	return st
 }
+
+// LatencyBuckets is the number of buckets of LatencyBucket: other
+// histograms of response times (the dashboard's) use the same scale.
+const LatencyBuckets = histBuckets
+
+// LatencyBucket returns the bucket, 0 to LatencyBuckets-1, of a response
+// time d: two buckets to an octave of microseconds.
+func LatencyBucket(d time.Duration) int { return bucketOf(d) }
+
+// LatencyBucketUpper returns the end of bucket i.
+func LatencyBucketUpper(i int) time.Duration { return bucketUpper(i) }

@@ -109,7 +109,7 @@ func (s *slot) run() {
 			reason, metric = inc.killedFor, inc.killedFor
 		}
 		s.log.Warn("replica exited; restarting", "pid", inc.proc.Pid(), "exit", exit.String(), "reason", reason, "uptime", uptime.Round(time.Millisecond), "restart_in", delay)
-		s.sup.event(s.name, admin.EventCrash, "pid %d %s (%s); restarting in %s", inc.proc.Pid(), exit, reason, delay)
+		s.sup.event(s.name, admin.EventCrash, "pid %d: %s, after %s up; restarting in %s", inc.proc.Pid(), reason, uptime.Round(time.Second), delay)
 		s.mu.Lock()
 		s.state = control.Backoff
 		s.restarts++
