@@ -118,21 +118,22 @@ func bucketUpper(i int) time.Duration {
 	return 2 * low
 }
 
-// rotate moves the windows and the per-second slots on to now, clearing
-// those that fall out.
+// rotate moves the per-second slots and the windows on to now, clearing
+// those that fall out. Within a second it is one division and a compare.
 func (h *latencyHist) rotate(now time.Time) {
-	since := now.Sub(histBase)
-	if e := int64(since / histWindow); e > h.epoch {
+	sec := int64(now.Sub(histBase) / time.Second)
+	if sec <= h.second {
+		return
+	}
+	for n := h.second + 1; n <= sec && n <= h.second+rateSlots; n++ {
+		h.count[n%rateSlots], h.sum[n%rateSlots] = 0, 0
+	}
+	h.second = sec
+	if e := sec / int64(histWindow/time.Second); e > h.epoch {
 		for n := h.epoch + 1; n <= e && n <= h.epoch+histWindows; n++ {
 			h.win[n%histWindows] = [histBuckets]uint32{}
 		}
 		h.epoch = e
-	}
-	if sec := int64(since / time.Second); sec > h.second {
-		for n := h.second + 1; n <= sec && n <= h.second+rateSlots; n++ {
-			h.count[n%rateSlots], h.sum[n%rateSlots] = 0, 0
-		}
-		h.second = sec
 	}
 }
 
