@@ -58,7 +58,7 @@ func (be *Backend) OldestInflight() time.Duration {
 }
 
 // LatencyP99 estimates be's 99th percentile response time over the last
-// 30 to 60 seconds. ok is false until that window holds minP99Samples
+// 50 to 60 seconds. ok is false until that window holds minP99Samples
 // responses.
 func (b *Balancer) LatencyP99(be *Backend) (p99 time.Duration, ok bool) {
 	b.mu.Lock()
@@ -68,20 +68,33 @@ func (b *Balancer) LatencyP99(be *Backend) (p99 time.Duration, ok bool) {
 
 // A latency histogram: log-scale buckets of response times, two to an
 // octave (a bucket's upper bound is at most 1.5 times its lower one, so a
-// quantile is overestimated by at most half), over two windows of
-// histWindow each: the current one and the one before. A p99 from it
-// covers the last 30 to 60 seconds, forgets a replica's slow past as
-// peak-EWMA does, and costs an index computation and an increment per
-// response, with no allocation.
+// quantile is overestimated by at most half), in histWindows windows of
+// histWindow each, the current one last: a quantile from it covers the
+// last 50 to 60 seconds and forgets a replica's slow past as peak-EWMA
+// does. Beside it, responses and their total time per second over the
+// last rateSlots seconds, for rates. A response costs two index
+// computations and four increments, under the lock release holds anyway,
+// and no allocation.
 const (
 	histBuckets   = 64 // up to 2^32 µs, about 71 minutes; slower counts as that
-	histWindow    = 30 * time.Second
+	histWindow    = 10 * time.Second
+	histWindows   = 6
+	rateSlots     = 16 // a power of two, more than rateSeconds
+	rateSeconds   = 10 // Latency's RPS is over this many whole seconds
 	minP99Samples = 20
 )
 
+// histBase anchors the window and second numbers of latencyHist; an hour
+// before clockBase, so that they are positive for any time a test makes.
+var histBase = clockBase.Add(-time.Hour)
+
 type latencyHist struct {
-	cur, prev [histBuckets]uint32
-	since     time.Time // when cur began
+	win   [histWindows][histBuckets]uint32
+	epoch int64 // the window number (time since histBase / histWindow) of the current one
+	// count and sum are per second: slot second%rateSlots holds second.
+	count  [rateSlots]uint32
+	sum    [rateSlots]time.Duration
+	second int64 // the latest second counted
 }
 
 // bucketOf returns the bucket of a response time d.
@@ -105,39 +118,67 @@ func bucketUpper(i int) time.Duration {
 	return 2 * low
 }
 
-// rotate starts a new window when the current one is over.
+// rotate moves the per-second slots and the windows on to now, clearing
+// those that fall out. Within a second it is one division and a compare.
 func (h *latencyHist) rotate(now time.Time) {
-	switch age := now.Sub(h.since); {
-	case age < histWindow:
-	case age < 2*histWindow:
-		h.prev, h.cur, h.since = h.cur, [histBuckets]uint32{}, now
-	default: // both windows are over
-		h.prev, h.cur, h.since = [histBuckets]uint32{}, [histBuckets]uint32{}, now
+	sec := int64(now.Sub(histBase) / time.Second)
+	if sec <= h.second {
+		return
+	}
+	for n := h.second + 1; n <= sec && n <= h.second+rateSlots; n++ {
+		h.count[n%rateSlots], h.sum[n%rateSlots] = 0, 0
+	}
+	h.second = sec
+	if e := sec / int64(histWindow/time.Second); e > h.epoch {
+		for n := h.epoch + 1; n <= e && n <= h.epoch+histWindows; n++ {
+			h.win[n%histWindows] = [histBuckets]uint32{}
+		}
+		h.epoch = e
 	}
 }
 
 func (h *latencyHist) observe(d time.Duration, now time.Time) {
 	h.rotate(now)
-	if i := bucketOf(d); h.cur[i] < ^uint32(0) {
-		h.cur[i]++
+	w := &h.win[h.epoch%histWindows]
+	if i := bucketOf(d); w[i] < ^uint32(0) {
+		w[i]++
+	}
+	h.count[h.second%rateSlots]++
+	h.sum[h.second%rateSlots] += d
+}
+
+// addTo adds the windows' counts into into.
+func (h *latencyHist) addTo(into *[histBuckets]uint64) {
+	for w := range h.win {
+		for i, n := range h.win[w] {
+			into[i] += uint64(n)
+		}
 	}
 }
 
 // quantile returns the upper bound of the bucket holding quantile q of
-// the responses in both windows.
+// the responses in the windows.
 func (h *latencyHist) quantile(q float64, now time.Time) (time.Duration, bool) {
 	h.rotate(now)
+	var all [histBuckets]uint64
+	h.addTo(&all)
+	return quantileOf(&all, q, minP99Samples)
+}
+
+// quantileOf returns the upper bound of the bucket holding quantile q of
+// the counts, when they add up to at least least.
+func quantileOf(counts *[histBuckets]uint64, q float64, least uint64) (time.Duration, bool) {
 	var total uint64
-	for i := range h.cur {
-		total += uint64(h.cur[i]) + uint64(h.prev[i])
+	for _, n := range counts {
+		total += n
 	}
-	if total < minP99Samples {
+	if total < max(least, 1) {
 		return 0, false
 	}
 	rank := uint64(q*float64(total) + 0.999999)
 	var seen uint64
-	for i := range h.cur {
-		seen += uint64(h.cur[i]) + uint64(h.prev[i])
+	for i, n := range counts {
+		seen += n
 		if seen >= rank {
 			return bucketUpper(i), true
 		}

@@ -112,12 +112,12 @@ func TestLatencyP99(t *testing.T) {
 	if p, _ := h.quantile(0.99, t0); p < 2*time.Second {
 		t.Errorf("p99 with over 1%% slow: %s, want about 2s", p)
 	}
-	// The samples count for two windows, then are forgotten.
-	if _, ok := h.quantile(0.99, t0.Add(histWindow+time.Second)); !ok {
-		t.Error("samples forgotten after one window")
+	// The samples count for 50 to 60 seconds, then are forgotten.
+	if _, ok := h.quantile(0.99, t0.Add(49*time.Second)); !ok {
+		t.Error("samples forgotten within 50s")
 	}
-	if _, ok := h.quantile(0.99, t0.Add(2*histWindow+2*time.Second)); ok {
-		t.Error("samples kept after two windows")
+	if _, ok := h.quantile(0.99, t0.Add(61*time.Second)); ok {
+		t.Error("samples kept after a minute")
 	}
 }
 
@@ -142,4 +142,66 @@ func BenchmarkAcquireRelease(b *testing.B) {
 			bal.release(a, time.Millisecond)
 		}
 	})
+}
+
+func TestLatencyStats(t *testing.T) {
+	bal := New(Options{})
+	be, prev := NewBackend(1, "replica-1", "127.0.0.1:1"), NewBackend(1, "replica-1", "127.0.0.1:2")
+	if st := bal.Latency(NewBackend(2, "replica-2", "127.0.0.1:3"), nil); st != (LatencyStats{}) {
+		t.Fatalf("an idle backend: %+v", st)
+	}
+	// 20 responses a second for 12 seconds, ending a second ago: 90% of
+	// 10ms on be, 10% of 1s on its predecessor.
+	now := time.Now()
+	bal.mu.Lock()
+	for s := 12; s >= 1; s-- {
+		at := now.Add(-time.Duration(s) * time.Second)
+		for i := range 20 {
+			if i < 18 {
+				be.observe(10*time.Millisecond, at)
+			} else {
+				prev.observe(time.Second, at)
+			}
+		}
+	}
+	bal.mu.Unlock()
+	st := bal.Latency(be, prev)
+	if st.Responses != 240 {
+		t.Errorf("responses in the last minute: %d, want 240", st.Responses)
+	}
+	if st.RPS < 19 || st.RPS > 21 {
+		t.Errorf("rps %.1f, want 20 (10 whole seconds of 20)", st.RPS)
+	}
+	if st.P50 < 10*time.Millisecond || st.P50 > 15*time.Millisecond {
+		t.Errorf("p50 %s, want about 10ms", st.P50)
+	}
+	if st.P99 < time.Second || st.P99 > 1500*time.Millisecond {
+		t.Errorf("p99 %s, want about 1s: the predecessor's responses count", st.P99)
+	}
+	if want := (18*10*time.Millisecond + 2*time.Second) / 20; st.LastCount != 20 || st.LastMean != want {
+		t.Errorf("last second: %d responses, mean %s; want 20, %s", st.LastCount, st.LastMean, want)
+	}
+	if st := bal.Latency(be); st.RPS < 17 || st.RPS > 19 {
+		t.Errorf("one backend alone: rps %.1f, want 18", st.RPS)
+	}
+}
+
+// The rate forgets seconds older than 10, and every slot of a long idle
+// backend is cleared.
+func TestLatencyStatsForget(t *testing.T) {
+	var h latencyHist
+	t0 := time.Now()
+	h.observe(time.Millisecond, t0)
+	h.rotate(t0.Add(20 * time.Second))
+	for i, n := range h.count {
+		if n != 0 {
+			t.Fatalf("slot %d still counts %d after 20s", i, n)
+		}
+	}
+	h.rotate(t0.Add(10 * time.Minute))
+	var all [histBuckets]uint64
+	h.addTo(&all)
+	if _, ok := quantileOf(&all, 0.5, 1); ok {
+		t.Fatal("a response counted 10 minutes later")
+	}
 }

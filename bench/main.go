@@ -11,6 +11,7 @@
 //	go run ./bench -scenario hopeless   # 2,000 requests at once at one 100 ms replica (hopeless.go), mattingctl alone
 //	go run ./bench -scenario h2         # h2load: HTTP/2 and HTTP/1.1, through mattingctl and direct to a replica (h2.go)
 //	go run ./bench -scenario model      # the real model (examples/onnx-matting, model.go), mattingctl alone, run only when named
+//	go run ./bench -scenario dashboard  # mattingctl with the dashboard closed and open, interleaved (dashboard.go)
 //
 // Scenario "overload" is the original nginx setup's problem: 1000 concurrent clients, each
 // opening a new connection per request as its Python load-test client does,
@@ -105,7 +106,7 @@ func main() {
 		}
 		return
 	}
-	only := flag.String("scenario", "", "run only this scenario (overload, proxy; or, only by name, original, idleconns, slowupload, bigbodies, hopeless, h2, model)")
+	only := flag.String("scenario", "", "run only this scenario (overload, proxy; or, only by name, original, idleconns, slowupload, bigbodies, hopeless, h2, model, dashboard)")
 	rounds := flag.Int("rounds", 3, "rounds per target; the table shows medians")
 	image := flag.String("image", "examples/sample/sample.jpg", "image whose base64 makes the original load test's payload")
 	nginxBin := flag.String("nginx", "nginx", "nginx binary")
@@ -146,6 +147,17 @@ func main() {
 
 	if *only == "h2" {
 		if err := withEnvironment(*nginxBin, runH2); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *only == "dashboard" {
+		n := *requests
+		if n == 0 {
+			n = 60000
+		}
+		if err := withEnvironment(*nginxBin, func(e *environment) error { return runDashboardCost(e, *rounds, n) }); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
 		}

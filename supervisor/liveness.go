@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/mattingctl/mattingctl/internal/admin"
 	"github.com/mattingctl/mattingctl/internal/control"
 )
 
@@ -186,11 +187,13 @@ func (s *slot) checked(inc *incarnation, lv *liveness, err error) {
 	case change == becameUnhealthy:
 		s.log.Warn("replica failed its liveness checks; out of rotation until one passes",
 			"pid", inc.proc.Pid(), "failures", lv.failures, "error", err, "restart_in", s.sup.opts.RestartUnhealthyAfter)
+		s.sup.event(s.name, admin.EventUnhealthy, "%d liveness checks failed: %v; restarting in %s unless one passes", lv.failures, err, s.sup.opts.RestartUnhealthyAfter)
 		s.sup.bal.Remove(inc.be)
 		s.set(control.Unhealthy)
 		lv.restart = time.NewTimer(s.sup.opts.RestartUnhealthyAfter)
 	case change == becameHealthy:
 		s.log.Info("replica passed a liveness check; back in rotation", "pid", inc.proc.Pid())
+		s.sup.event(s.name, admin.EventHealthy, "passed a liveness check; back in rotation")
 		lv.restart.Stop()
 		lv.restart = nil
 		// The serve loop puts it back into rotation.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mattingctl/mattingctl/balancer"
+	"github.com/mattingctl/mattingctl/internal/admin"
 	"github.com/mattingctl/mattingctl/internal/control"
 	"github.com/mattingctl/mattingctl/replica"
 )
@@ -108,6 +109,7 @@ func (s *slot) run() {
 			reason, metric = inc.killedFor, inc.killedFor
 		}
 		s.log.Warn("replica exited; restarting", "pid", inc.proc.Pid(), "exit", exit.String(), "reason", reason, "uptime", uptime.Round(time.Millisecond), "restart_in", delay)
+		s.sup.event(s.name, admin.EventCrash, "pid %d: %s, after %s up; restarting in %s", inc.proc.Pid(), reason, uptime.Round(time.Second), delay)
 		s.mu.Lock()
 		s.state = control.Backoff
 		s.restarts++
@@ -162,6 +164,7 @@ func (s *slot) launch(port int, primary bool) (*incarnation, error) {
 		s.mu.Unlock()
 	}
 	s.log.Debug("replica started", "pid", proc.Pid(), "port", port)
+	s.sup.event(s.name, admin.EventStart, "pid %d, port %d", proc.Pid(), port)
 	if err := s.waitReady(inc); err != nil {
 		_ = proc.Kill()
 		return inc, err
@@ -182,6 +185,7 @@ func (s *slot) launch(port int, primary bool) (*incarnation, error) {
 // recycling, swap in a successor and go on serving with it.
 func (s *slot) serve(inc *incarnation) (_ *incarnation, stopped bool) {
 	s.log.Info("replica ready", "pid", inc.proc.Pid(), "port", inc.port)
+	s.sup.event(s.name, admin.EventReady, "pid %d, port %d", inc.proc.Pid(), inc.port)
 	recycle := time.NewTicker(recycleInterval)
 	defer recycle.Stop()
 	var health <-chan time.Time // nil: liveness checks are off
@@ -270,6 +274,7 @@ func (s *slot) serve(inc *incarnation) (_ *incarnation, stopped bool) {
 func (s *slot) recheck(inc *incarnation) (done, stopped bool) {
 	s.set(control.Starting)
 	s.log.Warn("replica failed a request; out of rotation until it passes a readiness check", "pid", inc.proc.Pid())
+	s.sup.event(s.name, admin.EventUnhealthy, "failed a request; out of rotation until a readiness check passes")
 	if err := s.waitReady(inc); err != nil {
 		s.sup.bal.Remove(inc.be) // no longer ejected: gone
 		if s.stopping() {
@@ -280,6 +285,7 @@ func (s *slot) recheck(inc *incarnation) (done, stopped bool) {
 		return true, false
 	}
 	s.log.Info("replica back in rotation", "pid", inc.proc.Pid())
+	s.sup.event(s.name, admin.EventHealthy, "passed a readiness check; back in rotation")
 	return false, false
 }
 
@@ -340,4 +346,5 @@ func (s *slot) stopProcess(ctx context.Context, proc *replica.Process, why strin
 	s.mu.Unlock()
 	s.sup.stateChanged()
 	s.log.Info("replica stopped", "pid", proc.Pid(), "exit", proc.Exit().String(), "reason", why)
+	s.sup.event(s.name, admin.EventStopped, "pid %d %s (%s)", proc.Pid(), proc.Exit(), why)
 }

@@ -220,6 +220,10 @@ type Options struct {
 	// UpstreamProtocol is what the proxy speaks to the replicas:
 	// ProtocolHTTP1 or ProtocolH2C. Empty means ProtocolHTTP1.
 	UpstreamProtocol string
+	// AdminToken, when not empty, is needed as a bearer token by the
+	// dashboard's actions (scale, rolling restart), on any admin address.
+	// Empty: the actions are offered only on a loopback admin listener.
+	AdminToken string
 }
 
 // withDefaults validates o and fills in its defaults.
@@ -328,6 +332,9 @@ func (o Options) withDefaults() (Options, error) {
 		return o, err
 	}
 	if err := o.checkProtocol(); err != nil {
+		return o, err
+	}
+	if err := o.adminTokenDefaults(); err != nil {
 		return o, err
 	}
 	return o, nil

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/mattingctl/mattingctl/internal/admin"
 	"github.com/mattingctl/mattingctl/internal/control"
 )
 
@@ -20,6 +21,7 @@ func (s *slot) successor(inc *incarnation, reason string) (*incarnation, error) 
 		return nil, err
 	}
 	s.log.Info("replacing replica", "reason", reason, "pid", inc.proc.Pid(), "successor_port", port)
+	s.sup.event(s.name, admin.EventRestart, "%s: replacing pid %d with a successor on port %d", reason, inc.proc.Pid(), port)
 	next, err := s.launch(port, false)
 	if err != nil {
 		if next != nil {

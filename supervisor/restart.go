@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/mattingctl/mattingctl/internal/admin"
 	"github.com/mattingctl/mattingctl/internal/control"
 )
 
@@ -36,13 +37,16 @@ func (s *Supervisor) RollingRestart(ctx context.Context) (control.RestartResult,
 	}
 	slots := s.active()
 	s.log.Info("rolling restart", "replicas", len(slots))
+	s.event("", admin.EventRolling, "started: %d replicas", len(slots))
 	for _, sl := range slots {
 		if err := s.restartSlot(ctx, sl, ReasonRolling, &res); err != nil {
 			res.Error = err.Error()
 			s.log.Error("rolling restart stopped", "replica", sl.name, "error", err)
+			s.event(sl.name, admin.EventRolling, "stopped: %v", err)
 			return res, nil
 		}
 	}
 	s.log.Info("rolling restart done", "replaced", len(res.Replaced))
+	s.event("", admin.EventRolling, "done: %d replaced", len(res.Replaced))
 	return res, nil
 }

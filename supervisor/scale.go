@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/mattingctl/mattingctl/internal/admin"
 	"github.com/mattingctl/mattingctl/internal/control"
 )
 
@@ -79,6 +80,7 @@ func (s *Supervisor) Scale(ctx context.Context, n int) (control.ScaleResult, err
 	s.desired = n
 	s.mu.Unlock()
 	s.log.Info("scaling", "from", from, "to", n)
+	s.event("", admin.EventScale, "%d -> %d replicas", from, n)
 	// Failed replicas are not retried on their own: a scale that keeps
 	// them starts them afresh.
 	revived := s.reviveFailed(min(n, from))

@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/mattingctl/mattingctl/balancer"
+	"github.com/mattingctl/mattingctl/internal/admin"
 	"github.com/mattingctl/mattingctl/internal/control"
 	"github.com/mattingctl/mattingctl/replica"
 )
@@ -225,6 +226,7 @@ func (s *slot) stopCause() string {
 
 func (s *slot) fail(err error) {
 	s.log.Error("replica failed", "error", err)
+	s.sup.event(s.name, admin.EventFailed, "%v", err)
 	s.mu.Lock()
 	s.state, s.err = control.Failed, err
 	s.mu.Unlock()
@@ -269,7 +271,9 @@ func (s *slot) status() control.ReplicaStatus {
 		be = inc.be // retire swaps it, under s.mu
 	}
 	var oldest time.Duration
+	var prevBe *balancer.Backend
 	if s.prev != nil { // draining after a replace: its requests count too
+		prevBe = s.prev.be
 		oldest = s.prev.be.OldestInflight()
 		st.Inflight += s.prev.be.InFlight()
 		st.Upgraded += s.prev.be.Upgraded()
@@ -290,6 +294,7 @@ func (s *slot) status() control.ReplicaStatus {
 		st.Port = s.sup.homePort(s.id)
 	}
 	st.OldestInflightMs = oldest.Milliseconds()
+	st.RPS, st.P50Ms, st.P99Ms = s.sup.latency(be, prevBe)
 	if running {
 		st.Pid = inc.proc.Pid()
 		t := inc.proc.StartedAt().UTC()

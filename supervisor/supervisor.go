@@ -31,6 +31,7 @@ type Supervisor struct {
 	out     *replica.Output
 	bal     *balancer.Balancer
 	metrics *admin.Metrics
+	history *admin.History   // the dashboard's charts and timeline
 	usage   *replica.Sampler // CPU and memory of every replica, one scan for all
 	alog    *accesslog.Log   // nil when off
 	started time.Time
@@ -95,6 +96,7 @@ func New(opts Options) (*Supervisor, error) {
 		s.starting = make(chan struct{}, opts.StartConcurrency)
 	}
 	s.metrics = admin.NewMetrics(s)
+	s.history = admin.NewHistory(s.metrics)
 	s.alog = newAccessLog(opts)
 	var alog balancer.AccessLogger // a nil *accesslog.Log would not be a nil interface
 	if s.alog != nil {
@@ -224,7 +226,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	proxyDone := make(chan error, 1)
 	go func() { proxyDone <- s.bal.Serve(ln) }()
 	ctl.Start(s, s.log)
+	adm.SetDashboard(s.dashboard())
 	adm.Start(s, s.metrics.Handler(), s.log)
+	defer s.startSampling()()
 	if err := s.waitInitial(initial); err != nil {
 		s.stop(proxyDone)
 		if errors.Is(err, errStoppedEarly) {

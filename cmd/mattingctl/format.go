@@ -26,7 +26,7 @@ func writeStatus(w io.Writer, st control.Status, now time.Time) error {
 		upgraded = upgraded || r.Upgraded != 0
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	header := "REPLICA\tPORT\tPID\tSTATE\tUPTIME\tRESTARTS\tLAST RESTART\tINFLIGHT\tREQUESTS\tERRORS\tCPU\tRSS"
+	header := "REPLICA\tPORT\tPID\tSTATE\tUPTIME\tRESTARTS\tLAST RESTART\tINFLIGHT\tREQUESTS\tERRORS\tRPS\tP50\tP99\tCPU\tRSS"
 	if upgraded { // WebSocket tunnels, shown once there are any
 		header += "\tUPGRADED"
 	}
@@ -58,8 +58,9 @@ func writeStatus(w io.Writer, st control.Status, now time.Time) error {
 		if reason == "" {
 			reason = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%d\t%s\t%s",
-			r.Name, r.Port, pid, r.State, uptime, r.Restarts, reason, inflight, r.Requests, r.Errors, cpu, rss)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%d\t%.1f\t%s\t%s\t%s\t%s",
+			r.Name, r.Port, pid, r.State, uptime, r.Restarts, reason, inflight, r.Requests, r.Errors,
+			r.RPS, formatMs(r.P50Ms), formatMs(r.P99Ms), cpu, rss)
 		if upgraded {
 			fmt.Fprintf(tw, "\t%d", r.Upgraded)
 		}
@@ -124,6 +125,23 @@ func formatDuration(d time.Duration) string {
 		return fmt.Sprintf("%dh%dm", int(d.Hours()), int(d.Minutes())%60)
 	default:
 		return fmt.Sprintf("%dd%dh", int(d.Hours())/24, int(d.Hours())%24)
+	}
+}
+
+// formatMs renders a latency in milliseconds compactly: 850us, 12ms,
+// 1.5s; "-" for 0, which means no responses.
+func formatMs(ms float64) string {
+	switch {
+	case ms <= 0:
+		return "-"
+	case ms < 1:
+		return fmt.Sprintf("%.0fus", ms*1000)
+	case ms < 10:
+		return fmt.Sprintf("%.1fms", ms)
+	case ms < 1000:
+		return fmt.Sprintf("%.0fms", ms)
+	default:
+		return fmt.Sprintf("%.1fs", ms/1000)
 	}
 }
 

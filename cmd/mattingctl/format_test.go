@@ -85,7 +85,8 @@ func TestWriteStatus(t *testing.T) {
 		Name: "default", Port: 9110, Pid: 42, Desired: 2, Command: []string{"python3", "app.py"},
 		Policy: "least_conn", StartedAt: now.Add(-time.Hour), Queued: 3, QueueMax: 1024, Rejected: 7, Retried: 2, Failed: 1,
 		Replicas: []control.ReplicaStatus{
-			{ID: 1, Name: "replica-1", Port: 9111, Pid: 100, State: "ready", Inflight: 3, MaxInflight: 8, Requests: 1200, CPUPercent: 87.5, RSSBytes: 300 << 20, StartedAt: &started},
+			{ID: 1, Name: "replica-1", Port: 9111, Pid: 100, State: "ready", Inflight: 3, MaxInflight: 8, Requests: 1200, CPUPercent: 87.5, RSSBytes: 300 << 20, StartedAt: &started,
+				RPS: 41.25, P50Ms: 12.288, P99Ms: 1536},
 			{ID: 2, Name: "replica-2", Port: 9112, State: "failed", Restarts: 5, LastRestart: "crash: exit code 1", Error: "replica-2 crashed 6 times in a row"},
 		},
 	}
@@ -97,9 +98,9 @@ func TestWriteStatus(t *testing.T) {
 command: python3 app.py
 queue: 3 waiting (max 1024); rejected 7, retried 2, failed 1
 
-REPLICA    PORT  PID  STATE   UPTIME  RESTARTS  LAST RESTART        INFLIGHT  REQUESTS  ERRORS  CPU    RSS
-replica-1  9111  100  ready   1m30s   0         -                   3/8       1200      0       87.5%  300MiB
-replica-2  9112  -    failed  -       5         crash: exit code 1  0         0         0       -      -
+REPLICA    PORT  PID  STATE   UPTIME  RESTARTS  LAST RESTART        INFLIGHT  REQUESTS  ERRORS  RPS   P50   P99   CPU    RSS
+replica-1  9111  100  ready   1m30s   0         -                   3/8       1200      0       41.2  12ms  1.5s  87.5%  300MiB
+replica-2  9112  -    failed  -       5         crash: exit code 1  0         0         0       0.0   -     -     -      -
 replica-2 failed: replica-2 crashed 6 times in a row
 `
 	if b.String() != want {
@@ -128,9 +129,9 @@ func TestWriteStatusUpgraded(t *testing.T) {
 command: python3 app.py
 queue: 0 waiting (max 1024); rejected 0, retried 0, failed 0
 
-REPLICA    PORT  PID  STATE  UPTIME  RESTARTS  LAST RESTART  INFLIGHT  REQUESTS  ERRORS  CPU   RSS  UPGRADED
-replica-1  9111  100  ready  1m30s   0         -             1/8       21        0       0.0%  0B   20
-replica-2  9112  101  ready  1m30s   0         -             0/8       3         0       0.0%  0B   0
+REPLICA    PORT  PID  STATE  UPTIME  RESTARTS  LAST RESTART  INFLIGHT  REQUESTS  ERRORS  RPS  P50  P99  CPU   RSS  UPGRADED
+replica-1  9111  100  ready  1m30s   0         -             1/8       21        0       0.0  -    -    0.0%  0B   20
+replica-2  9112  101  ready  1m30s   0         -             0/8       3         0       0.0  -    -    0.0%  0B   0
 `
 	if b.String() != want {
 		t.Errorf("status table:\n%s\nwant:\n%s", b.String(), want)

@@ -245,22 +245,6 @@ func formatCPU(p float64) string {
 	return strconv.FormatFloat(p, 'f', 0, 64) + "%"
 }
 
-// formatMs renders a latency in milliseconds in at most 6 columns.
-func formatMs(ms float64) string {
-	switch {
-	case ms < 9.95:
-		return strconv.FormatFloat(ms, 'f', 1, 64) + "ms"
-	case ms < 999.5:
-		return strconv.FormatFloat(ms, 'f', 0, 64) + "ms"
-	case ms < 9995:
-		return strconv.FormatFloat(ms/1000, 'f', 2, 64) + "s"
-	case ms < 99950:
-		return strconv.FormatFloat(ms/1000, 'f', 1, 64) + "s"
-	default:
-		return strconv.FormatFloat(ms/1000, 'f', 0, 64) + "s"
-	}
-}
-
 // compactBytes renders n in binary units in at most 6 columns: 512B,
 // 1.5KiB, 210MiB, 3.2GiB.
 func compactBytes(n uint64) string {

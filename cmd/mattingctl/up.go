@@ -135,6 +135,7 @@ Ctrl-C or SIGTERM stops gracefully; a second one stops at once.`,
 	opts.UpstreamProtocol = supervisor.DefaultUpstreamProtocol
 	fl.Var(choiceFlag{&opts.UpstreamProtocol, []string{supervisor.ProtocolHTTP1, supervisor.ProtocolH2C}}, "upstream-protocol",
 		"what the proxy speaks to the replicas: http1, or h2c (HTTP/2 with prior knowledge, as gRPC servers speak it)")
+	fl.StringVar(&opts.AdminToken, "admin-token", "", "bearer token the dashboard's actions (scale, rolling restart) need, at least 16 characters; without it they are offered only on a loopback --admin")
 	return cmd
 }
 

@@ -4,6 +4,7 @@
 //	/livez    200 while the instance is responsive (a crashed replica does not fail it)
 //	/readyz   200 while at least the minimum of replicas are ready; 503 once stopping
 //	/metrics  Prometheus text
+//	/         the dashboard (dashboard.go), when set
 package admin
 
 import (
@@ -53,6 +54,7 @@ type Server struct {
 	srv    *http.Server
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the heartbeat has stopped
+	dash   *dashboard    // nil: no dashboard
 }
 
 // Listen binds the admin listener to addr (HOST:PORT); "none" returns a
@@ -82,6 +84,17 @@ func (a *Server) Addr() string {
 	return a.ln.Addr().String()
 }
 
+// SetDashboard serves d at / from Start on. Its actions are offered
+// without a token only when the listener's own address is a loopback one,
+// whoever connects.
+func (a *Server) SetDashboard(d Dashboard) {
+	if a == nil {
+		return
+	}
+	tcp, ok := a.ln.Addr().(*net.TCPAddr)
+	a.dash = &dashboard{Dashboard: d, loopback: ok && tcp.IP.IsLoopback()}
+}
+
 // Start serves the endpoints in the background until Close.
 func (a *Server) Start(src Source, metrics http.Handler, log hclog.Logger) {
 	if a == nil {
@@ -94,7 +107,11 @@ func (a *Server) Start(src Source, metrics http.Handler, log hclog.Logger) {
 		defer close(a.done)
 		hb.run(ctx, src, HeartbeatInterval)
 	}()
-	a.srv = &http.Server{Handler: handler(src, metrics, hb), ReadHeaderTimeout: 10 * time.Second}
+	mux := handler(src, metrics, hb)
+	if a.dash != nil {
+		a.dash.routes(mux)
+	}
+	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := a.srv.Serve(a.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("admin listener stopped", "error", err)
@@ -155,7 +172,7 @@ func (h *heartbeat) stale() time.Duration {
 }
 
 // handler serves /livez, /readyz and, when metrics is not nil, /metrics.
-func handler(src Source, metrics http.Handler, hb *heartbeat) http.Handler {
+func handler(src Source, metrics http.Handler, hb *heartbeat) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) {
 		if age := hb.stale(); age > 0 {

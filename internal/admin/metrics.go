@@ -25,6 +25,7 @@ type Metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	restarts *prometheus.CounterVec
+	live     live // the dashboard's counts
 }
 
 // NewMetrics returns the metrics of the instance whose status src gives.
@@ -60,6 +61,7 @@ func NewMetrics(src StatusSource) *Metrics {
 func (m *Metrics) Observe(replica string, code int, d time.Duration) {
 	m.requests.WithLabelValues(replica, strconv.Itoa(code)).Inc()
 	m.duration.WithLabelValues(replica).Observe(d.Seconds())
+	m.live.observe(replica, code, d)
 }
 
 // Restarted counts a replica process replaced for reason.

@@ -117,6 +117,14 @@ type ReplicaStatus struct {
 	// CPUs lists the CPUs the replica's processes are pinned to, as
 	// taskset -c writes them ("0-3"); empty when not pinned.
 	CPUs string `json:"cpus,omitempty"`
+	// RPS is the replica's responses per second over the last 10
+	// seconds. P50Ms and P99Ms are the median and 99th percentile of its
+	// response times over the last minute, in milliseconds (upper bounds
+	// of log-scale buckets, at most 1.5 times the true value); 0 when it
+	// answered nothing in that minute.
+	RPS   float64 `json:"rps"`
+	P50Ms float64 `json:"p50_ms"`
+	P99Ms float64 `json:"p99_ms"`
 }
 
 // ScaleResult is what a scale call changed.

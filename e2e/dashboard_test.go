@@ -1,0 +1,242 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/mattingctl/mattingctl/internal/testutil"
+)
+
+// screenshotEnv names a file: TestDashboardInBrowser saves a PNG of the
+// page there, after a minute under load (docs/dashboard.png is one).
+const screenshotEnv = "MATTINGCTL_SCREENSHOT"
+
+// needChromium returns the path of a Chromium or Chrome, or skips t (fails
+// it under MATTINGCTL_REQUIRE_E2E).
+func needChromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if _, err := exec.LookPath(name); err == nil {
+			return needTool(t, name, "chromium")
+		}
+	}
+	return needTool(t, "chromium", "chromium")
+}
+
+// browser starts a headless Chromium for t, closed when t ends, and
+// returns a context to run actions in.
+func browser(t *testing.T, bin string) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox, chromedp.Headless,
+		chromedp.DisableGPU, chromedp.WindowSize(1400, 1100), chromedp.UserDataDir(t.TempDir()))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() {
+		cancel()
+		cancelAlloc() // waits for the browser to exit
+	})
+	return ctx
+}
+
+// js evaluates expr in the page.
+func js[T any](t *testing.T, ctx context.Context, expr string) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		t.Fatalf("evaluating %s: %v", expr, err)
+	}
+	return v
+}
+
+// requestsTotal sums mattingctl_requests_total from /metrics.
+func requestsTotal(t *testing.T, admin string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0.0
+	for _, m := range families["mattingctl_requests_total"].GetMetric() {
+		total += m.GetCounter().GetValue()
+	}
+	return total
+}
+
+// TestDashboardInBrowser drives the dashboard in headless Chromium against
+// an instance under load: a row per replica, a request rate that agrees
+// with /metrics, a kill -9 in the timeline within 3 s, and the scale-up
+// button adding a replica.
+func TestDashboardInBrowser(t *testing.T) {
+	chrome := needChromium(t)
+	in := start(t, 2, "--health", "/health", "--", fakemodel, "-service", "5ms")
+	st := in.waitReady(2)
+	load := startLoad(in.url("/"), 8)
+	defer load.finish()
+	ctx := browser(t, chrome)
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+st.Admin+"/")); err != nil {
+		t.Fatal(err)
+	}
+	rows := `document.querySelectorAll("#replicas tbody tr[data-replica]").length`
+	testutil.WaitFor(t, 10*time.Second, "a row per replica", func() bool { return js[int](t, ctx, rows) == 2 })
+	for _, name := range []string{"replica-1", "replica-2"} {
+		if got := js[string](t, ctx, `document.querySelector('tr[data-replica="`+name+`"]').dataset.state`); got != "ready" {
+			t.Errorf("%s's row says %q, want ready", name, got)
+		}
+	}
+
+	// The request-rate chart's latest point against /metrics over the
+	// seconds before it.
+	latest := func() (v float64, at int64) {
+		s := js[string](t, ctx, `(d => d.latest + " " + d.latestT)(document.getElementById("chart-rps").dataset)`)
+		if _, err := fmt.Sscan(s, &v, &at); err != nil {
+			return 0, 0
+		}
+		return v, at
+	}
+	testutil.WaitFor(t, 10*time.Second, "the rate chart to show a point under load", func() bool { v, _ := latest(); return v > 0 })
+	c0, t0 := requestsTotal(t, st.Admin), time.Now()
+	_, from := latest()
+	testutil.WaitFor(t, 10*time.Second, "5 more points on the rate chart", func() bool { _, at := latest(); return at >= from+5 })
+	c1, t1 := requestsTotal(t, st.Admin), time.Now()
+	shown, _ := latest()
+	rate := (c1 - c0) / t1.Sub(t0).Seconds()
+	if math.Abs(shown-rate) > 0.2*rate {
+		t.Errorf("the rate chart shows %.1f/s, /metrics says %.1f/s over the same seconds: more than 20%% apart", shown, rate)
+	}
+	t.Logf("rate chart %.1f/s, /metrics %.1f/s", shown, rate)
+
+	// kill -9 of replica-1: in the timeline within 3 s.
+	victim := in.status().Replicas[0]
+	if err := syscall.Kill(victim.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	crash := `document.querySelectorAll('#events li[data-kind="crash"][data-replica="replica-1"]').length`
+	testutil.WaitFor(t, 3*time.Second, "replica-1's crash in the event timeline", func() bool { return js[int](t, ctx, crash) > 0 })
+	if d := js[string](t, ctx, `document.querySelector('#events li[data-kind="crash"] .detail').textContent`); !strings.Contains(d, "signal killed") {
+		t.Errorf("the crash event says %q, want the exit (signal killed)", d)
+	}
+	in.waitReady(2)
+
+	// The scale-up button adds a replica.
+	testutil.WaitFor(t, 5*time.Second, "the scale-up button", func() bool {
+		return js[bool](t, ctx, `!document.getElementById("actions").hidden && !document.getElementById("scale-up").disabled`)
+	})
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#scale-up"), chromedp.NodeVisible)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 15*time.Second, "a third replica, ready, on the page", func() bool {
+		return js[int](t, ctx, `document.querySelectorAll('#replicas tbody tr[data-state="ready"]').length`) == 3
+	})
+	if st := in.status(); st.Desired != 3 || st.Ready() != 3 {
+		t.Errorf("after scale-up: desired %d, ready %d; want 3, 3", st.Desired, st.Ready())
+	}
+	if got := js[string](t, ctx, `document.getElementById("action-result").textContent`); got != "scaled 2 → 3" {
+		t.Errorf("the page says %q after scaling up", got)
+	}
+
+	if path := os.Getenv(screenshotEnv); path != "" {
+		// Enough history for the charts to show their shape.
+		testutil.WaitFor(t, 90*time.Second, "a minute of history", func() bool {
+			return js[int](t, ctx, `document.querySelectorAll("#chart-rps path")[0].getAttribute("d").split("L").length`) >= 60
+		})
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot in %s", path)
+	}
+}
+
+// post sends an action as a script would, with the action header and,
+// if not empty, a bearer token.
+func postAction(t *testing.T, url, body, token string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Mattingctl-Action", "1")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestDashboardActionsNeedTokenOffLoopback: with the admin listener on
+// 0.0.0.0 and no token, the actions answer 403 even to a client on
+// 127.0.0.1 (the listener's address decides) and the page does not offer
+// them; reading stays open. With --admin-token they need it.
+func TestDashboardActionsNeedTokenOffLoopback(t *testing.T) {
+	port := testutil.FreePort(t)
+	admin := "0.0.0.0:" + strconv.Itoa(port)
+	in := start(t, 1, "--admin", admin, "--", fakemodel)
+	in.waitReady(1)
+	base := "http://127.0.0.1:" + strconv.Itoa(port)
+	for _, path := range []string{"/api/scale", "/api/restart"} {
+		if code, body := postAction(t, base+path, `{"replicas": 2}`, ""); code != http.StatusForbidden {
+			t.Errorf("POST %s on %s without a token: %d %s, want 403", path, admin, code, body)
+		}
+	}
+	if st := in.status(); st.Desired != 1 || st.Replicas[0].Restarts != 0 {
+		t.Errorf("a refused action acted: %+v", st)
+	}
+	resp, err := http.Get(base + "/api/dashboard")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var state struct {
+		Actions struct {
+			Offered bool `json:"offered"`
+		} `json:"actions"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&state)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 || state.Actions.Offered {
+		t.Errorf("GET /api/dashboard: %d, actions %+v, %v; want 200 and none offered", resp.StatusCode, state.Actions, err)
+	}
+	in.ctl("down")
+	in.wait(30 * time.Second)
+
+	const token = "e2e-token-0123456789"
+	in = start(t, 1, "--admin", admin, "--admin-token", token, "--", fakemodel)
+	in.waitReady(1)
+	if code, _ := postAction(t, base+"/api/scale", `{"replicas": 2}`, "wrong-token-0123456789"); code != http.StatusUnauthorized {
+		t.Errorf("a wrong token: %d, want 401", code)
+	}
+	if code, body := postAction(t, base+"/api/scale", `{"replicas": 2}`, token); code != 200 {
+		t.Errorf("with the token: %d %s", code, body)
+	}
+	if st := in.status(); st.Desired != 2 {
+		t.Errorf("desired %d after a scale with the token, want 2", st.Desired)
+	}
+}

@@ -1,0 +1,233 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mattingctl/mattingctl/internal/control"
+)
+
+// fakeInstance records the actions asked of it.
+type fakeInstance struct {
+	mu       sync.Mutex
+	desired  int
+	restarts int
+}
+
+func (f *fakeInstance) Status() control.Status {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return control.Status{Name: "test", Desired: f.desired, Replicas: []control.ReplicaStatus{{ID: 1, Name: "replica-1", State: control.Ready, RPS: 12.5}}}
+}
+
+func (f *fakeInstance) Scale(_ context.Context, n int) (control.ScaleResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n < 0 {
+		return control.ScaleResult{}, errors.New("replica count must not be negative")
+	}
+	res := control.ScaleResult{Name: "test", From: f.desired, To: n}
+	f.desired = n
+	return res, nil
+}
+
+func (f *fakeInstance) RollingRestart(context.Context) (control.RestartResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.restarts++
+	return control.RestartResult{Name: "test"}, nil
+}
+
+func dashboardMux(inst *fakeInstance, loopback bool, token string) *http.ServeMux {
+	mux := http.NewServeMux()
+	d := &dashboard{Dashboard: Dashboard{History: NewHistory(NewMetrics(&fakeSource{})), Instance: inst, Token: token}, loopback: loopback}
+	d.routes(mux)
+	return mux
+}
+
+func TestDashboardPageIsSelfContained(t *testing.T) {
+	mux := dashboardMux(&fakeInstance{}, true, "")
+	code, page := get(t, mux, "/")
+	if code != 200 || !strings.Contains(page, `<table id="replicas">`) {
+		t.Fatalf("GET /: %d\n%s", code, page)
+	}
+	for _, path := range []string{"/dashboard.js", "/dashboard.css"} {
+		code, body := get(t, mux, path)
+		if code != 200 || len(body) < 500 {
+			t.Fatalf("GET %s: %d, %d bytes", path, code, len(body))
+		}
+		page += body
+	}
+	// Nothing from elsewhere: no absolute URL, no font or script host.
+	if m := regexp.MustCompile(`(?i)(https?:)?//[a-z0-9.-]+\.[a-z]{2,}|@import|url\(`).FindString(page); m != "" {
+		t.Errorf("the dashboard refers to %q; it must work offline", m)
+	}
+	if code, _ := get(t, mux, "/nothing-here"); code != 404 {
+		t.Errorf("GET /nothing-here: %d, want 404", code)
+	}
+}
+
+func TestDashboardState(t *testing.T) {
+	inst := &fakeInstance{desired: 2}
+	mux := dashboardMux(inst, true, "")
+	code, body := get(t, mux, "/api/dashboard?since=0&after=0")
+	if code != 200 {
+		t.Fatalf("GET /api/dashboard: %d %s", code, body)
+	}
+	var st State
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Status.Desired != 2 || len(st.Status.Replicas) != 1 || st.Status.Replicas[0].RPS != 12.5 || !st.Actions.Offered || st.Actions.TokenRequired {
+		t.Errorf("state: %+v", st)
+	}
+	if time.Since(time.Unix(st.Time, 0)) > time.Minute {
+		t.Errorf("time %d is not now", st.Time)
+	}
+}
+
+// action posts to path as the dashboard's page does, with changes.
+func action(mux http.Handler, path, body string, edit func(*http.Request)) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(http.MethodPost, "http://127.0.0.1:9109"+path, strings.NewReader(body))
+	r.Header.Set(ActionHeader, "1")
+	r.Header.Set("Origin", "http://127.0.0.1:9109")
+	r.Header.Set("Sec-Fetch-Site", "same-origin")
+	if edit != nil {
+		edit(r)
+	}
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, r)
+	return rec
+}
+
+func TestDashboardActions(t *testing.T) {
+	inst := &fakeInstance{desired: 2}
+	mux := dashboardMux(inst, true, "")
+	if rec := action(mux, "/api/scale", `{"replicas": 3}`, nil); rec.Code != 200 || inst.Status().Desired != 3 {
+		t.Fatalf("scale up: %d %s, desired %d", rec.Code, rec.Body, inst.Status().Desired)
+	}
+	var res control.ScaleResult
+	rec := action(mux, "/api/scale", `{"replicas": 2}`, nil)
+	if err := json.Unmarshal(rec.Body.Bytes(), &res); err != nil || res.From != 3 || res.To != 2 {
+		t.Fatalf("scale down: %d %s", rec.Code, rec.Body)
+	}
+	if rec := action(mux, "/api/restart", `{}`, nil); rec.Code != 200 || inst.restarts != 1 {
+		t.Fatalf("restart: %d %s", rec.Code, rec.Body)
+	}
+	for _, body := range []string{``, `{}`, `{"replicas": "3"}`, `{"replicas": 3, "x": 1}`} {
+		if rec := action(mux, "/api/scale", body, nil); rec.Code != 400 {
+			t.Errorf("scale %q: %d, want 400", body, rec.Code)
+		}
+	}
+	if rec := action(mux, "/api/scale", `{"replicas": -1}`, nil); rec.Code != 409 || !strings.Contains(rec.Body.String(), "negative") {
+		t.Errorf("scale -1: %d %s, want 409 with the instance's reason", rec.Code, rec.Body)
+	}
+	if code, _ := get(t, mux, "/api/scale"); code != 405 {
+		t.Errorf("GET /api/scale: %d, want 405", code)
+	}
+}
+
+// TestDashboardActionGuard: a page elsewhere cannot act through a
+// browser, and without a token only a loopback listener offers actions.
+func TestDashboardActionGuard(t *testing.T) {
+	const token = "0123456789abcdef0123"
+	tests := []struct {
+		name     string
+		loopback bool
+		token    string
+		edit     func(*http.Request)
+		want     int
+	}{
+		{"loopback, as the page sends it", true, "", nil, 200},
+		{"loopback, curl with the header", true, "", func(r *http.Request) { r.Header.Del("Origin"); r.Header.Del("Sec-Fetch-Site") }, 200},
+		{"no action header (a plain form post)", true, "", func(r *http.Request) { r.Header.Del(ActionHeader) }, 403},
+		{"cross-site fetch", true, "", func(r *http.Request) { r.Header.Set("Sec-Fetch-Site", "cross-site") }, 403},
+		{"same-site, other origin", true, "", func(r *http.Request) { r.Header.Set("Sec-Fetch-Site", "same-site") }, 403},
+		{"other origin", true, "", func(r *http.Request) { r.Header.Set("Origin", "https://evil.example") }, 403},
+		{"null origin", true, "", func(r *http.Request) { r.Header.Set("Origin", "null") }, 403},
+		{"DNS rebinding: a site's name on loopback", true, "", func(r *http.Request) {
+			r.Host = "evil.example:9109"
+			r.Header.Set("Origin", "http://evil.example:9109")
+		}, 403},
+		{"localhost", true, "", func(r *http.Request) { r.Host = "localhost:9109"; r.Header.Set("Origin", "http://localhost:9109") }, 200},
+		{"not loopback, no token", false, "", nil, 403},
+		{"not loopback, token", false, token, func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+token) }, 200},
+		{"not loopback, any host with the token", false, token, func(r *http.Request) {
+			r.Host = "10.1.2.3:9109"
+			r.Header.Set("Origin", "http://10.1.2.3:9109")
+			r.Header.Set("Authorization", "Bearer "+token)
+		}, 200},
+		{"not loopback, no Authorization", false, token, nil, 401},
+		{"not loopback, wrong token", false, token, func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+token+"x") }, 401},
+		{"not loopback, token not as bearer", false, token, func(r *http.Request) { r.Header.Set("Authorization", token) }, 401},
+		{"not loopback, token but cross-site", false, token, func(r *http.Request) {
+			r.Header.Set("Authorization", "Bearer "+token)
+			r.Header.Set("Sec-Fetch-Site", "cross-site")
+		}, 403},
+		{"loopback with a token set needs it", true, token, nil, 401},
+	}
+	for _, tt := range tests {
+		for _, path := range []string{"/api/scale", "/api/restart"} {
+			inst := &fakeInstance{desired: 2}
+			mux := dashboardMux(inst, tt.loopback, tt.token)
+			rec := action(mux, path, `{"replicas": 3}`, tt.edit)
+			if rec.Code != tt.want {
+				t.Errorf("%s: POST %s: %d %s, want %d", tt.name, path, rec.Code, strings.TrimSpace(rec.Body.String()), tt.want)
+			}
+			acted := inst.Status().Desired != 2 || inst.restarts != 0
+			if acted != (tt.want == 200) {
+				t.Errorf("%s: POST %s answered %d but acted: %v", tt.name, path, rec.Code, acted)
+			}
+		}
+	}
+	// The page is told whether to offer actions; reading stays open.
+	for _, tt := range []struct {
+		loopback      bool
+		token         string
+		offered, need bool
+	}{{true, "", true, false}, {false, "", false, false}, {false, token, true, true}, {true, token, true, true}} {
+		_, body := get(t, dashboardMux(&fakeInstance{}, tt.loopback, tt.token), "/api/dashboard")
+		var st State
+		if err := json.Unmarshal([]byte(body), &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Actions.Offered != tt.offered || st.Actions.TokenRequired != tt.need || !tt.offered && st.Actions.Reason == "" {
+			t.Errorf("loopback %v, token %q: actions %+v", tt.loopback, tt.token, st.Actions)
+		}
+	}
+}
+
+// TestSetDashboardLoopback: the listener's own address decides, not the
+// client's.
+func TestSetDashboardLoopback(t *testing.T) {
+	a, err := Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	a.SetDashboard(Dashboard{History: NewHistory(NewMetrics(&fakeSource{})), Instance: &fakeInstance{}})
+	if !a.dash.loopback {
+		t.Fatal("127.0.0.1 is not taken for loopback")
+	}
+	a.Start(&fakeSource{}, nil, nil)
+	resp, err := http.Get("http://" + a.Addr() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "dashboard.js") {
+		t.Fatalf("GET / on the listener: %d %s", resp.StatusCode, b)
+	}
+	var none *Server
+	none.SetDashboard(Dashboard{}) // --admin none: a no-op
+}

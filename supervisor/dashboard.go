@@ -1,0 +1,98 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/mattingctl/mattingctl/balancer"
+	"github.com/mattingctl/mattingctl/internal/admin"
+	"github.com/mattingctl/mattingctl/internal/control"
+)
+
+// sampleEvery is how often the dashboard's history is sampled.
+const sampleEvery = time.Second
+
+// startSampling records a point of the dashboard's history every second,
+// in one goroutine, until the returned function is called; that function
+// waits for the goroutine to end.
+func (s *Supervisor) startSampling() (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(sampleEvery)
+		defer t.Stop()
+		s.history.Record(time.Now(), s.sample())
+		for {
+			select {
+			case now := <-t.C:
+				s.history.Record(now, s.sample())
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// sample reads what the history keeps from the balancer and the slots: no
+// process statistics, so that it costs no /proc scan.
+func (s *Supervisor) sample() admin.Sample {
+	stats := s.bal.Stats()
+	sm := admin.Sample{Queued: stats.Queued, Rejected: stats.Rejected}
+	inRotation := 0
+	for _, sl := range s.snapshot() {
+		cur, prev, ready := sl.backends()
+		if ready {
+			inRotation++
+		}
+		for _, be := range []*balancer.Backend{cur, prev} {
+			if be != nil {
+				sm.Inflight += be.InFlight()
+			}
+		}
+		lat := s.bal.Latency(cur, prev)
+		sm.Replicas = append(sm.Replicas, admin.ReplicaSample{Name: sl.name, Count: lat.LastCount, Mean: lat.LastMean})
+	}
+	sm.Capacity = inRotation * s.opts.MaxInflight
+	return sm
+}
+
+// backends returns the slot's current process's backend and that of a
+// predecessor still draining (either may be nil), and whether it is in
+// rotation.
+func (s *slot) backends() (cur, prev *balancer.Backend, ready bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur != nil {
+		cur = s.cur.be
+	}
+	if s.prev != nil {
+		prev = s.prev.be
+	}
+	return cur, prev, s.state == control.Ready
+}
+
+// latency returns a replica's responses per second over the last 10
+// seconds and its p50 and p99 over the last minute, in milliseconds,
+// for status.
+func (s *Supervisor) latency(cur, prev *balancer.Backend) (rps, p50, p99 float64) {
+	lat := s.bal.Latency(cur, prev)
+	ms := func(d time.Duration) float64 { return math.Round(d.Seconds()*1e6) / 1e3 }
+	return lat.RPS, ms(lat.P50), ms(lat.P99)
+}
+
+// dashboard is what the admin listener serves at /.
+func (s *Supervisor) dashboard() admin.Dashboard {
+	return admin.Dashboard{History: s.history, Instance: s, Token: s.opts.AdminToken}
+}
+
+// event adds an entry to the dashboard's timeline.
+func (s *Supervisor) event(replica, kind, format string, args ...any) {
+	s.history.Event(replica, kind, fmt.Sprintf(format, args...))
+}
