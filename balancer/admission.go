@@ -58,7 +58,12 @@ func (b *Balancer) predictLocked(place int) (wait time.Duration, ok bool) {
 		// after theirs are sure to take that long.
 		rounds = max(rounds-1, 0)
 	}
-	secs := rounds * mean
+	// The first responses of fresh replicas are slower than the rest (new
+	// connections, lazy initialisation): a mean of a few may overstate the
+	// service time, and a request refused on it is refused for good. So
+	// until the mean has settled, the prediction counts on replicas as
+	// fast as twice, then 1+1/n times, what was timed.
+	secs := rounds * mean / settling(b.serviceTime.n)
 	return time.Duration(math.Min(secs, math.MaxInt64/2/float64(time.Second)) * float64(time.Second)), true
 }
 
@@ -146,4 +151,18 @@ func (b *Balancer) shedCold() {
 	b.coldShed = nil
 	b.shedLocked()
 	b.armColdShedLocked()
+}
+
+// settling is the margin given to a mean of n service times (n = 0: the
+// bound from the requests in flight): 2, then 1+1/n, and none once the
+// plain mean gives way to the moving average (ewma).
+func settling(n int) float64 {
+	switch {
+	case n == 0:
+		return 2
+	case n < ewmaPlainSamples:
+		return 1 + 1/float64(n)
+	default:
+		return 1
+	}
 }

@@ -175,6 +175,10 @@ func (b *Balancer) release(a *attempt, d time.Duration) {
 	b.shedLocked()
 }
 
+// ewmaPlainSamples is how many service times are averaged plainly before
+// the exponentially weighted mean takes over.
+const ewmaPlainSamples = 20
+
 // ewma is an exponentially weighted mean of service times, in seconds.
 type ewma struct {
 	mean float64
@@ -184,7 +188,7 @@ type ewma struct {
 func (e *ewma) observe(d time.Duration) {
 	const alpha = 0.05
 	s := d.Seconds()
-	if e.n < 20 { // a plain mean until there are enough samples
+	if e.n < ewmaPlainSamples { // a plain mean until there are enough samples
 		e.n++
 		e.mean += (s - e.mean) / float64(e.n)
 		return

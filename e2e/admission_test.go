@@ -41,7 +41,9 @@ func TestHopelessBurstFailsFast(t *testing.T) {
 	in := start(t, 1, "--max-inflight", "1", "--queue", "100000", "--queue-timeout", "2s",
 		"--", fakemodel, "-service", "100ms")
 	in.waitReady(1)
-	for range 3 {
+	// Enough responses timed for the service time's estimate to settle
+	// (before, it is given a margin, and boundary requests wait longer).
+	for range 20 {
 		if _, err := get(in.url("/warm-up")); err != nil {
 			t.Fatal(err)
 		}
