@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -27,8 +28,9 @@ import (
 // moment. About 20 can be served within the 2 s queue timeout; the issue
 // wants every other one answered 503 within 50 ms, not after 2 s. The burst
 // is sent twice: cold, before the replica has answered anything (the proxy
-// admits every request until the first response is timed, then sheds the
-// hopeless ones), and warm.
+// bounds the service time by the request in flight, with a margin while
+// few responses are timed, so boundary requests wait longer for their
+// 503), and warm.
 
 const (
 	hopelessClients = 2000
@@ -102,7 +104,9 @@ type burstResult struct {
 }
 
 // hopelessBurst connects n clients to addr, then has each send one GET at
-// the same moment, and times the answers from the moment of sending.
+// the same moment, and times each answer from the moment of sending to
+// its first bytes. The clients do little else, as wrk's or h2load's
+// would: on a 2-core machine they share the CPU with the proxy.
 func hopelessBurst(addr string, n int) (burstResult, error) {
 	conns := make([]net.Conn, n)
 	for i := range conns {
@@ -119,23 +123,29 @@ func hopelessBurst(addr string, n int) (burstResult, error) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	begin := make(chan struct{})
+	request := []byte("GET /burst HTTP/1.1\r\nHost: x\r\n\r\n")
 	for _, c := range conns {
 		wg.Add(1)
+		buf := make([]byte, 4096) // allocated before the burst, not in it
 		go func() {
 			defer wg.Done()
 			defer c.Close()
 			<-begin
 			start := time.Now()
 			_ = c.SetDeadline(start.Add(30 * time.Second))
-			code, err := 0, error(nil)
-			if _, err = io.WriteString(c, "GET /burst HTTP/1.1\r\nHost: x\r\n\r\n"); err == nil {
-				var resp *http.Response
-				if resp, err = http.ReadResponse(bufio.NewReader(c), nil); err == nil {
-					code = resp.StatusCode
-					resp.Body.Close()
+			// Timed to the answer's first bytes, its status line: what
+			// the client waits for. The rest is read after, untimed.
+			code, took, err := 0, time.Duration(0), error(nil)
+			if _, err = c.Write(request); err == nil {
+				var n int
+				if n, err = c.Read(buf); err == nil {
+					took = time.Since(start)
+					code, err = statusOf(buf[:n])
+					if err == nil {
+						err = readRest(c, buf, n)
+					}
 				}
 			}
-			took := time.Since(start)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -162,4 +172,26 @@ func (b burstResult) row(name string) string {
 	ms := func(d time.Duration) string { return d.Round(100 * time.Microsecond).String() }
 	return fmt.Sprintf("| %s | %d | %s | %d | %s | %s | %s | %d of %d | %s |", name, len(b.ok), ms(pct(b.ok, 100)),
 		len(b.rejected), ms(pct(b.rejected, 50)), ms(pct(b.rejected, 99)), ms(pct(b.rejected, 100)), within, len(b.rejected), counts(b.other))
+}
+
+// statusOf reads the status code off the start of an HTTP/1.1 answer.
+func statusOf(b []byte) (int, error) {
+	line, _, _ := strings.Cut(string(b), "\r\n")
+	_, rest, ok := strings.Cut(line, " ")
+	if !ok || len(rest) < 3 {
+		return 0, fmt.Errorf("not an HTTP answer: %q", line)
+	}
+	return strconv.Atoi(rest[:3])
+}
+
+// readRest reads the rest of an answer whose first n bytes are in buf:
+// up to the end of its body, by its Content-Length.
+func readRest(c net.Conn, buf []byte, n int) error {
+	resp, err := http.ReadResponse(bufio.NewReader(io.MultiReader(bytes.NewReader(buf[:n]), c)), nil)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return err
 }
