@@ -25,19 +25,16 @@ const maxSide = 4096
 // server implements mattingpb.MattingServer.
 type server struct {
 	mattingpb.UnimplementedMattingServer
-	// delay is extra service time per call, spent while holding a worker
-	// slot, to model a slower model. Zero means none.
-	delay time.Duration
-	// slots holds one token per call being matted; its capacity is the
-	// number matted at once. Others wait, which bounds memory.
-	slots chan struct{}
+	// workers bounds the calls matted at once, each held an extra delay
+	// to model a slower model.
+	workers *matte.Workers
 	// name, port and pid identify this server in every reply.
 	name      string
 	port, pid int32
 }
 
 func newServer(workers int, delay time.Duration, name string, port int) *server {
-	return &server{delay: delay, slots: make(chan struct{}, workers), name: name, port: int32(port), pid: int32(os.Getpid())}
+	return &server{workers: matte.NewWorkers(workers, delay), name: name, port: int32(port), pid: int32(os.Getpid())}
 }
 
 // Matte mattes req's image onto its background colour.
@@ -56,10 +53,10 @@ func (s *server) Matte(ctx context.Context, req *mattingpb.MatteRequest) (*matti
 	if cfg.Width > maxSide || cfg.Height > maxSide {
 		return nil, status.Errorf(codes.InvalidArgument, "image is %dx%d; at most %dx%d is accepted", cfg.Width, cfg.Height, maxSide, maxSide)
 	}
-	if err := s.acquire(ctx); err != nil {
+	if err := s.workers.Acquire(ctx); err != nil {
 		return nil, status.FromContextError(err).Err()
 	}
-	defer func() { <-s.slots }()
+	defer s.workers.Release()
 	img, _, err := image.Decode(bytes.NewReader(req.GetImage()))
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "image is not a decodable %s: %v", format, err)
@@ -70,26 +67,4 @@ func (s *server) Matte(ctx context.Context, req *mattingpb.MatteRequest) (*matti
 		return nil, status.Error(codes.Internal, fmt.Sprintf("encoding the result: %v", err))
 	}
 	return &mattingpb.MatteReply{Png: buf.Bytes(), Replica: s.name, Port: s.port, Pid: s.pid}, nil
-}
-
-// acquire takes a worker slot and serves the artificial delay in it. On
-// success the caller must release the slot with <-s.slots.
-func (s *server) acquire(ctx context.Context) error {
-	select {
-	case s.slots <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	if s.delay <= 0 {
-		return nil
-	}
-	t := time.NewTimer(s.delay)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		<-s.slots
-		return ctx.Err()
-	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -21,12 +20,9 @@ import (
 
 // server serves the matting API.
 type server struct {
-	// delay is extra service time per matting request, spent while holding a
-	// worker slot, to model a slower model. Zero means none.
-	delay time.Duration
-	// slots holds one token per matting request in progress; its capacity is
-	// the number processed at once. Others wait, which bounds memory.
-	slots chan struct{}
+	// workers bounds the matting requests processed at once, each held
+	// an extra delay to model a slower model.
+	workers *matte.Workers
 	// maxBody is the largest request body accepted, in bytes.
 	maxBody int64
 	// maxSide is the largest accepted image width or height, in pixels.
@@ -37,8 +33,7 @@ type server struct {
 
 func newServer(workers int, delay time.Duration) *server {
 	return &server{
-		delay:   delay,
-		slots:   make(chan struct{}, workers),
+		workers: matte.NewWorkers(workers, delay),
 		maxBody: 50 << 20,
 		maxSide: 4096,
 		logf:    log.Printf,
@@ -80,11 +75,11 @@ func (s *server) handleMatting(w http.ResponseWriter, r *http.Request) {
 	}
 	data, bg, err := s.parse(w, r)
 	if err == nil {
-		if s.acquire(r.Context()) != nil {
+		if s.workers.Acquire(r.Context()) != nil {
 			return // the client has gone; nobody reads a reply
 		}
 		data, err = s.process(data, bg)
-		<-s.slots
+		s.workers.Release()
 	}
 	var es *errStatus
 	switch {
@@ -111,28 +106,6 @@ func (s *server) process(data []byte, bg color.RGBA) ([]byte, error) {
 		return nil, fmt.Errorf("encoding result png: %w", err)
 	}
 	return buf.Bytes(), nil
-}
-
-// acquire takes a worker slot and serves the artificial delay in it. On
-// success the caller must release the slot with <-s.slots.
-func (s *server) acquire(ctx context.Context) error {
-	select {
-	case s.slots <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	if s.delay <= 0 {
-		return nil
-	}
-	t := time.NewTimer(s.delay)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		<-s.slots
-		return ctx.Err()
-	}
 }
 
 // parse reads and validates a matting request and returns its image file,
