@@ -124,8 +124,9 @@ func (p *topPane) wait(timeout time.Duration) (int, []string) {
 	return code, left
 }
 
-// topRow is a replica's row: REPLICA STATE PORT INFLIGHT RPS RESTARTS CPU RSS.
-var topRow = regexp.MustCompile(`^(replica-\d+) +(\w+) +(\d+) +(\d+)/(\d+) +([\d.]+) +(\d+) +([\d.]+)% +([\d.]+[KMG]iB)$`)
+// topRow is a replica's row: REPLICA STATE PORT INFLIGHT RPS RESTARTS CPU
+// RSS P50 P99 (under load every replica reports its latency).
+var topRow = regexp.MustCompile(`^(replica-\d+) +(\w+) +(\d+) +(\d+)/(\d+) +([\d.]+) +(\d+) +([\d.]+)% +([\d.]+[KMG]iB) +[\d.]+(us|ms|s) +[\d.]+(us|ms|s)$`)
 
 func TestTopShowsEveryReplicaAndQuitsOnQ(t *testing.T) {
 	in := start(t, 3, "--", fakemodel)
