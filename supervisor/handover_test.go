@@ -4,9 +4,12 @@ package supervisor
 
 import (
 	"context"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/mattingctl/mattingctl/internal/control"
 	"github.com/mattingctl/mattingctl/internal/testutil"
@@ -69,4 +72,69 @@ func TestScaleDownKeepsServingWhileKeptReplicasRecover(t *testing.T) {
 	if st := s.Status(); st.Ready() != 2 {
 		t.Errorf("after the scale-down: %d ready, want 2", st.Ready())
 	}
+}
+
+// TestScaleDownKeepsServingWhileFailedReplicaRevives: `scale 1` with
+// replica-1 failed and replica-2 ready starts replica-1 afresh; replica-2
+// must serve until it is ready, not be let go because replica-1 was seen
+// failed before the scale revived it.
+func TestScaleDownKeepsServingWhileFailedReplicaRevives(t *testing.T) {
+	s := newTestSupervisor(t, func(o *Options) {
+		o.Health = "/health"
+		o.Backoff = CrashBackoff{}
+		// A log destination slow to take the scale's line (a stalled
+		// terminal) must not change which replica serves.
+		o.Logger = hclog.New(&hclog.LoggerOptions{Output: slowAt{"scaling", 200 * time.Millisecond}})
+	}, "fail-first", t.TempDir()+"/failed-once")
+	defer s.stop(nil)
+	s.mu.Lock()
+	s.desired = 2
+	first := s.addSlotLocked(1, "")
+	s.mu.Unlock()
+	waitState(t, first, control.Failed, 10*time.Second)
+	s.mu.Lock()
+	second := s.addSlotLocked(2, "")
+	s.mu.Unlock()
+	waitState(t, second, control.Ready, 10*time.Second)
+
+	done := make(chan struct{})
+	least := make(chan int, 1)
+	go func() {
+		low := 2
+		for {
+			low = min(low, s.Readiness().Ready)
+			select {
+			case <-done:
+				least <- low
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := s.Scale(ctx, 1)
+	close(done)
+	if err != nil || len(res.Stopped) != 1 || len(res.Started) != 1 {
+		t.Fatalf("scale 2 -> 1: %+v, %v", res, err)
+	}
+	if low := <-least; low < 1 {
+		t.Errorf("no replica was ready during the scale-down; replica-2 should have served until the revived replica-1 was ready")
+	}
+	if st := s.Status(); st.Ready() != 1 {
+		t.Errorf("after the scale-down: %d ready, want 1", st.Ready())
+	}
+}
+
+// slowAt is a log destination that takes d to write a line holding msg.
+type slowAt struct {
+	msg string
+	d   time.Duration
+}
+
+func (w slowAt) Write(p []byte) (int, error) {
+	if strings.Contains(string(p), w.msg) {
+		time.Sleep(w.d)
+	}
+	return len(p), nil
 }

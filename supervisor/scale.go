@@ -44,7 +44,7 @@ func (s *Supervisor) Scale(ctx context.Context, n int) (control.ScaleResult, err
 		res.Warnings = append(res.Warnings, w)
 		s.log.Warn("scaling below --min-ready", "to", n, "min_ready", s.opts.MinReady)
 	}
-	var changed []*slot
+	var changed, removed []*slot
 	switch {
 	case n > from:
 		if n+s.opts.BasePort-1 > maxPort {
@@ -64,7 +64,6 @@ func (s *Supervisor) Scale(ctx context.Context, n int) (control.ScaleResult, err
 			changed = append(changed, s.addSlotLocked(id, ReasonScale))
 		}
 	case n < from:
-		var removed []*slot
 		for id := from; id > n; id-- {
 			sl := s.slots[id]
 			removed = append(removed, sl)
@@ -75,7 +74,6 @@ func (s *Supervisor) Scale(ctx context.Context, n int) (control.ScaleResult, err
 			go s.forget(sl)
 		}
 		changed = append(changed, removed...)
-		go s.handOver(removed, min(n, readyBefore), s.opts.StopTimeout)
 	}
 	s.desired = n
 	s.mu.Unlock()
@@ -85,6 +83,11 @@ func (s *Supervisor) Scale(ctx context.Context, n int) (control.ScaleResult, err
 	// them starts them afresh.
 	revived := s.reviveFailed(min(n, from))
 	changed = append(revived, changed...)
+	// The hand-over counts on the kept replicas: it starts once the failed
+	// ones are starting afresh, not seen failed before.
+	if len(removed) > 0 {
+		go s.handOver(removed, min(n, readyBefore), s.opts.StopTimeout)
+	}
 
 	for _, sl := range changed {
 		stopping := n < from && sl.id > n
