@@ -19,18 +19,17 @@ import (
 // the service time is that the requests in flight have taken at least as
 // long as the oldest of them so far: the prediction uses that, and grows
 // as they go on. The requests in flight may all end at once, so a request
-// at place p with s slots is sure to wait p/s - 1 more service times; it
-// is rejected as soon as that many of the lower bound pass its queue
-// timeout, and no sooner: an earlier rule would also reject it when the
-// service time is just longer than what has elapsed, and it could have
-// been served. While the queue is
-// not empty and nothing has been timed, shedLocked runs every
+// at place p with s slots is sure to wait p/s - 1 more service times. While
+// the queue is not empty and nothing has been timed, shedLocked runs every
 // coldShedEvery to apply the growing bound; after that it runs at every
-// response. So a burst at a cold start fails within that bound too, and
-// only requests near the boundary (those a slightly shorter service time
-// would serve) wait up to one service time for their 503. A request that
-// was admitted still leaves when its queue timeout passes or its client
-// goes, whatever was predicted.
+// response. So most of a burst at a cold start fails within that bound.
+// The first responses of fresh replicas are slower than the rest, and a
+// refusal is for good, so until the mean has settled (settling) the
+// prediction counts on faster replicas than measured: requests near the
+// boundary wait longer for their 503, until the estimate settles or their
+// queue timeout passes, but none that fits is refused. A request that was
+// admitted still leaves when its queue timeout passes or its client goes,
+// whatever was predicted.
 //
 // The rate comes from service times rather than from counting completions
 // over a window: a window counts the requests that arrived, not those the

@@ -42,7 +42,8 @@ func (f *fakeSource) Status() control.Status { return f.status }
 func get(t *testing.T, h http.Handler, path string) (int, string) {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+	// As a client of the default, loopback, admin listener asks.
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "http://127.0.0.1:9109"+path, nil))
 	return rec.Code, rec.Body.String()
 }
 

@@ -85,7 +85,7 @@ func (d *dashboard) routes(mux *http.ServeMux) {
 	mux.Handle("GET /{$}", files)
 	mux.Handle("GET /dashboard.js", files)
 	mux.Handle("GET /dashboard.css", files)
-	mux.HandleFunc("GET /api/dashboard", d.state)
+	mux.HandleFunc("GET /api/dashboard", d.readGuard(d.state))
 	mux.HandleFunc("POST /api/scale", d.guard(d.scale))
 	mux.HandleFunc("POST /api/restart", d.guard(d.restart))
 }

@@ -231,3 +231,29 @@ func TestSetDashboardLoopback(t *testing.T) {
 	var none *Server
 	none.SetDashboard(Dashboard{}) // --admin none: a no-op
 }
+
+// TestDashboardDataRefusedToARebindingPage: a page elsewhere whose name
+// was rebound to 127.0.0.1 cannot read the dashboard's data (the command
+// line, replicas' errors) from a loopback listener; loopback names can.
+func TestDashboardDataRefusedToARebindingPage(t *testing.T) {
+	for _, tt := range []struct {
+		loopback bool
+		host     string
+		want     int
+	}{
+		{true, "127.0.0.1:9109", 200},
+		{true, "localhost:9109", 200},
+		{true, "[::1]:9109", 200},
+		{true, "evil.example:9109", 403},
+		{false, "10.1.2.3:9109", 200},
+	} {
+		mux := dashboardMux(&fakeInstance{}, tt.loopback, "")
+		r := httptest.NewRequest(http.MethodGet, "http://127.0.0.1:9109/api/dashboard", nil)
+		r.Host = tt.host
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, r)
+		if rec.Code != tt.want {
+			t.Errorf("loopback %v, Host %s: %d, want %d", tt.loopback, tt.host, rec.Code, tt.want)
+		}
+	}
+}

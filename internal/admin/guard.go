@@ -61,6 +61,20 @@ func (d *dashboard) refuse(r *http.Request) (int, string) {
 	return 0, ""
 }
 
+// readGuard keeps the dashboard's data (the command line, replicas'
+// errors) from a page elsewhere that a rebound DNS name points at a
+// loopback listener: its Host header still names that page's site. Other
+// clients of a loopback listener send a loopback Host.
+func (d *dashboard) readGuard(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if d.loopback && !loopbackHost(r.Host) {
+			writeJSON(w, http.StatusForbidden, map[string]string{"error": "Host " + r.Host + " is not a loopback address; use 127.0.0.1, [::1] or localhost"})
+			return
+		}
+		next(w, r)
+	}
+}
+
 // loopbackHost reports whether a Host header names this machine's
 // loopback interface.
 func loopbackHost(host string) bool {
