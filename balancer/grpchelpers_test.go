@@ -133,21 +133,7 @@ func newServedBalancer(t *testing.T, opts Options, backends ...*Backend) (*Balan
 	for _, be := range backends {
 		bal.Add(be)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- bal.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = bal.Shutdown(ctx)
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return bal, ln.Addr().String()
+	return bal, serveBalancer(t, bal)
 }
 
 // dialGRPC returns a health client on one connection to addr.
