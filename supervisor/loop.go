@@ -162,6 +162,7 @@ func (s *slot) launch(port int, primary bool) (*incarnation, error) {
 		s.mu.Lock()
 		s.cur, s.state, s.err, s.healthErr = inc, control.Starting, nil, ""
 		s.mu.Unlock()
+		s.sup.stateChanged()
 	}
 	s.log.Debug("replica started", "pid", proc.Pid(), "port", port)
 	s.sup.event(s.name, admin.EventStart, "pid %d, port %d", proc.Pid(), port)

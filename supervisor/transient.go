@@ -47,6 +47,7 @@ func (s *slot) retryStart(err error, n int) bool {
 	s.mu.Lock()
 	s.state, s.err = control.Backoff, err
 	s.mu.Unlock()
+	s.sup.stateChanged()
 	t := time.NewTimer(delay)
 	defer t.Stop()
 	select {
