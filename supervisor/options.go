@@ -16,6 +16,7 @@ import (
 
 	"github.com/mattingctl/mattingctl/balancer"
 	"github.com/mattingctl/mattingctl/internal/control"
+	"github.com/mattingctl/mattingctl/internal/fdbudget"
 	"github.com/mattingctl/mattingctl/replica"
 )
 
@@ -153,7 +154,7 @@ type Options struct {
 	// MaxConns caps the client connections the proxy holds open at once;
 	// past it new connections wait in the kernel's listen backlog. Zero
 	// means the default: the open-file limit minus a reserve for the
-	// replicas (see maxConnsFor).
+	// replicas (see fdbudget.MaxConns).
 	MaxConns int
 	// HealthInterval is how often every ready replica's liveness is
 	// checked (GET Health, or a TCP connect without it); zero means never.
@@ -292,7 +293,7 @@ func (o Options) withDefaults() (Options, error) {
 			return o, fmt.Errorf("--env %q is not KEY=VALUE", kv)
 		}
 	}
-	maxConns, err := maxConnsFor(o.MaxConns, openFileLimit(), o.Replicas, o.MaxInflight)
+	maxConns, err := fdbudget.MaxConns(o.MaxConns, fdbudget.OpenFileLimit(), o.Replicas, o.MaxInflight)
 	if err != nil {
 		return o, err
 	}
