@@ -9,11 +9,11 @@ import (
 	"github.com/mattingctl/mattingctl/internal/fdbudget"
 )
 
-// TestOptionsMaxConns: withDefaults reads the limit in force.
+// TestOptionsMaxConns: resolve reads the limit in force.
 func TestOptionsMaxConns(t *testing.T) {
 	base := upDefaults(4)
 	base.Command, base.StateDir, base.MaxInflight = []string{"x"}, "/s", 8
-	o, err := base.withDefaults()
+	o, err := base.resolve()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,7 +23,7 @@ func TestOptionsMaxConns(t *testing.T) {
 	}
 	neg := upDefaults(1)
 	neg.MaxConns = -5
-	if _, err := neg.withDefaults(); err == nil || !strings.Contains(err.Error(), "--max-conns") {
+	if _, err := neg.resolve(); err == nil || !strings.Contains(err.Error(), "--max-conns") {
 		t.Errorf("MaxConns -5: error %v, want one naming --max-conns", err)
 	}
 }
@@ -38,9 +38,10 @@ func TestScaleWarnsPastTheFileBudget(t *testing.T) {
 	}
 	var log strings.Builder
 	s := &Supervisor{
-		opts: Options{MaxInflight: 8, MaxConns: int(limit) - fdbudget.Reserve(4, 8)},
+		opts: &config{Options: DefaultOptions()},
 		log:  hclog.New(&hclog.LoggerOptions{Output: &log}),
 	}
+	s.opts.MaxInflight, s.opts.MaxConns = 8, int(limit)-fdbudget.Reserve(4, 8)
 	s.warnFileBudget(4)
 	if log.Len() != 0 {
 		t.Fatalf("warned at the replica count --max-conns was sized for: %s", log.String())
