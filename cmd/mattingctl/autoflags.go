@@ -14,19 +14,28 @@ import (
 // file. Each flag's help says what auto is.
 const auto = "auto"
 
-// autoInt is a whole-number flag, 0 or more, where auto is 0: the value
-// derived at start, as the field's 0 is.
-type autoInt struct{ p *int }
+// autoInt is a whole-number flag where auto is 0: the value derived at
+// start, as the field's 0 is. A negative number is refused here when
+// noNegative is set; else the supervisor refuses it, with what 0 means.
+type autoInt struct {
+	p          *int
+	noNegative bool
+}
 
 func (f autoInt) Set(s string) error {
 	if s == auto {
 		*f.p = 0
 		return nil
 	}
-	if _, err := strconv.Atoi(s); err != nil {
+	n, err := strconv.Atoi(s)
+	if err != nil {
 		return badValueOr(f.Type(), s, auto)
 	}
-	return intFlag{f.p, 0}.Set(s)
+	if f.noNegative {
+		return intFlag{f.p, 0}.Set(s)
+	}
+	*f.p = n
+	return nil
 }
 
 func (f autoInt) String() string {

@@ -38,7 +38,7 @@ func TestUpNumberFlags(t *testing.T) {
 		{"--base-port", "0", "", func(o *upOptions) bool { return o.BasePort == 0 }},
 		{"--base-port", "auto", "", func(o *upOptions) bool { return o.BasePort == 0 }},
 		{"--base-port", "next", `for "--base-port" flag: want a whole number or auto, got "next"`, nil},
-		{"--max-conns", "-1", `for "--max-conns" flag: must not be negative, not -1`, nil},
+		{"--max-conns", "-1", "", func(o *upOptions) bool { return o.MaxConns == -1 }}, // refused by the supervisor
 		{"--max-conns", "0", "", func(o *upOptions) bool { return o.MaxConns == 0 }},
 		{"--max-conns", "auto", "", func(o *upOptions) bool { return o.MaxConns == 0 }},
 		{"--max-conns", "5000", "", func(o *upOptions) bool { return o.MaxConns == 5000 }},

@@ -81,7 +81,7 @@ Ctrl-C or SIGTERM stops gracefully; a second one stops at once.`,
 func addUpFlags(fl *pflag.FlagSet, o *upOptions) {
 	inGroup(fl, headingReplicas, func() {
 		fl.VarP(intFlag{&o.Replicas, 1}, "replicas", "r", "number of replicas")
-		fl.Var(autoInt{&o.BasePort}, "base-port", "port of replica 1; replica k gets base-port+k-1 (auto or 0: --port plus 1)")
+		fl.Var(autoInt{&o.BasePort, true}, "base-port", "port of replica 1; replica k gets base-port+k-1 (auto or 0: --port plus 1)")
 		fl.StringArrayVarP(&o.Env, "env", "e", o.Env, "extra KEY=VALUE for every replica (repeatable)")
 		fl.Var(intFlag{&o.StartConcurrency, 0}, "start-concurrency", "replicas starting (loading their model) at once (0: all at once)")
 		fl.Var(durationFlag{&o.ReadyTimeout, false}, "ready-timeout", "how long a replica may take to become ready (more than 0)")
@@ -105,7 +105,7 @@ func addUpFlags(fl *pflag.FlagSet, o *upOptions) {
 		fl.Var(durationFlag{&o.UpstreamTimeout, false}, "upstream-timeout", "limit on waiting for a replica's response (more than 0)")
 		fl.Var(durationFlag{&o.ClientTimeout, false}, "client-timeout", "limit on reading a client's headers, and on each pause in its body (more than 0)")
 		fl.Var(&positiveSize{sizeValue{&o.MaxBody}}, "max-body", "largest request body accepted; larger gets 413 (more than 0)")
-		fl.Var(autoInt{&o.MaxConns}, "max-conns", "client connections open at once; past it new ones wait in the kernel's backlog (auto or 0: ulimit -n minus 64+(replicas+1)*(max-inflight+8) kept for replicas, at most 65536)")
+		fl.Var(autoInt{&o.MaxConns, false}, "max-conns", "client connections open at once; past it new ones wait in the kernel's backlog (auto or 0: ulimit -n minus 64+(replicas+1)*(max-inflight+8) kept for replicas, at most 65536)")
 		fl.Var(&autoSize{&o.MaxBuffer, o.MaxBuffer}, "max-buffer", "request bodies held in memory in all; past it they go to --buffer-dir (auto: a quarter of RAM, at most 1GiB; 0: none in memory)")
 		fl.Var(&sizeValue{&o.MaxDiskBuffer}, "max-disk-buffer", "request bodies held on disk, in all; past it and --max-buffer, 503 (0: none on disk)")
 		fl.Var(autoString{&o.BufferDir, "dir"}, "buffer-dir", "directory for request bodies that do not fit in memory (auto: mattingctl-NAME-HASH in the system temp directory)")
