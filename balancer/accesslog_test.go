@@ -47,7 +47,7 @@ func (r *records) wait(t *testing.T, n int) []accesslog.Record {
 func TestAccessLogRecord(t *testing.T) {
 	be := newTestBackend(t, 1, echo)
 	rec := &records{}
-	_, srv := newTestBalancer(t, Options{AccessLog: rec}, be.Backend)
+	_, srv := newTestBalancer(t, testOptions(func(o *Options) { o.AccessLog = rec }), be.Backend)
 	req, _ := http.NewRequest("POST", srv.URL+"/predict?model=a&n=1", strings.NewReader("0123456789"))
 	req.Header.Set("User-Agent", "test-agent")
 	req.Header.Set("Referer", "http://ref/")
@@ -83,7 +83,7 @@ func TestAccessLogOutcomes(t *testing.T) {
 		refusing := NewBackend(1, "replica-1", closedAddr(t))
 		ok := newTestBackend(t, 2, nil)
 		rec := &records{}
-		_, srv := newTestBalancer(t, Options{Policy: &RoundRobin{}, Retries: 2, AccessLog: rec}, refusing, ok.Backend)
+		_, srv := newTestBalancer(t, testOptions(func(o *Options) { o.Policy = &RoundRobin{}; o.Retries = 2; o.AccessLog = rec }), refusing, ok.Backend)
 		if code, _, _ := get(t, srv.Client(), srv.URL+"/"); code != 200 {
 			t.Fatalf("status %d", code)
 		}
@@ -96,7 +96,7 @@ func TestAccessLogOutcomes(t *testing.T) {
 		b1 := NewBackend(1, "replica-1", closedAddr(t))
 		b2 := NewBackend(2, "replica-2", closedAddr(t))
 		rec := &records{}
-		_, srv := newTestBalancer(t, Options{Policy: &RoundRobin{}, Retries: 2, AccessLog: rec}, b1, b2)
+		_, srv := newTestBalancer(t, testOptions(func(o *Options) { o.Policy = &RoundRobin{}; o.Retries = 2; o.AccessLog = rec }), b1, b2)
 		if code, _, _ := get(t, srv.Client(), srv.URL+"/"); code != 502 {
 			t.Fatalf("status %d, want 502", code)
 		}
@@ -107,7 +107,7 @@ func TestAccessLogOutcomes(t *testing.T) {
 	})
 	t.Run("503 with no replica: none reached, no attempt", func(t *testing.T) {
 		rec := &records{}
-		_, srv := newTestBalancer(t, Options{AccessLog: rec})
+		_, srv := newTestBalancer(t, testOptions(func(o *Options) { o.AccessLog = rec }))
 		code, _, body := get(t, srv.Client(), srv.URL+"/x")
 		if code != 503 {
 			t.Fatalf("status %d, want 503", code)
@@ -122,7 +122,12 @@ func TestAccessLogOutcomes(t *testing.T) {
 		defer g.open()
 		be := newTestBackend(t, 1, g.handler)
 		rec := &records{}
-		_, srv := newTestBalancer(t, Options{MaxInflight: 1, QueueSize: 1, QueueTimeout: 300 * time.Millisecond, AccessLog: rec}, be.Backend)
+		_, srv := newTestBalancer(t, testOptions(func(o *Options) {
+			o.MaxInflight = 1
+			o.Queue = 1
+			o.QueueTimeout = new(300 * time.Millisecond)
+			o.AccessLog = rec
+		}), be.Backend)
 		go func() {
 			if resp, err := srv.Client().Get(srv.URL + "/held"); err == nil {
 				resp.Body.Close()
@@ -142,7 +147,7 @@ func TestAccessLogOutcomes(t *testing.T) {
 	t.Run("413: the bytes received", func(t *testing.T) {
 		be := newTestBackend(t, 1, nil)
 		rec := &records{}
-		_, srv := newTestBalancer(t, Options{MaxBody: 100, AccessLog: rec}, be.Backend)
+		_, srv := newTestBalancer(t, testOptions(func(o *Options) { o.MaxBody = 100; o.AccessLog = rec }), be.Backend)
 		// Chunked: the limit is found by reading.
 		resp, err := srv.Client().Post(srv.URL+"/", "text/plain", io.LimitReader(zeros{}, 1000))
 		if err != nil {
@@ -159,7 +164,7 @@ func TestAccessLogOutcomes(t *testing.T) {
 		defer g.open()
 		be := newTestBackend(t, 1, g.handler)
 		rec := &records{}
-		_, srv := newTestBalancer(t, Options{AccessLog: rec}, be.Backend)
+		_, srv := newTestBalancer(t, testOptions(func(o *Options) { o.AccessLog = rec }), be.Backend)
 		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
 		if err != nil {
 			t.Fatal(err)
@@ -186,7 +191,7 @@ func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
 func TestAccessLogUpgradeAtAnswer(t *testing.T) {
 	be := tunnelBackend(t)
 	rec := &records{}
-	_, srv := newTestBalancer(t, Options{AccessLog: rec}, be.Backend)
+	_, srv := newTestBalancer(t, testOptions(func(o *Options) { o.AccessLog = rec }), be.Backend)
 	conn, code := openTunnel(t, srv.Listener.Addr().String())
 	if code != http.StatusSwitchingProtocols {
 		t.Fatalf("status %d, want 101", code)
@@ -223,7 +228,7 @@ func TestAccessLogSlowDiskNeverSlowsRequests(t *testing.T) {
 	const n = 2000
 	run := func(alog AccessLogger) time.Duration {
 		be := newTestBackend(t, 1, nil)
-		_, srv := newTestBalancer(t, Options{AccessLog: alog}, be.Backend)
+		_, srv := newTestBalancer(t, testOptions(func(o *Options) { o.AccessLog = alog }), be.Backend)
 		c := srv.Client()
 		c.Transport.(*http.Transport).MaxIdleConnsPerHost = 8
 		c.Timeout = 10 * time.Second // a request held up by the log fails
@@ -279,7 +284,7 @@ func TestAccessLogSlowDiskNeverSlowsRequests(t *testing.T) {
 func BenchmarkAccessLog(b *testing.B) {
 	for _, on := range []bool{false, true} {
 		b.Run(map[bool]string{false: "off", true: "file"}[on], func(b *testing.B) {
-			opts := Options{MaxInflight: 8, QueueSize: 1024}
+			opts := testOptions(func(o *Options) { o.MaxInflight = 8; o.Queue = 1024 })
 			if on {
 				l := accesslog.New(accesslog.Options{Path: b.TempDir() + "/access.log"})
 				if err := l.Start(); err != nil {

@@ -31,7 +31,7 @@ func sleeper(d time.Duration) http.HandlerFunc {
 // after the second, and those admitted are served.
 func TestPredictedWaitRejectsAtOnce(t *testing.T) {
 	be := newTestBackend(t, 1, sleeper(50*time.Millisecond))
-	bal, srv := newTestBalancer(t, Options{MaxInflight: 1, QueueSize: 10000, QueueTimeout: time.Second}, be.Backend)
+	bal, srv := newTestBalancer(t, testOptions(func(o *Options) { o.MaxInflight = 1; o.Queue = 10000; o.QueueTimeout = new(time.Second) }), be.Backend)
 	c := srv.Client()
 	c.Transport.(*http.Transport).MaxIdleConnsPerHost = 200
 	for range ewmaPlainSamples { // time enough responses for the prediction to settle
@@ -76,7 +76,7 @@ func TestColdBurstShed(t *testing.T) {
 	// 500 ms a request and 5 s to wait: about 10 can be served. Most 503s
 	// are sure well before the first response, even on a loaded machine.
 	be := newTestBackend(t, 1, sleeper(500*time.Millisecond))
-	_, srv := newTestBalancer(t, Options{MaxInflight: 1, QueueSize: 10000, QueueTimeout: 5 * time.Second}, be.Backend)
+	_, srv := newTestBalancer(t, testOptions(func(o *Options) { o.MaxInflight = 1; o.Queue = 10000; o.QueueTimeout = new(5 * time.Second) }), be.Backend)
 	c := srv.Client()
 	c.Transport.(*http.Transport).MaxIdleConnsPerHost = 100
 	counts := map[int]int{}
@@ -108,7 +108,7 @@ func TestColdBurstShed(t *testing.T) {
 // timeout is served, however long.
 func TestLongHopefulWaitIsServed(t *testing.T) {
 	be := newTestBackend(t, 1, sleeper(100*time.Millisecond))
-	_, srv := newTestBalancer(t, Options{MaxInflight: 1, QueueSize: 100, QueueTimeout: 5 * time.Second}, be.Backend)
+	_, srv := newTestBalancer(t, testOptions(func(o *Options) { o.MaxInflight = 1; o.Queue = 100; o.QueueTimeout = new(5 * time.Second) }), be.Backend)
 	c := srv.Client()
 	c.Transport.(*http.Transport).MaxIdleConnsPerHost = 20
 	send(c, srv.URL)
@@ -120,7 +120,7 @@ func TestLongHopefulWaitIsServed(t *testing.T) {
 }
 
 func TestPredict(t *testing.T) {
-	bal := New(Options{MaxInflight: 2, QueueSize: 10, QueueTimeout: time.Second})
+	bal := New(testOptions(func(o *Options) { o.MaxInflight = 2; o.Queue = 10; o.QueueTimeout = new(time.Second) }))
 	if _, ok := bal.predictLocked(5); ok {
 		t.Fatal("a prediction with no backend and no response timed")
 	}

@@ -14,91 +14,21 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-)
 
-// Defaults for the zero values of Options; the body size and timeouts are
-// those of the nginx setup mattingctl replaces.
-const (
-	DefaultMaxBody         = 50 << 20
-	DefaultClientTimeout   = time.Minute
-	DefaultUpstreamTimeout = 600 * time.Second
-	DefaultConnectTimeout  = time.Second
+	"github.com/mattingctl/mattingctl/internal/fdbudget"
 )
 
 // Options configure a Balancer.
 type Options struct {
+	// Limits are the proxy's limits, each with its own zero value's
+	// meaning; DefaultLimits are `mattingctl up`'s.
+	Limits
 	// Policy chooses among the backends in rotation. Nil means LeastConn.
 	Policy Policy
-	// MaxBody is the largest request body accepted, in bytes; a larger one
-	// is answered 413 before anything reaches a backend. Zero means
-	// DefaultMaxBody.
-	MaxBody int64
-	// ClientTimeout bounds reading a client's request headers, and each
-	// pause while reading its body (nginx's client_header_timeout and
-	// client_body_timeout). Zero means DefaultClientTimeout.
-	ClientTimeout time.Duration
-	// UpstreamTimeout bounds the wait for a backend's response headers once
-	// the request is sent. Zero means DefaultUpstreamTimeout.
-	UpstreamTimeout time.Duration
-	// ConnectTimeout bounds connecting to a backend; short, so that a hung
-	// backend is skipped fast. Zero means DefaultConnectTimeout.
-	ConnectTimeout time.Duration
-	// MaxInflight caps the requests in flight on each backend; the excess
-	// waits in the queue. Zero means no cap.
-	MaxInflight int
-	// QueueSize bounds the requests waiting for a backend with room; one
-	// more is answered 503 at once. Zero means no queue.
-	QueueSize int
-	// QueueTimeout bounds a request's wait for a backend with room, in the
-	// queue and retrying busy backends; past it the request is answered
-	// 503. A request whose predicted wait is longer is answered 503 at
-	// once (admission.go). Zero means no limit: a request waits until a
-	// backend has room or its client goes away.
-	QueueTimeout time.Duration
-	// Retries is how many more backends a request may be sent to when one
-	// refuses, resets or drops it before sending any response. A request
-	// during which a backend died is retried once at most, so one poison
-	// input cannot take down every backend in turn. Zero means none.
-	Retries int
 	// Observer is told of every finished request. Nil means none.
 	Observer Observer
 	// Logger receives the proxy's own errors. Nil means no logging.
 	Logger hclog.Logger
-	// MaxConns caps the client connections open at once (HAProxy's
-	// maxconn). Past it a new connection is not accepted: it waits in the
-	// kernel's listen backlog until one closes, so the process keeps file
-	// descriptors for its replicas and control socket. Zero means no cap.
-	MaxConns int
-	// MaxBuffer bounds the request bodies held in memory, whether being
-	// read, queued or in flight, and the responses read ahead of their
-	// clients (ResponseBuffer), in bytes. A body is reserved a 64 KiB
-	// chunk at a time as it arrives; one that finds no room goes to a file
-	// in BufferDir. Zero means DefaultMaxBuffer(); Off means none: every
-	// body goes to disk.
-	MaxBuffer int64
-	// MaxDiskBuffer bounds the request bodies held in files, in bytes; a
-	// body is reserved its whole declared length when it goes to disk.
-	// Past both budgets a request is answered 503 with Retry-After. Zero
-	// means DefaultMaxDiskBuffer; Off means none: a body that does not fit
-	// in memory gets 503.
-	MaxDiskBuffer int64
-	// BufferDir is where bodies that do not fit in memory are written,
-	// each to a file removed when its request ends. Empty means
-	// os.TempDir().
-	BufferDir string
-	// ResponseBuffer is the largest response, by its Content-Length, read
-	// from the backend ahead of the client, into memory counted in
-	// MaxBuffer, so that the backend is released as soon as it has sent
-	// the response rather than when a slow client has received it (nginx's
-	// proxy_buffering). Responses without a Content-Length, event streams,
-	// larger ones, and any that find no room in MaxBuffer pass through as
-	// they arrive. Zero means DefaultResponseBuffer; Off means none.
-	ResponseBuffer int64
-	// MaxUpgraded caps the upgrade requests (WebSocket) open at once,
-	// handshaking or upgraded, over all backends; one more is answered
-	// 503 before reaching a backend. An upgraded connection holds no
-	// MaxInflight slot. Zero means no cap.
-	MaxUpgraded int
 	// TLS, when set, makes the proxy port HTTPS: connections are TLS
 	// handshaken with it, and HTTP/2 is offered by ALPN (h2, then
 	// http/1.1) unless its NextProtos say otherwise. Nil means cleartext:
@@ -114,36 +44,26 @@ type Options struct {
 	UpstreamH2C bool
 }
 
-func (o *Options) setDefaults() {
+// resolve fills in what the zero values of o stand for where the
+// balancer itself decides it: the policy, the logger, the buffer
+// directory, and MaxConns, derived for one backend.
+func (o *Options) resolve() {
 	if o.Policy == nil {
 		o.Policy = LeastConn{}
-	}
-	if o.MaxBody <= 0 {
-		o.MaxBody = DefaultMaxBody
-	}
-	if o.ClientTimeout <= 0 {
-		o.ClientTimeout = DefaultClientTimeout
-	}
-	if o.UpstreamTimeout <= 0 {
-		o.UpstreamTimeout = DefaultUpstreamTimeout
-	}
-	if o.ConnectTimeout <= 0 {
-		o.ConnectTimeout = DefaultConnectTimeout
 	}
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
 	}
-	if o.MaxBuffer == 0 {
-		o.MaxBuffer = DefaultMaxBuffer()
-	}
-	if o.MaxDiskBuffer == 0 {
-		o.MaxDiskBuffer = DefaultMaxDiskBuffer
-	}
 	if o.BufferDir == "" {
 		o.BufferDir = os.TempDir()
 	}
-	if o.ResponseBuffer == 0 {
-		o.ResponseBuffer = DefaultResponseBuffer
+	if o.MaxConns == 0 {
+		n, err := fdbudget.MaxConns(0, fdbudget.OpenFileLimit(), 1, o.MaxInflight)
+		if err != nil {
+			o.Logger.Warn("client connections capped at the least", "max_conns", fdbudget.MinDefault, "error", err)
+			n = fdbudget.MinDefault
+		}
+		o.MaxConns = n
 	}
 }
 
@@ -212,9 +132,11 @@ func (b *Balancer) Stats() Stats {
 	}
 }
 
-// New returns a balancer with no backends in rotation.
+// New returns a balancer with no backends in rotation. It does not check
+// opts.Limits, each of which says what its zero means: the supervisor's
+// validation refuses the values that mean nothing, naming their flags.
 func New(opts Options) *Balancer {
-	opts.setDefaults()
+	opts.resolve()
 	b := &Balancer{opts: opts, bufs: newBuffers(opts.MaxBuffer, opts.MaxDiskBuffer, opts.BufferDir)}
 	b.transport = &http.Transport{
 		Proxy: nil,

@@ -20,7 +20,7 @@ func TestInFlightExactUnderConcurrency(t *testing.T) {
 	defer g.open()
 	a := newTestBackend(t, 1, g.handler)
 	b := newTestBackend(t, 2, g.handler)
-	_, srv := newTestBalancer(t, Options{}, a.Backend, b.Backend)
+	_, srv := newTestBalancer(t, testOptions(nil), a.Backend, b.Backend)
 
 	var wg sync.WaitGroup
 	statuses := make([]int, n)
@@ -70,7 +70,7 @@ func TestRemoveDrains(t *testing.T) {
 	defer g.open()
 	a := newTestBackend(t, 1, g.handler)
 	b := newTestBackend(t, 2, nil)
-	bal, srv := newTestBalancer(t, Options{}, a.Backend)
+	bal, srv := newTestBalancer(t, testOptions(nil), a.Backend)
 
 	held := make(chan int, 1)
 	go func() {
@@ -114,7 +114,7 @@ func TestRemoveTwiceWhileDraining(t *testing.T) {
 	g := newGate()
 	defer g.open()
 	a := newTestBackend(t, 1, g.handler)
-	bal, srv := newTestBalancer(t, Options{}, a.Backend)
+	bal, srv := newTestBalancer(t, testOptions(nil), a.Backend)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -144,7 +144,7 @@ func TestRemoveIdle(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			bal := New(Options{})
+			bal := New(testOptions(nil))
 			be := NewBackend(1, "replica-1", "127.0.0.1:1")
 			tt.setup(bal, be)
 			if !isClosed(bal.Remove(be)) {
@@ -161,7 +161,7 @@ func TestAddTwice(t *testing.T) {
 	rr := &RoundRobin{}
 	a := newTestBackend(t, 1, nil)
 	b := newTestBackend(t, 2, nil)
-	bal, srv := newTestBalancer(t, Options{Policy: rr})
+	bal, srv := newTestBalancer(t, testOptions(func(o *Options) { o.Policy = rr }))
 	bal.Add(a.Backend)
 	bal.Add(a.Backend)
 	bal.Add(b.Backend)
@@ -216,7 +216,7 @@ func TestShutdownWaitsForInFlight(t *testing.T) {
 	g := newGate()
 	defer g.open()
 	be := newTestBackend(t, 1, g.handler)
-	bal := New(Options{})
+	bal := New(testOptions(nil))
 	bal.Add(be.Backend)
 	addr, served := serve(t, bal)
 	client := &http.Client{Transport: &http.Transport{}}
@@ -294,7 +294,7 @@ func TestShutdownDeadline(t *testing.T) {
 	g := newGate()
 	defer g.open()
 	be := newTestBackend(t, 1, g.handler)
-	bal := New(Options{})
+	bal := New(testOptions(nil))
 	bal.Add(be.Backend)
 	addr, _ := serve(t, bal)
 	client := &http.Client{Transport: &http.Transport{}}

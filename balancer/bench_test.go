@@ -12,7 +12,7 @@ import (
 // are reused.
 func BenchmarkProxySeedBody(b *testing.B) {
 	be := newBenchBackend(b)
-	bal := New(Options{MaxInflight: 8, QueueSize: 1024})
+	bal := New(testOptions(func(o *Options) { o.MaxInflight = 8; o.Queue = 1024 }))
 	bal.Add(be)
 	srv := newBenchServer(b, bal)
 	body := bytes.Repeat([]byte("x"), 220<<10)

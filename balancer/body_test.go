@@ -28,7 +28,7 @@ func TestPooledBodiesStayIntact(t *testing.T) {
 		w.Header().Set("Connection", "close")
 		w.WriteHeader(http.StatusRequestEntityTooLarge)
 	})
-	_, srv := newTestBalancer(t, Options{Policy: &RoundRobin{}}, hashing.Backend, early.Backend)
+	_, srv := newTestBalancer(t, testOptions(func(o *Options) { o.Policy = &RoundRobin{} }), hashing.Backend, early.Backend)
 	var wg sync.WaitGroup
 	for i := range 200 {
 		wg.Add(1)

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-
-	"github.com/shirou/gopsutil/v3/mem"
 )
 
 // Request bodies are held in chunks of chunkSize bytes, and reserved a
@@ -17,30 +15,9 @@ import (
 // little costs little.
 const chunkSize = 64 << 10
 
-// Defaults for the buffer budgets.
-const (
-	// maxDefaultMaxBuffer caps DefaultMaxBuffer.
-	maxDefaultMaxBuffer = 1 << 30
-	// DefaultMaxDiskBuffer bounds the request bodies written to disk.
-	DefaultMaxDiskBuffer = 10 << 30
-	// Off, as Options.MaxBuffer or Options.MaxDiskBuffer, turns that
-	// buffer off: no body is held in memory, or none is written to disk.
-	Off = -1
-)
-
 // BufferFilePattern names the files bodies are spilled to, as
 // os.CreateTemp takes it; RemoveBufferFiles removes them.
 const BufferFilePattern = "mattingctl-body-*"
-
-// DefaultMaxBuffer returns the default memory budget for request bodies:
-// the smaller of 1 GiB and a quarter of physical memory.
-func DefaultMaxBuffer() int64 {
-	vm, err := mem.VirtualMemory()
-	if err != nil || vm.Total == 0 {
-		return maxDefaultMaxBuffer
-	}
-	return min(maxDefaultMaxBuffer, int64(vm.Total/4))
-}
 
 // RemoveBufferFiles removes the body files in dir that an earlier process
 // left behind (it was killed while serving). A missing dir has none.

@@ -127,7 +127,7 @@ func bufferFiles(t *testing.T, dir string) []string {
 func TestBufferBudgets(t *testing.T) {
 	dir := t.TempDir()
 	be := newTestBackend(t, 1, echo)
-	bal, srv := newTestBalancer(t, Options{MaxBuffer: 2 * chunkSize, MaxDiskBuffer: 1 << 20, BufferDir: dir}, be.Backend)
+	bal, srv := newTestBalancer(t, testOptions(func(o *Options) { o.MaxBuffer = 2 * chunkSize; o.MaxDiskBuffer = 1 << 20; o.BufferDir = dir }), be.Backend)
 	bufs := bal.bufs
 
 	// A: declares 1 MiB and sends 200 KiB: past the memory budget, it
@@ -199,7 +199,7 @@ func TestBufferOff(t *testing.T) {
 			seen <- len(bufferFiles(t, dir))
 			echo(w, r)
 		})
-		_, srv := newTestBalancer(t, Options{MaxBuffer: Off, BufferDir: dir}, be.Backend)
+		_, srv := newTestBalancer(t, testOptions(func(o *Options) { o.MaxBuffer = 0; o.BufferDir = dir }), be.Backend)
 		for _, body := range []string{"tiny", payload} {
 			resp, err := srv.Client().Post(srv.URL, "text/plain", strings.NewReader(body))
 			if err != nil {
@@ -217,7 +217,7 @@ func TestBufferOff(t *testing.T) {
 	})
 	t.Run("no disk", func(t *testing.T) {
 		be := newTestBackend(t, 1, echo)
-		_, srv := newTestBalancer(t, Options{MaxBuffer: 2 * chunkSize, MaxDiskBuffer: Off}, be.Backend)
+		_, srv := newTestBalancer(t, testOptions(func(o *Options) { o.MaxBuffer = 2 * chunkSize; o.MaxDiskBuffer = 0 }), be.Backend)
 		resp, err := srv.Client().Post(srv.URL, "text/plain", strings.NewReader(payload))
 		if err != nil {
 			t.Fatal(err)
@@ -244,7 +244,7 @@ func TestRetryFromDisk(t *testing.T) {
 		}
 	})
 	echoer := newTestBackend(t, 2, echo)
-	_, srv := newTestBalancer(t, Options{Policy: &RoundRobin{}, Retries: 1, MaxBuffer: Off, BufferDir: t.TempDir()}, dropper.Backend, echoer.Backend)
+	_, srv := newTestBalancer(t, testOptions(func(o *Options) { o.Policy = &RoundRobin{}; o.Retries = 1; o.MaxBuffer = 0; o.BufferDir = t.TempDir() }), dropper.Backend, echoer.Backend)
 	body := strings.Repeat("y", 300<<10)
 	resp, err := srv.Client().Post(srv.URL+"/p", "text/plain", strings.NewReader(body))
 	if err != nil {

@@ -22,7 +22,7 @@ const connLimitLogEvery = time.Minute
 // and /metrics, and says in the log when the limit is reached.
 type limitListener struct {
 	net.Listener
-	sem  chan struct{} // a token per open connection; nil: no limit, only counting
+	sem  chan struct{} // a token per open connection
 	open *atomic.Int64
 	log  hclog.Logger
 
@@ -32,28 +32,16 @@ type limitListener struct {
 	lastWarn atomic.Int64 // unix nanoseconds of the last "limit reached" line
 }
 
-// newLimitListener limits ln to max connections at once (0: no limit) and
+// newLimitListener limits ln to max connections at once, at least 1, and
 // keeps their number in open.
 func newLimitListener(ln net.Listener, max int, open *atomic.Int64, log hclog.Logger) *limitListener {
-	l := &limitListener{Listener: ln, open: open, log: log, done: make(chan struct{})}
-	if max > 0 {
-		l.sem = make(chan struct{}, max)
-	}
-	return l
+	return &limitListener{Listener: ln, sem: make(chan struct{}, max), open: open, log: log, done: make(chan struct{})}
 }
 
 // Accept waits for a free slot, then accepts. Accept errors, EMFILE
 // included, are returned as they are, so that http.Server backs off on
 // them (5 ms doubling to 1 s) instead of spinning.
 func (l *limitListener) Accept() (net.Conn, error) {
-	if l.sem == nil {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		l.open.Add(1)
-		return &limitConn{Conn: c, l: l}, nil
-	}
 	select {
 	case l.sem <- struct{}{}:
 	default:
@@ -103,9 +91,7 @@ func (c *limitConn) Close() error {
 	err := c.Conn.Close()
 	if c.closed.CompareAndSwap(false, true) {
 		c.l.open.Add(-1)
-		if c.l.sem != nil {
-			<-c.l.sem
-		}
+		<-c.l.sem
 	}
 	return err
 }

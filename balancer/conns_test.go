@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mattingctl/mattingctl/internal/fdbudget"
 	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
@@ -49,7 +50,7 @@ func idleConns(t *testing.T, addr string, n int) []net.Conn {
 // it is served.
 func TestMaxConnsLeavesTheExcessInTheBacklog(t *testing.T) {
 	be := newTestBackend(t, 1, nil)
-	bal := New(Options{MaxConns: 3})
+	bal := New(testOptions(func(o *Options) { o.MaxConns = 3 }))
 	bal.Add(be.Backend)
 	addr, _ := serve(t, bal)
 
@@ -92,10 +93,18 @@ func TestMaxConnsLeavesTheExcessInTheBacklog(t *testing.T) {
 	testutil.WaitFor(t, 5*time.Second, "no client connection open", func() bool { return bal.Stats().Conns == 0 })
 }
 
-// TestNoMaxConnsCountsConnections: with no limit, connections are still
-// counted for status and /metrics.
-func TestNoMaxConnsCountsConnections(t *testing.T) {
-	bal := New(Options{})
+// TestDerivedMaxConnsCountsConnections: MaxConns 0 is derived from the
+// open-file limit, for one backend, and connections are counted for status
+// and /metrics.
+func TestDerivedMaxConnsCountsConnections(t *testing.T) {
+	bal := New(testOptions(nil))
+	want, err := fdbudget.MaxConns(0, fdbudget.OpenFileLimit(), 1, 0)
+	if err != nil {
+		t.Skipf("ulimit -n too low for the derived value: %v", err)
+	}
+	if bal.opts.MaxConns != want {
+		t.Errorf("MaxConns 0 became %d, want %d from ulimit -n %d", bal.opts.MaxConns, want, fdbudget.OpenFileLimit())
+	}
 	addr, _ := serve(t, bal)
 	idle := idleConns(t, addr, 5)
 	testutil.WaitFor(t, 5*time.Second, "5 client connections open", func() bool { return bal.Stats().Conns == 5 })
@@ -132,7 +141,7 @@ func TestAcceptEMFILEBacksOff(t *testing.T) {
 	ln := &emfileListener{Listener: inner}
 	ln.failures.Store(1 << 40)
 	be := newTestBackend(t, 1, nil)
-	bal := New(Options{MaxConns: 1})
+	bal := New(testOptions(func(o *Options) { o.MaxConns = 1 }))
 	bal.Add(be.Backend)
 	served := make(chan error, 1)
 	go func() { served <- bal.Serve(ln) }()
@@ -165,7 +174,7 @@ func TestAcceptEMFILEBacksOff(t *testing.T) {
 // TestShutdownAtMaxConns: a Serve whose Accept waits for a slot returns
 // once Shutdown closes the listener.
 func TestShutdownAtMaxConns(t *testing.T) {
-	bal := New(Options{MaxConns: 1})
+	bal := New(testOptions(func(o *Options) { o.MaxConns = 1 }))
 	addr, served := serve(t, bal)
 	idleConns(t, addr, 2) // the second waits in the backlog
 	testutil.WaitFor(t, 5*time.Second, "1 client connection open", func() bool { return bal.Stats().Conns == 1 })

@@ -82,7 +82,7 @@ func TestBusyIsNotDead(t *testing.T) {
 			b1.Alive = tt.alive
 			b2 := newTestBackend(t, 2, nil)
 			// Round robin makes the first choice b1.
-			bal, srv := newTestBalancer(t, Options{Policy: &RoundRobin{}, Retries: 1, ConnectTimeout: 200 * time.Millisecond}, b1, b2.Backend)
+			bal, srv := newTestBalancer(t, testOptions(func(o *Options) { o.Policy = &RoundRobin{}; o.Retries = 1; o.ConnectTimeout = 200 * time.Millisecond }), b1, b2.Backend)
 			code, from, body := get(t, srv.Client(), srv.URL)
 			if code != http.StatusOK || from != "replica-2" {
 				t.Fatalf("answer %d from %q (%s), want 200 from replica-2", code, from, body)
@@ -100,7 +100,11 @@ func TestBusyIsNotDead(t *testing.T) {
 // the retries.
 func TestBusyWaitsWithinQueueTimeout(t *testing.T) {
 	be := NewBackend(1, "replica-1", fullBacklog(t))
-	bal, srv := newTestBalancer(t, Options{Retries: 1, ConnectTimeout: 100 * time.Millisecond, QueueTimeout: 700 * time.Millisecond}, be)
+	bal, srv := newTestBalancer(t, testOptions(func(o *Options) {
+		o.Retries = 1
+		o.ConnectTimeout = 100 * time.Millisecond
+		o.QueueTimeout = new(700 * time.Millisecond)
+	}), be)
 	a := send(srv.Client(), srv.URL)
 	if a.code != http.StatusServiceUnavailable || a.retryAfter == "" || !strings.Contains(a.body, "queue timeout") {
 		t.Fatalf("answer %+v, want 503 with Retry-After at the queue timeout", a)
@@ -119,7 +123,7 @@ func TestBusyWaitsWithinQueueTimeout(t *testing.T) {
 // TestPanicThreshold: ejections stop short of leaving fewer than half of
 // the backends in rotation; one added back can be ejected again.
 func TestPanicThreshold(t *testing.T) {
-	bal := New(Options{})
+	bal := New(testOptions(nil))
 	var bs []*Backend
 	for i := 1; i <= 5; i++ {
 		be := NewBackend(i, "replica-"+strconv.Itoa(i), "127.0.0.1:1")

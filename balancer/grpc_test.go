@@ -92,7 +92,7 @@ func TestEncodeGRPCMessage(t *testing.T) {
 // message and trailers intact.
 func TestGRPCPassesThroughH2C(t *testing.T) {
 	be := newGRPCBackend(t, 1)
-	_, addr := newServedBalancer(t, Options{UpstreamH2C: true}, be.Backend)
+	_, addr := newServedBalancer(t, testOptions(func(o *Options) { o.UpstreamH2C = true }), be.Backend)
 	client := dialGRPC(t, addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -152,12 +152,12 @@ func TestGRPCRefusalsAreStatuses(t *testing.T) {
 		}
 	}
 	t.Run("no replica", func(t *testing.T) {
-		_, addr := newServedBalancer(t, Options{UpstreamH2C: true})
+		_, addr := newServedBalancer(t, testOptions(func(o *Options) { o.UpstreamH2C = true }))
 		check(t, dialGRPC(t, addr), "", codes.Unavailable, errNoBackend.Error())
 	})
 	t.Run("queue full", func(t *testing.T) {
 		be := newGRPCBackend(t, 1)
-		_, addr := newServedBalancer(t, Options{UpstreamH2C: true, MaxInflight: 1}, be.Backend)
+		_, addr := newServedBalancer(t, testOptions(func(o *Options) { o.UpstreamH2C = true; o.MaxInflight = 1 }), be.Backend)
 		client := dialGRPC(t, addr)
 		go func() { _, _ = client.Check(ctx, &healthpb.HealthCheckRequest{Service: "hold"}) }()
 		<-be.health.arrived
@@ -179,7 +179,12 @@ func TestGRPCRefusalsAreStatuses(t *testing.T) {
 	})
 	t.Run("queue timeout", func(t *testing.T) {
 		be := newGRPCBackend(t, 1)
-		_, addr := newServedBalancer(t, Options{UpstreamH2C: true, MaxInflight: 1, QueueSize: 10, QueueTimeout: 200 * time.Millisecond}, be.Backend)
+		_, addr := newServedBalancer(t, testOptions(func(o *Options) {
+			o.UpstreamH2C = true
+			o.MaxInflight = 1
+			o.Queue = 10
+			o.QueueTimeout = new(200 * time.Millisecond)
+		}), be.Backend)
 		client := dialGRPC(t, addr)
 		go func() { _, _ = client.Check(ctx, &healthpb.HealthCheckRequest{Service: "hold"}) }()
 		<-be.health.arrived
@@ -187,12 +192,12 @@ func TestGRPCRefusalsAreStatuses(t *testing.T) {
 	})
 	t.Run("replica does not answer", func(t *testing.T) {
 		dead := NewBackend(1, "replica-1", closedAddr(t))
-		_, addr := newServedBalancer(t, Options{UpstreamH2C: true}, dead)
+		_, addr := newServedBalancer(t, testOptions(func(o *Options) { o.UpstreamH2C = true }), dead)
 		check(t, dialGRPC(t, addr), "", codes.Unavailable, "replica-1 did not answer")
 	})
 	t.Run("body too large", func(t *testing.T) {
 		be := newGRPCBackend(t, 1)
-		_, addr := newServedBalancer(t, Options{UpstreamH2C: true, MaxBody: 64}, be.Backend)
+		_, addr := newServedBalancer(t, testOptions(func(o *Options) { o.UpstreamH2C = true; o.MaxBody = 64 }), be.Backend)
 		check(t, dialGRPC(t, addr), strings.Repeat("x", 100), codes.ResourceExhausted, "request body is over the limit of 64 bytes")
 	})
 }
@@ -221,7 +226,7 @@ func TestGRPCRetriedOnAnotherReplica(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			bad := NewBackend(1, "replica-1", tc.addr)
 			good := newGRPCBackend(t, 2)
-			bal, addr := newServedBalancer(t, Options{UpstreamH2C: true, Retries: 2, Policy: &RoundRobin{}}, bad, good.Backend)
+			bal, addr := newServedBalancer(t, testOptions(func(o *Options) { o.UpstreamH2C = true; o.Retries = 2; o.Policy = &RoundRobin{} }), bad, good.Backend)
 			client := dialGRPC(t, addr)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
@@ -268,7 +273,7 @@ func TestGRPCTimeoutBoundsTheCall(t *testing.T) {
 		ended <- time.Since(start)
 	}))
 	be := NewBackend(1, "replica-1", stubborn.Listener.Addr().String())
-	bal, addr := newServedBalancer(t, Options{UpstreamH2C: true, MaxInflight: 1, QueueSize: 10}, be)
+	bal, addr := newServedBalancer(t, testOptions(func(o *Options) { o.UpstreamH2C = true; o.MaxInflight = 1; o.Queue = 10 }), be)
 	c := h2cClient()
 
 	start := time.Now()
@@ -339,7 +344,7 @@ func TestH2CUpstreamCountsStreams(t *testing.T) {
 		}), &conns[i])
 		tbs[i] = NewBackend(i+1, "replica-"+strconv.Itoa(i+1), srv.Listener.Addr().String())
 	}
-	bal, addr := newServedBalancer(t, Options{UpstreamH2C: true, MaxInflight: 3, QueueSize: 10}, tbs[0], tbs[1])
+	bal, addr := newServedBalancer(t, testOptions(func(o *Options) { o.UpstreamH2C = true; o.MaxInflight = 3; o.Queue = 10 }), tbs[0], tbs[1])
 	c := h2cClient() // one connection: HTTP/2 multiplexes
 	// A burst at a cold start may dial a few connections at once, of which
 	// the transport keeps one: warm up first.
@@ -411,7 +416,7 @@ func TestReadAheadKeepsTrailers(t *testing.T) {
 		w.Header().Set("X-Sum", "97x"+strconv.Itoa(size))
 	}))
 	be := NewBackend(1, "replica-1", srv.Listener.Addr().String())
-	bal, addr := newServedBalancer(t, Options{UpstreamH2C: true}, be)
+	bal, addr := newServedBalancer(t, testOptions(func(o *Options) { o.UpstreamH2C = true }), be)
 	resp, err := h2cClient().Get("http://" + addr + "/")
 	if err != nil {
 		t.Fatal(err)
@@ -435,7 +440,7 @@ func TestReadAheadKeepsTrailers(t *testing.T) {
 func TestUpgradeRefusedOverH2C(t *testing.T) {
 	srv := newH2CServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	be := NewBackend(1, "replica-1", srv.Listener.Addr().String())
-	bal, addr := newServedBalancer(t, Options{UpstreamH2C: true}, be)
+	bal, addr := newServedBalancer(t, testOptions(func(o *Options) { o.UpstreamH2C = true }), be)
 	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/ws", nil)
 	req.Header.Set("Connection", "Upgrade")
 	req.Header.Set("Upgrade", "websocket")
@@ -458,7 +463,7 @@ func TestUpgradeRefusedOverH2C(t *testing.T) {
 // has no half-close to wait out.
 func TestH2ClientGoneCancelsItsCalls(t *testing.T) {
 	be := newGRPCBackend(t, 1)
-	_, addr := newServedBalancer(t, Options{UpstreamH2C: true}, be.Backend)
+	_, addr := newServedBalancer(t, testOptions(func(o *Options) { o.UpstreamH2C = true }), be.Backend)
 	cc, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

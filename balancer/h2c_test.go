@@ -154,7 +154,7 @@ func (c *h2cConn) readUntil(id uint32) *h2cResponse {
 
 func TestH2CUpgradeAnswersOnStream1AndServesMoreStreams(t *testing.T) {
 	be := newTestBackend(t, 1, echo)
-	bal := New(Options{})
+	bal := New(testOptions(nil))
 	bal.Add(be.Backend)
 	addr := serveBalancer(t, bal)
 
@@ -198,7 +198,7 @@ func TestH2CUpgradeAnswersOnStream1AndServesMoreStreams(t *testing.T) {
 
 func TestH2CUpgradeHoldsItsConnectionSlot(t *testing.T) {
 	be := newTestBackend(t, 1, nil)
-	bal := New(Options{MaxConns: 1})
+	bal := New(testOptions(func(o *Options) { o.MaxConns = 1 }))
 	bal.Add(be.Backend)
 	addr := serveBalancer(t, bal)
 
@@ -234,7 +234,7 @@ func TestH2CUpgradeHoldsItsConnectionSlot(t *testing.T) {
 
 func TestH2CUpgradeWithBodyIsServedAsHTTP1(t *testing.T) {
 	be := newTestBackend(t, 1, echo)
-	bal := New(Options{})
+	bal := New(testOptions(nil))
 	bal.Add(be.Backend)
 	addr := serveBalancer(t, bal)
 
@@ -289,7 +289,7 @@ func TestH2CUpgradedConnectionDrainsOnShutdown(t *testing.T) {
 	g := newGate()
 	defer g.open()
 	be := newTestBackend(t, 1, g.handler)
-	bal := New(Options{})
+	bal := New(testOptions(nil))
 	bal.Add(be.Backend)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -350,7 +350,7 @@ func TestH2ClientLeavingWithFINCancelsItsStreams(t *testing.T) {
 		case <-time.After(10 * time.Second):
 		}
 	})
-	bal := New(Options{MaxInflight: 4, QueueSize: 4})
+	bal := New(testOptions(func(o *Options) { o.MaxInflight = 4; o.Queue = 4 }))
 	bal.Add(be.Backend)
 	addr := serveBalancer(t, bal)
 	conn, err := net.Dial("tcp", addr)

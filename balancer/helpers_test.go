@@ -44,6 +44,19 @@ func newTestBackend(t *testing.T, id int, h http.HandlerFunc) *testBackend {
 	return tb
 }
 
+// testOptions returns the options a test starts from, with set applied
+// when not nil: DefaultLimits with admission and retries off (no cap on
+// in-flight requests, no queue, no queue timeout, no retry), so that a
+// test turns on only the limits it is about.
+func testOptions(set func(*Options)) Options {
+	o := Options{Limits: DefaultLimits()}
+	o.MaxInflight, o.Queue, o.QueueTimeout, o.Retries = 0, 0, new(time.Duration(0)), 0
+	if set != nil {
+		set(&o)
+	}
+	return o
+}
+
 // newTestBalancer starts a balancer behind an httptest server with
 // backends in rotation.
 func newTestBalancer(t *testing.T, opts Options, backends ...*Backend) (*Balancer, *httptest.Server) {

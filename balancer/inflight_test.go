@@ -45,7 +45,7 @@ func TestInflightListKeepsTheOldest(t *testing.T) {
 func TestOldestInflightThroughTheProxy(t *testing.T) {
 	g := newGate()
 	tb := newTestBackend(t, 1, g.handler)
-	_, srv := newTestBalancer(t, Options{}, tb.Backend)
+	_, srv := newTestBalancer(t, testOptions(nil), tb.Backend)
 	done := make(chan error, 1)
 	go func() {
 		resp, err := http.Get(srv.URL)
@@ -125,7 +125,7 @@ func TestLatencyP99(t *testing.T) {
 // a backend, counting the attempt in flight (and in the backend's list of
 // them) and releasing it with a response time.
 func BenchmarkAcquireRelease(b *testing.B) {
-	bal := New(Options{MaxInflight: 8, QueueSize: 1024})
+	bal := New(testOptions(func(o *Options) { o.MaxInflight = 8; o.Queue = 1024 }))
 	for i := 1; i <= 4; i++ {
 		bal.Add(NewBackend(i, "replica-"+strconv.Itoa(i), "127.0.0.1:1"))
 	}
@@ -145,7 +145,7 @@ func BenchmarkAcquireRelease(b *testing.B) {
 }
 
 func TestLatencyStats(t *testing.T) {
-	bal := New(Options{})
+	bal := New(testOptions(nil))
 	be, prev := NewBackend(1, "replica-1", "127.0.0.1:1"), NewBackend(1, "replica-1", "127.0.0.1:2")
 	if st := bal.Latency(NewBackend(2, "replica-2", "127.0.0.1:3"), nil); st != (LatencyStats{}) {
 		t.Fatalf("an idle backend: %+v", st)

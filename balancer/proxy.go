@@ -113,8 +113,8 @@ func (b *Balancer) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	ctx, cancel := requestContext(r)
 	defer cancel()
 	var deadline time.Time // the end of the queue timeout, over every try
-	if b.opts.QueueTimeout > 0 {
-		deadline = time.Now().Add(b.opts.QueueTimeout)
+	if qt := b.opts.queueTimeout(); qt > 0 {
+		deadline = time.Now().Add(qt)
 	}
 	// A gRPC call waits no longer than its own deadline.
 	callDeadline := grpcDeadline(r, start)

@@ -21,7 +21,7 @@ import (
 
 func TestForwardsRequestUnchanged(t *testing.T) {
 	be := newTestBackend(t, 1, echo)
-	_, srv := newTestBalancer(t, Options{}, be.Backend)
+	_, srv := newTestBalancer(t, testOptions(nil), be.Backend)
 	binary := string([]byte{0, 1, 2, 0xff, '\n', 0})
 
 	tests := []struct {
@@ -79,7 +79,7 @@ func TestForwardsRequestUnchanged(t *testing.T) {
 
 func TestXForwardedFor(t *testing.T) {
 	be := newTestBackend(t, 1, echo)
-	_, srv := newTestBalancer(t, Options{}, be.Backend)
+	_, srv := newTestBalancer(t, testOptions(nil), be.Backend)
 	tests := []struct {
 		name     string
 		incoming []string
@@ -122,7 +122,7 @@ type chunked struct{ io.Reader }
 func TestMaxBody(t *testing.T) {
 	const limit = 1000
 	be := newTestBackend(t, 1, echo)
-	bal := New(Options{MaxBody: limit})
+	bal := New(testOptions(func(o *Options) { o.MaxBody = limit }))
 	bal.Add(be.Backend)
 	// Record how the body reached the proxy, to be sure chunked was chunked.
 	var incomingTE atomic.Value
@@ -200,7 +200,7 @@ func TestClientTimeout(t *testing.T) {
 	t.Run("silent client gets 408", func(t *testing.T) {
 		t.Parallel()
 		be := newTestBackend(t, 1, echo)
-		_, srv := newTestBalancer(t, Options{ClientTimeout: 300 * time.Millisecond}, be.Backend)
+		_, srv := newTestBalancer(t, testOptions(func(o *Options) { o.ClientTimeout = 300 * time.Millisecond }), be.Backend)
 		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
 		if err != nil {
 			t.Fatal(err)
@@ -234,7 +234,7 @@ func TestClientTimeout(t *testing.T) {
 		t.Parallel()
 		const timeout = 600 * time.Millisecond
 		be := newTestBackend(t, 1, echo)
-		_, srv := newTestBalancer(t, Options{ClientTimeout: timeout}, be.Backend)
+		_, srv := newTestBalancer(t, testOptions(func(o *Options) { o.ClientTimeout = timeout }), be.Backend)
 		const pieces, every = 30, 40 * time.Millisecond
 		piece := strings.Repeat("p", 100)
 		pr, pw := io.Pipe()
@@ -277,7 +277,7 @@ func TestClientTimeout(t *testing.T) {
 func TestNoBackend(t *testing.T) {
 	const wantMsg = "no ready replica: all replicas are starting, restarting or stopped"
 	be := newTestBackend(t, 1, nil)
-	bal, srv := newTestBalancer(t, Options{})
+	bal, srv := newTestBalancer(t, testOptions(nil))
 
 	check := func(t *testing.T, method string, body io.Reader) {
 		t.Helper()
@@ -315,7 +315,7 @@ func TestNoBackend(t *testing.T) {
 
 func TestBackendDown(t *testing.T) {
 	be := NewBackend(3, "replica-3", closedAddr(t))
-	_, srv := newTestBalancer(t, Options{}, be)
+	_, srv := newTestBalancer(t, testOptions(nil), be)
 
 	for i := range 2 {
 		if i > 0 {
@@ -351,7 +351,7 @@ func TestUpstreamTimeout(t *testing.T) {
 	g := newGate()
 	defer g.open()
 	be := newTestBackend(t, 2, g.handler)
-	_, srv := newTestBalancer(t, Options{UpstreamTimeout: 300 * time.Millisecond}, be.Backend)
+	_, srv := newTestBalancer(t, testOptions(func(o *Options) { o.UpstreamTimeout = 300 * time.Millisecond }), be.Backend)
 	start := time.Now()
 	resp, err := srv.Client().Get(srv.URL + "/slow")
 	if err != nil {
@@ -393,7 +393,7 @@ func TestBackendStatusCounted(t *testing.T) {
 					fmt.Fprintf(w, "backend says %d", tt.status)
 				}
 			})
-			_, srv := newTestBalancer(t, Options{}, be.Backend)
+			_, srv := newTestBalancer(t, testOptions(nil), be.Backend)
 			code, name, body := get(t, srv.Client(), srv.URL+"/x")
 			if code != tt.status || name != "replica-1" {
 				t.Fatalf("status %d from %q, want %d from replica-1", code, name, tt.status)
@@ -437,7 +437,7 @@ func TestStreaming(t *testing.T) {
 				}
 				fmt.Fprint(w, second)
 			})
-			_, srv := newTestBalancer(t, Options{}, be.Backend)
+			_, srv := newTestBalancer(t, testOptions(nil), be.Backend)
 
 			type result struct {
 				resp *http.Response

@@ -53,7 +53,7 @@ func (b *Balancer) acquire(ctx context.Context, r *http.Request, deadline time.T
 			return a, nil
 		}
 	}
-	if b.queue.Len() >= b.opts.QueueSize {
+	if b.queue.Len() >= b.opts.Queue {
 		b.mu.Unlock()
 		return nil, errQueueFull
 	}

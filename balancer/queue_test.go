@@ -46,7 +46,7 @@ func TestMaxInflightQueuesFIFO(t *testing.T) {
 		mu.Unlock()
 		g.handler(w, r)
 	})
-	bal, srv := newTestBalancer(t, Options{MaxInflight: 1, QueueSize: 10}, be.Backend)
+	bal, srv := newTestBalancer(t, testOptions(func(o *Options) { o.MaxInflight = 1; o.Queue = 10 }), be.Backend)
 
 	answers := make(chan answer, 6)
 	for i := range 6 {
@@ -86,7 +86,7 @@ func TestQueueFullRejectsAtOnce(t *testing.T) {
 	g := newGate()
 	defer g.open()
 	be := newTestBackend(t, 1, g.handler)
-	bal, srv := newTestBalancer(t, Options{MaxInflight: 1, QueueSize: 2}, be.Backend)
+	bal, srv := newTestBalancer(t, testOptions(func(o *Options) { o.MaxInflight = 1; o.Queue = 2 }), be.Backend)
 	go send(srv.Client(), srv.URL)
 	g.waitArrivals(t, 1)
 	for range 2 {
@@ -109,7 +109,7 @@ func TestQueueTimeout(t *testing.T) {
 	g := newGate()
 	defer g.open()
 	be := newTestBackend(t, 1, g.handler)
-	bal, srv := newTestBalancer(t, Options{MaxInflight: 1, QueueSize: 10, QueueTimeout: 300 * time.Millisecond}, be.Backend)
+	bal, srv := newTestBalancer(t, testOptions(func(o *Options) { o.MaxInflight = 1; o.Queue = 10; o.QueueTimeout = new(300 * time.Millisecond) }), be.Backend)
 	go send(srv.Client(), srv.URL)
 	g.waitArrivals(t, 1)
 	a := send(srv.Client(), srv.URL)
@@ -133,7 +133,7 @@ func TestNewBackendServesQueue(t *testing.T) {
 	defer g.open()
 	slow := newTestBackend(t, 1, g.handler)
 	fast := newTestBackend(t, 2, nil)
-	bal, srv := newTestBalancer(t, Options{MaxInflight: 1, QueueSize: 10}, slow.Backend)
+	bal, srv := newTestBalancer(t, testOptions(func(o *Options) { o.MaxInflight = 1; o.Queue = 10 }), slow.Backend)
 	go send(srv.Client(), srv.URL)
 	g.waitArrivals(t, 1)
 	answers := make(chan answer, 1)
@@ -166,7 +166,7 @@ func TestOverloadedBackendProtected(t *testing.T) {
 				}
 				time.Sleep(20 * time.Millisecond)
 			})
-			_, srv := newTestBalancer(t, Options{MaxInflight: tt.cap, QueueSize: 100}, be.Backend)
+			_, srv := newTestBalancer(t, testOptions(func(o *Options) { o.MaxInflight = tt.cap; o.Queue = 100 }), be.Backend)
 			var wg sync.WaitGroup
 			var failed sync.Map
 			for i := range 32 {

@@ -8,17 +8,26 @@ import (
 	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
-// TestQueueTimeoutZeroMeansNoLimit: a zero QueueTimeout is kept, not
-// replaced by a default, and a queued request waits until a backend has
-// room, however long that takes.
-func TestQueueTimeoutZeroMeansNoLimit(t *testing.T) {
-	if got := New(Options{}).opts.QueueTimeout; got != 0 {
-		t.Fatalf("QueueTimeout 0 became %s", got)
+// TestQueueTimeoutFollowsUpstreamTimeout: a nil QueueTimeout is the
+// UpstreamTimeout value; a zero one is kept, not replaced by it.
+func TestQueueTimeoutFollowsUpstreamTimeout(t *testing.T) {
+	o := testOptions(func(o *Options) { o.QueueTimeout, o.UpstreamTimeout = nil, 7*time.Second })
+	if got := New(o).opts.queueTimeout(); got != 7*time.Second {
+		t.Errorf("nil QueueTimeout = %s, want the UpstreamTimeout value 7s", got)
 	}
+	o.QueueTimeout = new(time.Duration(0))
+	if got := New(o).opts.queueTimeout(); got != 0 {
+		t.Errorf("QueueTimeout 0 became %s", got)
+	}
+}
+
+// TestQueueTimeoutZeroMeansNoLimit: with a zero QueueTimeout a queued
+// request waits until a backend has room, however long that takes.
+func TestQueueTimeoutZeroMeansNoLimit(t *testing.T) {
 	g := newGate()
 	defer g.open()
 	be := newTestBackend(t, 1, g.handler)
-	bal, srv := newTestBalancer(t, Options{MaxInflight: 1, QueueSize: 10}, be.Backend)
+	bal, srv := newTestBalancer(t, testOptions(func(o *Options) { o.MaxInflight = 1; o.Queue = 10 }), be.Backend)
 	go send(srv.Client(), srv.URL)
 	g.waitArrivals(t, 1)
 	answered := make(chan answer, 1)

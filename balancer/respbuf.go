@@ -8,11 +8,6 @@ import (
 	"sync"
 )
 
-// DefaultResponseBuffer is the largest response, by its Content-Length,
-// that the proxy reads ahead of the client: nginx's proxy_buffering, whose
-// buffers are 8 x 4 KiB by default but spill to a 1 GiB temporary file.
-const DefaultResponseBuffer = 8 << 20
-
 // minReadAhead is the smallest response read ahead. The proxy copies a
 // response in 32 KiB reads, and the backend's connection is released when
 // a read reaches the end of the body: a response that fits in one read is

@@ -73,7 +73,7 @@ func stalledGet(t *testing.T, addr, path string) (net.Conn, *bufio.Reader, *http
 func TestReadAheadFreesBackend(t *testing.T) {
 	const n = 4 << 20
 	be := sizedBackend(t, n, "image/png")
-	bal, srv := newTestBalancer(t, Options{MaxInflight: 1}, be.Backend)
+	bal, srv := newTestBalancer(t, testOptions(func(o *Options) { o.MaxInflight = 1 }), be.Backend)
 	_, br, resp := stalledGet(t, srv.Listener.Addr().String(), "/big")
 	if resp.ContentLength != n {
 		t.Fatalf("Content-Length %d, want %d", resp.ContentLength, n)
@@ -115,7 +115,7 @@ func TestReadAheadStreamsLive(t *testing.T) {
 		}
 		_, _ = w.Write(pattern(n)[first:])
 	})
-	bal, srv := newTestBalancer(t, Options{}, be.Backend)
+	bal, srv := newTestBalancer(t, testOptions(nil), be.Backend)
 	resp, err := srv.Client().Get(srv.URL + "/slow")
 	if err != nil {
 		t.Fatal(err)
@@ -149,17 +149,17 @@ func TestReadAheadChoice(t *testing.T) {
 		method string
 		want   bool
 	}{
-		{"default", Options{}, 1 << 20, "", "GET", true},
-		{"at ResponseBuffer", Options{ResponseBuffer: 1 << 20}, 1 << 20, "", "GET", true},
-		{"one byte over ResponseBuffer", Options{ResponseBuffer: 1 << 20}, 1<<20 + 1, "", "GET", false},
-		{"off", Options{ResponseBuffer: Off}, 1 << 20, "", "GET", false},
-		{"at minReadAhead", Options{}, minReadAhead, "", "GET", false},
-		{"one over minReadAhead", Options{}, minReadAhead + 1, "", "GET", true},
-		{"event stream", Options{}, 1 << 20, "text/event-stream; charset=utf-8", "GET", false},
-		{"HEAD", Options{}, 1 << 20, "", "HEAD", false},
-		{"fills the budget", Options{MaxBuffer: budget}, 7 * chunkSize, "", "GET", true},
-		{"one byte past the budget", Options{MaxBuffer: budget}, 7*chunkSize + 1, "", "GET", false},
-		{"no memory budget", Options{MaxBuffer: Off}, 1 << 20, "", "GET", false},
+		{"default", testOptions(nil), 1 << 20, "", "GET", true},
+		{"at ResponseBuffer", testOptions(func(o *Options) { o.ResponseBuffer = 1 << 20 }), 1 << 20, "", "GET", true},
+		{"one byte over ResponseBuffer", testOptions(func(o *Options) { o.ResponseBuffer = 1 << 20 }), 1<<20 + 1, "", "GET", false},
+		{"off", testOptions(func(o *Options) { o.ResponseBuffer = 0 }), 1 << 20, "", "GET", false},
+		{"at minReadAhead", testOptions(nil), minReadAhead, "", "GET", false},
+		{"one over minReadAhead", testOptions(nil), minReadAhead + 1, "", "GET", true},
+		{"event stream", testOptions(nil), 1 << 20, "text/event-stream; charset=utf-8", "GET", false},
+		{"HEAD", testOptions(nil), 1 << 20, "", "HEAD", false},
+		{"fills the budget", testOptions(func(o *Options) { o.MaxBuffer = budget }), 7 * chunkSize, "", "GET", true},
+		{"one byte past the budget", testOptions(func(o *Options) { o.MaxBuffer = budget }), 7*chunkSize + 1, "", "GET", false},
+		{"no memory budget", testOptions(func(o *Options) { o.MaxBuffer = 0 }), 1 << 20, "", "GET", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -212,7 +212,7 @@ func TestReadAheadBackendCutShort(t *testing.T) {
 		_, _ = brw.Write(pattern(n / 2))
 		_ = brw.Flush()
 	})
-	bal, srv := newTestBalancer(t, Options{}, be.Backend)
+	bal, srv := newTestBalancer(t, testOptions(nil), be.Backend)
 	resp, err := srv.Client().Get(srv.URL + "/short")
 	if err != nil {
 		t.Fatal(err)
@@ -232,7 +232,7 @@ func TestReadAheadBackendCutShort(t *testing.T) {
 func TestReadAheadClientLeaves(t *testing.T) {
 	const n = 4 << 20
 	be := sizedBackend(t, n, "")
-	bal, srv := newTestBalancer(t, Options{}, be.Backend)
+	bal, srv := newTestBalancer(t, testOptions(nil), be.Backend)
 	conn, _, _ := stalledGet(t, srv.Listener.Addr().String(), "/big")
 	conn.Close()
 	deadline := time.Now().Add(settle)
@@ -253,13 +253,13 @@ func BenchmarkReadAhead(b *testing.B) {
 	for _, bc := range []struct {
 		name string
 		buf  int64
-	}{{"read ahead", 0}, {"passed through", Off}} {
+	}{{"read ahead", DefaultLimits().ResponseBuffer}, {"passed through", 0}} {
 		b.Run(bc.name, func(b *testing.B) {
 			srv := newBenchServer(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 				_, _ = w.Write(body)
 			}))
-			bal := New(Options{MaxInflight: 8, QueueSize: 1024, ResponseBuffer: bc.buf})
+			bal := New(testOptions(func(o *Options) { o.MaxInflight = 8; o.Queue = 1024; o.ResponseBuffer = bc.buf }))
 			bal.Add(NewBackend(1, "replica-1", srv[len("http://"):]))
 			proxy := newBenchServer(b, bal)
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}

@@ -50,7 +50,7 @@ func TestRetries(t *testing.T) {
 			b1, _ := mk(1, tt.first)
 			b2, tb2 := mk(2, tt.second)
 			// Round robin makes the first choice b1.
-			bal, srv := newTestBalancer(t, Options{Policy: &RoundRobin{}, Retries: tt.retries}, b1, b2)
+			bal, srv := newTestBalancer(t, testOptions(func(o *Options) { o.Policy = &RoundRobin{}; o.Retries = tt.retries }), b1, b2)
 			resp, err := srv.Client().Post(srv.URL+"/api", "application/json", strings.NewReader(`{"image":"x"}`))
 			if err != nil {
 				t.Fatal(err)
@@ -88,7 +88,7 @@ func TestRetries(t *testing.T) {
 func TestRetryKeepsBody(t *testing.T) {
 	b1 := NewBackend(1, "replica-1", closedAddr(t))
 	b2 := newTestBackend(t, 2, echo)
-	_, srv := newTestBalancer(t, Options{Policy: &RoundRobin{}, Retries: 1}, b1, b2.Backend)
+	_, srv := newTestBalancer(t, testOptions(func(o *Options) { o.Policy = &RoundRobin{}; o.Retries = 1 }), b1, b2.Backend)
 	body := strings.Repeat("x", 300<<10)
 	resp, err := srv.Client().Post(srv.URL+"/p", "text/plain", strings.NewReader(body))
 	if err != nil {
@@ -117,7 +117,7 @@ func TestUpgradeIsNotAFailure(t *testing.T) {
 		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nhello")
 		brw.Flush()
 	})
-	bal, srv := newTestBalancer(t, Options{Retries: 2}, be.Backend)
+	bal, srv := newTestBalancer(t, testOptions(func(o *Options) { o.Retries = 2 }), be.Backend)
 	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
 	if err != nil {
 		t.Fatal(err)

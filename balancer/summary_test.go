@@ -41,7 +41,7 @@ func TestSummary(t *testing.T) {
 func TestSummaryLogged(t *testing.T) {
 	var out testutil.SyncBuffer
 	logger := hclog.New(&hclog.LoggerOptions{Output: &out, Level: hclog.Warn})
-	bal, srv := newTestBalancer(t, Options{Logger: logger}) // no backend: every request is rejected
+	bal, srv := newTestBalancer(t, testOptions(func(o *Options) { o.Logger = logger })) // no backend: every request is rejected
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() { defer close(done); bal.summarize(200*time.Millisecond, stop) }()
@@ -105,7 +105,7 @@ func TestClientGoneMidStreamIs499(t *testing.T) {
 		}
 	})
 	rec := &recorder{}
-	_, srv := newTestBalancer(t, Options{Observer: rec}, be.Backend)
+	_, srv := newTestBalancer(t, testOptions(func(o *Options) { o.Observer = rec }), be.Backend)
 
 	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
 	if err != nil {

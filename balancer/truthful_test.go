@@ -59,7 +59,7 @@ func statusOf(t *testing.T, answer string) int {
 
 func TestMalformedBodyIs400(t *testing.T) {
 	be := newTestBackend(t, 1, echo)
-	_, srv := newTestBalancer(t, Options{}, be.Backend)
+	_, srv := newTestBalancer(t, testOptions(nil), be.Backend)
 	for name, body := range map[string]string{
 		"chunk length not hex":         "zz\r\nabc\r\n0\r\n\r\n",
 		"chunk data not ended by CRLF": "3\r\nabcXY\r\n0\r\n\r\n",
@@ -83,7 +83,7 @@ func TestMalformedBodyIs400(t *testing.T) {
 // its body is whole gets the connection closed, with no status line.
 func TestBrokenOffUploadGetsNoAnswer(t *testing.T) {
 	be := newTestBackend(t, 1, echo)
-	_, srv := newTestBalancer(t, Options{}, be.Backend)
+	_, srv := newTestBalancer(t, testOptions(nil), be.Backend)
 	for name, raw := range map[string]string{
 		"shorter than Content-Length": "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly 14 bytes.",
 		"chunked, no last chunk":      "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
@@ -113,7 +113,7 @@ func TestHalfClosedRequestIsAnswered(t *testing.T) {
 		}
 		echo(w, r)
 	})
-	bal, srv, conns := newTrackedBalancer(t, Options{MaxInflight: 1, QueueSize: 10}, be.Backend)
+	bal, srv, conns := newTrackedBalancer(t, testOptions(func(o *Options) { o.MaxInflight = 1; o.Queue = 10 }), be.Backend)
 
 	t.Run("forwarded at once", func(t *testing.T) {
 		for _, raw := range []string{
@@ -172,7 +172,7 @@ func TestClientLeavesQueue(t *testing.T) {
 	g := newGate()
 	defer g.open()
 	be := newTestBackend(t, 1, g.handler)
-	bal, srv := newTestBalancer(t, Options{MaxInflight: 1, QueueSize: 10}, be.Backend)
+	bal, srv := newTestBalancer(t, testOptions(func(o *Options) { o.MaxInflight = 1; o.Queue = 10 }), be.Backend)
 	go send(srv.Client(), srv.URL)
 	g.waitArrivals(t, 1)
 

@@ -64,7 +64,7 @@ func openTunnel(t *testing.T, addr string) (net.Conn, int) {
 // upgraded, not in flight; a draining backend waits for them to close.
 func TestUpgradedHoldNoSlot(t *testing.T) {
 	be := tunnelBackend(t)
-	bal, srv := newTestBalancer(t, Options{MaxInflight: 1, QueueSize: 10}, be.Backend)
+	bal, srv := newTestBalancer(t, testOptions(func(o *Options) { o.MaxInflight = 1; o.Queue = 10 }), be.Backend)
 	addr := srv.Listener.Addr().String()
 	var conns []net.Conn
 	for i := 0; i < 5; i++ {
@@ -101,7 +101,7 @@ func TestUpgradedHoldNoSlot(t *testing.T) {
 // not counted.
 func TestMaxUpgraded(t *testing.T) {
 	be := tunnelBackend(t)
-	bal, srv := newTestBalancer(t, Options{MaxUpgraded: 2}, be.Backend)
+	bal, srv := newTestBalancer(t, testOptions(func(o *Options) { o.MaxUpgraded = 2 }), be.Backend)
 	addr := srv.Listener.Addr().String()
 	first, _ := openTunnel(t, addr)
 	if _, code := openTunnel(t, addr); code != http.StatusSwitchingProtocols {
@@ -131,7 +131,7 @@ func TestMaxUpgraded(t *testing.T) {
 // response is an ordinary request, and stops counting.
 func TestUpgradeRefused(t *testing.T) {
 	be := newTestBackend(t, 1, nil)
-	bal, srv := newTestBalancer(t, Options{MaxUpgraded: 1}, be.Backend)
+	bal, srv := newTestBalancer(t, testOptions(func(o *Options) { o.MaxUpgraded = 1 }), be.Backend)
 	for i := 0; i < 3; i++ {
 		conn, code := openTunnel(t, srv.Listener.Addr().String())
 		conn.Close()

@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"cmp"
 	"fmt"
 	"path/filepath"
 
@@ -11,15 +12,15 @@ import (
 // AccessLogOff is the AccessLog value `up` takes for no access log.
 const AccessLogOff = "off"
 
-// accessLogDefaults validates the access log options and fills in their
-// defaults: AccessLogOff becomes empty, a path becomes absolute.
-func (o *Options) accessLogDefaults() error {
-	if o.AccessLogFormat == "" {
-		o.AccessLogFormat = accesslog.Formats[0]
+// resolveAccessLog checks the access log options and returns the format:
+// AccessLogOff becomes empty, a path becomes absolute.
+func (o *AccessLogOptions) resolveAccessLog() (accesslog.Format, error) {
+	name := cmp.Or(o.AccessLogFormat, accesslog.Formats[0])
+	format, err := accesslog.ParseFormat(name)
+	if err != nil {
+		return 0, fmt.Errorf("--access-log-format %q is not combined or json", o.AccessLogFormat)
 	}
-	if _, err := accesslog.ParseFormat(o.AccessLogFormat); err != nil {
-		return fmt.Errorf("--access-log-format %q is not combined or json", o.AccessLogFormat)
-	}
+	o.AccessLogFormat = name
 	switch o.AccessLog {
 	case "", AccessLogOff:
 		o.AccessLog = ""
@@ -27,25 +28,24 @@ func (o *Options) accessLogDefaults() error {
 	default:
 		path, err := filepath.Abs(o.AccessLog)
 		if err != nil {
-			return fmt.Errorf("--access-log %s: %w", o.AccessLog, err)
+			return 0, fmt.Errorf("--access-log %s: %w", o.AccessLog, err)
 		}
 		o.AccessLog = path
 	}
-	return nil
+	return format, nil
 }
 
-// newAccessLog returns the access log opts ask for, not started; nil when
+// newAccessLog returns the access log c asks for, not started; nil when
 // it is off.
-func newAccessLog(opts Options) *accesslog.Log {
-	if opts.AccessLog == "" {
+func newAccessLog(c *config) *accesslog.Log {
+	if c.AccessLog == "" {
 		return nil
 	}
-	format, _ := accesslog.ParseFormat(opts.AccessLogFormat) // validated in withDefaults
 	return accesslog.New(accesslog.Options{
-		Path:   opts.AccessLog,
-		Stdout: opts.Stdout,
-		Format: format,
-		Logger: opts.Logger.Named("access-log"),
+		Path:   c.AccessLog,
+		Stdout: c.Stdout,
+		Format: c.accessLogFormat,
+		Logger: c.Logger.Named("access-log"),
 	})
 }
 

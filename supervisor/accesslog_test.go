@@ -31,7 +31,7 @@ func TestAccessLogOptions(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			o := upDefaults(1)
 			o.AccessLog, o.AccessLogFormat = tt.log, tt.format
-			got, err := o.withDefaults()
+			got, err := o.resolve()
 			switch {
 			case tt.wantErr != "":
 				if err == nil || err.Error() != tt.wantErr {

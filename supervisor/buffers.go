@@ -12,22 +12,12 @@ import (
 	"github.com/mattingctl/mattingctl/balancer"
 )
 
-// bufferDefaults validates the request body buffer options and fills in
-// their defaults.
-func (o *Options) bufferDefaults() error {
-	switch {
-	case o.MaxBuffer < 0 && o.MaxBuffer != balancer.Off:
-		return fmt.Errorf("--max-buffer must not be negative (0 means no body in memory), not %d", o.MaxBuffer)
-	case o.MaxDiskBuffer < 0 && o.MaxDiskBuffer != balancer.Off:
-		return fmt.Errorf("--max-disk-buffer must not be negative (0 means no body on disk), not %d", o.MaxDiskBuffer)
-	case o.MaxBuffer == balancer.Off && o.MaxDiskBuffer == balancer.Off:
+// resolveBufferDir refuses two zero budgets, and gives BufferDir its
+// default, the instance's own directory, made absolute so that a body's
+// file is where it was whatever the working directory is by then.
+func (o *Options) resolveBufferDir() error {
+	if o.MaxBuffer == 0 && o.MaxDiskBuffer == 0 {
 		return errors.New("--max-buffer 0 and --max-disk-buffer 0 leave no room for any request body; allow one of them")
-	}
-	if o.MaxBuffer == 0 {
-		o.MaxBuffer = balancer.DefaultMaxBuffer()
-	}
-	if o.MaxDiskBuffer == 0 {
-		o.MaxDiskBuffer = balancer.DefaultMaxDiskBuffer
 	}
 	if o.BufferDir == "" {
 		o.BufferDir = DefaultBufferDir(o.StateDir, o.Name)

@@ -12,18 +12,16 @@ import (
 
 func TestBufferOptions(t *testing.T) {
 	base := upDefaults(1)
-	base.Command, base.StateDir = []string{"x"}, "/s"
-	base.MaxBuffer, base.MaxDiskBuffer = 0, 0 // zero: the balancer's defaults
-	o, err := base.withDefaults()
+	o, err := base.resolve()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.MaxBuffer != balancer.DefaultMaxBuffer() || o.MaxDiskBuffer != balancer.DefaultMaxDiskBuffer || o.BufferDir != DefaultBufferDir("/s", "default") {
+	if l := balancer.DefaultLimits(); o.MaxBuffer != l.MaxBuffer || o.MaxDiskBuffer != l.MaxDiskBuffer || o.BufferDir != DefaultBufferDir("/s", "default") {
 		t.Errorf("defaults: max buffer %d, max disk buffer %d, dir %s", o.MaxBuffer, o.MaxDiskBuffer, o.BufferDir)
 	}
 	rel := base
 	rel.BufferDir = "bodies"
-	if o, err := rel.withDefaults(); err != nil || !filepath.IsAbs(o.BufferDir) {
+	if o, err := rel.resolve(); err != nil || !filepath.IsAbs(o.BufferDir) {
 		t.Errorf("--buffer-dir bodies became %q (%v), want an absolute path", o.BufferDir, err)
 	}
 	if m := o.MaxBuffer; m <= 0 || m > 1<<30 {
@@ -35,22 +33,22 @@ func TestBufferOptions(t *testing.T) {
 		disk    int64
 		wantErr string
 	}{
-		{"memory off", balancer.Off, 0, ""},
-		{"disk off", 0, balancer.Off, ""},
-		{"both off", balancer.Off, balancer.Off, "--max-buffer 0 and --max-disk-buffer 0 leave no room"},
-		{"negative memory", -5, 0, "--max-buffer must not be negative"},
-		{"negative disk", 0, -5, "--max-disk-buffer must not be negative"},
+		{"memory off", 0, 1 << 30, ""},
+		{"disk off", 1 << 30, 0, ""},
+		{"both off", 0, 0, "--max-buffer 0 and --max-disk-buffer 0 leave no room"},
+		{"negative memory", -5, 0, "--max-buffer must not be negative (0 means no body in memory), not -5"},
+		{"negative disk", 0, -5, "--max-disk-buffer must not be negative (0 means no body on disk), not -5"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			o := base
 			o.MaxBuffer, o.MaxDiskBuffer = tt.mem, tt.disk
-			got, err := o.withDefaults()
+			got, err := o.resolve()
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if tt.mem == balancer.Off && got.MaxBuffer != balancer.Off || tt.disk == balancer.Off && got.MaxDiskBuffer != balancer.Off {
-					t.Errorf("Off became %d, %d", got.MaxBuffer, got.MaxDiskBuffer)
+				if got.MaxBuffer != tt.mem || got.MaxDiskBuffer != tt.disk {
+					t.Errorf("%d, %d became %d, %d: zero is none, not a default", tt.mem, tt.disk, got.MaxBuffer, got.MaxDiskBuffer)
 				}
 				return
 			}
@@ -83,7 +81,8 @@ func TestDefaultBufferDirIsPerInstance(t *testing.T) {
 func TestPrepareBufferDir(t *testing.T) {
 	t.Run("leftovers", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "buf")
-		o := Options{BufferDir: dir, StateDir: t.TempDir(), Name: "n"}
+		o := Options{StateDir: t.TempDir(), Name: "n"}
+		o.BufferDir = dir
 		if err := o.prepareBufferDir(); err != nil {
 			t.Fatal(err)
 		}
@@ -126,7 +125,8 @@ func TestPrepareBufferDir(t *testing.T) {
 		if err := os.WriteFile(f, nil, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		o := Options{BufferDir: f, StateDir: t.TempDir(), Name: "n"}
+		o := Options{StateDir: t.TempDir(), Name: "n"}
+		o.BufferDir = f
 		if err := o.prepareBufferDir(); err == nil || !strings.Contains(err.Error(), "--buffer-dir") {
 			t.Errorf("error %v, want one naming --buffer-dir", err)
 		}

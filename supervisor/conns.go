@@ -1,103 +1,20 @@
 package supervisor
 
-import (
-	"fmt"
-)
-
-// The file descriptors kept back from client connections (see fdReserve).
-const (
-	// fdReserveFixed covers what does not grow with the replicas:
-	// stdin/out/err, the Go runtime's poller, the proxy, admin and control
-	// listeners, control and admin connections (status, scrapes), the log
-	// file and /proc reads for CPU and memory.
-	fdReserveFixed = 64
-	// fdReservePerReplica covers a replica's own descriptors besides its
-	// connections for requests: its stdout and stderr pipes (four, and
-	// /dev/null, while it starts), its readiness or health probe, and a
-	// connection being closed or retried.
-	fdReservePerReplica = 8
-	// maxDefaultConns caps the default --max-conns when the open-file
-	// limit is very high (systemd's hard limit is 524288, some container
-	// runtimes give 2^20 or more): each open connection costs memory too,
-	// about 7 KiB idle (go run ./bench -scenario idleconns: 20,000 took
-	// 142 MB), so the cap keeps the default's idle connections under half
-	// a GiB.
-	maxDefaultConns = 65536
-	// minDefaultConns is the least the default may come to.
-	minDefaultConns = 64
-)
-
-// fdReserve is how many file descriptors are kept back from client
-// connections for replicas running at maxInflight requests each:
-//
-//	64 + (replicas + 1) * (max-inflight + 8)
-//
-// The replica count is one more than asked for: during a rolling restart
-// or a recycle, a replica's successor runs next to it. Each replica holds
-// up to max-inflight connections for requests, plus fdReservePerReplica.
-// With max-inflight 0 (no cap) a replica may hold as many connections as
-// there are clients, so the caller halves what is left instead (see
-// maxConnsFor).
-func fdReserve(replicas, maxInflight int) int {
-	return fdReserveFixed + (replicas+1)*(maxInflight+fdReservePerReplica)
-}
-
-// maxConnsFor checks want (the --max-conns asked for; 0: the default)
-// against the open-file limit and returns the value to use. The default
-// is limit minus fdReserve, halved when max-inflight is 0 since each client
-// connection may then hold a replica connection too, and at most
-// maxDefaultConns. A default under max(64, replicas*max-inflight) is an
-// error: fewer client connections than the replicas can serve at once
-// would leave them idle. An explicit want above what the limit allows is
-// an error too: it would let the clients take the descriptors needed to
-// restart a replica or answer `status`.
-func maxConnsFor(want int, limit uint64, replicas, maxInflight int) (int, error) {
-	if want < 0 {
-		return 0, fmt.Errorf("--max-conns must not be negative (0 means the default, from the open-file limit), not %d", want)
-	}
-	reserve := fdReserve(replicas, maxInflight)
-	fits := 0
-	if limit > uint64(reserve) {
-		fits = int(min(limit-uint64(reserve), 1<<40))
-	}
-	if maxInflight == 0 {
-		fits /= 2
-	}
-	kept := fmt.Sprintf("ulimit -n is %d and %d are kept for %d replicas at --max-inflight %d, the control socket and the admin listener",
-		limit, reserve, replicas, maxInflight)
-	if want > 0 {
-		if want > fits {
-			return 0, fmt.Errorf("--max-conns %d does not fit the open-file limit: %s; set --max-conns to at most %d, or raise ulimit -n", want, kept, fits)
-		}
-		return want, nil
-	}
-	least := max(minDefaultConns, replicas*maxInflight)
-	switch {
-	case fits == 0:
-		return 0, fmt.Errorf("--max-conns: the open-file limit leaves no client connections (%s); raise ulimit -n (soft and hard), or run fewer replicas or a lower --max-inflight", kept)
-	case fits < least:
-		return 0, fmt.Errorf("--max-conns: the open-file limit leaves only %d client connections (%s), fewer than %d; raise ulimit -n (soft and hard), or set --max-conns %d or lower", fits, kept, least, fits)
-	}
-	return min(fits, maxDefaultConns), nil
-}
+import "github.com/mattingctl/mattingctl/internal/fdbudget"
 
 // warnFileBudget logs when scaling to replicas leaves the client
 // connections fewer file descriptors than --max-conns was sized for at
 // start: new replicas then share the descriptors with the clients, and at
 // the limit a replica may fail to start.
 func (s *Supervisor) warnFileBudget(replicas int) {
-	limit := openFileLimit()
+	limit := fdbudget.OpenFileLimit()
 	perConn := 1
 	if s.opts.MaxInflight == 0 {
 		perConn = 2 // a client connection and its replica connection
 	}
-	if need := uint64(fdReserve(replicas, s.opts.MaxInflight) + perConn*s.opts.MaxConns); need > limit {
+	reserve := fdbudget.Reserve(replicas, s.opts.MaxInflight)
+	if need := uint64(reserve + perConn*s.opts.MaxConns); need > limit {
 		s.log.Warn("--max-conns and the replicas together may need more file descriptors than ulimit -n allows; restart with a higher ulimit -n or a lower --max-conns",
-			"replicas", replicas, "max_conns", s.opts.MaxConns, "ulimit_n", limit, "reserve", fdReserve(replicas, s.opts.MaxInflight))
+			"replicas", replicas, "max_conns", s.opts.MaxConns, "ulimit_n", limit, "reserve", reserve)
 	}
 }
-
-// fallbackFileLimit stands in for the open-file limit where it cannot be
-// read: the Linux hard limit's historical default, a budget any system
-// mattingctl runs on allows.
-const fallbackFileLimit = 4096

@@ -16,9 +16,9 @@ import (
 // one machine run N times as many threads as there are cores.
 var threadVars = []string{"OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS", "ORT_NUM_THREADS"}
 
-// cpuDefaults checks o.CPUs. Where CPUs cannot be pinned it has no effect,
+// checkCPUs checks o.CPUs. Where CPUs cannot be pinned it has no effect,
 // and is dropped.
-func (o *Options) cpuDefaults() error {
+func (o *PlacementOptions) checkCPUs() error {
 	if !replica.PinningSupported {
 		o.CPUs = nil
 		return nil
@@ -37,7 +37,7 @@ func (o *Options) cpuDefaults() error {
 }
 
 // cpusFor returns replica id's CPUs: the sets go round robin, as --gpus.
-func (o *Options) cpusFor(id int) []int {
+func (o *PlacementOptions) cpusFor(id int) []int {
 	if len(o.CPUs) == 0 {
 		return nil
 	}
@@ -68,7 +68,7 @@ func hasEnv(env []string, key string) bool {
 
 // cpuShareWarning says which replicas of n share cores because there are
 // fewer CPU sets than replicas, or is "".
-func (o *Options) cpuShareWarning(n int) string {
+func (o *PlacementOptions) cpuShareWarning(n int) string {
 	sets := len(o.CPUs)
 	if sets == 0 || n <= sets {
 		return ""

@@ -16,7 +16,7 @@ func TestThreadEnv(t *testing.T) {
 }
 
 func TestCPUSetsRoundRobin(t *testing.T) {
-	o := Options{CPUs: [][]int{{0, 1}, {2, 3}}}
+	o := PlacementOptions{CPUs: [][]int{{0, 1}, {2, 3}}}
 	for id, want := range map[int][]int{1: {0, 1}, 2: {2, 3}, 3: {0, 1}, 4: {2, 3}} {
 		if got := o.cpusFor(id); !reflect.DeepEqual(got, want) {
 			t.Errorf("replica %d: %v, want %v", id, got, want)
@@ -28,7 +28,7 @@ func TestCPUSetsRoundRobin(t *testing.T) {
 	if w := o.cpuShareWarning(3); !strings.Contains(w, "3 replicas on 2 CPU sets (--cpus): replicas share cores") || !strings.Contains(w, "replica-3 shares CPUs 0-1 with replica-1") {
 		t.Errorf("warning %q", w)
 	}
-	if (&Options{}).cpusFor(1) != nil {
+	if (&PlacementOptions{}).cpusFor(1) != nil {
 		t.Error("CPUs without --cpus")
 	}
 }

@@ -37,7 +37,7 @@ const (
 )
 
 // checkLiveness validates the liveness options.
-func (o Options) checkLiveness() error {
+func (o HealthOptions) checkLiveness() error {
 	switch {
 	case o.HealthInterval < 0:
 		return fmt.Errorf("--health-interval must not be negative (0 turns liveness checks off), not %s", o.HealthInterval)
@@ -79,8 +79,9 @@ type liveness struct {
 	answered uint64     // requests the replica had answered at the last check (busy.go)
 }
 
-// newLiveness returns the liveness of a new process under opts.
-func newLiveness(opts Options) liveness {
+// newLiveness returns the liveness of a new process under c.
+func newLiveness(c *config) liveness {
+	opts := c.HealthOptions
 	n := 1
 	if opts.HealthInterval > 0 {
 		// Checks start every interval and end within the timeout.

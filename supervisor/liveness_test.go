@@ -51,23 +51,23 @@ func TestLivenessCountsFailuresInARow(t *testing.T) {
 }
 
 func TestLivenessOptions(t *testing.T) {
-	ok := Options{HealthInterval: time.Second, HealthTimeout: time.Second, UnhealthyAfter: 1}
+	ok := HealthOptions{HealthInterval: time.Second, HealthTimeout: time.Second, UnhealthyAfter: 1}
 	if err := ok.checkLiveness(); err != nil {
 		t.Fatal(err)
 	}
-	if err := (Options{}).checkLiveness(); err != nil {
+	if err := (HealthOptions{}).checkLiveness(); err != nil {
 		t.Fatalf("liveness off: %v", err)
 	}
 	tests := []struct {
-		set  func(*Options)
+		set  func(*HealthOptions)
 		want string
 	}{
-		{func(o *Options) { o.HealthInterval = -time.Second }, "--health-interval must not be negative"},
-		{func(o *Options) { o.HealthTimeout = -time.Second }, "--health-timeout must not be negative"},
-		{func(o *Options) { o.UnhealthyAfter = -1 }, "--unhealthy-after must not be negative"},
-		{func(o *Options) { o.RestartUnhealthyAfter = -time.Second }, "--restart-unhealthy-after must not be negative"},
-		{func(o *Options) { o.HealthTimeout = 0 }, "--health-timeout must be positive"},
-		{func(o *Options) { o.UnhealthyAfter = 0 }, "--unhealthy-after must be at least 1"},
+		{func(o *HealthOptions) { o.HealthInterval = -time.Second }, "--health-interval must not be negative"},
+		{func(o *HealthOptions) { o.HealthTimeout = -time.Second }, "--health-timeout must not be negative"},
+		{func(o *HealthOptions) { o.UnhealthyAfter = -1 }, "--unhealthy-after must not be negative"},
+		{func(o *HealthOptions) { o.RestartUnhealthyAfter = -time.Second }, "--restart-unhealthy-after must not be negative"},
+		{func(o *HealthOptions) { o.HealthTimeout = 0 }, "--health-timeout must be positive"},
+		{func(o *HealthOptions) { o.UnhealthyAfter = 0 }, "--unhealthy-after must be at least 1"},
 	}
 	for _, tt := range tests {
 		o := ok

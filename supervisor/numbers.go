@@ -8,9 +8,13 @@ import (
 // checkNumbers rejects the numbers and durations of o that are out of
 // range, naming the flag. None is ever replaced by a default: a negative
 // value is refused, and zero either has the one meaning its field's
-// comment gives (and `up --help` states) or is refused too. `up`'s flags
-// carry the real defaults, so a zero here was asked for.
+// comment gives (and `up --help` states) or is refused too. Defaults come
+// from DefaultOptions, so a zero here was asked for.
 func (o Options) checkNumbers() error {
+	var queueTimeout time.Duration // nil: the --upstream-timeout value, checked as that
+	if o.QueueTimeout != nil {
+		queueTimeout = *o.QueueTimeout
+	}
 	durations := []struct {
 		flag   string
 		d      time.Duration
@@ -21,8 +25,8 @@ func (o Options) checkNumbers() error {
 		{"--client-timeout", o.ClientTimeout, false},
 		{"--upstream-timeout", o.UpstreamTimeout, false},
 		{"--connect-timeout", o.ConnectTimeout, false},
-		{"--queue-timeout", o.QueueTimeout, true}, // no limit
-		{"--drain-delay", o.DrainDelay, true},     // no delay
+		{"--queue-timeout", queueTimeout, true}, // no limit
+		{"--drain-delay", o.DrainDelay, true},   // no delay
 	}
 	for _, d := range durations {
 		switch {
@@ -46,8 +50,13 @@ func (o Options) checkNumbers() error {
 		{"--max-requests", int64(o.MaxRequests), 0, "never"},
 		{"--max-requests-jitter", int64(o.MaxRequestsJitter), 0, "none"},
 		{"--max-memory", o.MaxMemory, 0, "never"},
+		{"--max-buffer", o.MaxBuffer, 0, "no body in memory"},
+		{"--max-disk-buffer", o.MaxDiskBuffer, 0, "no body on disk"},
+		{"--response-buffer", o.ResponseBuffer, 0, "no response read ahead"},
+		{"--max-upgraded", int64(o.MaxUpgraded), 0, "no cap"},
 		{"--max-body", o.MaxBody, 1, ""},
 		{"--min-ready", int64(o.MinReady), 1, ""},
+		{"--warmup-count", int64(o.WarmupCount), 1, ""},
 	}
 	for _, c := range counts {
 		switch {

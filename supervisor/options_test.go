@@ -6,39 +6,34 @@ import (
 	"time"
 
 	"github.com/mattingctl/mattingctl/balancer"
+	"github.com/mattingctl/mattingctl/internal/accesslog"
 )
 
 // upDefaults returns Options as `mattingctl up -r replicas -- x` sets them:
-// every value `up`'s flags default to.
+// DefaultOptions, with a command, the replica count and a state directory.
 func upDefaults(replicas int) Options {
-	return Options{
-		Command:         []string{"x"},
-		Replicas:        replicas,
-		Port:            DefaultPort,
-		ReadyTimeout:    DefaultReadyTimeout,
-		StopTimeout:     DefaultStopTimeout,
-		Policy:          DefaultPolicy,
-		MaxBody:         balancer.DefaultMaxBody,
-		ClientTimeout:   balancer.DefaultClientTimeout,
-		UpstreamTimeout: balancer.DefaultUpstreamTimeout,
-		ConnectTimeout:  balancer.DefaultConnectTimeout,
-		MaxInflight:     DefaultMaxInflight,
-		Queue:           DefaultQueue,
-		QueueTimeout:    DefaultQueueTimeout,
-		Retries:         DefaultRetries,
-		MinReady:        1,
-		StateDir:        "/s",
-	}
+	o := DefaultOptions()
+	o.Command, o.Replicas, o.StateDir = []string{"x"}, replicas, "/s"
+	return o
 }
 
 func TestOptionsDefaults(t *testing.T) {
-	o, err := upDefaults(4).withDefaults()
+	o, err := upDefaults(4).resolve()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if o.Name != "default" || o.Port != 9110 || o.BasePort != 9111 || o.ReadyTimeout != 5*time.Minute ||
 		o.StopTimeout != 30*time.Second || o.Policy != "least_conn" || o.Admin != "127.0.0.1:9109" {
-		t.Errorf("defaults: %+v", o)
+		t.Errorf("defaults: %+v", o.Options)
+	}
+	// Parsed once, here: the rest of the supervisor uses these.
+	if _, ok := o.policy.(balancer.LeastConn); !ok || o.accessLogFormat != accesslog.Combined || o.warmup != nil || o.cert != nil {
+		t.Errorf("resolved: policy %T, format %v, warm-up %v, certificate %v", o.policy, o.accessLogFormat, o.warmup, o.cert)
+	}
+	// The queue timeout follows the upstream timeout, which the balancer
+	// reads from nil; MaxConns is derived.
+	if o.QueueTimeout != nil || o.MaxConns <= 0 {
+		t.Errorf("queue timeout %v, max conns %d; want nil and derived", o.QueueTimeout, o.MaxConns)
 	}
 }
 
@@ -46,14 +41,16 @@ func TestOptionsDefaults(t *testing.T) {
 // is, never replaced by a default.
 func TestOptionsZeroMeansWhatItSays(t *testing.T) {
 	in := upDefaults(2)
-	in.QueueTimeout, in.DrainDelay, in.MaxInflight, in.Queue, in.Retries = 0, 0, 0, 0, 0
+	in.QueueTimeout, in.DrainDelay, in.MaxInflight, in.Queue, in.Retries = new(time.Duration(0)), 0, 0, 0, 0
 	in.StartConcurrency, in.MaxRequests, in.MaxRequestsJitter, in.MaxMemory = 0, 0, 0, 0
-	o, err := in.withDefaults()
+	in.MaxBuffer, in.ResponseBuffer, in.MaxUpgraded, in.HealthInterval, in.RestartUnhealthyAfter = 0, 0, 0, 0, 0
+	o, err := in.resolve()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.QueueTimeout != 0 || o.DrainDelay != 0 || o.MaxInflight != 0 || o.Queue != 0 || o.Retries != 0 ||
-		o.StartConcurrency != 0 || o.MaxRequests != 0 || o.MaxRequestsJitter != 0 || o.MaxMemory != 0 {
+	if *o.QueueTimeout != 0 || o.DrainDelay != 0 || o.MaxInflight != 0 || o.Queue != 0 || o.Retries != 0 ||
+		o.StartConcurrency != 0 || o.MaxRequests != 0 || o.MaxRequestsJitter != 0 || o.MaxMemory != 0 ||
+		o.MaxBuffer != 0 || o.ResponseBuffer != 0 || o.MaxUpgraded != 0 || o.HealthInterval != 0 || o.RestartUnhealthyAfter != 0 {
 		t.Errorf("a zero was replaced: %+v", o)
 	}
 	if o.BasePort != o.Port+1 {
@@ -95,7 +92,7 @@ func TestOptionsErrors(t *testing.T) {
 		{"zero upstream timeout", func(o *Options) { o.UpstreamTimeout = 0 }, "--upstream-timeout must be more than 0"},
 		{"negative connect timeout", func(o *Options) { o.ConnectTimeout = -1 }, "--connect-timeout must not be negative"},
 		{"zero connect timeout", func(o *Options) { o.ConnectTimeout = 0 }, "--connect-timeout must be more than 0"},
-		{"negative queue timeout", func(o *Options) { o.QueueTimeout = -time.Second }, "--queue-timeout must not be negative, not -1s"},
+		{"negative queue timeout", func(o *Options) { o.QueueTimeout = new(-time.Second) }, "--queue-timeout must not be negative, not -1s"},
 		{"negative drain delay", func(o *Options) { o.DrainDelay = -time.Second }, "--drain-delay must not be negative, not -1s"},
 
 		{"negative cap", func(o *Options) { o.MaxInflight = -1 }, "--max-inflight must not be negative (0 means no cap), not -1"},
@@ -116,7 +113,7 @@ func TestOptionsErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			o := upDefaults(1)
 			tt.set(&o)
-			_, err := o.withDefaults()
+			_, err := o.resolve()
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error = %v, want %q", err, tt.want)
 			}
@@ -125,7 +122,7 @@ func TestOptionsErrors(t *testing.T) {
 	// The bounds themselves are accepted.
 	o := upDefaults(3)
 	o.MinReady, o.MaxBody, o.ReadyTimeout, o.StopTimeout = 3, 1, time.Nanosecond, time.Nanosecond
-	if _, err := o.withDefaults(); err != nil {
+	if _, err := o.resolve(); err != nil {
 		t.Errorf("--min-ready = --replicas, --max-body 1, 1ns timeouts: %v", err)
 	}
 }

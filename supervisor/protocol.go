@@ -15,8 +15,6 @@ const (
 	// gRPC servers speak: calls are multiplexed over one connection per
 	// replica.
 	ProtocolH2C = "h2c"
-	// DefaultUpstreamProtocol is `up`'s --upstream-protocol.
-	DefaultUpstreamProtocol = ProtocolHTTP1
 )
 
 // checkProtocol validates UpstreamProtocol and its fit with Health, and
@@ -26,7 +24,7 @@ const (
 // changes another flag's value would hide that.
 func (o *Options) checkProtocol() error {
 	if o.UpstreamProtocol == "" {
-		o.UpstreamProtocol = DefaultUpstreamProtocol
+		o.UpstreamProtocol = ProtocolHTTP1
 	}
 	if o.UpstreamProtocol != ProtocolHTTP1 && o.UpstreamProtocol != ProtocolH2C {
 		return fmt.Errorf("--upstream-protocol %q is not http1 or h2c", o.UpstreamProtocol)

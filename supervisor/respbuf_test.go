@@ -15,16 +15,18 @@ func TestResponseOptions(t *testing.T) {
 		wantBuf     int64
 		wantErr     string
 	}{
-		{"defaults", 0, 0, balancer.DefaultResponseBuffer, ""},
-		{"off", balancer.Off, 0, balancer.Off, ""},
+		{"off", 0, 0, 0, ""},
 		{"explicit", 1 << 20, 100, 1 << 20, ""},
-		{"negative buffer", -5, 0, 0, "--response-buffer must not be negative"},
+		{"negative buffer", -5, 0, 0, "--response-buffer must not be negative (0 means no response read ahead), not -5"},
 		{"negative max-upgraded", 0, -1, 0, "--max-upgraded must not be negative (0 means no cap), not -1"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			o := upDefaults(1)
+			if o.ResponseBuffer != balancer.DefaultLimits().ResponseBuffer || o.MaxUpgraded != 0 {
+				t.Fatalf("defaults: response buffer %d, max upgraded %d", o.ResponseBuffer, o.MaxUpgraded)
+			}
 			o.ResponseBuffer, o.MaxUpgraded = tt.buf, tt.maxUpgraded
-			got, err := o.withDefaults()
+			got, err := o.resolve()
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error %v, want %q", err, tt.wantErr)

@@ -26,7 +26,7 @@ import (
 // Supervisor runs one instance: the replicas and the proxy in front of
 // them. It is what the control socket and the admin endpoints serve.
 type Supervisor struct {
-	opts    Options
+	opts    *config
 	log     hclog.Logger
 	out     *replica.Output
 	bal     *balancer.Balancer
@@ -66,23 +66,21 @@ type Supervisor struct {
 	// tracker contains and records every replica process so that none,
 	// nor anything it starts, outlives the instance; set by Run.
 	tracker *replica.Tracker
-
-	cert *certificate // the proxy port's TLS certificate; nil: cleartext
 }
 
 // New validates opts and returns a supervisor that has started nothing.
 func New(opts Options) (*Supervisor, error) {
-	opts, err := opts.withDefaults()
+	c, err := opts.resolve()
 	if err != nil {
 		return nil, err
 	}
-	if err := replica.CheckCommand(opts.Command); err != nil {
+	if err := replica.CheckCommand(c.Command); err != nil {
 		return nil, err
 	}
 	s := &Supervisor{
-		opts:    opts,
-		log:     opts.Logger,
-		out:     replica.NewOutput(opts.Stdout, opts.Stderr, len("replica-")+len(strconv.Itoa(opts.Replicas))),
+		opts:    c,
+		log:     c.Logger,
+		out:     replica.NewOutput(c.Stdout, c.Stderr, len("replica-")+len(strconv.Itoa(c.Replicas))),
 		usage:   replica.NewSampler(time.Second),
 		started: time.Now(),
 		slots:   make(map[int]*slot),
@@ -92,45 +90,28 @@ func New(opts Options) (*Supervisor, error) {
 	}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	s.force, s.forceStop = context.WithCancel(context.Background())
-	if opts.StartConcurrency > 0 {
-		s.starting = make(chan struct{}, opts.StartConcurrency)
+	if c.StartConcurrency > 0 {
+		s.starting = make(chan struct{}, c.StartConcurrency)
 	}
 	s.metrics = admin.NewMetrics(s)
 	s.history = admin.NewHistory(s.metrics)
-	s.alog = newAccessLog(opts)
+	s.alog = newAccessLog(c)
 	var alog balancer.AccessLogger // a nil *accesslog.Log would not be a nil interface
 	if s.alog != nil {
 		alog = s.alog
 	}
-	policy, _ := balancer.NewPolicy(opts.Policy) // validated in withDefaults
 	var tlsConfig *tls.Config
-	if opts.TLSCert != "" {
-		if s.cert, err = newCertificate(opts.TLSCert, opts.TLSKey); err != nil {
-			return nil, err
-		}
-		tlsConfig = s.cert.tlsConfig()
+	if c.cert != nil {
+		tlsConfig = c.cert.tlsConfig()
 	}
 	s.bal = balancer.New(balancer.Options{
-		Policy:          policy,
-		MaxBody:         opts.MaxBody,
-		ClientTimeout:   opts.ClientTimeout,
-		UpstreamTimeout: opts.UpstreamTimeout,
-		ConnectTimeout:  opts.ConnectTimeout,
-		MaxInflight:     opts.MaxInflight,
-		QueueSize:       opts.Queue,
-		QueueTimeout:    opts.QueueTimeout,
-		Retries:         opts.Retries,
-		Observer:        s.metrics,
-		Logger:          s.log.Named("proxy"),
-		MaxConns:        opts.MaxConns,
-		MaxBuffer:       opts.MaxBuffer,
-		MaxDiskBuffer:   opts.MaxDiskBuffer,
-		BufferDir:       opts.BufferDir,
-		ResponseBuffer:  opts.ResponseBuffer,
-		MaxUpgraded:     opts.MaxUpgraded,
-		TLS:             tlsConfig,
-		AccessLog:       alog,
-		UpstreamH2C:     opts.UpstreamProtocol == ProtocolH2C,
+		Limits:      c.Limits,
+		Policy:      c.policy,
+		Observer:    s.metrics,
+		Logger:      s.log.Named("proxy"),
+		TLS:         tlsConfig,
+		AccessLog:   alog,
+		UpstreamH2C: c.UpstreamProtocol == ProtocolH2C,
 	})
 	return s, nil
 }

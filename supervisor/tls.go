@@ -12,27 +12,27 @@ import (
 	"sync/atomic"
 )
 
-// tlsDefaults checks --tls-cert and --tls-key: both or neither, and a
-// pair that loads. The paths are made absolute, so that a re-read finds
-// the same files whatever the working directory is by then.
-func (o *Options) tlsDefaults() error {
+// resolveTLS checks --tls-cert and --tls-key: both or neither, and a
+// pair that loads, which it returns; nil for neither. The paths are made
+// absolute, so that a re-read finds the same files whatever the working
+// directory is by then.
+func (o *TLSOptions) resolveTLS() (*certificate, error) {
 	switch {
 	case o.TLSCert == "" && o.TLSKey == "":
-		return nil
+		return nil, nil
 	case o.TLSKey == "":
-		return fmt.Errorf("--tls-cert needs --tls-key: give both files, or neither")
+		return nil, fmt.Errorf("--tls-cert needs --tls-key: give both files, or neither")
 	case o.TLSCert == "":
-		return fmt.Errorf("--tls-key needs --tls-cert: give both files, or neither")
+		return nil, fmt.Errorf("--tls-key needs --tls-cert: give both files, or neither")
 	}
 	for _, p := range []*string{&o.TLSCert, &o.TLSKey} {
 		abs, err := filepath.Abs(*p)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		*p = abs
 	}
-	_, err := loadKeyPair(o.TLSCert, o.TLSKey)
-	return err
+	return newCertificate(o.TLSCert, o.TLSKey)
 }
 
 // certificate is the proxy's TLS certificate, read from its files at
@@ -132,18 +132,19 @@ func pathErr(err error) error {
 // one, and logs the outcome; it returns the error, for the restart
 // command's answer. A failed re-read keeps the certificate being served.
 func (s *Supervisor) reloadCertificate() error {
-	if s.cert == nil {
+	cert := s.opts.cert
+	if cert == nil {
 		return nil
 	}
-	if err := s.cert.reload(); err != nil {
+	if err := cert.reload(); err != nil {
 		s.log.Error("TLS certificate not re-read; serving the previous one", "error", err)
 		return err
 	}
-	leaf := s.cert.cur.Load().Leaf
+	leaf := cert.cur.Load().Leaf
 	if leaf != nil {
-		s.log.Info("TLS certificate re-read", "cert", s.cert.certFile, "subject", leaf.Subject.String(), "not_after", leaf.NotAfter)
+		s.log.Info("TLS certificate re-read", "cert", cert.certFile, "subject", leaf.Subject.String(), "not_after", leaf.NotAfter)
 	} else {
-		s.log.Info("TLS certificate re-read", "cert", s.cert.certFile)
+		s.log.Info("TLS certificate re-read", "cert", cert.certFile)
 	}
 	return nil
 }

@@ -21,8 +21,8 @@ func TestTLSFlagsGoTogether(t *testing.T) {
 		{"key only", "", keyFile, "--tls-key needs --tls-cert"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := Options{TLSCert: tc.cert, TLSKey: tc.key}
-			err := o.tlsDefaults()
+			o := TLSOptions{TLSCert: tc.cert, TLSKey: tc.key}
+			_, err := o.resolveTLS()
 			if tc.want == "" {
 				if err != nil {
 					t.Fatalf("got %v, want no error", err)

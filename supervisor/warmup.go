@@ -11,24 +11,18 @@ import (
 	"github.com/mattingctl/mattingctl/replica"
 )
 
-// warmupDefaults reads the --warmup file once, at start: a file that cannot
-// be read or is not a warm-up request stops `up` before anything starts.
-func (o *Options) warmupDefaults() error {
-	if o.WarmupCount < 0 {
-		return fmt.Errorf("--warmup-count must be at least 1, not %d", o.WarmupCount)
-	}
-	if o.WarmupCount == 0 {
-		o.WarmupCount = 1
-	}
+// loadWarmup reads the --warmup file once, at start: a file that cannot be
+// read or is not a warm-up request stops `up` before anything starts. Nil
+// means no warm-up.
+func (o *ReplicaOptions) loadWarmup() (*replica.Warmup, error) {
 	if o.Warmup == "" {
-		return nil
+		return nil, nil
 	}
 	w, err := replica.LoadWarmup(o.Warmup)
 	if err != nil {
-		return fmt.Errorf("--warmup %s: %w", o.Warmup, err)
+		return nil, fmt.Errorf("--warmup %s: %w", o.Warmup, err)
 	}
-	o.warmup = w
-	return nil
+	return w, nil
 }
 
 // warmUp sends the warm-up request to inc, which has just become ready,

@@ -48,20 +48,28 @@ func TestSlotWarmupFailureFailsBoot(t *testing.T) {
 func TestWarmupOptions(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "none.json")
 	for _, tc := range []struct {
-		o    Options
+		set  func(*Options)
 		want string
 	}{
-		{Options{Warmup: missing}, "--warmup " + missing + ": no such file or directory"},
-		{Options{Warmup: warmupFile(t, `{"path": "x"}`)}, `: "path" "x" is not a path starting with /`},
-		{Options{WarmupCount: -1}, "--warmup-count must be at least 1, not -1"},
+		{func(o *Options) { o.Warmup = missing }, "--warmup " + missing + ": no such file or directory"},
+		{func(o *Options) { o.Warmup = warmupFile(t, `{"path": "x"}`) }, `: "path" "x" is not a path starting with /`},
+		{func(o *Options) { o.WarmupCount = -1 }, "--warmup-count must be at least 1, not -1"},
+		{func(o *Options) { o.WarmupCount = 0 }, "--warmup-count must be at least 1, not 0"},
 	} {
-		err := tc.o.warmupDefaults()
+		o := upDefaults(1)
+		tc.set(&o)
+		_, err := o.resolve()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%+v: %v, want %q", tc.o, err, tc.want)
+			t.Errorf("%v, want %q", err, tc.want)
 		}
 	}
-	o := Options{}
-	if err := o.warmupDefaults(); err != nil || o.WarmupCount != 1 || o.warmup != nil {
-		t.Errorf("no warm-up: %v, count %d", err, o.WarmupCount)
+	c, err := upDefaults(1).resolve()
+	if err != nil || c.WarmupCount != 1 || c.warmup != nil {
+		t.Errorf("no warm-up: %v, count %d", err, c.WarmupCount)
+	}
+	o := upDefaults(1)
+	o.Warmup = warmupFile(t, `{"path": "/predict"}`)
+	if c, err := o.resolve(); err != nil || c.warmup == nil || c.warmup.String() != "GET /predict" {
+		t.Errorf("--warmup read as %v (%v), want GET /predict", c.warmup, err)
 	}
 }

@@ -15,8 +15,8 @@ func TestAccessLogFlags(t *testing.T) {
 		return got, root.Execute()
 	}
 	o, err := run("--", "x")
-	if err != nil || o.AccessLog != "off" || o.AccessLogFormat != "combined" {
-		t.Fatalf("defaults: %q %q, %v; want off, combined", o.AccessLog, o.AccessLogFormat, err)
+	if err != nil || o.AccessLog != "" || o.AccessLogFormat != "combined" {
+		t.Fatalf("defaults: %q %q, %v; want none (empty), combined", o.AccessLog, o.AccessLogFormat, err)
 	}
 	o, err = run("--access-log", "-", "--access-log-format", "json", "--", "x")
 	if err != nil || o.AccessLog != "-" || o.AccessLogFormat != "json" {

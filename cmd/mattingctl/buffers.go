@@ -3,34 +3,7 @@ package main
 import (
 	"os"
 	"runtime/debug"
-
-	"github.com/mattingctl/mattingctl/balancer"
 )
-
-// bufferSizeValue is a flag holding a buffer budget such as 1GiB, where 0
-// turns that buffer off (balancer.Off).
-type bufferSizeValue struct{ p *int64 }
-
-func (v *bufferSizeValue) String() string {
-	if v.p == nil || *v.p == balancer.Off {
-		return "0"
-	}
-	return formatBytes(uint64(*v.p))
-}
-
-func (v *bufferSizeValue) Set(s string) error {
-	n, err := parseSize(s)
-	if err != nil {
-		return err
-	}
-	if n == 0 {
-		n = balancer.Off
-	}
-	*v.p = n
-	return nil
-}
-
-func (v *bufferSizeValue) Type() string { return "size" }
 
 // memoryHeadroom is what mattingctl may use besides the request bodies in
 // memory: connections, goroutines, the response copy buffers.

@@ -15,11 +15,13 @@ func TestBufferFlags(t *testing.T) {
 		dir       string
 		wantErr   string
 	}{
-		{"defaults", nil, balancer.DefaultMaxBuffer(), balancer.DefaultMaxDiskBuffer, "", ""},
+		{"defaults", nil, balancer.DefaultLimits().MaxBuffer, balancer.DefaultLimits().MaxDiskBuffer, "", ""},
 		{"sizes", []string{"--max-buffer", "512MiB", "--max-disk-buffer", "2g", "--buffer-dir", "/var/tmp/m"}, 512 << 20, 2 << 30, "/var/tmp/m", ""},
-		{"zero is off", []string{"--max-buffer", "0", "--max-disk-buffer", "0"}, balancer.Off, balancer.Off, "", ""},
-		{"negative", []string{"--max-buffer", "-1"}, 0, 0, "", `invalid argument "-1" for "--max-buffer"`},
+		{"zero is none", []string{"--max-buffer", "0", "--max-disk-buffer", "0"}, 0, 0, "", ""},
+		{"auto", []string{"--max-buffer", "1m", "--max-buffer", "auto", "--buffer-dir", "/x", "--buffer-dir", "auto"}, balancer.DefaultLimits().MaxBuffer, balancer.DefaultLimits().MaxDiskBuffer, "", ""},
+		{"negative", []string{"--max-buffer", "-1"}, 0, 0, "", `invalid argument "-1" for "--max-buffer" flag: must not be negative, not -1`},
 		{"not a size", []string{"--max-disk-buffer", "lots"}, 0, 0, "", `invalid argument "lots" for "--max-disk-buffer"`},
+		{"not a size nor auto", []string{"--max-buffer", "lots"}, 0, 0, "", `invalid argument "lots" for "--max-buffer" flag: want a size such as 50MiB, 512k or 1048576 or auto, got "lots"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -18,7 +18,7 @@ func TestUpFlags(t *testing.T) {
 		{"defaults", []string{"--", "python3", "app.py"}, func(t *testing.T, o *upOptions) {
 			if o.Replicas != 1 || o.Port != 9110 || o.BasePort != 0 || o.ReadyTimeout != 5*time.Minute ||
 				o.StopTimeout != 30*time.Second || o.Policy != "least_conn" || o.Name != "default" || o.MaxBody != 50<<20 ||
-				o.MaxInflight != 8 || o.Queue != 1024 || o.QueueTimeout != 600*time.Second || o.Retries != 2 || o.ConnectTimeout != time.Second {
+				o.MaxInflight != 8 || o.Queue != 1024 || o.QueueTimeout != nil || o.Retries != 2 || o.ConnectTimeout != time.Second {
 				t.Errorf("defaults: %+v", o.Options)
 			}
 		}},
@@ -28,7 +28,7 @@ func TestUpFlags(t *testing.T) {
 			"--", "gunicorn", "-b", "127.0.0.1:{port}", "app:app"}, func(t *testing.T, o *upOptions) {
 			if o.Replicas != 4 || o.Port != 8000 || o.BasePort != 8100 || o.Health != "/health" || o.ReadyTimeout != 10*time.Second ||
 				o.StopTimeout != 5*time.Second || o.MaxBody != 10<<20 || o.Policy != "weighted" || o.Name != "gpu" ||
-				!reflect.DeepEqual(o.Weights, []int{2, 1, 1, 1}) || o.MaxInflight != 32 || o.Queue != 0 || o.QueueTimeout != 5*time.Second || o.Retries != 0 ||
+				!reflect.DeepEqual(o.Weights, []int{2, 1, 1, 1}) || o.MaxInflight != 32 || o.Queue != 0 || o.QueueTimeout == nil || *o.QueueTimeout != 5*time.Second || o.Retries != 0 ||
 				!reflect.DeepEqual(o.Env, []string{"A=1", "B=2"}) {
 				t.Errorf("parsed: %+v", o.Options)
 			}

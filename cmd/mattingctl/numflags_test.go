@@ -36,6 +36,12 @@ func TestUpNumberFlags(t *testing.T) {
 		{"--port", "-1", `for "-p, --port" flag: must be at least 1`, nil},
 		{"--base-port", "-1", `for "--base-port" flag: must not be negative, not -1`, nil},
 		{"--base-port", "0", "", func(o *upOptions) bool { return o.BasePort == 0 }},
+		{"--base-port", "auto", "", func(o *upOptions) bool { return o.BasePort == 0 }},
+		{"--base-port", "next", `for "--base-port" flag: want a whole number or auto, got "next"`, nil},
+		{"--max-conns", "-1", "", func(o *upOptions) bool { return o.MaxConns == -1 }}, // refused by the supervisor
+		{"--max-conns", "0", "", func(o *upOptions) bool { return o.MaxConns == 0 }},
+		{"--max-conns", "auto", "", func(o *upOptions) bool { return o.MaxConns == 0 }},
+		{"--max-conns", "5000", "", func(o *upOptions) bool { return o.MaxConns == 5000 }},
 		{"--ready-timeout", "-5s", `for "--ready-timeout" flag: must not be negative, not -5s`, nil},
 		{"--ready-timeout", "0", `for "--ready-timeout" flag: must be more than 0`, nil},
 		{"--stop-timeout", "-5s", `invalid argument "-5s" for "--stop-timeout" flag: must not be negative, not -5s`, nil},
@@ -48,8 +54,10 @@ func TestUpNumberFlags(t *testing.T) {
 		{"--connect-timeout", "-1s", `for "--connect-timeout" flag: must not be negative`, nil},
 		{"--connect-timeout", "0", `for "--connect-timeout" flag: must be more than 0`, nil},
 		{"--queue-timeout", "-1s", `for "--queue-timeout" flag: must not be negative`, nil},
-		{"--queue-timeout", "0", "", func(o *upOptions) bool { return o.QueueTimeout == 0 }},
-		{"--queue-timeout", "soon", `for "--queue-timeout" flag: want a duration such as 30s, 5m or 1h, got "soon"`, nil},
+		{"--queue-timeout", "0", "", func(o *upOptions) bool { return o.QueueTimeout != nil && *o.QueueTimeout == 0 }},
+		{"--queue-timeout", "auto", "", func(o *upOptions) bool { return o.QueueTimeout == nil }},
+		{"--queue-timeout", "soon", `for "--queue-timeout" flag: want a duration such as 30s, 5m or 1h or auto, got "soon"`, nil},
+		{"--queue-timeout", "30", `for "--queue-timeout" flag: want a duration such as 30s, 5m or 1h or auto, got "30" (a unit is needed: 30s)`, nil},
 		{"--drain-delay", "-1s", `for "--drain-delay" flag: must not be negative`, nil},
 		{"--drain-delay", "0", "", func(o *upOptions) bool { return o.DrainDelay == 0 }},
 		{"--max-body", "0", `for "--max-body" flag: must be more than 0`, nil},
@@ -124,7 +132,7 @@ func TestUpConfigFileNumbers(t *testing.T) {
 	if err := os.WriteFile(path, []byte("queue-timeout: 0\nweights: [2, 1]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if o, err := parseUpArgs("-f", path); err != nil || o.QueueTimeout != 0 || !reflect.DeepEqual(o.Weights, []int{2, 1}) {
+	if o, err := parseUpArgs("-f", path); err != nil || o.QueueTimeout == nil || *o.QueueTimeout != 0 || !reflect.DeepEqual(o.Weights, []int{2, 1}) {
 		t.Errorf("queue-timeout 0 and weights from the file: %+v, %v", o, err)
 	}
 }

@@ -32,8 +32,15 @@ var wants = map[string]string{
 
 // badValue is the error for a value s that is not what a flag of type typ
 // takes.
-func badValue(typ, s string) error {
-	err := fmt.Sprintf("want %s, got %q", wants[typ], s)
+func badValue(typ, s string) error { return badValueOr(typ, s, "") }
+
+// badValueOr is badValue for a flag that also takes the word or (auto).
+func badValueOr(typ, s, or string) error {
+	want := wants[typ]
+	if or != "" {
+		want += " or " + or
+	}
+	err := fmt.Sprintf("want %s, got %q", want, s)
 	if typ == "duration" {
 		if _, nerr := strconv.ParseFloat(s, 64); nerr == nil {
 			err += fmt.Sprintf(" (a unit is needed: %ss)", s)

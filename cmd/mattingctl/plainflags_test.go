@@ -18,14 +18,15 @@ func TestFlagValuesInWords(t *testing.T) {
 	}{
 		{"replicas", "four", `want a whole number, got "four"`},
 		{"max-inflight", "4.5", `want a whole number, got "4.5"`},
-		{"max-conns", "four", `want a whole number, got "four"`}, // pflag's int
-		{"unhealthy-after", "", `want a whole number, got ""`},   // pflag's int
+		{"max-conns", "four", `want a whole number or auto, got "four"`},
+		{"unhealthy-after", "", `want a whole number, got ""`}, // pflag's int
 		{"ready-timeout", "5 minutes", `want a duration such as 30s, 5m or 1h, got "5 minutes"`},
 		{"ready-timeout", "300", `want a duration such as 30s, 5m or 1h, got "300" (a unit is needed: 300s)`},
 		{"health-interval", "soon", `want a duration such as 30s, 5m or 1h, got "soon"`}, // pflag's duration
 		{"health-timeout", "2", `want a duration such as 30s, 5m or 1h, got "2" (a unit is needed: 2s)`},
 		{"max-body", "lots", `want a size such as 50MiB, 512k or 1048576, got "lots"`},
-		{"max-buffer", "1 TB", `want a size such as 50MiB, 512k or 1048576, got "1 TB"`},
+		{"max-buffer", "1 TB", `want a size such as 50MiB, 512k or 1048576 or auto, got "1 TB"`},
+		{"queue-timeout", "2", `want a duration such as 30s, 5m or 1h or auto, got "2" (a unit is needed: 2s)`},
 		{"detach", "maybe", `want true or false, got "maybe"`}, // pflag's bool
 		{"weights", "2,x", `want a whole number, got "x"`},
 	}

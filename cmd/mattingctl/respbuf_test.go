@@ -15,9 +15,9 @@ func TestResponseFlags(t *testing.T) {
 		maxUpgraded int
 		wantErr     string
 	}{
-		{"defaults", nil, balancer.DefaultResponseBuffer, 0, ""},
+		{"defaults", nil, balancer.DefaultLimits().ResponseBuffer, 0, ""},
 		{"set", []string{"--response-buffer", "32MiB", "--max-upgraded", "500"}, 32 << 20, 500, ""},
-		{"zero is off", []string{"--response-buffer", "0"}, balancer.Off, 0, ""},
+		{"zero is off", []string{"--response-buffer", "0"}, 0, 0, ""},
 		{"negative buffer", []string{"--response-buffer", "-1"}, 0, 0, `invalid argument "-1" for "--response-buffer"`},
 		{"negative max-upgraded", []string{"--max-upgraded", "-1"}, 0, 0, `invalid argument "-1" for "--max-upgraded" flag: must not be negative`},
 	}

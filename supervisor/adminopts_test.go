@@ -18,7 +18,7 @@ func TestAdminTokenOption(t *testing.T) {
 	} {
 		o := upDefaults(1)
 		o.Admin, o.AdminToken = tt.admin, tt.token
-		_, err := o.withDefaults()
+		_, err := o.resolve()
 		switch {
 		case tt.err == "" && err != nil:
 			t.Errorf("--admin %q --admin-token %q: %v", tt.admin, tt.token, err)

@@ -1,6 +1,6 @@
 //go:build unix
 
-package supervisor
+package fdbudget
 
 import (
 	"syscall"
@@ -20,7 +20,7 @@ func TestGoRaisesTheSoftFileLimit(t *testing.T) {
 	if uint64(lim.Cur)+1 < uint64(lim.Max) {
 		t.Errorf("soft RLIMIT_NOFILE %d, hard %d: the Go runtime did not raise it", lim.Cur, lim.Max)
 	}
-	if got := openFileLimit(); got != uint64(lim.Cur) {
-		t.Errorf("openFileLimit() = %d, want the soft limit %d", got, lim.Cur)
+	if got := OpenFileLimit(); got != uint64(lim.Cur) {
+		t.Errorf("OpenFileLimit() = %d, want the soft limit %d", got, lim.Cur)
 	}
 }

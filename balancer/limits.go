@@ -1,0 +1,143 @@
+package balancer
+
+import (
+	"time"
+
+	"github.com/shirou/gopsutil/v3/mem"
+)
+
+// Limits bound what the proxy takes on: requests in flight, waiting and
+// retried, the size and pace of what clients and backends send, the
+// connections held open and the memory and disk that bodies use. Each is
+// `mattingctl up`'s flag of the same name (MaxInflight is --max-inflight);
+// DefaultLimits are its defaults. Every field says what its zero value
+// means; where zero means nothing sensible (the timeouts, MaxBody), the
+// supervisor's validation refuses it, and New does not check it again.
+type Limits struct {
+	// MaxInflight caps the requests in flight on each backend; the excess
+	// waits in the queue. Zero means no cap.
+	MaxInflight int
+	// Queue bounds the requests waiting for a backend with room; one more
+	// is answered 503 at once. Zero means no queue.
+	Queue int
+	// QueueTimeout bounds a request's wait for a backend with room, in the
+	// queue and retrying busy backends; past it the request is answered
+	// 503. A request whose predicted wait is longer is answered 503 at once
+	// (admission.go). Nil means the UpstreamTimeout value, whatever it is,
+	// as HAProxy's `timeout queue` follows `timeout connect`: a request
+	// waits for a busy backend as long as for a slow one. Zero means no
+	// limit: a request waits until a backend has room or its client goes
+	// away.
+	QueueTimeout *time.Duration
+	// Retries is how many more backends a request may be sent to when one
+	// refuses, resets or drops it before sending any response. A request
+	// during which a backend died is retried once at most, so one poison
+	// input cannot take down every backend in turn. Zero means none.
+	Retries int
+	// MaxBody is the largest request body accepted, in bytes; a larger one
+	// is answered 413 before anything reaches a backend. It must be more
+	// than zero.
+	MaxBody int64
+	// ClientTimeout bounds reading a client's request headers, and each
+	// pause while reading its body (nginx's client_header_timeout and
+	// client_body_timeout). It must be more than zero.
+	ClientTimeout time.Duration
+	// UpstreamTimeout bounds the wait for a backend's response headers once
+	// the request is sent. It must be more than zero.
+	UpstreamTimeout time.Duration
+	// ConnectTimeout bounds connecting to a backend; short, so that a hung
+	// backend is skipped fast. It must be more than zero.
+	ConnectTimeout time.Duration
+	// MaxConns caps the client connections open at once (HAProxy's
+	// maxconn). Past it a new connection is not accepted: it waits in the
+	// kernel's listen backlog until one closes, so the process keeps file
+	// descriptors for its backends and control socket. Zero means derived
+	// from the open-file limit (fdbudget.MaxConns): what ulimit -n leaves
+	// once descriptors are kept for the backends. The supervisor derives it
+	// for its replicas; a Balancer given zero derives it for one backend.
+	MaxConns int
+	// MaxBuffer bounds the request bodies held in memory, whether being
+	// read, queued or in flight, and the responses read ahead of their
+	// clients (ResponseBuffer), in bytes. A body is reserved a 64 KiB
+	// chunk at a time as it arrives; one that finds no room goes to a file
+	// in BufferDir. Zero means none in memory: every body goes to disk.
+	MaxBuffer int64
+	// MaxDiskBuffer bounds the request bodies held in files, in bytes; a
+	// body is reserved its whole declared length when it goes to disk.
+	// Past both budgets a request is answered 503 with Retry-After. Zero
+	// means none on disk: a body that does not fit in memory gets 503.
+	MaxDiskBuffer int64
+	// BufferDir is where bodies that do not fit in memory are written,
+	// each to a file removed when its request ends. Empty means a directory
+	// under the system temp directory: the supervisor makes one of the
+	// instance's own (supervisor.DefaultBufferDir); a Balancer given empty
+	// uses os.TempDir() itself.
+	BufferDir string
+	// ResponseBuffer is the largest response, by its Content-Length, read
+	// from the backend ahead of the client, into memory counted in
+	// MaxBuffer, so that the backend is released as soon as it has sent
+	// the response rather than when a slow client has received it (nginx's
+	// proxy_buffering). Responses without a Content-Length, event streams,
+	// larger ones, and any that find no room in MaxBuffer pass through as
+	// they arrive. Zero means none is read ahead.
+	ResponseBuffer int64
+	// MaxUpgraded caps the upgrade requests (WebSocket) open at once,
+	// handshaking or upgraded, over all backends; one more is answered
+	// 503 before reaching a backend. An upgraded connection holds no
+	// MaxInflight slot. Zero means no cap.
+	MaxUpgraded int
+}
+
+// DefaultLimits returns `mattingctl up`'s limits: the one place their
+// defaults are set. The body size and timeouts are those of the nginx
+// setup mattingctl replaces.
+func DefaultLimits() Limits {
+	return Limits{
+		// A single-process model server computes one or a few requests at
+		// a time; more in flight only queue inside it, unfairly and
+		// unbounded, and past a few hundred it drops connections (the Flask
+		// service of the original nginx setup did at ~300). Eight keeps a
+		// server with a few threads or dynamic batching busy while the
+		// excess waits in the proxy's FIFO queue, where it is bounded, fair
+		// and can be retried elsewhere.
+		MaxInflight: 8,
+		// Room for a flood of 1000 clients on 4 replicas, with ~220 MiB of
+		// the original load test's bodies at most.
+		Queue:           1024,
+		QueueTimeout:    nil, // the UpstreamTimeout value
+		Retries:         2,
+		MaxBody:         50 << 20,
+		ClientTimeout:   time.Minute,
+		UpstreamTimeout: 600 * time.Second,
+		ConnectTimeout:  time.Second,
+		MaxConns:        0, // derived from the open-file limit
+		MaxBuffer:       defaultMaxBuffer(),
+		MaxDiskBuffer:   10 << 30,
+		BufferDir:       "", // a directory under the system temp directory
+		// As nginx's proxy_buffering, whose buffers are 8 x 4 KiB by
+		// default but spill to a 1 GiB temporary file.
+		ResponseBuffer: 8 << 20,
+		MaxUpgraded:    0, // no cap
+	}
+}
+
+// maxDefaultMaxBuffer caps the default MaxBuffer.
+const maxDefaultMaxBuffer = 1 << 30
+
+// defaultMaxBuffer returns the default memory budget for request bodies:
+// the smaller of 1 GiB and a quarter of physical memory.
+func defaultMaxBuffer() int64 {
+	vm, err := mem.VirtualMemory()
+	if err != nil || vm.Total == 0 {
+		return maxDefaultMaxBuffer
+	}
+	return min(maxDefaultMaxBuffer, int64(vm.Total/4))
+}
+
+// queueTimeout is QueueTimeout resolved: nil is the UpstreamTimeout value.
+func (l *Limits) queueTimeout() time.Duration {
+	if l.QueueTimeout == nil {
+		return l.UpstreamTimeout
+	}
+	return *l.QueueTimeout
+}

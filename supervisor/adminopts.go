@@ -1,0 +1,54 @@
+package supervisor
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+)
+
+// minAdminToken is the shortest --admin-token taken: it stands between
+// the network and scaling the instance.
+const minAdminToken = 16
+
+// resolveAdmin gives Admin its default, 127.0.0.1 and the proxy port minus
+// one, and checks it: HOST:PORT or AdminOff, on a port the proxy and the
+// replicas do not use. It then checks AdminToken.
+func (o *Options) resolveAdmin() error {
+	if o.Admin == "" {
+		o.Admin = net.JoinHostPort("127.0.0.1", strconv.Itoa(o.Port-1))
+	}
+	if o.Admin != AdminOff {
+		host, port, err := net.SplitHostPort(o.Admin)
+		if err != nil {
+			return fmt.Errorf("--admin %q is not HOST:PORT (or none): %v", o.Admin, err)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 0 || n > maxPort {
+			return fmt.Errorf("--admin %q: %q is not a port", o.Admin, port)
+		} else if n != 0 && (host == "" || host == "127.0.0.1" || host == "0.0.0.0" || host == "localhost") &&
+			(n == o.Port || n >= o.BasePort && n < o.BasePort+o.Replicas) {
+			return fmt.Errorf("--admin port %d clashes with the proxy or replica ports", n)
+		}
+	}
+	return o.checkAdminToken()
+}
+
+// checkAdminToken checks AdminToken: printable ASCII without spaces, so
+// that it fits an Authorization header as it is, at least minAdminToken
+// long, and only with an admin listener to use it.
+func (o *AdminOptions) checkAdminToken() error {
+	if o.AdminToken == "" {
+		return nil
+	}
+	if o.Admin == AdminOff {
+		return fmt.Errorf("--admin-token needs the admin listener, but --admin is none")
+	}
+	for _, c := range o.AdminToken {
+		if c <= ' ' || c > '~' {
+			return fmt.Errorf("--admin-token: only printable ASCII without spaces, not %q", c)
+		}
+	}
+	if len(o.AdminToken) < minAdminToken {
+		return fmt.Errorf("--admin-token must be at least %d characters, not %d (e.g. `openssl rand -hex 16`)", minAdminToken, len(o.AdminToken))
+	}
+	return nil
+}
