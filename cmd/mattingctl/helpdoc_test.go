@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,8 +9,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/mattingctl/mattingctl/balancer"
 )
 
 // docs/configuration.md lists every flag of `up` under the heading of the
@@ -19,12 +16,9 @@ import (
 // tests here hold the two together: a flag added, moved or given another
 // default in one and not the other fails, naming the flag.
 
-// flagGroups are the headings of `up --help`'s flag groups, in order; the
-// doc has a `## ` heading of the same words for each.
-var flagGroups = []string{
-	"Replicas", "Proxy and limits", "Health", "Recycling", "Placement",
-	"Protocols and TLS", "Observability", "Admin",
-}
+// flagGroups are the headings of `up --help`'s flag groups, in order
+// (upHeadings); the doc has a `## ` heading of the same words for each.
+var flagGroups = upHeadings
 
 // globalGroup holds the flags every command takes: "Global Flags:" in
 // cobra's help, "## Global flags" in the doc.
@@ -204,20 +198,6 @@ func groupedHelp(help string) bool {
 	return true
 }
 
-// upHelp renders `mattingctl up --help` as a user sees it.
-func upHelp(t *testing.T) string {
-	t.Helper()
-	var b bytes.Buffer
-	f := testFactory()
-	f.Out, f.ErrOut = &b, &b
-	root := newRootCmd(f, runFuncs{})
-	root.SetArgs([]string{"up", "--help"})
-	if err := root.Execute(); err != nil {
-		t.Fatal(err)
-	}
-	return b.String()
-}
-
 func readConfigDoc(t *testing.T) map[string]docFlag {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "..", "docs", "configuration.md"))
@@ -249,17 +229,9 @@ func TestConfigDocMatchesHelp(t *testing.T) {
 		}
 	}
 	o := compareOptions{skip: map[string]bool{}}
-	// --max-buffer's default is a quarter of RAM where that is under
-	// 1 GiB; the doc gives the value of a machine with 4 GiB or more.
-	if balancer.DefaultMaxBuffer() != 1<<30 {
-		o.skip["max-buffer"] = true
-	}
-	// TODO(lead): remove this guard once the config branch, which groups
-	// up --help under the headings of flagGroups, is merged; from then on
-	// the groups are always compared.
-	o.groups = groupedHelp(text)
-	if !o.groups {
-		t.Log("up --help does not group its flags yet: comparing flags and defaults only")
+	o.groups = true
+	if !groupedHelp(text) {
+		t.Errorf("up --help does not group its flags under the headings %q:\n%s", flagGroups, text)
 	}
 	for _, e := range compareHelpDoc(help, doc, o) {
 		t.Error(e)
