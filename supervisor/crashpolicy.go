@@ -45,7 +45,7 @@ type outcome struct {
 type verdictKind int
 
 const (
-	restartAfter verdictKind = iota // start a new process after the delay
+	startAgain verdictKind = iota // start a new process after the delay
 	giveUp                          // mark the replica failed; not retried on its own
 	stopped                         // a stop was asked for: the slot ends, not failed
 )
@@ -53,7 +53,7 @@ const (
 // verdict is the crash policy's answer to an outcome.
 type verdict struct {
 	kind  verdictKind
-	delay time.Duration // restartAfter: the wait before the next start
+	delay time.Duration // startAgain: the wait before the next start
 	err   error         // giveUp: why the replica failed
 	// crash is set when the process's end counts as a crash: the loop
 	// records its exit and restarts it as one (restart count, event),
@@ -95,7 +95,7 @@ func (p *crashPolicy) decide(o outcome) verdict {
 			return verdict{kind: giveUp, err: fmt.Errorf("%w (still, after --ready-timeout %s)", o.err, p.readyTimeout)}
 		}
 		p.transient++
-		return verdict{kind: restartAfter, delay: p.backoff.delay(p.transient)}
+		return verdict{kind: startAgain, delay: p.backoff.delay(p.transient)}
 	}
 	p.transient = 0
 	if o.kind == notReady && !p.booted {
@@ -118,7 +118,7 @@ func (p *crashPolicy) decide(o outcome) verdict {
 		// minute must not leave the service with no replica.
 		delay = p.backoff.longest()
 	}
-	return verdict{kind: restartAfter, delay: delay, crash: true}
+	return verdict{kind: startAgain, delay: delay, crash: true}
 }
 
 // Crash backoff: a crashed replica is restarted after 0.5s, then 1s, 2s,

@@ -76,8 +76,8 @@ func TestCrashPolicy(t *testing.T) {
 		return outcome{kind: exited, port: 9001, uptime: up, exit: "signal: killed"}
 	}
 	stopping := func(o outcome) outcome { o.stopping = true; return o }
-	restart := func(d time.Duration) verdict { return verdict{kind: restartAfter, delay: d, crash: true} }
-	retry := func(d time.Duration) verdict { return verdict{kind: restartAfter, delay: d} }
+	crashed := func(d time.Duration) verdict { return verdict{kind: startAgain, delay: d, crash: true} }
+	retry := func(d time.Duration) verdict { return verdict{kind: startAgain, delay: d} }
 	fail := func(msg string) verdict { return verdict{kind: giveUp, err: errors.New(msg)} }
 	failCrashed := func(msg string) verdict { return verdict{kind: giveUp, err: errors.New(msg), crash: true} }
 	stop := verdict{kind: stopped}
@@ -98,25 +98,25 @@ func TestCrashPolicy(t *testing.T) {
 			{startErr(0, os.ErrPermission), fail(os.ErrPermission.Error())},
 		}},
 		{"crash after serving: backoff doubles", CrashBackoff{}, []step{
-			{servedFor(s), restart(500 * ms)},
-			{servedFor(s), restart(s)},
-			{servedFor(s), restart(2 * s)},
+			{servedFor(s), crashed(500 * ms)},
+			{servedFor(s), crashed(s)},
+			{servedFor(s), crashed(2 * s)},
 		}},
 		{"served before: brought back forever at the longest delay", CrashBackoff{MaxRestarts: 2}, []step{
-			{servedFor(s), restart(500 * ms)},
-			{servedFor(s), restart(s)},
-			{servedFor(s), restart(DefaultBackoffMax)},
-			{servedFor(s), restart(DefaultBackoffMax)},
+			{servedFor(s), crashed(500 * ms)},
+			{servedFor(s), crashed(s)},
+			{servedFor(s), crashed(DefaultBackoffMax)},
+			{servedFor(s), crashed(DefaultBackoffMax)},
 		}},
 		{"served, then never ready again: failed past MaxRestarts", CrashBackoff{MaxRestarts: 2}, []step{
-			{servedFor(s), restart(500 * ms)},
-			{notReadyAfter(s), restart(s)},
+			{servedFor(s), crashed(500 * ms)},
+			{notReadyAfter(s), crashed(s)},
 			{notReadyAfter(s), failCrashed("replica-1 crashed 3 times in a row (last: exit 1) and did not become ready again; not restarting it")},
 		}},
 		{"a long uptime starts the series afresh", CrashBackoff{}, []step{
-			{servedFor(s), restart(500 * ms)},
-			{servedFor(s), restart(s)},
-			{servedFor(time.Minute), restart(500 * ms)},
+			{servedFor(s), crashed(500 * ms)},
+			{servedFor(s), crashed(s)},
+			{servedFor(time.Minute), crashed(500 * ms)},
 		}},
 		{"transient start errors retry with the backoff's delays, not as crashes", CrashBackoff{}, []step{
 			{startErr(0, emfile), retry(500 * ms)},
@@ -128,20 +128,20 @@ func TestCrashPolicy(t *testing.T) {
 			{startErr(61*s, emfile), fail(emfile.Error() + " (still, after --ready-timeout 1m0s)")},
 		}},
 		{"transient start errors after boot: retried past the ready timeout", CrashBackoff{}, []step{
-			{servedFor(s), restart(500 * ms)},
+			{servedFor(s), crashed(500 * ms)},
 			{startErr(time.Hour, emfile), retry(500 * ms)},
 			{startErr(2*time.Hour, emfile), retry(s)},
 		}},
 		{"a process that started resets the transient count", CrashBackoff{}, []step{
 			{startErr(0, emfile), retry(500 * ms)},
 			{startErr(s, emfile), retry(s)},
-			{servedFor(s), restart(500 * ms)},
+			{servedFor(s), crashed(500 * ms)},
 			{startErr(3*s, emfile), retry(500 * ms)},
 		}},
 		{"transient start errors are not crashes", CrashBackoff{MaxRestarts: 1}, []step{
 			{startErr(0, emfile), retry(500 * ms)},
 			{startErr(0, emfile), retry(s)},
-			{servedFor(s), restart(500 * ms)},
+			{servedFor(s), crashed(500 * ms)},
 		}},
 		{"a stop is no failure: start error", CrashBackoff{}, []step{
 			{stopping(startErr(0, os.ErrPermission)), stop},
@@ -150,7 +150,7 @@ func TestCrashPolicy(t *testing.T) {
 			{stopping(notReadyAfter(s)), stop},
 		}},
 		{"a served process's exit during a stop is judged as a crash", CrashBackoff{}, []step{
-			{stopping(servedFor(s)), restart(500 * ms)},
+			{stopping(servedFor(s)), crashed(500 * ms)},
 		}},
 	}
 	for _, tt := range tests {
@@ -176,6 +176,6 @@ func sameVerdict(a, b verdict) bool {
 }
 
 func describe(v verdict) string {
-	kinds := map[verdictKind]string{restartAfter: "restart", giveUp: "give up", stopped: "stopped"}
+	kinds := map[verdictKind]string{startAgain: "start again", giveUp: "give up", stopped: "stopped"}
 	return fmt.Sprintf("{%s delay=%s crash=%v err=%v}", kinds[v.kind], v.delay, v.crash, v.err)
 }

@@ -68,7 +68,7 @@ func (s *slot) follow(v verdict, o outcome, inc *incarnation) bool {
 	case !v.crash: // a start error that may pass
 		return s.retryStart(o.err, v.delay)
 	default:
-		return s.restartCrashed(inc, o, v.delay)
+		return s.backOff(inc, o, v.delay)
 	}
 }
 
@@ -87,9 +87,9 @@ func (s *slot) buryCrashed(inc *incarnation, o outcome) {
 	s.mu.Unlock()
 }
 
-// restartCrashed counts inc's crash as a restart and waits delay before
-// the next start. It returns false when the slot must stop instead.
-func (s *slot) restartCrashed(inc *incarnation, o outcome, delay time.Duration) bool {
+// backOff counts inc's crash among the replica's restarts and waits delay
+// before the next start. It returns false when the slot must stop instead.
+func (s *slot) backOff(inc *incarnation, o outcome, delay time.Duration) bool {
 	reason, metric := "crash: "+o.exit, "crash"
 	if inc.killedFor != "" {
 		reason, metric = inc.killedFor, inc.killedFor
