@@ -46,8 +46,8 @@ type verdictKind int
 
 const (
 	startAgain verdictKind = iota // start a new process after the delay
-	giveUp                          // mark the replica failed; not retried on its own
-	stopped                         // a stop was asked for: the slot ends, not failed
+	giveUp                        // mark the replica failed; not retried on its own
+	stopped                       // a stop was asked for: the slot ends, not failed
 )
 
 // verdict is the crash policy's answer to an outcome.
