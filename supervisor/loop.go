@@ -13,6 +13,7 @@ import (
 // it.
 func (s *slot) run() {
 	defer close(s.done)
+	defer s.checks.Wait() // after release, which cuts them short
 	defer s.release()
 	defer s.markFirstDone()
 	defer s.sup.releasePorts(s)

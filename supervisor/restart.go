@@ -155,7 +155,7 @@ func (s *Supervisor) revive(sl *slot, reason string) *slot {
 	ns.restarts, ns.lastExit = restarts+1, lastExit
 	s.slots[sl.id] = ns
 	s.log.Info("starting a failed replica afresh", "replica", sl.name, "reason", reason)
-	go ns.run()
+	s.bg.Go(ns.run)
 	return ns
 }
 

@@ -31,9 +31,14 @@ func Run(ctx context.Context, opts Options) error {
 }
 
 // Run is the package's Run for a supervisor made by New. It may be called
-// once.
+// once. It returns only once every goroutine it started, and every one
+// those started, has ended: the signal watchers, the proxy's Serve, the
+// replicas' slots, the control socket's and the admin endpoints' servers.
 func (s *Supervisor) Run(ctx context.Context) error {
 	defer s.out.Close()
+	// After every other deferred call: the servers' Close waits for their
+	// handlers, which may start goroutines of the group (a scale, say).
+	defer s.bg.Wait()
 	opts := s.opts
 	// Everything that can fail for a reason the user can fix is checked
 	// before the first replica starts.
@@ -82,20 +87,24 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	s.admin = adm.Addr()
 	s.mu.Unlock()
 
-	defer context.AfterFunc(ctx, func() { s.Stop("the caller's context ended") })()
+	// From here on the instance is stopped before Run returns, whatever
+	// the path: the watchers below end only then. (Every return below
+	// stops it already; this is a no-op then.)
+	defer s.stop(nil)
+	s.bg.Go(func() { s.watchContext(ctx) })
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
-	go s.watchSignals(sigs)
+	s.bg.Go(func() { s.watchSignals(sigs) })
 	hups := make(chan os.Signal, 1)
 	signal.Notify(hups, syscall.SIGHUP)
 	defer signal.Stop(hups)
-	go s.watchHangups(hups)
+	s.bg.Go(func() { s.watchHangups(hups) })
 	if len(reopenSignals) > 0 { // Notify with none would catch every signal
 		reopens := make(chan os.Signal, 1)
 		signal.Notify(reopens, reopenSignals...)
 		defer signal.Stop(reopens)
-		go s.watchReopens(reopens)
+		s.bg.Go(func() { s.watchReopens(reopens) })
 	}
 
 	// The replicas are in the table before the control socket serves, so
@@ -106,7 +115,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	s.log.Info("starting replicas", "replicas", opts.Replicas, "ports", portRange(opts.BasePort, opts.Replicas), "command", strings.Join(opts.Command, " "))
 	initial := s.startInitial()
 	proxyDone := make(chan error, 1)
-	go func() { proxyDone <- s.bal.Serve(ln) }()
+	s.bg.Go(func() { proxyDone <- s.bal.Serve(ln) })
 	ctl.Start(s, s.log)
 	adm.SetDashboard(s.dashboard())
 	adm.Start(s, s.metrics.Handler(), s.log)
@@ -162,7 +171,7 @@ func (s *Supervisor) startInitial() <-chan *slot {
 		sl := newSlot(s, id, "")
 		sl.booted = booted
 		s.slots[id] = sl
-		go sl.run()
+		s.bg.Go(sl.run)
 	}
 	return booted
 }

@@ -1,11 +1,24 @@
 package supervisor
 
-import "os"
+import (
+	"context"
+	"os"
+)
 
 // The instance's signals: SIGINT and SIGTERM stop it (a second one skips
 // the graceful waits), SIGHUP makes a rolling restart and reopens the
 // access log, SIGUSR1 reopens the access log (reopen_unix.go). Each is
-// watched by a goroutine of Run's that ends once the instance has stopped.
+// watched by a goroutine of Run's group that ends once the instance has
+// stopped.
+
+// watchContext stops the instance when ctx, Run's, ends.
+func (s *Supervisor) watchContext(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+		s.Stop("the caller's context ended")
+	case <-s.stopped:
+	}
+}
 
 // watchSignals stops the instance on the first of sigs, and skips the
 // graceful waits on the second.
@@ -32,8 +45,8 @@ func (s *Supervisor) watchHangups(hups <-chan os.Signal) {
 		select {
 		case <-hups:
 			s.log.Info("received SIGHUP; rolling restart")
-			go s.reopenAccessLog()
-			go func() {
+			s.bg.Go(s.reopenAccessLog)
+			s.bg.Go(func() {
 				res, err := s.RollingRestart(s.ctx)
 				switch {
 				case err != nil:
@@ -41,7 +54,7 @@ func (s *Supervisor) watchHangups(hups <-chan os.Signal) {
 				case res.Error != "":
 					s.log.Error("rolling restart stopped", "error", res.Error)
 				}
-			}()
+			})
 		case <-s.stopped:
 			return
 		}

@@ -39,6 +39,10 @@ type Supervisor struct {
 	stopped   chan struct{}
 	stopOnce  sync.Once
 
+	// bg is every goroutine the instance runs in the background; Run
+	// waits for them all before it returns.
+	bg group
+
 	scaleMu   sync.Mutex // serialises Scale calls and rolling restarts
 	restartMu sync.Mutex // held while a rolling restart runs
 
