@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/mattingctl/mattingctl/internal/fdbudget"
+	"github.com/mattingctl/mattingctl/internal/httpserver"
 )
 
 // Options configure a Balancer.
@@ -94,6 +95,9 @@ type Balancer struct {
 	outcomes outcomes      // the rejected and failed requests by reason, for the summary
 
 	h2c *h2cUpgrades // connections switched to HTTP/2 by Upgrade: h2c
+	// connGoroutines counts the server's connections whose goroutine has
+	// not ended, for Serve to wait for after a shutdown.
+	connGoroutines httpserver.Conns
 }
 
 // Stats are the balancer's counters since it started.
@@ -178,6 +182,7 @@ func New(opts Options) *Balancer {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          errLog,
 		ConnContext:       connContext,
+		ConnState:         b.connGoroutines.Track,
 	}
 	// HTTP/1.1, and HTTP/2 over cleartext with prior knowledge (h2c), as
 	// gRPC clients speak it: the preface is never taken for an HTTP/1
@@ -238,16 +243,24 @@ func (b *Balancer) removeLocked(be *Backend) {
 }
 
 // Serve accepts connections on ln and proxies their requests until
-// Shutdown; it then returns nil. At most Options.MaxConns connections are
-// open at once.
+// Shutdown; it then returns nil, once every connection's goroutine has
+// ended. At most Options.MaxConns connections are open at once.
 func (b *Balancer) Serve(ln net.Listener) error {
 	ln = newLimitListener(ln, b.opts.MaxConns, &b.conns, b.opts.Logger)
-	stop := make(chan struct{})
-	defer close(stop)
-	go b.summarize(summaryEvery, stop)
+	stop, summarized := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(summarized)
+		b.summarize(summaryEvery, stop)
+	}()
+	defer func() {
+		close(stop)
+		<-summarized
+	}()
 	if err := b.server.Serve(b.tlsListener(trackingListener{ln})); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	// Shut down: every connection ends by the end of Shutdown.
+	b.connGoroutines.Wait()
 	return nil
 }
 

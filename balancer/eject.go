@@ -1,13 +1,9 @@
 package balancer
 
-import (
-	"context"
-	"time"
-)
-
 // Passive health: a backend that refused or reset a connection is taken
 // out of rotation at once, and its owner told through Failed, only when it
-// is dead: its process is gone or failing its liveness checks (Alive). A
+// is dead: its process is gone or failing its liveness checks (Alive,
+// asked through alive in retry.go). A
 // backend that is merely busy, its accept backlog full, keeps serving.
 //
 // As Envoy's panic threshold does, ejections never leave fewer than half
@@ -15,28 +11,6 @@ import (
 // of a flooded service one after the other, turns an overload into 503 "no
 // ready replica" for every client. Past the threshold a failing backend
 // stays in rotation; its requests are retried on the others.
-
-// aliveSettle is how long the proxy waits, after a backend said to be alive
-// refused or reset a connection, before asking again. A process that has
-// just died closes its sockets a moment before its owner learns of its
-// exit; and a busy one is given a moment before the request tries again.
-const aliveSettle = 50 * time.Millisecond
-
-// alive reports whether be, which refused or reset a connection, is alive
-// and so busy rather than dead. Without an Alive function it is taken for
-// dead, as before backends could tell.
-func (b *Balancer) alive(ctx context.Context, be *Backend) bool {
-	if be.Alive == nil || !be.Alive() {
-		return false
-	}
-	t := time.NewTimer(aliveSettle)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
-	return be.Alive()
-}
 
 // markFailed takes be out of rotation at once because it is dead (passive
 // health) and tells its owner through be.Failed, unless that would leave

@@ -1,7 +1,6 @@
 package balancer
 
 import (
-	"errors"
 	"math"
 	"net/http"
 	"strconv"
@@ -17,7 +16,7 @@ import (
 // it came on. Two things are gRPC's own: a call's grpc-timeout bounds its
 // wait in the queue and its time upstream, and the proxy's own refusals are
 // answered as gRPC statuses, which a gRPC client can read, rather than as
-// an HTTP 503 with a JSON body, which it cannot.
+// an HTTP 503 with a JSON body, which it cannot (refuse.go).
 
 // grpcCode is a gRPC status code (google.golang.org/grpc/codes).
 type grpcCode int
@@ -33,84 +32,6 @@ const (
 // Content-Type starts with application/grpc.
 func isGRPC(r *http.Request) bool {
 	return strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc")
-}
-
-// grpcCodeOf is the status a gRPC client gets for acquire's error err: a
-// call that could not be queued is RESOURCE_EXHAUSTED (the service is
-// overloaded), one whose wait ran out DEADLINE_EXCEEDED, one with no
-// replica to go to UNAVAILABLE.
-func grpcCodeOf(err error) grpcCode {
-	switch {
-	case errors.Is(err, errQueueFull), errors.Is(err, errPredictedWait):
-		return grpcResourceExhausted
-	case errors.Is(err, errQueueTimeout):
-		return grpcDeadlineExceeded
-	default:
-		return grpcUnavailable
-	}
-}
-
-// grpcCodeFor is the status a gRPC client gets for one of the proxy's own
-// HTTP error answers, status.
-func grpcCodeFor(status int) grpcCode {
-	switch status {
-	case http.StatusRequestEntityTooLarge:
-		return grpcResourceExhausted
-	case http.StatusRequestTimeout, http.StatusGatewayTimeout:
-		return grpcDeadlineExceeded
-	case http.StatusBadRequest:
-		return grpcInternal
-	default: // 502, 503
-		return grpcUnavailable
-	}
-}
-
-// refuse answers r with the proxy's own error: status and a JSON body
-// saying msg, or, to a gRPC client, the gRPC status code with msg.
-func refuse(w http.ResponseWriter, r *http.Request, status int, code grpcCode, msg string) {
-	if !isGRPC(r) {
-		writeError(w, status, msg)
-		return
-	}
-	writeGRPCStatus(w, r, code, msg)
-}
-
-// writeGRPCStatus answers a gRPC call with a trailers-only response: HTTP
-// 200 and the status in the headers, with no message, as a gRPC server
-// answers a call it refuses. A Retry-After already set becomes
-// grpc-retry-pushback-ms, which a client with a retry policy waits for.
-func writeGRPCStatus(w http.ResponseWriter, r *http.Request, code grpcCode, msg string) {
-	h := w.Header()
-	if ra := h.Get("Retry-After"); ra != "" {
-		if s, err := strconv.Atoi(ra); err == nil {
-			h.Set("Grpc-Retry-Pushback-Ms", strconv.Itoa(s*1000))
-		}
-		h.Del("Retry-After")
-	}
-	if r.ProtoMajor >= 2 {
-		// An HTTP/2 stream ends on its own; Connection: close would end
-		// every other call on the connection.
-		h.Del("Connection")
-	}
-	h.Set("Content-Type", "application/grpc")
-	h.Set("Grpc-Status", strconv.Itoa(int(code)))
-	h.Set("Grpc-Message", encodeGRPCMessage(msg))
-	w.WriteHeader(http.StatusOK)
-}
-
-// encodeGRPCMessage percent-encodes msg for the grpc-message header: every
-// byte outside printable ASCII, and '%'.
-func encodeGRPCMessage(msg string) string {
-	var sb strings.Builder
-	for i := 0; i < len(msg); i++ {
-		c := msg[i]
-		if c >= ' ' && c <= '~' && c != '%' {
-			sb.WriteByte(c)
-			continue
-		}
-		sb.WriteString("%" + strings.ToUpper(strconv.FormatUint(uint64(c)>>4, 16)+strconv.FormatUint(uint64(c)&15, 16)))
-	}
-	return sb.String()
 }
 
 // grpcDeadline returns the end of gRPC call r's deadline, from its

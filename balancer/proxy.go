@@ -1,20 +1,13 @@
 package balancer
 
 import (
-	"cmp"
 	"context"
-	"encoding/json"
-	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/http/httputil"
-	"strconv"
 	"sync"
 	"time"
-
-	"github.com/hashicorp/go-hclog"
 )
 
 type attemptKey struct{}
@@ -63,34 +56,48 @@ func (a *attempt) done() {
 	})
 }
 
+// exchange is one client request on its way through the proxy: what the
+// loop in ServeHTTP carries from one attempt to the next, and what the
+// client got, for the Observer and the access log.
+type exchange struct {
+	w     http.ResponseWriter // the access log's writer around the server's
+	r     *http.Request
+	ctx   context.Context // cancelled when the client goes away (requestContext)
+	body  *bufferedBody
+	acc   *accessEntry // nil without an access log
+	start time.Time
+	// deadline ends the wait for a backend, over every try: the queue
+	// timeout, or a gRPC call's deadline if sooner; zero: none.
+	deadline     time.Time
+	callDeadline time.Time // the end of a gRPC call's deadline; zero: none
+	try          int       // the attempt under way, 0 for the first
+	retry        retryState
+	avoid        *Backend // the backend the last try failed on
+
+	replica string   // the backend that answered, "" when none was chosen
+	code    int      // the client's status; 0 while unanswered or broken off
+	cur     *attempt // the attempt being forwarded
+}
+
 // ServeHTTP reads the request body in full (up to MaxBody), then forwards
 // the request to the backend the policy picks, waiting in the queue if all
 // are at their cap, and streams the response back. Reading the body first
 // keeps slow uploads from holding a model server busy, as nginx's request
 // buffering does, and lets a request that a backend refused or dropped be
-// sent again to another.
+// sent again to another: the loop makes one attempt at a time, as Caddy's
+// reverse proxy does, until one is answered or the request is refused.
 func (b *Balancer) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	replica, code := "", 0
-	var cur *attempt                      // the attempt being forwarded
-	w, acc := b.beginAccess(rw, r, start) // acc is nil without an access log
-	if b.opts.Observer != nil || acc != nil {
-		defer func() {
-			if code == 0 { // the response broke off mid-way: forward panicked
-				code = brokenOffCode(r, cur)
-			}
-			if b.opts.Observer != nil {
-				b.opts.Observer.Observe(replica, code, time.Since(start))
-			}
-			acc.finish(replica, code)
-		}()
+	x := &exchange{r: r, start: time.Now()}
+	x.w, x.acc = b.beginAccess(rw, r, x.start)
+	if b.opts.Observer != nil || x.acc != nil {
+		defer b.finish(x)
 	}
-	if b.refuseUpgradeOverH2C(w, r) {
-		code = http.StatusNotImplemented
+	if b.refuseUpgradeOverH2C(x.w, r) {
+		x.code = http.StatusNotImplemented
 		return
 	}
-	if !b.admitUpgrade(w, r) {
-		code = http.StatusServiceUnavailable
+	if !b.admitUpgrade(x.w, r) {
+		x.code = http.StatusServiceUnavailable
 		return
 	}
 	defer b.endUpgrade(r)
@@ -98,112 +105,95 @@ func (b *Balancer) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	// connection after a body too large only through it.
 	body, berr := b.readBody(rw, r)
 	if berr != nil {
-		code = cmp.Or(berr.status, StatusClientGone)
-		if berr.status == 0 {
-			abort()
-		}
-		// What is left of the body is not wanted. Before closing the
-		// connection the server reads on, to discard up to 256 KiB of it:
-		// for a second at most, not until the client sends it.
-		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(time.Second))
-		refuse(w, r, berr.status, cmp.Or(berr.grpc, grpcCodeFor(berr.status)), berr.msg)
+		refuseBody(x, berr)
 		return
 	}
 	defer body.done()
 	ctx, cancel := requestContext(r)
 	defer cancel()
-	var deadline time.Time // the end of the queue timeout, over every try
+	x.ctx, x.body = ctx, body
+	x.deadline, x.callDeadline = b.deadlines(r, x.start)
+	for !b.proxyAttempt(x) {
+		x.try++
+	}
+}
+
+// proxyAttempt makes one attempt at x: it waits for a backend and forwards
+// x to it. It returns true when x has been answered, by the backend or by
+// the proxy's refusal, and false when x is to be tried again.
+func (b *Balancer) proxyAttempt(x *exchange) (done bool) {
+	waited := time.Now()
+	a, err := b.acquire(x.ctx, x.r, x.deadline, x.try > 0, x.avoid)
+	x.acc.tried(x.try, time.Since(waited), a)
+	if err != nil {
+		b.refuseAcquire(x, err)
+		return true
+	}
+	if x.try > 0 {
+		b.retried.Add(1)
+	}
+	be := a.be
+	x.replica, x.cur = be.Name, a
+	a.callDeadline = x.callDeadline
+	b.forward(x.ctx, x.w, x.r, x.body, a)
+	if a.err == nil {
+		x.code = a.code
+		return true
+	}
+	x.checkClient()
+	be.errors.Add(1)
+	f := failureOf(a.err, a.responded, func() bool { return b.alive(x.ctx, be) })
+	x.checkClient()
+	if f.dead() && !a.responded {
+		b.markFailed(be)
+	}
+	retry := tryAgain(f, a.responded, x.retry, b.opts.Retries, x.deadline, time.Now())
+	b.opts.Logger.Log(f.logLevel(), "replica did not answer", "replica", be.Name, "method", x.r.Method, "path", x.r.URL.Path,
+		"error", a.err, "busy", f == busy, "retrying", retry)
+	if !retry {
+		b.refuseUnanswered(x, f, a)
+		return true
+	}
+	// Not be again if another has room: a busy one, or a dead one kept in
+	// rotation by the panic threshold.
+	x.avoid = be
+	x.retry = x.retry.after(f)
+	return false
+}
+
+// deadlines returns when a wait for a backend for r ends, over every try
+// (the queue timeout from now, or r's gRPC deadline if sooner; zero:
+// never), and r's gRPC deadline counted from start (zero: none).
+func (b *Balancer) deadlines(r *http.Request, start time.Time) (wait, call time.Time) {
 	if qt := b.opts.queueTimeout(); qt > 0 {
-		deadline = time.Now().Add(qt)
+		wait = time.Now().Add(qt)
 	}
 	// A gRPC call waits no longer than its own deadline.
-	callDeadline := grpcDeadline(r, start)
-	if !callDeadline.IsZero() && (deadline.IsZero() || callDeadline.Before(deadline)) {
-		deadline = callDeadline
+	call = grpcDeadline(r, start)
+	if !call.IsZero() && (wait.IsZero() || call.Before(wait)) {
+		wait = call
 	}
-	died := false      // a backend died during this request once already
-	retries := 0       // tries after the first that count against Options.Retries
-	var avoid *Backend // the backend the last try failed on
-	for try := 0; ; try++ {
-		waited := time.Now()
-		a, err := b.acquire(ctx, r, deadline, try > 0, avoid)
-		acc.tried(try, time.Since(waited), a)
-		if err != nil {
-			code = StatusClientGone
-			if ctx.Err() != nil {
-				abort()
-			}
-			code = http.StatusServiceUnavailable
-			b.reject(reasonOf(err))
-			w.Header().Set("Retry-After", strconv.Itoa(b.retryAfter()))
-			refuse(w, r, code, grpcCodeOf(err), err.Error())
-			return
-		}
-		if try > 0 {
-			b.retried.Add(1)
-		}
-		be := a.be
-		replica, cur = be.Name, a
-		a.callDeadline = callDeadline
-		b.forward(ctx, w, r, body, a)
-		if a.err == nil {
-			code = a.code
-			return
-		}
-		if ctx.Err() != nil {
-			code = StatusClientGone
-			abort() // the client went away; nobody is listening
-		}
-		be.errors.Add(1)
-		kind := classify(a.err)
-		if !a.responded && (kind == refused || kind == dropped) && b.alive(ctx, be) {
-			kind = busy
-		}
-		if ctx.Err() != nil {
-			code = StatusClientGone
-			abort()
-		}
-		if (kind == refused || kind == dropped) && !a.responded {
-			b.markFailed(be)
-		}
-		var retry bool
-		switch {
-		case a.responded || kind == slow || b.opts.Retries == 0:
-		case kind == busy:
-			// Busy is not dead: the request waits for room as in the
-			// queue, within its queue timeout, and not on be if another
-			// backend has room.
-			retry = deadline.IsZero() || time.Now().Before(deadline)
-		default:
-			retry = retries < b.opts.Retries && !(kind == dropped && died)
-		}
-		b.opts.Logger.Log(kind.logLevel(), "replica did not answer", "replica", be.Name, "method", r.Method, "path", r.URL.Path,
-			"error", a.err, "busy", kind == busy, "retrying", retry)
-		if !retry {
-			if kind == busy && b.opts.Retries > 0 {
-				code = http.StatusServiceUnavailable
-				b.reject(reasonQueueTimeout)
-				w.Header().Set("Retry-After", strconv.Itoa(b.retryAfter()))
-				refuse(w, r, code, grpcDeadlineExceeded, errQueueTimeout.Error()+": the last, "+be.Name+", did not answer: "+a.err.Error())
-				return
-			}
-			b.failed.Add(1)
-			code = http.StatusBadGateway
-			if kind == slow {
-				code = http.StatusGatewayTimeout
-			}
-			b.failedWith(code)
-			refuse(w, r, code, grpcCodeFor(code), be.Name+" did not answer: "+a.err.Error())
-			return
-		}
-		// Not be again if another has room: a busy one, or a dead one
-		// kept in rotation by the panic threshold.
-		avoid = be
-		if kind != busy {
-			retries++
-		}
-		died = died || kind == dropped
+	return wait, call
+}
+
+// checkClient ends x with no answer when its client has gone away:
+// nobody is listening.
+func (x *exchange) checkClient() {
+	if x.ctx.Err() != nil {
+		x.code = StatusClientGone
+		abort()
 	}
+}
+
+// finish tells the Observer and the access log how x ended.
+func (b *Balancer) finish(x *exchange) {
+	if x.code == 0 { // the response broke off mid-way: forward panicked
+		x.code = brokenOffCode(x.r, x.cur)
+	}
+	if b.opts.Observer != nil {
+		b.opts.Observer.Observe(x.replica, x.code, time.Since(x.start))
+	}
+	x.acc.finish(x.replica, x.code)
 }
 
 // abort ends a request whose client is gone, or broke off its request,
@@ -263,43 +253,6 @@ func (b *Balancer) forward(ctx context.Context, w http.ResponseWriter, r *http.R
 	b.proxy.ServeHTTP(w, out)
 }
 
-// How a backend failed to answer.
-type failure int
-
-const (
-	refused failure = iota // no connection: the request never reached it
-	dropped                // connection reset or closed before any response
-	slow                   // no response within the upstream timeout
-	// busy: no connection within the connect timeout (its accept backlog
-	// is full), or refused or reset by a backend whose process is alive
-	// and passing its liveness checks.
-	busy
-)
-
-// logLevel is the level "replica did not answer" is logged at: a busy
-// replica is ordinary under load, and the summary counts what it costs.
-func (f failure) logLevel() hclog.Level {
-	if f == busy {
-		return hclog.Debug
-	}
-	return hclog.Warn
-}
-
-func classify(err error) failure {
-	var op *net.OpError
-	var ne net.Error
-	switch {
-	case errors.As(err, &op) && op.Op == "dial" && op.Timeout():
-		return busy
-	case errors.As(err, &op) && op.Op == "dial":
-		return refused
-	case errors.As(err, &ne) && ne.Timeout():
-		return slow
-	default:
-		return dropped
-	}
-}
-
 func rewrite(pr *httputil.ProxyRequest) {
 	a := pr.In.Context().Value(attemptKey{}).(*attempt)
 	pr.Out.URL.Scheme = "http"
@@ -355,15 +308,4 @@ func (r *releasingBody) Read(p []byte) (int, error) {
 // whether to try another backend or answer the client.
 func proxyError(_ http.ResponseWriter, r *http.Request, err error) {
 	r.Context().Value(attemptKey{}).(*attempt).err = err
-}
-
-func writeError(w http.ResponseWriter, status int, msg string) {
-	body, _ := json.Marshal(struct {
-		Error string `json:"error"`
-	}{msg})
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(len(body)+1))
-	w.WriteHeader(status)
-	_, _ = w.Write(append(body, '\n'))
 }

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"time"
 )
 
@@ -82,7 +81,7 @@ func (b *Balancer) bufferFailed(w http.ResponseWriter, r *http.Request, err erro
 		return &bodyError{http.StatusServiceUnavailable, "cannot buffer the request body: " + be.err.Error(), 0}
 	}
 	b.reject(reasonBuffersFull)
-	w.Header().Set("Retry-After", strconv.Itoa(b.retryAfter()))
+	b.retryLater(w)
 	return &bodyError{status: http.StatusServiceUnavailable, msg: errBuffersFull.Error() + "; try again later", grpc: grpcResourceExhausted}
 }
 

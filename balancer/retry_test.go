@@ -2,13 +2,18 @@ package balancer
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // dropper is a backend handler that drops the connection without answering,
@@ -140,5 +145,168 @@ func TestUpgradeIsNotAFailure(t *testing.T) {
 	}
 	if s := bal.Stats(); s.Retried != 0 || s.Failed != 0 {
 		t.Errorf("stats after an upgrade: %+v", s)
+	}
+}
+
+// The tests below are tables over retry.go's decisions: no server, no
+// connection.
+
+// timeoutErr is a net.Error that timed out.
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string   { return "i/o timeout" }
+func (timeoutErr) Timeout() bool   { return true }
+func (timeoutErr) Temporary() bool { return true }
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want failure
+	}{
+		{"connection refused", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, refused},
+		{"no connection within the connect timeout", &net.OpError{Op: "dial", Net: "tcp", Err: timeoutErr{}}, busy},
+		{"wrapped dial error", fmt.Errorf("proxy: %w", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}), refused},
+		{"read timeout", &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}, slow},
+		{"upstream deadline", context.DeadlineExceeded, slow},
+		{"connection reset", &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}, dropped},
+		{"closed before any response", io.EOF, dropped},
+		{"unexpected EOF", io.ErrUnexpectedEOF, dropped},
+		{"anything else", errors.New("net/http: HTTP/1.x transport connection broken"), dropped},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := classify(tt.err); got != tt.want {
+				t.Errorf("classify(%v) = %d, want %d", tt.err, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestFailureOf(t *testing.T) {
+	refusedErr := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	resetErr := &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
+	tests := []struct {
+		name      string
+		err       error
+		responded bool
+		alive     bool
+		want      failure
+		asked     bool // whether alive is asked
+	}{
+		{"refused by a dead backend", refusedErr, false, false, refused, true},
+		{"refused by a live one: busy", refusedErr, false, true, busy, true},
+		{"reset by a dead backend", resetErr, false, false, dropped, true},
+		{"reset by a live one: busy", resetErr, false, true, busy, true},
+		{"reset after responding: not busy", resetErr, true, true, dropped, false},
+		{"slow is slow, alive or not", os.ErrDeadlineExceeded, false, true, slow, false},
+		{"busy from the connect timeout, without asking", &net.OpError{Op: "dial", Err: timeoutErr{}}, false, false, busy, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			asked := false
+			got := failureOf(tt.err, tt.responded, func() bool { asked = true; return tt.alive })
+			if got != tt.want || asked != tt.asked {
+				t.Errorf("failureOf = %d (alive asked: %v), want %d (asked: %v)", got, asked, tt.want, tt.asked)
+			}
+		})
+	}
+}
+
+func TestTryAgain(t *testing.T) {
+	now := time.Now()
+	later, earlier := now.Add(time.Second), now.Add(-time.Second)
+	none := time.Time{}
+	tests := []struct {
+		name      string
+		f         failure
+		responded bool
+		s         retryState
+		retries   int
+		deadline  time.Time
+		want      bool
+	}{
+		{"refused, first retry", refused, false, retryState{}, 2, none, true},
+		{"dropped, first retry", dropped, false, retryState{}, 2, none, true},
+		{"retries off", refused, false, retryState{}, 0, none, false},
+		{"retries off, busy", busy, false, retryState{}, 0, later, false},
+		{"retries used up", refused, false, retryState{retries: 2}, 2, none, false},
+		{"one retry left", refused, false, retryState{retries: 1}, 2, none, true},
+		{"dropped a second time: poison input", dropped, false, retryState{retries: 1, died: true}, 5, none, false},
+		{"refused after a drop", refused, false, retryState{retries: 1, died: true}, 5, none, true},
+		{"slow: never", slow, false, retryState{}, 2, none, false},
+		{"after the backend responded: never", dropped, true, retryState{}, 2, none, false},
+		{"busy, within the queue timeout", busy, false, retryState{retries: 2}, 2, later, true},
+		{"busy, past the queue timeout", busy, false, retryState{}, 2, earlier, false},
+		{"busy, no queue timeout", busy, false, retryState{}, 2, none, true},
+		{"busy after responding", busy, true, retryState{}, 2, later, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tryAgain(tt.f, tt.responded, tt.s, tt.retries, tt.deadline, now); got != tt.want {
+				t.Errorf("tryAgain = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRetryStateAfter(t *testing.T) {
+	tests := []struct {
+		name  string
+		fails []failure
+		want  retryState
+	}{
+		{"nothing yet", nil, retryState{}},
+		{"busy is not counted", []failure{busy, busy, busy}, retryState{}},
+		{"refused counts", []failure{refused, busy, refused}, retryState{retries: 2}},
+		{"a drop is remembered", []failure{dropped, refused}, retryState{retries: 2, died: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var s retryState
+			for _, f := range tt.fails {
+				s = s.after(f)
+			}
+			if s != tt.want {
+				t.Errorf("after %v: %+v, want %+v", tt.fails, s, tt.want)
+			}
+		})
+	}
+}
+
+func TestAlive(t *testing.T) {
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	tests := []struct {
+		name    string
+		answers []bool // what Alive says, call after call; nil: no Alive
+		ctx     context.Context
+		want    bool
+		calls   int
+		settle  bool // whether it waits aliveSettle first
+	}{
+		{"no Alive: dead", nil, context.Background(), false, 0, false},
+		{"dead at once", []bool{false}, context.Background(), false, 1, false},
+		{"alive after the settle: busy", []bool{true, true}, context.Background(), true, 2, true},
+		{"died during the settle", []bool{true, false}, context.Background(), false, 2, true},
+		{"client gone: asks again at once", []bool{true, true}, cancelled, true, 2, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			be := NewBackend(1, "replica-1", "127.0.0.1:1")
+			calls := 0
+			if tt.answers != nil {
+				be.Alive = func() bool { calls++; return tt.answers[calls-1] }
+			}
+			start := time.Now()
+			got := (&Balancer{}).alive(tt.ctx, be)
+			waited := time.Since(start)
+			if got != tt.want || calls != tt.calls {
+				t.Errorf("alive = %v after %d calls, want %v after %d", got, calls, tt.want, tt.calls)
+			}
+			if tt.settle && waited < aliveSettle {
+				t.Errorf("answered after %s, before the settle of %s", waited, aliveSettle)
+			}
+		})
 	}
 }

@@ -2,7 +2,6 @@ package balancer
 
 import (
 	"net/http"
-	"strconv"
 	"strings"
 )
 
@@ -49,9 +48,7 @@ func (b *Balancer) admitUpgrade(w http.ResponseWriter, r *http.Request) bool {
 	if reserve(&b.upgrades, 1, int64(b.opts.MaxUpgraded)) {
 		return true
 	}
-	b.rejected.Add(1)
-	w.Header().Set("Retry-After", strconv.Itoa(b.retryAfter()))
-	writeError(w, http.StatusServiceUnavailable, errTooManyUpgrades)
+	b.refuseUpgrade(w)
 	return false
 }
 

@@ -1,7 +1,6 @@
 package replica
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -91,19 +90,26 @@ func ownCgroupDir() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	b, err := os.ReadFile("/proc/self/cgroup")
+	pfs, err := procFS()
 	if err != nil {
 		return "", err
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		own, ok := strings.CutPrefix(line, "0::")
-		if !ok {
-			continue
+	self, err := pfs.Self()
+	if err != nil {
+		return "", err
+	}
+	cgroups, err := self.Cgroups()
+	if err != nil {
+		return "", err
+	}
+	for _, cg := range cgroups {
+		if cg.HierarchyID != 0 || len(cg.Controllers) != 0 {
+			continue // a v1 hierarchy
 		}
 		// The mount may show a subtree only (a container's bind mount).
-		rel, err := filepath.Rel(root, own)
+		rel, err := filepath.Rel(root, cg.Path)
 		if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
-			return "", fmt.Errorf("our cgroup %s is outside the cgroup2 mount at %s", own, mount)
+			return "", fmt.Errorf("our cgroup %s is outside the cgroup2 mount at %s", cg.Path, mount)
 		}
 		return filepath.Join(mount, rel), nil
 	}
@@ -113,20 +119,18 @@ func ownCgroupDir() (string, error) {
 // cgroup2Mount returns where the cgroup v2 file system is mounted, and
 // which of its directories that mount shows as its root.
 func cgroup2Mount() (mount, root string, err error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	pfs, err := procFS()
 	if err != nil {
 		return "", "", err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS... - FSTYPE SOURCE SUPEROPTS
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		fields, fstype := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(fields) < 5 || len(fstype) < 1 || fstype[0] != "cgroup2" {
-			continue
+	mounts, err := pfs.GetMounts()
+	if err != nil {
+		return "", "", err
+	}
+	for _, m := range mounts {
+		if m.FSType == "cgroup2" {
+			return unescapeMount(m.MountPoint), unescapeMount(m.Root), nil
 		}
-		return unescapeMount(fields[4]), unescapeMount(fields[3]), nil
 	}
 	return "", "", errors.New("no cgroup v2 file system is mounted")
 }

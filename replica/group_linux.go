@@ -73,7 +73,7 @@ func (s *Sampler) scan(now time.Time) {
 	st := &s.state
 	s.scans++
 	if st.fsErr == nil && st.groups == nil {
-		st.fs, st.fsErr = procfs.NewDefaultFS()
+		st.fs, st.fsErr = procFS()
 	}
 	next := make(map[int]*group, len(st.groups))
 	var procs procfs.Procs

@@ -146,7 +146,9 @@ func (s *slot) startCheck(inc *incarnation, lv *liveness) {
 	probe := s.sup.opts.probe(inc.port)
 	probe.Timeout = s.sup.opts.HealthTimeout
 	results, ctx := lv.results, s.ctx
-	go func() { results <- probe.Check(ctx) }()
+	// run waits for the check before the slot is done; the stop cuts it
+	// short (ctx).
+	s.checks.Go(func() { results <- probe.Check(ctx) })
 }
 
 // checked takes the outcome err of a liveness check of inc and takes inc

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"syscall"
 
 	"github.com/mattingctl/mattingctl/replica"
 )
@@ -121,4 +123,23 @@ func checkPorts(base, first, count int) error {
 		}
 	}
 	return nil
+}
+
+// portError says why a port could not be bound, and what to do.
+func portError(err error) string {
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return "already in use (is another server or mattingctl instance running? choose another with --port/--base-port)"
+	case errors.Is(err, syscall.EACCES):
+		return "permission denied (ports below 1024 need root)"
+	default:
+		return err.Error()
+	}
+}
+
+func portRange(base, n int) string {
+	if n == 1 {
+		return strconv.Itoa(base)
+	}
+	return fmt.Sprintf("%d-%d", base, base+n-1)
 }

@@ -71,7 +71,7 @@ func (s *Supervisor) Scale(ctx context.Context, n int) (control.ScaleResult, err
 			// shows it and stop waits for it.
 			delete(s.slots, id)
 			s.removed[sl] = true
-			go s.forget(sl)
+			s.bg.Go(func() { s.forget(sl) })
 		}
 		changed = append(changed, removed...)
 	}
@@ -86,7 +86,7 @@ func (s *Supervisor) Scale(ctx context.Context, n int) (control.ScaleResult, err
 	// The hand-over counts on the kept replicas: it starts once the failed
 	// ones are starting afresh, not seen failed before.
 	if len(removed) > 0 {
-		go s.handOver(removed, min(n, readyBefore), s.opts.StopTimeout)
+		s.bg.Go(func() { s.handOver(removed, min(n, readyBefore), s.opts.StopTimeout) })
 	}
 
 	for _, sl := range changed {
@@ -118,7 +118,7 @@ func (s *Supervisor) Scale(ctx context.Context, n int) (control.ScaleResult, err
 func (s *Supervisor) addSlotLocked(id int, reason string) *slot {
 	sl := newSlot(s, id, reason)
 	s.slots[id] = sl
-	go sl.run()
+	s.bg.Go(sl.run)
 	return sl
 }
 

@@ -82,8 +82,9 @@ type slot struct {
 	done   chan struct{} // closed when run returns
 
 	// Touched only by run's goroutine.
-	slowWarnedAt  time.Time    // the last slow-request warning
-	testHookStart func() error // if set, called before each start; an error fails it; tests only
+	checks        sync.WaitGroup // liveness checks in flight (liveness.go)
+	slowWarnedAt  time.Time      // the last slow-request warning
+	testHookStart func() error   // if set, called before each start; an error fails it; tests only
 
 	mu          sync.Mutex // guards the fields below
 	state       control.State

@@ -4,9 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"syscall"
-	"time"
 
-	"github.com/mattingctl/mattingctl/internal/control"
 	"github.com/mattingctl/mattingctl/replica"
 )
 
@@ -15,7 +13,7 @@ import (
 // file descriptors (EMFILE), the system out of them (ENFILE), out of memory
 // (ENOMEM), out of processes (EAGAIN from fork), or its port held by
 // another process. Such a start is retried with the crash backoff's delays
-// and counts neither as a boot failure nor as a crash.
+// and counts neither as a boot failure nor as a crash (crashpolicy.go).
 func transientStartError(err error) bool {
 	for _, errno := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOMEM, syscall.EAGAIN} {
 		if errors.Is(err, errno) {
@@ -36,25 +34,4 @@ func (s *slot) startPrimary(port int) (*incarnation, error) {
 		return nil, fmt.Errorf("%s: checking port %d: %w", s.name, port, err) // out of descriptors, say
 	}
 	return s.launch(port, true)
-}
-
-// retryStart waits, after a transient start error (the n-th in a row), for
-// the crash backoff's delay before the next try. It returns false when the
-// slot must stop instead.
-func (s *slot) retryStart(err error, n int) bool {
-	delay := s.backoff.delay(n)
-	s.log.Warn("replica could not be started; retrying", "error", err, "retry_in", delay)
-	s.mu.Lock()
-	s.state, s.err = control.Backoff, err
-	s.mu.Unlock()
-	s.sup.stateChanged()
-	t := time.NewTimer(delay)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-s.ctx.Done():
-		s.set(control.Stopped)
-		return false
-	}
 }

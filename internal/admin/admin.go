@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/mattingctl/mattingctl/internal/httpserver"
 )
 
 // Source is what the admin endpoints read from an instance.
@@ -51,7 +53,7 @@ const (
 // Server is the admin listener.
 type Server struct {
 	ln     net.Listener
-	srv    *http.Server
+	srv    *httpserver.Server // nil until Start
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the heartbeat has stopped
 	dash   *dashboard    // nil: no dashboard
@@ -111,15 +113,15 @@ func (a *Server) Start(src Source, metrics http.Handler, log hclog.Logger) {
 	if a.dash != nil {
 		a.dash.routes(mux)
 	}
-	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := a.srv.Serve(a.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("admin listener stopped", "error", err)
-		}
-	}()
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	a.srv = httpserver.Start(srv, a.ln, func(err error) {
+		log.Error("admin listener stopped", "error", err)
+	})
 }
 
-// Close stops the listener and the heartbeat.
+// Close stops the listener and the heartbeat. It returns once every
+// handler has returned: past a second's grace, their connections are
+// closed.
 func (a *Server) Close() {
 	if a == nil {
 		return

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/mattingctl/mattingctl/internal/httpserver"
 )
 
 // Instance is what the control socket serves: a running instance.
@@ -33,7 +35,7 @@ type Instance interface {
 type Server struct {
 	path string
 	ln   net.Listener
-	srv  *http.Server
+	srv  *httpserver.Server // nil until Start
 }
 
 // maxSocketPath is the longest path a Unix socket can bind to on Linux
@@ -85,8 +87,8 @@ func (c *Server) Path() string { return c.path }
 // Start serves the control API for inst in the background until Close.
 // Connections from users other than this one and root are closed unread.
 func (c *Server) Start(inst Instance, log hclog.Logger) {
-	c.srv = &http.Server{Handler: Handler(inst, log), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}
-	go func() { _ = c.srv.Serve(trustedListener{c.ln, log}) }()
+	srv := &http.Server{Handler: Handler(inst, log), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}
+	c.srv = httpserver.Start(srv, trustedListener{c.ln, log}, nil)
 }
 
 // Handler is the control API over HTTP:
@@ -161,12 +163,12 @@ func Handler(inst Instance, log hclog.Logger) http.Handler {
 }
 
 // Close lets a pending `down` call get its answer, then removes the socket.
+// It returns once every handler has returned: past the grace, their
+// connections are closed, as no handler may call into a stopped instance.
 func (c *Server) Close() {
 	if c.srv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		if c.srv.Shutdown(ctx) != nil {
-			_ = c.srv.Close() // no handler may call into a stopped instance
-		}
+		_ = c.srv.Shutdown(ctx)
 		cancel()
 	}
 	c.ln.Close()

@@ -3,10 +3,10 @@ package testutil
 import (
 	"math/rand/v2"
 	"net"
-	"os"
 	"strconv"
-	"strings"
 	"testing"
+
+	"github.com/prometheus/procfs"
 )
 
 // FreePorts returns a port p such that p..p+n-1 are all free on 127.0.0.1.
@@ -57,12 +57,9 @@ func allFree(base, n int) bool {
 // ephemeralLow returns the first port of the kernel's ephemeral range
 // (Linux's default 32768 elsewhere).
 func ephemeralLow() int {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if n, err := strconv.Atoi(f[0]); err == nil && n > 2048 {
-				return n
-			}
+	if fs, err := procfs.NewDefaultFS(); err == nil {
+		if r, err := fs.SysctlInts("net.ipv4.ip_local_port_range"); err == nil && len(r) == 2 && r[0] > 2048 {
+			return r[0]
 		}
 	}
 	return 32768

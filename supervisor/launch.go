@@ -1,0 +1,95 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/mattingctl/mattingctl/balancer"
+	"github.com/mattingctl/mattingctl/internal/admin"
+	"github.com/mattingctl/mattingctl/internal/control"
+	"github.com/mattingctl/mattingctl/replica"
+)
+
+const (
+	// probeInterval is how often a starting replica is checked for
+	// readiness.
+	probeInterval = 100 * time.Millisecond
+	// readyProgressEvery is how often a replica that is not ready yet is
+	// logged, with the cause: a model that loads for minutes, a wrong
+	// --health path and an app that ignores PORT look alike otherwise.
+	readyProgressEvery = 10 * time.Second
+)
+
+// launch starts a process of this replica on port, once the start gate
+// (--start-concurrency) lets it, and waits until it is ready and warmed up
+// (--warmup). On failure the process is killed and, if it got that far,
+// returned for its exit.
+func (s *slot) launch(port int, primary bool) (*incarnation, error) {
+	release, err := s.sup.startGate(s.ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	if s.testHookStart != nil {
+		if err := s.testHookStart(); err != nil {
+			return nil, err
+		}
+	}
+	spec := replica.Spec{ID: s.id, Port: port, Command: s.sup.opts.Command, Env: s.env, Tracker: s.sup.tracker, CPUs: s.cpus}
+	proc, err := replica.Start(spec, s.sup.out)
+	if err != nil {
+		return nil, err
+	}
+	be := balancer.NewBackend(s.id, s.name, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if s.id <= len(s.sup.opts.Weights) {
+		be.Weight = s.sup.opts.Weights[s.id-1]
+	}
+	inc := &incarnation{proc: proc, be: be, port: port}
+	be.Alive = inc.alive
+	if n := s.sup.opts.MaxRequests; n > 0 {
+		// Jitter, as gunicorn's, so replicas do not all recycle at once.
+		inc.maxRequests = uint64(n + rand.IntN(s.sup.opts.MaxRequestsJitter+1))
+	}
+	if primary {
+		s.mu.Lock()
+		s.cur, s.state, s.err, s.healthErr = inc, control.Starting, nil, ""
+		s.mu.Unlock()
+		s.sup.stateChanged()
+	}
+	s.log.Debug("replica started", "pid", proc.Pid(), "port", port)
+	s.sup.event(s.name, admin.EventStart, "pid %d, port %d", proc.Pid(), port)
+	if err := s.waitReady(inc); err != nil {
+		_ = proc.Kill()
+		return inc, err
+	}
+	if err := s.warmUp(inc); err != nil {
+		_ = proc.Kill()
+		return inc, err
+	}
+	return inc, nil
+}
+
+// waitReady probes inc until it is ready, exits, the ready timeout passes
+// or a stop is requested. Every readyProgressEvery meanwhile it logs why
+// inc is not ready; the ready-timeout error names the last cause.
+func (s *slot) waitReady(inc *incarnation) error {
+	timeout := s.sup.opts.ReadyTimeout
+	ctx, cancel := context.WithTimeout(s.ctx, timeout)
+	defer cancel()
+	probe := s.sup.opts.probe(inc.port)
+	progress := replica.Progress{Every: readyProgressEvery, Report: func(waited time.Duration, last error) {
+		s.log.Info("replica not ready yet", "pid", inc.proc.Pid(), "port", inc.port, "waited", waited.Round(time.Second),
+			"last_check", last.Error(), "ready_timeout", timeout)
+	}}
+	err := probe.WaitReady(ctx, inc.proc, probeInterval, progress)
+	var notReady *replica.NotReadyError
+	if errors.Is(err, context.DeadlineExceeded) && errors.As(err, &notReady) {
+		return fmt.Errorf("did not become ready within %s; last check: %v", timeout, notReady.Last)
+	}
+	return err
+}

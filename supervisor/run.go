@@ -1,0 +1,228 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mattingctl/mattingctl/internal/admin"
+	"github.com/mattingctl/mattingctl/internal/control"
+	"github.com/mattingctl/mattingctl/replica"
+)
+
+// Run starts the instance described by opts and serves until ctx ends, the
+// process receives SIGINT or SIGTERM, or a client calls `down`; a second
+// signal skips the graceful waits. It returns nil after a clean stop, or the
+// first error that prevented the instance from starting, in which case
+// nothing it started is left running.
+func Run(ctx context.Context, opts Options) error {
+	s, err := New(opts)
+	if err != nil {
+		return err
+	}
+	return s.Run(ctx)
+}
+
+// Run is the package's Run for a supervisor made by New. It may be called
+// once. It returns only once every goroutine it started, and every one
+// those started, has ended: the signal watchers, the proxy's Serve, the
+// replicas' slots, the control socket's and the admin endpoints' servers.
+func (s *Supervisor) Run(ctx context.Context) error {
+	defer s.out.Close()
+	// After every other deferred call: the servers' Close waits for their
+	// handlers, which may start goroutines of the group (a scale, say).
+	defer s.bg.Wait()
+	opts := s.opts
+	// Everything that can fail for a reason the user can fix is checked
+	// before the first replica starts.
+	ctl, err := control.Listen(opts.StateDir, opts.Name)
+	if err != nil {
+		return err
+	}
+	defer ctl.Close()
+	// Holding the name, sweep what a killed instance of it left running
+	// before binding any port that a leftover could hold.
+	tracker, err := replica.OpenTracker(opts.StateDir, opts.Name, s.log.Named("processes"))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := tracker.Close(); err != nil {
+			s.log.Error("cleaning up replica processes", "error", err)
+		}
+	}()
+	s.tracker = tracker
+	if err := opts.prepareBufferDir(); err != nil {
+		return err
+	}
+	if opts.BufferDir == DefaultBufferDir(opts.StateDir, opts.Name) {
+		defer os.Remove(opts.BufferDir) // when empty: every body's file is gone
+	}
+	if err := s.startAccessLog(); err != nil {
+		return err
+	}
+	defer s.closeAccessLog() // after stop: the requests have been answered
+	proxyAddr := net.JoinHostPort(opts.Host, strconv.Itoa(opts.Port))
+	ln, err := net.Listen("tcp", proxyAddr)
+	if err != nil {
+		return fmt.Errorf("proxy port %d: %s", opts.Port, portError(err))
+	}
+	defer ln.Close()
+	if err := checkPorts(opts.BasePort, 1, opts.Replicas); err != nil {
+		return err
+	}
+	adm, err := admin.Listen(opts.Admin)
+	if err != nil {
+		return err
+	}
+	defer adm.Close()
+	s.mu.Lock()
+	s.admin = adm.Addr()
+	s.mu.Unlock()
+
+	// From here on the instance is stopped before Run returns, whatever
+	// the path: the watchers below end only then. (Every return below
+	// stops it already; this is a no-op then.)
+	defer s.stop(nil)
+	s.bg.Go(func() { s.watchContext(ctx) })
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	s.bg.Go(func() { s.watchSignals(sigs) })
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	defer signal.Stop(hups)
+	s.bg.Go(func() { s.watchHangups(hups) })
+	if len(reopenSignals) > 0 { // Notify with none would catch every signal
+		reopens := make(chan os.Signal, 1)
+		signal.Notify(reopens, reopenSignals...)
+		defer signal.Stop(reopens)
+		s.bg.Go(func() { s.watchReopens(reopens) })
+	}
+
+	// The replicas are in the table before the control socket serves, so
+	// that a scale call cannot race their creation.
+	if w := opts.cpuShareWarning(opts.Replicas); w != "" {
+		s.log.Warn(w)
+	}
+	s.log.Info("starting replicas", "replicas", opts.Replicas, "ports", portRange(opts.BasePort, opts.Replicas), "command", strings.Join(opts.Command, " "))
+	initial := s.startInitial()
+	proxyDone := make(chan error, 1)
+	s.bg.Go(func() { proxyDone <- s.bal.Serve(ln) })
+	ctl.Start(s, s.log)
+	adm.SetDashboard(s.dashboard())
+	adm.Start(s, s.metrics.Handler(), s.log)
+	defer s.startSampling()()
+	if err := s.waitInitial(initial); err != nil {
+		s.stop(proxyDone)
+		if errors.Is(err, errStoppedEarly) {
+			s.log.Info("stopped before all replicas were ready")
+			return nil // asked for (Ctrl-C, SIGTERM, down): not a failure
+		}
+		return err
+	}
+	s.log.Info("ready", "proxy", proxyAddr, "replicas", opts.Replicas, "policy", opts.Policy, "control", ctl.Path(), "admin", adm.Addr())
+
+	select {
+	case <-s.ctx.Done():
+	case err := <-proxyDone:
+		proxyDone <- err
+		s.log.Error("proxy stopped", "error", err)
+		s.Stop("the proxy stopped")
+	}
+	if opts.DrainDelay > 0 {
+		// /readyz already answers 503; keep serving while load balancers
+		// and orchestrator endpoints notice and stop sending.
+		s.log.Info("draining: /readyz answers 503; serving on", "drain_delay", opts.DrainDelay)
+		t := time.NewTimer(opts.DrainDelay)
+		select {
+		case <-t.C:
+		case <-s.force.Done():
+			t.Stop()
+		}
+	}
+	s.log.Info("stopping", "stop_timeout", opts.StopTimeout)
+	s.stop(proxyDone)
+	s.log.Info("stopped")
+	return nil
+}
+
+var errStoppedEarly = errors.New("stopped before all replicas were ready")
+
+// startInitial starts opts.Replicas replicas; they report on the
+// returned channel once ready or failed. It returns nil if a stop came
+// first.
+func (s *Supervisor) startInitial() <-chan *slot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ctx.Err() != nil {
+		return nil
+	}
+	s.desired = s.opts.Replicas
+	booted := make(chan *slot, s.opts.Replicas)
+	for id := 1; id <= s.opts.Replicas; id++ {
+		sl := newSlot(s, id, "")
+		sl.booted = booted
+		s.slots[id] = sl
+		s.bg.Go(sl.run)
+	}
+	return booted
+}
+
+// waitInitial waits until every initial replica is ready and returns nil,
+// or returns the first failure as soon as it happens, whichever replica
+// it is.
+func (s *Supervisor) waitInitial(booted <-chan *slot) error {
+	if booted == nil {
+		return errStoppedEarly
+	}
+	for range s.opts.Replicas {
+		select {
+		case sl := <-booted:
+			if err := sl.failure(); err != nil {
+				return err
+			}
+		case <-s.ctx.Done():
+			return errStoppedEarly
+		}
+	}
+	return nil
+}
+
+// stop shuts the instance down: the proxy stops accepting and finishes the
+// requests in flight (serving, if not nil, receives its end), then every
+// replica is stopped, all within StopTimeout unless forced. A second call
+// waits for the first to finish.
+func (s *Supervisor) stop(serving <-chan error) {
+	s.stopOnce.Do(func() {
+		// Cancelled before the slots are listed under s.mu: Scale checks
+		// it under s.mu, so a slot is either listed here or never made.
+		s.Stop("stopping")
+		deadline := time.Now().Add(s.opts.StopTimeout)
+		ctx, cancel := context.WithDeadline(s.force, deadline)
+		defer cancel()
+		if err := s.bal.Shutdown(ctx); err != nil {
+			s.log.Warn("requests still in flight at the stop deadline were cut off", "error", err)
+		}
+		if serving != nil {
+			<-serving
+		}
+
+		slots := s.snapshot()
+		cause := context.Cause(s.ctx)
+		for _, sl := range slots {
+			sl.requestStop(cause, deadline)
+		}
+		for _, sl := range slots {
+			<-sl.done
+		}
+		close(s.stopped)
+	})
+}
