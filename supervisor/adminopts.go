@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+
+	"github.com/mattingctl/mattingctl/internal/control"
 )
 
 // minAdminToken is the shortest --admin-token taken: it stands between
@@ -12,7 +14,8 @@ const minAdminToken = 16
 
 // resolveAdmin gives Admin its default, 127.0.0.1 and the proxy port minus
 // one, and checks it: HOST:PORT or AdminOff, on a port the proxy and the
-// replicas do not use. It then checks AdminToken.
+// replicas do not use. It then checks AdminToken, or generates one for an
+// admin listener without.
 func (o *Options) resolveAdmin() error {
 	if o.Admin == "" {
 		o.Admin = net.JoinHostPort("127.0.0.1", strconv.Itoa(o.Port-1))
@@ -29,7 +32,34 @@ func (o *Options) resolveAdmin() error {
 			return fmt.Errorf("--admin port %d clashes with the proxy or replica ports", n)
 		}
 	}
-	return o.checkAdminToken()
+	if err := o.checkAdminToken(); err != nil {
+		return err
+	}
+	if o.AdminToken == "" && o.Admin != AdminOff {
+		token, err := control.NewToken()
+		if err != nil {
+			return err
+		}
+		o.AdminToken = token
+	}
+	return nil
+}
+
+// dashboardURL is the dashboard's URL on the admin listener at addr: on
+// every interface (0.0.0.0, ::), its loopback address, which the person
+// running `mattingctl dashboard` on this machine can reach.
+func dashboardURL(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "http://" + addr + "/"
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+		if ip.To4() == nil {
+			host = "::1"
+		}
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/"
 }
 
 // checkAdminToken checks AdminToken: printable ASCII without spaces, so
