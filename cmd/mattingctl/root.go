@@ -52,12 +52,12 @@ func defaultFactory() *factory {
 
 // runFuncs replace the commands' work in tests; nil fields mean the real one.
 type runFuncs struct {
-	up      func(*upOptions) error
-	status  func(*statusOptions) error
-	scale   func(*scaleOptions) error
-	down    func(*downOptions) error
-	restart func(*restartOptions) error
-	logs    func(*logsOptions) error
+	up        func(*upOptions) error
+	status    func(*statusOptions) error
+	scale     func(*scaleOptions) error
+	down      func(*downOptions) error
+	restart   func(*restartOptions) error
+	logs      func(*logsOptions) error
 	top       func(*topOptions) error
 	dashboard func(*dashboardOptions) error
 }

@@ -16,8 +16,9 @@ import (
 // counted in --max-conns, and its replica's, which no --max-inflight slot
 // bounds once the tunnel is open. With --max-inflight 0 every client
 // connection is already counted twice, so upgraded ones cost nothing more.
-// The caps are then fixed (the proxy's listener is sized by them); a later
-// scale checks that its replicas fit beside them (CheckScale).
+// Derived caps keep room for more replicas. The caps are then fixed (the
+// proxy's listener is sized by them); a scale checks that its replicas
+// fit beside them (CheckScale).
 
 // Want is what an instance asks of the open-file limit: its replicas, and
 // the caps it was given, zero where one is to be derived.
@@ -46,14 +47,14 @@ type Budget struct {
 }
 
 // Plan derives the caps that want leaves at zero and checks them all
-// against limit. Derived caps leave room for twice the replicas asked
-// for, so that the instance can scale up without a restart, and fall back
-// to room for the replicas asked for alone when the limit is too low for
-// that. Derived, the upgraded connections get a quarter of what the limit
-// leaves for connections and the client connections the rest (so that
-// upgraded ones can take at most a third of --max-conns), at most 65536;
-// with --max-inflight 0, client connections get half and the upgraded
-// cap is --max-conns. An error names the flag, the limit and the fix.
+// against limit. Of what the limit leaves once the replicas asked for are
+// provided for, derived caps keep a quarter back as room to scale up
+// without a restart (none when the limit is too low for that); of the
+// rest, upgraded connections get a quarter and client connections the
+// remainder (so upgraded ones take at most a third of --max-conns), at
+// most 65536. With --max-inflight 0, client connections get half of it
+// (each may hold a replica connection) and the upgraded cap is
+// --max-conns. An error names the flag, the limit and the fix.
 func Plan(want Want, limit uint64) (Budget, error) {
 	if want.MaxConns < 0 {
 		return Budget{}, fmt.Errorf("--max-conns must not be negative (0 means the default, from the open-file limit), not %d", want.MaxConns)
@@ -62,23 +63,30 @@ func Plan(want Want, limit uint64) (Budget, error) {
 		return Budget{}, fmt.Errorf("--max-upgraded must not be negative (0 means the default, from the open-file limit), not %d", want.MaxUpgraded)
 	}
 	if want.MaxConns == 0 || want.MaxUpgraded == 0 {
-		if b, err := plan(want, limit, 2*want.Replicas); err == nil {
+		if b, err := plan(want, limit, true); err == nil {
 			return b, nil
 		}
 	}
-	return plan(want, limit, want.Replicas)
+	return plan(want, limit, false)
 }
 
-// plan is Plan keeping descriptors for room replicas.
-func plan(w Want, limit uint64, room int) (Budget, error) {
+// roomShare is the share of what the limit leaves that derived caps keep
+// back for more replicas: one part in roomShare.
+const roomShare = 4
+
+// plan is Plan, keeping room for more replicas or not.
+func plan(w Want, limit uint64, keepRoom bool) (Budget, error) {
 	b := Budget{Limit: limit, MaxInflight: w.MaxInflight, AdminConns: w.AdminConns, ControlConns: w.ControlConns}
-	reserve := b.reserve(room)
+	reserve := b.reserve(w.Replicas)
 	left := 0
 	if limit > reserve {
 		left = int(min(limit-reserve, 1<<40))
 	}
+	if keepRoom {
+		left -= left / roomShare
+	}
 	kept := fmt.Sprintf("ulimit -n is %d and %d are kept for %d replicas at --max-inflight %d, the control socket and the admin listener",
-		limit, reserve, room, w.MaxInflight)
+		limit, reserve, w.Replicas, w.MaxInflight)
 	least := max(MinDefault, w.Replicas*w.MaxInflight)
 	short := func(fits int) error {
 		if fits <= 0 {

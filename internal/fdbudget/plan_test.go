@@ -20,23 +20,26 @@ func TestPlanDerived(t *testing.T) {
 		limit           uint64
 		conns, upgraded int
 	}{
-		// Kept: 64 + 64 + 32 + (2*2+1)*(8+8) = 240; 784 left, a quarter
-		// (196) for upgraded connections.
-		{"ulimit -n 1024, 2 replicas: room for 4", instance(2, 8), 1024, 588, 196},
-		// Kept for 8 replicas: 160 + 9*16 = 304; 19696 left.
-		{"ulimit -n 20000, 4 replicas", instance(4, 8), 20000, 19696 - 4924, 4924},
-		// Room for 2*20 replicas would leave 1024 - 160 - 41*16 = 208: 156
-		// client connections, fewer than the 20*8 the replicas serve at
-		// once. Room for 20: 160 + 21*16 = 496 kept, 528 left.
-		{"no room to double: room for the replicas asked", instance(20, 8), 1024, 396, 132},
-		// With --max-inflight 0, half of what is left, upgraded as many.
-		{"no max-inflight", instance(2, 0), 1024, (1024 - 160 - 5*8) / 2, (1024 - 160 - 5*8) / 2},
+		// Kept: 64 + 64 + 32 + (2+1)*(8+8) = 208; of the 816 left a
+		// quarter (204) is room to scale, a quarter of the rest (153) for
+		// upgraded connections.
+		{"ulimit -n 1024, 2 replicas", instance(2, 8), 1024, 459, 153},
+		// Kept: 160 + 5*16 = 240; 19760 left, 14820 after the room.
+		{"ulimit -n 20000, 4 replicas", instance(4, 8), 20000, 11115, 3705},
+		// Kept: 160 + 31*16 = 656, 368 left. With room kept: 207 client
+		// connections, fewer than the 30*8 the replicas serve at once;
+		// without, 276.
+		{"no room to keep", instance(30, 8), 1024, 276, 92},
+		// With --max-inflight 0, half of it, upgraded as many: 160 + 3*8
+		// kept, 840 left, 630 after the room.
+		{"no max-inflight", instance(2, 0), 1024, 315, 315},
 		{"a high limit caps both", instance(4, 8), 1 << 20, 65536, 65536 / 3},
-		{"--admin none", Want{Replicas: 1, MaxInflight: 8, ControlConns: 32}, 512, (512 - 96 - 3*16) - (512-96-3*16)/4, (512 - 96 - 3*16) / 4},
+		// 64 + 32 + 2*16 = 128 kept, 384 left, 288 after the room.
+		{"--admin none", Want{Replicas: 1, MaxInflight: 8, ControlConns: 32}, 512, 216, 72},
 		// Explicit values are kept; the other is derived around them.
 		{"--max-conns given", Want{Replicas: 2, MaxInflight: 8, MaxConns: 300, AdminConns: 64, ControlConns: 32}, 1024, 300, 100},
-		{"--max-conns given, little left for upgraded", Want{Replicas: 2, MaxInflight: 8, MaxConns: 780, AdminConns: 64, ControlConns: 32}, 1024, 780, 4},
-		{"--max-upgraded given", Want{Replicas: 2, MaxInflight: 8, MaxUpgraded: 600, AdminConns: 64, ControlConns: 32}, 1024, 184, 600},
+		{"--max-conns given, past the room", Want{Replicas: 2, MaxInflight: 8, MaxConns: 780, AdminConns: 64, ControlConns: 32}, 1024, 780, 36},
+		{"--max-upgraded given", Want{Replicas: 2, MaxInflight: 8, MaxUpgraded: 600, AdminConns: 64, ControlConns: 32}, 1024, 216, 600},
 		{"both given", Want{Replicas: 2, MaxInflight: 8, MaxConns: 500, MaxUpgraded: 300, AdminConns: 64, ControlConns: 32}, 1024, 500, 300},
 	}
 	for _, tt := range tests {
@@ -97,29 +100,29 @@ func TestPlanErrors(t *testing.T) {
 }
 
 // TestCheckScale: a budget planned for 2 replicas at ulimit -n 1024 takes
-// up to 4 (the room derived caps leave), and refuses 5 in one line naming
-// the limit and how to raise it.
+// up to 14 (the room derived caps leave), and refuses 15 in one line
+// naming the limit and how to raise it.
 func TestCheckScale(t *testing.T) {
 	b, err := Plan(instance(2, 8), 1024)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := b.MaxReplicas(); got != 4 {
-		t.Errorf("MaxReplicas = %d, want 4", got)
+	if got := b.MaxReplicas(); got != 14 {
+		t.Errorf("MaxReplicas = %d, want 14", got)
 	}
-	for n := 1; n <= 4; n++ {
+	for n := 1; n <= 14; n++ {
 		if err := b.CheckScale(n); err != nil {
 			t.Errorf("scale to %d: %v", n, err)
 		}
 	}
-	err = b.CheckScale(5)
+	err = b.CheckScale(15)
 	if err == nil {
-		t.Fatal("scale to 5 past the limit: no error")
+		t.Fatal("scale to 15 past the limit: no error")
 	}
-	// 160 + 6*16 + 588 + 196 = 1040.
+	// 160 + 16*16 + 459 + 153 = 1028.
 	pid := strconv.Itoa(os.Getpid())
-	for _, s := range []string{"cannot scale to 5", "needs 1040 file descriptors", "--max-conns 588", "--max-upgraded 196", "ulimit -n is 1024",
-		"enough for 4", "prlimit --pid " + pid + " --nofile=1040:1040", "LimitNOFILE=", "lower --max-conns"} {
+	for _, s := range []string{"cannot scale to 15", "needs 1028 file descriptors", "--max-conns 459", "--max-upgraded 153", "ulimit -n is 1024",
+		"enough for 14", "prlimit --pid " + pid + " --nofile=1028:1028", "LimitNOFILE=", "lower --max-conns"} {
 		if !strings.Contains(err.Error(), s) {
 			t.Errorf("error %q does not say %q", err, s)
 		}
@@ -127,9 +130,9 @@ func TestCheckScale(t *testing.T) {
 	if strings.Contains(err.Error(), "\n") {
 		t.Errorf("error %q is more than one line", err)
 	}
-	// The limit raised on the running instance (prlimit): 5 fit.
-	b.Limit = 1040
-	if err := b.CheckScale(5); err != nil {
+	// The limit raised on the running instance (prlimit): 15 fit.
+	b.Limit = 1028
+	if err := b.CheckScale(15); err != nil {
 		t.Errorf("at the limit needed: %v", err)
 	}
 	// Nothing fits beside caps that took everything.
