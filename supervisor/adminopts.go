@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 
 	"github.com/mattingctl/mattingctl/internal/control"
 )
@@ -45,23 +46,24 @@ func (o *Options) resolveAdmin() error {
 	return nil
 }
 
-// dashboardURL is the dashboard's URL on the admin listener at addr: on
-// every interface (0.0.0.0, ::), its loopback address, which the person
-// running `mattingctl dashboard` on this machine can reach.
-func dashboardURL(addr string) string {
+// dashboardURL is the dashboard's URL on the admin listener asked for as
+// configured (--admin) and bound at addr: on every interface, the
+// loopback address of the family asked for (Go reports 0.0.0.0 bound
+// dual-stack as [::]), which the person running `mattingctl dashboard` on
+// this machine can reach.
+func dashboardURL(configured, addr string) string {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return "http://" + addr + "/"
 	}
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 		host = "127.0.0.1"
-		if ip.To4() == nil {
+		if h, _, err := net.SplitHostPort(configured); err == nil && strings.Contains(h, ":") {
 			host = "::1"
 		}
 	}
 	return "http://" + net.JoinHostPort(host, port) + "/"
 }
-
 // checkAdminToken checks AdminToken: printable ASCII without spaces, so
 // that it fits an Authorization header as it is, at least minAdminToken
 // long, and only with an admin listener to use it.

@@ -102,7 +102,7 @@ func (s *Supervisor) Dashboard() (control.DashboardAccess, error) {
 	if addr == "" {
 		return control.DashboardAccess{}, fmt.Errorf("instance %q has no admin listener, so no dashboard (it was started with --admin none)", s.opts.Name)
 	}
-	return control.DashboardAccess{URL: dashboardURL(addr), Token: s.opts.AdminToken}, nil
+	return control.DashboardAccess{URL: dashboardURL(s.opts.Admin, addr), Token: s.opts.AdminToken}, nil
 }
 
 // keepToken writes the admin token to the state directory for its owner

@@ -224,7 +224,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	}
 	ready := []any{"proxy", proxyAddr, "replicas", opts.Replicas, "policy", opts.Policy, "control", ctl.Path(), "admin", adm.Addr()}
 	if adm != nil {
-		ready = append(ready, "dashboard", dashboardURL(adm.Addr()), "with_token", dashboardCommand(opts.Name))
+		ready = append(ready, "dashboard", dashboardURL(opts.Admin, adm.Addr()), "with_token", dashboardCommand(opts.Name))
 	}
 	s.log.Info("ready", ready...)
 
