@@ -64,6 +64,7 @@ func dashboardURL(configured, addr string) string {
 	}
 	return "http://" + net.JoinHostPort(host, port) + "/"
 }
+
 // checkAdminToken checks AdminToken: printable ASCII without spaces, so
 // that it fits an Authorization header as it is, at least minAdminToken
 // long, and only with an admin listener to use it.
