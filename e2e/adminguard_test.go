@@ -141,3 +141,41 @@ func openFiles(t *testing.T, pid int) int {
 	}
 	return len(fds)
 }
+
+// TestDashboardOpenHandsTheBrowserAPage: `mattingctl dashboard --open`
+// runs xdg-open on a page in the state directory (mode 0600) that
+// redirects to the URL with the token, so that the token is on no command
+// line (ps shows those to every user); a clean stop removes the page.
+func TestDashboardOpenHandsTheBrowserAPage(t *testing.T) {
+	in := start(t, 1, "--", fakemodel)
+	in.waitReady(1)
+	bin := t.TempDir()
+	args := filepath.Join(bin, "args")
+	if err := os.WriteFile(filepath.Join(bin, "xdg-open"), []byte("#!/bin/sh\necho \"$@\" > "+args+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(mattingctl, "dashboard", "--open")
+	cmd.Env = append(os.Environ(), "MATTINGCTL_HOME="+in.home, "PATH="+bin+":"+os.Getenv("PATH"))
+	out, err := cmd.Output()
+	checkRace(t, "mattingctl dashboard --open", string(out))
+	link := strings.TrimSpace(string(out))
+	if err != nil || !strings.HasPrefix(link, "http://"+in.status().Admin+"/?token=") {
+		t.Fatalf("dashboard --open: %v, printed %q", err, out)
+	}
+	page := filepath.Join(in.home, "default.dashboard.html")
+	if b, err := os.ReadFile(args); err != nil || string(b) != page+"\n" {
+		t.Fatalf("xdg-open was given %q, %v; want only the page %s", b, err, page)
+	}
+	fi, err := os.Stat(page)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the page %s: %v, %v; want mode 0600", page, fi, err)
+	}
+	if b, err := os.ReadFile(page); err != nil || !strings.Contains(string(b), `http-equiv="refresh" content="0;url=`+link+`"`) {
+		t.Fatalf("the page %s does not redirect to %s: %v\n%s", page, link, err, b)
+	}
+	in.ctl("down")
+	in.wait(30 * time.Second)
+	if _, err := os.Stat(page); !os.IsNotExist(err) {
+		t.Errorf("the page after a clean stop: %v; want it removed", err)
+	}
+}
