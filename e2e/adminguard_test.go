@@ -148,7 +148,11 @@ func openFiles(t *testing.T, pid int) int {
 // line (ps shows those to every user); a clean stop removes the page.
 func TestDashboardOpenHandsTheBrowserAPage(t *testing.T) {
 	in := start(t, 1, "--", fakemodel)
-	in.waitReady(1)
+	admin := in.waitReady(1).Admin
+	// up's ready line has the URL without the token, and says how to get
+	// the one with it.
+	want := `dashboard=http://` + admin + `/ with_token="mattingctl dashboard"`
+	testutil.WaitFor(t, 5*time.Second, "the ready line", func() bool { return strings.Contains(in.stderr.String(), want) })
 	bin := t.TempDir()
 	args := filepath.Join(bin, "args")
 	if err := os.WriteFile(filepath.Join(bin, "xdg-open"), []byte("#!/bin/sh\necho \"$@\" > "+args+"\n"), 0o755); err != nil {
@@ -161,6 +165,9 @@ func TestDashboardOpenHandsTheBrowserAPage(t *testing.T) {
 	link := strings.TrimSpace(string(out))
 	if err != nil || !strings.HasPrefix(link, "http://"+in.status().Admin+"/?token=") {
 		t.Fatalf("dashboard --open: %v, printed %q", err, out)
+	}
+	if token := strings.TrimPrefix(link, "http://"+admin+"/?token="); strings.Contains(in.stdout.String()+in.stderr.String(), token) {
+		t.Errorf("up's output has the token %s in it", token)
 	}
 	page := filepath.Join(in.home, "default.dashboard.html")
 	if b, err := os.ReadFile(args); err != nil || string(b) != page+"\n" {
