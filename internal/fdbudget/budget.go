@@ -10,8 +10,10 @@ import "fmt"
 const (
 	// reserveFixed covers what does not grow with the replicas:
 	// stdin/out/err, the Go runtime's poller, the proxy, admin and control
-	// listeners, control and admin connections (status, scrapes), the log
-	// file and /proc reads for CPU and memory.
+	// listeners, the log and access log files and /proc reads for CPU and
+	// memory. For a balancer on its own (MaxConns) it covers a few admin
+	// and control connections too; an instance budgets their caps apart
+	// (Plan).
 	reserveFixed = 64
 	// reservePerReplica covers a replica's own descriptors besides its
 	// connections for requests: its stdout and stderr pipes (four, and
