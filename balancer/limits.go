@@ -84,7 +84,9 @@ type Limits struct {
 	// MaxUpgraded caps the upgrade requests (WebSocket) open at once,
 	// handshaking or upgraded, over all backends; one more is answered
 	// 503 before reaching a backend. An upgraded connection holds no
-	// MaxInflight slot. Zero means no cap.
+	// MaxInflight slot. Zero means no cap for a Balancer; the supervisor
+	// derives one from the open-file limit instead (fdbudget.Plan), since
+	// each upgraded connection holds two descriptors.
 	MaxUpgraded int
 }
 
@@ -117,7 +119,7 @@ func DefaultLimits() Limits {
 		// As nginx's proxy_buffering, whose buffers are 8 x 4 KiB by
 		// default but spill to a 1 GiB temporary file.
 		ResponseBuffer: 8 << 20,
-		MaxUpgraded:    0, // no cap
+		MaxUpgraded:    0, // derived from the open-file limit
 	}
 }
 

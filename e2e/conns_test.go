@@ -23,7 +23,9 @@ import (
 // connections made status time out and a killed replica unrestartable.
 // Here mattingctl runs at `ulimit -n 512` and gets 600 idle connections,
 // more than its whole limit. The default --max-conns comes from that limit
-// (512 - 64 - 3*(8+8) = 400); the rest wait in the kernel's backlog, so a
+// (512 - 64 - 64 (admin) - 32 (control) - 3*(8+8) = 304 left, 228 once a
+// quarter is kept as room to scale, 171 once a quarter of that goes to
+// --max-upgraded); the rest wait in the kernel's backlog, so a
 // replica killed with kill -9 is restarted, status answers in under a
 // second, and once some idle connections close a new request is served.
 // The full 20,000 run is `go run ./bench -scenario idleconns`.
@@ -32,7 +34,8 @@ func TestIdleConnectionsLeaveRoomForStatusAndRestarts(t *testing.T) {
 		ulimit   = 512
 		replicas = 2
 		idle     = 600
-		wantMax  = ulimit - 64 - (replicas+1)*(8+8)
+		left     = ulimit - 64 - 64 - 32 - (replicas+1)*(8+8)
+		wantMax  = (left - left/4) - (left-left/4)/4
 	)
 	home := t.TempDir()
 	port := testutil.FreePorts(t, replicas+8)
@@ -153,11 +156,14 @@ func TestMaxConnsErrors(t *testing.T) {
 		args   []string
 		want   []string
 	}{
-		// 512 - 64 - 2*(8+8) = 416 fit with 1 replica.
-		{"explicit over the limit", 512, []string{"--max-conns", "417"}, []string{"--max-conns 417 does not fit the open-file limit", "ulimit -n is 512", "at most 416"}},
+		// 512 - 64 - 32 (control) - 2*(8+8) = 384 left with 1 replica
+		// and no admin listener, one of them for --max-upgraded.
+		{"explicit over the limit", 512, []string{"--max-conns", "384"}, []string{"--max-conns 384 does not fit the open-file limit", "ulimit -n is 512", "at most 383"}},
 		{"negative", 512, []string{"--max-conns", "-1"}, []string{"--max-conns must not be negative"}},
-		// 128 - 64 - 2*(8+8) = 32 left: under the least default of 64.
-		{"ulimit too low for a default", 128, nil, []string{"leaves only 32 client connections", "raise ulimit -n", "--max-conns 32 or lower"}},
+		{"explicit over the limit with --max-upgraded", 512, []string{"--max-conns", "300", "--max-upgraded", "85"}, []string{"--max-conns 300 and --max-upgraded 85 do not fit", "sum at most 384"}},
+		// 192 - 128 = 64 left; a quarter to --max-upgraded leaves 48, under
+		// the least default of 64.
+		{"ulimit too low for a default", 192, nil, []string{"leaves only 48 client connections", "raise ulimit -n", "--max-conns 48 or lower"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

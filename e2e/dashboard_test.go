@@ -7,8 +7,10 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -94,8 +96,20 @@ func TestDashboardInBrowser(t *testing.T) {
 	load := startLoad(in.url("/"), 8)
 	defer load.finish()
 	ctx := browser(t, chrome)
-	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+st.Admin+"/")); err != nil {
+	// The page as `mattingctl dashboard` hands it over: the token in the
+	// URL, which the page keeps and takes out of the address bar.
+	link, token := dashboardLink(t, in)
+	if !strings.HasPrefix(link, "http://"+st.Admin+"/?token=") {
+		t.Fatalf("mattingctl dashboard printed %q, want the admin listener %s", link, st.Admin)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(link)); err != nil {
 		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 5*time.Second, "the token out of the address bar", func() bool {
+		return js[string](t, ctx, "location.href") == "http://"+st.Admin+"/"
+	})
+	if got := js[string](t, ctx, `sessionStorage.getItem("mattingctl-token")`); got != token {
+		t.Errorf("the page kept the token %q, want %q", got, token)
 	}
 	rows := `document.querySelectorAll("#replicas tbody tr[data-replica]").length`
 	testutil.WaitFor(t, 10*time.Second, "a row per replica", func() bool { return js[int](t, ctx, rows) == 2 })
@@ -192,51 +206,99 @@ func postAction(t *testing.T, url, body, token string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// TestDashboardActionsNeedTokenOffLoopback: with the admin listener on
-// 0.0.0.0 and no token, the actions answer 403 even to a client on
-// 127.0.0.1 (the listener's address decides) and the page does not offer
-// them; reading stays open. With --admin-token they need it.
-func TestDashboardActionsNeedTokenOffLoopback(t *testing.T) {
+// dashboardLink runs `mattingctl dashboard` for in and returns the URL it
+// printed and the token in it.
+func dashboardLink(t *testing.T, in *instance) (link, token string) {
+	t.Helper()
+	out, errOut, code := in.ctl("dashboard", "--name", instanceName(in))
+	link = strings.TrimSpace(out)
+	u, err := url.Parse(link)
+	if code != 0 || err != nil || strings.Count(out, "\n") != 1 {
+		t.Fatalf("mattingctl dashboard: exit %d, printed %q, stderr %q", code, out, errOut)
+	}
+	token = u.Query().Get("token")
+	if len(token) < 16 {
+		t.Fatalf("mattingctl dashboard printed %q: no token in it", link)
+	}
+	return link, token
+}
+
+// instanceName is the --name in was started with, default without one.
+func instanceName(in *instance) string {
+	for i, a := range in.cmd.Args {
+		if a == "--name" && i+1 < len(in.cmd.Args) {
+			return in.cmd.Args[i+1]
+		}
+	}
+	return "default"
+}
+
+// TestDashboardActionsNeedTheToken: with the admin listener on 0.0.0.0,
+// as the Kubernetes example has it, an action without the token answers
+// 401 even to a client on 127.0.0.1; with the token `mattingctl
+// dashboard` prints it acts. Reading stays open, without the command
+// line. With --admin-token, that token is the one, in the file too.
+func TestDashboardActionsNeedTheToken(t *testing.T) {
 	port := testutil.FreePort(t)
 	admin := "0.0.0.0:" + strconv.Itoa(port)
 	in := start(t, 1, "--admin", admin, "--", fakemodel)
 	in.waitReady(1)
 	base := "http://127.0.0.1:" + strconv.Itoa(port)
 	for _, path := range []string{"/api/scale", "/api/restart"} {
-		if code, body := postAction(t, base+path, `{"replicas": 2}`, ""); code != http.StatusForbidden {
-			t.Errorf("POST %s on %s without a token: %d %s, want 403", path, admin, code, body)
+		if code, body := postAction(t, base+path, `{"replicas": 2}`, ""); code != http.StatusUnauthorized {
+			t.Errorf("POST %s on %s without a token: %d %s, want 401", path, admin, code, body)
 		}
 	}
 	if st := in.status(); st.Desired != 1 || st.Replicas[0].Restarts != 0 {
 		t.Errorf("a refused action acted: %+v", st)
 	}
+	var state struct {
+		Status struct {
+			Command []string `json:"command"`
+		} `json:"status"`
+		Actions struct {
+			Offered    bool `json:"offered"`
+			Authorized bool `json:"authorized"`
+		} `json:"actions"`
+	}
 	resp, err := http.Get(base + "/api/dashboard")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var state struct {
-		Actions struct {
-			Offered bool `json:"offered"`
-		} `json:"actions"`
-	}
 	err = json.NewDecoder(resp.Body).Decode(&state)
 	resp.Body.Close()
-	if err != nil || resp.StatusCode != 200 || state.Actions.Offered {
-		t.Errorf("GET /api/dashboard: %d, actions %+v, %v; want 200 and none offered", resp.StatusCode, state.Actions, err)
+	if err != nil || resp.StatusCode != 200 || !state.Actions.Offered || state.Actions.Authorized || state.Status.Command != nil {
+		t.Errorf("GET /api/dashboard without the token: %d, %+v, %v; want 200, actions offered, no command line", resp.StatusCode, state, err)
 	}
-	in.ctl("down")
-	in.wait(30 * time.Second)
-
-	const token = "e2e-token-0123456789"
-	in = start(t, 1, "--admin", admin, "--admin-token", token, "--", fakemodel)
-	in.waitReady(1)
-	if code, _ := postAction(t, base+"/api/scale", `{"replicas": 2}`, "wrong-token-0123456789"); code != http.StatusUnauthorized {
-		t.Errorf("a wrong token: %d, want 401", code)
+	link, token := dashboardLink(t, in)
+	if !strings.HasPrefix(link, base+"/?token=") {
+		t.Errorf("mattingctl dashboard printed %q for --admin %s, want %s/?token=...", link, admin, base)
 	}
 	if code, body := postAction(t, base+"/api/scale", `{"replicas": 2}`, token); code != 200 {
 		t.Errorf("with the token: %d %s", code, body)
 	}
 	if st := in.status(); st.Desired != 2 {
 		t.Errorf("desired %d after a scale with the token, want 2", st.Desired)
+	}
+	in.ctl("down")
+	in.wait(30 * time.Second)
+
+	const given = "e2e-token-0123456789"
+	in = start(t, 1, "--admin", admin, "--admin-token", given, "--", fakemodel)
+	in.waitReady(1)
+	if code, _ := postAction(t, base+"/api/scale", `{"replicas": 2}`, "wrong-token-0123456789"); code != http.StatusUnauthorized {
+		t.Errorf("a wrong token: %d, want 401", code)
+	}
+	if code, body := postAction(t, base+"/api/scale", `{"replicas": 2}`, given); code != 200 {
+		t.Errorf("with the token: %d %s", code, body)
+	}
+	if st := in.status(); st.Desired != 2 {
+		t.Errorf("desired %d after a scale with the token, want 2", st.Desired)
+	}
+	if _, token := dashboardLink(t, in); token != given {
+		t.Errorf("mattingctl dashboard gave the token %q, want --admin-token's %q", token, given)
+	}
+	if b, err := os.ReadFile(filepath.Join(in.home, "default.token")); err != nil || string(b) != given+"\n" {
+		t.Errorf("token file: %q, %v; want --admin-token's", b, err)
 	}
 }

@@ -1,51 +1,60 @@
 package e2e
 
 import (
-	"net"
-	"path/filepath"
+	"os"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
 // TestReplicaRestartsAfterFdExhaustion is a transient start error:
-// mattingctl runs out of file descriptors (idle control connections under
-// `ulimit -n 160`), a replica is killed, and its restart fails with "too
-// many open files". Once the connections close, the replica comes back
-// ready, not failed; the other replica's liveness checks, which could not
-// open a socket meanwhile, do not count against it.
+// mattingctl runs out of file descriptors, a replica is killed, and its
+// restart fails with "too many open files". Once descriptors are free
+// again, the replica comes back ready, not failed; the other replica's
+// liveness checks, which could not open a socket meanwhile, do not count
+// against it. Every listener of mattingctl is capped within its budget,
+// so no client can take its last descriptors: the test lowers its
+// soft open-file limit on the running process instead (prlimit), to the
+// lowest descriptor number free, and raises it again.
 func TestReplicaRestartsAfterFdExhaustion(t *testing.T) {
 	home := t.TempDir()
 	port := testutil.FreePorts(t, 2+8)
-	in := launch(t, "/bin/sh", home, port, "-c", `ulimit -n 160 && exec "$0" "$@"`, mattingctl,
+	in := launch(t, "/bin/sh", home, port, "-c", `ulimit -n 1024 && exec "$0" "$@"`, mattingctl,
 		"up", "--port", strconv.Itoa(port), "--host", "127.0.0.1", "--admin", "127.0.0.1:0", "--replicas", "2",
 		"--max-inflight", "1", "--health-interval", "250ms", "--unhealthy-after", "2", "--", fakemodel)
 	before := in.waitReady(2)
 
-	// --max-conns keeps client connections from taking the last
-	// descriptors, so the test takes them through the control socket,
-	// which a user's own commands may open without a cap: idle
-	// connections, more than the limit, until mattingctl has none left.
-	var conns []net.Conn
-	defer func() {
-		for _, c := range conns {
-			c.Close()
+	pid := in.cmd.Process.Pid
+	// The soft limit only: lowering the hard one could not be undone
+	// without CAP_SYS_RESOURCE.
+	setLimit := func(n uint64) {
+		t.Helper()
+		if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: n, Max: 1024}, nil); err != nil {
+			t.Fatalf("prlimit --pid %d --nofile=%d:1024: %v", pid, n, err)
 		}
-	}()
-	for range 200 {
-		c, err := net.Dial("unix", filepath.Join(home, "default.sock"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns = append(conns, c)
 	}
-	testutil.WaitFor(t, 10*time.Second, "mattingctl to run out of file descriptors", func() bool {
-		return strings.Contains(in.stderr.String(), "too many open files")
-	})
+	defer setLimit(1024)
+	fds, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
+	if err != nil {
+		t.Skip(err)
+	}
+	open := map[uint64]bool{}
+	for _, fd := range fds {
+		if n, err := strconv.ParseUint(fd.Name(), 10, 32); err == nil {
+			open[n] = true
+		}
+	}
+	free := uint64(0)
+	for open[free] {
+		free++
+	}
+	setLimit(free)
 
 	victim := before.Replicas[0]
 	if err := syscall.Kill(victim.Pid, syscall.SIGKILL); err != nil {
@@ -59,10 +68,7 @@ func TestReplicaRestartsAfterFdExhaustion(t *testing.T) {
 		}
 		return false
 	})
-	for _, c := range conns {
-		c.Close()
-	}
-	conns = nil
+	setLimit(1024)
 
 	var after = in.waitReady(2)
 	r := after.Replicas[0]

@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
+
+	"github.com/mattingctl/mattingctl/internal/control"
 )
 
 // minAdminToken is the shortest --admin-token taken: it stands between
@@ -12,7 +15,8 @@ const minAdminToken = 16
 
 // resolveAdmin gives Admin its default, 127.0.0.1 and the proxy port minus
 // one, and checks it: HOST:PORT or AdminOff, on a port the proxy and the
-// replicas do not use. It then checks AdminToken.
+// replicas do not use. It then checks AdminToken, or generates one for an
+// admin listener without.
 func (o *Options) resolveAdmin() error {
 	if o.Admin == "" {
 		o.Admin = net.JoinHostPort("127.0.0.1", strconv.Itoa(o.Port-1))
@@ -29,7 +33,36 @@ func (o *Options) resolveAdmin() error {
 			return fmt.Errorf("--admin port %d clashes with the proxy or replica ports", n)
 		}
 	}
-	return o.checkAdminToken()
+	if err := o.checkAdminToken(); err != nil {
+		return err
+	}
+	if o.AdminToken == "" && o.Admin != AdminOff {
+		token, err := control.NewToken()
+		if err != nil {
+			return err
+		}
+		o.AdminToken = token
+	}
+	return nil
+}
+
+// dashboardURL is the dashboard's URL on the admin listener asked for as
+// configured (--admin) and bound at addr: on every interface, the
+// loopback address of the family asked for (Go reports 0.0.0.0 bound
+// dual-stack as [::]), which the person running `mattingctl dashboard` on
+// this machine can reach.
+func dashboardURL(configured, addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "http://" + addr + "/"
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+		if h, _, err := net.SplitHostPort(configured); err == nil && strings.Contains(h, ":") {
+			host = "::1"
+		}
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/"
 }
 
 // checkAdminToken checks AdminToken: printable ASCII without spaces, so

@@ -1,20 +1,33 @@
 package supervisor
 
-import "github.com/mattingctl/mattingctl/internal/fdbudget"
+import (
+	"github.com/mattingctl/mattingctl/internal/control"
+	"github.com/mattingctl/mattingctl/internal/fdbudget"
+)
 
-// warnFileBudget logs when scaling to replicas leaves the client
-// connections fewer file descriptors than --max-conns was sized for at
-// start: new replicas then share the descriptors with the clients, and at
-// the limit a replica may fail to start.
-func (s *Supervisor) warnFileBudget(replicas int) {
-	limit := fdbudget.OpenFileLimit()
-	perConn := 1
-	if s.opts.MaxInflight == 0 {
-		perConn = 2 // a client connection and its replica connection
+// planFiles shares the open-file limit out among the replicas, the client
+// and upgraded connections (deriving --max-conns and --max-upgraded where
+// they are 0), the admin listener and the control socket.
+func (o *Options) planFiles(limit uint64) (fdbudget.Budget, error) {
+	admin := o.AdminMaxConns
+	if o.Admin == AdminOff {
+		admin = 0
 	}
-	reserve := fdbudget.Reserve(replicas, s.opts.MaxInflight)
-	if need := uint64(reserve + perConn*s.opts.MaxConns); need > limit {
-		s.log.Warn("--max-conns and the replicas together may need more file descriptors than ulimit -n allows; restart with a higher ulimit -n or a lower --max-conns",
-			"replicas", replicas, "max_conns", s.opts.MaxConns, "ulimit_n", limit, "reserve", reserve)
-	}
+	return fdbudget.Plan(fdbudget.Want{
+		Replicas:     o.Replicas,
+		MaxInflight:  o.MaxInflight,
+		MaxConns:     o.MaxConns,
+		MaxUpgraded:  o.MaxUpgraded,
+		AdminConns:   admin,
+		ControlConns: control.MaxConns,
+	}, limit)
+}
+
+// checkFileBudget refuses to scale to replicas when they do not fit the
+// open-file limit beside the connection caps fixed at start. The limit is
+// read again: it may have been raised on the running instance (prlimit).
+func (s *Supervisor) checkFileBudget(replicas int) error {
+	b := s.opts.budget
+	b.Limit = fdbudget.OpenFileLimit()
+	return b.CheckScale(replicas)
 }

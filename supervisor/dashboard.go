@@ -92,6 +92,47 @@ func (s *Supervisor) dashboard() admin.Dashboard {
 	return admin.Dashboard{History: s.history, Instance: s, Token: s.opts.AdminToken}
 }
 
+// Dashboard says where the dashboard is and the token its actions need,
+// for `mattingctl dashboard`: the control socket answers only this user
+// and root, who may read the token file too.
+func (s *Supervisor) Dashboard() (control.DashboardAccess, error) {
+	s.mu.Lock()
+	addr := s.admin
+	s.mu.Unlock()
+	if addr == "" {
+		return control.DashboardAccess{}, fmt.Errorf("instance %q has no admin listener, so no dashboard (it was started with --admin none)", s.opts.Name)
+	}
+	return control.DashboardAccess{URL: dashboardURL(s.opts.Admin, addr), Token: s.opts.AdminToken}, nil
+}
+
+// keepToken writes the admin token to the state directory for its owner
+// (control.WriteToken) when there is an admin listener, and removes a
+// token left by a killed instance of the name when there is none.
+func (s *Supervisor) keepToken(adminOn bool) error {
+	if !adminOn {
+		return control.RemoveToken(s.opts.StateDir, s.opts.Name)
+	}
+	return control.WriteToken(s.opts.StateDir, s.opts.Name, s.opts.AdminToken)
+}
+
+// removeToken removes the token file, and the page `mattingctl dashboard
+// --open` left, at the end of Run: once the instance is gone, they open
+// nothing.
+func (s *Supervisor) removeToken() {
+	if err := control.RemoveToken(s.opts.StateDir, s.opts.Name); err != nil {
+		s.log.Warn("removing the admin token file", "error", err)
+	}
+}
+
+// dashboardCommand is what prints the dashboard's URL with its token, for
+// the instance called name.
+func dashboardCommand(name string) string {
+	if name == control.DefaultName {
+		return "mattingctl dashboard"
+	}
+	return "mattingctl dashboard --name " + name
+}
+
 // event adds an entry to the dashboard's timeline.
 func (s *Supervisor) event(replica, kind, format string, args ...any) {
 	s.history.Event(replica, kind, fmt.Sprintf(format, args...))

@@ -53,10 +53,10 @@ func (o Options) checkNumbers() error {
 		{"--max-buffer", o.MaxBuffer, 0, "no body in memory"},
 		{"--max-disk-buffer", o.MaxDiskBuffer, 0, "no body on disk"},
 		{"--response-buffer", o.ResponseBuffer, 0, "no response read ahead"},
-		{"--max-upgraded", int64(o.MaxUpgraded), 0, "no cap"},
 		{"--max-body", o.MaxBody, 1, ""},
 		{"--min-ready", int64(o.MinReady), 1, ""},
 		{"--warmup-count", int64(o.WarmupCount), 1, ""},
+		{"--admin-max-conns", int64(o.AdminMaxConns), 1, ""},
 	}
 	for _, c := range counts {
 		switch {

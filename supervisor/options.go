@@ -164,10 +164,18 @@ type AdminOptions struct {
 	// Admin is the admin listener's address, HOST:PORT; empty means
 	// 127.0.0.1 and the proxy port minus one, AdminOff none.
 	Admin string
-	// AdminToken, when not empty, is needed as a bearer token by the
-	// dashboard's actions (scale, rolling restart), on any admin address.
-	// Empty: the actions are offered only on a loopback admin listener.
+	// AdminToken is needed as a bearer token by the dashboard's actions
+	// (scale, rolling restart), on every admin address, loopback included,
+	// and by its API to show the command line. Empty means one generated
+	// at start. Either way it is kept, for its owner only, in the state
+	// directory (control.TokenPath), and `mattingctl dashboard` prints the
+	// dashboard's URL with it.
 	AdminToken string
+	// AdminMaxConns caps the admin listener's connections open at once;
+	// past it a new one waits in the kernel's listen backlog. It is part
+	// of the file-descriptor budget (fdbudget.Plan) and must be at least
+	// 1.
+	AdminMaxConns int
 }
 
 // AdminOff is the Admin value that turns the admin listener off.
@@ -198,7 +206,8 @@ type TLSOptions struct {
 // one place their defaults are set. `up`'s flags register with these
 // values, a config file applies on top of them, and tests start from them.
 // A zero value here is the field's own zero meaning (BasePort: the proxy
-// port plus one; MaxConns: derived from the open-file limit).
+// port plus one; MaxConns and MaxUpgraded: derived from the open-file
+// limit; AdminToken: generated).
 func DefaultOptions() Options {
 	return Options{
 		ReplicaOptions: ReplicaOptions{
@@ -223,6 +232,10 @@ func DefaultOptions() Options {
 			RestartUnhealthyAfter: 30 * time.Second,
 			MinReady:              1,
 		},
+		// Probes, scrapes and a few dashboards need a handful; 64 keeps
+		// a flood of connections to the admin port from taking the
+		// descriptors of the proxy and the replicas.
+		AdminOptions:     AdminOptions{AdminMaxConns: 64},
 		AccessLogOptions: AccessLogOptions{AccessLogFormat: "combined"},
 	}
 }

@@ -31,9 +31,19 @@ func TestOptionsDefaults(t *testing.T) {
 		t.Errorf("resolved: policy %T, format %v, warm-up %v, certificate %v", o.policy, o.accessLogFormat, o.warmup, o.cert)
 	}
 	// The queue timeout follows the upstream timeout, which the balancer
-	// reads from nil; MaxConns is derived.
-	if o.QueueTimeout != nil || o.MaxConns <= 0 {
-		t.Errorf("queue timeout %v, max conns %d; want nil and derived", o.QueueTimeout, o.MaxConns)
+	// reads from nil; MaxConns and MaxUpgraded are derived, the admin token
+	// generated, 32 hex digits.
+	if o.QueueTimeout != nil || o.MaxConns <= 0 || o.MaxUpgraded <= 0 || o.MaxUpgraded > o.MaxConns || len(o.AdminToken) != 32 || o.AdminMaxConns != 64 {
+		t.Errorf("queue timeout %v, max conns %d, max upgraded %d, token %q, admin max conns %d; want nil, derived, generated and 64",
+			o.QueueTimeout, o.MaxConns, o.MaxUpgraded, o.AdminToken, o.AdminMaxConns)
+	}
+	if again, _ := upDefaults(4).resolve(); again.AdminToken == o.AdminToken {
+		t.Errorf("two instances got the same admin token %s", o.AdminToken)
+	}
+	off := upDefaults(4)
+	off.Admin = AdminOff
+	if o, err := off.resolve(); err != nil || o.AdminToken != "" {
+		t.Errorf("--admin none: token %q, %v; want none", o.AdminToken, err)
 	}
 }
 
@@ -43,18 +53,24 @@ func TestOptionsZeroMeansWhatItSays(t *testing.T) {
 	in := upDefaults(2)
 	in.QueueTimeout, in.DrainDelay, in.MaxInflight, in.Queue, in.Retries = new(time.Duration(0)), 0, 0, 0, 0
 	in.StartConcurrency, in.MaxRequests, in.MaxRequestsJitter, in.MaxMemory = 0, 0, 0, 0
-	in.MaxBuffer, in.ResponseBuffer, in.MaxUpgraded, in.HealthInterval, in.RestartUnhealthyAfter = 0, 0, 0, 0, 0
+	in.MaxBuffer, in.ResponseBuffer, in.HealthInterval, in.RestartUnhealthyAfter = 0, 0, 0, 0
 	o, err := in.resolve()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if *o.QueueTimeout != 0 || o.DrainDelay != 0 || o.MaxInflight != 0 || o.Queue != 0 || o.Retries != 0 ||
 		o.StartConcurrency != 0 || o.MaxRequests != 0 || o.MaxRequestsJitter != 0 || o.MaxMemory != 0 ||
-		o.MaxBuffer != 0 || o.ResponseBuffer != 0 || o.MaxUpgraded != 0 || o.HealthInterval != 0 || o.RestartUnhealthyAfter != 0 {
+		o.MaxBuffer != 0 || o.ResponseBuffer != 0 || o.HealthInterval != 0 || o.RestartUnhealthyAfter != 0 {
 		t.Errorf("a zero was replaced: %+v", o)
 	}
 	if o.BasePort != o.Port+1 {
 		t.Errorf("--base-port 0 = %d, want the proxy port plus one", o.BasePort)
+	}
+	// Zeros that mean "derive it": the caps from the open-file limit (with
+	// --max-inflight 0, upgraded connections as many as client ones), the
+	// admin token.
+	if o.MaxConns <= 0 || o.MaxUpgraded != o.MaxConns || len(o.AdminToken) != 32 {
+		t.Errorf("derived: max conns %d, max upgraded %d, admin token %q", o.MaxConns, o.MaxUpgraded, o.AdminToken)
 	}
 }
 

@@ -15,15 +15,17 @@ import (
 )
 
 // config is Options resolved: every value checked, every zero that stands
-// for something derived (BasePort, Admin, MaxConns, BufferDir, StateDir)
-// filled in, paths made absolute, and what needs parsing parsed, once. The
-// supervisor reads only this, and never parses an option again.
+// for something derived (BasePort, Admin, AdminToken, MaxConns,
+// MaxUpgraded, BufferDir, StateDir) filled in, paths made absolute, and
+// what needs parsing parsed, once. The supervisor reads only this, and
+// never parses an option again.
 type config struct {
 	Options
 	policy          balancer.Policy  // Policy's
 	warmup          *replica.Warmup  // Warmup's request; nil: no warm-up
 	cert            *certificate     // TLSCert and TLSKey, loaded; nil: cleartext
 	accessLogFormat accesslog.Format // AccessLogFormat's
+	budget          fdbudget.Budget  // the open-file limit shared out; MaxConns and MaxUpgraded are its
 }
 
 // maxPort is the highest TCP port.
@@ -68,9 +70,11 @@ func (o Options) resolve() (*config, error) {
 	}
 	// QueueTimeout stays as it is: nil is the UpstreamTimeout value, which
 	// the balancer reads (balancer.Limits).
-	if o.MaxConns, err = fdbudget.MaxConns(o.MaxConns, fdbudget.OpenFileLimit(), o.Replicas, o.MaxInflight); err != nil {
+	budget, err := o.planFiles(fdbudget.OpenFileLimit())
+	if err != nil {
 		return nil, err
 	}
+	o.MaxConns, o.MaxUpgraded = budget.MaxConns, budget.MaxUpgraded
 	if o.StateDir == "" {
 		if o.StateDir, err = control.StateDir(); err != nil {
 			return nil, err
@@ -106,7 +110,7 @@ func (o Options) resolve() (*config, error) {
 	if err := o.checkProtocol(); err != nil {
 		return nil, err
 	}
-	return &config{Options: o, policy: policy, warmup: warmup, cert: cert, accessLogFormat: format}, nil
+	return &config{Options: o, policy: policy, warmup: warmup, cert: cert, accessLogFormat: format, budget: budget}, nil
 }
 
 // resolvePorts checks the proxy port and the replicas' ports, giving

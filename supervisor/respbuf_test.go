@@ -15,10 +15,10 @@ func TestResponseOptions(t *testing.T) {
 		wantBuf     int64
 		wantErr     string
 	}{
-		{"off", 0, 0, 0, ""},
+		{"off", 0, 100, 0, ""},
 		{"explicit", 1 << 20, 100, 1 << 20, ""},
 		{"negative buffer", -5, 0, 0, "--response-buffer must not be negative (0 means no response read ahead), not -5"},
-		{"negative max-upgraded", 0, -1, 0, "--max-upgraded must not be negative (0 means no cap), not -1"},
+		{"negative max-upgraded", 0, -1, 0, "--max-upgraded must not be negative (0 means the default, from the open-file limit), not -1"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			o := upDefaults(1)

@@ -78,11 +78,15 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	if err := checkPorts(opts.BasePort, 1, opts.Replicas); err != nil {
 		return err
 	}
-	adm, err := admin.Listen(opts.Admin)
+	adm, err := admin.Listen(opts.Admin, opts.AdminMaxConns)
 	if err != nil {
 		return err
 	}
 	defer adm.Close()
+	if err := s.keepToken(adm != nil); err != nil {
+		return err
+	}
+	defer s.removeToken()
 	s.mu.Lock()
 	s.admin = adm.Addr()
 	s.mu.Unlock()
@@ -128,7 +132,11 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	s.log.Info("ready", "proxy", proxyAddr, "replicas", opts.Replicas, "policy", opts.Policy, "control", ctl.Path(), "admin", adm.Addr())
+	ready := []any{"proxy", proxyAddr, "replicas", opts.Replicas, "policy", opts.Policy, "control", ctl.Path(), "admin", adm.Addr()}
+	if adm != nil {
+		ready = append(ready, "dashboard", dashboardURL(opts.Admin, adm.Addr()), "with_token", dashboardCommand(opts.Name))
+	}
+	s.log.Info("ready", ready...)
 
 	select {
 	case <-s.ctx.Done():

@@ -20,9 +20,14 @@ var errStopping = errors.New("the instance is stopping")
 // replicas kept can take its place (handover.go). It
 // returns when that is done or ctx ends; the change goes on regardless,
 // and a removed replica stays in status, draining, until it has stopped.
+//
+// It refuses, in the same words whoever asks (`mattingctl scale`, the
+// control socket, the dashboard's API), a count under 1, one whose ports
+// would pass 65535, and one that does not fit the open-file limit beside
+// the connection caps.
 func (s *Supervisor) Scale(ctx context.Context, n int) (control.ScaleResult, error) {
-	if n < 0 {
-		return control.ScaleResult{}, errors.New("replica count must not be negative")
+	if err := control.CheckReplicaCount(n); err != nil {
+		return control.ScaleResult{}, err
 	}
 	s.scaleMu.Lock()
 	defer s.scaleMu.Unlock()
@@ -51,11 +56,14 @@ func (s *Supervisor) Scale(ctx context.Context, n int) (control.ScaleResult, err
 			s.mu.Unlock()
 			return res, fmt.Errorf("cannot scale to %d: replica ports would pass 65535", n)
 		}
+		if err := s.checkFileBudget(n); err != nil {
+			s.mu.Unlock()
+			return res, err
+		}
 		if err := s.checkNewPortsLocked(from+1, n); err != nil {
 			s.mu.Unlock()
 			return res, err
 		}
-		s.warnFileBudget(n)
 		if w := s.opts.cpuShareWarning(n); w != "" {
 			res.Warnings = append(res.Warnings, w)
 			s.log.Warn(w)

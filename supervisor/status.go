@@ -71,6 +71,7 @@ func (s *Supervisor) Status() control.Status {
 		Replicas:    make([]control.ReplicaStatus, 0, len(slots)),
 		Conns:       stats.Conns,
 		MaxConns:    s.opts.MaxConns,
+		MaxUpgraded: s.opts.MaxUpgraded,
 	}
 	for _, sl := range slots {
 		st.Replicas = append(st.Replicas, sl.status())

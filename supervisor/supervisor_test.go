@@ -80,7 +80,7 @@ func TestScaleUpAndDown(t *testing.T) {
 	if res, err := s.Scale(ctx, 1); err != nil || len(res.Started)+len(res.Stopped) != 0 {
 		t.Errorf("scale to the same count: %+v, %v", res, err)
 	}
-	if _, err := s.Scale(ctx, -1); err == nil || !strings.Contains(err.Error(), "must not be negative") {
+	if _, err := s.Scale(ctx, -1); err == nil || !strings.Contains(err.Error(), "must be at least 1") {
 		t.Errorf("scale -1: %v", err)
 	}
 }

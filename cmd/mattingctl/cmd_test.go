@@ -77,11 +77,14 @@ func TestScaleArgs(t *testing.T) {
 		err  string
 	}{
 		{[]string{"6"}, 6, ""},
-		{[]string{"0"}, 0, ""},
-		{[]string{"--", "-1"}, 0, "must not be negative"},
+		{[]string{"1"}, 1, ""},
+		// As --replicas, and in the words of the instance and its
+		// dashboard.
+		{[]string{"0"}, 0, "replica count must be at least 1, not 0 (to stop every replica, run mattingctl down)"},
+		{[]string{"--", "-1"}, 0, "must be at least 1, not -1"},
 		// Without --, pflag would take -1 for a shorthand flag.
-		{[]string{"-1"}, 0, "replica count must not be negative"},
-		{[]string{"-10"}, 0, "replica count must not be negative"},
+		{[]string{"-1"}, 0, "replica count must be at least 1, not -1"},
+		{[]string{"-10"}, 0, "replica count must be at least 1, not -10"},
 		{[]string{"-1.5"}, 0, `replica count "-1.5" is not a whole number`},
 		{[]string{"-x"}, 0, "unknown shorthand flag: 'x' in -x"},
 		{[]string{"--timeout", "soon", "2"}, 0, `for "--timeout" flag: want a duration such as 30s, 5m or 1h, got "soon"`},

@@ -16,11 +16,12 @@ import (
 
 // fakeClient is an instance that answers from its fields and records calls.
 type fakeClient struct {
-	status  control.Status
-	scale   control.ScaleResult
-	restart control.RestartResult
-	err     error
-	calls   []string
+	status    control.Status
+	scale     control.ScaleResult
+	restart   control.RestartResult
+	dashboard control.DashboardAccess
+	err       error
+	calls     []string
 }
 
 func (f *fakeClient) Status(context.Context) (control.Status, error) {
@@ -46,6 +47,11 @@ func (f *fakeClient) RestartReplica(_ context.Context, id int) (control.RestartR
 func (f *fakeClient) Down(context.Context) error {
 	f.calls = append(f.calls, "down")
 	return f.err
+}
+
+func (f *fakeClient) Dashboard(context.Context) (control.DashboardAccess, error) {
+	f.calls = append(f.calls, "dashboard")
+	return f.dashboard, f.err
 }
 
 // testFactory writes nowhere and reaches no instance.

@@ -44,8 +44,9 @@ func TestParseCount(t *testing.T) {
 		err  string
 	}{
 		{"6", 6, ""},
-		{"0", 0, ""},
-		{"-1", 0, "must not be negative"},
+		{"1", 1, ""},
+		{"0", 0, "replica count must be at least 1, not 0"},
+		{"-1", 0, "replica count must be at least 1, not -1"},
 		{"six", 0, `"six" is not a whole number`},
 		{"2.5", 0, "not a whole number"},
 	}

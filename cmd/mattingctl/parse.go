@@ -1,10 +1,11 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/mattingctl/mattingctl/internal/control"
 )
 
 // parseSize parses a byte size such as "50MiB", "50m", "1g", "512k" or
@@ -69,14 +70,16 @@ func (v *sizeValue) Set(s string) error {
 
 func (v *sizeValue) Type() string { return "size" }
 
-// parseCount parses a replica count for scale: a whole number, at least 0.
+// parseCount parses a replica count for scale: a whole number, at least
+// 1, refused below in the words of the instance and its dashboard
+// (control.CheckReplicaCount).
 func parseCount(s string) (int, error) {
 	n, err := strconv.Atoi(s)
 	if err != nil {
 		return 0, fmt.Errorf("replica count %q is not a whole number", s)
 	}
-	if n < 0 {
-		return 0, errors.New("replica count must not be negative")
+	if err := control.CheckReplicaCount(n); err != nil {
+		return 0, err
 	}
 	return n, nil
 }

@@ -18,6 +18,7 @@ func TestResponseFlags(t *testing.T) {
 		{"defaults", nil, balancer.DefaultLimits().ResponseBuffer, 0, ""},
 		{"set", []string{"--response-buffer", "32MiB", "--max-upgraded", "500"}, 32 << 20, 500, ""},
 		{"zero is off", []string{"--response-buffer", "0"}, 0, 0, ""},
+		{"auto is derived at start", []string{"--max-upgraded", "500", "--max-upgraded", "auto"}, balancer.DefaultLimits().ResponseBuffer, 0, ""},
 		{"negative buffer", []string{"--response-buffer", "-1"}, 0, 0, `invalid argument "-1" for "--response-buffer"`},
 		{"negative max-upgraded", []string{"--max-upgraded", "-1"}, 0, 0, `invalid argument "-1" for "--max-upgraded" flag: must not be negative`},
 	}

@@ -23,6 +23,7 @@ type instanceClient interface {
 	Restart(ctx context.Context) (control.RestartResult, error)
 	RestartReplica(ctx context.Context, id int) (control.RestartResult, error)
 	Down(ctx context.Context) error
+	Dashboard(ctx context.Context) (control.DashboardAccess, error)
 }
 
 // factory is what the commands take from the world outside: their output
@@ -51,13 +52,14 @@ func defaultFactory() *factory {
 
 // runFuncs replace the commands' work in tests; nil fields mean the real one.
 type runFuncs struct {
-	up      func(*upOptions) error
-	status  func(*statusOptions) error
-	scale   func(*scaleOptions) error
-	down    func(*downOptions) error
-	restart func(*restartOptions) error
-	logs    func(*logsOptions) error
-	top     func(*topOptions) error
+	up        func(*upOptions) error
+	status    func(*statusOptions) error
+	scale     func(*scaleOptions) error
+	down      func(*downOptions) error
+	restart   func(*restartOptions) error
+	logs      func(*logsOptions) error
+	top       func(*topOptions) error
+	dashboard func(*dashboardOptions) error
 }
 
 func newRootCmd(f *factory, run runFuncs) *cobra.Command {
@@ -72,6 +74,7 @@ an embedded least-connection proxy.
   mattingctl up --replicas 4 -- python3 app.py
   mattingctl status
   mattingctl top
+  mattingctl dashboard --open
   mattingctl scale 6
   mattingctl restart
   mattingctl down`,
@@ -91,6 +94,7 @@ an embedded least-connection proxy.
 		newRestartCmd(f, g, run.restart),
 		newLogsCmd(f, g, run.logs),
 		newTopCmd(f, g, run.top),
+		newDashboardCmd(f, g, run.dashboard),
 		newVersionCmd(f),
 	)
 	suggestCommands(root)

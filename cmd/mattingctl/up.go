@@ -105,12 +105,12 @@ func addUpFlags(fl *pflag.FlagSet, o *upOptions) {
 		fl.Var(durationFlag{&o.UpstreamTimeout, false}, "upstream-timeout", "limit on waiting for a replica's response (more than 0)")
 		fl.Var(durationFlag{&o.ClientTimeout, false}, "client-timeout", "limit on reading a client's headers, and on each pause in its body (more than 0)")
 		fl.Var(&positiveSize{sizeValue{&o.MaxBody}}, "max-body", "largest request body accepted; larger gets 413 (more than 0)")
-		fl.Var(autoInt{&o.MaxConns, false}, "max-conns", "client connections open at once; past it new ones wait in the kernel's backlog (auto or 0: ulimit -n minus 64+(replicas+1)*(max-inflight+8) kept for replicas, at most 65536)")
+		fl.Var(autoInt{&o.MaxConns, false}, "max-conns", "client connections open at once; past it new ones wait in the kernel's backlog (auto or 0: from ulimit -n, once descriptors are kept for the replicas, room to scale, the admin and control listeners and --max-upgraded; at most 65536)")
 		fl.Var(&autoSize{&o.MaxBuffer, o.MaxBuffer}, "max-buffer", "request bodies held in memory in all; past it they go to --buffer-dir (auto: a quarter of RAM, at most 1GiB; 0: none in memory)")
 		fl.Var(&sizeValue{&o.MaxDiskBuffer}, "max-disk-buffer", "request bodies held on disk, in all; past it and --max-buffer, 503 (0: none on disk)")
 		fl.Var(autoString{&o.BufferDir, "dir"}, "buffer-dir", "directory for request bodies that do not fit in memory (auto: mattingctl-NAME-HASH in the system temp directory)")
 		fl.Var(&sizeValue{&o.ResponseBuffer}, "response-buffer", "read a response with a Content-Length up to SIZE from the replica ahead of a slow client, in --max-buffer, so the replica is free once it has sent it; streams pass through (0: off)")
-		fl.Var(intFlag{&o.MaxUpgraded, 0}, "max-upgraded", "WebSocket (upgraded) connections open at once, over all replicas; past it 503. They hold no --max-inflight slot (0: no cap)")
+		fl.Var(autoInt{&o.MaxUpgraded, true}, "max-upgraded", "WebSocket (upgraded) connections open at once, over all replicas; past it 503. They hold no --max-inflight slot, and two file descriptors each (auto or 0: a third of --max-conns, within ulimit -n; with --max-inflight 0, --max-conns)")
 	})
 	inGroup(fl, headingHealth, func() {
 		fl.StringVar(&o.Health, "health", o.Health, "path a replica must answer 2xx on before it gets traffic, or grpc[:SERVICE] for the gRPC health check (empty: its port accepting TCP is enough)")
@@ -144,7 +144,8 @@ func addUpFlags(fl *pflag.FlagSet, o *upOptions) {
 	})
 	inGroup(fl, headingAdmin, func() {
 		fl.Var(autoString{&o.Admin, "address"}, "admin", "admin listener for /metrics, /livez, /readyz, HOST:PORT (auto: 127.0.0.1 and --port minus 1; none: off)")
-		fl.StringVar(&o.AdminToken, "admin-token", o.AdminToken, "bearer token the dashboard's actions (scale, rolling restart) need, at least 16 characters; without it they are offered only on a loopback --admin")
+		fl.Var(autoString{&o.AdminToken, "token"}, "admin-token", "bearer token the dashboard's actions (scale, rolling restart) need, on every address, at least 16 characters; kept in the state directory, mode 0600; mattingctl dashboard prints the URL with it (auto: generated at start)")
+		fl.Var(intFlag{&o.AdminMaxConns, 1}, "admin-max-conns", "connections to the admin listener open at once; past it new ones wait in the kernel's backlog, so it cannot take the descriptors the proxy and replicas need (at least 1)")
 	})
 }
 
@@ -201,6 +202,9 @@ func upDetached(opts *upOptions) error {
 	}
 	_, err = fmt.Fprintf(opts.Out, "instance %s started in the background: pid %d, %d replicas ready, proxy port %d\nlogs: mattingctl logs --name %s -f; stop: mattingctl down --name %s\n",
 		st.Name, st.Pid, len(st.Replicas), st.Port, st.Name, st.Name)
+	if err == nil && st.Admin != "" {
+		_, err = fmt.Fprintf(opts.Out, "dashboard: http://%s/ (with its token: mattingctl dashboard --name %s)\n", st.Admin, st.Name)
+	}
 	return err
 }
 

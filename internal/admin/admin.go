@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/net/netutil"
 
 	"github.com/mattingctl/mattingctl/internal/httpserver"
 )
@@ -59,9 +60,33 @@ type Server struct {
 	dash   *dashboard    // nil: no dashboard
 }
 
-// Listen binds the admin listener to addr (HOST:PORT); "none" returns a
-// nil *Server, on which every method is a no-op.
-func Listen(addr string) (*Server, error) {
+// The admin listener serves probes, scrapes and a dashboard, a few clients
+// at a time; its limits keep a flood of connections to it (idle,
+// keep-alive or slow) from taking the file descriptors the proxy and the
+// replicas need. Its connection cap is Listen's; past it a new connection
+// waits in the kernel's listen backlog, costing no descriptor.
+const (
+	// readHeaderTimeout closes a connection that has not sent its request
+	// headers in time, a new one or an idle keep-alive one alike.
+	readHeaderTimeout = 5 * time.Second
+	// readTimeout bounds reading a whole request; the largest body taken
+	// is an action's, under 1 KiB.
+	readTimeout = 10 * time.Second
+	// writeTimeout bounds a response from its request's headers on. The
+	// dashboard polls (no stream); only the actions, which wait for
+	// replicas to be ready and need the token, lift it.
+	writeTimeout = 30 * time.Second
+	// idleTimeout closes a keep-alive connection with no new request.
+	idleTimeout = 30 * time.Second
+	// maxHeaderBytes bounds a request's headers: an Authorization header
+	// and a browser's usual ones fit many times over.
+	maxHeaderBytes = 16 << 10
+)
+
+// Listen binds the admin listener to addr (HOST:PORT), which will hold at
+// most maxConns connections at once (at least 1); "none" returns a nil
+// *Server, on which every method is a no-op.
+func Listen(addr string, maxConns int) (*Server, error) {
 	if addr == "none" {
 		return nil, nil
 	}
@@ -75,7 +100,7 @@ func Listen(addr string) (*Server, error) {
 		}
 		return nil, fmt.Errorf("admin listener %s (--admin): %w", addr, err)
 	}
-	return &Server{ln: ln}, nil
+	return &Server{ln: netutil.LimitListener(ln, max(maxConns, 1))}, nil
 }
 
 // Addr is the listener's address, "" when off.
@@ -86,9 +111,9 @@ func (a *Server) Addr() string {
 	return a.ln.Addr().String()
 }
 
-// SetDashboard serves d at / from Start on. Its actions are offered
-// without a token only when the listener's own address is a loopback one,
-// whoever connects.
+// SetDashboard serves d at / from Start on. Its actions need d.Token on
+// every address; on a loopback one, requests must also name a loopback
+// host (guard.go).
 func (a *Server) SetDashboard(d Dashboard) {
 	if a == nil {
 		return
@@ -113,8 +138,7 @@ func (a *Server) Start(src Source, metrics http.Handler, log hclog.Logger) {
 	if a.dash != nil {
 		a.dash.routes(mux)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	a.srv = httpserver.Start(srv, a.ln, func(err error) {
+	a.srv = httpserver.Start(newHTTPServer(mux), a.ln, func(err error) {
 		log.Error("admin listener stopped", "error", err)
 	})
 }
@@ -203,4 +227,17 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// newHTTPServer is the admin listener's server for h: every phase of a
+// connection has a timeout, so that none holds one of its few slots.
+func newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+	}
 }

@@ -173,18 +173,18 @@ func TestMetrics(t *testing.T) {
 }
 
 func TestListen(t *testing.T) {
-	a, err := Listen("none")
+	a, err := Listen("none", 8)
 	if err != nil || a != nil || a.Addr() != "" {
 		t.Fatalf("Listen(none) = %v, %v", a, err)
 	}
 	a.Start(nil, nil, nil) // no-ops on a nil server
 	a.Close()
-	a, err = Listen("127.0.0.1:0")
+	a, err = Listen("127.0.0.1:0", 8)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	if _, err := Listen(a.Addr()); err == nil || !strings.Contains(err.Error(), "already in use; choose another with --admin") {
+	if _, err := Listen(a.Addr(), 8); err == nil || !strings.Contains(err.Error(), "already in use; choose another with --admin") {
 		t.Errorf("a second listener on %s: %v", a.Addr(), err)
 	}
 	src := &fakeSource{rd: Readiness{Ready: 1, MinReady: 1}}

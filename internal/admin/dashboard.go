@@ -22,15 +22,17 @@ type Controller interface {
 
 // Dashboard is the page at / and its API:
 //
-//	GET  /                the page (assets embedded, nothing loaded from elsewhere)
+//	GET  /                the page (assets embedded, nothing loaded from elsewhere);
+//	                      /?token=TOKEN hands the page the token
 //	GET  /api/dashboard   State, as JSON; ?since=T&after=SEQ for what is new
 //	POST /api/scale       {"replicas": N} -> control.ScaleResult (actions)
 //	POST /api/restart     rolling restart -> control.RestartResult (actions)
 type Dashboard struct {
 	History  *History
 	Instance Controller
-	// Token, when not empty, is needed as a bearer token by every
-	// action, on any address.
+	// Token is needed by every action, as "Authorization: Bearer TOKEN",
+	// on any address, and by GET /api/dashboard to show the command line.
+	// Empty turns the actions off.
 	Token string
 }
 
@@ -54,9 +56,11 @@ type State struct {
 // Actions says whether the page may offer scale and restart.
 type Actions struct {
 	Offered bool `json:"offered"`
-	// TokenRequired is set when an action needs the --admin-token, as
-	// "Authorization: Bearer TOKEN".
+	// TokenRequired is set when an action needs the admin token, as
+	// "Authorization: Bearer TOKEN": whenever actions are offered.
 	TokenRequired bool `json:"token_required"`
+	// Authorized is set when this request carried the token.
+	Authorized bool `json:"authorized"`
 	// Reason says why actions are not offered.
 	Reason string `json:"reason,omitempty"`
 }
@@ -68,20 +72,18 @@ type dashboard struct {
 	loopback bool
 }
 
-func (d *dashboard) actions() Actions {
-	switch {
-	case d.Token != "":
-		return Actions{Offered: true, TokenRequired: true}
-	case d.loopback:
-		return Actions{Offered: true}
-	default:
-		return Actions{Reason: "the admin listener is not on a loopback address and no --admin-token is set"}
+// actions says what r may do: the actions are offered whenever a token
+// is set, and r is authorized when it carries it.
+func (d *dashboard) actions(r *http.Request) Actions {
+	if d.Token == "" {
+		return Actions{Reason: "the instance has no admin token"}
 	}
+	return Actions{Offered: true, TokenRequired: true, Authorized: d.authorized(r)}
 }
 
 func (d *dashboard) routes(mux *http.ServeMux) {
 	static, _ := fs.Sub(assets, "dashboard")
-	files := http.FileServerFS(static)
+	files := pageHeaders(http.FileServerFS(static))
 	mux.Handle("GET /{$}", files)
 	mux.Handle("GET /dashboard.js", files)
 	mux.Handle("GET /dashboard.css", files)
@@ -97,9 +99,14 @@ func (d *dashboard) state(w http.ResponseWriter, r *http.Request) {
 	st := State{
 		Time:    time.Now().Unix(),
 		Status:  d.Instance.Status(),
-		Actions: d.actions(),
+		Actions: d.actions(r),
 		Series:  d.History.since(since),
 		Events:  d.History.eventsAfter(after),
+	}
+	if !st.Actions.Authorized {
+		// Its arguments may hold secrets (a key, a database URL), and
+		// read-only views are open to every local user.
+		st.Status.Command = nil
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -116,6 +123,7 @@ func (d *dashboard) scale(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": `bad scale request: want {"replicas": N}`})
 		return
 	}
+	noWriteDeadline(w)
 	res, err := d.Instance.Scale(r.Context(), *req.Replicas)
 	if err != nil {
 		writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
@@ -125,10 +133,35 @@ func (d *dashboard) scale(w http.ResponseWriter, r *http.Request) {
 }
 
 func (d *dashboard) restart(w http.ResponseWriter, r *http.Request) {
+	noWriteDeadline(w)
 	res, err := d.Instance.RollingRestart(r.Context())
 	if err != nil {
 		writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
 		return
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+// noWriteDeadline lifts the listener's write timeout for an action, which
+// waits for replicas to be ready or to stop: the instance bounds that
+// (--ready-timeout, --stop-timeout), and only a client with the token
+// gets here.
+func noWriteDeadline(w http.ResponseWriter) {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
+}
+
+// pageHeaders adds to the page's files what keeps its token safe in the
+// browser: nothing but its own files may run or load (so no injected
+// script can read the token from sessionStorage), no other page may frame
+// it (and trick a click on its buttons), and no Referer carries a ?token=
+// elsewhere.
+func pageHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Cache-Control", "no-store")
+		next.ServeHTTP(w, r)
+	})
 }

@@ -3,11 +3,11 @@ package admin
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -26,14 +26,15 @@ type fakeInstance struct {
 func (f *fakeInstance) Status() control.Status {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return control.Status{Name: "test", Desired: f.desired, Replicas: []control.ReplicaStatus{{ID: 1, Name: "replica-1", State: control.Ready, RPS: 12.5}}}
+	return control.Status{Name: "test", Desired: f.desired, Command: []string{"python3", "app.py", "--key", "secret"},
+		Replicas: []control.ReplicaStatus{{ID: 1, Name: "replica-1", State: control.Ready, RPS: 12.5}}}
 }
 
 func (f *fakeInstance) Scale(_ context.Context, n int) (control.ScaleResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if n < 0 {
-		return control.ScaleResult{}, errors.New("replica count must not be negative")
+	if err := control.CheckReplicaCount(n); err != nil {
+		return control.ScaleResult{}, err
 	}
 	res := control.ScaleResult{Name: "test", From: f.desired, To: n}
 	f.desired = n
@@ -47,6 +48,9 @@ func (f *fakeInstance) RollingRestart(context.Context) (control.RestartResult, e
 	return control.RestartResult{Name: "test"}, nil
 }
 
+// testToken is the admin token of the tests' dashboards.
+const testToken = "0123456789abcdef0123456789abcdef"
+
 func dashboardMux(inst *fakeInstance, loopback bool, token string) *http.ServeMux {
 	mux := http.NewServeMux()
 	d := &dashboard{Dashboard: Dashboard{History: NewHistory(NewMetrics(&fakeSource{})), Instance: inst, Token: token}, loopback: loopback}
@@ -55,10 +59,19 @@ func dashboardMux(inst *fakeInstance, loopback bool, token string) *http.ServeMu
 }
 
 func TestDashboardPageIsSelfContained(t *testing.T) {
-	mux := dashboardMux(&fakeInstance{}, true, "")
+	mux := dashboardMux(&fakeInstance{}, true, testToken)
 	code, page := get(t, mux, "/")
 	if code != 200 || !strings.Contains(page, `<table id="replicas">`) {
 		t.Fatalf("GET /: %d\n%s", code, page)
+	}
+	// The page keeps its token from scripts and pages elsewhere.
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "http://127.0.0.1:9109/?token="+testToken, nil))
+	if csp := rec.Header().Get("Content-Security-Policy"); rec.Code != 200 || !strings.Contains(csp, "default-src 'self'") || !strings.Contains(csp, "frame-ancestors 'none'") {
+		t.Errorf("GET /?token=: %d, Content-Security-Policy %q", rec.Code, csp)
+	}
+	if rp := rec.Header().Get("Referrer-Policy"); rp != "no-referrer" {
+		t.Errorf("Referrer-Policy %q, want no-referrer", rp)
 	}
 	for _, path := range []string{"/dashboard.js", "/dashboard.css"} {
 		code, body := get(t, mux, path)
@@ -76,22 +89,44 @@ func TestDashboardPageIsSelfContained(t *testing.T) {
 	}
 }
 
-func TestDashboardState(t *testing.T) {
-	inst := &fakeInstance{desired: 2}
-	mux := dashboardMux(inst, true, "")
-	code, body := get(t, mux, "/api/dashboard?since=0&after=0")
-	if code != 200 {
-		t.Fatalf("GET /api/dashboard: %d %s", code, body)
+// state reads GET /api/dashboard from mux, with the bearer token when not
+// empty.
+func state(t *testing.T, mux http.Handler, token string) State {
+	t.Helper()
+	r := httptest.NewRequest(http.MethodGet, "http://127.0.0.1:9109/api/dashboard?since=0&after=0", nil)
+	if token != "" {
+		r.Header.Set("Authorization", "Bearer "+token)
+	}
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, r)
+	if rec.Code != 200 {
+		t.Fatalf("GET /api/dashboard: %d %s", rec.Code, rec.Body)
 	}
 	var st State
-	if err := json.Unmarshal([]byte(body), &st); err != nil {
+	if err := json.Unmarshal(rec.Body.Bytes(), &st); err != nil {
 		t.Fatal(err)
 	}
-	if st.Status.Desired != 2 || len(st.Status.Replicas) != 1 || st.Status.Replicas[0].RPS != 12.5 || !st.Actions.Offered || st.Actions.TokenRequired {
-		t.Errorf("state: %+v", st)
+	return st
+}
+
+// TestDashboardState: the state is open to read, but the command line
+// (which may hold secrets) only with the token.
+func TestDashboardState(t *testing.T) {
+	inst := &fakeInstance{desired: 2}
+	mux := dashboardMux(inst, true, testToken)
+	st := state(t, mux, testToken)
+	if st.Status.Desired != 2 || len(st.Status.Replicas) != 1 || st.Status.Replicas[0].RPS != 12.5 ||
+		st.Actions != (Actions{Offered: true, TokenRequired: true, Authorized: true}) || len(st.Status.Command) != 4 {
+		t.Errorf("state with the token: %+v", st)
 	}
 	if time.Since(time.Unix(st.Time, 0)) > time.Minute {
 		t.Errorf("time %d is not now", st.Time)
+	}
+	for _, token := range []string{"", "wrong-token-0123456789"} {
+		st := state(t, mux, token)
+		if st.Status.Desired != 2 || st.Status.Command != nil || st.Actions != (Actions{Offered: true, TokenRequired: true}) {
+			t.Errorf("state with token %q: command %q, actions %+v", token, st.Status.Command, st.Actions)
+		}
 	}
 }
 
@@ -109,37 +144,54 @@ func action(mux http.Handler, path, body string, edit func(*http.Request)) *http
 	return rec
 }
 
+// withToken sends the test token, as the page does once it has it.
+func withToken(r *http.Request) { r.Header.Set("Authorization", "Bearer "+testToken) }
+
 func TestDashboardActions(t *testing.T) {
 	inst := &fakeInstance{desired: 2}
-	mux := dashboardMux(inst, true, "")
-	if rec := action(mux, "/api/scale", `{"replicas": 3}`, nil); rec.Code != 200 || inst.Status().Desired != 3 {
+	mux := dashboardMux(inst, true, testToken)
+	if rec := action(mux, "/api/scale", `{"replicas": 3}`, withToken); rec.Code != 200 || inst.Status().Desired != 3 {
 		t.Fatalf("scale up: %d %s, desired %d", rec.Code, rec.Body, inst.Status().Desired)
 	}
 	var res control.ScaleResult
-	rec := action(mux, "/api/scale", `{"replicas": 2}`, nil)
+	rec := action(mux, "/api/scale", `{"replicas": 2}`, withToken)
 	if err := json.Unmarshal(rec.Body.Bytes(), &res); err != nil || res.From != 3 || res.To != 2 {
 		t.Fatalf("scale down: %d %s", rec.Code, rec.Body)
 	}
-	if rec := action(mux, "/api/restart", `{}`, nil); rec.Code != 200 || inst.restarts != 1 {
+	if rec := action(mux, "/api/restart", `{}`, withToken); rec.Code != 200 || inst.restarts != 1 {
 		t.Fatalf("restart: %d %s", rec.Code, rec.Body)
 	}
-	for _, body := range []string{``, `{}`, `{"replicas": "3"}`, `{"replicas": 3, "x": 1}`} {
-		if rec := action(mux, "/api/scale", body, nil); rec.Code != 400 {
+	for _, body := range []string{``, `{}`, `{"replicas": "3"}`, `{"replicas": 3, "x": 1}`, `{"replicas": 1e100}`} {
+		if rec := action(mux, "/api/scale", body, withToken); rec.Code != 400 {
 			t.Errorf("scale %q: %d, want 400", body, rec.Code)
 		}
 	}
-	if rec := action(mux, "/api/scale", `{"replicas": -1}`, nil); rec.Code != 409 || !strings.Contains(rec.Body.String(), "negative") {
-		t.Errorf("scale -1: %d %s, want 409 with the instance's reason", rec.Code, rec.Body)
+	// The instance's own refusal (control.CheckReplicaCount, the ports,
+	// the open-file limit), word for word.
+	for _, n := range []string{"0", "-1"} {
+		rec := action(mux, "/api/scale", `{"replicas": `+n+`}`, withToken)
+		if want := control.CheckReplicaCount(atoi(n)).Error(); rec.Code != 409 || !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("scale %s: %d %s, want 409 with %q", n, rec.Code, rec.Body, want)
+		}
 	}
 	if code, _ := get(t, mux, "/api/scale"); code != 405 {
 		t.Errorf("GET /api/scale: %d, want 405", code)
 	}
 }
 
-// TestDashboardActionGuard: a page elsewhere cannot act through a
-// browser, and without a token only a loopback listener offers actions.
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
+}
+
+// TestDashboardActionGuard: every action needs the token, on a loopback
+// listener too (any local user can connect to one), and a page elsewhere
+// cannot act through a browser even with it.
 func TestDashboardActionGuard(t *testing.T) {
-	const token = "0123456789abcdef0123"
+	const token = testToken
+	with := func(edit func(*http.Request)) func(*http.Request) {
+		return func(r *http.Request) { withToken(r); edit(r) }
+	}
 	tests := []struct {
 		name     string
 		loopback bool
@@ -147,19 +199,23 @@ func TestDashboardActionGuard(t *testing.T) {
 		edit     func(*http.Request)
 		want     int
 	}{
-		{"loopback, as the page sends it", true, "", nil, 200},
-		{"loopback, curl with the header", true, "", func(r *http.Request) { r.Header.Del("Origin"); r.Header.Del("Sec-Fetch-Site") }, 200},
-		{"no action header (a plain form post)", true, "", func(r *http.Request) { r.Header.Del(ActionHeader) }, 403},
-		{"cross-site fetch", true, "", func(r *http.Request) { r.Header.Set("Sec-Fetch-Site", "cross-site") }, 403},
-		{"same-site, other origin", true, "", func(r *http.Request) { r.Header.Set("Sec-Fetch-Site", "same-site") }, 403},
-		{"other origin", true, "", func(r *http.Request) { r.Header.Set("Origin", "https://evil.example") }, 403},
-		{"null origin", true, "", func(r *http.Request) { r.Header.Set("Origin", "null") }, 403},
-		{"DNS rebinding: a site's name on loopback", true, "", func(r *http.Request) {
+		{"loopback, as the page sends it", true, token, withToken, 200},
+		{"loopback, curl with the header and the token", true, token, with(func(r *http.Request) { r.Header.Del("Origin"); r.Header.Del("Sec-Fetch-Site") }), 200},
+		{"loopback, the page without the token", true, token, nil, 401},
+		{"loopback, curl without the token (another local user)", true, token, func(r *http.Request) { r.Header.Del("Origin"); r.Header.Del("Sec-Fetch-Site") }, 401},
+		{"loopback, wrong token", true, token, func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+token+"x") }, 401},
+		{"no action header (a plain form post)", true, token, with(func(r *http.Request) { r.Header.Del(ActionHeader) }), 403},
+		{"cross-site fetch", true, token, with(func(r *http.Request) { r.Header.Set("Sec-Fetch-Site", "cross-site") }), 403},
+		{"same-site, other origin", true, token, with(func(r *http.Request) { r.Header.Set("Sec-Fetch-Site", "same-site") }), 403},
+		{"other origin", true, token, with(func(r *http.Request) { r.Header.Set("Origin", "https://evil.example") }), 403},
+		{"null origin", true, token, with(func(r *http.Request) { r.Header.Set("Origin", "null") }), 403},
+		{"DNS rebinding: a site's name on loopback", true, token, with(func(r *http.Request) {
 			r.Host = "evil.example:9109"
 			r.Header.Set("Origin", "http://evil.example:9109")
-		}, 403},
-		{"localhost", true, "", func(r *http.Request) { r.Host = "localhost:9109"; r.Header.Set("Origin", "http://localhost:9109") }, 200},
-		{"not loopback, no token", false, "", nil, 403},
+		}), 403},
+		{"localhost", true, token, with(func(r *http.Request) { r.Host = "localhost:9109"; r.Header.Set("Origin", "http://localhost:9109") }), 200},
+		{"no token set: actions off", true, "", nil, 403},
+		{"not loopback, no token set", false, "", nil, 403},
 		{"not loopback, token", false, token, func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+token) }, 200},
 		{"not loopback, any host with the token", false, token, func(r *http.Request) {
 			r.Host = "10.1.2.3:9109"
@@ -173,7 +229,6 @@ func TestDashboardActionGuard(t *testing.T) {
 			r.Header.Set("Authorization", "Bearer "+token)
 			r.Header.Set("Sec-Fetch-Site", "cross-site")
 		}, 403},
-		{"loopback with a token set needs it", true, token, nil, 401},
 	}
 	for _, tt := range tests {
 		for _, path := range []string{"/api/scale", "/api/restart"} {
@@ -194,7 +249,7 @@ func TestDashboardActionGuard(t *testing.T) {
 		loopback      bool
 		token         string
 		offered, need bool
-	}{{true, "", true, false}, {false, "", false, false}, {false, token, true, true}, {true, token, true, true}} {
+	}{{true, "", false, false}, {false, "", false, false}, {false, token, true, true}, {true, token, true, true}} {
 		_, body := get(t, dashboardMux(&fakeInstance{}, tt.loopback, tt.token), "/api/dashboard")
 		var st State
 		if err := json.Unmarshal([]byte(body), &st); err != nil {
@@ -209,12 +264,12 @@ func TestDashboardActionGuard(t *testing.T) {
 // TestSetDashboardLoopback: the listener's own address decides, not the
 // client's.
 func TestSetDashboardLoopback(t *testing.T) {
-	a, err := Listen("127.0.0.1:0")
+	a, err := Listen("127.0.0.1:0", 8)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	a.SetDashboard(Dashboard{History: NewHistory(NewMetrics(&fakeSource{})), Instance: &fakeInstance{}})
+	a.SetDashboard(Dashboard{History: NewHistory(NewMetrics(&fakeSource{})), Instance: &fakeInstance{}, Token: testToken})
 	if !a.dash.loopback {
 		t.Fatal("127.0.0.1 is not taken for loopback")
 	}
@@ -247,8 +302,9 @@ func TestDashboardDataRefusedToARebindingPage(t *testing.T) {
 		{true, "evil.example:9109", 403},
 		{false, "10.1.2.3:9109", 200},
 	} {
-		mux := dashboardMux(&fakeInstance{}, tt.loopback, "")
+		mux := dashboardMux(&fakeInstance{}, tt.loopback, testToken)
 		r := httptest.NewRequest(http.MethodGet, "http://127.0.0.1:9109/api/dashboard", nil)
+		withToken(r)
 		r.Host = tt.host
 		rec := httptest.NewRecorder()
 		mux.ServeHTTP(rec, r)

@@ -14,9 +14,11 @@ import (
 // cannot make a visitor's browser act on the instance.
 const ActionHeader = "X-Mattingctl-Action"
 
-// guard lets an action through only when actions are offered, the request
-// comes from the dashboard's own origin, and it carries the token when one
-// is set. Refusals are 403, but 401 for a missing or wrong token.
+// guard lets an action through only when actions are offered (a token is
+// set), the request comes from the dashboard's own origin, and it carries
+// the token, on every address: loopback is not an identity, since any
+// local user can connect to it. Refusals are 403, but 401 for a missing
+// or wrong token.
 func (d *dashboard) guard(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if status, msg := d.refuse(r); status != 0 {
@@ -32,8 +34,8 @@ func (d *dashboard) guard(next http.HandlerFunc) http.HandlerFunc {
 
 // refuse returns why r may not act, as a status and a message, or 0.
 func (d *dashboard) refuse(r *http.Request) (int, string) {
-	if a := d.actions(); !a.Offered {
-		return http.StatusForbidden, "actions are off: " + a.Reason + " (see --admin-token)"
+	if d.Token == "" {
+		return http.StatusForbidden, "actions are off: the instance has no admin token"
 	}
 	if r.Header.Get(ActionHeader) != "1" {
 		return http.StatusForbidden, "an action needs the header " + ActionHeader + ": 1"
@@ -52,13 +54,16 @@ func (d *dashboard) refuse(r *http.Request) (int, string) {
 	if d.loopback && !loopbackHost(r.Host) {
 		return http.StatusForbidden, "Host " + r.Host + " is not a loopback address; use 127.0.0.1, [::1] or localhost"
 	}
-	if d.Token != "" {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(d.Token)) != 1 {
-			return http.StatusUnauthorized, "an action needs the --admin-token, as Authorization: Bearer TOKEN"
-		}
+	if !d.authorized(r) {
+		return http.StatusUnauthorized, "an action needs the admin token, as Authorization: Bearer TOKEN; `mattingctl dashboard` prints the dashboard's URL with it"
 	}
 	return 0, ""
+}
+
+// authorized reports whether r carries the token, as a bearer token.
+func (d *dashboard) authorized(r *http.Request) bool {
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && d.Token != "" && subtle.ConstantTimeCompare([]byte(got), []byte(d.Token)) == 1
 }
 
 // readGuard keeps the dashboard's data (the command line, replicas'

@@ -100,6 +100,13 @@ func (c *Client) RestartReplica(ctx context.Context, id int) (RestartResult, err
 	return res, err
 }
 
+// Dashboard returns the dashboard's URL and the token its actions need.
+func (c *Client) Dashboard(ctx context.Context) (DashboardAccess, error) {
+	var d DashboardAccess
+	err := c.call(ctx, http.MethodGet, "/v1/dashboard", nil, &d)
+	return d, err
+}
+
 // Down stops the instance gracefully and returns once it has stopped.
 func (c *Client) Down(ctx context.Context) error {
 	return c.call(ctx, http.MethodPost, "/v1/down", nil, nil)

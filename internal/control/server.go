@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/net/netutil"
 
 	"github.com/mattingctl/mattingctl/internal/httpserver"
 )
@@ -29,6 +30,9 @@ type Instance interface {
 	Stop(reason string)
 	// Stopped is closed once every replica has stopped.
 	Stopped() <-chan struct{}
+	// Dashboard says where the dashboard is and the token its actions
+	// need, or why there is none (--admin none).
+	Dashboard() (DashboardAccess, error)
 }
 
 // Server serves the control API on an instance's Unix socket.
@@ -37,6 +41,11 @@ type Server struct {
 	ln   net.Listener
 	srv  *httpserver.Server // nil until Start
 }
+
+// MaxConns caps the control socket's connections open at once; past it
+// a new one waits in the kernel's listen backlog. Commands hold one for
+// the length of a call (a scale, a down), polls one at a time.
+const MaxConns = 32
 
 // maxSocketPath is the longest path a Unix socket can bind to on Linux
 // (sun_path is 108 bytes with its terminating NUL).
@@ -85,10 +94,11 @@ func Listen(dir, name string) (*Server, error) {
 func (c *Server) Path() string { return c.path }
 
 // Start serves the control API for inst in the background until Close.
-// Connections from users other than this one and root are closed unread.
+// Connections from users other than this one and root are closed unread;
+// at most MaxConns are open at once.
 func (c *Server) Start(inst Instance, log hclog.Logger) {
 	srv := &http.Server{Handler: Handler(inst, log), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}
-	c.srv = httpserver.Start(srv, trustedListener{c.ln, log}, nil)
+	c.srv = httpserver.Start(srv, netutil.LimitListener(trustedListener{c.ln, log}, MaxConns), nil)
 }
 
 // Handler is the control API over HTTP:
@@ -97,6 +107,7 @@ func (c *Server) Start(inst Instance, log hclog.Logger) {
 //	POST /v1/scale    {"replicas": N} -> ScaleResult
 //	POST /v1/restart  {} or {"replica": K} (or no body) -> RestartResult
 //	POST /v1/down     {"stopped": true} once stopped
+//	GET  /v1/dashboard DashboardAccess: the dashboard's URL and token
 //
 // Errors are {"error": "..."}: 400 for a malformed request, 409 for one
 // the instance refused. A body must be exactly the JSON object shown, with
@@ -144,6 +155,14 @@ func Handler(inst Instance, log hclog.Logger) http.Handler {
 			return
 		}
 		writeJSON(w, http.StatusOK, res)
+	})
+	mux.HandleFunc("GET /v1/dashboard", func(w http.ResponseWriter, r *http.Request) {
+		d, err := inst.Dashboard()
+		if err != nil {
+			writeJSON(w, http.StatusConflict, apiError{err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, d)
 	})
 	mux.HandleFunc("POST /v1/down", func(w http.ResponseWriter, r *http.Request) {
 		if !noBody(w, r, "down") {

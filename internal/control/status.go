@@ -58,6 +58,10 @@ type Status struct {
 	// in the kernel's listen backlog.
 	Conns    int64 `json:"conns"`
 	MaxConns int   `json:"max_conns"`
+	// MaxUpgraded caps the upgraded connections (WebSocket) open at once
+	// over all replicas (--max-upgraded); each replica's are in
+	// ReplicaStatus.Upgraded.
+	MaxUpgraded int `json:"max_upgraded"`
 }
 
 // Ready counts the replicas in rotation.
@@ -125,6 +129,16 @@ type ReplicaStatus struct {
 	RPS   float64 `json:"rps"`
 	P50Ms float64 `json:"p50_ms"`
 	P99Ms float64 `json:"p99_ms"`
+}
+
+// DashboardAccess is what `mattingctl dashboard` gets from an instance.
+type DashboardAccess struct {
+	// URL is the dashboard's address, http://HOST:PORT/; a loopback host
+	// stands for an admin listener on every interface.
+	URL string `json:"url"`
+	// Token is what the dashboard's actions need, as
+	// "Authorization: Bearer TOKEN", and what its page takes as ?token=.
+	Token string `json:"token"`
 }
 
 // ScaleResult is what a scale call changed.

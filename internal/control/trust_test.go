@@ -24,6 +24,8 @@ type fakeInstance struct {
 	scaled  []int
 	stopped chan struct{}
 	once    sync.Once
+	// dashboard is what Dashboard answers; zero: no admin listener.
+	dashboard DashboardAccess
 }
 
 func newFakeInstance(name string) *fakeInstance {
@@ -42,6 +44,12 @@ func (f *fakeInstance) RollingRestart(context.Context) (RestartResult, error) {
 }
 func (f *fakeInstance) RestartReplica(_ context.Context, id int) (RestartResult, error) {
 	return RestartResult{Name: f.name}, nil
+}
+func (f *fakeInstance) Dashboard() (DashboardAccess, error) {
+	if f.dashboard == (DashboardAccess{}) {
+		return DashboardAccess{}, errors.New(`instance "` + f.name + `" has no admin listener (it was started with --admin none)`)
+	}
+	return f.dashboard, nil
 }
 func (f *fakeInstance) Stop(string)              { f.once.Do(func() { close(f.stopped) }) }
 func (f *fakeInstance) Stopped() <-chan struct{} { return f.stopped }

@@ -1,6 +1,7 @@
-// Package fdbudget decides how many client connections the proxy may hold
-// open at once: what the open-file limit leaves once descriptors are kept
-// for the replicas, the control socket and the admin listener.
+// Package fdbudget shares out the open-file limit: how many client and
+// upgraded connections the proxy may hold open at once, once descriptors
+// are kept for the replicas, the control socket and the admin listener,
+// and whether a scale fits beside them.
 package fdbudget
 
 import "fmt"
@@ -9,8 +10,10 @@ import "fmt"
 const (
 	// reserveFixed covers what does not grow with the replicas:
 	// stdin/out/err, the Go runtime's poller, the proxy, admin and control
-	// listeners, control and admin connections (status, scrapes), the log
-	// file and /proc reads for CPU and memory.
+	// listeners, the log and access log files and /proc reads for CPU and
+	// memory. For a balancer on its own (MaxConns) it covers a few admin
+	// and control connections too; an instance budgets their caps apart
+	// (Plan).
 	reserveFixed = 64
 	// reservePerReplica covers a replica's own descriptors besides its
 	// connections for requests: its stdout and stderr pipes (four, and
@@ -46,7 +49,10 @@ func Reserve(replicas, maxInflight int) int {
 }
 
 // MaxConns checks want (the --max-conns asked for; 0: derived) against the
-// open-file limit and returns the value to use. The derived value is limit
+// open-file limit and returns the value to use, for a balancer on its own:
+// with no admin listener or control socket besides the fixed reserve and
+// no cap on upgraded connections. An instance plans all of its caps
+// together instead (Plan). The derived value is limit
 // minus Reserve, halved when max-inflight is 0 since each client connection
 // may then hold a replica connection too, and at most 65536. A derived
 // value under max(64, replicas*max-inflight) is an error: fewer client

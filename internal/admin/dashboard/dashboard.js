@@ -8,6 +8,21 @@
   const COLS = ["rps_2xx", "rps_4xx", "rps_5xx", "rps_rejected", "p50_ms", "p95_ms", "p99_ms", "queued", "inflight", "capacity"];
   let since = 0, after = 0, status = null, serverTime = 0, pending = false;
 
+  // The admin token: `mattingctl dashboard` hands it over as ?token=. It is
+  // kept in sessionStorage, which is this origin's (scheme, host and port)
+  // and this tab's alone, rather than a cookie, which the browser would
+  // also send to every other port of 127.0.0.1, another user's server
+  // among them. It leaves the address bar (and history) at once.
+  const TOKEN = "mattingctl-token";
+  const params = new URLSearchParams(location.search);
+  if (params.has("token")) {
+    sessionStorage.setItem(TOKEN, params.get("token"));
+    params.delete("token");
+    const rest = params.toString();
+    history.replaceState(null, "", location.pathname + (rest ? "?" + rest : "") + location.hash);
+  }
+  const token = () => sessionStorage.getItem(TOKEN) || "";
+
   const charts = [
     { id: "chart-rps", total: true, lines: [
       { col: "rps_2xx", label: "2xx", color: "var(--ok)" }, { col: "rps_4xx", label: "4xx", color: "var(--c4)" },
@@ -172,7 +187,8 @@
   function drawActions(a) {
     const box = $("#actions");
     box.hidden = !a.offered;
-    $("#token").hidden = !a.token_required;
+    // Asked for only when the page has no token that works.
+    $("#token").hidden = !a.token_required || !!a.authorized;
     const busy = pending || !status;
     $("#scale-up").disabled = busy;
     $("#scale-down").disabled = busy || status.desired <= 1;
@@ -186,8 +202,9 @@
     result.className = "";
     result.textContent = what + "…";
     const headers = { "Content-Type": "application/json", "X-Mattingctl-Action": "1" };
-    const token = $("#token").value || sessionStorage.getItem("mattingctl-token") || "";
-    if (token) { headers.Authorization = "Bearer " + token; sessionStorage.setItem("mattingctl-token", token); }
+    const typed = $("#token").hidden ? "" : $("#token").value;
+    if (typed) sessionStorage.setItem(TOKEN, typed);
+    if (token()) headers.Authorization = "Bearer " + token();
     try {
       const resp = await fetch(path, { method: "POST", headers, body: JSON.stringify(body), credentials: "same-origin" });
       const res = await resp.json().catch(() => ({}));
@@ -209,11 +226,11 @@
   $("#scale-up").addEventListener("click", () => act("/api/scale", { replicas: status.desired + 1 }, "scaling up"));
   $("#scale-down").addEventListener("click", () => act("/api/scale", { replicas: status.desired - 1 }, "scaling down"));
   $("#restart").addEventListener("click", () => act("/api/restart", {}, "rolling restart"));
-  $("#token").value = sessionStorage.getItem("mattingctl-token") || "";
 
   async function poll() {
     try {
-      const resp = await fetch(`/api/dashboard?since=${since}&after=${after}`, { cache: "no-store" });
+      const headers = token() ? { Authorization: "Bearer " + token() } : {};
+      const resp = await fetch(`/api/dashboard?since=${since}&after=${after}`, { cache: "no-store", headers });
       if (!resp.ok) throw new Error(resp.statusText);
       const st = await resp.json();
       serverTime = st.time;
