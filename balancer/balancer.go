@@ -74,7 +74,8 @@ type Balancer struct {
 	proxy     *httputil.ReverseProxy
 	transport *http.Transport
 	server    *http.Server
-	bufs      *buffers // the request bodies' budgets
+	bufs      *buffers      // the request bodies' budgets
+	clients   *clientShares // each client address's share of them
 
 	// mu guards pool, queue, scratch, serviceTime, ejected and every
 	// backend's inflight, inRotation, ejected, idle, current and latency.
@@ -93,6 +94,12 @@ type Balancer struct {
 	conns    atomic.Int64  // client connections open
 	upgrades atomic.Int64  // upgrade requests open, for MaxUpgraded
 	outcomes outcomes      // the rejected and failed requests by reason, for the summary
+
+	quarantine     *quarantine   // requests that broke backends twice (poison.go)
+	quarantined    atomic.Uint64 // requests put in quarantine
+	quarantineHits atomic.Uint64 // requests answered 502 because they were quarantined
+	exchanges      atomic.Uint64 // the last exchange.id given
+	limited        atomic.Uint64 // uploads refused or cut for their client address's share or pace
 
 	h2c *h2cUpgrades // connections switched to HTTP/2 by Upgrade: h2c
 	// connGoroutines counts the server's connections whose goroutine has
@@ -141,7 +148,11 @@ func (b *Balancer) Stats() Stats {
 // validation refuses the values that mean nothing, naming their flags.
 func New(opts Options) *Balancer {
 	opts.resolve()
-	b := &Balancer{opts: opts, bufs: newBuffers(opts.MaxBuffer, opts.MaxDiskBuffer, opts.BufferDir)}
+	b := &Balancer{opts: opts, bufs: newBuffers(opts.MaxBuffer, opts.MaxDiskBuffer, opts.BufferDir),
+		quarantine: newQuarantine(opts.Quarantine), clients: newClientShares(opts.MaxClientUploads, opts.maxClientBuffer())}
+	b.bufs.onRemade = func(dir string) {
+		opts.Logger.Warn("the buffer directory had gone (a tmp cleaner?): made it again", "dir", dir)
+	}
 	b.transport = &http.Transport{
 		Proxy: nil,
 		DialContext: (&net.Dialer{
@@ -256,7 +267,7 @@ func (b *Balancer) Serve(ln net.Listener) error {
 		close(stop)
 		<-summarized
 	}()
-	if err := b.server.Serve(b.tlsListener(trackingListener{ln})); !errors.Is(err, http.ErrServerClosed) {
+	if err := b.server.Serve(b.tlsListener(ln)); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	// Shut down: every connection ends by the end of Shutdown.

@@ -62,7 +62,7 @@ func (a *attempt) done() {
 type exchange struct {
 	w     http.ResponseWriter // the access log's writer around the server's
 	r     *http.Request
-	ctx   context.Context // cancelled when the client goes away (requestContext)
+	ctx   context.Context // cancelled when the client goes away (clientconn.go)
 	body  *bufferedBody
 	acc   *accessEntry // nil without an access log
 	start time.Time
@@ -73,6 +73,8 @@ type exchange struct {
 	try          int       // the attempt under way, 0 for the first
 	retry        retryState
 	avoid        *Backend // the backend the last try failed on
+	harms        []string // how its deliveries killed or reset backends, for the 502
+	id           uint64   // nonzero once a delivery of it failed (poison.go)
 
 	replica string   // the backend that answered, "" when none was chosen
 	code    int      // the client's status; 0 while unanswered or broken off
@@ -89,6 +91,7 @@ type exchange struct {
 func (b *Balancer) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	x := &exchange{r: r, start: time.Now()}
 	x.w, x.acc = b.beginAccess(rw, r, x.start)
+	defer b.countRequest(x)
 	if b.opts.Observer != nil || x.acc != nil {
 		defer b.finish(x)
 	}
@@ -109,9 +112,10 @@ func (b *Balancer) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer body.done()
-	ctx, cancel := requestContext(r)
-	defer cancel()
-	x.ctx, x.body = ctx, body
+	x.ctx, x.body = r.Context(), body
+	if b.refuseQuarantined(x) {
+		return
+	}
 	x.deadline, x.callDeadline = b.deadlines(r, x.start)
 	for !b.proxyAttempt(x) {
 		x.try++
@@ -120,8 +124,12 @@ func (b *Balancer) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 
 // proxyAttempt makes one attempt at x: it waits for a backend and forwards
 // x to it. It returns true when x has been answered, by the backend or by
-// the proxy's refusal, and false when x is to be tried again.
+// the proxy's refusal, and false when x is to be tried again. A request
+// whose client has gone is never forwarded: nobody waits for its answer,
+// and a client that opens and cancels requests as fast as it can (rapid
+// reset) would have the replicas compute them all.
 func (b *Balancer) proxyAttempt(x *exchange) (done bool) {
+	x.checkClient()
 	waited := time.Now()
 	a, err := b.acquire(x.ctx, x.r, x.deadline, x.try > 0, x.avoid)
 	x.acc.tried(x.try, time.Since(waited), a)
@@ -129,35 +137,57 @@ func (b *Balancer) proxyAttempt(x *exchange) (done bool) {
 		b.refuseAcquire(x, err)
 		return true
 	}
+	if x.ctx.Err() != nil { // gone while it was given the backend
+		b.release(a, 0)
+		x.checkClient()
+	}
 	if x.try > 0 {
 		b.retried.Add(1)
 	}
-	be := a.be
-	x.replica, x.cur = be.Name, a
+	x.replica, x.cur = a.be.Name, a
 	a.callDeadline = x.callDeadline
 	b.forward(x.ctx, x.w, x.r, x.body, a)
 	if a.err == nil {
 		x.code = a.code
 		return true
 	}
+	return b.attemptFailed(x, a)
+}
+
+// attemptFailed handles attempt a of x, which got no response: it decides
+// how the backend failed and whether x tries again (retry.go), and answers
+// x when it does not. It returns true when x has been answered.
+func (b *Balancer) attemptFailed(x *exchange, a *attempt) (done bool) {
+	be, at := a.be, time.Now()
 	x.checkClient()
 	be.errors.Add(1)
-	f := failureOf(a.err, a.responded, func() bool { return b.alive(x.ctx, be) })
+	if !a.responded && classify(a.err) == dropped {
+		b.recordHarm(be, x, at)
+	}
+	f := failureOf(a.err, a.responded,
+		func() bool { return b.alive(x.ctx, be) },
+		func() bool { return b.speaksOnlyH2C(x.ctx, be) })
 	x.checkClient()
 	if f.dead() && !a.responded {
 		b.markFailed(be)
 	}
+	harmful := f.harmful() && !a.responded
+	if harmful {
+		x.harms = append(x.harms, harmText(f, be))
+	}
+	x.retry = x.retry.after(f, harmful && b.blamed(x.ctx, be, x, at))
+	x.checkClient()
 	retry := tryAgain(f, a.responded, x.retry, b.opts.Retries, x.deadline, time.Now())
 	b.opts.Logger.Log(f.logLevel(), "replica did not answer", "replica", be.Name, "method", x.r.Method, "path", x.r.URL.Path,
-		"error", a.err, "busy", f == busy, "retrying", retry)
+		"error", a.err, "failure", f, "retrying", retry)
 	if !retry {
 		b.refuseUnanswered(x, f, a)
 		return true
 	}
+	b.outcomes.retriedAfter(f)
 	// Not be again if another has room: a busy one, or a dead one kept in
 	// rotation by the panic threshold.
 	x.avoid = be
-	x.retry = x.retry.after(f)
 	return false
 }
 
@@ -272,6 +302,9 @@ func modifyResponse(resp *http.Response) error {
 	a := resp.Request.Context().Value(attemptKey{}).(*attempt)
 	a.code = resp.StatusCode
 	a.responded = true
+	if resp.ProtoMajor == 1 && !a.be.spokeHTTP1.Load() {
+		a.be.spokeHTTP1.Store(true)
+	}
 	if resp.StatusCode >= 500 {
 		a.be.errors.Add(1)
 	}
