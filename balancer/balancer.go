@@ -127,6 +127,16 @@ type Stats struct {
 	// their clients (ResponseBuffer).
 	MemoryBuffered int64
 	DiskBuffered   int64
+	// Quarantined counts the requests put in quarantine: their deliveries
+	// killed or reset replicas twice, each time alone (Options.Quarantine);
+	// QuarantineHits the requests then answered 502 at once as
+	// quarantined. Both are counted in Failed too.
+	Quarantined    uint64
+	QuarantineHits uint64
+	// Limited counts the uploads refused (429) because their client
+	// address was over its share, or cut (408) because they were slower
+	// than Options.MinUploadRate.
+	Limited uint64
 }
 
 // Stats returns the balancer's counters.
@@ -140,6 +150,9 @@ func (b *Balancer) Stats() Stats {
 
 		MemoryBuffered: b.bufs.mem.Load(),
 		DiskBuffered:   b.bufs.disk.Load(),
+		Quarantined:    b.quarantined.Load(),
+		QuarantineHits: b.quarantineHits.Load(),
+		Limited:        b.limited.Load(),
 	}
 }
 
@@ -160,10 +173,13 @@ func New(opts Options) *Balancer {
 			KeepAlive: 30 * time.Second,
 		}).DialContext,
 		// The default keeps 2 idle connections per host, which under load
-		// means a new TCP connection for most requests.
+		// means a new TCP connection for most requests; more than a
+		// backend's cap of requests in flight, and a few being closed or
+		// set up, would only idle (a flood of cancelled requests once left
+		// 1,100 for 90 s).
 		MaxIdleConns:          0,
-		MaxIdleConnsPerHost:   1024,
-		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConnsPerHost:   maxIdlePerBackend(opts.MaxInflight),
+		IdleConnTimeout:       upstreamIdleTimeout,
 		ResponseHeaderTimeout: opts.UpstreamTimeout,
 		DisableCompression:    true,
 		// A request the size of the original load test's (~220 KB) fits the write
@@ -288,6 +304,20 @@ func (b *Balancer) Shutdown(ctx context.Context) error {
 	}
 	b.transport.CloseIdleConnections()
 	return err
+}
+
+// upstreamIdleTimeout is how long a connection to a backend is kept idle
+// for reuse: long enough for any steady load, short enough that a burst's
+// connections do not linger.
+const upstreamIdleTimeout = 30 * time.Second
+
+// maxIdlePerBackend is how many idle connections are kept per backend: its
+// cap of requests in flight, plus a few, or 1024 with no cap.
+func maxIdlePerBackend(maxInflight int) int {
+	if maxInflight <= 0 {
+		return 1024
+	}
+	return maxInflight + 4
 }
 
 // bufferPool lends the proxy its 32 KiB copy buffers.

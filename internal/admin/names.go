@@ -22,6 +22,10 @@ const (
 	MetricLogLinesDropped = "mattingctl_log_lines_dropped_total"       // counter: stdout/stderr blocked or gone
 
 	MetricAccessLogLinesDropped = "mattingctl_access_log_lines_dropped_total" // counter: access log slow, blocked or failing
+
+	MetricQuarantined    = "mattingctl_quarantined_total"     // counter: requests that killed or reset replicas twice
+	MetricQuarantineHits = "mattingctl_quarantine_hits_total" // counter: requests refused at once as quarantined
+	MetricClientLimited  = "mattingctl_client_limited_total"  // counter: uploads over their address's share (429) or too slow (408)
 )
 
 // MetricNames lists every metric /metrics exports.
@@ -29,5 +33,5 @@ var MetricNames = []string{
 	MetricRequests, MetricRequestDuration, MetricInflight, MetricMaxInflight, MetricQueueLength,
 	MetricRejected, MetricRetried, MetricFailed, MetricRestarts, MetricReplicaUp, MetricReplicaCPU,
 	MetricReplicaRSS, MetricReplicasDesired, MetricConns, MetricMaxConns, MetricLogLinesDropped,
-	MetricAccessLogLinesDropped,
+	MetricAccessLogLinesDropped, MetricQuarantined, MetricQuarantineHits, MetricClientLimited,
 }

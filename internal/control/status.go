@@ -49,6 +49,15 @@ type Status struct {
 	Rejected uint64 `json:"rejected"`
 	Retried  uint64 `json:"retried"`
 	Failed   uint64 `json:"failed"`
+	// Quarantined counts the requests put in quarantine because their
+	// deliveries killed or reset replicas twice (--quarantine), and
+	// QuarantineHits the requests then refused at once as quarantined;
+	// both are in Failed too. ClientLimited counts the uploads refused
+	// (429) for their client address's share, or cut (408) for
+	// --min-upload-rate.
+	Quarantined    uint64 `json:"quarantined"`
+	QuarantineHits uint64 `json:"quarantine_hits"`
+	ClientLimited  uint64 `json:"client_limited"`
 	// Replicas lists every replica by id. A replica removed by a scale-down
 	// stays listed, draining, until its process has stopped, so it can
 	// appear next to a new replica with the same id.
