@@ -17,11 +17,12 @@ import (
 // replica that crashed, or reset connections because it was overloaded,
 // broke every request it held, and none of them is to blame. So each
 // backend keeps its last few harms, and a harm is the request's own only
-// when no other request's delivery to that backend failed within
-// harmWindow of it. A request is quarantined only when both its harms were
-// its own: collateral damage, and the overload of a replica that resets
-// connections past its capacity (--max-inflight 0), never quarantine a
-// request.
+// when no other request that was under way at the same time had its
+// delivery to that backend fail within harmWindow of it. A request is
+// quarantined only when both its harms were its own: collateral damage,
+// and the overload of a replica that resets connections past its capacity
+// (--max-inflight 0), never quarantine a request; poison requests one
+// after another each are.
 
 // harmWindow is how near in time two requests' failures on one backend
 // must be for neither to be blamed alone.
@@ -31,10 +32,10 @@ const harmWindow = 500 * time.Millisecond
 const harmRing = 8
 
 // harmRecord is one delivery that killed or reset a backend: when, and by
-// which request (exchange.id).
+// which request (exchange.id), which began at start.
 type harmRecord struct {
-	at time.Time
-	id uint64
+	at, start time.Time
+	id        uint64
 }
 
 // recordHarm notes that x's delivery to be failed at, killing or resetting
@@ -45,20 +46,22 @@ func (b *Balancer) recordHarm(be *Backend, x *exchange, at time.Time) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	be.harms[be.harmNext%harmRing] = harmRecord{at: at, id: x.id}
+	be.harms[be.harmNext%harmRing] = harmRecord{at: at, start: x.start, id: x.id}
 	be.harmNext++
 }
 
 // blamed reports whether the harm x did be at at is x's alone: no other
-// request's delivery to be failed within harmWindow of it. It first waits
-// until aliveSettle after at, so that the failures of the other requests a
-// crash or an overload broke at the same moment are recorded too.
+// request under way with x had its delivery to be fail within harmWindow
+// of it. It first waits until aliveSettle after at, so that the failures
+// of the other requests a crash or an overload broke at the same moment
+// are recorded too.
 func (b *Balancer) blamed(ctx context.Context, be *Backend, x *exchange, at time.Time) bool {
 	waitUntil(ctx, at.Add(aliveSettle))
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, h := range be.harms {
-		if h.id != 0 && h.id != x.id && h.at.Sub(at).Abs() < harmWindow {
+		together := h.start.Before(at) && x.start.Before(h.at)
+		if h.id != 0 && h.id != x.id && together && h.at.Sub(at).Abs() < harmWindow {
 			return false
 		}
 	}
