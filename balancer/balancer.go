@@ -100,6 +100,7 @@ type Balancer struct {
 	quarantineHits atomic.Uint64 // requests answered 502 because they were quarantined
 	exchanges      atomic.Uint64 // the last exchange.id given
 	limited        atomic.Uint64 // uploads refused or cut for their client address's share or pace
+	resetters      resetters     // addresses closed for rapid reset (clientconn.go)
 
 	h2c *h2cUpgrades // connections switched to HTTP/2 by Upgrade: h2c
 	// connGoroutines counts the server's connections whose goroutine has

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -22,7 +23,10 @@ import (
 // client cancelled within prematureLifetime before they were answered, and
 // closes a connection once at least prematureMin of its requests, and
 // half or more of them, were cancelled so, as Envoy's
-// premature_reset_total_stream_count does.
+// premature_reset_total_stream_count does. An attacker that reconnects at
+// once would get prematureMin more on each new connection; so its address
+// is remembered for resetterMemory, and its connections meanwhile are
+// closed at their prematureAgain-th early cancel.
 
 const (
 	// prematureMin is how many requests a connection's client may cancel
@@ -31,6 +35,12 @@ const (
 	// prematureLifetime is how soon after its start a cancelled request
 	// counts as cancelled early (Envoy's premature_reset_min_stream_lifetime).
 	prematureLifetime = time.Second
+	// prematureAgain is prematureMin for an address whose connection was
+	// closed for it within resetterMemory.
+	prematureAgain = 10
+	resetterMemory = 10 * time.Second
+	// maxResetters bounds the addresses remembered.
+	maxResetters = 4096
 )
 
 type connKey struct{}
@@ -68,9 +78,47 @@ func (b *Balancer) countRequest(x *exchange) {
 	if x.code != StatusClientGone || time.Since(x.start) >= prematureLifetime || x.r.ProtoMajor < 2 {
 		return
 	}
-	if p := cc.premature.Add(1); p < prematureMin || 2*p < n || !cc.closed.CompareAndSwap(false, true) {
+	p := cc.premature.Add(1)
+	addr, now := clientAddr(x.r), time.Now()
+	tooMany := p >= prematureMin && 2*p >= n || p >= prematureAgain && b.resetters.seen(addr, now)
+	if !tooMany || !cc.closed.CompareAndSwap(false, true) {
 		return
 	}
+	b.resetters.add(addr, now)
 	b.outcomes.rapidResets.Add(1) // logged in the summary: an attacker reconnecting would flood the log
 	_ = netConn(cc.conn).Close()
+}
+
+// resetters remembers the client addresses whose connections were closed
+// for cancelling their requests early, each for resetterMemory.
+type resetters struct {
+	mu sync.Mutex // guards m
+	m  map[string]time.Time
+}
+
+// seen reports whether addr had a connection closed within resetterMemory
+// before now.
+func (r *resetters) seen(addr string, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	at, ok := r.m[addr]
+	return ok && now.Sub(at) < resetterMemory
+}
+
+// add remembers addr from now, forgetting the addresses remembered too
+// long ago, or all once there are maxResetters.
+func (r *resetters) add(addr string, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil || len(r.m) >= maxResetters {
+		for a, at := range r.m {
+			if now.Sub(at) >= resetterMemory {
+				delete(r.m, a)
+			}
+		}
+		if r.m == nil || len(r.m) >= maxResetters {
+			r.m = make(map[string]time.Time)
+		}
+	}
+	r.m[addr] = now
 }

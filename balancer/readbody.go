@@ -35,7 +35,7 @@ func (b *Balancer) readBody(w http.ResponseWriter, r *http.Request) (*bufferedBo
 	}
 	share, err := b.clients.begin(clientAddr(r))
 	if err != nil {
-		return nil, b.overShare(w, limitUploads, err)
+		return nil, b.overShare(w, r, limitUploads, err)
 	}
 	body, err := b.bufs.newBody(r.ContentLength, b.clients, share)
 	if err != nil {
@@ -71,15 +71,15 @@ func (b *Balancer) bodyFailed(w http.ResponseWriter, r *http.Request, err error)
 	case errors.Is(err, errSlowUpload):
 		b.outcomes.limited[limitSlow].Add(1)
 		b.limited.Add(1)
-		w.Header().Set("Connection", "close")
+		closeAfter(w, r)
 		return &bodyError{http.StatusRequestTimeout, fmt.Sprintf("client sent its body slower than %d bytes a second (after the first %s)", b.opts.MinUploadRate, b.opts.UploadGrace), 0}
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		// Otherwise the server, before answering, reads the rest of the
 		// body to reuse the connection, with no deadline left: forever.
-		w.Header().Set("Connection", "close")
+		closeAfter(w, r)
 		return &bodyError{http.StatusRequestTimeout, fmt.Sprintf("client sent no body data for %s", b.opts.ClientTimeout), 0}
 	case errors.Is(err, errClientBuffer):
-		return b.overShare(w, limitBuffer, err)
+		return b.overShare(w, r, limitBuffer, err)
 	case errors.Is(err, errBuffersFull), errors.As(err, new(*bufferError)):
 		return b.bufferFailed(w, r, err)
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF), errors.As(err, &ne), errors.Is(err, net.ErrClosed):
@@ -88,7 +88,7 @@ func (b *Balancer) bodyFailed(w http.ResponseWriter, r *http.Request, err error)
 	default:
 		// What is left is the server's complaint about the framing: a
 		// malformed chunked body. The connection cannot be read further.
-		w.Header().Set("Connection", "close")
+		closeAfter(w, r)
 		return &bodyError{http.StatusBadRequest, "malformed request body: " + err.Error(), 0}
 	}
 }
@@ -96,10 +96,10 @@ func (b *Balancer) bodyFailed(w http.ResponseWriter, r *http.Request, err error)
 // overShare answers a body whose client address is over its share (why,
 // err): 429 with Retry-After, the connection closed, as the rest of the
 // body is not read.
-func (b *Balancer) overShare(w http.ResponseWriter, why limitReason, err error) *bodyError {
+func (b *Balancer) overShare(w http.ResponseWriter, r *http.Request, why limitReason, err error) *bodyError {
 	b.outcomes.limited[why].Add(1)
 	b.limited.Add(1)
-	w.Header().Set("Connection", "close")
+	closeAfter(w, r)
 	// Its own uploads have to end first: soon, or it is the slow one.
 	w.Header().Set("Retry-After", "1")
 	return &bodyError{status: http.StatusTooManyRequests, msg: err.Error(), grpc: grpcResourceExhausted}
@@ -109,7 +109,7 @@ func (b *Balancer) overShare(w http.ResponseWriter, why limitReason, err error) 
 // counted. A disk error is logged, with the path, which the client is not
 // told. The connection is closed, as the rest of the body is not read.
 func (b *Balancer) bufferFailed(w http.ResponseWriter, r *http.Request, err error) *bodyError {
-	w.Header().Set("Connection", "close")
+	closeAfter(w, r)
 	b.retryLater(w)
 	var be *bufferError
 	if errors.As(err, &be) {
@@ -320,4 +320,15 @@ func (b *bufferedBody) write(p []byte) error {
 		return &bufferError{err}
 	}
 	return nil
+}
+
+// closeAfter has the server close r's connection once it is answered: the
+// rest of r's body will not be read, and an HTTP/1 connection cannot be
+// read further without reading it. An HTTP/2 stream ends on its own, and
+// "Connection: close" would end every other stream on the connection (the
+// server sends GOAWAY for it).
+func closeAfter(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor < 2 {
+		w.Header().Set("Connection", "close")
+	}
 }
