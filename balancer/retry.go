@@ -53,9 +53,11 @@ var failureText = [...]string{refused: "refused", busy: "busy", dropped: "died",
 func (f failure) String() string { return failureText[f] }
 
 // logLevel is the level "replica did not answer" is logged at: a busy
-// replica is ordinary under load, and the summary counts what it costs.
+// replica is ordinary under load, and so is one resetting connections past
+// its capacity; the summaries count what they cost, and a request that
+// broke replicas is logged apart (poison.go).
 func (f failure) logLevel() hclog.Level {
-	if f == busy {
+	if f == busy || f == reset {
 		return hclog.Debug
 	}
 	return hclog.Warn
