@@ -72,7 +72,7 @@ func (b *Balancer) blamed(ctx context.Context, be *Backend, x *exchange, at time
 // log.
 func harmText(f failure, be *Backend) string {
 	if f == reset {
-		return "reset by replica " + be.Name
+		return "reset by " + be.Name
 	}
 	return be.Name + " died"
 }

@@ -72,7 +72,7 @@ func TestPoisonRequestStopsAtItsBudget(t *testing.T) {
 	}), backends...)
 
 	code, first := post(t, srv.Client(), srv.URL+"/predict", "poison")
-	if code != http.StatusBadGateway || strings.Count(first, "reset by replica replica-") != 2 || !strings.Contains(first, "quarantined, sha256 ") {
+	if code != http.StatusBadGateway || strings.Count(first, "reset by replica-") != 2 || !strings.Contains(first, "quarantined, sha256 ") {
 		t.Errorf("first: %d %s; want 502 naming two resets and the quarantine", code, first)
 	}
 	if n := deliveries.Load(); n != maxHarms {
