@@ -115,14 +115,3 @@ func (c *clientShares) reserve(s *clientShare, n int64) bool {
 	}
 	return reserve(&s.bytes, n, c.maxBytes)
 }
-
-// uploads returns how many uploads addr has under way, for tests and
-// status.
-func (c *clientShares) uploads(addr string) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if s := c.m[addr]; s != nil {
-		return s.uploads
-	}
-	return 0
-}

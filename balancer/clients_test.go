@@ -15,6 +15,16 @@ import (
 	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
+// uploads returns how many uploads addr has under way.
+func (c *clientShares) uploads(addr string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s := c.m[addr]; s != nil {
+		return s.uploads
+	}
+	return 0
+}
+
 func TestClientShares(t *testing.T) {
 	c := newClientShares(2, 100)
 	a1, err1 := c.begin("192.0.2.1")
