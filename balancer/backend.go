@@ -61,6 +61,7 @@ type Backend struct {
 	hist       latencyHist          // recent response times, for LatencyP99
 	harms      [harmRing]harmRecord // its last deliveries that it reset or died of (poison.go)
 	harmNext   int                  // where the next goes in harms
+	removedAt  time.Time            // when its owner took it out of rotation (Remove); zero while in it
 
 	// spokeHTTP1 is set once it has answered a request over HTTP/1.1;
 	// protocol holds what speaksOnlyH2C found (upstream.go).

@@ -234,6 +234,7 @@ func (b *Balancer) Add(be *Backend) {
 	}
 	be.inRotation = true
 	be.idle = nil
+	be.removedAt = time.Time{}
 	b.unejectLocked(be)
 	b.pool = append(b.pool, be)
 	b.dispatchLocked()
@@ -247,6 +248,9 @@ func (b *Balancer) Remove(be *Backend) <-chan struct{} {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.removeLocked(be)
+	if be.removedAt.IsZero() {
+		be.removedAt = time.Now()
+	}
 	if be.idle != nil {
 		return be.idle // already draining: the earlier caller waits too
 	}

@@ -13,6 +13,10 @@ import (
 // on). Each delivery counts against --retries, and at the second that
 // killed or reset a replica the request stops with a 502 (retry.go).
 //
+// A replica its owner was stopping (drained, then killed at the stop
+// deadline; unhealthy, then restarted) was not killed by its requests:
+// such a failure counts against --retries but not as a harm.
+//
 // Whether it is also quarantined (quarantine.go) depends on blame: a
 // replica that crashed, or reset connections because it was overloaded,
 // broke every request it held, and none of them is to blame. So each
@@ -48,6 +52,28 @@ func (b *Balancer) recordHarm(be *Backend, x *exchange, at time.Time) {
 	defer b.mu.Unlock()
 	be.harms[be.harmNext%harmRing] = harmRecord{at: at, start: x.start, id: x.id}
 	be.harmNext++
+}
+
+// blame says what attempt a of x, which failed with f at at, says against
+// x: innocent unless it killed or reset its backend before it responded,
+// and the backend's owner was not stopping it (taken out of rotation by
+// Remove before the failure: a replica killed at the end of its drain, or
+// for being unhealthy, was not killed by its requests); then alone or
+// shared, as blamed says.
+func (b *Balancer) blame(x *exchange, a *attempt, f failure, at time.Time) blame {
+	if !f.harmful() || a.responded {
+		return innocent
+	}
+	b.mu.Lock()
+	removed := a.be.removedAt
+	b.mu.Unlock()
+	if !removed.IsZero() && removed.Before(at.Add(-aliveSettle)) {
+		return innocent
+	}
+	if b.blamed(x.ctx, a.be, x, at) {
+		return alone
+	}
+	return shared
 }
 
 // blamed reports whether the harm x did be at at is x's alone: no other

@@ -245,3 +245,81 @@ func TestBlamed(t *testing.T) {
 		})
 	}
 }
+
+func TestBlame(t *testing.T) {
+	at := time.Now().Add(-time.Minute) // long past: blamed does not wait
+	tests := []struct {
+		name      string
+		f         failure
+		responded bool
+		removed   time.Duration // before at; 0: in rotation; negative: after
+		want      blame
+	}{
+		{"reset, in rotation", reset, false, 0, alone},
+		{"died, in rotation", dropped, false, 0, alone},
+		{"died as its owner stopped it", dropped, false, 10 * time.Second, innocent},
+		{"died, then taken out for it", dropped, false, -5 * time.Millisecond, alone},
+		{"busy", busy, false, 0, innocent},
+		{"refused", refused, false, 0, innocent},
+		{"slow", slow, false, 0, innocent},
+		{"reset after responding", reset, true, 0, innocent},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := New(testOptions(nil))
+			be := NewBackend(1, "replica-1", "127.0.0.1:1")
+			if tt.removed != 0 {
+				be.removedAt = at.Add(-tt.removed)
+			}
+			x := &exchange{start: at.Add(-time.Second), ctx: t.Context()}
+			b.recordHarm(be, x, at)
+			if got := b.blame(x, &attempt{be: be, responded: tt.responded}, tt.f, at); got != tt.want {
+				t.Errorf("blame = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestDrainedReplicasKilledAreNoHarm: a request whose replicas were each
+// drained by their owner and killed with it in flight (the end of a
+// rolling restart's stop timeout) is sent on within --retries, and is
+// served: the deaths were not its doing.
+func TestDrainedReplicasKilledAreNoHarm(t *testing.T) {
+	arrived := make(chan int, 3)
+	release := []chan struct{}{make(chan struct{}), make(chan struct{})}
+	var backends []*testBackend
+	for i := range 3 {
+		tb := newTestBackend(t, i+1, func(w http.ResponseWriter, r *http.Request) {
+			arrived <- i
+			if i < 2 {
+				<-release[i]
+				resetConn(w)
+				return
+			}
+			echo(w, r)
+		})
+		tb.Alive = func() bool { return false } // it was killed
+		backends = append(backends, tb)
+	}
+	bal, srv := newTestBalancer(t, testOptions(func(o *Options) { o.Retries, o.Quarantine = 2, time.Minute }), backends[0].Backend)
+	codes := make(chan int, 1)
+	go func() {
+		code, _ := post(t, srv.Client(), srv.URL, "the same image as ever")
+		codes <- code
+	}()
+	for i := range 2 {
+		if got := <-arrived; got != i {
+			t.Fatalf("the request reached replica-%d, want replica-%d", got+1, i+1)
+		}
+		bal.Add(backends[i+1].Backend)
+		bal.Remove(backends[i].Backend) // drained by its owner...
+		time.Sleep(2 * aliveSettle)
+		close(release[i]) // ...and killed with the request in flight
+	}
+	if code := <-codes; code != http.StatusOK {
+		t.Errorf("status %d, want 200 from the third replica", code)
+	}
+	if st := bal.Stats(); st.Quarantined != 0 || st.Retried != 2 {
+		t.Errorf("stats %+v; want 2 retries, nothing quarantined", st)
+	}
+}

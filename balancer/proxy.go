@@ -171,11 +171,11 @@ func (b *Balancer) attemptFailed(x *exchange, a *attempt) (done bool) {
 	if f.dead() && !a.responded {
 		b.markFailed(be)
 	}
-	harmful := f.harmful() && !a.responded
-	if harmful {
+	bl := b.blame(x, a, f, at)
+	if bl != innocent {
 		x.harms = append(x.harms, harmText(f, be))
 	}
-	x.retry = x.retry.after(f, harmful && b.blamed(x.ctx, be, x, at))
+	x.retry = x.retry.after(f, bl)
 	x.checkClient()
 	retry := tryAgain(f, a.responded, x.retry, b.opts.Retries, x.deadline, time.Now())
 	b.opts.Logger.Log(f.logLevel(), "replica did not answer", "replica", be.Name, "method", x.r.Method, "path", x.r.URL.Path,

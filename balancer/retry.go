@@ -106,7 +106,8 @@ func failureOf(err error, responded bool, alive, onlyH2C func() bool) failure {
 func (f failure) dead() bool { return f == refused || f == dropped }
 
 // harmful reports whether f is a delivery that killed or reset its backend:
-// two of them and the request is not tried again.
+// two of them, unless its owner was stopping it (poison.go), and the
+// request is not tried again.
 func (f failure) harmful() bool { return f == dropped || f == reset }
 
 // maxHarms is how many deliveries of one request may kill or reset a
@@ -146,24 +147,39 @@ func waitUntil(ctx context.Context, t time.Time) {
 	}
 }
 
+// What a failed attempt says against its request (poison.go).
+type blame int
+
+const (
+	// innocent: the attempt killed or reset no backend, or the backend's
+	// owner was stopping it.
+	innocent blame = iota
+	// shared: it killed or reset its backend, and so did other requests
+	// under way with it: a crash or an overload.
+	shared
+	// alone: it killed or reset its backend, and no other request failed
+	// with it.
+	alone
+)
+
 // retryState is what a request's failed attempts so far count for.
 type retryState struct {
 	retries int // failures that count against Options.Retries: every delivery, and refusals by dead backends
-	harms   int // deliveries that killed or reset a backend
-	blamed  int // of those, the ones no other request's failure on that backend came near (poison.go)
+	harms   int // deliveries that killed or reset a backend, not shared or alone
+	blamed  int // of those, the ones it did alone
 }
 
-// after is the state once an attempt failed with f; blamed says whether a
-// harmful f is the request's alone. A busy backend's refusal is not
-// counted against Options.Retries: nothing was delivered, and the request
-// waits for room, as in the queue.
-func (s retryState) after(f failure, blamed bool) retryState {
+// after is the state once an attempt failed with f, which says bl against
+// the request. A busy backend's refusal is not counted against
+// Options.Retries: nothing was delivered, and the request waits for room,
+// as in the queue.
+func (s retryState) after(f failure, bl blame) retryState {
 	if f != busy {
 		s.retries++
 	}
-	if f.harmful() {
+	if bl != innocent {
 		s.harms++
-		if blamed {
+		if bl == alone {
 			s.blamed++
 		}
 	}

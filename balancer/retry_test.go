@@ -265,8 +265,8 @@ func TestTryAgain(t *testing.T) {
 
 func TestRetryStateAfter(t *testing.T) {
 	type fail struct {
-		f      failure
-		blamed bool
+		f  failure
+		bl blame
 	}
 	tests := []struct {
 		name     string
@@ -275,18 +275,18 @@ func TestRetryStateAfter(t *testing.T) {
 		poisoned bool
 	}{
 		{"nothing yet", nil, retryState{}, false},
-		{"busy is not counted", []fail{{busy, false}, {busy, false}}, retryState{}, false},
-		{"refused counts", []fail{{refused, false}, {busy, false}, {refused, false}}, retryState{retries: 2}, false},
-		{"every delivery counts", []fail{{reset, false}, {slow, false}}, retryState{retries: 2, harms: 1}, false},
-		{"a death and a reset: poisoned", []fail{{dropped, true}, {refused, false}, {reset, true}}, retryState{retries: 3, harms: 2, blamed: 2}, true},
-		{"two resets, one alone", []fail{{reset, true}, {reset, false}}, retryState{retries: 2, harms: 2, blamed: 1}, true},
-		{"blame counts only for harms", []fail{{refused, true}, {busy, true}}, retryState{retries: 1}, false},
+		{"busy is not counted", []fail{{busy, innocent}, {busy, innocent}}, retryState{}, false},
+		{"refused counts", []fail{{refused, innocent}, {busy, innocent}, {refused, innocent}}, retryState{retries: 2}, false},
+		{"every delivery counts", []fail{{reset, shared}, {slow, innocent}}, retryState{retries: 2, harms: 1}, false},
+		{"a death and a reset: poisoned", []fail{{dropped, alone}, {refused, innocent}, {reset, alone}}, retryState{retries: 3, harms: 2, blamed: 2}, true},
+		{"two resets, one alone", []fail{{reset, alone}, {reset, shared}}, retryState{retries: 2, harms: 2, blamed: 1}, true},
+		{"deaths its owner caused: no harm", []fail{{dropped, innocent}, {dropped, innocent}}, retryState{retries: 2}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var s retryState
 			for _, f := range tt.fails {
-				s = s.after(f.f, f.blamed)
+				s = s.after(f.f, f.bl)
 			}
 			if s != tt.want || s.poisoned() != tt.poisoned {
 				t.Errorf("after %v: %+v (poisoned %v), want %+v (%v)", tt.fails, s, s.poisoned(), tt.want, tt.poisoned)
