@@ -126,6 +126,8 @@ func Start(spec Spec, out *Output) (*Process, error) {
 }
 
 func (p *Process) wait() {
+	// Without this, Wait would hold an OS thread until the process exits.
+	awaitExit(p.cmd.Process.Pid)
 	err := p.cmd.Wait()
 	e := exitFrom(p.cmd.ProcessState, err)
 	p.mu.Lock()
