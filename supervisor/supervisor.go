@@ -172,6 +172,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	if err := checkPorts(opts.BasePort, 1, opts.Replicas); err != nil {
 		return err
 	}
+	if err := s.prepareTasks(); err != nil {
+		return err
+	}
 	adm, err := admin.Listen(opts.Admin)
 	if err != nil {
 		return err

@@ -5,10 +5,7 @@
 // mattingctl's own next thread, which the Go runtime cannot survive.
 package pidbudget
 
-import (
-	"fmt"
-	"runtime"
-)
+import "fmt"
 
 // Limit is one limit on tasks that applies to mattingctl and its replicas,
 // and how much of it is in use.
@@ -42,31 +39,27 @@ func Tightest(limits []Limit) (Limit, bool) {
 	return best, true
 }
 
-// ownSpare is how many tasks beyond GOMAXPROCS are kept free for
-// mattingctl's own threads: the runtime's monitor and template threads,
-// threads blocked in file writes and /proc reads, and the race detector's.
-const ownSpare = 16
-
-// Spare is how many tasks are kept free for mattingctl itself, beyond
-// what the replicas take: a thread per GOMAXPROCS that its work may keep
-// busy at once, plus ownSpare. Running out of threads aborts a Go program,
-// and every replica with it.
-func Spare() int64 { return int64(runtime.GOMAXPROCS(0)) + ownSpare }
+// Spare is how many tasks are kept free beyond what mattingctl and the
+// replicas hold when a scale is checked: for threads mattingctl needs past
+// those it holds (HoldThreads), and for replicas that start threads after
+// they are ready. Running out of threads aborts a Go program, and every
+// replica with it.
+const Spare = 8
 
 // Room is how many replicas more than running fit limit l when each takes
-// perReplica tasks: what is free once Spare is kept for mattingctl and one
-// replica's worth for a successor during a rolling restart or a recycle.
+// perReplica tasks: what is free once Spare is kept and one replica's
+// worth for a successor during a rolling restart or a recycle.
 func Room(l Limit, perReplica int64) int64 {
 	perReplica = max(perReplica, 1)
-	return max((l.Free()-Spare())/perReplica-1, 0)
+	return max((l.Free()-Spare)/perReplica-1, 0)
 }
 
-// Check returns nil if add more replicas, each taking perReplica tasks
-// (at least one), fit every limit, and otherwise an error that names the
-// tightest limit, what is in use, what would fit and how to raise it.
-// target is the replica count asked for, running the replicas already
-// there, for the message.
-func Check(limits []Limit, running, target int, perReplica int64) error {
+// Check returns nil if growing from running replicas to target fits every
+// limit, each new replica taking perReplica tasks (at least one), and
+// otherwise an error that names the tightest limit, what is in use, what
+// would fit and how to raise it. measured says perReplica is what the
+// largest running replica takes, rather than a guess.
+func Check(limits []Limit, running, target int, perReplica int64, measured bool) error {
 	add := int64(target - running)
 	if add <= 0 {
 		return nil
@@ -80,10 +73,18 @@ func Check(limits []Limit, running, target int, perReplica int64) error {
 	if add <= room {
 		return nil
 	}
-	fit := "no more replicas fit"
-	if room > 0 {
-		fit = fmt.Sprintf("%d more fit (at most %d replicas)", room, int64(running)+room)
+	each := fmt.Sprintf("%d each, as the largest running one takes", perReplica)
+	if !measured {
+		each = fmt.Sprintf("at least %d each", perReplica)
 	}
-	return fmt.Errorf("%d replicas need more tasks than the %s allows: %d of %d are in use, %d more replicas take about %d (%d each) and %d are kept for mattingctl's own threads and one replica's successor; %s; raise the limit (%s)",
-		target, l.Name, l.Used, l.Max, add, add*perReplica, perReplica, Spare()+perReplica, fit, l.Raise)
+	more := fmt.Sprintf("%d more replicas take", add)
+	if add == 1 {
+		more = "1 more replica takes"
+	}
+	fit := "room for none"
+	if room > 0 {
+		fit = fmt.Sprintf("room for %d more (at most %d replicas)", room, int64(running)+room)
+	}
+	return fmt.Errorf("the %s allows %d tasks and %d are in use: %s about %d (%s), and %d are kept spare for mattingctl and one replica's successor; %s; raise the limit (%s)",
+		l.Name, l.Max, l.Used, more, add*perReplica, each, Spare+perReplica, fit, l.Raise)
 }

@@ -20,7 +20,7 @@ func TestTightest(t *testing.T) {
 }
 
 func TestRoom(t *testing.T) {
-	spare := Spare()
+	const spare = Spare
 	tests := []struct {
 		name      string
 		free, per int64
@@ -45,23 +45,23 @@ func TestRoom(t *testing.T) {
 
 func TestCheck(t *testing.T) {
 	l := Limit{Name: "cgroup /sys/fs/cgroup/pids/x pids.max", Max: 60, Used: 20, Raise: "systemd: TasksMax="}
-	// 40 free, Spare (GOMAXPROCS+16) and a successor (6) kept.
+	// 40 free, Spare and a successor (6) kept: (40-8)/6-1 = 4.
 	room := Room(l, 6)
-	if err := Check([]Limit{l}, 2, 2+int(room), 6); err != nil {
+	if err := Check([]Limit{l}, 2, 2+int(room), 6, true); err != nil {
 		t.Fatalf("a scale that fits was refused: %v", err)
 	}
-	if err := Check([]Limit{l}, 40, 2, 6); err != nil {
+	if err := Check([]Limit{l}, 40, 2, 6, true); err != nil {
 		t.Fatalf("a scale down was refused: %v", err)
 	}
-	if err := Check(nil, 2, 4000, 6); err != nil {
+	if err := Check(nil, 2, 4000, 6, true); err != nil {
 		t.Fatalf("refused with no limit: %v", err)
 	}
-	err := Check([]Limit{{Name: "wide", Max: 1 << 20}, l}, 2, 40, 6)
+	err := Check([]Limit{{Name: "wide", Max: 1 << 20}, l}, 2, 40, 6, true)
 	if err == nil {
 		t.Fatal("scale 40 under pids.max 60 was not refused")
 	}
 	msg := err.Error()
-	for _, want := range []string{"40 replicas", "cgroup /sys/fs/cgroup/pids/x pids.max", "20 of 60 are in use", "38 more replicas take about 228 (6 each)", "TasksMax="} {
+	for _, want := range []string{"cgroup /sys/fs/cgroup/pids/x pids.max allows 60 tasks and 20 are in use", "38 more replicas take about 228 (6 each, as the largest running one takes)", "14 are kept spare", "room for 4 more (at most 6 replicas)", "TasksMax="} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("message lacks %q:\n%s", want, msg)
 		}
@@ -69,7 +69,21 @@ func TestCheck(t *testing.T) {
 	if strings.Contains(msg, "\n") {
 		t.Errorf("message is more than one line:\n%s", msg)
 	}
-	if room == 0 && !strings.Contains(msg, "no more replicas fit") || room > 0 && !strings.Contains(msg, "more fit (at most") {
-		t.Errorf("message does not say what fits (room %d):\n%s", room, msg)
+	if room != 4 {
+		t.Errorf("Room = %d, want 4", room)
+	}
+	err = Check([]Limit{l}, 2, 3, 20, true)
+	if err == nil || !strings.Contains(err.Error(), "1 more replica takes about 20") || !strings.Contains(err.Error(), "room for none") {
+		t.Errorf("Check(one more of 20 tasks) = %v", err)
+	}
+}
+
+// At `up` nothing runs to measure: the message says the estimate is a
+// floor.
+func TestCheckUnmeasured(t *testing.T) {
+	l := Limit{Name: "cgroup /x pids.max", Max: 30, Used: 5, Raise: "TasksMax="}
+	err := Check([]Limit{l}, 0, 40, 1, false)
+	if err == nil || !strings.Contains(err.Error(), "40 more replicas take about 40 (at least 1 each)") {
+		t.Fatalf("Check = %v", err)
 	}
 }

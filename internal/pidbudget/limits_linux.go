@@ -12,10 +12,10 @@ import (
 )
 
 // raiseCgroup says how to raise a cgroup's pids.max, by what usually set it.
-const raiseCgroup = "systemd: TasksMax= in the unit, or systemctl set-property UNIT TasksMax=N; docker and podman: --pids-limit; Kubernetes: the kubelet's podPidsLimit; or write a higher number to its pids.max"
+const raiseCgroup = "systemd TasksMax=, docker or podman --pids-limit, the kubelet's podPidsLimit, or a higher number in its pids.max"
 
 // raiseNproc says how to raise RLIMIT_NPROC.
-const raiseNproc = "ulimit -u in the shell that starts mattingctl, LimitNPROC= in a systemd unit, nproc in /etc/security/limits.conf"
+const raiseNproc = "ulimit -u, systemd LimitNPROC=, or nproc in /etc/security/limits.conf"
 
 // Limits returns every limit on tasks that applies to mattingctl now, with
 // what is in use: pids.max of its cgroup and of each ancestor, on cgroup
@@ -122,18 +122,53 @@ func (s system) cgroupMounts() map[string]mountInfo {
 	return out
 }
 
-// cgroupLimits reads pids.max and pids.current of c.dir and of each
+// cgroupLimits reads pids.max and pids.current of c's cgroup and of each
 // ancestor up to the mount point; "max" is no limit.
 func (s system) cgroupLimits(c mounted) []Limit {
 	var out []Limit
-	for dir := c.dir; ; dir = filepath.Dir(dir) {
+	for _, dir := range c.chain() {
 		if l, ok := readCgroup(dir, strings.TrimPrefix(dir, s.root)); ok {
 			out = append(out, l)
 		}
+	}
+	return out
+}
+
+// chain returns c's cgroup directory and its ancestors up to the mount
+// point.
+func (c mounted) chain() []string {
+	var out []string
+	for dir := c.dir; ; dir = filepath.Dir(dir) {
+		out = append(out, dir)
 		if dir == c.mount || len(dir) <= len(c.mount) {
 			return out
 		}
 	}
+}
+
+// Refused returns how many forks the pids limits of mattingctl's cgroups
+// have refused so far ("max" in pids.events, summed over its cgroups and
+// their ancestors). A replica that died starting while it rose did not
+// fail on its own: its threads or processes did not fit.
+func Refused() int64 { return system{root: "/"}.refused() }
+
+func (s system) refused() int64 {
+	var n int64
+	for _, c := range s.pidsCgroups() {
+		for _, dir := range c.chain() {
+			b, err := os.ReadFile(filepath.Join(dir, "pids.events"))
+			if err != nil {
+				continue
+			}
+			for _, line := range strings.Split(string(b), "\n") {
+				if v, ok := strings.CutPrefix(line, "max "); ok {
+					m, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+					n += m
+				}
+			}
+		}
+	}
+	return n
 }
 
 func readCgroup(dir, name string) (Limit, bool) {

@@ -164,3 +164,21 @@ func TestLimitsHere(t *testing.T) {
 		}
 	}
 }
+
+func TestRefused(t *testing.T) {
+	s := fakeSystem(t, map[string]string{
+		"/proc/self/mountinfo":                      mountsHybrid,
+		"/proc/self/cgroup":                         "8:pids:/unit/ctr\n0::/\n",
+		"/sys/fs/cgroup/pids/unit/ctr/pids.events":  "max 3\n",
+		"/sys/fs/cgroup/pids/unit/pids.events":      "max 4\n",
+		"/sys/fs/cgroup/pids/other/pids.events":     "max 100\n",
+		"/sys/fs/cgroup/pids/unit/ctr/pids.max":     "10\n",
+		"/sys/fs/cgroup/pids/unit/ctr/pids.current": "10\n",
+	})
+	if got := s.refused(); got != 7 {
+		t.Fatalf("refused = %d, want 3+4 from the cgroup and its parent", got)
+	}
+	if got := fakeSystem(t, map[string]string{}).refused(); got != 0 {
+		t.Fatalf("refused without /proc = %d", got)
+	}
+}
