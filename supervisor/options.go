@@ -43,6 +43,12 @@ type Options struct {
 	// Backoff governs restarts after crashes; the zero value uses the
 	// documented defaults.
 	Backoff CrashBackoff
+	// Reaper is the mattingctl binary, which the supervisor runs again as
+	// the instance's reaper (replica.StartReaper): a small process that
+	// outlives it and, should it die without stopping (kill -9), kills at
+	// once what the replicas left running. Empty means no reaper: that is
+	// swept at the next `up` of the name instead.
+	Reaper string
 }
 
 // ReplicaOptions say what the replicas run and how they start and stop.

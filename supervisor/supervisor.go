@@ -147,10 +147,12 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	reaper := s.startReaper(tracker)
 	defer func() {
 		if err := tracker.Close(); err != nil {
 			s.log.Error("cleaning up replica processes", "error", err)
 		}
+		reaper.Stop() // once the tracker has swept: a kill -9 until then is covered
 	}()
 	s.tracker = tracker
 	if err := opts.prepareBufferDir(); err != nil {

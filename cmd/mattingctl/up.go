@@ -62,6 +62,7 @@ Ctrl-C or SIGTERM stops gracefully; a second one stops at once.`,
 			}
 			opts.Name = g.Name
 			opts.Argv = os.Args[1:]
+			opts.Reaper = f.Self
 			if runF != nil {
 				return runF(opts)
 			}
