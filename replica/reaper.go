@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/mattingctl/mattingctl/internal/logsafe"
 )
 
 // A replica's own process dies with the supervisor (Linux's parent-death
@@ -136,7 +138,7 @@ func (rp *Reaper) Stop() {
 // the pipe from the supervisor, stderr where it logs. It returns the exit
 // code.
 func RunReaper(args []string, stdin io.Reader, stderr io.Writer) int {
-	log := hclog.New(&hclog.LoggerOptions{Name: "mattingctl.reaper", Output: stderr, TimeFormat: time.TimeOnly})
+	log := logsafe.Wrap(hclog.New(&hclog.LoggerOptions{Name: "mattingctl.reaper", Output: stderr, TimeFormat: time.TimeOnly}))
 	if len(args) != 3 {
 		log.Error("usage: mattingctl " + ReaperArg + " STATEFILE PID START (run by mattingctl up, not by hand)")
 		return 2
