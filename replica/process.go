@@ -117,8 +117,9 @@ func Start(spec Spec, out *Output) (*Process, error) {
 	}
 	tr.started(cmd.Process.Pid)
 	name := spec.Name()
-	go out.copyLines(out.Stdout, name, outR)
-	go out.copyLines(out.Stderr, name, errR)
+	lim := newRateLimiter(out.Rate) // one budget for both streams
+	go out.copyLines(out.Stdout, name, outR, lim)
+	go out.copyLines(out.Stderr, name, errR, lim)
 
 	p := &Process{spec: spec, cmd: cmd, tree: tr, started: time.Now(), done: make(chan struct{})}
 	go p.wait()

@@ -54,6 +54,7 @@ func (o Options) checkNumbers() error {
 		{"--max-disk-buffer", o.MaxDiskBuffer, 0, "no body on disk"},
 		{"--response-buffer", o.ResponseBuffer, 0, "no response read ahead"},
 		{"--max-upgraded", int64(o.MaxUpgraded), 0, "no cap"},
+		{"--output-rate", o.OutputRate, 0, "no bound"},
 		{"--max-body", o.MaxBody, 1, ""},
 		{"--min-ready", int64(o.MinReady), 1, ""},
 		{"--warmup-count", int64(o.WarmupCount), 1, ""},

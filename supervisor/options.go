@@ -80,6 +80,10 @@ type ReplicaOptions struct {
 	// WarmupCount is how many times the warm-up request is sent, one after
 	// another; it must be at least 1.
 	WarmupCount int
+	// OutputRate bounds each replica's output passed on to Stdout and
+	// Stderr, both streams together, in bytes a second; lines past it are
+	// dropped and counted (replica.Output.Rate). Zero means no bound.
+	OutputRate int64
 }
 
 // ProxyOptions say where the proxy listens, how it picks a replica, what
@@ -212,6 +216,9 @@ func DefaultOptions() Options {
 			ReadyTimeout: 5 * time.Minute,
 			StopTimeout:  30 * time.Second,
 			WarmupCount:  1,
+			// Far more than a model server logs, far less than the core
+			// that 100 MB a second of lines cost to pass on.
+			OutputRate: 1 << 20,
 		},
 		ProxyOptions: ProxyOptions{
 			Port:             9110, // the original nginx setup's

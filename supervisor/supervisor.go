@@ -80,7 +80,7 @@ func New(opts Options) (*Supervisor, error) {
 	s := &Supervisor{
 		opts:    c,
 		log:     c.Logger,
-		out:     replica.NewOutput(c.Stdout, c.Stderr, len("replica-")+len(strconv.Itoa(c.Replicas))),
+		out:     newOutput(c),
 		usage:   replica.NewSampler(time.Second),
 		started: time.Now(),
 		slots:   make(map[int]*slot),
