@@ -58,10 +58,11 @@ type Reaper struct {
 // StartReaper runs command (the mattingctl binary), with ReaperArg and
 // what RunReaper needs after it, as the reaper of the instance whose
 // tracker is t, its log lines going to stderr. It logs a warning to log if
-// the reaper ever exits before Stop. A nil tracker, or an empty command,
-// starts nothing and returns a nil Reaper, whose Stop does nothing.
+// the reaper ever exits before Stop. A nil tracker, an empty command, or a
+// platform that records nothing to sweep (Windows) starts nothing and
+// returns a nil Reaper, whose Stop does nothing.
 func StartReaper(command []string, t *Tracker, stderr io.Writer, log hclog.Logger) (*Reaper, error) {
-	if t == nil || len(command) == 0 {
+	if t == nil || len(command) == 0 || !reaperSupported {
 		return nil, nil
 	}
 	if log == nil {
