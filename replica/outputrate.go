@@ -13,8 +13,9 @@ import (
 // A replica that writes 100 MB a second to stdout cost mattingctl a whole
 // core: every line was read, prefixed, queued and written. Past a rate
 // (Output.Rate) the lines are dropped instead, and cheaply: the pipe is
-// still read, so the replica never blocks, but in large chunks in which
+// still read, so the replica does not block, but in large chunks in which
 // only the newlines are counted, until the replica's budget has room again.
+// Only past skimRate, over all replicas, does a replica wait to write.
 
 // rateNoticeEvery spaces the notices of lines dropped over the rate in a
 // replica's output: the first comes at once, the next ones sum what was
