@@ -53,6 +53,7 @@ func (o Options) checkNumbers() error {
 		{"--max-buffer", o.MaxBuffer, 0, "no body in memory"},
 		{"--max-disk-buffer", o.MaxDiskBuffer, 0, "no body on disk"},
 		{"--response-buffer", o.ResponseBuffer, 0, "no response read ahead"},
+		{"--output-rate", o.OutputRate, 0, "no bound"},
 		{"--max-body", o.MaxBody, 1, ""},
 		{"--min-ready", int64(o.MinReady), 1, ""},
 		{"--warmup-count", int64(o.WarmupCount), 1, ""},

@@ -62,6 +62,7 @@ Ctrl-C or SIGTERM stops gracefully; a second one stops at once.`,
 			}
 			opts.Name = g.Name
 			opts.Argv = os.Args[1:]
+			opts.Reaper = f.Self
 			if runF != nil {
 				return runF(opts)
 			}
@@ -141,6 +142,7 @@ func addUpFlags(fl *pflag.FlagSet, o *upOptions) {
 		fl.StringVar(&o.LogFormat, "log-format", o.LogFormat, "log format: text, or json for machines (hclog's JSON)")
 		fl.Var(accessLogFlag{&o.AccessLog}, "access-log", "write a line per request to PATH (appended to, reopened on SIGHUP), or to stdout with - (off: none)")
 		fl.StringVar(&o.AccessLogFormat, "access-log-format", o.AccessLogFormat, "access log format: combined (nginx's, then bytes in, duration, replica, attempts, time queued) or json")
+		fl.Var(&sizeValue{&o.OutputRate}, "output-rate", "each replica's output (stdout and stderr) passed on per second; past it lines are dropped and counted (0: no bound)")
 	})
 	inGroup(fl, headingAdmin, func() {
 		fl.Var(autoString{&o.Admin, "address"}, "admin", "admin listener for /metrics, /livez, /readyz, HOST:PORT (auto: 127.0.0.1 and --port minus 1; none: off)")

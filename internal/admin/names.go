@@ -22,6 +22,7 @@ const (
 	MetricLogLinesDropped = "mattingctl_log_lines_dropped_total"       // counter: stdout/stderr blocked or gone
 
 	MetricAccessLogLinesDropped = "mattingctl_access_log_lines_dropped_total" // counter: access log slow, blocked or failing
+	MetricOutputLinesOverRate   = "mattingctl_output_lines_over_rate_total"   // counter: replica output past --output-rate
 )
 
 // MetricNames lists every metric /metrics exports.
@@ -29,5 +30,5 @@ var MetricNames = []string{
 	MetricRequests, MetricRequestDuration, MetricInflight, MetricMaxInflight, MetricQueueLength,
 	MetricRejected, MetricRetried, MetricFailed, MetricRestarts, MetricReplicaUp, MetricReplicaCPU,
 	MetricReplicaRSS, MetricReplicasDesired, MetricConns, MetricMaxConns, MetricLogLinesDropped,
-	MetricAccessLogLinesDropped,
+	MetricAccessLogLinesDropped, MetricOutputLinesOverRate,
 }
