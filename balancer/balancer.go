@@ -93,6 +93,9 @@ type Balancer struct {
 	conns    atomic.Int64  // client connections open
 	upgrades atomic.Int64  // upgrade requests open, for MaxUpgraded
 	outcomes outcomes      // the rejected and failed requests by reason, for the summary
+	// spoolWarned is when a response last could not be spooled to disk
+	// (unix nanoseconds), to log it once a minute.
+	spoolWarned atomic.Int64
 
 	h2c *h2cUpgrades // connections switched to HTTP/2 by Upgrade: h2c
 	// connGoroutines counts the server's connections whose goroutine has
@@ -120,6 +123,12 @@ type Stats struct {
 	// their clients (ResponseBuffer).
 	MemoryBuffered int64
 	DiskBuffered   int64
+	// SendTimeouts counts the responses broken off because their client
+	// took nothing for Options.SendTimeout, UpstreamTimeouts those broken
+	// off because their backend sent nothing for Options.UpstreamTimeout
+	// after its response headers.
+	SendTimeouts     uint64
+	UpstreamTimeouts uint64
 }
 
 // Stats returns the balancer's counters.
@@ -133,6 +142,9 @@ func (b *Balancer) Stats() Stats {
 
 		MemoryBuffered: b.bufs.mem.Load(),
 		DiskBuffered:   b.bufs.disk.Load(),
+
+		SendTimeouts:     b.outcomes.brokenOff[sendTimeout].Load(),
+		UpstreamTimeouts: b.outcomes.brokenOff[upstreamTimeout].Load(),
 	}
 }
 
