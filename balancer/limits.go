@@ -135,11 +135,12 @@ func DefaultLimits() Limits {
 		MaxBuffer:       defaultMaxBuffer(),
 		MaxDiskBuffer:   10 << 30,
 		BufferDir:       "", // a directory under the system temp directory
-		// nginx's proxy_buffering holds 8 x 4 KiB in memory by default and
-		// spills the rest to a temporary file; more memory spares the
-		// disk for the responses of a few clients somewhat slower than
-		// the backend, which is every remote client.
-		ResponseBuffer: 8 << 20,
+		// Envoy's per_connection_buffer_limit_bytes. A client that keeps
+		// up never has more than a few chunks waiting; a slower one spills
+		// to a file (the page cache, mostly), as nginx's proxy_buffering
+		// does past 64 KiB. 16 connections that read nothing hold 16 MiB,
+		// where 8 MiB each made 128.
+		ResponseBuffer: 1 << 20,
 		MaxUpgraded:    0, // derived from the open-file limit
 	}
 }
