@@ -304,3 +304,32 @@ func TestSendTimeoutSparesSlowReaders(t *testing.T) {
 		t.Errorf("%d send timeouts", st.SendTimeouts)
 	}
 }
+
+// TestQuietStreamIsNotCut: an event stream that says nothing for longer
+// than the send timeout, to a client that reads, is not cut in either
+// protocol: the send timeout bounds a write that waits, not the time
+// between writes (an HTTP/2 write deadline would be a timer on the
+// stream, so none is left set).
+func TestQuietStreamIsNotCut(t *testing.T) {
+	const sendTimeout = 200 * time.Millisecond
+	be := newTestBackend(t, 1, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := range 2 {
+			fmt.Fprintf(w, "data: event %d\n\n", i)
+			w.(http.Flusher).Flush()
+			time.Sleep(3 * sendTimeout)
+		}
+	})
+	bal := New(testOptions(func(o *Options) { o.SendTimeout = sendTimeout }))
+	bal.Add(be.Backend)
+	addr := serveBalancer(t, bal)
+	if got := getHTTP1(t, addr, "/events"); got.end != "ended" || got.bytes != 2*len("data: event 0\n\n") {
+		t.Errorf("HTTP/1.1: %+v, want both events and the stream's end", got)
+	}
+	if got := getHTTP2(t, addr, "/events"); got.end != "ended" || got.bytes != 2*len("data: event 0\n\n") {
+		t.Errorf("HTTP/2: %+v, want both events and the stream's end", got)
+	}
+	if st := bal.Stats(); st.SendTimeouts != 0 {
+		t.Errorf("%d send timeouts", st.SendTimeouts)
+	}
+}
