@@ -74,7 +74,8 @@ type Balancer struct {
 	proxy     *httputil.ReverseProxy
 	transport *http.Transport
 	server    *http.Server
-	bufs      *buffers // the request bodies' budgets
+	bufs      *buffers  // the request bodies' budgets
+	watchers  *watchers // checks the requests' watchdogs (watchdog.go)
 
 	// mu guards pool, queue, scratch, serviceTime, ejected and every
 	// backend's inflight, inRotation, ejected, idle, current and latency.
@@ -153,7 +154,8 @@ func (b *Balancer) Stats() Stats {
 // validation refuses the values that mean nothing, naming their flags.
 func New(opts Options) *Balancer {
 	opts.resolve()
-	b := &Balancer{opts: opts, bufs: newBuffers(opts.MaxBuffer, opts.MaxDiskBuffer, opts.BufferDir)}
+	b := &Balancer{opts: opts, bufs: newBuffers(opts.MaxBuffer, opts.MaxDiskBuffer, opts.BufferDir),
+		watchers: newWatchers(opts.UpstreamTimeout, opts.SendTimeout)}
 	b.transport = &http.Transport{
 		Proxy: nil,
 		DialContext: (&net.Dialer{
@@ -202,6 +204,10 @@ func New(opts Options) *Balancer {
 	b.server.Protocols = new(http.Protocols)
 	b.server.Protocols.SetHTTP1(true)
 	b.server.Protocols.SetUnencryptedHTTP2(true)
+	// An HTTP/2 client that takes nothing of its connection at all gets
+	// no stream reset written either: the send timeout closes the whole
+	// connection instead.
+	b.server.HTTP2 = &http.HTTP2Config{WriteByteTimeout: opts.SendTimeout}
 	b.h2c = newH2CUpgrades(b.server)
 	if opts.TLS != nil {
 		b.server.Protocols.SetHTTP2(true)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 
 	"github.com/mattingctl/mattingctl/internal/testutil"
 )
@@ -331,5 +332,91 @@ func TestQuietStreamIsNotCut(t *testing.T) {
 	}
 	if st := bal.Stats(); st.SendTimeouts != 0 {
 		t.Errorf("%d send timeouts", st.SendTimeouts)
+	}
+}
+
+// TestSendTimeoutClosesAnHTTP2ConnectionThatReadsNothing: an HTTP/2 client
+// that takes nothing of its connection at all, not even the frames that
+// would reset its streams, has the whole connection closed after the send
+// timeout, and the replica's slots come back.
+func TestSendTimeoutClosesAnHTTP2ConnectionThatReadsNothing(t *testing.T) {
+	const size, streams = 20 << 20, 4
+	body := pattern(size)
+	be := newTestBackend(t, 1, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Accel-Buffering", "no") // passed through: held by the client
+		w.Header().Set("Content-Length", strconv.Itoa(size))
+		_, _ = w.Write(body)
+	})
+	const timeout = 300 * time.Millisecond
+	bal := New(testOptions(func(o *Options) { o.SendTimeout = timeout }))
+	bal.Add(be.Backend)
+	addr := serveBalancer(t, bal)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Windows wide open, then nothing read: the connection's own buffers
+	// fill.
+	_, _ = io.WriteString(conn, http2.ClientPreface)
+	fr := http2.NewFramer(conn, conn)
+	_ = fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 30})
+	_ = fr.WriteWindowUpdate(0, 1<<30)
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for i := range streams {
+		hb.Reset()
+		for _, f := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", "x"}, {":path", "/big"}} {
+			_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+		}
+		_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: uint32(1 + 2*i), BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
+	}
+	testutil.WaitFor(t, settle, "the replica holding every stream", func() bool { return be.Requests() == 0 && be.InFlight() == streams })
+	start := time.Now()
+	testutil.WaitFor(t, settle, "the slots freed and the connection closed", func() bool {
+		st := bal.Stats()
+		return be.InFlight() == 0 && st.Conns == 0
+	})
+	if took := time.Since(start); took > timeout+2*time.Second {
+		t.Errorf("freed %s after the replica held every stream, want about the send timeout, %s", took, timeout)
+	}
+	if st := bal.Stats(); st.SendTimeouts != streams {
+		t.Errorf("%d send timeouts, want %d", st.SendTimeouts, streams)
+	}
+}
+
+// TestKeptAliveConnectionAfterAChunkedResponse: the write deadline that
+// bounds a chunked response's last chunk is not the next response's (the
+// server clears it): a second request on the same connection, answered
+// later than the send timeout, is answered whole.
+func TestKeptAliveConnectionAfterAChunkedResponse(t *testing.T) {
+	const sendTimeout = 200 * time.Millisecond
+	be := newTestBackend(t, 1, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(3 * sendTimeout)
+		}
+		fmt.Fprint(w, "part one, ")
+		w.(http.Flusher).Flush() // chunked
+		fmt.Fprint(w, "part two")
+	})
+	bal := New(testOptions(func(o *Options) { o.SendTimeout = sendTimeout }))
+	bal.Add(be.Backend)
+	addr := serveBalancer(t, bal)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	for _, path := range []string{"/fast", "/slow", "/fast"} {
+		fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s on the kept-alive connection: %v", path, err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		if err != nil || string(got) != "part one, part two" || resp.ContentLength != -1 {
+			t.Fatalf("%s: %q, %v (Content-Length %d); want the chunked body whole", path, got, err, resp.ContentLength)
+		}
 	}
 }

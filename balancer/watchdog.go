@@ -2,7 +2,6 @@ package balancer
 
 import (
 	"io"
-	"math"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -12,8 +11,8 @@ import (
 // Every phase of a request has a timeout. Reading a client's headers and
 // each pause in its body: ClientTimeout (readbody.go). Waiting for a
 // backend's response headers: UpstreamTimeout, the transport's
-// ResponseHeaderTimeout. And two that a watchdog, one timer per request,
-// keeps while the response is relayed: each pause in the backend's body
+// ResponseHeaderTimeout. And two that a watchdog per request keeps while
+// the response is relayed (checked by watchers, watchers.go): each pause in the backend's body
 // (UpstreamTimeout again: nginx's proxy_read_timeout, "between two
 // successive read operations"), and each write to the client that does not
 // complete (SendTimeout: nginx's send_timeout). Only time spent blocked in
@@ -43,20 +42,14 @@ const (
 	numCauses
 )
 
-// epoch is the origin of mono.
-var epoch = time.Now()
-
-// mono returns the monotonic time since epoch, in nanoseconds, plus one:
-// never zero, which stands for "no operation in progress".
-func mono() int64 { return int64(time.Since(epoch)) + 1 }
-
-// forever is a duration past any timeout.
-const forever = time.Duration(math.MaxInt64)
-
 // watchdog times one request's reads from its backend and writes to its
-// client. Its timer is made when the first of them begins, and stopped by
-// stop, when the request ends.
+// client. It counts them rather than reading the clock for each, which
+// would cost more than the rest of it: at every check it sees whether the
+// same operation is still in progress, and ends one that has been for its
+// timeout. It is listed with its watchers when its first operation
+// begins, and taken off by stop, when the request ends.
 type watchdog struct {
+	ws          *watchers
 	readTimeout time.Duration // UpstreamTimeout
 	sendTimeout time.Duration // SendTimeout
 	// cancel ends the request upstream, and with it a blocked read of the
@@ -65,71 +58,90 @@ type watchdog struct {
 	// w is the server's writer, whose write deadline ends a blocked write.
 	w http.ResponseWriter
 
-	// reading and writing are when the read or write in progress began
-	// (mono), 0 when none is.
-	reading, writing atomic.Int64
-	armed            atomic.Bool // the timer has been made, or stop called
+	read, write opWatch     // reads from the backend, writes to the client
+	armed       atomic.Bool // listed, or stop called
+	prev, next  *watchdog   // in ws's list; guarded by ws.mu
 
-	// mu guards the fields below, so that the timer's check never ends a
-	// write after stop: on a kept-alive HTTP/1 connection the deadline is
-	// the next request's.
-	mu          sync.Mutex
-	timer       *time.Timer
-	stopped     bool
-	readExpired bool
-	sendExpired bool
-	cause       breakCause // the first to expire
+	// mu guards the fields below and the opWatches' own, so that a check
+	// never ends a write after stop: on a kept-alive HTTP/1 connection the
+	// deadline is the next request's.
+	mu      sync.Mutex
+	listed  bool
+	stopped bool
+	cause   breakCause // the first to expire
 }
 
-// begin marks the start of a read or write (op, reading or writing).
-func (d *watchdog) begin(op *atomic.Int64) {
-	op.Store(mono())
+// opWatch follows one kind of operation for the watchdog.
+type opWatch struct {
+	// seq is incremented as each operation begins and as it ends: it is
+	// odd while one is in progress.
+	seq atomic.Uint32
+	// Guarded by the watchdog's mu:
+	seen    uint32 // seq at the last check
+	stalled int    // checks in a row that found the same operation in progress
+	limit   int    // stalled that means it has been in progress for its timeout
+	expired bool
+}
+
+func (o *opWatch) begin() { o.seq.Add(1) }
+func (o *opWatch) end()   { o.seq.Add(1) }
+
+// expires reports, at a check, whether the operation in progress has now
+// been seen at limit checks after the one that first found it: it began
+// before that one, so it has been in progress for limit periods at least.
+func (o *opWatch) expires() bool {
+	if o.expired {
+		return false
+	}
+	s := o.seq.Load()
+	if s%2 == 1 && s == o.seen {
+		o.stalled++
+	} else {
+		o.stalled = 0
+	}
+	o.seen = s
+	o.expired = o.stalled >= o.limit
+	return o.expired
+}
+
+// begin marks the start of a read or write, op.
+func (d *watchdog) begin(op *opWatch) {
+	op.begin()
 	if !d.armed.Load() {
 		d.arm()
 	}
 }
 
-// arm makes the timer, once, unless the request has ended.
+// arm lists d with its watchers, once, unless the request has ended.
 func (d *watchdog) arm() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.timer == nil && !d.stopped {
-		d.timer = time.AfterFunc(min(d.readTimeout, d.sendTimeout), d.check)
+	if !d.listed && !d.stopped {
+		d.read.limit = d.ws.limit(d.readTimeout)
+		d.write.limit = d.ws.limit(d.sendTimeout)
+		d.listed = true
+		d.ws.add(d)
 	}
 	d.armed.Store(true)
 }
 
-// check ends what has been blocked past its timeout, and sets the timer
-// for the next time one could expire.
+// check ends what has been blocked past its timeout.
 func (d *watchdog) check() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.stopped {
 		return
 	}
-	now := mono()
-	next := d.expire(&d.reading, d.readTimeout, now, &d.readExpired, upstreamTimeout)
-	next = min(next, d.expire(&d.writing, d.sendTimeout, now, &d.sendExpired, sendTimeout))
-	if next < forever {
-		d.timer.Reset(next)
+	if d.read.expires() {
+		d.expire(upstreamTimeout)
+	}
+	if d.write.expires() {
+		d.expire(sendTimeout)
 	}
 }
 
-// expire ends the operation op if it has been in progress for timeout at
-// now, and returns how long until it could expire, or forever once it
-// has.
-func (d *watchdog) expire(op *atomic.Int64, timeout time.Duration, now int64, expired *bool, why breakCause) time.Duration {
-	if *expired {
-		return forever
-	}
-	began := op.Load()
-	if began == 0 {
-		return timeout
-	}
-	if blocked := time.Duration(now - began); blocked < timeout {
-		return timeout - blocked
-	}
-	*expired = true
+// expire ends the operation that timed out, why; mu is held.
+func (d *watchdog) expire(why breakCause) {
 	if d.cause == notBroken {
 		d.cause = why
 	}
@@ -137,12 +149,11 @@ func (d *watchdog) expire(op *atomic.Int64, timeout time.Duration, now int64, ex
 		if d.cancel != nil {
 			d.cancel()
 		}
-	} else {
-		// HTTP/1: the connection's blocked write fails at once; HTTP/2:
-		// the stream is reset at once.
-		_ = http.NewResponseController(d.w).SetWriteDeadline(time.Now())
+		return
 	}
-	return forever
+	// HTTP/1: the connection's blocked write fails at once; HTTP/2: the
+	// stream is reset at once.
+	_ = http.NewResponseController(d.w).SetWriteDeadline(time.Now())
 }
 
 // stop ends the watch and returns why the response was broken off, if
@@ -150,13 +161,14 @@ func (d *watchdog) expire(op *atomic.Int64, timeout time.Duration, now int64, ex
 // once it has returned.
 func (d *watchdog) stop() breakCause {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	d.stopped = true
 	d.armed.Store(true)
-	if d.timer != nil {
-		d.timer.Stop()
+	listed, cause := d.listed, d.cause
+	d.mu.Unlock()
+	if listed {
+		d.ws.remove(d)
 	}
-	return d.cause
+	return cause
 }
 
 // sendWriter is the writer a response is relayed to the client through:
@@ -169,25 +181,29 @@ type sendWriter struct {
 }
 
 func (w *sendWriter) WriteHeader(code int) {
+	if code >= 200 { // buffered with the body
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
 	// An interim (1xx) status is written to the connection at once.
-	w.d.begin(&w.d.writing)
+	w.d.begin(&w.d.write)
 	w.ResponseWriter.WriteHeader(code)
-	w.d.writing.Store(0)
+	w.d.write.end()
 }
 
 func (w *sendWriter) Write(p []byte) (int, error) {
-	w.d.begin(&w.d.writing)
+	w.d.begin(&w.d.write)
 	n, err := w.ResponseWriter.Write(p)
-	w.d.writing.Store(0)
+	w.d.write.end()
 	return n, err
 }
 
 // FlushError flushes what the server has buffered to the client: with
 // ReverseProxy's FlushInterval -1, after every write.
 func (w *sendWriter) FlushError() error {
-	w.d.begin(&w.d.writing)
+	w.d.begin(&w.d.write)
 	err := http.NewResponseController(w.ResponseWriter).Flush()
-	w.d.writing.Store(0)
+	w.d.write.end()
 	return err
 }
 
@@ -200,9 +216,9 @@ type watchedBody struct {
 }
 
 func (b *watchedBody) Read(p []byte) (int, error) {
-	b.d.begin(&b.d.reading)
+	b.d.begin(&b.d.read)
 	n, err := b.ReadCloser.Read(p)
-	b.d.reading.Store(0)
+	b.d.read.end()
 	return n, err
 }
 
@@ -210,12 +226,7 @@ func (b *watchedBody) Read(p []byte) (int, error) {
 // relayed through: x.w, timed. rw is the server's writer.
 func (b *Balancer) watch(x *exchange, rw http.ResponseWriter) http.ResponseWriter {
 	d := &x.watch
-	d.readTimeout, d.sendTimeout, d.w = b.opts.UpstreamTimeout, b.opts.SendTimeout, rw
-	if x.r.ProtoMajor == 1 {
-		// The deadline the connection's previous response left (endWatch)
-		// is not this one's.
-		_ = http.NewResponseController(rw).SetWriteDeadline(time.Time{})
-	}
+	d.ws, d.readTimeout, d.sendTimeout, d.w = b.watchers, b.opts.UpstreamTimeout, b.opts.SendTimeout, rw
 	x.send = sendWriter{ResponseWriter: x.w, d: d}
 	return &x.send
 }
@@ -230,13 +241,19 @@ func (d *watchdog) setCancel(cancel func()) {
 
 // endWatch stops x's watchdog and returns why x's response was broken
 // off, if the watchdog did it. An HTTP/1 response is not done when its
-// handler returns: the server then writes what it has buffered (a chunked
-// body's last chunk). That is bounded by the send timeout too, through
-// the connection's write deadline, which the connection's next request
-// clears (watch); one that timed out keeps its deadline in the past.
+// handler returns: the server then writes what it still holds. Every
+// response is flushed by the handler, under the watch (ReverseProxy after
+// each write, refuse.go its own answers), so that is a chunked body's last
+// chunk at most, which a client that takes nothing would hold for ever. It
+// is bounded by the send timeout through the connection's write deadline,
+// which the server clears once the response is done; set only for a
+// response without a Content-Length, as setting it costs more than the
+// rest of the watch. A connection whose write timed out keeps its
+// deadline in the past.
 func (b *Balancer) endWatch(x *exchange) breakCause {
 	cause := x.watch.stop()
-	if x.r.ProtoMajor == 1 && !x.watch.sendExpired && (x.cur == nil || !x.cur.upgraded) {
+	if x.r.ProtoMajor == 1 && !x.watch.write.expired && (x.cur == nil || !x.cur.upgraded) &&
+		x.w.Header().Get("Content-Length") == "" {
 		_ = http.NewResponseController(x.watch.w).SetWriteDeadline(time.Now().Add(b.opts.SendTimeout))
 	}
 	return cause
