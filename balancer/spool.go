@@ -2,7 +2,6 @@ package balancer
 
 import (
 	"context"
-	"mime"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -36,11 +35,13 @@ import (
 const minReadAhead = 32 << 10
 
 // spool starts reading resp's body ahead of the client, and returns true,
-// unless the response is to pass through as it arrives (streamed).
+// unless the response is to pass through as it arrives.
 func (b *Balancer) spool(resp *http.Response, a *attempt) bool {
-	if b.opts.ResponseBuffer == 0 || b.bufs.maxMem == 0 && b.bufs.maxDisk == 0 ||
-		streamed(resp) || resp.ContentLength >= 0 && resp.ContentLength <= minReadAhead ||
-		resp.Body == nil || resp.Body == http.NoBody || resp.Request.Method == http.MethodHead {
+	noBuffering := takeNoBuffering(resp.Header)
+	if noBuffering || b.opts.ResponseBuffer == 0 || b.bufs.maxMem == 0 && b.bufs.maxDisk == 0 ||
+		resp.ContentLength >= 0 && resp.ContentLength <= minReadAhead ||
+		resp.Body == nil || resp.Body == http.NoBody || resp.Request.Method == http.MethodHead ||
+		isStream(resp.Header.Get("Content-Type")) {
 		return false
 	}
 	s := &spool{
@@ -53,15 +54,27 @@ func (b *Balancer) spool(resp *http.Response, a *attempt) bool {
 	return true
 }
 
-// streamed reports whether resp is a stream, passed through as it
-// arrives. It takes X-Accel-Buffering out of the headers: it is meant for
-// the proxy (nginx does not pass it on either).
-func streamed(resp *http.Response) bool {
-	h := resp.Header
-	noBuffering := strings.EqualFold(strings.TrimSpace(h.Get("X-Accel-Buffering")), "no")
-	h.Del("X-Accel-Buffering")
-	mt, _, _ := mime.ParseMediaType(h.Get("Content-Type"))
-	return noBuffering || mt == "text/event-stream" || strings.HasPrefix(mt, "application/grpc")
+// takeNoBuffering reports whether h says X-Accel-Buffering: no, and takes
+// the header out: it is meant for the proxy (nginx does not pass it on
+// either).
+func takeNoBuffering(h http.Header) bool {
+	v, ok := h["X-Accel-Buffering"]
+	if !ok {
+		return false
+	}
+	delete(h, "X-Accel-Buffering")
+	return len(v) > 0 && strings.EqualFold(strings.TrimSpace(v[0]), "no")
+}
+
+// isStream reports whether a response of the content type ct is a stream
+// by its kind: server-sent events, or gRPC (gRPC-Web included).
+func isStream(ct string) bool {
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	ct = strings.TrimSpace(ct)
+	const grpc = "application/grpc"
+	return strings.EqualFold(ct, "text/event-stream") || len(ct) >= len(grpc) && strings.EqualFold(ct[:len(grpc)], grpc)
 }
 
 // connAhead returns the count of memory that the responses of ctx's
