@@ -145,6 +145,7 @@ func (b *Balancer) proxyAttempt(x *exchange) (done bool) {
 	b.forward(x.ctx, x.w, x.r, x.body, a)
 	if a.err == nil {
 		x.code = a.code
+		x.flushAnswered()
 		return true
 	}
 	x.checkClient()

@@ -12,10 +12,11 @@ import (
 // each pause in its body: ClientTimeout (readbody.go). Waiting for a
 // backend's response headers: UpstreamTimeout, the transport's
 // ResponseHeaderTimeout. And two that a watchdog per request keeps while
-// the response is relayed (checked by watchers, watchers.go): each pause in the backend's body
-// (UpstreamTimeout again: nginx's proxy_read_timeout, "between two
-// successive read operations"), and each write to the client that does not
-// complete (SendTimeout: nginx's send_timeout). Only time spent blocked in
+// the response is relayed, checked by watchers (watchers.go): each pause
+// in the backend's body (UpstreamTimeout again: nginx's
+// proxy_read_timeout, "between two successive read operations"), and each
+// write to the client that does not complete (SendTimeout: nginx's
+// send_timeout). Only time spent blocked in
 // a read from the backend, or in a write to the client, counts: a backend
 // is not blamed for a client that reads slowly, nor a client for a backend
 // that computes slowly, and a response that keeps moving is never cut.
@@ -71,7 +72,9 @@ type watchdog struct {
 	cause   breakCause // the first to expire
 }
 
-// opWatch follows one kind of operation for the watchdog.
+// opWatch follows one kind of operation for the watchdog. Operations of a
+// kind never overlap: the body is read by one goroutine at a time, and
+// ReverseProxy's writes and flushes hold one lock.
 type opWatch struct {
 	// seq is incremented as each operation begins and as it ends: it is
 	// odd while one is in progress.
@@ -239,12 +242,24 @@ func (d *watchdog) setCancel(cancel func()) {
 	d.cancel = cancel
 }
 
+// flushAnswered sends what x's HTTP/1 answer, forwarded whole, still holds
+// (a response with an empty body whose status line ReverseProxy left for
+// the server to write after the handler), now, while its writes are
+// timed. Not HTTP/2: there a response that ends with its headers (a gRPC
+// trailers-only answer) must go out as one frame, after the handler, and
+// the server's connection-level WriteByteTimeout bounds that.
+func (x *exchange) flushAnswered() {
+	if x.r.ProtoMajor == 1 && !x.cur.upgraded {
+		_ = x.send.FlushError()
+	}
+}
+
 // endWatch stops x's watchdog and returns why x's response was broken
 // off, if the watchdog did it. An HTTP/1 response is not done when its
 // handler returns: the server then writes what it still holds. Every
 // response is flushed by the handler, under the watch (ReverseProxy after
-// each write, refuse.go its own answers), so that is a chunked body's last
-// chunk at most, which a client that takes nothing would hold for ever. It
+// each write, flushAnswered, refuse.go its own answers), so that is a
+// chunked body's last chunk at most, which a client that takes nothing would hold for ever. It
 // is bounded by the send timeout through the connection's write deadline,
 // which the server clears once the response is done; set only for a
 // response without a Content-Length, as setting it costs more than the
