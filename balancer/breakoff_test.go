@@ -134,8 +134,10 @@ func TestUpstreamTimeoutMidBody(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			be, gone := stallingBackend(t, part, tt.chunked, tt.streamed)
-			rec := &recorder{}
-			bal := New(testOptions(func(o *Options) { o.UpstreamTimeout, o.Observer, o.BufferDir = timeout, rec, t.TempDir() }))
+			rec, log := &recorder{}, &records{}
+			bal := New(testOptions(func(o *Options) {
+				o.UpstreamTimeout, o.Observer, o.AccessLog, o.BufferDir = timeout, rec, log, t.TempDir()
+			}))
 			bal.Add(be.Backend)
 			addr := serveBalancer(t, bal)
 			start := time.Now()
@@ -158,6 +160,9 @@ func TestUpstreamTimeoutMidBody(t *testing.T) {
 			})
 			if r := rec.list()[0]; r.code != http.StatusGatewayTimeout {
 				t.Errorf("recorded %d, want 504", r.code)
+			}
+			if l := log.wait(t, 1)[0]; l.Status != http.StatusGatewayTimeout || l.BytesOut != part {
+				t.Errorf("access log: status %d, %d bytes out; want 504 and the %d bytes sent", l.Status, l.BytesOut, part)
 			}
 			if st := bal.Stats(); st.UpstreamTimeouts != 1 || st.SendTimeouts != 0 || st.MemoryBuffered != 0 || st.DiskBuffered != 0 {
 				t.Errorf("stats %+v, want 1 upstream timeout and the buffers empty", st)
