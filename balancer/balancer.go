@@ -74,7 +74,8 @@ type Balancer struct {
 	proxy     *httputil.ReverseProxy
 	transport *http.Transport
 	server    *http.Server
-	bufs      *buffers // the request bodies' budgets
+	bufs      *buffers  // the request bodies' budgets
+	watchers  *watchers // checks the requests' watchdogs (watchdog.go)
 
 	// mu guards pool, queue, scratch, serviceTime, ejected and every
 	// backend's inflight, inRotation, ejected, idle, current and latency.
@@ -93,6 +94,9 @@ type Balancer struct {
 	conns    atomic.Int64  // client connections open
 	upgrades atomic.Int64  // upgrade requests open, for MaxUpgraded
 	outcomes outcomes      // the rejected and failed requests by reason, for the summary
+	// spoolWarned is when a response last could not be spooled to disk
+	// (unix nanoseconds), to log it once a minute.
+	spoolWarned atomic.Int64
 
 	h2c *h2cUpgrades // connections switched to HTTP/2 by Upgrade: h2c
 	// connGoroutines counts the server's connections whose goroutine has
@@ -120,6 +124,12 @@ type Stats struct {
 	// their clients (ResponseBuffer).
 	MemoryBuffered int64
 	DiskBuffered   int64
+	// SendTimeouts counts the responses broken off because their client
+	// took nothing for Options.SendTimeout, UpstreamTimeouts those broken
+	// off because their backend sent nothing for Options.UpstreamTimeout
+	// after its response headers.
+	SendTimeouts     uint64
+	UpstreamTimeouts uint64
 }
 
 // Stats returns the balancer's counters.
@@ -133,6 +143,9 @@ func (b *Balancer) Stats() Stats {
 
 		MemoryBuffered: b.bufs.mem.Load(),
 		DiskBuffered:   b.bufs.disk.Load(),
+
+		SendTimeouts:     b.outcomes.brokenOff[sendTimeout].Load(),
+		UpstreamTimeouts: b.outcomes.brokenOff[upstreamTimeout].Load(),
 	}
 }
 
@@ -141,7 +154,8 @@ func (b *Balancer) Stats() Stats {
 // validation refuses the values that mean nothing, naming their flags.
 func New(opts Options) *Balancer {
 	opts.resolve()
-	b := &Balancer{opts: opts, bufs: newBuffers(opts.MaxBuffer, opts.MaxDiskBuffer, opts.BufferDir)}
+	b := &Balancer{opts: opts, bufs: newBuffers(opts.MaxBuffer, opts.MaxDiskBuffer, opts.BufferDir),
+		watchers: newWatchers(opts.UpstreamTimeout, opts.SendTimeout)}
 	b.transport = &http.Transport{
 		Proxy: nil,
 		DialContext: (&net.Dialer{
@@ -190,6 +204,10 @@ func New(opts Options) *Balancer {
 	b.server.Protocols = new(http.Protocols)
 	b.server.Protocols.SetHTTP1(true)
 	b.server.Protocols.SetUnencryptedHTTP2(true)
+	// An HTTP/2 client that takes nothing of its connection at all gets
+	// no stream reset written either: the send timeout closes the whole
+	// connection instead.
+	b.server.HTTP2 = &http.HTTP2Config{WriteByteTimeout: opts.SendTimeout}
 	b.h2c = newH2CUpgrades(b.server)
 	if opts.TLS != nil {
 		b.server.Protocols.SetHTTP2(true)

@@ -32,9 +32,12 @@ func (l trackingListener) Accept() (net.Conn, error) {
 }
 
 // trackedConn records whether its reading ended in a clean end of stream.
+// It also counts the memory its responses hold ahead of the client
+// (spool.go), which Options.ResponseBuffer bounds per connection.
 type trackedConn struct {
 	net.Conn
-	eof atomic.Bool // the last failed read was the end of stream (FIN)
+	eof   atomic.Bool  // the last failed read was the end of stream (FIN)
+	ahead atomic.Int64 // bytes of memory held by the connection's spools
 }
 
 func (c *trackedConn) Read(p []byte) (int, error) {

@@ -10,9 +10,11 @@ import (
 )
 
 // The operator is told, at warn level and once per summaryEvery while it
-// goes on, how many requests were rejected or failed and why, in one line:
+// goes on, how many requests were rejected, failed or broken off and why,
+// in one line:
 //
 //	rejected 94 requests in the last 10s: predicted wait over queue timeout (63), queue full (31)
+//	broke off 16 responses in the last 10s: client took nothing for --send-timeout (16)
 //
 // The counts are atomics the request path adds to; one goroutine, for the
 // life of Serve, reads and logs them.
@@ -54,12 +56,19 @@ func reasonOf(err error) reason {
 	}
 }
 
+var causeText = [numCauses]string{
+	sendTimeout:     "client took nothing for --send-timeout",
+	upstreamTimeout: "replica sent nothing for --upstream-timeout",
+}
+
 // outcomes counts the requests the proxy answered with an error of its
-// own, by reason, since it started.
+// own, by reason, and the responses it broke off, by cause, since it
+// started.
 type outcomes struct {
 	rejected       [numReasons]atomic.Uint64
 	badGateway     atomic.Uint64 // 502: no replica answered
 	gatewayTimeout atomic.Uint64 // 504: no answer within the upstream timeout
+	brokenOff      [numCauses]atomic.Uint64
 }
 
 // reject counts a request answered 503 for why.
@@ -78,16 +87,28 @@ func (b *Balancer) failedWith(code int) {
 	}
 }
 
+// brokeOff counts a response the proxy broke off mid-way for cause;
+// notBroken is not counted.
+func (b *Balancer) brokeOff(cause breakCause) {
+	if cause != notBroken {
+		b.outcomes.brokenOff[cause].Add(1)
+	}
+}
+
 // snapshot is the counts at one moment.
 type snapshot struct {
 	rejected                   [numReasons]uint64
 	badGateway, gatewayTimeout uint64
+	brokenOff                  [numCauses]uint64
 }
 
 func (o *outcomes) snapshot() snapshot {
 	var s snapshot
 	for i := range o.rejected {
 		s.rejected[i] = o.rejected[i].Load()
+	}
+	for i := range o.brokenOff {
+		s.brokenOff[i] = o.brokenOff[i].Load()
 	}
 	s.badGateway = o.badGateway.Load()
 	s.gatewayTimeout = o.gatewayTimeout.Load()
@@ -121,14 +142,28 @@ func summary(before, now snapshot, every time.Duration) string {
 		}
 		parts = append(parts, fmt.Sprintf("failed %d %s in the last %s: %s", bad+slow, requests(bad+slow), every, strings.Join(codes, ", ")))
 	}
+	var broken uint64
+	var causes []string
+	for i := range now.brokenOff {
+		if n := now.brokenOff[i] - before.brokenOff[i]; n > 0 {
+			broken += n
+			causes = append(causes, fmt.Sprintf("%s (%d)", causeText[i], n))
+		}
+	}
+	if broken > 0 {
+		parts = append(parts, fmt.Sprintf("broke off %d %s in the last %s: %s", broken, plural(broken, "response"), every, strings.Join(causes, ", ")))
+	}
 	return strings.Join(parts, "; ")
 }
 
-func requests(n uint64) string {
+func requests(n uint64) string { return plural(n, "request") }
+
+// plural is noun, with an s unless n is 1.
+func plural(n uint64, noun string) string {
 	if n == 1 {
-		return "request"
+		return noun
 	}
-	return "requests"
+	return noun + "s"
 }
 
 // summarize logs the summary every interval until stop is closed, and

@@ -24,6 +24,7 @@ func (o Options) checkNumbers() error {
 		{"--stop-timeout", o.StopTimeout, false},
 		{"--client-timeout", o.ClientTimeout, false},
 		{"--upstream-timeout", o.UpstreamTimeout, false},
+		{"--send-timeout", o.SendTimeout, false},
 		{"--connect-timeout", o.ConnectTimeout, false},
 		{"--queue-timeout", queueTimeout, true}, // no limit
 		{"--drain-delay", o.DrainDelay, true},   // no delay

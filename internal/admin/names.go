@@ -12,6 +12,7 @@ const (
 	MetricRejected        = "mattingctl_rejected_total"                // counter: 503 from the queue or no replica
 	MetricRetried         = "mattingctl_retried_total"                 // counter
 	MetricFailed          = "mattingctl_failed_total"                  // counter: 502 and 504
+	MetricBrokenOff       = "mattingctl_responses_broken_off_total"    // counter {cause}: send or upstream timeout
 	MetricRestarts        = "mattingctl_replica_restarts_total"        // counter {replica, reason}
 	MetricReplicaUp       = "mattingctl_replica_up"                    // gauge {replica}: 1 when ready
 	MetricReplicaCPU      = "mattingctl_replica_cpu_percent"           // gauge {replica}
@@ -28,7 +29,7 @@ const (
 // MetricNames lists every metric /metrics exports.
 var MetricNames = []string{
 	MetricRequests, MetricRequestDuration, MetricInflight, MetricMaxInflight, MetricQueueLength,
-	MetricRejected, MetricRetried, MetricFailed, MetricRestarts, MetricReplicaUp, MetricReplicaCPU,
+	MetricRejected, MetricRetried, MetricFailed, MetricBrokenOff, MetricRestarts, MetricReplicaUp, MetricReplicaCPU,
 	MetricReplicaRSS, MetricReplicasDesired, MetricConns, MetricMaxConns, MetricLogLinesDropped,
 	MetricAccessLogLinesDropped, MetricOutputLinesOverRate,
 }

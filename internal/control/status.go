@@ -49,6 +49,12 @@ type Status struct {
 	Rejected uint64 `json:"rejected"`
 	Retried  uint64 `json:"retried"`
 	Failed   uint64 `json:"failed"`
+	// SendTimeouts counts the responses the proxy broke off because their
+	// client took nothing for --send-timeout, UpstreamTimeouts those broken
+	// off because their replica sent nothing for --upstream-timeout after
+	// its response headers.
+	SendTimeouts     uint64 `json:"send_timeouts"`
+	UpstreamTimeouts uint64 `json:"upstream_timeouts"`
 	// Replicas lists every replica by id. A replica removed by a scale-down
 	// stays listed, draining, until its process has stopped, so it can
 	// appear next to a new replica with the same id.
