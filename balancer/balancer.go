@@ -279,6 +279,7 @@ func (b *Balancer) Serve(ln net.Listener) error {
 	}
 	// Shut down: every connection ends by the end of Shutdown.
 	b.connGoroutines.Wait()
+	b.watchers.close()
 	return nil
 }
 

@@ -14,20 +14,26 @@ const checksPerTimeout = 8
 // period, from one goroutine: a timer per request would cost an ordinary
 // request more than the rest of its watch. The goroutine is started when
 // a request first begins a read or write, and ends once it has had
-// nothing to watch for two periods.
+// nothing to watch for two periods, or at close.
 type watchers struct {
 	period time.Duration
+	stop   chan struct{}  // closed by close
+	ran    sync.WaitGroup // run's goroutine, for close to wait for
 
 	// mu guards the fields below and every listed watchdog's prev and next.
 	mu      sync.Mutex
 	first   *watchdog // the listed watchdogs, newest first
 	running bool      // run's goroutine is running
+	closed  bool      // close was called: no goroutine is started again
 }
 
 // newWatchers returns the watchers of requests whose reads time out after
 // readTimeout, and writes after sendTimeout.
 func newWatchers(readTimeout, sendTimeout time.Duration) *watchers {
-	return &watchers{period: max(min(readTimeout, sendTimeout)/checksPerTimeout, time.Millisecond)}
+	return &watchers{
+		period: max(min(readTimeout, sendTimeout)/checksPerTimeout, time.Millisecond),
+		stop:   make(chan struct{}),
+	}
 }
 
 // limit is the checks in a row that find an operation in progress which
@@ -45,8 +51,9 @@ func (ws *watchers) add(d *watchdog) {
 		ws.first.prev = d
 	}
 	ws.first = d
-	if !ws.running {
+	if !ws.running && !ws.closed {
 		ws.running = true
+		ws.ran.Add(1)
 		go ws.run()
 	}
 }
@@ -66,14 +73,36 @@ func (ws *watchers) remove(d *watchdog) {
 	d.prev, d.next = nil, nil
 }
 
+// close stops the checks and waits for their goroutine to end. The
+// proxy calls it once its server has stopped: no request is left to
+// watch.
+func (ws *watchers) close() {
+	ws.mu.Lock()
+	if !ws.closed {
+		ws.closed = true
+		close(ws.stop)
+	}
+	ws.mu.Unlock()
+	ws.ran.Wait()
+}
+
 // run checks every listed watchdog each period, until the list has been
-// empty for two periods.
+// empty for two periods or close is called.
 func (ws *watchers) run() {
+	defer ws.ran.Done()
 	t := time.NewTicker(ws.period)
 	defer t.Stop()
 	var batch []*watchdog
 	idle := 0
-	for range t.C {
+	for {
+		select {
+		case <-t.C:
+		case <-ws.stop:
+			ws.mu.Lock()
+			ws.running = false
+			ws.mu.Unlock()
+			return
+		}
 		ws.mu.Lock()
 		for d := ws.first; d != nil; d = d.next {
 			batch = append(batch, d)
