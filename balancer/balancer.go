@@ -76,6 +76,7 @@ type Balancer struct {
 	server    *http.Server
 	bufs      *buffers      // the request bodies' budgets
 	clients   *clientShares // each client address's share of them
+	watchers  *watchers     // checks the requests' watchdogs (watchdog.go)
 
 	// mu guards pool, queue, scratch, serviceTime, ejected and every
 	// backend's inflight, inRotation, ejected, idle, current and latency.
@@ -94,6 +95,9 @@ type Balancer struct {
 	conns    atomic.Int64  // client connections open
 	upgrades atomic.Int64  // upgrade requests open, for MaxUpgraded
 	outcomes outcomes      // the rejected and failed requests by reason, for the summary
+	// spoolWarned is when a response last could not be spooled to disk
+	// (unix nanoseconds), to log it once a minute.
+	spoolWarned atomic.Int64
 
 	quarantine     *quarantine   // requests that broke backends twice (poison.go)
 	quarantined    atomic.Uint64 // requests put in quarantine
@@ -122,10 +126,10 @@ type Stats struct {
 	// Conns is the number of client connections open now, at most
 	// Options.MaxConns.
 	Conns int64
-	// MemoryBuffered and DiskBuffered are the bytes of request bodies held
-	// in memory and on disk now (reserved: a chunk, or a spilled body's
-	// declared length); MemoryBuffered includes responses read ahead of
-	// their clients (ResponseBuffer).
+	// MemoryBuffered and DiskBuffered are the bytes held in memory and on
+	// disk now by request bodies, reserved as they arrive, and by
+	// responses read ahead of their clients (ResponseBuffer), a chunk at
+	// a time.
 	MemoryBuffered int64
 	DiskBuffered   int64
 	// Quarantined counts the requests put in quarantine: their deliveries
@@ -138,6 +142,12 @@ type Stats struct {
 	// address was over its share, or cut (408) because they were slower
 	// than Options.MinUploadRate.
 	Limited uint64
+	// SendTimeouts counts the responses broken off because their client
+	// took nothing for Options.SendTimeout, UpstreamTimeouts those broken
+	// off because their backend sent nothing for Options.UpstreamTimeout
+	// after its response headers.
+	SendTimeouts     uint64
+	UpstreamTimeouts uint64
 }
 
 // Stats returns the balancer's counters.
@@ -154,6 +164,9 @@ func (b *Balancer) Stats() Stats {
 		Quarantined:    b.quarantined.Load(),
 		QuarantineHits: b.quarantineHits.Load(),
 		Limited:        b.limited.Load(),
+
+		SendTimeouts:     b.outcomes.brokenOff[sendTimeout].Load(),
+		UpstreamTimeouts: b.outcomes.brokenOff[upstreamTimeout].Load(),
 	}
 }
 
@@ -163,7 +176,8 @@ func (b *Balancer) Stats() Stats {
 func New(opts Options) *Balancer {
 	opts.resolve()
 	b := &Balancer{opts: opts, bufs: newBuffers(opts.MaxBuffer, opts.MaxDiskBuffer, opts.BufferDir),
-		quarantine: newQuarantine(opts.Quarantine), clients: newClientShares(opts.MaxClientUploads, opts.maxClientBuffer())}
+		quarantine: newQuarantine(opts.Quarantine), clients: newClientShares(opts.MaxClientUploads, opts.maxClientBuffer()),
+		watchers: newWatchers(opts.UpstreamTimeout, opts.SendTimeout)}
 	b.bufs.onRemade = func(dir string) {
 		opts.Logger.Warn("the buffer directory had gone (a tmp cleaner?): made it again", "dir", dir)
 	}
@@ -218,6 +232,10 @@ func New(opts Options) *Balancer {
 	b.server.Protocols = new(http.Protocols)
 	b.server.Protocols.SetHTTP1(true)
 	b.server.Protocols.SetUnencryptedHTTP2(true)
+	// An HTTP/2 client that takes nothing of its connection at all gets
+	// no stream reset written either: the send timeout closes the whole
+	// connection instead.
+	b.server.HTTP2 = &http.HTTP2Config{WriteByteTimeout: opts.SendTimeout}
 	b.h2c = newH2CUpgrades(b.server)
 	if opts.TLS != nil {
 		b.server.Protocols.SetHTTP2(true)
@@ -293,6 +311,7 @@ func (b *Balancer) Serve(ln net.Listener) error {
 	}
 	// Shut down: every connection ends by the end of Shutdown.
 	b.connGoroutines.Wait()
+	b.watchers.close()
 	return nil
 }
 

@@ -10,9 +10,11 @@ import (
 
 // The buffer directory can vanish under a running proxy: tmp cleaners
 // (systemd-tmpfiles, tmpreaper) remove what has not been touched for
-// days. A body that finds it gone makes it again, with the mode `up` gave
-// it, and is written there; only if that fails is it refused, with a 503
-// the client may retry and the reason in the log, not in the answer.
+// days. A body, or a response being read ahead (spoolbody.go), that finds
+// it gone makes it again, with the mode `up` gave it, and is written there;
+// only if that fails is a body refused, with a 503 the client may retry
+// and the reason in the log, not in the answer, and a response read only
+// as fast as its client takes it.
 
 // createFile creates a file for a body in the buffer directory, making the
 // directory again when it has gone.

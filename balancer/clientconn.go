@@ -45,12 +45,15 @@ const (
 
 type connKey struct{}
 
-// clientConn is what the proxy keeps of one client connection.
+// clientConn is what the proxy keeps of one client connection: how its
+// client cancels its requests, and the memory its responses hold ahead of
+// it (spool.go), which Options.ResponseBuffer bounds per connection.
 type clientConn struct {
 	conn      net.Conn
 	requests  atomic.Int64 // requests received on it
 	premature atomic.Int64 // of those, cancelled early by its client
 	closed    atomic.Bool  // closed for its cancelled requests
+	ahead     atomic.Int64 // bytes of memory held by the connection's spools
 }
 
 // connContext is the server's ConnContext: it lets each request find its

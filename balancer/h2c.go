@@ -48,7 +48,7 @@ type h2cUpgrades struct {
 
 func newH2CUpgrades(front *http.Server) *h2cUpgrades {
 	u := &h2cUpgrades{
-		h2: &http2.Server{},
+		h2: &http2.Server{WriteByteTimeout: front.HTTP2.WriteByteTimeout},
 		base: &http.Server{
 			IdleTimeout: front.IdleTimeout,
 			ErrorLog:    front.ErrorLog,

@@ -52,8 +52,19 @@ type Limits struct {
 	// client_body_timeout). It must be more than zero.
 	ClientTimeout time.Duration
 	// UpstreamTimeout bounds the wait for a backend's response headers once
-	// the request is sent. It must be more than zero.
+	// the request is sent, and then each pause in its response body
+	// (nginx's proxy_read_timeout, "between two successive read
+	// operations"): a response that keeps coming is never cut, however
+	// long, and one whose backend stalls is broken off (watchdog.go). It
+	// must be more than zero.
 	UpstreamTimeout time.Duration
+	// SendTimeout bounds each write to a client that does not complete,
+	// as the client takes nothing (nginx's send_timeout): the time between
+	// two successful writes while one is waiting, never the whole
+	// response, so a slow reader that keeps reading is served. Past it the
+	// response is broken off and the backend's slot freed (watchdog.go).
+	// It must be more than zero.
+	SendTimeout time.Duration
 	// ConnectTimeout bounds connecting to a backend; short, so that a hung
 	// backend is skipped fast. It must be more than zero.
 	ConnectTimeout time.Duration
@@ -72,10 +83,13 @@ type Limits struct {
 	// to a file in BufferDir. Zero means none in memory: every body goes
 	// to disk.
 	MaxBuffer int64
-	// MaxDiskBuffer bounds the request bodies held in files, in bytes,
-	// reserved as they arrive. Past both budgets a request is answered 503
-	// with Retry-After. Zero means none on disk: a body that does not fit
-	// in memory gets 503.
+	// MaxDiskBuffer bounds the request bodies, and the responses read
+	// ahead of their clients, held in files, in bytes, charged as they
+	// arrive: a request body what it has received, a response what it has
+	// written. Past both budgets a request is answered 503 with
+	// Retry-After, and a response is read from its backend only as fast as
+	// its client takes it. Zero means none on disk: a body that does not
+	// fit in memory gets 503.
 	MaxDiskBuffer int64
 	// MaxClientUploads caps the request bodies one client address may be
 	// sending at once (the address of the connection, whatever
@@ -97,18 +111,23 @@ type Limits struct {
 	// Zero means none.
 	UploadGrace time.Duration
 	// BufferDir is where bodies that do not fit in memory are written,
-	// each to a file removed when its request ends. Empty means a directory
-	// under the system temp directory: the supervisor makes one of the
-	// instance's own (supervisor.DefaultBufferDir); a Balancer given empty
-	// uses os.TempDir() itself.
+	// each to a file removed when its request ends (a response's file is
+	// removed as soon as it is created, and lives only while open); it is
+	// made again if it has gone. Empty means a directory under the system
+	// temp directory: the supervisor makes one of the instance's own
+	// (supervisor.DefaultBufferDir); a Balancer given empty uses
+	// os.TempDir() itself.
 	BufferDir string
-	// ResponseBuffer is the largest response, by its Content-Length, read
-	// from the backend ahead of the client, into memory counted in
-	// MaxBuffer, so that the backend is released as soon as it has sent
-	// the response rather than when a slow client has received it (nginx's
-	// proxy_buffering). Responses without a Content-Length, event streams,
-	// larger ones, and any that find no room in MaxBuffer pass through as
-	// they arrive. Zero means none is read ahead.
+	// ResponseBuffer bounds the memory that the responses of one client
+	// connection hold ahead of their client, in bytes (the streams of an
+	// HTTP/2 connection share it). A response is read from its backend as
+	// fast as the backend sends it, so that the backend's slot is freed as
+	// soon as it has sent it rather than when a slow client has received
+	// it (nginx's proxy_buffering); what the client has not taken yet is
+	// held in memory up to this bound, within MaxBuffer, then in a file in
+	// BufferDir, within MaxDiskBuffer (spool.go). Streams (server-sent
+	// events, gRPC, X-Accel-Buffering: no) and responses of 32 KiB or less
+	// pass through as they arrive. Zero means no response is read ahead.
 	ResponseBuffer int64
 	// MaxUpgraded caps the upgrade requests (WebSocket) open at once,
 	// handshaking or upgraded, over all backends; one more is answered
@@ -144,6 +163,7 @@ func DefaultLimits() Limits {
 		MaxBody:         50 << 20,
 		ClientTimeout:   time.Minute,
 		UpstreamTimeout: 600 * time.Second,
+		SendTimeout:     time.Minute, // nginx's send_timeout
 		ConnectTimeout:  time.Second,
 		MaxConns:        0, // derived from the open-file limit
 		MaxBuffer:       defaultMaxBuffer(),
@@ -158,9 +178,12 @@ func DefaultLimits() Limits {
 		MinUploadRate: 1 << 10,
 		UploadGrace:   20 * time.Second,
 		BufferDir:     "", // a directory under the system temp directory
-		// As nginx's proxy_buffering, whose buffers are 8 x 4 KiB by
-		// default but spill to a 1 GiB temporary file.
-		ResponseBuffer: 8 << 20,
+		// Envoy's per_connection_buffer_limit_bytes. A client that keeps
+		// up never has more than a few chunks waiting; a slower one spills
+		// to a file (the page cache, mostly), as nginx's proxy_buffering
+		// does past 64 KiB. 16 connections that read nothing hold 16 MiB,
+		// where 8 MiB each made 128.
+		ResponseBuffer: 1 << 20,
 		MaxUpgraded:    0, // derived from the open-file limit
 	}
 }

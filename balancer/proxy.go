@@ -33,8 +33,12 @@ type attempt struct {
 	// callDeadline is the end of a gRPC call's deadline (grpc-timeout);
 	// zero when it has none.
 	callDeadline time.Time
-	once         sync.Once
-	log          *accessEntry // the request's, nil without an access log
+	// watch times the reads of the response body, body; nil for an
+	// attempt made outside ServeHTTP.
+	watch *watchdog
+	body  watchedBody
+	once  sync.Once
+	log   *accessEntry // the request's, nil without an access log
 }
 
 // done releases the attempt's backend, once: as soon as the backend has
@@ -62,7 +66,7 @@ func (a *attempt) done() {
 type exchange struct {
 	w     http.ResponseWriter // the access log's writer around the server's
 	r     *http.Request
-	ctx   context.Context // cancelled when the client goes away (clientconn.go)
+	ctx   context.Context // ends when the client goes away (clientconn.go) or watch breaks off
 	body  *bufferedBody
 	acc   *accessEntry // nil without an access log
 	start time.Time
@@ -79,6 +83,9 @@ type exchange struct {
 	replica string   // the backend that answered, "" when none was chosen
 	code    int      // the client's status; 0 while unanswered or broken off
 	cur     *attempt // the attempt being forwarded
+
+	watch watchdog   // times the response's reads and writes (watchdog.go)
+	send  sendWriter // w's writer: the access log's, timed by watch
 }
 
 // ServeHTTP reads the request body in full (up to MaxBody), then forwards
@@ -91,10 +98,11 @@ type exchange struct {
 func (b *Balancer) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	x := &exchange{r: r, start: time.Now()}
 	x.w, x.acc = b.beginAccess(rw, r, x.start)
+	x.w = b.watch(x, rw)
+	// countRequest runs after finish, which settles the code of a
+	// response that broke off.
 	defer b.countRequest(x)
-	if b.opts.Observer != nil || x.acc != nil {
-		defer b.finish(x)
-	}
+	defer b.finish(x)
 	if b.refuseUpgradeOverH2C(x.w, r) {
 		x.code = http.StatusNotImplemented
 		return
@@ -112,7 +120,12 @@ func (b *Balancer) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer body.done()
-	x.ctx, x.body = r.Context(), body
+	// r's context, which ends when the client goes away, and which the
+	// watchdog ends too when it breaks the response off.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	x.ctx, x.body = ctx, body
+	x.watch.setCancel(cancel)
 	if b.refuseQuarantined(x) {
 		return
 	}
@@ -145,10 +158,11 @@ func (b *Balancer) proxyAttempt(x *exchange) (done bool) {
 		b.retried.Add(1)
 	}
 	x.replica, x.cur = a.be.Name, a
-	a.callDeadline = x.callDeadline
+	a.callDeadline, a.watch = x.callDeadline, &x.watch
 	b.forward(x.ctx, x.w, x.r, x.body, a)
 	if a.err == nil {
 		x.code = a.code
+		x.flushAnswered()
 		return true
 	}
 	return b.attemptFailed(x, a)
@@ -215,10 +229,13 @@ func (x *exchange) checkClient() {
 	}
 }
 
-// finish tells the Observer and the access log how x ended.
+// finish ends x's watch, and tells the summary, the Observer and the
+// access log how x ended.
 func (b *Balancer) finish(x *exchange) {
+	cause := b.endWatch(x)
 	if x.code == 0 { // the response broke off mid-way: forward panicked
-		x.code = brokenOffCode(x.r, x.cur)
+		x.code = brokenOffCode(x.r, x.cur, cause)
+		b.brokeOff(cause)
 	}
 	if b.opts.Observer != nil {
 		b.opts.Observer.Observe(x.replica, x.code, time.Since(x.start))
@@ -237,12 +254,19 @@ func abort() { panic(http.ErrAbortHandler) }
 const StatusClientGone = 499
 
 // brokenOffCode is the code to record for a request whose response broke
-// off mid-way, a, its attempt, having been forwarded: 499 when the client
-// went away (a failed write cancels its request's context), otherwise the
-// status the replica sent, which the client got before the replica broke
-// off.
-func brokenOffCode(r *http.Request, a *attempt) int {
-	if r.Context().Err() != nil || a == nil || a.code == 0 {
+// off mid-way, a, its attempt, having been forwarded, cause being why the
+// proxy broke it off, if it did: 504 when the replica sent nothing for the
+// upstream timeout, 408 when the client took nothing for the send timeout
+// (nginx's code for its client timeouts), 499 when the client went away
+// (a failed write cancels its request's context), otherwise the status
+// the replica sent, which the client got before the replica broke off.
+func brokenOffCode(r *http.Request, a *attempt, cause breakCause) int {
+	switch {
+	case cause == upstreamTimeout:
+		return http.StatusGatewayTimeout
+	case cause == sendTimeout:
+		return http.StatusRequestTimeout
+	case r.Context().Err() != nil || a == nil || a.code == 0:
 		return StatusClientGone
 	}
 	return a.code
@@ -308,15 +332,19 @@ func modifyResponse(resp *http.Response) error {
 	if resp.StatusCode >= 500 {
 		a.be.errors.Add(1)
 	}
-	switch {
-	case resp.StatusCode == http.StatusSwitchingProtocols:
+	if resp.StatusCode == http.StatusSwitchingProtocols {
 		// A 101's body is the upgraded connection, which ReverseProxy
 		// needs as it is; the tunnel gives back the backend's slot now,
 		// and forward's deferred done counts it closed.
 		a.upgrade()
 		a.log.finish(a.be.Name, resp.StatusCode)
-	case a.b.readAhead(resp, a):
-	default:
+		return nil
+	}
+	if a.watch != nil && resp.Body != nil && resp.Body != http.NoBody {
+		a.body = watchedBody{ReadCloser: resp.Body, d: a.watch}
+		resp.Body = &a.body
+	}
+	if !a.b.spool(resp, a) {
 		resp.Body = &releasingBody{ReadCloser: resp.Body, a: a}
 	}
 	return nil

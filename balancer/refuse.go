@@ -118,7 +118,12 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	h.Set("Content-Length", strconv.Itoa(len(body)+1))
 	w.WriteHeader(status)
 	_, _ = w.Write(append(body, '\n'))
+	flushAnswer(w)
 }
+
+// flushAnswer sends what the proxy answered now, while its writes are
+// timed (watchdog.go), rather than after the handler, when they are not.
+func flushAnswer(w http.ResponseWriter) { _ = http.NewResponseController(w).Flush() }
 
 // grpcCodeOf is the status a gRPC client gets for acquire's error err: a
 // call that could not be queued is RESOURCE_EXHAUSTED (the service is
@@ -170,6 +175,8 @@ func writeGRPCStatus(w http.ResponseWriter, r *http.Request, code grpcCode, msg 
 	h.Set("Content-Type", "application/grpc")
 	h.Set("Grpc-Status", strconv.Itoa(int(code)))
 	h.Set("Grpc-Message", encodeGRPCMessage(msg))
+	// Not flushed: a trailers-only answer is one HEADERS frame that ends
+	// the stream, which the server writes once the handler has returned.
 	w.WriteHeader(http.StatusOK)
 }
 

@@ -10,9 +10,11 @@ import (
 )
 
 // The operator is told, at warn level and once per summaryEvery while it
-// goes on, how many requests were rejected or failed and why, in one line:
+// goes on, how many requests were rejected, failed or broken off and why,
+// in one line:
 //
 //	rejected 94 requests in the last 10s: predicted wait over queue timeout (63), queue full (31)
+//	broke off 16 responses in the last 10s: client took nothing for --send-timeout (16)
 //
 // and, at info level, how many were sent to a backend again and why:
 //
@@ -60,8 +62,14 @@ func reasonOf(err error) reason {
 	}
 }
 
+var causeText = [numCauses]string{
+	sendTimeout:     "client took nothing for --send-timeout",
+	upstreamTimeout: "replica sent nothing for --upstream-timeout",
+}
+
 // outcomes counts the requests the proxy answered with an error of its
-// own, by reason, since it started.
+// own, by reason, and the responses it broke off, by cause, since it
+// started.
 type outcomes struct {
 	rejected       [numReasons]atomic.Uint64
 	badGateway     atomic.Uint64 // 502: no replica answered
@@ -71,6 +79,7 @@ type outcomes struct {
 	limited        [numLimits]atomic.Uint64
 	retries        [numFailures]atomic.Uint64 // attempts tried again, by how the one before failed
 	rapidResets    atomic.Uint64              // client connections closed for cancelling requests early
+	brokenOff      [numCauses]atomic.Uint64
 }
 
 // retriedAfter counts a request tried again after a failure f.
@@ -92,6 +101,14 @@ func (b *Balancer) failedWith(code int) {
 	}
 }
 
+// brokeOff counts a response the proxy broke off mid-way for cause;
+// notBroken is not counted.
+func (b *Balancer) brokeOff(cause breakCause) {
+	if cause != notBroken {
+		b.outcomes.brokenOff[cause].Add(1)
+	}
+}
+
 // snapshot is the counts at one moment.
 type snapshot struct {
 	rejected                   [numReasons]uint64
@@ -100,12 +117,16 @@ type snapshot struct {
 	limited                    [numLimits]uint64
 	retries                    [numFailures]uint64
 	rapidResets                uint64
+	brokenOff                  [numCauses]uint64
 }
 
 func (o *outcomes) snapshot() snapshot {
 	var s snapshot
 	for i := range o.rejected {
 		s.rejected[i] = o.rejected[i].Load()
+	}
+	for i := range o.brokenOff {
+		s.brokenOff[i] = o.brokenOff[i].Load()
 	}
 	s.badGateway = o.badGateway.Load()
 	s.gatewayTimeout = o.gatewayTimeout.Load()
@@ -147,6 +168,17 @@ func summary(before, now snapshot, every time.Duration) string {
 		parts = append(parts, fmt.Sprintf("closed %d client %s in the last %s that cancelled most of their requests as soon as they sent them (HTTP/2 rapid reset)",
 			n, plural(n, "connection", "connections"), every))
 	}
+	var broken uint64
+	var causes []string
+	for i := range now.brokenOff {
+		if n := now.brokenOff[i] - before.brokenOff[i]; n > 0 {
+			broken += n
+			causes = append(causes, fmt.Sprintf("%s (%d)", causeText[i], n))
+		}
+	}
+	if broken > 0 {
+		parts = append(parts, fmt.Sprintf("broke off %d %s in the last %s: %s", broken, plural(broken, "response", "responses"), every, strings.Join(causes, ", ")))
+	}
 	return strings.Join(parts, "; ")
 }
 
@@ -184,6 +216,7 @@ var retryText = [numFailures]string{
 
 func requests(n uint64) string { return plural(n, "request", "requests") }
 
+// plural is one if n is 1, more otherwise.
 func plural(n uint64, one, more string) string {
 	if n == 1 {
 		return one

@@ -34,6 +34,13 @@ func TestSummary(t *testing.T) {
 	if s := summary(before, now, 10*time.Second); s != want {
 		t.Errorf("summary = %q\nwant      %q", s, want)
 	}
+	before = now
+	now.brokenOff[sendTimeout] = 16
+	now.brokenOff[upstreamTimeout] = 1
+	want = "broke off 17 responses in the last 10s: client took nothing for --send-timeout (16), replica sent nothing for --upstream-timeout (1)"
+	if s := summary(before, now, 10*time.Second); s != want {
+		t.Errorf("summary = %q\nwant      %q", s, want)
+	}
 }
 
 func TestSummaryOfPoisonAndClients(t *testing.T) {

@@ -94,9 +94,9 @@ func inflight(t *testing.T, ctl *control.Client) int64 {
 // 5 MiB response to a client reading at 1 MB/s. Before, the replica was
 // held until the client had nearly all of it (a 20 MiB download held its
 // slot for 13 of 17 s); with the response read ahead (--response-buffer,
-// 8MiB by default) the replica is free within 0.5 s of the request, while
-// the client has most of the download still to come, and the client gets
-// every byte. With --response-buffer 0 the replica is held as before
+// 1MiB per connection in memory, the rest in the buffer directory) the
+// replica is free within 0.5 s of the request, while the client has most
+// of the download still to come, and the client gets every byte. With --response-buffer 0 the replica is held as before
 // (measured: a 5 MiB download held it 1.3 s, a 20 MiB one 17 s of 20).
 func TestSlowClientFreesReplica(t *testing.T) {
 	const size, rate = 5 << 20, 1 << 20

@@ -15,6 +15,7 @@ const userHZ = 100
 type group struct {
 	cpuSecs float64 // user and system CPU time of its members, seconds
 	rss     uint64  // resident memory of its members, bytes
+	tasks   int     // threads of its members
 	// start is when the leader started, in clock ticks after boot; 0
 	// when the scan did not see the leader.
 	start uint64
@@ -46,7 +47,7 @@ func (s *Sampler) sample(pgid int, now time.Time) Usage {
 	if !ok {
 		return Usage{}
 	}
-	u := Usage{RSSBytes: g.rss}
+	u := Usage{RSSBytes: g.rss, Tasks: g.tasks}
 	switch {
 	case g.seen:
 		if dt := st.at.Sub(st.prevAt).Seconds(); dt > 0 {
@@ -92,6 +93,7 @@ func (s *Sampler) scan(now time.Time) {
 		}
 		g.cpuSecs += ps.CPUTime()
 		g.rss += uint64(max(ps.ResidentMemory(), 0))
+		g.tasks += max(ps.NumThreads, 1)
 		if ps.PID == ps.PGRP {
 			g.start = ps.Starttime
 		}

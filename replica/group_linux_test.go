@@ -1,6 +1,8 @@
 package replica
 
 import (
+	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -8,7 +10,8 @@ import (
 )
 
 // TestSamplerCountsTheProcessGroup: a replica that forks a worker holding
-// 64 MiB reads as at least that much, though its own process is small.
+// 64 MiB reads as at least that much, though its own process is small, and
+// its tasks are its own threads and the worker's.
 func TestSamplerCountsTheProcessGroup(t *testing.T) {
 	p := startGroup(t, "spawnhog")
 	s := NewSampler(0)
@@ -17,6 +20,13 @@ func TestSamplerCountsTheProcessGroup(t *testing.T) {
 		u = s.Sample(p.Pid())
 		return u.RSSBytes >= 64<<20
 	})
+	own, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", p.Pid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Tasks <= len(own) {
+		t.Errorf("Tasks = %d, want more than the leader's own %d threads (the worker has some too)", u.Tasks, len(own))
+	}
 }
 
 // TestSamplerOneScanForAllGroups: two replicas are answered from one read

@@ -112,6 +112,8 @@ func TestHelperProcess(t *testing.T) {
 		fmt.Println("HELPER_EXTRA=" + os.Getenv("HELPER_EXTRA"))
 		fmt.Println("ARGS=" + strings.Join(rest, " "))
 		os.Exit(0)
+	case ReaperArg:
+		os.Exit(RunReaper(rest, os.Stdin, os.Stderr))
 	case "stderr":
 		fmt.Fprintln(os.Stderr, "to stderr")
 		fmt.Println("to stdout")

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mattingctl/mattingctl/internal/nonblock"
@@ -30,11 +31,22 @@ type Output struct {
 	// Width pads names to this many characters so the bars line up; zero
 	// means no padding.
 	Width int
+	// Rate bounds each replica's output passed on, stdout and stderr
+	// together, in bytes a second with a second's burst; lines past it are
+	// dropped, counted in RateDropped and reported in the replica's own
+	// output at most every 10 seconds. Zero means no bound. Set it before
+	// the first Start. An Output made by NewOutput also reads no more than
+	// skimRate a second of the lines it drops, from all replicas together:
+	// past that, a replica's writes wait.
+	Rate int64
 
 	mu sync.Mutex // serialises writes to Stdout and Stderr
 
 	writers []*nonblock.Writer // Stdout and Stderr, once each, for Dropped
 	owned   []*nonblock.Writer // the ones NewOutput made, for Close
+
+	rateDropped atomic.Uint64
+	pace        *rateLimiter // bounds all skims' reads together (skimRate); nil: none
 }
 
 // OutputCloseTimeout bounds how long Close waits for queued lines to be
@@ -48,7 +60,7 @@ const OutputCloseTimeout = 2 * time.Second
 // stops. The same writer given twice gets one queue, which keeps the order
 // of stdout and stderr lines.
 func NewOutput(stdout, stderr io.Writer, width int) *Output {
-	o := &Output{Width: width}
+	o := &Output{Width: width, pace: newRateLimiter(skimRate)}
 	wrap := func(w io.Writer) io.Writer {
 		if w == nil || w == io.Discard {
 			return io.Discard
@@ -83,6 +95,10 @@ func (o *Output) Dropped() uint64 {
 	return n
 }
 
+// RateDropped is how many lines of replica output were dropped because a
+// replica wrote more than Rate.
+func (o *Output) RateDropped() uint64 { return o.rateDropped.Load() }
+
 // Close writes what is queued for the writers NewOutput made, for at most
 // OutputCloseTimeout each, and stops them. Lines from replicas still
 // running are dropped from then on.
@@ -92,16 +108,39 @@ func (o *Output) Close() {
 	}
 }
 
-func (o *Output) copyLines(w io.Writer, name string, r io.ReadCloser) {
+// copyLines passes r's lines to w, each prefixed with name, while lim
+// (nil: no limit) has room; past it they are dropped (rateLimiter.skim),
+// and a notice says so, at once and then at most every rateNoticeEvery.
+func (o *Output) copyLines(w io.Writer, name string, r io.ReadCloser, lim *rateLimiter) {
 	defer r.Close()
 	if o.Width > len(name) {
 		name += strings.Repeat(" ", o.Width-len(name))
 	}
 	prefix := []byte(name + " | ")
+	notice := func(n uint64) {
+		if n > 0 {
+			o.write(w, append(append([]byte(nil), prefix...), rateNotice(n, lim.rate)...))
+		}
+	}
 	br := bufio.NewReaderSize(r, maxLine)
-	var buf []byte
+	var buf, chunk []byte
 	split := false // the previous piece ended a full buffer, not a line
 	for {
+		if lim != nil && !lim.room() {
+			if chunk == nil {
+				chunk = make([]byte, skimChunk)
+			}
+			dl, _ := r.(deadliner)
+			n, err := lim.skim(br, dl, o.pace, chunk, split)
+			o.rateDropped.Add(n)
+			notice(lim.dropped(n))
+			if err != nil {
+				notice(lim.flush())
+				return
+			}
+			split = false
+			continue
+		}
 		line, err := br.ReadSlice('\n')
 		// A line of a multiple of maxLine bytes leaves only its newline
 		// for the last piece; that piece ends the line already written.
@@ -110,13 +149,22 @@ func (o *Output) copyLines(w io.Writer, name string, r io.ReadCloser) {
 			if buf[len(buf)-1] != '\n' {
 				buf = append(buf, '\n')
 			}
-			o.mu.Lock()
-			_, _ = w.Write(buf)
-			o.mu.Unlock()
+			lim.spend(len(buf))
+			o.write(w, buf)
 		}
 		split = errors.Is(err, bufio.ErrBufferFull)
 		if err != nil && !split {
+			if lim != nil {
+				notice(lim.flush())
+			}
 			return
 		}
 	}
+}
+
+// write writes one line to w, whole.
+func (o *Output) write(w io.Writer, line []byte) {
+	o.mu.Lock()
+	_, _ = w.Write(line)
+	o.mu.Unlock()
 }

@@ -34,7 +34,7 @@ func TestOutputNeverBlocksTheReplica(t *testing.T) {
 	copied := make(chan struct{})
 	go func() {
 		defer close(copied)
-		o.copyLines(o.Stdout, "r-1", r)
+		o.copyLines(o.Stdout, "r-1", r, nil)
 	}()
 	// 40,000 lines of 40 bytes: 1.6 MB, past nonblock.DefaultBuffer.
 	const lines = 40_000

@@ -18,7 +18,7 @@ func feed(o *Output, name string, chunks ...string) string {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		o.copyLines(o.Stdout, name, r)
+		o.copyLines(o.Stdout, name, r, nil)
 	}()
 	for _, c := range chunks {
 		_, _ = io.WriteString(w, c)
@@ -89,7 +89,7 @@ func TestOutputNoInterleave(t *testing.T) {
 	var wg sync.WaitGroup
 	for i, name := range sources {
 		r, w := io.Pipe()
-		wg.Go(func() { o.copyLines(&buf, name, r) })
+		wg.Go(func() { o.copyLines(&buf, name, r, nil) })
 		wg.Go(func() {
 			defer w.Close()
 			for n := range lines {

@@ -117,8 +117,9 @@ func Start(spec Spec, out *Output) (*Process, error) {
 	}
 	tr.started(cmd.Process.Pid)
 	name := spec.Name()
-	go out.copyLines(out.Stdout, name, outR)
-	go out.copyLines(out.Stderr, name, errR)
+	lim := newRateLimiter(out.Rate) // one budget for both streams
+	go out.copyLines(out.Stdout, name, outR, lim)
+	go out.copyLines(out.Stderr, name, errR, lim)
 
 	p := &Process{spec: spec, cmd: cmd, tree: tr, started: time.Now(), done: make(chan struct{})}
 	go p.wait()
@@ -126,6 +127,8 @@ func Start(spec Spec, out *Output) (*Process, error) {
 }
 
 func (p *Process) wait() {
+	// Without this, Wait would hold an OS thread until the process exits.
+	awaitExit(p.cmd.Process.Pid)
 	err := p.cmd.Wait()
 	e := exitFrom(p.cmd.ProcessState, err)
 	p.mu.Lock()

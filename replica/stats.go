@@ -13,6 +13,9 @@ type Usage struct {
 	// RSSBytes is the resident memory of the process and, on Linux, of
 	// every process in its group (what it forked).
 	RSSBytes uint64
+	// Tasks is how many threads the process group has in all, each a task
+	// against a pids limit (Linux; zero elsewhere).
+	Tasks int
 }
 
 // Sampler samples the CPU and memory of replicas: one serves a whole

@@ -114,17 +114,16 @@ func (t *Tracker) Cgroup() string {
 
 // sweepDead kills what the state file at t.path lists and removes the file.
 func (t *Tracker) sweepDead() error {
-	b, err := os.ReadFile(t.path)
+	rec, err := loadState(t.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("reading state file %s: %w", t.path, err)
-	}
-	var rec stateRecord
-	if err := json.Unmarshal(b, &rec); err != nil {
+	if errors.Is(err, errBadState) {
 		t.log.Warn("state file unreadable; nothing swept from it", "file", t.path, "error", err)
 		return nil
+	}
+	if err != nil {
+		return err
 	}
 	if rec.Boot != "" && rec.Boot != bootID() {
 		return nil // written before a reboot: nothing of it runs
@@ -133,32 +132,57 @@ func (t *Tracker) sweepDead() error {
 		return fmt.Errorf("the instance that wrote %s (pid %d) is still running without its control socket; stop it (kill %d) first", t.path, rec.Pid, rec.Pid)
 	}
 	began := time.Now()
-	deadline := began.Add(killWait)
-	killed := 0
-	if cg := rec.Cgroup; cg != "" && strings.HasPrefix(filepath.Base(cg), "mattingctl-") && isCgroup(cg) {
-		killed += t.killCgroupWait(cg, deadline)
-	}
-	for _, g := range rec.Groups {
-		killed += sweepGroup(g, deadline)
-	}
-	if killed > 0 {
+	if killed := sweepRecord(rec, t.log); killed > 0 {
 		t.log.Warn("killed processes left by a dead instance of this name", "processes", killed, "took", time.Since(began).Round(time.Millisecond), "cgroup", rec.Cgroup)
 	}
 	return nil
 }
 
+var errBadState = errors.New("not a state file")
+
+// loadState reads and decodes the state file at path.
+func loadState(path string) (stateRecord, error) {
+	var rec stateRecord
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return rec, err
+		}
+		return rec, fmt.Errorf("reading state file %s: %w", path, err)
+	}
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return rec, fmt.Errorf("%w: %w", errBadState, err)
+	}
+	return rec, nil
+}
+
+// sweepRecord kills, within killWait, every process that rec lists: its
+// cgroup, and its process groups as sweepGroup does; and returns how many
+// it killed.
+func sweepRecord(rec stateRecord, log hclog.Logger) int {
+	deadline := time.Now().Add(killWait)
+	killed := 0
+	if cg := rec.Cgroup; cg != "" && strings.HasPrefix(filepath.Base(cg), "mattingctl-") && isCgroup(cg) {
+		killed += killCgroupWait(cg, deadline, log)
+	}
+	for _, g := range rec.Groups {
+		killed += sweepGroup(g, deadline)
+	}
+	return killed
+}
+
 // killCgroupWait kills cgroup dir, waits until deadline for it to empty,
 // removes it and returns how many processes it held.
-func (t *Tracker) killCgroupWait(dir string, deadline time.Time) int {
+func killCgroupWait(dir string, deadline time.Time, log hclog.Logger) int {
 	n := countCgroupProcs(dir)
 	if err := killCgroup(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		t.log.Warn("killing cgroup", "cgroup", dir, "error", err)
+		log.Warn("killing cgroup", "cgroup", dir, "error", err)
 	}
 	for cgroupPopulated(dir) && time.Now().Before(deadline) {
 		time.Sleep(killPoll)
 	}
 	if err := removeCgroup(dir); err != nil {
-		t.log.Warn("removing cgroup", "cgroup", dir, "error", err)
+		log.Warn("removing cgroup", "cgroup", dir, "error", err)
 	}
 	return n
 }
@@ -214,7 +238,7 @@ func (t *Tracker) Close() error {
 	t.mu.Unlock()
 	deadline := time.Now().Add(killWait)
 	if cg != "" {
-		t.killCgroupWait(cg, deadline)
+		killCgroupWait(cg, deadline, t.log)
 	}
 	for _, g := range groups {
 		sweepGroup(g, deadline)

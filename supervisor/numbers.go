@@ -28,6 +28,7 @@ func (o Options) checkNumbers() error {
 		{"--stop-timeout", o.StopTimeout, false},
 		{"--client-timeout", o.ClientTimeout, false},
 		{"--upstream-timeout", o.UpstreamTimeout, false},
+		{"--send-timeout", o.SendTimeout, false},
 		{"--connect-timeout", o.ConnectTimeout, false},
 		{"--queue-timeout", queueTimeout, true}, // no limit
 		{"--drain-delay", o.DrainDelay, true},   // no delay
@@ -62,6 +63,7 @@ func (o Options) checkNumbers() error {
 		{"--max-client-uploads", int64(o.MaxClientUploads), 0, "no cap"},
 		{"--max-client-buffer", clientBuffer, 0, "no cap"},
 		{"--min-upload-rate", o.MinUploadRate, 0, "no minimum"},
+		{"--output-rate", o.OutputRate, 0, "no bound"},
 		{"--max-body", o.MaxBody, 1, ""},
 		{"--min-ready", int64(o.MinReady), 1, ""},
 		{"--warmup-count", int64(o.WarmupCount), 1, ""},

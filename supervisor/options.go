@@ -43,6 +43,12 @@ type Options struct {
 	// Backoff governs restarts after crashes; the zero value uses the
 	// documented defaults.
 	Backoff CrashBackoff
+	// Reaper is the mattingctl binary, which the supervisor runs again as
+	// the instance's reaper (replica.StartReaper): a small process that
+	// outlives it and, should it die without stopping (kill -9), kills at
+	// once what the replicas left running. Empty means no reaper: that is
+	// swept at the next `up` of the name instead.
+	Reaper string
 }
 
 // ReplicaOptions say what the replicas run and how they start and stop.
@@ -74,6 +80,10 @@ type ReplicaOptions struct {
 	// WarmupCount is how many times the warm-up request is sent, one after
 	// another; it must be at least 1.
 	WarmupCount int
+	// OutputRate bounds each replica's output passed on to Stdout and
+	// Stderr, both streams together, in bytes a second; lines past it are
+	// dropped and counted (replica.Output.Rate). Zero means no bound.
+	OutputRate int64
 }
 
 // ProxyOptions say where the proxy listens, how it picks a replica, what
@@ -215,6 +225,9 @@ func DefaultOptions() Options {
 			ReadyTimeout: 5 * time.Minute,
 			StopTimeout:  30 * time.Second,
 			WarmupCount:  1,
+			// Far more than a model server logs, far less than the core
+			// that 100 MB a second of lines cost to pass on.
+			OutputRate: 1 << 20,
 		},
 		ProxyOptions: ProxyOptions{
 			Port:             9110, // the original nginx setup's

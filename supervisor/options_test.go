@@ -106,6 +106,8 @@ func TestOptionsErrors(t *testing.T) {
 		{"zero client timeout", func(o *Options) { o.ClientTimeout = 0 }, "--client-timeout must be more than 0"},
 		{"negative upstream timeout", func(o *Options) { o.UpstreamTimeout = -1 }, "--upstream-timeout must not be negative"},
 		{"zero upstream timeout", func(o *Options) { o.UpstreamTimeout = 0 }, "--upstream-timeout must be more than 0"},
+		{"negative send timeout", func(o *Options) { o.SendTimeout = -1 }, "--send-timeout must not be negative"},
+		{"zero send timeout", func(o *Options) { o.SendTimeout = 0 }, "--send-timeout must be more than 0"},
 		{"negative connect timeout", func(o *Options) { o.ConnectTimeout = -1 }, "--connect-timeout must not be negative"},
 		{"zero connect timeout", func(o *Options) { o.ConnectTimeout = 0 }, "--connect-timeout must be more than 0"},
 		{"negative queue timeout", func(o *Options) { o.QueueTimeout = new(-time.Second) }, "--queue-timeout must not be negative, not -1s"},

@@ -1,6 +1,24 @@
 package supervisor
 
+import (
+	"strconv"
+
+	"github.com/mattingctl/mattingctl/replica"
+)
+
 // LogLinesDropped is how many lines mattingctl's stdout and stderr could not
 // take (blocked past their buffer, or gone): replicas' output, and
 // mattingctl's log when it shares their writer. /metrics exports it.
 func (s *Supervisor) LogLinesDropped() uint64 { return s.out.Dropped() }
+
+// OutputLinesOverRate is how many lines of replica output were dropped
+// because a replica wrote more than --output-rate. /metrics exports it.
+func (s *Supervisor) OutputLinesOverRate() uint64 { return s.out.RateDropped() }
+
+// newOutput returns the replicas' output as c says: prefixed, never
+// blocking, at most c.OutputRate a second from each replica.
+func newOutput(c *config) *replica.Output {
+	out := replica.NewOutput(c.Stdout, c.Stderr, len("replica-")+len(strconv.Itoa(c.Replicas)))
+	out.Rate = c.OutputRate
+	return out
+}

@@ -53,10 +53,12 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	reaper := s.startReaper(tracker)
 	defer func() {
 		if err := tracker.Close(); err != nil {
 			s.log.Error("cleaning up replica processes", "error", err)
 		}
+		reaper.Stop() // once the tracker has swept: a kill -9 until then is covered
 	}()
 	s.tracker = tracker
 	if err := opts.prepareBufferDir(); err != nil {
@@ -76,6 +78,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	}
 	defer ln.Close()
 	if err := checkPorts(opts.BasePort, 1, opts.Replicas); err != nil {
+		return err
+	}
+	if err := s.prepareTasks(); err != nil {
 		return err
 	}
 	adm, err := admin.Listen(opts.Admin, opts.AdminMaxConns)

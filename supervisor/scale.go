@@ -7,6 +7,7 @@ import (
 
 	"github.com/mattingctl/mattingctl/internal/admin"
 	"github.com/mattingctl/mattingctl/internal/control"
+	"github.com/mattingctl/mattingctl/internal/pidbudget"
 )
 
 // errStopping is returned by Scale and RollingRestart once the instance is
@@ -35,6 +36,11 @@ func (s *Supervisor) Scale(ctx context.Context, n int) (control.ScaleResult, err
 		s.testHookScale()
 	}
 	readyBefore := s.Readiness().Ready
+	limits := pidbudget.Limits()
+	perReplica, measured := int64(1), false
+	if len(limits) > 0 {
+		perReplica, measured = s.tasksPerReplica()
+	}
 	s.mu.Lock()
 	// Checked under s.mu, where stop takes its list of slots: a slot is
 	// either on that list or never started.
@@ -58,6 +64,11 @@ func (s *Supervisor) Scale(ctx context.Context, n int) (control.ScaleResult, err
 		}
 		if err := s.checkFileBudget(n); err != nil {
 			s.mu.Unlock()
+			return res, err
+		}
+		if err := checkTasks(limits, from, n, perReplica, measured); err != nil {
+			s.mu.Unlock()
+			s.log.Warn("scale refused", "to", n, "error", err)
 			return res, err
 		}
 		if err := s.checkNewPortsLocked(from+1, n); err != nil {

@@ -246,6 +246,26 @@ func (s *slot) retire(inc *incarnation) {
 	}
 }
 
+// runningPid returns the pid of the slot's process while it runs, or 0.
+func (s *slot) runningPid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if inc := s.runningLocked(); inc != nil {
+		return inc.proc.Pid()
+	}
+	return 0
+}
+
+// runningLocked returns the slot's process while it runs, or nil. s.mu is
+// held.
+func (s *slot) runningLocked() *incarnation {
+	switch s.state {
+	case control.Starting, control.Ready, control.Draining, control.Unhealthy:
+		return s.cur
+	}
+	return nil
+}
+
 // status reports the slot as `status` shows it.
 func (s *slot) status() control.ReplicaStatus {
 	s.mu.Lock()
@@ -281,7 +301,7 @@ func (s *slot) status() control.ReplicaStatus {
 		st.Requests += s.prev.be.Requests()
 		st.Errors += s.prev.be.Errors()
 	}
-	running := inc != nil && (s.state == control.Starting || s.state == control.Ready || s.state == control.Draining || s.state == control.Unhealthy)
+	running := inc != nil && s.runningLocked() != nil
 	s.mu.Unlock()
 	if inc != nil {
 		st.Port = inc.port

@@ -77,6 +77,7 @@ func (s *Supervisor) Status() control.Status {
 		MaxConns:       s.opts.MaxConns,
 		MaxUpgraded:    s.opts.MaxUpgraded,
 	}
+	st.SendTimeouts, st.UpstreamTimeouts = stats.SendTimeouts, stats.UpstreamTimeouts
 	for _, sl := range slots {
 		st.Replicas = append(st.Replicas, sl.status())
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"strconv"
 	"sync"
 	"time"
 
@@ -77,7 +76,7 @@ func New(opts Options) (*Supervisor, error) {
 	s := &Supervisor{
 		opts:    c,
 		log:     c.Logger,
-		out:     replica.NewOutput(c.Stdout, c.Stderr, len("replica-")+len(strconv.Itoa(c.Replicas))),
+		out:     newOutput(c),
 		usage:   replica.NewSampler(time.Second),
 		started: time.Now(),
 		slots:   make(map[int]*slot),

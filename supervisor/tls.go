@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -78,13 +77,13 @@ func (c *certificate) tlsConfig() *tls.Config {
 // loadKeyPair reads a PEM certificate (chain) and its private key, with
 // errors that name the file at fault and its flag.
 func loadKeyPair(certFile, keyFile string) (*tls.Certificate, error) {
-	certPEM, err := os.ReadFile(certFile)
+	certPEM, err := readPEMFile(certFile)
 	if err != nil {
-		return nil, fmt.Errorf("--tls-cert %s: %v", certFile, pathErr(err))
+		return nil, fmt.Errorf("--tls-cert %s: %v", certFile, err)
 	}
-	keyPEM, err := os.ReadFile(keyFile)
+	keyPEM, err := readPEMFile(keyFile)
 	if err != nil {
-		return nil, fmt.Errorf("--tls-key %s: %v", keyFile, pathErr(err))
+		return nil, fmt.Errorf("--tls-key %s: %v", keyFile, err)
 	}
 	if !hasPEM(certPEM, func(t string) bool { return t == "CERTIFICATE" }) {
 		return nil, fmt.Errorf("--tls-cert %s: no PEM CERTIFICATE block in it", certFile)

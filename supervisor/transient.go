@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"syscall"
 
+	"github.com/mattingctl/mattingctl/internal/pidbudget"
 	"github.com/mattingctl/mattingctl/replica"
 )
 
@@ -33,5 +34,17 @@ func (s *slot) startPrimary(port int) (*incarnation, error) {
 		}
 		return nil, fmt.Errorf("%s: checking port %d: %w", s.name, port, err) // out of descriptors, say
 	}
-	return s.launch(port, true)
+	refused := pidbudget.Refused()
+	inc, err := s.launch(port, true)
+	switch {
+	case inc == nil && err != nil:
+		err = explainTaskLimit(err)
+	case inc != nil && err != nil && pidbudget.Refused() > refused:
+		// It started, but a pids limit refused forks meanwhile: a process
+		// that cannot start its threads dies, and that is the limit's
+		// doing, to retry, not a broken command to give up on. launch
+		// has killed it.
+		return nil, starvedStart(fmt.Errorf("%s (port %d) %w", s.name, port, err))
+	}
+	return inc, err
 }

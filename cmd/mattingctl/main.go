@@ -8,9 +8,16 @@ package main
 import (
 	"fmt"
 	"os"
+
+	"github.com/mattingctl/mattingctl/replica"
 )
 
 func main() {
+	// `up` runs mattingctl again as its instance's reaper (replica.Reaper),
+	// which is no command a user types.
+	if len(os.Args) > 1 && os.Args[1] == replica.ReaperArg {
+		os.Exit(replica.RunReaper(os.Args[2:], os.Stdin, os.Stderr))
+	}
 	f := defaultFactory()
 	if err := newRootCmd(f, runFuncs{}).Execute(); err != nil {
 		fmt.Fprintln(f.ErrOut, "mattingctl:", err)

@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/mattingctl/mattingctl/internal/admin"
+	"github.com/mattingctl/mattingctl/internal/logsafe"
 	"github.com/mattingctl/mattingctl/internal/nonblock"
 	"github.com/mattingctl/mattingctl/replica"
 )
@@ -42,7 +43,8 @@ func newUpOutput(out, errOut io.Writer, logOpts hclog.LoggerOptions) *upOutput {
 		},
 	})
 	logOpts.Output = o.errOut
-	o.log = hclog.New(&logOpts)
+	// One line per call, whatever a client put in a path it logs.
+	o.log = logsafe.Wrap(hclog.New(&logOpts))
 	if sameFile(out, errOut) {
 		o.out = o.errOut
 		return o

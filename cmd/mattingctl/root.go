@@ -32,14 +32,19 @@ type factory struct {
 	Out, ErrOut io.Writer
 	// Client connects to the instance called name.
 	Client func(name string) (instanceClient, error)
+	// Self is this mattingctl binary, which `up` runs again as its
+	// instance's reaper; empty (as in tests) means no reaper.
+	Self string
 }
 
 // defaultFactory writes to the process's stdout and stderr and reaches
 // instances through their control sockets.
 func defaultFactory() *factory {
+	self, _ := os.Executable() // without it, no reaper
 	return &factory{
 		Out:    os.Stdout,
 		ErrOut: os.Stderr,
+		Self:   self,
 		Client: func(name string) (instanceClient, error) {
 			c, err := control.Connect("", name)
 			if err != nil {

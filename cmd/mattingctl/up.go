@@ -62,6 +62,7 @@ Ctrl-C or SIGTERM stops gracefully; a second one stops at once.`,
 			}
 			opts.Name = g.Name
 			opts.Argv = os.Args[1:]
+			opts.Reaper = f.Self
 			if runF != nil {
 				return runF(opts)
 			}
@@ -103,8 +104,9 @@ func addUpFlags(fl *pflag.FlagSet, o *upOptions) {
 		fl.Var(intFlag{&o.Retries, 0}, "retries", "times a request is sent again when a replica refuses, resets or drops it before answering; every delivery counts, and two that kill or reset a replica end it with 502 (0: off)")
 		fl.Var(durationFlag{&o.Quarantine, true}, "quarantine", "refuse at once, with the same 502, a request (method, path and body) whose deliveries killed or reset replicas twice, for this long (0: never)")
 		fl.Var(durationFlag{&o.ConnectTimeout, false}, "connect-timeout", "limit on connecting to a replica (more than 0)")
-		fl.Var(durationFlag{&o.UpstreamTimeout, false}, "upstream-timeout", "limit on waiting for a replica's response (more than 0)")
+		fl.Var(durationFlag{&o.UpstreamTimeout, false}, "upstream-timeout", "limit on waiting for a replica's response headers, and on each pause in its body (more than 0)")
 		fl.Var(durationFlag{&o.ClientTimeout, false}, "client-timeout", "limit on reading a client's headers, and on each pause in its body (more than 0)")
+		fl.Var(durationFlag{&o.SendTimeout, false}, "send-timeout", "limit on each write to a client that takes nothing; past it the response is broken off (more than 0)")
 		fl.Var(&positiveSize{sizeValue{&o.MaxBody}}, "max-body", "largest request body accepted; larger gets 413 (more than 0)")
 		fl.Var(autoInt{&o.MaxConns, false}, "max-conns", "client connections open at once; past it new ones wait in the kernel's backlog (auto or 0: from ulimit -n, once descriptors are kept for the replicas, room to scale, the admin and control listeners and --max-upgraded; at most 65536)")
 		fl.Var(&autoSize{&o.MaxBuffer, o.MaxBuffer}, "max-buffer", "request bodies held in memory in all; past it they go to --buffer-dir (auto: a quarter of RAM, at most 1GiB; 0: none in memory)")
@@ -114,7 +116,7 @@ func addUpFlags(fl *pflag.FlagSet, o *upOptions) {
 		fl.Var(&sizeValue{&o.MinUploadRate}, "min-upload-rate", "slowest a request body may arrive, in bytes a second on average, once --upload-grace has passed; slower gets 408 (0: no minimum)")
 		fl.Var(durationFlag{&o.UploadGrace, true}, "upload-grace", "time a request body may take before --min-upload-rate applies (0: none)")
 		fl.Var(autoString{&o.BufferDir, "dir"}, "buffer-dir", "directory for request bodies that do not fit in memory (auto: mattingctl-NAME-HASH in the system temp directory)")
-		fl.Var(&sizeValue{&o.ResponseBuffer}, "response-buffer", "read a response with a Content-Length up to SIZE from the replica ahead of a slow client, in --max-buffer, so the replica is free once it has sent it; streams pass through (0: off)")
+		fl.Var(&sizeValue{&o.ResponseBuffer}, "response-buffer", "memory per client connection for responses read from the replica ahead of a slow client, in --max-buffer; the rest goes to --buffer-dir, so the replica is free once it has sent the response; streams pass through (0: off)")
 		fl.Var(autoInt{&o.MaxUpgraded, true}, "max-upgraded", "WebSocket (upgraded) connections open at once, over all replicas; past it 503. They hold no --max-inflight slot, and two file descriptors each (auto or 0: a third of --max-conns, within ulimit -n; with --max-inflight 0, --max-conns)")
 	})
 	inGroup(fl, headingHealth, func() {
@@ -146,6 +148,7 @@ func addUpFlags(fl *pflag.FlagSet, o *upOptions) {
 		fl.StringVar(&o.LogFormat, "log-format", o.LogFormat, "log format: text, or json for machines (hclog's JSON)")
 		fl.Var(accessLogFlag{&o.AccessLog}, "access-log", "write a line per request to PATH (appended to, reopened on SIGHUP), or to stdout with - (off: none)")
 		fl.StringVar(&o.AccessLogFormat, "access-log-format", o.AccessLogFormat, "access log format: combined (nginx's, then bytes in, duration, replica, attempts, time queued) or json")
+		fl.Var(&sizeValue{&o.OutputRate}, "output-rate", "each replica's output (stdout and stderr) passed on per second; past it lines are dropped and counted (0: no bound)")
 	})
 	inGroup(fl, headingAdmin, func() {
 		fl.Var(autoString{&o.Admin, "address"}, "admin", "admin listener for /metrics, /livez, /readyz, HOST:PORT (auto: 127.0.0.1 and --port minus 1; none: off)")

@@ -129,12 +129,6 @@ func (l *Log) Start() error {
 	return nil
 }
 
-// openFile opens path for append. Access logs hold clients' addresses and
-// query strings: not readable by every user.
-func openFile(path string) (*os.File, error) {
-	return os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-}
-
 // Log queues rec to be written, or drops and counts it when the queue is
 // full or the Log is closed. It never blocks.
 func (l *Log) Log(rec Record) {

@@ -34,7 +34,7 @@ func NewMetrics(src StatusSource) *Metrics {
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricRequests,
-			Help: "Requests answered, by the replica that answered (empty: none) and the status code (499: the client went away).",
+			Help: "Requests answered, by the replica that answered (empty: none) and the status code (499: the client went away; 408, 504: a response broken off by the send or upstream timeout).",
 		}, []string{"replica", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: MetricRequestDuration,
@@ -88,6 +88,7 @@ var (
 	descRejected    = prometheus.NewDesc(MetricRejected, "Requests answered 503: queue full, queue timeout or no ready replica.", nil, nil)
 	descRetried     = prometheus.NewDesc(MetricRetried, "Attempts sent to another replica after one failed to answer.", nil, nil)
 	descFailed      = prometheus.NewDesc(MetricFailed, "Requests no replica answered (502, 504).", nil, nil)
+	descBrokenOff   = prometheus.NewDesc(MetricBrokenOff, "Responses the proxy broke off mid-way, by cause: send_timeout (the client took nothing for --send-timeout), upstream_timeout (the replica sent nothing for --upstream-timeout).", []string{"cause"}, nil)
 	descUp          = prometheus.NewDesc(MetricReplicaUp, "1 when the replica is ready and in rotation.", []string{"replica"}, nil)
 	descCPU         = prometheus.NewDesc(MetricReplicaCPU, "Replica CPU use, 100 = one core.", []string{"replica"}, nil)
 	descRSS         = prometheus.NewDesc(MetricReplicaRSS, "Resident memory of the replica's processes.", []string{"replica"}, nil)
@@ -100,7 +101,7 @@ var (
 )
 
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInflight, descMaxInflight, descQueue, descRejected, descRetried, descFailed, descUp, descCPU, descRSS, descDesired, descConns, descMaxConns, descQuarantined, descQuarHits, descLimited} {
+	for _, d := range []*prometheus.Desc{descInflight, descMaxInflight, descQueue, descRejected, descRetried, descFailed, descBrokenOff, descUp, descCPU, descRSS, descDesired, descConns, descMaxConns, descQuarantined, descQuarHits, descLimited} {
 		ch <- d
 	}
 }
@@ -124,6 +125,8 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descQuarantined, st.Quarantined)
 	counter(descQuarHits, st.QuarantineHits)
 	counter(descLimited, st.ClientLimited)
+	ch <- prometheus.MustNewConstMetric(descBrokenOff, prometheus.CounterValue, float64(st.SendTimeouts), "send_timeout")
+	ch <- prometheus.MustNewConstMetric(descBrokenOff, prometheus.CounterValue, float64(st.UpstreamTimeouts), "upstream_timeout")
 	for _, r := range st.Replicas {
 		up := 0.0
 		if r.State == control.Ready {

@@ -12,6 +12,7 @@ const (
 	MetricRejected        = "mattingctl_rejected_total"                // counter: 503 from the queue or no replica
 	MetricRetried         = "mattingctl_retried_total"                 // counter
 	MetricFailed          = "mattingctl_failed_total"                  // counter: 502 and 504
+	MetricBrokenOff       = "mattingctl_responses_broken_off_total"    // counter {cause}: send or upstream timeout
 	MetricRestarts        = "mattingctl_replica_restarts_total"        // counter {replica, reason}
 	MetricReplicaUp       = "mattingctl_replica_up"                    // gauge {replica}: 1 when ready
 	MetricReplicaCPU      = "mattingctl_replica_cpu_percent"           // gauge {replica}
@@ -22,6 +23,7 @@ const (
 	MetricLogLinesDropped = "mattingctl_log_lines_dropped_total"       // counter: stdout/stderr blocked or gone
 
 	MetricAccessLogLinesDropped = "mattingctl_access_log_lines_dropped_total" // counter: access log slow, blocked or failing
+	MetricOutputLinesOverRate   = "mattingctl_output_lines_over_rate_total"   // counter: replica output past --output-rate
 
 	MetricQuarantined    = "mattingctl_quarantined_total"     // counter: requests that killed or reset replicas twice
 	MetricQuarantineHits = "mattingctl_quarantine_hits_total" // counter: requests refused at once as quarantined
@@ -31,7 +33,7 @@ const (
 // MetricNames lists every metric /metrics exports.
 var MetricNames = []string{
 	MetricRequests, MetricRequestDuration, MetricInflight, MetricMaxInflight, MetricQueueLength,
-	MetricRejected, MetricRetried, MetricFailed, MetricRestarts, MetricReplicaUp, MetricReplicaCPU,
+	MetricRejected, MetricRetried, MetricFailed, MetricBrokenOff, MetricRestarts, MetricReplicaUp, MetricReplicaCPU,
 	MetricReplicaRSS, MetricReplicasDesired, MetricConns, MetricMaxConns, MetricLogLinesDropped,
-	MetricAccessLogLinesDropped, MetricQuarantined, MetricQuarantineHits, MetricClientLimited,
+	MetricAccessLogLinesDropped, MetricOutputLinesOverRate, MetricQuarantined, MetricQuarantineHits, MetricClientLimited,
 }

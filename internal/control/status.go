@@ -58,6 +58,12 @@ type Status struct {
 	Quarantined    uint64 `json:"quarantined"`
 	QuarantineHits uint64 `json:"quarantine_hits"`
 	ClientLimited  uint64 `json:"client_limited"`
+	// SendTimeouts counts the responses the proxy broke off because their
+	// client took nothing for --send-timeout, UpstreamTimeouts those broken
+	// off because their replica sent nothing for --upstream-timeout after
+	// its response headers.
+	SendTimeouts     uint64 `json:"send_timeouts"`
+	UpstreamTimeouts uint64 `json:"upstream_timeouts"`
 	// Replicas lists every replica by id. A replica removed by a scale-down
 	// stays listed, draining, until its process has stopped, so it can
 	// appear next to a new replica with the same id.

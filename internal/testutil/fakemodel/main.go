@@ -22,10 +22,14 @@
 // it appends "PID start METHOD URI" to FILE when a request arrives and
 // "PID end METHOD URI" once it has been served, before the answer is
 // written, so that a test can tell what reached which process in what
-// order; status=CODE answers with that status. With -poison S a request
-// whose body contains S gets its connection reset, after sleep=, as a
-// model server whose handler raises on one input does; each such delivery
-// prints "fakemodel replica N: poison request, resetting" on stderr.
+// order; status=CODE answers with that status. With size=, chunked=1
+// sends the bytes without a Content-Length (chunked), and stall=DURATION
+// sends the headers and the first half of the bytes, then nothing more
+// for that long (or until the client goes away), as a replica wedged
+// mid-response. With -poison S a request whose body contains S gets its
+// connection reset, after sleep=, as a model server whose handler raises
+// on one input does; each such delivery prints "fakemodel replica N:
+// poison request, resetting" on stderr.
 package main
 
 import (
@@ -155,7 +159,8 @@ func main() {
 			return
 		}
 		if size := q.Get("size"); size != "" {
-			writeSized(w, size)
+			stall, _ := time.ParseDuration(q.Get("stall"))
+			writeSized(w, r, size, q.Get("chunked") != "", stall)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
@@ -207,8 +212,9 @@ func main() {
 	}
 }
 
-// writeSized answers n bytes, byte i being i%251, with a Content-Length.
-func writeSized(w http.ResponseWriter, size string) {
+// writeSized answers n bytes, byte i being i%251, with a Content-Length
+// unless chunked; with stall, it stops for that long halfway.
+func writeSized(w http.ResponseWriter, r *http.Request, size string, chunked bool, stall time.Duration) {
 	mult := int64(1)
 	for _, u := range []struct {
 		suffix string
@@ -226,17 +232,36 @@ func writeSized(w http.ResponseWriter, size string) {
 	}
 	n *= mult
 	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+	if !chunked {
+		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+	}
 	buf := make([]byte, 251*256)
 	for i := range buf {
 		buf[i] = byte(i % 251)
 	}
-	for n > 0 {
-		k := min(n, int64(len(buf)))
-		if _, err := w.Write(buf[:k]); err != nil {
+	half := n / 2
+	if stall == 0 {
+		half = -1
+	}
+	for sent := int64(0); sent < n; {
+		if sent == half {
+			w.(http.Flusher).Flush()
+			select {
+			case <-time.After(stall):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		// Byte i is i%251 whatever the writes' sizes: each starts where
+		// the pattern is.
+		k := min(n-sent, int64(len(buf))-sent%251)
+		if half > sent {
+			k = min(k, half-sent)
+		}
+		if _, err := w.Write(buf[sent%251 : sent%251+k]); err != nil {
 			return
 		}
-		n -= k
+		sent += k
 	}
 }
 
