@@ -171,10 +171,7 @@ func TestAccessLogOutcomes(t *testing.T) {
 		}
 		fmt.Fprint(conn, "GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
 		g.waitArrivals(t, 1)
-		// A reset, not a FIN: a half-closed client still waits for its
-		// answer (halfclose.go).
-		_ = conn.(*net.TCPConn).SetLinger(0)
-		conn.Close()
+		conn.Close() // a FIN is enough (clientconn.go)
 		got := rec.wait(t, 1)[0]
 		if got.Status != StatusClientGone || got.Replica != "replica-1" || got.Attempts != 1 || got.BytesOut != 0 {
 			t.Errorf("%+v; want 499 from replica-1, nothing sent", got)

@@ -52,13 +52,21 @@ type Backend struct {
 
 	// Guarded by the owning Balancer's mu.
 	inRotation bool
-	ejected    bool          // out of rotation by markFailed, until added or removed
-	idle       chan struct{} // closed when out of rotation and inflight and upgraded are 0
-	current    int           // smooth weighted round robin's running weight
-	latency    float64       // peak-EWMA of response time, in seconds
-	latencyAt  time.Time     // when latency was last updated
-	head, tail *attempt      // attempts in flight, oldest first
-	hist       latencyHist   // recent response times, for LatencyP99
+	ejected    bool                 // out of rotation by markFailed, until added or removed
+	idle       chan struct{}        // closed when out of rotation and inflight and upgraded are 0
+	current    int                  // smooth weighted round robin's running weight
+	latency    float64              // peak-EWMA of response time, in seconds
+	latencyAt  time.Time            // when latency was last updated
+	head, tail *attempt             // attempts in flight, oldest first
+	hist       latencyHist          // recent response times, for LatencyP99
+	harms      [harmRing]harmRecord // its last deliveries that it reset or died of (poison.go)
+	harmNext   int                  // where the next goes in harms
+	removedAt  time.Time            // when its owner took it out of rotation (Remove); zero while in it
+
+	// spokeHTTP1 is set once it has answered a request over HTTP/1.1;
+	// protocol holds what speaksOnlyH2C found (upstream.go).
+	spokeHTTP1 atomic.Bool
+	protocol   atomic.Int32
 }
 
 // NewBackend returns a backend named name at addr, not yet in rotation.

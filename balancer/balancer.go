@@ -74,8 +74,9 @@ type Balancer struct {
 	proxy     *httputil.ReverseProxy
 	transport *http.Transport
 	server    *http.Server
-	bufs      *buffers  // the request bodies' budgets
-	watchers  *watchers // checks the requests' watchdogs (watchdog.go)
+	bufs      *buffers      // the request bodies' budgets
+	clients   *clientShares // each client address's share of them
+	watchers  *watchers     // checks the requests' watchdogs (watchdog.go)
 
 	// mu guards pool, queue, scratch, serviceTime, ejected and every
 	// backend's inflight, inRotation, ejected, idle, current and latency.
@@ -98,6 +99,13 @@ type Balancer struct {
 	// (unix nanoseconds), to log it once a minute.
 	spoolWarned atomic.Int64
 
+	quarantine     *quarantine   // requests that broke backends twice (poison.go)
+	quarantined    atomic.Uint64 // requests put in quarantine
+	quarantineHits atomic.Uint64 // requests answered 502 because they were quarantined
+	exchanges      atomic.Uint64 // the last exchange.id given
+	limited        atomic.Uint64 // uploads refused or cut for their client address's share or pace
+	resetters      resetters     // addresses closed for rapid reset (clientconn.go)
+
 	h2c *h2cUpgrades // connections switched to HTTP/2 by Upgrade: h2c
 	// connGoroutines counts the server's connections whose goroutine has
 	// not ended, for Serve to wait for after a shutdown.
@@ -118,12 +126,22 @@ type Stats struct {
 	// Conns is the number of client connections open now, at most
 	// Options.MaxConns.
 	Conns int64
-	// MemoryBuffered and DiskBuffered are the bytes of request bodies held
-	// in memory and on disk now (reserved: a chunk, or a spilled body's
-	// declared length); MemoryBuffered includes responses read ahead of
-	// their clients (ResponseBuffer).
+	// MemoryBuffered and DiskBuffered are the bytes held in memory and on
+	// disk now by request bodies, reserved as they arrive, and by
+	// responses read ahead of their clients (ResponseBuffer), a chunk at
+	// a time.
 	MemoryBuffered int64
 	DiskBuffered   int64
+	// Quarantined counts the requests put in quarantine: their deliveries
+	// killed or reset replicas twice, each time alone (Options.Quarantine);
+	// QuarantineHits the requests then answered 502 at once as
+	// quarantined. Both are counted in Failed too.
+	Quarantined    uint64
+	QuarantineHits uint64
+	// Limited counts the uploads refused (429) because their client
+	// address was over its share, or cut (408) because they were slower
+	// than Options.MinUploadRate.
+	Limited uint64
 	// SendTimeouts counts the responses broken off because their client
 	// took nothing for Options.SendTimeout, UpstreamTimeouts those broken
 	// off because their backend sent nothing for Options.UpstreamTimeout
@@ -143,6 +161,9 @@ func (b *Balancer) Stats() Stats {
 
 		MemoryBuffered: b.bufs.mem.Load(),
 		DiskBuffered:   b.bufs.disk.Load(),
+		Quarantined:    b.quarantined.Load(),
+		QuarantineHits: b.quarantineHits.Load(),
+		Limited:        b.limited.Load(),
 
 		SendTimeouts:     b.outcomes.brokenOff[sendTimeout].Load(),
 		UpstreamTimeouts: b.outcomes.brokenOff[upstreamTimeout].Load(),
@@ -155,7 +176,11 @@ func (b *Balancer) Stats() Stats {
 func New(opts Options) *Balancer {
 	opts.resolve()
 	b := &Balancer{opts: opts, bufs: newBuffers(opts.MaxBuffer, opts.MaxDiskBuffer, opts.BufferDir),
+		quarantine: newQuarantine(opts.Quarantine), clients: newClientShares(opts.MaxClientUploads, opts.maxClientBuffer()),
 		watchers: newWatchers(opts.UpstreamTimeout, opts.SendTimeout)}
+	b.bufs.onRemade = func(dir string) {
+		opts.Logger.Warn("the buffer directory had gone (a tmp cleaner?): made it again", "dir", dir)
+	}
 	b.transport = &http.Transport{
 		Proxy: nil,
 		DialContext: (&net.Dialer{
@@ -163,10 +188,13 @@ func New(opts Options) *Balancer {
 			KeepAlive: 30 * time.Second,
 		}).DialContext,
 		// The default keeps 2 idle connections per host, which under load
-		// means a new TCP connection for most requests.
+		// means a new TCP connection for most requests; more than a
+		// backend's cap of requests in flight, and a few being closed or
+		// set up, would only idle (a flood of cancelled requests once left
+		// 1,100 for 90 s).
 		MaxIdleConns:          0,
-		MaxIdleConnsPerHost:   1024,
-		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConnsPerHost:   maxIdlePerBackend(opts.MaxInflight),
+		IdleConnTimeout:       upstreamIdleTimeout,
 		ResponseHeaderTimeout: opts.UpstreamTimeout,
 		DisableCompression:    true,
 		// A request the size of the original load test's (~220 KB) fits the write
@@ -224,6 +252,7 @@ func (b *Balancer) Add(be *Backend) {
 	}
 	be.inRotation = true
 	be.idle = nil
+	be.removedAt = time.Time{}
 	b.unejectLocked(be)
 	b.pool = append(b.pool, be)
 	b.dispatchLocked()
@@ -237,6 +266,9 @@ func (b *Balancer) Remove(be *Backend) <-chan struct{} {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.removeLocked(be)
+	if be.removedAt.IsZero() {
+		be.removedAt = time.Now()
+	}
 	if be.idle != nil {
 		return be.idle // already draining: the earlier caller waits too
 	}
@@ -274,7 +306,7 @@ func (b *Balancer) Serve(ln net.Listener) error {
 		close(stop)
 		<-summarized
 	}()
-	if err := b.server.Serve(b.tlsListener(trackingListener{ln})); !errors.Is(err, http.ErrServerClosed) {
+	if err := b.server.Serve(b.tlsListener(ln)); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	// Shut down: every connection ends by the end of Shutdown.
@@ -296,6 +328,20 @@ func (b *Balancer) Shutdown(ctx context.Context) error {
 	}
 	b.transport.CloseIdleConnections()
 	return err
+}
+
+// upstreamIdleTimeout is how long a connection to a backend is kept idle
+// for reuse: long enough for any steady load, short enough that a burst's
+// connections do not linger.
+const upstreamIdleTimeout = 30 * time.Second
+
+// maxIdlePerBackend is how many idle connections are kept per backend: its
+// cap of requests in flight, plus a few, or 1024 with no cap.
+func maxIdlePerBackend(maxInflight int) int {
+	if maxInflight <= 0 {
+		return 1024
+	}
+	return maxInflight + 4
 }
 
 // bufferPool lends the proxy its 32 KiB copy buffers.

@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"crypto/sha256"
 	"io"
 	"net/http/httptrace"
 	"os"
@@ -21,8 +22,10 @@ import (
 // is harmless: the response it was writing for has been sent.
 type bufferedBody struct {
 	bufs     *buffers
-	declared int64    // the Content-Length, or -1
-	chunks   [][]byte // in memory: each full but the last; nil once spilled
+	shares   *clientShares
+	share    *clientShare // its client address's, charged what it reserves
+	declared int64        // the Content-Length, or -1
+	chunks   [][]byte     // in memory: each full but the last; nil once spilled
 	pooled   []*[chunkSize]byte
 	file     *os.File // on disk: nil until spilled
 	size     int64
@@ -75,6 +78,8 @@ func (b *bufferedBody) done() {
 	b.dropFile()
 	b.bufs.releaseMem(b.memHeld)
 	b.bufs.releaseDisk(b.diskHeld)
+	b.share.bytes.Add(-b.memHeld - b.diskHeld)
+	b.shares.end(b.share)
 	b.memHeld, b.diskHeld = 0, 0
 	b.unref()
 }
@@ -119,4 +124,24 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	return n, nil
+}
+
+// key returns the quarantine key of the request with method, uri and body
+// b (nil: none): the SHA-256 of the three, each ended by a zero byte
+// except the body.
+func (b *bufferedBody) key(method, uri string) quarantineKey {
+	h := sha256.New()
+	_, _ = io.WriteString(h, method+"\x00"+uri+"\x00")
+	switch {
+	case b == nil:
+	case b.file != nil:
+		_, _ = io.Copy(h, io.NewSectionReader(b.file, 0, b.size))
+	default:
+		for _, c := range b.chunks {
+			h.Write(c)
+		}
+	}
+	var k quarantineKey
+	h.Sum(k[:0])
+	return k
 }

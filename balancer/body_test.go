@@ -77,11 +77,9 @@ func TestBodyBufferLifetime(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			bufs := newBuffers(1<<20, 0, t.TempDir())
-			b, err := bufs.newBody(-1) // unknown length: a pooled chunk
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := b.fill(strings.NewReader("payload")); err != nil {
+			b := newTestBody(t, bufs, -1) // unknown length
+			// Past the first chunk: the rest is in a pooled one.
+			if err := b.fill(strings.NewReader(strings.Repeat("p", firstChunk+10))); err != nil {
 				t.Fatal(err)
 			}
 			traces := make([]func(), tt.attempts)

@@ -10,9 +10,9 @@ import (
 	"sync/atomic"
 )
 
-// Request bodies are held in chunks of chunkSize bytes, and reserved a
-// chunk at a time as they arrive: a client that declares 50 MiB and sends
-// little costs little.
+// Request bodies are held in chunks of chunkSize bytes (after a smaller
+// first one, readbody.go), and reserved a chunk at a time as they arrive:
+// a client that declares 50 MiB and sends little costs little.
 const chunkSize = 64 << 10
 
 // BufferFilePattern names the files bodies are spilled to, as
@@ -50,6 +50,9 @@ type buffers struct {
 	maxMem  int64 // 0: no body in memory
 	maxDisk int64 // 0: no body on disk
 	dir     string
+	// onRemade is told when the directory was made again (bufferdir.go);
+	// nil: nobody is.
+	onRemade func(dir string)
 
 	mem  atomic.Int64 // bytes of memory reserved by bodies
 	disk atomic.Int64 // bytes of disk reserved by bodies
@@ -72,6 +75,12 @@ func (b *buffers) reserveMem(n int64, first bool) bool {
 }
 
 func (b *buffers) releaseMem(n int64) { b.mem.Add(-n) }
+
+// hasRoom reports whether a body's first n bytes would find room now, in
+// memory or on disk; nothing is reserved.
+func (b *buffers) hasRoom(n int64) bool {
+	return b.mem.Load()+n <= b.maxMem || b.disk.Load()+1 <= b.maxDisk
+}
 
 // reserveDisk reserves n bytes of disk for a body.
 func (b *buffers) reserveDisk(n int64) bool { return reserve(&b.disk, n, b.maxDisk) }

@@ -18,47 +18,71 @@ import (
 	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
-// TestDeclaredLengthReservesWhatArrived: a body declaring 50 MiB reserves
-// one chunk up front, and then only as its bytes arrive.
-func TestDeclaredLengthReservesWhatArrived(t *testing.T) {
-	bufs := newBuffers(1<<30, 0, t.TempDir())
-	body, err := bufs.newBody(50 << 20)
+// newTestBody starts a body of the declared length in bufs, from a client
+// address with no cap on its share.
+func newTestBody(t *testing.T, bufs *buffers, declared int64) *bufferedBody {
+	t.Helper()
+	shares := newClientShares(0, 0)
+	share, err := shares.begin("192.0.2.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := bufs.mem.Load(); got != chunkSize {
-		t.Fatalf("reserved %d bytes up front for a declared 50 MiB, want %d", got, chunkSize)
+	body, err := bufs.newBody(declared, shares, share)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body
+}
+
+// TestBodyIsChargedByBytesReceived: a body declaring 50 MiB reserves
+// nothing up front, then a small first chunk at its first byte, then
+// pooled chunks only as its bytes arrive; its client's share is charged
+// the same.
+func TestBodyIsChargedByBytesReceived(t *testing.T) {
+	bufs := newBuffers(1<<30, 0, t.TempDir())
+	body := newTestBody(t, bufs, 50<<20)
+	if got := bufs.mem.Load(); got != 0 {
+		t.Fatalf("reserved %d bytes before a byte of a declared 50 MiB arrived, want 0", got)
 	}
 	pr, pw := io.Pipe()
 	filled := make(chan error, 1)
 	go func() { filled <- body.fill(pr) }()
 	sent := 0
-	for _, n := range []int{1, chunkSize - 1, 1, 3 * chunkSize, 100} {
+	for _, n := range []int{1, firstChunk - 1, 1, chunkSize - 1, 1, 3 * chunkSize, 100} {
 		if _, err := pw.Write(make([]byte, n)); err != nil {
 			t.Fatal(err)
 		}
 		sent += n
 		// Each chunk is reserved once its first byte has arrived: the
-		// reservation is what arrived rounded up to whole chunks.
-		want := int64((sent + chunkSize - 1) / chunkSize * chunkSize)
-		testutil.WaitFor(t, settle, fmt.Sprintf("%d bytes reserved after %d sent", want, sent), func() bool { return bufs.mem.Load() == want })
+		// first chunk, then what arrived past it rounded up to whole
+		// chunks.
+		want := int64(firstChunk)
+		if past := sent - firstChunk; past > 0 {
+			want += int64((past + chunkSize - 1) / chunkSize * chunkSize)
+		}
+		testutil.WaitFor(t, settle, fmt.Sprintf("%d bytes reserved after %d sent", want, sent), func() bool {
+			return bufs.mem.Load() == want && body.share.bytes.Load() == want
+		})
 	}
 	pw.Close()
 	if err := <-filled; err != nil {
 		t.Fatal(err)
 	}
 	body.done()
-	if got := bufs.mem.Load(); got != 0 {
-		t.Errorf("%d bytes still reserved after the request ended", got)
+	if got, share := bufs.mem.Load(), body.share.bytes.Load(); got != 0 || share != 0 {
+		t.Errorf("%d bytes still reserved (%d charged to the client) after the request ended", got, share)
 	}
 }
 
 // TestSmallBodyReservesItsLength: a body declared 16 KiB at most reserves
-// its own length, not a chunk.
+// its own length, not a chunk, once its first byte arrives.
 func TestSmallBodyReservesItsLength(t *testing.T) {
 	bufs := newBuffers(1<<20, 0, t.TempDir())
-	body, err := bufs.newBody(100)
-	if err != nil {
+	body := newTestBody(t, bufs, 100)
+	if got := bufs.mem.Load(); got != 0 {
+		t.Errorf("reserved %d bytes before the body's first", got)
+	}
+	if err := body.fill(strings.NewReader(strings.Repeat("b", 100))); err != nil {
 		t.Fatal(err)
 	}
 	if got := bufs.mem.Load(); got != 100 {
@@ -78,10 +102,7 @@ func TestSpillToDisk(t *testing.T) {
 	}
 	for _, declared := range []int64{int64(len(payload)), -1} {
 		t.Run("declared "+strconv.FormatInt(declared, 10), func(t *testing.T) {
-			body, err := bufs.newBody(declared)
-			if err != nil {
-				t.Fatal(err)
-			}
+			body := newTestBody(t, bufs, declared)
 			if err := body.fill(bytes.NewReader(payload)); err != nil {
 				t.Fatal(err)
 			}
@@ -123,22 +144,24 @@ func bufferFiles(t *testing.T, dir string) []string {
 // TestBufferBudgets fills both budgets with uploads in progress: a request
 // arriving then is answered 503 with Retry-After before it sends a byte of
 // its body, and one already admitted whose body outgrows memory when the
-// disk is full gets 503 too. Once the uploads end, the budgets are free.
+// disk is full gets 503 too. Bodies are charged what they have received,
+// not what they declare. Once the uploads end, the budgets are free.
 func TestBufferBudgets(t *testing.T) {
 	dir := t.TempDir()
 	be := newTestBackend(t, 1, echo)
-	bal, srv := newTestBalancer(t, testOptions(func(o *Options) { o.MaxBuffer = 2 * chunkSize; o.MaxDiskBuffer = 1 << 20; o.BufferDir = dir }), be.Backend)
+	const memory, disk = 2 * firstChunk, 1 << 20
+	bal, srv := newTestBalancer(t, testOptions(func(o *Options) { o.MaxBuffer = memory; o.MaxDiskBuffer = disk; o.BufferDir = dir }), be.Backend)
 	bufs := bal.bufs
 
-	// A: declares 1 MiB and sends 200 KiB: past the memory budget, it
-	// spills and reserves the whole disk budget.
-	a := startUpload(t, srv, 1<<20, 200<<10)
-	testutil.WaitFor(t, settle, "A on disk", func() bool { return bufs.disk.Load() == 1<<20 && len(bufferFiles(t, dir)) == 1 })
-	// B and C: a first chunk each fills the memory budget; C's whole body
-	// fits in its chunk.
-	b := startUpload(t, srv, 100<<10, 10<<10)
-	c := startUpload(t, srv, chunkSize, 10<<10)
-	testutil.WaitFor(t, settle, "memory full", func() bool { return bufs.mem.Load() == 2*chunkSize })
+	// A: declares one byte more than the disk budget and sends the rest:
+	// past the memory budget, it spills, and fills the disk.
+	a := startUpload(t, srv, disk+1, disk)
+	testutil.WaitFor(t, settle, "A on disk", func() bool { return bufs.disk.Load() == disk && len(bufferFiles(t, dir)) == 1 })
+	// B and C: a byte each, and their first chunks fill the memory
+	// budget; C's whole body fits in its first chunk.
+	b := startUpload(t, srv, 100<<10, 1)
+	c := startUpload(t, srv, firstChunk, 1)
+	testutil.WaitFor(t, settle, "memory full", func() bool { return bufs.mem.Load() == memory })
 
 	for name, head := range map[string]string{
 		"declared": "POST /d HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n",
@@ -165,26 +188,27 @@ func TestBufferBudgets(t *testing.T) {
 		})
 	}
 
-	// B outgrows its chunk: memory past 7/8 is kept for first chunks, and
-	// the disk is full.
+	// B outgrows its first chunk: memory is full, and so is the disk.
 	b.send(t, 90<<10)
 	if resp := b.answer(t); resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("B: status %d, Retry-After %q; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
-	// A and C finish and are served.
-	a.send(t, 1<<20-200<<10)
-	c.send(t, chunkSize-10<<10)
-	for name, u := range map[string]*upload{"A": a, "C": c} {
-		if resp := u.answer(t); resp.StatusCode != http.StatusOK {
-			t.Errorf("%s: status %d, want 200", name, resp.StatusCode)
-		}
+	// A's last byte finds no disk either.
+	a.send(t, 1)
+	if resp := a.answer(t); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("A: status %d, want 503", resp.StatusCode)
+	}
+	// C finishes within its chunk and is served.
+	c.send(t, firstChunk-1)
+	if resp := c.answer(t); resp.StatusCode != http.StatusOK {
+		t.Errorf("C: status %d, want 200", resp.StatusCode)
 	}
 	testutil.WaitFor(t, settle, "budgets free", func() bool { return bufs.mem.Load() == 0 && bufs.disk.Load() == 0 })
 	if files := bufferFiles(t, dir); len(files) != 0 {
 		t.Errorf("files left after the requests: %v", files)
 	}
-	if n := be.hits.Load(); n != 2 {
-		t.Errorf("backend saw %d requests, want A's and C's", n)
+	if n := be.hits.Load(); n != 1 {
+		t.Errorf("backend saw %d requests, want C's only", n)
 	}
 }
 

@@ -459,8 +459,7 @@ func TestUpgradeRefusedOverH2C(t *testing.T) {
 }
 
 // TestH2ClientGoneCancelsItsCalls: a gRPC client that closes its
-// connection has its calls cancelled on the replicas; an HTTP/2 connection
-// has no half-close to wait out.
+// connection has its calls cancelled on the replicas.
 func TestH2ClientGoneCancelsItsCalls(t *testing.T) {
 	be := newGRPCBackend(t, 1)
 	_, addr := newServedBalancer(t, testOptions(func(o *Options) { o.UpstreamH2C = true }), be.Backend)

@@ -336,10 +336,10 @@ func TestH2CUpgradedConnectionDrainsOnShutdown(t *testing.T) {
 	}
 }
 
-// TestH2ClientLeavingWithFINCancelsItsStreams: an HTTP/1 client may
-// half-close after its request and still wait for the answer, but an
-// HTTP/2 connection that ends, even with a FIN, takes its streams with it:
-// the replica's request is cancelled, not served for nobody.
+// TestH2ClientLeavingWithFINCancelsItsStreams: an HTTP/2 connection that
+// ends, even with a FIN, takes its streams with it, as an HTTP/1 client's
+// FIN takes its request (clientconn.go): the replica's request is
+// cancelled, not served for nobody.
 func TestH2ClientLeavingWithFINCancelsItsStreams(t *testing.T) {
 	arrived, cancelled := make(chan struct{}), make(chan struct{})
 	be := newTestBackend(t, 1, func(w http.ResponseWriter, r *http.Request) {

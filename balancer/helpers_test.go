@@ -1,14 +1,12 @@
 package balancer
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -46,11 +44,13 @@ func newTestBackend(t *testing.T, id int, h http.HandlerFunc) *testBackend {
 
 // testOptions returns the options a test starts from, with set applied
 // when not nil: DefaultLimits with admission and retries off (no cap on
-// in-flight requests, no queue, no queue timeout, no retry), so that a
-// test turns on only the limits it is about.
+// in-flight requests, no queue, no queue timeout, no retry, no
+// quarantine, no client address's share or minimum upload rate), so that
+// a test turns on only the limits it is about.
 func testOptions(set func(*Options)) Options {
 	o := Options{Limits: DefaultLimits()}
 	o.MaxInflight, o.Queue, o.QueueTimeout, o.Retries = 0, 0, new(time.Duration(0)), 0
+	o.Quarantine, o.MaxClientUploads, o.MaxClientBuffer, o.MinUploadRate = 0, 0, new(int64(0)), 0
 	if set != nil {
 		set(&o)
 	}
@@ -61,39 +61,18 @@ func testOptions(set func(*Options)) Options {
 // backends in rotation.
 func newTestBalancer(t *testing.T, opts Options, backends ...*Backend) (*Balancer, *httptest.Server) {
 	t.Helper()
-	bal, srv, _ := newTrackedBalancer(t, opts, backends...)
-	return bal, srv
-}
-
-// newTrackedBalancer is newTestBalancer that also returns the client
-// connections the server has accepted so far.
-func newTrackedBalancer(t *testing.T, opts Options, backends ...*Backend) (*Balancer, *httptest.Server, func() []*trackedConn) {
-	t.Helper()
 	bal := New(opts)
 	for _, b := range backends {
 		bal.Add(b)
 	}
-	var mu sync.Mutex
-	var conns []*trackedConn
-	// As Serve does: track connections, to tell a half-close from a reset.
 	srv := httptest.NewUnstartedServer(bal)
-	srv.Listener = trackingListener{srv.Listener}
-	srv.Config.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
-		mu.Lock()
-		defer mu.Unlock()
-		conns = append(conns, c.(*trackedConn))
-		return connContext(ctx, c)
-	}
+	srv.Config.ConnContext = connContext // as Serve's server has it
 	srv.Start()
 	t.Cleanup(func() {
 		srv.Close()
 		bal.transport.CloseIdleConnections()
 	})
-	return bal, srv, func() []*trackedConn {
-		mu.Lock()
-		defer mu.Unlock()
-		return slices.Clone(conns)
-	}
+	return bal, srv
 }
 
 // echoed is what the echo handler saw of a request.

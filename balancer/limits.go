@@ -29,11 +29,20 @@ type Limits struct {
 	// limit: a request waits until a backend has room or its client goes
 	// away.
 	QueueTimeout *time.Duration
-	// Retries is how many more backends a request may be sent to when one
-	// refuses, resets or drops it before sending any response. A request
-	// during which a backend died is retried once at most, so one poison
-	// input cannot take down every backend in turn. Zero means none.
+	// Retries is how many more times a request may be sent to a backend
+	// when one refuses, resets or drops it before sending any response.
+	// Every delivery counts, whatever became of it; only a busy backend's
+	// refusal, which delivered nothing, does not, and is waited out
+	// within QueueTimeout. A request whose deliveries killed or reset
+	// backends twice is not sent again, so one poison input cannot take
+	// down every backend in turn. Zero means none.
 	Retries int
+	// Quarantine is how long a request whose deliveries killed or reset
+	// backends twice, each time alone (poison.go), is refused at once
+	// with the same 502 when it comes again: the same method, request URI
+	// and body, by SHA-256. Zero means never: a repeat is delivered
+	// afresh.
+	Quarantine time.Duration
 	// MaxBody is the largest request body accepted, in bytes; a larger one
 	// is answered 413 before anything reaches a backend. It must be more
 	// than zero.
@@ -69,24 +78,45 @@ type Limits struct {
 	MaxConns int
 	// MaxBuffer bounds the request bodies held in memory, whether being
 	// read, queued or in flight, and the responses read ahead of their
-	// clients (ResponseBuffer), in bytes. A body is reserved a 64 KiB
-	// chunk at a time as it arrives; one that finds no room goes to a file
-	// in BufferDir. Zero means none in memory: every body goes to disk.
+	// clients (ResponseBuffer), in bytes. A body is reserved a chunk at a
+	// time as it arrives (4 KiB, then 64 KiB); one that finds no room goes
+	// to a file in BufferDir. Zero means none in memory: every body goes
+	// to disk.
 	MaxBuffer int64
 	// MaxDiskBuffer bounds the request bodies, and the responses read
-	// ahead of their clients, held in files, in bytes; a request body is
-	// reserved its whole declared length when it goes to disk, a response
-	// what it has written. Past both budgets a request is answered 503
-	// with Retry-After, and a response is read from its backend only as
-	// fast as its client takes it. Zero means none on disk: a body that
-	// does not fit in memory gets 503.
+	// ahead of their clients, held in files, in bytes, charged as they
+	// arrive: a request body what it has received, a response what it has
+	// written. Past both budgets a request is answered 503 with
+	// Retry-After, and a response is read from its backend only as fast as
+	// its client takes it. Zero means none on disk: a body that does not
+	// fit in memory gets 503.
 	MaxDiskBuffer int64
+	// MaxClientUploads caps the request bodies one client address may be
+	// sending at once (the address of the connection, whatever
+	// X-Forwarded-For says); one more is answered 429 with Retry-After
+	// before it is read (clients.go). Zero means no cap.
+	MaxClientUploads int
+	// MaxClientBuffer caps the bytes of MaxBuffer and MaxDiskBuffer that
+	// one client address's bodies may hold, being received, queued or in
+	// flight; a body that would pass it is answered 429 with Retry-After.
+	// Nil means half of MaxBuffer plus MaxDiskBuffer; zero means no cap.
+	MaxClientBuffer *int64
+	// MinUploadRate is the slowest a client may send a request body, in
+	// bytes a second on average, once UploadGrace has passed since it
+	// began; a slower one is answered 408 and its connection closed.
+	// Zero means no minimum: only ClientTimeout bounds each pause.
+	MinUploadRate int64
+	// UploadGrace is how long a body may take before MinUploadRate
+	// applies; every byte received buys 1/MinUploadRate seconds more.
+	// Zero means none.
+	UploadGrace time.Duration
 	// BufferDir is where bodies that do not fit in memory are written,
 	// each to a file removed when its request ends (a response's file is
-	// removed as soon as it is created, and lives only while open). Empty means a directory
-	// under the system temp directory: the supervisor makes one of the
-	// instance's own (supervisor.DefaultBufferDir); a Balancer given empty
-	// uses os.TempDir() itself.
+	// removed as soon as it is created, and lives only while open); it is
+	// made again if it has gone. Empty means a directory under the system
+	// temp directory: the supervisor makes one of the instance's own
+	// (supervisor.DefaultBufferDir); a Balancer given empty uses
+	// os.TempDir() itself.
 	BufferDir string
 	// ResponseBuffer bounds the memory that the responses of one client
 	// connection hold ahead of their client, in bytes (the streams of an
@@ -123,9 +153,13 @@ func DefaultLimits() Limits {
 		MaxInflight: 8,
 		// Room for a flood of 1000 clients on 4 replicas, with ~220 MiB of
 		// the original load test's bodies at most.
-		Queue:           1024,
-		QueueTimeout:    nil, // the UpstreamTimeout value
-		Retries:         2,
+		Queue:        1024,
+		QueueTimeout: nil, // the UpstreamTimeout value
+		Retries:      2,
+		// Long enough that a client retrying a poison request in a loop
+		// costs nothing, short enough that a request that broke two
+		// replicas by bad luck is served again soon.
+		Quarantine:      time.Minute,
 		MaxBody:         50 << 20,
 		ClientTimeout:   time.Minute,
 		UpstreamTimeout: 600 * time.Second,
@@ -134,7 +168,16 @@ func DefaultLimits() Limits {
 		MaxConns:        0, // derived from the open-file limit
 		MaxBuffer:       defaultMaxBuffer(),
 		MaxDiskBuffer:   10 << 30,
-		BufferDir:       "", // a directory under the system temp directory
+		// Far more than one client's bodies arrive at once over a LAN,
+		// where a 220 KB body takes a few milliseconds; a client that
+		// opens more at once is slow, or attacking.
+		MaxClientUploads: 128,
+		MaxClientBuffer:  nil, // half of MaxBuffer plus MaxDiskBuffer
+		// Apache's RequestReadTimeout body=20,MinRate=500, at a round
+		// number: a phone on a poor link sends far faster.
+		MinUploadRate: 1 << 10,
+		UploadGrace:   20 * time.Second,
+		BufferDir:     "", // a directory under the system temp directory
 		// Envoy's per_connection_buffer_limit_bytes. A client that keeps
 		// up never has more than a few chunks waiting; a slower one spills
 		// to a file (the page cache, mostly), as nginx's proxy_buffering
@@ -156,6 +199,15 @@ func defaultMaxBuffer() int64 {
 		return maxDefaultMaxBuffer
 	}
 	return min(maxDefaultMaxBuffer, int64(vm.Total/4))
+}
+
+// maxClientBuffer is MaxClientBuffer resolved: nil is half of the two
+// budgets.
+func (l *Limits) maxClientBuffer() int64 {
+	if l.MaxClientBuffer == nil {
+		return (l.MaxBuffer + l.MaxDiskBuffer) / 2
+	}
+	return *l.MaxClientBuffer
 }
 
 // queueTimeout is QueueTimeout resolved: nil is the UpstreamTimeout value.

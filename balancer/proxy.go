@@ -66,7 +66,7 @@ func (a *attempt) done() {
 type exchange struct {
 	w     http.ResponseWriter // the access log's writer around the server's
 	r     *http.Request
-	ctx   context.Context // cancelled when the client goes away (requestContext)
+	ctx   context.Context // ends when the client goes away (clientconn.go) or watch breaks off
 	body  *bufferedBody
 	acc   *accessEntry // nil without an access log
 	start time.Time
@@ -77,6 +77,8 @@ type exchange struct {
 	try          int       // the attempt under way, 0 for the first
 	retry        retryState
 	avoid        *Backend // the backend the last try failed on
+	harms        []string // how its deliveries killed or reset backends, for the 502
+	id           uint64   // nonzero once a delivery of it failed (poison.go)
 
 	replica string   // the backend that answered, "" when none was chosen
 	code    int      // the client's status; 0 while unanswered or broken off
@@ -97,6 +99,9 @@ func (b *Balancer) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	x := &exchange{r: r, start: time.Now()}
 	x.w, x.acc = b.beginAccess(rw, r, x.start)
 	x.w = b.watch(x, rw)
+	// countRequest runs after finish, which settles the code of a
+	// response that broke off.
+	defer b.countRequest(x)
 	defer b.finish(x)
 	if b.refuseUpgradeOverH2C(x.w, r) {
 		x.code = http.StatusNotImplemented
@@ -115,10 +120,15 @@ func (b *Balancer) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer body.done()
-	ctx, cancel := requestContext(r)
+	// r's context, which ends when the client goes away, and which the
+	// watchdog ends too when it breaks the response off.
+	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	x.ctx, x.body = ctx, body
 	x.watch.setCancel(cancel)
+	if b.refuseQuarantined(x) {
+		return
+	}
 	x.deadline, x.callDeadline = b.deadlines(r, x.start)
 	for !b.proxyAttempt(x) {
 		x.try++
@@ -127,8 +137,12 @@ func (b *Balancer) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 
 // proxyAttempt makes one attempt at x: it waits for a backend and forwards
 // x to it. It returns true when x has been answered, by the backend or by
-// the proxy's refusal, and false when x is to be tried again.
+// the proxy's refusal, and false when x is to be tried again. A request
+// whose client has gone is never forwarded: nobody waits for its answer,
+// and a client that opens and cancels requests as fast as it can (rapid
+// reset) would have the replicas compute them all.
 func (b *Balancer) proxyAttempt(x *exchange) (done bool) {
+	x.checkClient()
 	waited := time.Now()
 	a, err := b.acquire(x.ctx, x.r, x.deadline, x.try > 0, x.avoid)
 	x.acc.tried(x.try, time.Since(waited), a)
@@ -136,11 +150,14 @@ func (b *Balancer) proxyAttempt(x *exchange) (done bool) {
 		b.refuseAcquire(x, err)
 		return true
 	}
+	if x.ctx.Err() != nil { // gone while it was given the backend
+		b.release(a, 0)
+		x.checkClient()
+	}
 	if x.try > 0 {
 		b.retried.Add(1)
 	}
-	be := a.be
-	x.replica, x.cur = be.Name, a
+	x.replica, x.cur = a.be.Name, a
 	a.callDeadline, a.watch = x.callDeadline, &x.watch
 	b.forward(x.ctx, x.w, x.r, x.body, a)
 	if a.err == nil {
@@ -148,24 +165,43 @@ func (b *Balancer) proxyAttempt(x *exchange) (done bool) {
 		x.flushAnswered()
 		return true
 	}
+	return b.attemptFailed(x, a)
+}
+
+// attemptFailed handles attempt a of x, which got no response: it decides
+// how the backend failed and whether x tries again (retry.go), and answers
+// x when it does not. It returns true when x has been answered.
+func (b *Balancer) attemptFailed(x *exchange, a *attempt) (done bool) {
+	be, at := a.be, time.Now()
 	x.checkClient()
 	be.errors.Add(1)
-	f := failureOf(a.err, a.responded, func() bool { return b.alive(x.ctx, be) })
+	if !a.responded && classify(a.err) == dropped {
+		b.recordHarm(be, x, at)
+	}
+	f := failureOf(a.err, a.responded,
+		func() bool { return b.alive(x.ctx, be) },
+		func() bool { return b.speaksOnlyH2C(x.ctx, be) })
 	x.checkClient()
 	if f.dead() && !a.responded {
 		b.markFailed(be)
 	}
+	bl := b.blame(x, a, f, at)
+	if bl != innocent {
+		x.harms = append(x.harms, harmText(f, be))
+	}
+	x.retry = x.retry.after(f, bl)
+	x.checkClient()
 	retry := tryAgain(f, a.responded, x.retry, b.opts.Retries, x.deadline, time.Now())
 	b.opts.Logger.Log(f.logLevel(), "replica did not answer", "replica", be.Name, "method", x.r.Method, "path", x.r.URL.Path,
-		"error", a.err, "busy", f == busy, "retrying", retry)
+		"error", a.err, "failure", f, "retrying", retry)
 	if !retry {
 		b.refuseUnanswered(x, f, a)
 		return true
 	}
+	b.outcomes.retriedAfter(f)
 	// Not be again if another has room: a busy one, or a dead one kept in
 	// rotation by the panic threshold.
 	x.avoid = be
-	x.retry = x.retry.after(f)
 	return false
 }
 
@@ -290,6 +326,9 @@ func modifyResponse(resp *http.Response) error {
 	a := resp.Request.Context().Value(attemptKey{}).(*attempt)
 	a.code = resp.StatusCode
 	a.responded = true
+	if resp.ProtoMajor == 1 && !a.be.spokeHTTP1.Load() {
+		a.be.spokeHTTP1.Store(true)
+	}
 	if resp.StatusCode >= 500 {
 		a.be.errors.Add(1)
 	}

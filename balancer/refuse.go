@@ -37,13 +37,24 @@ func (b *Balancer) refuseUnavailable(x *exchange, why reason, code grpcCode, msg
 
 // refuseUnanswered answers x, whose attempt a failed with f and is not
 // tried again: 503 (queue timeout) when the last backend was busy and
-// retries are on, as the request waited for room as in the queue; 504
-// when it was slow; 502 otherwise.
+// retries are on, as the request waited for room as in the queue; 502
+// naming the cause when its deliveries broke backends twice (poison.go) or
+// the backend speaks only h2c; 504 when it was slow; 502 otherwise.
 func (b *Balancer) refuseUnanswered(x *exchange, f failure, a *attempt) {
 	be := a.be
-	if f == busy && b.opts.Retries > 0 {
+	switch {
+	case f == busy && b.opts.Retries > 0:
 		b.refuseUnavailable(x, reasonQueueTimeout, grpcDeadlineExceeded,
 			errQueueTimeout.Error()+": the last, "+be.Name+", did not answer: "+a.err.Error())
+		return
+	case f == wrongProtocol:
+		b.failed.Add(1)
+		b.failedWith(http.StatusBadGateway)
+		x.code = http.StatusBadGateway
+		refuse(x.w, x.r, x.code, grpcUnavailable, wrongProtocolText(be))
+		return
+	case !a.responded && x.retry.poisoned():
+		b.refusePoison(x)
 		return
 	}
 	b.failed.Add(1)
@@ -52,7 +63,11 @@ func (b *Balancer) refuseUnanswered(x *exchange, f failure, a *attempt) {
 		x.code = http.StatusGatewayTimeout
 	}
 	b.failedWith(x.code)
-	refuse(x.w, x.r, x.code, grpcCodeFor(x.code), be.Name+" did not answer: "+a.err.Error())
+	msg := be.Name + " did not answer: " + a.err.Error()
+	if f == reset {
+		msg = "reset by replica: " + be.Name + " closed the connection before answering: " + a.err.Error()
+	}
+	refuse(x.w, x.r, x.code, grpcCodeFor(x.code), msg)
 }
 
 // refuseBody answers x, whose body could not be read (berr), or ends it

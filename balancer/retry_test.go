@@ -191,23 +191,29 @@ func TestFailureOf(t *testing.T) {
 		err       error
 		responded bool
 		alive     bool
+		onlyH2C   bool
 		want      failure
-		asked     bool // whether alive is asked
+		asked     string // which of alive and onlyH2C are asked, in order
 	}{
-		{"refused by a dead backend", refusedErr, false, false, refused, true},
-		{"refused by a live one: busy", refusedErr, false, true, busy, true},
-		{"reset by a dead backend", resetErr, false, false, dropped, true},
-		{"reset by a live one: busy", resetErr, false, true, busy, true},
-		{"reset after responding: not busy", resetErr, true, true, dropped, false},
-		{"slow is slow, alive or not", os.ErrDeadlineExceeded, false, true, slow, false},
-		{"busy from the connect timeout, without asking", &net.OpError{Op: "dial", Err: timeoutErr{}}, false, false, busy, false},
+		{"refused by a dead backend", refusedErr, false, false, false, refused, "alive"},
+		{"refused by a live one: busy", refusedErr, false, true, false, busy, "alive"},
+		{"reset by a dead backend: it died", resetErr, false, false, false, dropped, "alive"},
+		{"reset by a live one: reset", resetErr, false, true, false, reset, "alive h2c"},
+		{"closed by a live one: reset", io.EOF, false, true, false, reset, "alive h2c"},
+		{"reset by a live h2c-only one: wrong protocol", resetErr, false, true, true, wrongProtocol, "alive h2c"},
+		{"refused by a live h2c-only one: busy", refusedErr, false, true, true, busy, "alive"},
+		{"reset after responding: as classified", resetErr, true, true, false, dropped, ""},
+		{"slow is slow, alive or not", os.ErrDeadlineExceeded, false, true, false, slow, ""},
+		{"busy from the connect timeout, without asking", &net.OpError{Op: "dial", Err: timeoutErr{}}, false, false, false, busy, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			asked := false
-			got := failureOf(tt.err, tt.responded, func() bool { asked = true; return tt.alive })
-			if got != tt.want || asked != tt.asked {
-				t.Errorf("failureOf = %d (alive asked: %v), want %d (asked: %v)", got, asked, tt.want, tt.asked)
+			var asked []string
+			got := failureOf(tt.err, tt.responded,
+				func() bool { asked = append(asked, "alive"); return tt.alive },
+				func() bool { asked = append(asked, "h2c"); return tt.onlyH2C })
+			if got != tt.want || strings.Join(asked, " ") != tt.asked {
+				t.Errorf("failureOf = %v (asked %q), want %v (asked %q)", got, asked, tt.want, tt.asked)
 			}
 		})
 	}
@@ -221,24 +227,31 @@ func TestTryAgain(t *testing.T) {
 		name      string
 		f         failure
 		responded bool
-		s         retryState
+		s         retryState // this failure included
 		retries   int
 		deadline  time.Time
 		want      bool
 	}{
-		{"refused, first retry", refused, false, retryState{}, 2, none, true},
-		{"dropped, first retry", dropped, false, retryState{}, 2, none, true},
-		{"retries off", refused, false, retryState{}, 0, none, false},
+		{"refused, first retry", refused, false, retryState{retries: 1}, 2, none, true},
+		{"died, first retry", dropped, false, retryState{retries: 1, harms: 1}, 2, none, true},
+		{"reset, first retry", reset, false, retryState{retries: 1, harms: 1}, 2, none, true},
+		{"retries off", refused, false, retryState{retries: 1}, 0, none, false},
 		{"retries off, busy", busy, false, retryState{}, 0, later, false},
-		{"retries used up", refused, false, retryState{retries: 2}, 2, none, false},
-		{"one retry left", refused, false, retryState{retries: 1}, 2, none, true},
-		{"dropped a second time: poison input", dropped, false, retryState{retries: 1, died: true}, 5, none, false},
-		{"refused after a drop", refused, false, retryState{retries: 1, died: true}, 5, none, true},
-		{"slow: never", slow, false, retryState{}, 2, none, false},
-		{"after the backend responded: never", dropped, true, retryState{}, 2, none, false},
+		{"retries off, reset", reset, false, retryState{retries: 1, harms: 1}, 0, later, false},
+		{"last retry", refused, false, retryState{retries: 2}, 2, none, true},
+		{"retries used up", refused, false, retryState{retries: 3}, 2, none, false},
+		{"resets count against the retries", reset, false, retryState{retries: 3, harms: 1}, 2, later, false},
+		{"died a second time: poison input", dropped, false, retryState{retries: 2, harms: 2}, 5, none, false},
+		{"reset a second time: poison input", reset, false, retryState{retries: 2, harms: 2}, 5, later, false},
+		{"reset, then died", dropped, false, retryState{retries: 2, harms: 2}, 5, none, false},
+		{"refused after a death", refused, false, retryState{retries: 2, harms: 1}, 5, none, true},
+		{"slow: never", slow, false, retryState{retries: 1}, 2, none, false},
+		{"wrong protocol: never", wrongProtocol, false, retryState{retries: 1}, 2, later, false},
+		{"after the backend responded: never", dropped, true, retryState{retries: 1}, 2, none, false},
 		{"busy, within the queue timeout", busy, false, retryState{retries: 2}, 2, later, true},
 		{"busy, past the queue timeout", busy, false, retryState{}, 2, earlier, false},
 		{"busy, no queue timeout", busy, false, retryState{}, 2, none, true},
+		{"busy, even with the retries used up", busy, false, retryState{retries: 9}, 2, none, true},
 		{"busy after responding", busy, true, retryState{}, 2, later, false},
 	}
 	for _, tt := range tests {
@@ -251,24 +264,32 @@ func TestTryAgain(t *testing.T) {
 }
 
 func TestRetryStateAfter(t *testing.T) {
+	type fail struct {
+		f  failure
+		bl blame
+	}
 	tests := []struct {
-		name  string
-		fails []failure
-		want  retryState
+		name     string
+		fails    []fail
+		want     retryState
+		poisoned bool
 	}{
-		{"nothing yet", nil, retryState{}},
-		{"busy is not counted", []failure{busy, busy, busy}, retryState{}},
-		{"refused counts", []failure{refused, busy, refused}, retryState{retries: 2}},
-		{"a drop is remembered", []failure{dropped, refused}, retryState{retries: 2, died: true}},
+		{"nothing yet", nil, retryState{}, false},
+		{"busy is not counted", []fail{{busy, innocent}, {busy, innocent}}, retryState{}, false},
+		{"refused counts", []fail{{refused, innocent}, {busy, innocent}, {refused, innocent}}, retryState{retries: 2}, false},
+		{"every delivery counts", []fail{{reset, shared}, {slow, innocent}}, retryState{retries: 2, harms: 1}, false},
+		{"a death and a reset: poisoned", []fail{{dropped, alone}, {refused, innocent}, {reset, alone}}, retryState{retries: 3, harms: 2, blamed: 2}, true},
+		{"two resets, one alone", []fail{{reset, alone}, {reset, shared}}, retryState{retries: 2, harms: 2, blamed: 1}, true},
+		{"deaths its owner caused: no harm", []fail{{dropped, innocent}, {dropped, innocent}}, retryState{retries: 2}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var s retryState
 			for _, f := range tt.fails {
-				s = s.after(f)
+				s = s.after(f.f, f.bl)
 			}
-			if s != tt.want {
-				t.Errorf("after %v: %+v, want %+v", tt.fails, s, tt.want)
+			if s != tt.want || s.poisoned() != tt.poisoned {
+				t.Errorf("after %v: %+v (poisoned %v), want %+v (%v)", tt.fails, s, s.poisoned(), tt.want, tt.poisoned)
 			}
 		})
 	}

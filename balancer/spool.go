@@ -81,8 +81,8 @@ func isStream(ct string) bool {
 // client connection hold ahead of their client; a count of its own when
 // the connection is not known (a Balancer used as a plain handler).
 func connAhead(ctx context.Context) *atomic.Int64 {
-	if tc, _ := ctx.Value(connKey{}).(*trackedConn); tc != nil {
-		return &tc.ahead
+	if cc, _ := ctx.Value(connKey{}).(*clientConn); cc != nil {
+		return &cc.ahead
 	}
 	return new(atomic.Int64)
 }

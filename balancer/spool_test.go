@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"testing"
@@ -444,4 +445,36 @@ func TestSpoolReusesItsFile(t *testing.T) {
 		st := b.Stats()
 		return be.InFlight() == 0 && st.MemoryBuffered == 0 && st.DiskBuffered == 0
 	})
+}
+
+// TestSpoolRemakesBufferDir: a response spilling to disk after a tmp
+// cleaner removed the buffer directory makes it again, mode 0700, as a
+// request body does, and still frees its replica before its client reads.
+func TestSpoolRemakesBufferDir(t *testing.T) {
+	const n, inMemory = 4 << 20, 256 << 10
+	be := sizedBackend(t, n, "")
+	dir := filepath.Join(t.TempDir(), "bodies")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	bal, srv := newTestBalancer(t, testOptions(func(o *Options) {
+		o.MaxInflight, o.ResponseBuffer, o.BufferDir = 1, inMemory, dir
+	}), be.Backend)
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	_, _, resp := stalledGet(t, srv.Listener.Addr().String(), "/big")
+	testutil.WaitFor(t, settle, "the replica released while the client reads nothing", func() bool {
+		return be.InFlight() == 0 && be.Requests() == 1
+	})
+	if st := bal.Stats(); st.DiskBuffered == 0 {
+		t.Errorf("nothing on disk (%d bytes in memory): the response did not spill", st.MemoryBuffered)
+	}
+	if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
+		t.Errorf("the directory made again: %v, %v", fi, err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	if err != nil || !bytes.Equal(got, pattern(n)) {
+		t.Fatalf("the spooled response arrived changed: %d bytes, %v", len(got), err)
+	}
 }

@@ -172,7 +172,7 @@ func (s *spool) openFile() bool {
 	if s.file != nil || s.noDisk || s.b.bufs.maxDisk == 0 {
 		return s.file != nil
 	}
-	f, err := os.CreateTemp(s.b.bufs.dir, BufferFilePattern)
+	f, err := s.b.bufs.createFile() // made again if a tmp cleaner removed it
 	if err != nil {
 		s.noDisk = true
 		s.b.warnSpool(err)

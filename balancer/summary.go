@@ -16,6 +16,10 @@ import (
 //	rejected 94 requests in the last 10s: predicted wait over queue timeout (63), queue full (31)
 //	broke off 16 responses in the last 10s: client took nothing for --send-timeout (16)
 //
+// and, at info level, how many were sent to a backend again and why:
+//
+//	retried 57 requests in the last 10s: replica busy (50), reset by replica (7)
+//
 // The counts are atomics the request path adds to; one goroutine, for the
 // life of Serve, reads and logs them.
 
@@ -31,6 +35,7 @@ const (
 	reasonPredictedWait
 	reasonQueueTimeout
 	reasonBuffersFull
+	reasonBufferDir
 	numReasons
 )
 
@@ -40,6 +45,7 @@ var reasonText = [numReasons]string{
 	reasonPredictedWait: "predicted wait over queue timeout",
 	reasonQueueTimeout:  "queue timeout",
 	reasonBuffersFull:   "request body buffers full",
+	reasonBufferDir:     "cannot write request bodies to --buffer-dir",
 }
 
 // reasonOf is the reason for acquire's error err.
@@ -68,8 +74,16 @@ type outcomes struct {
 	rejected       [numReasons]atomic.Uint64
 	badGateway     atomic.Uint64 // 502: no replica answered
 	gatewayTimeout atomic.Uint64 // 504: no answer within the upstream timeout
+	poisoned       atomic.Uint64 // 502: its deliveries broke replicas twice
+	quarantineHits atomic.Uint64 // 502: quarantined
+	limited        [numLimits]atomic.Uint64
+	retries        [numFailures]atomic.Uint64 // attempts tried again, by how the one before failed
+	rapidResets    atomic.Uint64              // client connections closed for cancelling requests early
 	brokenOff      [numCauses]atomic.Uint64
 }
+
+// retriedAfter counts a request tried again after a failure f.
+func (o *outcomes) retriedAfter(f failure) { o.retries[f].Add(1) }
 
 // reject counts a request answered 503 for why.
 func (b *Balancer) reject(why reason) {
@@ -99,6 +113,10 @@ func (b *Balancer) brokeOff(cause breakCause) {
 type snapshot struct {
 	rejected                   [numReasons]uint64
 	badGateway, gatewayTimeout uint64
+	poisoned, quarantineHits   uint64
+	limited                    [numLimits]uint64
+	retries                    [numFailures]uint64
+	rapidResets                uint64
 	brokenOff                  [numCauses]uint64
 }
 
@@ -112,35 +130,43 @@ func (o *outcomes) snapshot() snapshot {
 	}
 	s.badGateway = o.badGateway.Load()
 	s.gatewayTimeout = o.gatewayTimeout.Load()
+	s.poisoned = o.poisoned.Load()
+	s.quarantineHits = o.quarantineHits.Load()
+	for i := range o.limited {
+		s.limited[i] = o.limited[i].Load()
+	}
+	for i := range o.retries {
+		s.retries[i] = o.retries[i].Load()
+	}
+	s.rapidResets = o.rapidResets.Load()
 	return s
 }
 
-// summary describes the requests counted in now but not in before, over
-// the last every; "" when there are none.
+// summary describes the requests refused or failed in now but not in
+// before, over the last every; "" when there are none.
 func summary(before, now snapshot, every time.Duration) string {
-	var rejected uint64
-	var why []string
-	for i := range now.rejected {
-		if n := now.rejected[i] - before.rejected[i]; n > 0 {
-			rejected += n
-			why = append(why, fmt.Sprintf("%s (%d)", reasonText[i], n))
-		}
-	}
-	bad := now.badGateway - before.badGateway
-	slow := now.gatewayTimeout - before.gatewayTimeout
 	var parts []string
-	if rejected > 0 {
-		parts = append(parts, fmt.Sprintf("rejected %d %s in the last %s: %s", rejected, requests(rejected), every, strings.Join(why, ", ")))
+	counts := func(what string, texts []string, now, before []uint64) {
+		var total uint64
+		var why []string
+		for i := range now {
+			if n := now[i] - before[i]; n > 0 {
+				total += n
+				why = append(why, fmt.Sprintf("%s (%d)", texts[i], n))
+			}
+		}
+		if total > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d %s in the last %s: %s", what, total, requests(total), every, strings.Join(why, ", ")))
+		}
 	}
-	if bad+slow > 0 {
-		var codes []string
-		if bad > 0 {
-			codes = append(codes, fmt.Sprintf("502 no answer from a replica (%d)", bad))
-		}
-		if slow > 0 {
-			codes = append(codes, fmt.Sprintf("504 no answer within the upstream timeout (%d)", slow))
-		}
-		parts = append(parts, fmt.Sprintf("failed %d %s in the last %s: %s", bad+slow, requests(bad+slow), every, strings.Join(codes, ", ")))
+	counts("rejected", reasonText[:], now.rejected[:], before.rejected[:])
+	counts("refused", limitText[:], now.limited[:], before.limited[:])
+	counts("failed", failedText[:],
+		[]uint64{now.badGateway, now.poisoned, now.quarantineHits, now.gatewayTimeout},
+		[]uint64{before.badGateway, before.poisoned, before.quarantineHits, before.gatewayTimeout})
+	if n := now.rapidResets - before.rapidResets; n > 0 {
+		parts = append(parts, fmt.Sprintf("closed %d client %s in the last %s that cancelled most of their requests as soon as they sent them (HTTP/2 rapid reset)",
+			n, plural(n, "connection", "connections"), every))
 	}
 	var broken uint64
 	var causes []string
@@ -151,39 +177,75 @@ func summary(before, now snapshot, every time.Duration) string {
 		}
 	}
 	if broken > 0 {
-		parts = append(parts, fmt.Sprintf("broke off %d %s in the last %s: %s", broken, plural(broken, "response"), every, strings.Join(causes, ", ")))
+		parts = append(parts, fmt.Sprintf("broke off %d %s in the last %s: %s", broken, plural(broken, "response", "responses"), every, strings.Join(causes, ", ")))
 	}
 	return strings.Join(parts, "; ")
 }
 
-func requests(n uint64) string { return plural(n, "request") }
-
-// plural is noun, with an s unless n is 1.
-func plural(n uint64, noun string) string {
-	if n == 1 {
-		return noun
-	}
-	return noun + "s"
+var failedText = [...]string{
+	"502 no answer from a replica",
+	"502 request broke replicas twice",
+	"502 request quarantined",
+	"504 no answer within the upstream timeout",
 }
 
-// summarize logs the summary every interval until stop is closed, and
+// retrySummary describes the attempts tried again in now but not in
+// before, over the last every, by how the attempt before failed; "" when
+// there are none.
+func retrySummary(before, now snapshot, every time.Duration) string {
+	var total uint64
+	var why []string
+	for _, f := range []failure{busy, reset, dropped, refused} {
+		if n := now.retries[f] - before.retries[f]; n > 0 {
+			total += n
+			why = append(why, fmt.Sprintf("%s (%d)", retryText[f], n))
+		}
+	}
+	if total == 0 {
+		return ""
+	}
+	return fmt.Sprintf("retried %d %s in the last %s: %s", total, requests(total), every, strings.Join(why, ", "))
+}
+
+var retryText = [numFailures]string{
+	busy:    "replica busy",
+	reset:   "reset by replica",
+	dropped: "replica died",
+	refused: "replica refused",
+}
+
+func requests(n uint64) string { return plural(n, "request", "requests") }
+
+// plural is one if n is 1, more otherwise.
+func plural(n uint64, one, more string) string {
+	if n == 1 {
+		return one
+	}
+	return more
+}
+
+// summarize logs the summaries every interval until stop is closed, and
 // once more then for what is left.
 func (b *Balancer) summarize(every time.Duration, stop <-chan struct{}) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	last := b.outcomes.snapshot()
 	for {
+		var stopping bool
 		select {
 		case <-t.C:
 		case <-stop:
-			if s := summary(last, b.outcomes.snapshot(), every); s != "" {
-				b.opts.Logger.Warn(s)
-			}
-			return
+			stopping = true
 		}
 		now := b.outcomes.snapshot()
 		if s := summary(last, now, every); s != "" {
 			b.opts.Logger.Warn(s)
+		}
+		if s := retrySummary(last, now, every); s != "" {
+			b.opts.Logger.Info(s)
+		}
+		if stopping {
+			return
 		}
 		last = now
 	}

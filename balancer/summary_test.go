@@ -43,6 +43,32 @@ func TestSummary(t *testing.T) {
 	}
 }
 
+func TestSummaryOfPoisonAndClients(t *testing.T) {
+	var before, now snapshot
+	now.poisoned, now.quarantineHits = 1, 4
+	now.limited[limitUploads], now.limited[limitSlow] = 7, 2
+	now.rapidResets = 1
+	want := "refused 9 requests in the last 10s: client address over --max-client-uploads (7), upload slower than --min-upload-rate (2); " +
+		"failed 5 requests in the last 10s: 502 request broke replicas twice (1), 502 request quarantined (4); " +
+		"closed 1 client connection in the last 10s that cancelled most of their requests as soon as they sent them (HTTP/2 rapid reset)"
+	if s := summary(before, now, 10*time.Second); s != want {
+		t.Errorf("summary = %q\nwant      %q", s, want)
+	}
+}
+
+func TestRetrySummary(t *testing.T) {
+	var before, now snapshot
+	if s := retrySummary(before, now, 10*time.Second); s != "" {
+		t.Errorf("retry summary of nothing = %q", s)
+	}
+	now.retries[busy], now.retries[reset], now.retries[dropped] = 50, 7, 1
+	before.retries[busy] = 10
+	want := "retried 48 requests in the last 10s: replica busy (40), reset by replica (7), replica died (1)"
+	if s := retrySummary(before, now, 10*time.Second); s != want {
+		t.Errorf("retry summary = %q\nwant            %q", s, want)
+	}
+}
+
 // TestSummaryLogged: while requests are rejected, a warning says how many
 // and why once per interval; when none are, nothing is logged.
 func TestSummaryLogged(t *testing.T) {
@@ -65,6 +91,31 @@ func TestSummaryLogged(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // two more intervals with nothing to say
 	if n := strings.Count(out.String(), "\n"); n != lines {
 		t.Errorf("logged while nothing was rejected:\n%s", out.String())
+	}
+}
+
+// TestBusyRetriesLogged: retries of busy replicas, logged at debug one by
+// one, are summed up at info once per interval.
+func TestBusyRetriesLogged(t *testing.T) {
+	var out testutil.SyncBuffer
+	logger := hclog.New(&hclog.LoggerOptions{Output: &out, Level: hclog.Info})
+	be := NewBackend(1, "replica-1", closedAddr(t)) // refuses, while alive: busy
+	be.Alive = func() bool { return true }
+	bal, srv := newTestBalancer(t, testOptions(func(o *Options) {
+		o.Logger, o.Retries, o.QueueTimeout = logger, 2, new(300*time.Millisecond)
+	}), be)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { defer close(done); bal.summarize(200*time.Millisecond, stop) }()
+	defer func() { close(stop); <-done }()
+	if a := send(srv.Client(), srv.URL); a.code != http.StatusServiceUnavailable {
+		t.Fatalf("answer %+v, want 503 after the queue timeout", a)
+	}
+	testutil.WaitFor(t, settle, "the retry summary", func() bool {
+		return strings.Contains(out.String(), "[INFO]  retried ") && strings.Contains(out.String(), "replica busy (")
+	})
+	if strings.Contains(out.String(), "replica did not answer") {
+		t.Errorf("a busy replica's refusal logged one by one at info:\n%s", out.String())
 	}
 }
 

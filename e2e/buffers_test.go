@@ -22,11 +22,12 @@ import (
 // small scale: with --max-buffer 4MiB and --max-disk-buffer 6MiB, three
 // uploads of 3 MiB cannot all be held in memory, so two go to files in the
 // buffer directory; then, with both budgets full, a new request is answered
-// 503 with Retry-After before it has sent a byte of its body. Every upload
-// is answered 200 once whole, and its file is gone after its request.
+// 503 with Retry-After before its body is read. Every upload is answered
+// 200 once whole, and its file is gone after its request. Every client is
+// 127.0.0.1 here, so the client address's share is off.
 func TestBodiesSpillToDiskWithinBudgets(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "buffers")
-	in := start(t, 1, "--max-buffer", "4MiB", "--max-disk-buffer", "6MiB", "--buffer-dir", dir, "--", fakemodel)
+	in := start(t, 1, "--max-buffer", "4MiB", "--max-disk-buffer", "6MiB", "--buffer-dir", dir, "--max-client-buffer", "0", "--", fakemodel)
 	in.waitReady(1)
 	const size = 3 << 20
 	files := func() int {
@@ -40,20 +41,21 @@ func TestBodiesSpillToDiskWithinBudgets(t *testing.T) {
 		uploads = append(uploads, startRawUpload(t, in, size, size-1))
 	}
 	// Memory holds one at most (3 MiB of the 3.5 MiB that bodies past
-	// their first 64 KiB may take); both may spill when they outgrow it at
+	// their first chunk may take); both may spill when they outgrow it at
 	// the same moment.
 	testutil.WaitFor(t, 15*time.Second, "a 3 MiB body on disk", func() bool { return files() >= 1 })
 	uploads = append(uploads, startRawUpload(t, in, size, size-1))
 	// Two of the three are on disk: the disk budget is full.
 	testutil.WaitFor(t, 15*time.Second, "two of three 3 MiB bodies on disk", func() bool { return files() == 2 })
 
-	// The disk budget is full. Requests that send only their headers take
-	// what is left of memory, a first chunk each, until one is refused.
+	// The disk budget is full. Requests that declare 16 KiB and send a
+	// byte take what is left of memory, 16 KiB each once their byte has
+	// arrived, until one is refused.
 	var held []*rawUpload
 	refused := false
 	for i := 0; i < 100 && !refused; i++ {
-		u := startRawUpload(t, in, size, 0)
-		_ = u.conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		u := startRawUpload(t, in, 16<<10, 1)
+		_ = u.conn.SetReadDeadline(time.Now().Add(150 * time.Millisecond))
 		resp, err := http.ReadResponse(u.r, nil)
 		if err != nil {
 			held = append(held, u) // admitted: waiting for its body
@@ -65,7 +67,7 @@ func TestBodiesSpillToDiskWithinBudgets(t *testing.T) {
 		}
 	}
 	if !refused {
-		t.Fatalf("%d requests declaring 3 MiB were admitted past --max-buffer and --max-disk-buffer", len(held))
+		t.Fatalf("%d requests holding 16 KiB each were admitted past --max-buffer and --max-disk-buffer", len(held))
 	}
 	for _, u := range held {
 		u.conn.Close()

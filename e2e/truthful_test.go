@@ -15,8 +15,9 @@ import (
 // TestNoAnswerOnAReplicasBehalf is the `printf ... | nc` attack: raw
 // requests, each followed by a half-close. A malformed chunked body gets
 // 400; a body cut short gets the connection closed with no status line; a
-// whole request gets fakemodel's own answer. Before, all three got an
-// empty 200 that no replica sent.
+// whole request is the client's to cancel by its FIN (as nginx takes it):
+// it gets fakemodel's own answer if it was quick enough, else none. Before,
+// all three got an empty 200 that no replica sent.
 func TestNoAnswerOnAReplicasBehalf(t *testing.T) {
 	in := start(t, 2, "--", fakemodel)
 	in.waitReady(2)
@@ -55,20 +56,23 @@ func TestNoAnswerOnAReplicasBehalf(t *testing.T) {
 	})
 	t.Run("whole request, then half-close", func(t *testing.T) {
 		got := exchange(path + "Content-Length: 5\r\n\r\nhello")
+		if got == "" {
+			return // cancelled by the FIN before it was answered
+		}
 		resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(got)), nil)
 		if err != nil {
 			t.Fatalf("answer %q: %v", got, err)
 		}
 		var r reply
 		if err := json.NewDecoder(resp.Body).Decode(&r); resp.StatusCode != http.StatusOK || err != nil || r.Replica == 0 || r.BodyLen != 5 {
-			t.Errorf("answer %q; want fakemodel's 200 for a 5-byte body", got)
+			t.Errorf("answer %q; want fakemodel's 200 for a 5-byte body, or none", got)
 		}
 	})
 	var requests uint64
 	for _, r := range in.status().Replicas {
 		requests += r.Requests
 	}
-	if requests != 1 {
-		t.Errorf("the replicas saw %d requests, want only the whole one", requests)
+	if requests > 1 {
+		t.Errorf("the replicas saw %d requests, want at most the whole one", requests)
 	}
 }

@@ -15,6 +15,10 @@ func (o Options) checkNumbers() error {
 	if o.QueueTimeout != nil {
 		queueTimeout = *o.QueueTimeout
 	}
+	var clientBuffer int64 // nil: half of the body budgets, checked as those
+	if o.MaxClientBuffer != nil {
+		clientBuffer = *o.MaxClientBuffer
+	}
 	durations := []struct {
 		flag   string
 		d      time.Duration
@@ -28,6 +32,8 @@ func (o Options) checkNumbers() error {
 		{"--connect-timeout", o.ConnectTimeout, false},
 		{"--queue-timeout", queueTimeout, true}, // no limit
 		{"--drain-delay", o.DrainDelay, true},   // no delay
+		{"--quarantine", o.Quarantine, true},    // never
+		{"--upload-grace", o.UploadGrace, true}, // none
 	}
 	for _, d := range durations {
 		switch {
@@ -54,6 +60,9 @@ func (o Options) checkNumbers() error {
 		{"--max-buffer", o.MaxBuffer, 0, "no body in memory"},
 		{"--max-disk-buffer", o.MaxDiskBuffer, 0, "no body on disk"},
 		{"--response-buffer", o.ResponseBuffer, 0, "no response read ahead"},
+		{"--max-client-uploads", int64(o.MaxClientUploads), 0, "no cap"},
+		{"--max-client-buffer", clientBuffer, 0, "no cap"},
+		{"--min-upload-rate", o.MinUploadRate, 0, "no minimum"},
 		{"--output-rate", o.OutputRate, 0, "no bound"},
 		{"--max-body", o.MaxBody, 1, ""},
 		{"--min-ready", int64(o.MinReady), 1, ""},

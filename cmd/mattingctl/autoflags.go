@@ -112,6 +112,39 @@ func (f *autoSize) String() string {
 
 func (f *autoSize) Type() string { return "size" }
 
+// autoSizeOf is a size flag, 0 or more, where auto is nil: the field
+// then follows others (--max-client-buffer follows --max-buffer and
+// --max-disk-buffer).
+type autoSizeOf struct{ p **int64 }
+
+func (f autoSizeOf) Set(s string) error {
+	if s == auto {
+		*f.p = nil
+		return nil
+	}
+	n, err := parseSize(s)
+	if err != nil && !strings.HasPrefix(strings.TrimSpace(s), "-") {
+		return badValueOr(f.Type(), s, auto)
+	}
+	if err != nil {
+		return err
+	}
+	*f.p = &n
+	return nil
+}
+
+func (f autoSizeOf) String() string {
+	switch {
+	case f.p == nil || *f.p == nil:
+		return auto
+	case **f.p == 0:
+		return "0"
+	}
+	return formatSize(**f.p)
+}
+
+func (f autoSizeOf) Type() string { return "size" }
+
 // autoString is a string flag where auto, or empty, is the empty string:
 // the value derived at start. Its type names what it holds (dir, address),
 // which help shows, with the default auto unquoted as the other autos.

@@ -94,11 +94,14 @@ var (
 	descRSS         = prometheus.NewDesc(MetricReplicaRSS, "Resident memory of the replica's processes.", []string{"replica"}, nil)
 	descDesired     = prometheus.NewDesc(MetricReplicasDesired, "Replicas the instance should run.", nil, nil)
 	descConns       = prometheus.NewDesc(MetricConns, "Client connections the proxy holds open.", nil, nil)
+	descQuarantined = prometheus.NewDesc(MetricQuarantined, "Requests quarantined (--quarantine): their deliveries killed or reset replicas twice, each time alone; answered 502.", nil, nil)
+	descQuarHits    = prometheus.NewDesc(MetricQuarantineHits, "Requests answered 502 at once because the same request is quarantined.", nil, nil)
+	descLimited     = prometheus.NewDesc(MetricClientLimited, "Uploads refused (429) because their client address was over its share (--max-client-uploads, --max-client-buffer), or cut (408) as slower than --min-upload-rate.", nil, nil)
 	descMaxConns    = prometheus.NewDesc(MetricMaxConns, "Cap on client connections open at once (--max-conns); past it new ones wait in the listen backlog.", nil, nil)
 )
 
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInflight, descMaxInflight, descQueue, descRejected, descRetried, descFailed, descBrokenOff, descUp, descCPU, descRSS, descDesired, descConns, descMaxConns} {
+	for _, d := range []*prometheus.Desc{descInflight, descMaxInflight, descQueue, descRejected, descRetried, descFailed, descBrokenOff, descUp, descCPU, descRSS, descDesired, descConns, descMaxConns, descQuarantined, descQuarHits, descLimited} {
 		ch <- d
 	}
 }
@@ -119,6 +122,9 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descRejected, st.Rejected)
 	counter(descRetried, st.Retried)
 	counter(descFailed, st.Failed)
+	counter(descQuarantined, st.Quarantined)
+	counter(descQuarHits, st.QuarantineHits)
+	counter(descLimited, st.ClientLimited)
 	ch <- prometheus.MustNewConstMetric(descBrokenOff, prometheus.CounterValue, float64(st.SendTimeouts), "send_timeout")
 	ch <- prometheus.MustNewConstMetric(descBrokenOff, prometheus.CounterValue, float64(st.UpstreamTimeouts), "upstream_timeout")
 	for _, r := range st.Replicas {

@@ -24,6 +24,10 @@ const (
 
 	MetricAccessLogLinesDropped = "mattingctl_access_log_lines_dropped_total" // counter: access log slow, blocked or failing
 	MetricOutputLinesOverRate   = "mattingctl_output_lines_over_rate_total"   // counter: replica output past --output-rate
+
+	MetricQuarantined    = "mattingctl_quarantined_total"     // counter: requests that killed or reset replicas twice
+	MetricQuarantineHits = "mattingctl_quarantine_hits_total" // counter: requests refused at once as quarantined
+	MetricClientLimited  = "mattingctl_client_limited_total"  // counter: uploads over their address's share (429) or too slow (408)
 )
 
 // MetricNames lists every metric /metrics exports.
@@ -31,5 +35,5 @@ var MetricNames = []string{
 	MetricRequests, MetricRequestDuration, MetricInflight, MetricMaxInflight, MetricQueueLength,
 	MetricRejected, MetricRetried, MetricFailed, MetricBrokenOff, MetricRestarts, MetricReplicaUp, MetricReplicaCPU,
 	MetricReplicaRSS, MetricReplicasDesired, MetricConns, MetricMaxConns, MetricLogLinesDropped,
-	MetricAccessLogLinesDropped, MetricOutputLinesOverRate,
+	MetricAccessLogLinesDropped, MetricOutputLinesOverRate, MetricQuarantined, MetricQuarantineHits, MetricClientLimited,
 }

@@ -49,6 +49,15 @@ type Status struct {
 	Rejected uint64 `json:"rejected"`
 	Retried  uint64 `json:"retried"`
 	Failed   uint64 `json:"failed"`
+	// Quarantined counts the requests put in quarantine because their
+	// deliveries killed or reset replicas twice (--quarantine), and
+	// QuarantineHits the requests then refused at once as quarantined;
+	// both are in Failed too. ClientLimited counts the uploads refused
+	// (429) for their client address's share, or cut (408) for
+	// --min-upload-rate.
+	Quarantined    uint64 `json:"quarantined"`
+	QuarantineHits uint64 `json:"quarantine_hits"`
+	ClientLimited  uint64 `json:"client_limited"`
 	// SendTimeouts counts the responses the proxy broke off because their
 	// client took nothing for --send-timeout, UpstreamTimeouts those broken
 	// off because their replica sent nothing for --upstream-timeout after

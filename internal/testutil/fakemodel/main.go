@@ -26,7 +26,10 @@
 // sends the bytes without a Content-Length (chunked), and stall=DURATION
 // sends the headers and the first half of the bytes, then nothing more
 // for that long (or until the client goes away), as a replica wedged
-// mid-response.
+// mid-response. With -poison S a request whose body contains S gets its
+// connection reset, after sleep=, as a model server whose handler raises
+// on one input does; each such delivery prints "fakemodel replica N:
+// poison request, resetting" on stderr.
 package main
 
 import (
@@ -59,6 +62,7 @@ func main() {
 	h2c := flag.Bool("h2c", false, "also serve HTTP/2 over cleartext (prior knowledge), besides HTTP/1.1")
 	h2cOnly := flag.Bool("h2c-only", false, "speak only HTTP/2 with prior knowledge (h2c), as gRPC servers do")
 	orderLog := flag.String("order-log", "", "append a line to this file when each request arrives and when it has been served")
+	poison := flag.String("poison", "", "reset the connection of a request whose body contains this, as a handler that raises does")
 	flag.Parse()
 
 	if *failStart {
@@ -105,10 +109,26 @@ func main() {
 			return
 		}
 		defer active.Add(-1)
-		n, _ := io.Copy(io.Discard, r.Body)
+		var body []byte // kept only to look for the poison
+		var n int64
+		if *poison != "" {
+			body, _ = io.ReadAll(r.Body)
+			n = int64(len(body))
+		} else {
+			n, _ = io.Copy(io.Discard, r.Body)
+		}
 		q := r.URL.Query()
 		sleep, _ := time.ParseDuration(q.Get("sleep"))
 		sleep += *service
+		if *poison != "" && strings.Contains(string(body), *poison) {
+			fmt.Fprintf(os.Stderr, "fakemodel replica %d: poison request, resetting\n", replica)
+			select {
+			case <-time.After(sleep):
+			case <-r.Context().Done():
+			}
+			drop(w)
+			return
+		}
 		if q.Get("unlisten") != "" {
 			unlisten.Do(func() { close(unlistened); ln.Close() })
 			fmt.Fprintln(w, "not listening any more")
