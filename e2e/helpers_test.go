@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -32,35 +33,99 @@ var (
 	fakemodel  string
 )
 
+const (
+	// e2eEnv turns the end-to-end tests on. They build the binaries and
+	// start hundreds of processes for minutes, so the unit tests' `go
+	// test ./...` leaves them out.
+	e2eEnv = "MATTINGCTL_E2E"
+	// e2eCommand runs them; -v streams each test's result as it ends
+	// (go test holds back a package's output until it is done otherwise).
+	e2eCommand = "MATTINGCTL_E2E=1 go test -race -v ./e2e/"
+	// binDirEnv names a directory holding mattingctl and fakemodel,
+	// built already: a test that runs this binary as a child passes its
+	// own, so that the child does not build them again.
+	binDirEnv = "MATTINGCTL_E2E_BIN"
+	// defaultParallel is how many parallel tests run at once, unless
+	// -test.parallel says. Most tests wait on processes, not on the CPU,
+	// so more of them than the cores fit; those that time something do
+	// not call t.Parallel and run alone, before the others.
+	defaultParallel = 6
+)
+
 func TestMain(m *testing.M) {
-	if os.Getenv(racyEnv) != "" {
+	switch {
+	case os.Getenv(reaperEnv) != "":
+		os.Exit(runReaper(os.Getenv(reaperEnv)))
+	case os.Getenv(racyEnv) != "":
 		// A child of TestRaceReportFailsTheTest runs only a racy program.
 		os.Exit(m.Run())
+	case os.Getenv(e2eEnv) == "":
+		fmt.Printf("e2e: skipped: the end-to-end tests run with %s\n", e2eCommand)
+		os.Exit(0)
 	}
-	dir, err := os.MkdirTemp("", "mattingctl-e2e-")
+	os.Exit(runE2E(m))
+}
+
+// runE2E starts the reaper, builds the binaries and runs the tests.
+func runE2E(m *testing.M) int {
+	id, err := newRunID()
+	if err == nil {
+		var r *reaper
+		if r, err = startReaper(id); err == nil {
+			defer func() {
+				if report := r.stop(); report != "" {
+					fmt.Fprintln(os.Stderr, "e2e: "+report)
+				}
+			}()
+		}
+	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	// Python leaves no __pycache__ in the checkout (the gunicorn tests
+	// import testdata/leftovers/wsgi.py).
+	os.Setenv("PYTHONDONTWRITEBYTECODE", "1")
+
+	dir := os.Getenv(binDirEnv)
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "mattingctl-e2e-"); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e:", err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		if err := buildBinaries(dir); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e:", err)
+			return 1
+		}
 	}
 	mattingctl = filepath.Join(dir, "mattingctl")
 	fakemodel = filepath.Join(dir, "fakemodel")
-	// mattingctl is built with the race detector, so that the supervisor's
-	// concurrency is checked under real processes and signals too.
+
+	flag.Parse()
+	parallelSet := false
+	flag.Visit(func(f *flag.Flag) { parallelSet = parallelSet || f.Name == "test.parallel" })
+	if !parallelSet {
+		_ = flag.Set("test.parallel", strconv.Itoa(defaultParallel))
+	}
+	return m.Run()
+}
+
+// buildBinaries builds mattingctl and fakemodel into dir. mattingctl is
+// built with the race detector, so that the supervisor's concurrency is
+// checked under real processes and signals too.
+func buildBinaries(dir string) error {
 	for _, b := range []struct{ bin, pkg, flags string }{
-		{mattingctl, "../cmd/mattingctl", "-race"},
-		{fakemodel, "../internal/testutil/fakemodel", ""},
+		{"mattingctl", "../cmd/mattingctl", "-race"},
+		{"fakemodel", "../internal/testutil/fakemodel", ""},
 	} {
 		args := append([]string{"build"}, strings.Fields(b.flags)...)
-		bin, pkg := b.bin, b.pkg
-		out, err := exec.Command("go", append(args, "-o", bin, pkg)...).CombinedOutput()
+		out, err := exec.Command("go", append(args, "-o", filepath.Join(dir, b.bin), b.pkg)...).CombinedOutput()
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", pkg, err, out)
-			os.Exit(1)
+			return fmt.Errorf("building %s: %v\n%s", b.pkg, err, out)
 		}
 	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	return nil
 }
 
 // instance is a running `mattingctl up`.
@@ -91,6 +156,10 @@ func runBinary(t *testing.T, bin, home string, args ...string) (string, string, 
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "MATTINGCTL_HOME="+home)
+	if len(args) == 0 || args[0] != "up" {
+		cmd.Env = append(cmd.Env, quickExit())
+	}
+	cmd.SysProcAttr = diesWithTest()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -103,6 +172,26 @@ func runBinary(t *testing.T, bin, home string, args ...string) (string, string, 
 		t.Fatalf("running %s %v: %v", bin, args, err)
 	}
 	return stdout.String(), stderr.String(), code
+}
+
+// quickExit, in the environment of a one-shot command, skips the race
+// detector's second of sleep at exit (atexit_sleep_ms, 1000 by default):
+// it gives goroutines still running a chance to report a race, and a
+// command such as status, whose work is done, has none left worth the
+// wait, while a test asks for status hundreds of times. A race is
+// reported the moment it happens, not at exit. Instances (up) keep the
+// sleep: their goroutines run to the end. Options in the test's own
+// GORACE are kept.
+func quickExit() string {
+	return strings.TrimSpace("GORACE=" + os.Getenv("GORACE") + " atexit_sleep_ms=0")
+}
+
+// diesWithTest makes a process the test starts die with the test binary
+// (Linux's parent-death signal). TestMain's reaper catches what this
+// misses: processes started further down, and those in sessions of their
+// own.
+func diesWithTest() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }
 
 // commandLine names a process in a failure: the binary's base name and
@@ -138,6 +227,7 @@ func launch(t *testing.T, bin, home string, port int, args ...string) *instance 
 	// directory goes there, and with it when the test ends.
 	in.cmd.Env = append(os.Environ(), "MATTINGCTL_HOME="+in.home, "TMPDIR="+testTmp(in.home))
 	in.cmd.Stdout, in.cmd.Stderr = &in.stdout, &in.stderr
+	in.cmd.SysProcAttr = diesWithTest()
 	if err := in.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
