@@ -84,6 +84,7 @@ func waitLine(t *testing.T, file, path string) accessLine {
 // and 2 attempts; a 503 rejection has its status and no replica; and
 // SIGHUP reopens the file after logrotate moved it.
 func TestAccessLogJSON(t *testing.T) {
+	t.Parallel()
 	file := filepath.Join(t.TempDir(), "access.log")
 	in := start(t, 2, "--access-log", file, "--access-log-format", "json",
 		"--max-inflight", "1", "--queue", "0", "--", fakemodel)
@@ -196,6 +197,7 @@ func pidsOf(st control.Status) []int {
 // TestAccessLogStdout: with --access-log -, combined lines go to
 // mattingctl's stdout.
 func TestAccessLogStdout(t *testing.T) {
+	t.Parallel()
 	in := start(t, 1, "--access-log", "-", "--", fakemodel)
 	in.waitReady(1)
 	req, _ := http.NewRequest("GET", in.url("/hello?a=b"), nil)

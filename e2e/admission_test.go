@@ -38,6 +38,7 @@ func percentile(ds []time.Duration, q float64) time.Duration {
 // the race detector here, several times slower than a release build; the
 // 50 ms target is measured by `go run ./bench -scenario hopeless`.
 func TestHopelessBurstFailsFast(t *testing.T) {
+	// Not parallel: it times the 503s of a burst, so it runs alone.
 	in := start(t, 1, "--max-inflight", "1", "--queue", "100000", "--queue-timeout", "2s",
 		"--", fakemodel, "-service", "100ms")
 	in.waitReady(1)
@@ -148,6 +149,7 @@ func TestHopelessBurstFailsFast(t *testing.T) {
 // liveness checks. No replica leaves rotation, and every request is
 // answered 200, after being tried again where it was reset.
 func TestBusyReplicasAreNotEjected(t *testing.T) {
+	t.Parallel()
 	in := start(t, 2, "--max-inflight", "0", "--health-interval", "200ms",
 		"--", fakemodel, "-service", "50ms", "-limit", "4")
 	in.waitReady(2)
@@ -209,6 +211,7 @@ func TestBusyReplicasAreNotEjected(t *testing.T) {
 // keeps getting traffic, whose refusals are retried on the replica still
 // serving. No client sees a 503 "no ready replica", or any failure.
 func TestPanicThreshold(t *testing.T) {
+	t.Parallel()
 	// Checks every 200 ms mark a refusing replica not alive at once; 1000
 	// failures in a row before it is unhealthy keep liveness from taking it
 	// out of rotation during the test, which is passive ejection's.

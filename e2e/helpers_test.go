@@ -221,11 +221,18 @@ func startIn(t *testing.T, home string, replicas int, args ...string) *instance 
 // the test if it printed a race report.
 func launch(t *testing.T, bin, home string, port int, args ...string) *instance {
 	t.Helper()
+	return launchEnv(t, nil, bin, home, port, args...)
+}
+
+// launchEnv is launch with env added to the instance's environment (a
+// test that runs beside others cannot change its own).
+func launchEnv(t *testing.T, env []string, bin, home string, port int, args ...string) *instance {
+	t.Helper()
 	in := &instance{t: t, home: home, port: port, done: make(chan struct{}), pids: map[int]bool{}}
 	in.cmd = exec.Command(bin, args...)
 	// TMPDIR under the test's directory: the instance's default buffer
 	// directory goes there, and with it when the test ends.
-	in.cmd.Env = append(os.Environ(), "MATTINGCTL_HOME="+in.home, "TMPDIR="+testTmp(in.home))
+	in.cmd.Env = append(append(os.Environ(), "MATTINGCTL_HOME="+in.home, "TMPDIR="+testTmp(in.home)), env...)
 	in.cmd.Stdout, in.cmd.Stderr = &in.stdout, &in.stderr
 	in.cmd.SysProcAttr = diesWithTest()
 	if err := in.cmd.Start(); err != nil {
@@ -410,6 +417,34 @@ func portFree(port int) bool {
 	}
 	c.Close()
 	return false
+}
+
+// listener names the process listening on port, for a failure message:
+// a port still held after its process is gone may be another program's
+// (another test binary's, say), or a child the test did not know of.
+func listener(port int) string {
+	inodes := map[string]bool{}
+	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, _ := os.ReadFile(table)
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			// local_address is ADDR:PORT in hex; st 0A is LISTEN.
+			if len(f) > 9 && f[3] == "0A" && strings.HasSuffix(f[1], fmt.Sprintf(":%04X", port)) {
+				inodes["socket:["+f[9]+"]"] = true
+			}
+		}
+	}
+	if len(inodes) == 0 {
+		return "no listening socket in /proc/net/tcp"
+	}
+	fds, _ := filepath.Glob("/proc/[0-9]*/fd/*")
+	for _, fd := range fds {
+		if link, err := os.Readlink(fd); err == nil && inodes[link] {
+			pid, _ := strconv.Atoi(strings.Split(fd, "/")[2])
+			return "listened on by " + describe([]int{pid})
+		}
+	}
+	return "listened on by a process this test cannot see"
 }
 
 // load sends requests from c goroutines until stop is closed and counts

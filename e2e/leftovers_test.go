@@ -62,6 +62,12 @@ func describe(pids []int) string {
 // tagged, and kills whatever carries the tag when the test ends.
 func upTagged(t *testing.T, home string, port, replicas int, tag string, command ...string) *instance {
 	t.Helper()
+	return upTaggedEnv(t, nil, home, port, replicas, tag, command...)
+}
+
+// upTaggedEnv is upTagged with env added to mattingctl's environment.
+func upTaggedEnv(t *testing.T, env []string, home string, port, replicas int, tag string, command ...string) *instance {
+	t.Helper()
 	t.Cleanup(func() {
 		for _, pid := range tagged(tag) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
@@ -69,7 +75,7 @@ func upTagged(t *testing.T, home string, port, replicas int, tag string, command
 	})
 	args := []string{"up", "--port", strconv.Itoa(port), "--host", "127.0.0.1", "--admin", "127.0.0.1:0",
 		"--replicas", strconv.Itoa(replicas), "--env", tagEnv + "=" + tag, "--env", "FAKEMODEL=" + fakemodel, "--"}
-	return launch(t, mattingctl, home, port, append(args, command...)...)
+	return launchEnv(t, env, mattingctl, home, port, append(args, command...)...)
 }
 
 // withoutCgroup reports why in runs without a cgroup, from its log, or "".
@@ -172,24 +178,29 @@ func gunicornCommand(t *testing.T) []string {
 }
 
 func TestNextUpAfterKill9Gunicorn(t *testing.T) {
+	// Not parallel: checkNextUpAfterKill9 times the next up, so it runs alone.
 	checkNextUpAfterKill9(t, false, gunicornCommand(t)...)
 }
 
 func TestNextUpAfterKill9ForkingScript(t *testing.T) {
+	// Not parallel: checkNextUpAfterKill9 times the next up, so it runs alone.
 	checkNextUpAfterKill9(t, false, "testdata/leftovers/forkworkers.sh")
 }
 
 func TestNextUpAfterKill9SetsidServer(t *testing.T) {
+	// Not parallel: checkNextUpAfterKill9 times the next up, so it runs alone.
 	checkNextUpAfterKill9(t, true, "testdata/leftovers/setsidserver.sh")
 }
 
 func TestNextUpAfterKill9SetsidInheritedSocket(t *testing.T) {
+	// Not parallel: checkNextUpAfterKill9 times the next up, so it runs alone.
 	checkNextUpAfterKill9(t, true, "python3", "testdata/leftovers/inheritsock.py")
 }
 
 // Without a cgroup (MATTINGCTL_CGROUP=off, as on macOS or where Linux
 // denies one) the state file's process groups still sweep forked workers.
 func TestNextUpAfterKill9WithoutCgroup(t *testing.T) {
+	// Not parallel: checkNextUpAfterKill9 times the next up, so it runs alone.
 	t.Setenv("MATTINGCTL_CGROUP", "off")
 	t.Run("gunicorn", func(t *testing.T) { checkNextUpAfterKill9(t, false, gunicornCommand(t)...) })
 	t.Run("forking script", func(t *testing.T) { checkNextUpAfterKill9(t, false, "testdata/leftovers/forkworkers.sh") })
@@ -202,15 +213,18 @@ func TestNextUpAfterKill9WithoutCgroup(t *testing.T) {
 // refuses the busy port, waits in backoff (a port held may be freed) and
 // says why in status.
 func TestReplicaCrashKillsSetsidGrandchild(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []string{"cgroup", "off"} {
 		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			var env []string
 			if mode == "off" {
-				t.Setenv("MATTINGCTL_CGROUP", "off")
+				env = []string{"MATTINGCTL_CGROUP=off"}
 			}
 			home := t.TempDir()
 			port := testutil.FreePorts(t, 9)
 			tag := fmt.Sprintf("%s-%d", t.Name(), time.Now().UnixNano())
-			in := upTagged(t, home, port, 1, tag, "python3", "testdata/leftovers/inheritsock.py")
+			in := upTaggedEnv(t, env, home, port, 1, tag, "python3", "testdata/leftovers/inheritsock.py")
 			old := in.waitReady(1).Replicas[0]
 			if mode == "cgroup" && withoutCgroup(in) != "" {
 				t.Skipf("no cgroup here: %s", withoutCgroup(in))

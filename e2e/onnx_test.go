@@ -250,6 +250,8 @@ func checkMatted(t *testing.T, got, photo image.Image) {
 // on onnxruntime) as two replicas and checks that a real photo comes back
 // matted onto the requested background, by both replicas.
 func TestONNXMattingExample(t *testing.T) {
+	// Not parallel: the real model takes the CPU for seconds at a time,
+	// and the tests beside it would wait.
 	server := onnxServer(t)
 	data, photo := onnxPhoto(t)
 	started := time.Now()
@@ -290,6 +292,9 @@ func TestONNXMattingExample(t *testing.T) {
 // inference, measured first, and sends requests from a few clients: the
 // replicas are replaced for memory while loaded, and no request fails.
 func TestONNXMattingRecycledByMemoryUnderLoad(t *testing.T) {
+	// Not parallel: the real model takes the CPU for seconds at a time;
+	// beside other tests an inference outlasted the 30 s stop timeout of
+	// the replica it was on.
 	server := onnxServer(t)
 	data, photo := onnxPhoto(t)
 	testStart := time.Now()
@@ -385,6 +390,7 @@ func TestONNXMattingRecycledByMemoryUnderLoad(t *testing.T) {
 // request parsing, codecs, compositing, the package's resizing and
 // normalisation, configuration errors. They need no model.
 func TestONNXMattingServerUnits(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Dir(onnxServer(t))
 	cmd := exec.Command("node", "--test", ".")
 	cmd.Dir = dir

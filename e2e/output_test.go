@@ -111,6 +111,7 @@ func sendAll(url string, n, c int) (answered int64, err error) {
 // FIFO's 64 KiB) are all answered, the lines that did not fit are counted
 // in /metrics, and once the FIFO is read the warning appears in it.
 func TestBlockedStdoutFreezesNothing(t *testing.T) {
+	t.Parallel()
 	fifo := filepath.Join(t.TempDir(), "stdout.fifo")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
@@ -167,6 +168,7 @@ func TestBlockedStdoutFreezesNothing(t *testing.T) {
 // leaving its socket. Now it says stdout has gone, keeps serving, counts
 // the lines it cannot write, and `down` stops it cleanly.
 func TestClosedStdoutPipe(t *testing.T) {
+	t.Parallel()
 	rd, wr, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)

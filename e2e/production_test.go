@@ -19,6 +19,7 @@ import (
 
 // TestRollingRestartUnderLoad: every pid changes and no request fails.
 func TestRollingRestartUnderLoad(t *testing.T) {
+	t.Parallel()
 	in := start(t, 3, "--health", "/health", "--", fakemodel)
 	before := in.waitReady(3)
 	l := startLoad(in.url("/?sleep=20ms"), 16)
@@ -53,6 +54,7 @@ func TestRollingRestartUnderLoad(t *testing.T) {
 // TestMaxRequestsRecyclingUnderLoad: replicas are replaced after their
 // quota of requests, and no request fails.
 func TestMaxRequestsRecyclingUnderLoad(t *testing.T) {
+	t.Parallel()
 	in := start(t, 2, "--max-requests", "40", "--max-requests-jitter", "10", "--", fakemodel)
 	in.waitReady(2)
 	l := startLoad(in.url("/?sleep=5ms"), 8)
@@ -78,6 +80,7 @@ func TestMaxRequestsRecyclingUnderLoad(t *testing.T) {
 // TestSIGTERMDrains: /readyz turns 503 at once, requests in flight (and
 // new ones during the drain delay) are answered 200, then it exits 0.
 func TestSIGTERMDrains(t *testing.T) {
+	t.Parallel()
 	in := start(t, 2, "--drain-delay", "1s", "--", fakemodel)
 	st := in.waitReady(2)
 	readyz := "http://" + st.Admin + "/readyz"
@@ -116,6 +119,7 @@ func TestSIGTERMDrains(t *testing.T) {
 // TestMetrics: /metrics parses as Prometheus text and its counters agree
 // with what was sent.
 func TestMetrics(t *testing.T) {
+	t.Parallel()
 	in := start(t, 2, "--max-body", "1k", "--", fakemodel)
 	st := in.waitReady(2)
 	const n = 25
@@ -183,6 +187,7 @@ func TestMetrics(t *testing.T) {
 // TestGPUsAlternate: --gpus 0,1 gives replicas alternating
 // CUDA_VISIBLE_DEVICES.
 func TestGPUsAlternate(t *testing.T) {
+	t.Parallel()
 	in := start(t, 4, "--gpus", "0,1", "--", fakemodel)
 	st := in.waitReady(4)
 	for i, r := range st.Replicas {
@@ -203,6 +208,7 @@ func TestGPUsAlternate(t *testing.T) {
 
 // TestDetached: up -d returns once ready; status, logs and down work.
 func TestDetached(t *testing.T) {
+	t.Parallel()
 	home := t.TempDir()
 	port := testutil.FreePorts(t, 4)
 	cleanupDetached(t, home)
@@ -233,7 +239,7 @@ func TestDetached(t *testing.T) {
 	}
 	testutil.WaitFor(t, 10*time.Second, "the background instance to exit", func() bool { return !alive(st.Pid) })
 	if !portFree(port) {
-		t.Errorf("proxy port still in use after down")
+		t.Errorf("proxy port still in use after down: %s", listener(port))
 	}
 	// A failing start reports the instance's own error and leaves nothing.
 	_, errOut, code = run(t, home, "up", "-d", "-p", strconv.Itoa(port), "--host", "127.0.0.1", "--admin", "127.0.0.1:0", "--", fakemodel, "-fail-start")
@@ -248,6 +254,7 @@ func TestDetached(t *testing.T) {
 // TestStartConcurrency: with --start-concurrency 1 replicas load one at a
 // time.
 func TestStartConcurrency(t *testing.T) {
+	t.Parallel()
 	in := start(t, 3, "--start-concurrency", "1", "--health", "/health", "--", fakemodel, "-ready-delay", "400ms")
 	most := 0
 	testutil.WaitFor(t, 30*time.Second, "3 ready replicas", func() bool {
@@ -275,6 +282,7 @@ func TestStartConcurrency(t *testing.T) {
 // TestSIGHUPRollsAndJSONLogs: SIGHUP runs a rolling restart; --log-format
 // json writes one JSON object per log line.
 func TestSIGHUPRollsAndJSONLogs(t *testing.T) {
+	t.Parallel()
 	in := start(t, 2, "--log-format", "json", "--", fakemodel)
 	before := in.waitReady(2)
 	if err := in.cmd.Process.Signal(syscall.SIGHUP); err != nil {
@@ -309,6 +317,7 @@ func TestSIGHUPRollsAndJSONLogs(t *testing.T) {
 // TestDetachInConfigFile: detach: true in the file (read again by the
 // background copy) starts one background instance, not a chain of them.
 func TestDetachInConfigFile(t *testing.T) {
+	t.Parallel()
 	home := t.TempDir()
 	port := testutil.FreePorts(t, 3)
 	cfg := home + "/m.yaml"
@@ -331,6 +340,7 @@ func TestDetachInConfigFile(t *testing.T) {
 // TestInterruptWhileLoadingExitsZero: Ctrl-C before the replicas are ready
 // is a stop that was asked for, not a failure.
 func TestInterruptWhileLoadingExitsZero(t *testing.T) {
+	t.Parallel()
 	in := start(t, 2, "--health", "/health", "--", fakemodel, "-ready-delay", "1h")
 	testutil.WaitFor(t, 10*time.Second, "the replicas to be starting", func() bool {
 		st, err := in.tryStatus()

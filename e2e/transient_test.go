@@ -19,6 +19,7 @@ import (
 // ready, not failed; the other replica's liveness checks, which could not
 // open a socket meanwhile, do not count against it.
 func TestReplicaRestartsAfterFdExhaustion(t *testing.T) {
+	t.Parallel()
 	home := t.TempDir()
 	port := testutil.FreePorts(t, 2+8)
 	in := launch(t, "/bin/sh", home, port, "-c", `ulimit -n 160 && exec "$0" "$@"`, mattingctl,

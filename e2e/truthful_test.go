@@ -18,6 +18,7 @@ import (
 // whole request gets fakemodel's own answer. Before, all three got an
 // empty 200 that no replica sent.
 func TestNoAnswerOnAReplicasBehalf(t *testing.T) {
+	t.Parallel()
 	in := start(t, 2, "--", fakemodel)
 	in.waitReady(2)
 	exchange := func(raw string) string {
