@@ -22,6 +22,9 @@ import (
 	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
+// The helpers (and theirs) exit once this test binary has, killed or not.
+func init() { testutil.MarkTestBinary() }
+
 // TestHelperProcess is not a test: it is the replica the slot tests start.
 // Modes: serve (until SIGTERM), exit CODE, serve-for DURATION (then exit 3),
 // unhealthy (listens, /health answers 503), serve-with-child FILE,
@@ -37,6 +40,8 @@ func TestHelperProcess(t *testing.T) {
 	if os.Getenv("MATTINGCTL_TEST_HELPER") != "1" {
 		return
 	}
+	// Its children too (serve-with-child's) are helpers.
+	testutil.ExitWithTestBinary()
 	args := os.Args
 	for len(args) > 0 && args[0] != "--" {
 		args = args[1:]
