@@ -70,21 +70,16 @@ func TestMain(m *testing.M) {
 
 // runE2E starts the reaper, builds the binaries and runs the tests.
 func runE2E(m *testing.M) int {
-	id, err := newRunID()
-	if err == nil {
-		var r *reaper
-		if r, err = startReaper(id); err == nil {
-			defer func() {
-				if report := r.stop(); report != "" {
-					fmt.Fprintln(os.Stderr, "e2e: "+report)
-				}
-			}()
-		}
-	}
+	r, err := startReaper()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
+	defer func() {
+		if report := r.stop(); report != "" {
+			fmt.Fprintln(os.Stderr, "e2e: "+report)
+		}
+	}()
 	// Python leaves no __pycache__ in the checkout (the gunicorn tests
 	// import testdata/leftovers/wsgi.py).
 	os.Setenv("PYTHONDONTWRITEBYTECODE", "1")

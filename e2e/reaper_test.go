@@ -52,9 +52,13 @@ func newRunID() (string, error) {
 	return hex.EncodeToString(b), nil
 }
 
-// startReaper marks this process's environment with id, so that every
-// process started later carries it, and starts the reaper of id.
-func startReaper(id string) (*reaper, error) {
+// startReaper marks this process's environment with a new run id, so
+// that every process started later carries it, and starts its reaper.
+func startReaper() (*reaper, error) {
+	id, err := newRunID()
+	if err != nil {
+		return nil, err
+	}
 	lifeR, lifeW, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("reaper pipe: %w", err)
