@@ -390,20 +390,30 @@ func get(url string) (reply, error) {
 	return r, nil
 }
 
-// alive reports whether a process with pid exists (and is not a zombie we
-// could not reap: replicas are children of the supervisor, not of us).
+// alive reports whether a process with pid exists and has not exited (a
+// zombie we could not reap: replicas are children of the supervisor, not
+// of us). A killed process whose main thread shows as a zombie may still
+// have threads exiting, and until the last has, its files are open: its
+// listening sockets hold their ports. So it is alive until only the main
+// thread, a zombie, is left.
 func alive(pid int) bool {
 	if syscall.Kill(pid, 0) != nil {
 		return false
 	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
 		return false
 	}
-	// The state field follows the command name in parentheses.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+	zombie, threads := false, 0
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "State:"); ok {
+			zombie = strings.HasPrefix(strings.TrimSpace(v), "Z")
+		}
+		if v, ok := strings.CutPrefix(line, "Threads:"); ok {
+			threads, _ = strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	return !zombie || threads > 1
 }
 
 // portFree reports whether nothing listens on 127.0.0.1:port.
