@@ -109,7 +109,7 @@ func TestAccessLogJSON(t *testing.T) {
 		held.Add(1)
 		go func() {
 			defer held.Done()
-			if _, err := get(in.url("/held?sleep=2s&n=" + strconv.Itoa(i))); err != nil {
+			if _, err := get(in.url("/held?sleep=4s&n=" + strconv.Itoa(i))); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -144,6 +144,9 @@ func TestAccessLogJSON(t *testing.T) {
 		if rs.Inflight == 1 {
 			victim = rs.Pid
 		}
+	}
+	if victim == 0 { // kill(0) would signal the test's own process group
+		t.Fatal("no replica holds the request any more")
 	}
 	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
 		t.Fatal(err)

@@ -22,10 +22,20 @@ func TestUpStatusAndSpread(t *testing.T) {
 		t.Fatalf("status command = %q", st.Command)
 	}
 	for i, r := range st.Replicas {
-		if r.ID != i+1 || r.Port != in.port+1+i || r.Pid == 0 || r.StartedAt == nil || r.RSSBytes == 0 {
+		if r.ID != i+1 || r.Port != in.port+1+i || r.Pid == 0 || r.StartedAt == nil {
 			t.Errorf("replica %d status = %+v", i+1, r)
 		}
 	}
+	// Memory is sampled at most once a second: a replica ready a moment
+	// ago may not have been yet.
+	testutil.WaitFor(t, 5*time.Second, "every replica's memory in status", func() bool {
+		for _, r := range in.status().Replicas {
+			if r.RSSBytes == 0 {
+				return false
+			}
+		}
+		return true
+	})
 
 	l := startLoad(in.url("/api/matting_base64?sleep=5ms"), 16)
 	testutil.WaitFor(t, 20*time.Second, "400 answers", func() bool {
@@ -166,7 +176,7 @@ func TestSIGTERMFinishesInFlightRequests(t *testing.T) {
 	results := make(chan error, 4)
 	for i := 0; i < 4; i++ {
 		go func() {
-			_, err := get(in.url("/?sleep=1s"))
+			_, err := get(in.url("/?sleep=3s"))
 			results <- err
 		}()
 	}

@@ -7,6 +7,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -281,15 +282,23 @@ func (in *instance) status() control.Status {
 	return st
 }
 
+// tryStatus asks the instance for its status over its control socket,
+// the call `mattingctl status --json` makes and prints as it is. Tests
+// ask for status hundreds of times, mostly while they wait for
+// something; a race-built `mattingctl status` process for each took its
+// share of a busy machine's cores and, on one, over its 10 s to answer.
+// The command itself is run where a test checks what it prints.
 func (in *instance) tryStatus() (control.Status, error) {
 	in.t.Helper()
-	out, errOut, code := in.ctl("status", "--json")
-	if code != 0 {
-		return control.Status{}, fmt.Errorf("status --json: exit %d: %s", code, errOut)
+	c, err := control.Connect(in.home, "")
+	if err != nil {
+		return control.Status{}, err
 	}
-	var st control.Status
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		return st, fmt.Errorf("status --json printed %q: %v", out, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := c.Status(ctx)
+	if err != nil {
+		return st, fmt.Errorf("status: %w", err)
 	}
 	in.mu.Lock()
 	for _, r := range st.Replicas {

@@ -81,7 +81,9 @@ func TestMaxRequestsRecyclingUnderLoad(t *testing.T) {
 // new ones during the drain delay) are answered 200, then it exits 0.
 func TestSIGTERMDrains(t *testing.T) {
 	t.Parallel()
-	in := start(t, 2, "--drain-delay", "1s", "--", fakemodel)
+	// A drain delay of 3 s leaves a busy machine time to see /readyz turn
+	// and send a request within it.
+	in := start(t, 2, "--drain-delay", "3s", "--", fakemodel)
 	st := in.waitReady(2)
 	readyz := "http://" + st.Admin + "/readyz"
 	if resp, err := http.Get(readyz); err != nil || resp.StatusCode != 200 {
@@ -89,7 +91,7 @@ func TestSIGTERMDrains(t *testing.T) {
 	}
 	results := make(chan outcome, 4)
 	for range 4 {
-		go func() { results <- post(in.url("/?sleep=1500ms"), nil) }()
+		go func() { results <- post(in.url("/?sleep=3s"), nil) }()
 	}
 	in.waitInflight(4)
 	if err := in.cmd.Process.Signal(syscall.SIGTERM); err != nil {
