@@ -346,7 +346,10 @@ func TestONNXMattingRecycledByMemoryUnderLoad(t *testing.T) {
 	limit := rss * 9 / 10
 	t.Logf("a replica's resident memory after one inference: %d MiB; --max-memory %d MiB", rss>>20, limit>>20)
 
-	in := start(t, 2, "--health", "/health", "--max-memory", strconv.FormatUint(limit, 10), "--", "node", server)
+	// A replaced replica finishes the inference it holds: on a busy
+	// machine one took over the default 30 s stop timeout, and was cut.
+	in := start(t, 2, "--health", "/health", "--max-memory", strconv.FormatUint(limit, 10), "--stop-timeout", "3m",
+		"--", "node", server)
 	in.waitReady(2)
 	loadStart := time.Now()
 	var (
@@ -384,7 +387,7 @@ func TestONNXMattingRecycledByMemoryUnderLoad(t *testing.T) {
 	// Load until a replica has been replaced for memory and its successor
 	// has served too.
 	recycled := ""
-	testutil.WaitFor(t, 90*time.Second, "a replica replaced for memory that serves again", func() bool {
+	testutil.WaitFor(t, 3*time.Minute, "a replica replaced for memory that serves again", func() bool {
 		for _, r := range in.status().Replicas {
 			if r.LastRestart == "memory" && r.Restarts >= 1 && r.State == "ready" && r.Requests >= 1 {
 				recycled = r.Name
