@@ -297,21 +297,22 @@ func TestSIGHUPRollsAndJSONLogs(t *testing.T) {
 		}
 		return true
 	})
-	found := false
-	for _, line := range strings.Split(in.stderr.String(), "\n") {
-		if strings.HasPrefix(line, "{") {
-			var entry map[string]any
-			if err := json.Unmarshal([]byte(line), &entry); err != nil {
-				t.Fatalf("log line is not JSON: %q", line)
-			}
-			if entry["@message"] == "rolling restart done" {
-				found = true
+	// The restart is done once the last old process has drained, a
+	// moment after its successor shows as ready.
+	testutil.WaitFor(t, 30*time.Second, "a JSON log line for the end of the rolling restart", func() bool {
+		for _, line := range strings.Split(in.stderr.String(), "\n") {
+			if strings.HasPrefix(line, "{") {
+				var entry map[string]any
+				if err := json.Unmarshal([]byte(line), &entry); err != nil {
+					t.Fatalf("log line is not JSON: %q", line)
+				}
+				if entry["@message"] == "rolling restart done" {
+					return true
+				}
 			}
 		}
-	}
-	if !found {
-		t.Errorf("no JSON log line for the rolling restart:\n%s", in.stderr.String())
-	}
+		return false
+	})
 }
 
 // TestDetachInConfigFile: detach: true in the file (read again by the
