@@ -96,14 +96,21 @@ func TestKilledTestBinaryLeavesNothing(t *testing.T) {
 	}
 	<-exited
 	killed := time.Now()
-	testutil.WaitFor(t, 5*time.Second, "no process of the killed test binary's run left", func() bool {
+	for {
+		var left []int
 		for _, pid := range append(pids, tagged(tag)...) {
-			if alive(pid) {
-				return false
+			if alive(pid) && !slices.Contains(left, pid) {
+				left = append(left, pid)
 			}
 		}
-		return true
-	})
+		if len(left) == 0 {
+			break
+		}
+		if time.Since(killed) > 5*time.Second {
+			t.Fatalf("5 s after the test binary was killed, its run's processes still run: %s", describe(left))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	t.Logf("all gone %s after the kill", time.Since(killed).Round(time.Millisecond))
 }
 
