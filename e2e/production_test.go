@@ -134,6 +134,9 @@ func TestMetrics(t *testing.T) {
 	if o := post(in.url("/big"), make([]byte, 2048)); o.code != 413 {
 		t.Fatalf("oversized request: %+v", o)
 	}
+	// A request is counted as its handler ends, which may be just after
+	// its client has the answer: wait for the last.
+	testutil.WaitFor(t, 5*time.Second, "/metrics to count every request", func() bool { return requestsTotal(t, st.Admin) >= n+1 })
 	resp, err := http.Get("http://" + st.Admin + "/metrics")
 	if err != nil {
 		t.Fatal(err)
