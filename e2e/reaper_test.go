@@ -68,8 +68,9 @@ func startReaper() (*reaper, error) {
 		return nil, fmt.Errorf("reaper pipe: %w", err)
 	}
 	cmd := exec.Command(os.Args[0])
-	// Not marked itself: it would kill itself.
-	cmd.Env = append(withoutVar(os.Environ(), runEnv), reaperEnv+"="+id)
+	// Not marked itself: it would kill itself. No second of race
+	// detector's sleep at its exit, which the test binary waits for.
+	cmd.Env = append(withoutVar(os.Environ(), runEnv), reaperEnv+"="+id, quickExit())
 	cmd.Stdin = lifeR
 	// Its report goes on fd 3, not on stdout: go test waits for the test
 	// binary's stdout to close, and must not wait for the reaper.
