@@ -9,7 +9,7 @@ import (
 // cap would wait in the queue until enough requests ahead of it complete.
 // The queue advances at the backends' completion rate, which by Little's
 // law is the requests they hold at their cap (the backends in rotation
-// times MaxInflight) over the mean time a request takes (an exponentially
+// times MaxInflight, or the sum of their learned caps) over the mean time a request takes (an exponentially
 // weighted mean of the recent responses, serviceTime). A request whose
 // place in the queue over that rate ends after its queue timeout would
 // only wait to be answered 503: it is answered 503 at once, with the
@@ -42,7 +42,7 @@ import (
 // capacity by.
 // The caller holds b.mu.
 func (b *Balancer) predictLocked(place int) (wait time.Duration, ok bool) {
-	slots := len(b.pool) * b.opts.MaxInflight
+	slots := b.slotsLocked()
 	if slots <= 0 {
 		return 0, false
 	}

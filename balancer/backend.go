@@ -46,6 +46,10 @@ type Backend struct {
 	// after clockBase plus one; 0 when none is (inflight.go).
 	oldest atomic.Int64
 
+	// limit is the cap in force on inflight (0: none): MaxInflight, or
+	// what limiter learned; changed under mu, atomic for status reads.
+	limit atomic.Int64
+
 	// failed receives a value when the proxy takes the backend out of
 	// rotation because it did not answer (passive health).
 	failed chan struct{}
@@ -62,6 +66,7 @@ type Backend struct {
 	harms      [harmRing]harmRecord // its last deliveries that it reset or died of (poison.go)
 	harmNext   int                  // where the next goes in harms
 	removedAt  time.Time            // when its owner took it out of rotation (Remove); zero while in it
+	limiter    *limiter             // its learned cap under AdaptiveInflight, made when first added; nil for a fixed cap
 
 	// spokeHTTP1 is set once it has answered a request over HTTP/1.1;
 	// protocol holds what speaksOnlyH2C found (upstream.go).
@@ -76,6 +81,12 @@ func NewBackend(id int, name, addr string) *Backend {
 
 // InFlight returns the number of requests the backend is serving now.
 func (b *Backend) InFlight() int64 { return b.inflight.Load() }
+
+// Limit returns the cap on the requests the backend may have in flight
+// now (0: none): Options.MaxInflight, or under AdaptiveInflight what it
+// has learned, which changes as it serves. It is 0 before the backend is
+// first added.
+func (b *Backend) Limit() int64 { return b.limit.Load() }
 
 // Requests returns the number of requests the backend has completed.
 func (b *Backend) Requests() uint64 { return b.requests.Load() }

@@ -59,7 +59,7 @@ func (o *Options) resolve() {
 		o.BufferDir = os.TempDir()
 	}
 	if o.MaxConns == 0 {
-		n, err := fdbudget.MaxConns(0, fdbudget.OpenFileLimit(), 1, o.MaxInflight)
+		n, err := fdbudget.MaxConns(0, fdbudget.OpenFileLimit(), 1, o.MostInflight())
 		if err != nil {
 			o.Logger.Warn("client connections capped at the least", "max_conns", fdbudget.MinDefault, "error", err)
 			n = fdbudget.MinDefault
@@ -79,7 +79,8 @@ type Balancer struct {
 	watchers  *watchers     // checks the requests' watchdogs (watchdog.go)
 
 	// mu guards pool, queue, scratch, serviceTime, ejected and every
-	// backend's inflight, inRotation, ejected, idle, current and latency.
+	// backend's inflight, inRotation, ejected, idle, current, latency and
+	// limiter.
 	mu          sync.Mutex
 	pool        []*Backend  // backends in rotation, in the order they were added
 	queue       list.List   // of *waiter, oldest first
@@ -193,7 +194,7 @@ func New(opts Options) *Balancer {
 		// set up, would only idle (a flood of cancelled requests once left
 		// 1,100 for 90 s).
 		MaxIdleConns:          0,
-		MaxIdleConnsPerHost:   maxIdlePerBackend(opts.MaxInflight),
+		MaxIdleConnsPerHost:   maxIdlePerBackend(opts.MostInflight()),
 		IdleConnTimeout:       upstreamIdleTimeout,
 		ResponseHeaderTimeout: opts.UpstreamTimeout,
 		DisableCompression:    true,
@@ -251,6 +252,12 @@ func (b *Balancer) Add(be *Backend) {
 		return
 	}
 	be.inRotation = true
+	if b.opts.Adaptive() && be.limiter == nil {
+		// A new process learns afresh: it starts at the lower bound.
+		bounds := b.opts.AdaptiveInflight
+		be.limiter = newLimiter(bounds.Min, bounds.Max, time.Now(), uint64(be.ID))
+	}
+	be.limit.Store(int64(b.capLocked(be)))
 	be.idle = nil
 	be.removedAt = time.Time{}
 	b.unejectLocked(be)

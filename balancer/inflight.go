@@ -16,6 +16,7 @@ var clockBase = time.Now()
 
 // startLocked counts a in flight on its backend. The caller holds b.mu.
 func (be *Backend) startLocked(a *attempt) {
+	be.startLimitLocked(a)
 	be.inflight.Add(1)
 	a.prev, a.next = be.tail, nil
 	if be.tail != nil {

@@ -15,8 +15,14 @@ import (
 // supervisor's validation refuses it, and New does not check it again.
 type Limits struct {
 	// MaxInflight caps the requests in flight on each backend; the excess
-	// waits in the queue. Zero means no cap.
+	// waits in the queue. Zero means no cap. AdaptiveInflight, when set,
+	// takes its place.
 	MaxInflight int
+	// AdaptiveInflight, when its Max is more than zero, makes each
+	// backend's cap on requests in flight learned from its response times,
+	// between Min and Max (limiter.go), in place of MaxInflight: `--max-inflight
+	// auto`. The zero value means MaxInflight applies.
+	AdaptiveInflight InflightBounds
 	// Queue bounds the requests waiting for a backend with room; one more
 	// is answered 503 at once. Zero means no queue.
 	Queue int
@@ -199,6 +205,30 @@ func defaultMaxBuffer() int64 {
 		return maxDefaultMaxBuffer
 	}
 	return min(maxDefaultMaxBuffer, int64(vm.Total/4))
+}
+
+// InflightBounds are the least and most an adaptive cap on a backend's
+// requests in flight may be: 1 <= Min <= Max.
+type InflightBounds struct {
+	Min, Max int
+}
+
+// DefaultAdaptiveInflight are `--max-inflight auto`'s bounds: from one
+// request at a time, as a CPU-bound Flask handler serves, to a GPU server
+// batching internally.
+var DefaultAdaptiveInflight = InflightBounds{Min: 1, Max: 64}
+
+// Adaptive reports whether the backends' caps are learned.
+func (l *Limits) Adaptive() bool { return l.AdaptiveInflight.Max > 0 }
+
+// MostInflight is the most requests one backend may have in flight, for
+// budgets sized by it (idle connections, file descriptors): the adaptive
+// upper bound, or MaxInflight (0: no cap).
+func (l *Limits) MostInflight() int {
+	if l.Adaptive() {
+		return l.AdaptiveInflight.Max
+	}
+	return l.MaxInflight
 }
 
 // maxClientBuffer is MaxClientBuffer resolved: nil is half of the two

@@ -39,14 +39,24 @@ type attempt struct {
 	body  watchedBody
 	once  sync.Once
 	log   *accessEntry // the request's, nil without an access log
+	// full is set, by end, when the backend's whole response was read,
+	// so that its time is a service time for the learned cap
+	// (adaptive.go).
+	full bool
+	// area0 is the backend's in-flight area when a started (limiter.go).
+	area0 float64
 }
 
 // done releases the attempt's backend, once: as soon as the backend has
 // sent its whole response (the backend is free while the proxy is still
 // writing to a slow client), or when the attempt ends; for an upgraded
 // connection, when its tunnel closes.
-func (a *attempt) done() {
+func (a *attempt) done() { a.end(false) }
+
+// end is done, told whether the backend's whole response was read.
+func (a *attempt) end(full bool) {
 	a.once.Do(func() {
+		a.full = full
 		if a.upgraded {
 			a.b.endTunnel(a.be)
 			return
@@ -360,7 +370,7 @@ type releasingBody struct {
 func (r *releasingBody) Read(p []byte) (int, error) {
 	n, err := r.ReadCloser.Read(p)
 	if err == io.EOF {
-		r.a.done()
+		r.a.end(true)
 	}
 	return n, err
 }

@@ -120,7 +120,7 @@ func (b *Balancer) acquire(ctx context.Context, r *http.Request, deadline time.T
 func (b *Balancer) pickLocked(r *http.Request, avoid *Backend) *Backend {
 	room := b.scratch[:0]
 	for _, be := range b.pool {
-		if b.opts.MaxInflight <= 0 || be.inflight.Load() < int64(b.opts.MaxInflight) {
+		if b.roomLocked(be) {
 			room = append(room, be)
 		}
 	}
@@ -161,11 +161,12 @@ func (b *Balancer) dispatchLocked() {
 // gives its backend's room to the next queued request.
 func (b *Balancer) release(a *attempt, d time.Duration) {
 	be := a.be
+	now := time.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	be.endLocked(a)
+	b.endLimitLocked(a, now)
 	if d > 0 {
-		now := time.Now()
 		be.observe(d, now)
 		b.serviceTime.observe(d)
 	}

@@ -88,7 +88,7 @@ func (s *spool) fill() {
 		}
 	}
 	if err == io.EOF {
-		s.a.done() // the backend is free while the client reads
+		s.a.end(true) // the backend is free while the client reads
 	}
 	_ = s.src.Close()
 	if scratch != nil {

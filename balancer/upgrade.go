@@ -3,6 +3,7 @@ package balancer
 import (
 	"net/http"
 	"strings"
+	"time"
 )
 
 // Upgraded connections (WebSocket) hold a backend's in-flight slot only
@@ -69,9 +70,11 @@ func (a *attempt) upgrade() {
 	be := a.be
 	be.requests.Add(1)
 	b := a.b
+	now := time.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	be.endLocked(a)
+	b.endLimitLocked(a, now) // not full: a tunnel's time is no service time
 	be.upgraded.Add(1)
 	be.inflight.Add(-1)
 	b.dispatchLocked()
