@@ -15,7 +15,7 @@ func (o *Options) planFiles(limit uint64) (fdbudget.Budget, error) {
 	}
 	return fdbudget.Plan(fdbudget.Want{
 		Replicas:     o.Replicas,
-		MaxInflight:  o.MaxInflight,
+		MaxInflight:  o.MostInflight(),
 		MaxConns:     o.MaxConns,
 		MaxUpgraded:  o.MaxUpgraded,
 		AdminConns:   admin,

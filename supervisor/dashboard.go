@@ -45,11 +45,11 @@ func (s *Supervisor) startSampling() (stop func()) {
 func (s *Supervisor) sample() admin.Sample {
 	stats := s.bal.Stats()
 	sm := admin.Sample{Queued: stats.Queued, Rejected: stats.Rejected}
-	inRotation := 0
+	capacity := 0
 	for _, sl := range s.snapshot() {
 		cur, prev, ready := sl.backends()
-		if ready {
-			inRotation++
+		if ready && cur != nil {
+			capacity += int(cur.Limit()) // 0 under --max-inflight 0: no capacity to show
 		}
 		for _, be := range []*balancer.Backend{cur, prev} {
 			if be != nil {
@@ -59,7 +59,7 @@ func (s *Supervisor) sample() admin.Sample {
 		lat := s.bal.Latency(cur, prev)
 		sm.Replicas = append(sm.Replicas, admin.ReplicaSample{Name: sl.name, Count: lat.LastCount, Mean: lat.LastMean})
 	}
-	sm.Capacity = inRotation * s.opts.MaxInflight
+	sm.Capacity = capacity
 	return sm
 }
 

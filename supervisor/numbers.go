@@ -3,6 +3,8 @@ package supervisor
 import (
 	"fmt"
 	"time"
+
+	"github.com/mattingctl/mattingctl/balancer"
 )
 
 // checkNumbers rejects the numbers and durations of o that are out of
@@ -68,6 +70,9 @@ func (o Options) checkNumbers() error {
 		{"--min-ready", int64(o.MinReady), 1, ""},
 		{"--warmup-count", int64(o.WarmupCount), 1, ""},
 		{"--admin-max-conns", int64(o.AdminMaxConns), 1, ""},
+	}
+	if b := o.AdaptiveInflight; b != (balancer.InflightBounds{}) && (b.Min < 1 || b.Max < b.Min) {
+		return fmt.Errorf("--max-inflight auto:%d-%d: want 1 <= MIN <= MAX, such as auto:1-32", b.Min, b.Max)
 	}
 	for _, c := range counts {
 		switch {

@@ -114,6 +114,8 @@ func TestOptionsErrors(t *testing.T) {
 		{"negative drain delay", func(o *Options) { o.DrainDelay = -time.Second }, "--drain-delay must not be negative, not -1s"},
 
 		{"negative cap", func(o *Options) { o.MaxInflight = -1 }, "--max-inflight must not be negative (0 means no cap), not -1"},
+		{"adaptive bounds upside down", func(o *Options) { o.AdaptiveInflight = balancer.InflightBounds{Min: 8, Max: 4} }, "--max-inflight auto:8-4: want 1 <= MIN <= MAX, such as auto:1-32"},
+		{"adaptive lower bound 0", func(o *Options) { o.AdaptiveInflight = balancer.InflightBounds{Min: 0, Max: 4} }, "--max-inflight auto:0-4: want 1 <= MIN <= MAX, such as auto:1-32"},
 		{"negative queue", func(o *Options) { o.Queue = -1 }, "--queue must not be negative (0 means no queue), not -1"},
 		{"negative retries", func(o *Options) { o.Retries = -1 }, "--retries must not be negative"},
 		{"negative start concurrency", func(o *Options) { o.StartConcurrency = -1 }, "--start-concurrency must not be negative (0 means all at once)"},

@@ -280,7 +280,7 @@ func (s *slot) status() control.ReplicaStatus {
 		CPUs:        replica.FormatCPUs(s.cpus),
 		Requests:    s.retiredReq,
 		Errors:      s.retiredErr,
-		MaxInflight: s.sup.opts.MaxInflight,
+		MaxInflight: s.sup.opts.MostInflight(),
 	}
 	if s.err != nil {
 		st.Error = s.err.Error()
@@ -310,6 +310,7 @@ func (s *slot) status() control.ReplicaStatus {
 		st.Requests += be.Requests()
 		st.Errors += be.Errors()
 		st.Weight = be.Weight
+		st.Limit = int(be.Limit())
 		oldest = max(oldest, be.OldestInflight())
 	} else {
 		st.Port = s.sup.homePort(s.id)

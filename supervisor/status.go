@@ -55,7 +55,7 @@ func (s *Supervisor) Status() control.Status {
 	stats := s.bal.Stats()
 	st := control.Status{
 		Admin:       adminAddr,
-		MaxInflight: s.opts.MaxInflight,
+		MaxInflight: s.opts.MostInflight(),
 		Queued:      stats.Queued,
 		QueueMax:    s.opts.Queue,
 		Rejected:    stats.Rejected,
@@ -78,6 +78,9 @@ func (s *Supervisor) Status() control.Status {
 		MaxUpgraded:    s.opts.MaxUpgraded,
 	}
 	st.SendTimeouts, st.UpstreamTimeouts = stats.SendTimeouts, stats.UpstreamTimeouts
+	if s.opts.Adaptive() {
+		st.AdaptiveInflight = &control.InflightBounds{Min: s.opts.AdaptiveInflight.Min, Max: s.opts.AdaptiveInflight.Max}
+	}
 	for _, sl := range slots {
 		st.Replicas = append(st.Replicas, sl.status())
 	}

@@ -26,7 +26,13 @@ func writeStatus(w io.Writer, st control.Status, now time.Time) error {
 		upgraded = upgraded || r.Upgraded != 0
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	header := "REPLICA\tPORT\tPID\tSTATE\tUPTIME\tRESTARTS\tLAST RESTART\tINFLIGHT\tREQUESTS\tERRORS\tRPS\tP50\tP99\tCPU\tRSS"
+	// Under --max-inflight auto each replica's cap moves: LIMIT shows it.
+	adaptive := st.AdaptiveInflight != nil
+	header := "REPLICA\tPORT\tPID\tSTATE\tUPTIME\tRESTARTS\tLAST RESTART\tINFLIGHT"
+	if adaptive {
+		header += "\tLIMIT"
+	}
+	header += "\tREQUESTS\tERRORS\tRPS\tP50\tP99\tCPU\tRSS"
 	if upgraded { // WebSocket tunnels, shown once there are any
 		header += "\tUPGRADED"
 	}
@@ -48,8 +54,8 @@ func writeStatus(w io.Writer, st control.Status, now time.Time) error {
 			uptime = formatDuration(now.Sub(*r.StartedAt))
 		}
 		inflight := strconv.FormatInt(r.Inflight, 10)
-		if r.MaxInflight > 0 {
-			inflight += "/" + strconv.Itoa(r.MaxInflight)
+		if r.Limit > 0 && !adaptive {
+			inflight += "/" + strconv.Itoa(r.Limit)
 		}
 		if r.OldestInflightMs >= 1000 { // a request held that long is worth seeing
 			inflight += " (oldest " + formatDuration(time.Duration(r.OldestInflightMs)*time.Millisecond) + ")"
@@ -57,6 +63,13 @@ func writeStatus(w io.Writer, st control.Status, now time.Time) error {
 		reason := r.LastRestart
 		if reason == "" {
 			reason = "-"
+		}
+		if adaptive {
+			limit := "-" // no process in rotation: nothing learned
+			if r.Limit > 0 {
+				limit = strconv.Itoa(r.Limit)
+			}
+			inflight += "\t" + limit
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%d\t%.1f\t%s\t%s\t%s\t%s",
 			r.Name, r.Port, pid, r.State, uptime, r.Restarts, reason, inflight, r.Requests, r.Errors,

@@ -14,7 +14,7 @@ func TestWriteStatusUnhealthy(t *testing.T) {
 	st := control.Status{
 		Name: "default", Port: 9110, Pid: 42, Desired: 2, Command: []string{"app"}, Policy: "least_conn", StartedAt: now.Add(-time.Hour),
 		Replicas: []control.ReplicaStatus{
-			{ID: 1, Name: "replica-1", Port: 9111, Pid: 100, State: control.Unhealthy, Inflight: 8, MaxInflight: 8, OldestInflightMs: 12400,
+			{ID: 1, Name: "replica-1", Port: 9111, Pid: 100, State: control.Unhealthy, Inflight: 8, MaxInflight: 8, Limit: 8, OldestInflightMs: 12400,
 				StartedAt: &started, HealthError: `Get "http://127.0.0.1:9111/health": context deadline exceeded`},
 			{ID: 2, Name: "replica-2", Port: 9112, State: control.Backoff, Restarts: 1, LastRestart: "crash: signal killed",
 				Error: "starting replica-2: pipe2: too many open files"},

@@ -86,7 +86,7 @@ func TestWriteStatus(t *testing.T) {
 		Name: "default", Port: 9110, Pid: 42, Desired: 2, Command: []string{"python3", "app.py"},
 		Policy: "least_conn", StartedAt: now.Add(-time.Hour), Queued: 3, QueueMax: 1024, Rejected: 7, Retried: 2, Failed: 1,
 		Replicas: []control.ReplicaStatus{
-			{ID: 1, Name: "replica-1", Port: 9111, Pid: 100, State: "ready", Inflight: 3, MaxInflight: 8, Requests: 1200, CPUPercent: 87.5, RSSBytes: 300 << 20, StartedAt: &started,
+			{ID: 1, Name: "replica-1", Port: 9111, Pid: 100, State: "ready", Inflight: 3, MaxInflight: 8, Limit: 8, Requests: 1200, CPUPercent: 87.5, RSSBytes: 300 << 20, StartedAt: &started,
 				RPS: 41.25, P50Ms: 12.288, P99Ms: 1536},
 			{ID: 2, Name: "replica-2", Port: 9112, State: "failed", Restarts: 5, LastRestart: "crash: exit code 1", Error: "replica-2 crashed 6 times in a row"},
 		},
@@ -118,8 +118,8 @@ func TestWriteStatusUpgraded(t *testing.T) {
 		Name: "default", Port: 9110, Pid: 42, Desired: 2, Command: []string{"python3", "app.py"},
 		Policy: "least_conn", StartedAt: now.Add(-time.Hour), QueueMax: 1024,
 		Replicas: []control.ReplicaStatus{
-			{ID: 1, Name: "replica-1", Port: 9111, Pid: 100, State: "ready", Inflight: 1, MaxInflight: 8, Upgraded: 20, Requests: 21, StartedAt: &started},
-			{ID: 2, Name: "replica-2", Port: 9112, Pid: 101, State: "ready", MaxInflight: 8, Requests: 3, StartedAt: &started},
+			{ID: 1, Name: "replica-1", Port: 9111, Pid: 100, State: "ready", Inflight: 1, MaxInflight: 8, Limit: 8, Upgraded: 20, Requests: 21, StartedAt: &started},
+			{ID: 2, Name: "replica-2", Port: 9112, Pid: 101, State: "ready", MaxInflight: 8, Limit: 8, Requests: 3, StartedAt: &started},
 		},
 	}
 	var b strings.Builder
@@ -161,5 +161,36 @@ func TestParseGPUs(t *testing.T) {
 	smi := []byte("GPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-8a1b)\nGPU 1: NVIDIA A100-SXM4-40GB (UUID: GPU-9c2d)\n")
 	if got := fmt.Sprint(gpusFromSMI(smi)); got != "[0 1]" {
 		t.Errorf("gpusFromSMI = %s, want [0 1]", got)
+	}
+}
+
+// TestWriteStatusAdaptive: under --max-inflight auto a LIMIT column shows
+// each replica's learned cap, "-" for one with no process in rotation.
+func TestWriteStatusAdaptive(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	started := now.Add(-90 * time.Second)
+	st := control.Status{
+		Name: "default", Port: 9110, Pid: 42, Desired: 2, Command: []string{"python3", "app.py"},
+		Policy: "least_conn", StartedAt: now.Add(-time.Hour), QueueMax: 1024, MaxInflight: 64,
+		AdaptiveInflight: &control.InflightBounds{Min: 1, Max: 64},
+		Replicas: []control.ReplicaStatus{
+			{ID: 1, Name: "replica-1", Port: 9111, Pid: 100, State: "ready", Inflight: 4, MaxInflight: 64, Limit: 5, Requests: 21, StartedAt: &started},
+			{ID: 2, Name: "replica-2", Port: 9112, State: "starting", MaxInflight: 64},
+		},
+	}
+	var b strings.Builder
+	if err := writeStatus(&b, st, now); err != nil {
+		t.Fatal(err)
+	}
+	want := `instance default: pid 42, proxy port 9110, least_conn, 1/2 replicas ready, up 1h0m
+command: python3 app.py
+queue: 0 waiting (max 1024); rejected 0, retried 0, failed 0
+
+REPLICA    PORT  PID  STATE     UPTIME  RESTARTS  LAST RESTART  INFLIGHT  LIMIT  REQUESTS  ERRORS  RPS  P50  P99  CPU   RSS
+replica-1  9111  100  ready     1m30s   0         -             4         5      21        0       0.0  -    -    0.0%  0B
+replica-2  9112  -    starting  -       0         -             0         -      0         0       0.0  -    -    -     -
+`
+	if b.String() != want {
+		t.Errorf("status table:\n%s\nwant:\n%s", b.String(), want)
 	}
 }

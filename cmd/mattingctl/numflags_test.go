@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"github.com/mattingctl/mattingctl/balancer"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -69,7 +70,16 @@ func TestUpNumberFlags(t *testing.T) {
 		{"--max-memory", "-1GiB", `for "--max-memory" flag: must not be negative, not -1GiB`, nil},
 		{"--max-memory", "0", "", func(o *upOptions) bool { return o.MaxMemory == 0 }},
 		{"--max-inflight", "-1", `for "--max-inflight" flag: must not be negative, not -1`, nil},
-		{"--max-inflight", "0", "", func(o *upOptions) bool { return o.MaxInflight == 0 }},
+		{"--max-inflight", "0", "", func(o *upOptions) bool { return o.MaxInflight == 0 && !o.Adaptive() }},
+		{"--max-inflight", "auto", "", func(o *upOptions) bool { return o.AdaptiveInflight == balancer.DefaultAdaptiveInflight }},
+		{"--max-inflight", "auto:2-32", "", func(o *upOptions) bool { return o.AdaptiveInflight == balancer.InflightBounds{Min: 2, Max: 32} }},
+		{"--max-inflight", "auto:4-4", "", func(o *upOptions) bool { return o.AdaptiveInflight == balancer.InflightBounds{Min: 4, Max: 4} }},
+		{"--max-inflight", "auto:0-32", `for "--max-inflight" flag: auto:0-32: want 1 <= MIN <= MAX <= 1024, such as auto:1-32`, nil},
+		{"--max-inflight", "auto:8-4", `auto:8-4: want 1 <= MIN <= MAX <= 1024`, nil},
+		{"--max-inflight", "auto:1-5000", `auto:1-5000: want 1 <= MIN <= MAX <= 1024`, nil},
+		{"--max-inflight", "auto:32", `want auto or auto:MIN-MAX such as auto:1-32, got "auto:32"`, nil},
+		{"--max-inflight", "autox", `want auto or auto:MIN-MAX such as auto:1-32, got "autox"`, nil},
+		{"--max-inflight", "lots", `want a whole number, auto or auto:MIN-MAX, got "lots"`, nil},
 		{"--queue", "-1", `for "--queue" flag: must not be negative`, nil},
 		{"--queue", "0", "", func(o *upOptions) bool { return o.Queue == 0 }},
 		{"--retries", "-1", `for "--retries" flag: must not be negative`, nil},
@@ -102,6 +112,13 @@ func TestUpNumberFlags(t *testing.T) {
 				t.Errorf("parsed: %+v", o.Options)
 			}
 		})
+	}
+	// The last --max-inflight decides, whichever kind it is.
+	if o, err := parseUpArgs("--max-inflight", "auto", "--max-inflight", "4"); err != nil || o.Adaptive() || o.MaxInflight != 4 {
+		t.Errorf("--max-inflight auto then 4: %+v, %v", o.Limits, err)
+	}
+	if o, err := parseUpArgs("--max-inflight", "4", "--max-inflight", "auto:1-8"); err != nil || o.MostInflight() != 8 || o.MaxInflight != 0 {
+		t.Errorf("--max-inflight 4 then auto:1-8: %+v, %v", o.Limits, err)
 	}
 	// Given twice, --weights adds to the list, as before.
 	if o, err := parseUpArgs("--weights", "2,1", "--weights", "3"); err != nil || !reflect.DeepEqual(o.Weights, []int{2, 1, 3}) {

@@ -28,6 +28,7 @@ var wants = map[string]string{
 	"duration": "a duration such as 30s, 5m or 1h",
 	"bool":     "true or false",
 	"size":     "a size such as 50MiB, 512k or 1048576",
+	"limit":    "a whole number, auto or auto:MIN-MAX",
 }
 
 // badValue is the error for a value s that is not what a flag of type typ

@@ -17,7 +17,7 @@ func TestFlagValuesInWords(t *testing.T) {
 		want        string
 	}{
 		{"replicas", "four", `want a whole number, got "four"`},
-		{"max-inflight", "4.5", `want a whole number, got "4.5"`},
+		{"max-inflight", "4.5", `want a whole number, auto or auto:MIN-MAX, got "4.5"`},
 		{"max-conns", "four", `want a whole number or auto, got "four"`},
 		{"unhealthy-after", "", `want a whole number, got ""`}, // pflag's int
 		{"ready-timeout", "5 minutes", `want a duration such as 30s, 5m or 1h, got "5 minutes"`},

@@ -25,7 +25,7 @@ func topStatus(requests ...uint64) control.Status {
 		QueueMax: 1024, Queued: 17, Rejected: 123456, Retried: 42, Failed: 7}
 	for i, n := range requests {
 		r := control.ReplicaStatus{ID: i + 1, Name: fmt.Sprintf("replica-%d", i+1), Port: 9111 + i, Pid: 4000 + i,
-			State: control.Ready, Inflight: int64(i), MaxInflight: 8, Requests: n, Restarts: i * 1000,
+			State: control.Ready, Inflight: int64(i), MaxInflight: 8, Limit: 8, Requests: n, Restarts: i * 1000,
 			CPUPercent: 99.5 * float64(i+1), RSSBytes: 210 << 20}
 		st.Replicas = append(st.Replicas, r)
 	}

@@ -213,12 +213,13 @@ func fit(s string, width int, right bool) string {
 	}
 }
 
-// topInflight is "inflight/cap", or the count alone when there is no cap
-// or both do not fit width.
+// topInflight is "inflight/cap", the cap in force (under --max-inflight
+// auto, the one the replica has learned), or the count alone when there
+// is no cap or both do not fit width.
 func topInflight(r control.ReplicaStatus, width int) string {
 	n := strconv.FormatInt(r.Inflight, 10)
-	if r.MaxInflight > 0 {
-		if s := n + "/" + strconv.Itoa(r.MaxInflight); len(s) <= width {
+	if r.Limit > 0 {
+		if s := n + "/" + strconv.Itoa(r.Limit); len(s) <= width {
 			return s
 		}
 	}

@@ -97,7 +97,7 @@ func addUpFlags(fl *pflag.FlagSet, o *upOptions) {
 		fl.StringVar(&o.Host, "host", o.Host, "address the proxy listens on (empty: all interfaces)")
 		fl.StringVar(&o.Policy, "policy", o.Policy, fmt.Sprintf("balancing policy: %v", balancer.PolicyNames()))
 		fl.Var(&weightsFlag{p: &o.Weights}, "weights", "per-replica weights for --policy weighted, each at least 1, e.g. 2,1,1,1")
-		fl.Var(intFlag{&o.MaxInflight, 0}, "max-inflight", "requests in flight per replica; the excess waits in the proxy's queue (0: no cap)")
+		fl.Var(inflightFlag{&o.MaxInflight, &o.AdaptiveInflight}, "max-inflight", "requests in flight per replica; the excess waits in the proxy's queue (auto: learned per replica from its response times, between 1 and 64; auto:MIN-MAX: between those; 0: no cap)")
 		fl.Var(intFlag{&o.Queue, 0}, "queue", "requests that may wait for a replica; past it 503 (0: no queue)")
 		fl.Var(autoDuration{&o.QueueTimeout}, "queue-timeout",
 			"longest wait for a busy replica before 503; a request predicted to wait longer gets 503 at once (auto: the --upstream-timeout value; 0: no limit)")

@@ -83,7 +83,8 @@ type statusCollector struct{ src StatusSource }
 
 var (
 	descInflight    = prometheus.NewDesc(MetricInflight, "Requests in flight on each replica.", []string{"replica"}, nil)
-	descMaxInflight = prometheus.NewDesc(MetricMaxInflight, "Cap on each replica's requests in flight (0: none).", nil, nil)
+	descMaxInflight = prometheus.NewDesc(MetricMaxInflight, "Cap on each replica's requests in flight (0: none); under --max-inflight auto, the upper bound of the learned caps.", nil, nil)
+	descLimit       = prometheus.NewDesc(MetricReplicaLimit, "Cap on the replica's requests in flight now (0: none): --max-inflight, or under auto the one it has learned.", []string{"replica"}, nil)
 	descQueue       = prometheus.NewDesc(MetricQueueLength, "Requests waiting for a replica with room.", nil, nil)
 	descRejected    = prometheus.NewDesc(MetricRejected, "Requests answered 503: queue full, queue timeout or no ready replica.", nil, nil)
 	descRetried     = prometheus.NewDesc(MetricRetried, "Attempts sent to another replica after one failed to answer.", nil, nil)
@@ -101,7 +102,7 @@ var (
 )
 
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInflight, descMaxInflight, descQueue, descRejected, descRetried, descFailed, descBrokenOff, descUp, descCPU, descRSS, descDesired, descConns, descMaxConns, descQuarantined, descQuarHits, descLimited} {
+	for _, d := range []*prometheus.Desc{descInflight, descMaxInflight, descLimit, descQueue, descRejected, descRetried, descFailed, descBrokenOff, descUp, descCPU, descRSS, descDesired, descConns, descMaxConns, descQuarantined, descQuarHits, descLimited} {
 		ch <- d
 	}
 }
@@ -133,6 +134,7 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 			up = 1
 		}
 		gauge(descInflight, float64(r.Inflight), r.Name)
+		gauge(descLimit, float64(r.Limit), r.Name)
 		gauge(descUp, up, r.Name)
 		gauge(descCPU, r.CPUPercent, r.Name)
 		gauge(descRSS, float64(r.RSSBytes), r.Name)

@@ -7,7 +7,8 @@ const (
 	MetricRequests        = "mattingctl_requests_total"                // counter {replica, code}
 	MetricRequestDuration = "mattingctl_request_duration_seconds"      // histogram {replica}
 	MetricInflight        = "mattingctl_inflight_requests"             // gauge {replica}
-	MetricMaxInflight     = "mattingctl_max_inflight_requests"         // gauge, per replica cap (0: none)
+	MetricMaxInflight     = "mattingctl_max_inflight_requests"         // gauge, per replica cap (0: none), or auto's upper bound
+	MetricReplicaLimit    = "mattingctl_replica_limit"                 // gauge {replica}: its cap now, learned under auto
 	MetricQueueLength     = "mattingctl_queue_length"                  // gauge
 	MetricRejected        = "mattingctl_rejected_total"                // counter: 503 from the queue or no replica
 	MetricRetried         = "mattingctl_retried_total"                 // counter
@@ -32,7 +33,7 @@ const (
 
 // MetricNames lists every metric /metrics exports.
 var MetricNames = []string{
-	MetricRequests, MetricRequestDuration, MetricInflight, MetricMaxInflight, MetricQueueLength,
+	MetricRequests, MetricRequestDuration, MetricInflight, MetricMaxInflight, MetricReplicaLimit, MetricQueueLength,
 	MetricRejected, MetricRetried, MetricFailed, MetricBrokenOff, MetricRestarts, MetricReplicaUp, MetricReplicaCPU,
 	MetricReplicaRSS, MetricReplicasDesired, MetricConns, MetricMaxConns, MetricLogLinesDropped,
 	MetricAccessLogLinesDropped, MetricOutputLinesOverRate, MetricQuarantined, MetricQuarantineHits, MetricClientLimited,

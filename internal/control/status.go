@@ -36,8 +36,14 @@ type Status struct {
 	// Admin is the admin listener's address (/metrics, /livez, /readyz),
 	// empty when it is off.
 	Admin string `json:"admin"`
-	// MaxInflight is each replica's cap on requests in flight; 0 means none.
+	// MaxInflight is each replica's cap on requests in flight, 0 meaning
+	// none; under --max-inflight auto, the upper bound of the caps the
+	// replicas learn (AdaptiveInflight).
 	MaxInflight int `json:"max_inflight"`
+	// AdaptiveInflight holds the bounds of --max-inflight auto, whose
+	// replicas each learn their cap (ReplicaStatus.Limit); null when the
+	// cap is fixed.
+	AdaptiveInflight *InflightBounds `json:"adaptive_inflight,omitempty"`
 	// Queued is the number of requests waiting for a replica with room,
 	// out of at most QueueMax.
 	Queued   int `json:"queued"`
@@ -103,13 +109,18 @@ type ReplicaStatus struct {
 	// Inflight counts requests being served now; Requests counts the
 	// completed ones and Errors those that failed (no answer or 5xx).
 	Inflight int64 `json:"inflight"`
-	// MaxInflight is the replica's cap on Inflight; 0 means none.
-	MaxInflight int     `json:"max_inflight"`
-	Weight      int     `json:"weight,omitempty"`
-	Requests    uint64  `json:"requests"`
-	Errors      uint64  `json:"errors"`
-	CPUPercent  float64 `json:"cpu_percent"`
-	RSSBytes    uint64  `json:"rss_bytes"`
+	// MaxInflight is Status.MaxInflight: the cap set, or the upper bound
+	// under --max-inflight auto; 0 means none.
+	MaxInflight int `json:"max_inflight"`
+	// Limit is the replica's cap on Inflight now, 0 meaning none: the one
+	// set, or under --max-inflight auto the one it has learned, which
+	// moves as it serves; 0 too while no process is in rotation.
+	Limit      int     `json:"limit"`
+	Weight     int     `json:"weight,omitempty"`
+	Requests   uint64  `json:"requests"`
+	Errors     uint64  `json:"errors"`
+	CPUPercent float64 `json:"cpu_percent"`
+	RSSBytes   uint64  `json:"rss_bytes"`
 	// StartedAt is when the running process started; null when none runs.
 	StartedAt *time.Time `json:"started_at"`
 	// LastExit is how the previous process ended ("exit code 1").
@@ -212,4 +223,11 @@ type scaleRequest struct {
 // apiError is the body of every answer that is not 200.
 type apiError struct {
 	Error string `json:"error"`
+}
+
+// InflightBounds are the least and most cap --max-inflight auto lets a
+// replica learn.
+type InflightBounds struct {
+	Min int `json:"min"`
+	Max int `json:"max"`
 }

@@ -144,7 +144,7 @@
     const rows = status.replicas.map((r) => {
       const up = r.started_at ? duration(serverTime - Date.parse(r.started_at) / 1000) : "–";
       const why = r.last_restart ? ` <span class="why">${esc(r.last_restart)}</span>` : "";
-      const cap = r.max_inflight > 0 ? r.inflight + " / " + r.max_inflight : String(r.inflight);
+      const cap = r.limit > 0 ? r.inflight + " / " + r.limit : String(r.inflight);
       const lat = r.p50_ms || r.p99_ms ? fmt(r.p50_ms) + " / " + fmt(r.p99_ms) : "–";
       const place = [r.gpu ? "GPU " + r.gpu : "", r.cpus ? "CPUs " + r.cpus : ""].filter(Boolean).join(", ") || "–";
       const err = r.error || r.health_error ? ` <span class="why">${esc(r.error || r.health_error)}</span>` : "";
