@@ -29,7 +29,11 @@
 // mid-response. With -poison S a request whose body contains S gets its
 // connection reset, after sleep=, as a model server whose handler raises
 // on one input does; each such delivery prints "fakemodel replica N:
-// poison request, resetting" on stderr.
+// poison request, resetting" on stderr. With -curve K the service time
+// (sleep= plus -service) is work on a capacity curve (curve.go): K
+// requests at once each take it, more share K times the speed and lose
+// -thrash more per K past K, so that the server serves best at K in
+// flight and worse past it, with a known optimum to learn.
 package main
 
 import (
@@ -63,7 +67,13 @@ func main() {
 	h2cOnly := flag.Bool("h2c-only", false, "speak only HTTP/2 with prior knowledge (h2c), as gRPC servers do")
 	orderLog := flag.String("order-log", "", "append a line to this file when each request arrives and when it has been served")
 	poison := flag.String("poison", "", "reset the connection of a request whose body contains this, as a handler that raises does")
+	curveK := flag.Int("curve", 0, "serve best at this many requests in flight, slower per request past it (0: every request takes its service time, however many)")
+	thrash := flag.Float64("thrash", 0.25, "with -curve K: how much slower every request gets per K more in flight past K")
 	flag.Parse()
+	var capacity *curve
+	if *curveK > 0 {
+		capacity = newCurve(*curveK, *thrash)
+	}
 
 	if *failStart {
 		fmt.Fprintln(os.Stderr, "fakemodel: cannot load model (as asked by -fail-start)")
@@ -147,7 +157,11 @@ func main() {
 			}
 			return
 		}
-		time.Sleep(sleep)
+		if capacity != nil {
+			capacity.serve(r.Context(), sleep)
+		} else {
+			time.Sleep(sleep)
+		}
 		served.Add(1)
 		if *logRequests {
 			// Unbuffered, as Python's logging writes: a pipe nobody reads
