@@ -12,6 +12,7 @@
 //	go run ./bench -scenario h2         # h2load: HTTP/2 and HTTP/1.1, through mattingctl and direct to a replica (h2.go)
 //	go run ./bench -scenario model      # the real model (examples/onnx-matting, model.go), mattingctl alone, run only when named
 //	go run ./bench -scenario dashboard  # mattingctl with the dashboard closed and open, interleaved (dashboard.go)
+//	go run ./bench -scenario adaptive   # --max-inflight auto against fixed 1-32 and 0 on fakemodel -curve K (adaptive.go), run only when named
 //
 // Scenario "overload" is the original nginx setup's problem: 1000 concurrent clients, each
 // opening a new connection per request as its Python load-test client does,
@@ -106,7 +107,7 @@ func main() {
 		}
 		return
 	}
-	only := flag.String("scenario", "", "run only this scenario (overload, proxy; or, only by name, original, idleconns, slowupload, bigbodies, hopeless, h2, model, dashboard)")
+	only := flag.String("scenario", "", "run only this scenario (overload, proxy; or, only by name, original, idleconns, slowupload, bigbodies, hopeless, h2, model, dashboard, adaptive)")
 	rounds := flag.Int("rounds", 3, "rounds per target; the table shows medians")
 	image := flag.String("image", "examples/sample/sample.jpg", "image whose base64 makes the original load test's payload")
 	nginxBin := flag.String("nginx", "nginx", "nginx binary")
@@ -119,7 +120,19 @@ func main() {
 	flag.StringVar(&idle.bin, "mattingctl", "", "idleconns, model: a mattingctl binary to run instead of this tree's (to compare builds)")
 	memDuration := flag.Duration("d", 40*time.Second, "how long a memory scenario (slowupload, bigbodies) runs at most")
 	modelClientsFlag := flag.Int("clients", modelClients, "model: concurrent keep-alive clients")
+	adaptiveKs := flag.String("k", "1,4,16", "adaptive: the fake model's K (best requests in flight), comma-separated")
 	flag.Parse()
+	if *only == "adaptive" {
+		ks, err := parseKs(*adaptiveKs)
+		if err == nil {
+			err = withEnvironment(*nginxBin, func(e *environment) error { return runAdaptive(e, *rounds, ks) })
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *only == "model" {
 		o := modelOptions{clients: *modelClientsFlag, requests: modelRuns, rounds: *rounds, bin: idle.bin}
 		if *requests > 0 {
