@@ -20,14 +20,22 @@ import (
 // waiting inside the backend, and c/r (Little's law: the requests in
 // flight over r) is how many it was actually working on, its parallelism.
 //
-//   - r above 1+limitTolerance: requests queue inside the backend. The limit
-//     is cut to the parallelism measured times limitHeadroom, never up: on
-//     a backend that serves K at once and slows past K, one cut lands near
-//     K whatever the limit was.
+//   - r above 1+limitTolerance in two windows running: requests queue
+//     inside the backend. The limit is cut to the parallelism measured
+//     times limitHeadroom, never up and never below half: on a backend that
+//     serves K at once and slows past K, one cut from slow start lands
+//     near K. One window over is held, not acted on: a stall of the
+//     machine (another process, a collection) slows every response in a
+//     short window at once, and a cut on it would cost the backend's
+//     throughput until the limit grew back.
 //   - otherwise, if the limit held a request back during the window (a
 //     policy found the backend full): the backend has room, and the limit
 //     grows, doubling per window until the first cut (slow start), then by
-//     limitGrowth of itself per window.
+//     limitGrowth of itself per window; but by limitCreep only when the
+//     next cap would be the one at which queueing was last seen (the
+//     knee), so that a backend serving one at a time is tried at two
+//     rarely. A window at a cap past the knee with no queueing forgets it:
+//     the backend has more room than it had.
 //   - otherwise the load did not reach the limit, and says nothing about a
 //     higher one: it stays.
 //
@@ -58,11 +66,13 @@ const (
 	// limit: a little queueing keeps a backend busy between requests.
 	limitHeadroom = 1.2
 	// limitGrowth is how much of itself the limit grows by per window that
-	// found it too low, past slow start: slowly, so that a backend serving
-	// one at a time, cut to 1.2, is tried at two once in some twenty
-	// windows, and one serving 16 is tried past the tolerance once in a
-	// few.
-	limitGrowth = 0.025
+	// found it too low, past slow start, away from the knee: back from a
+	// cut that noise made within a few windows. limitCreep is the growth
+	// up to the knee: a backend serving one at a time, cut to 1.2, is
+	// tried at two once in some forty windows; one serving 16, cut to 19,
+	// at 20 once in a few.
+	limitGrowth = 0.1
+	limitCreep  = 0.0125
 	// windowSamples and windowMin are the least a window holds: that many
 	// responses, and as many as the cap (a round of them), over that long,
 	// so that a fast backend's verdicts rest on more than a few samples.
@@ -84,7 +94,9 @@ type limiter struct {
 	// half that during a probe.
 	limit     float64
 	cap       int
-	slowStart bool // no cut yet: the limit doubles per window
+	slowStart bool    // no cut yet: the limit doubles per window
+	over      bool    // the last window's r was over the tolerance, not yet acted on
+	knee      float64 // the cap at which queueing was last confirmed; 0: none
 	minRTT    time.Duration
 	probing   bool
 	probeAt   time.Time // the next probe, once slow start is over
@@ -196,14 +208,28 @@ func (l *limiter) decide(rtt time.Duration, c float64, now time.Time) {
 	}
 	r := float64(rtt) / float64(l.minRTT+limitSlack)
 	switch {
+	case r > 1+limitTolerance && !l.over:
+		l.over = true // perhaps a stall: held, and looked at again
 	case r > 1+limitTolerance:
-		l.limit = math.Min(l.limit, c/r*limitHeadroom)
+		l.over = false
+		l.knee = float64(l.cap)
+		l.limit = math.Min(l.limit, math.Max(c/r*limitHeadroom, l.limit/2))
 		l.slowStart = false
 		l.probeAt = now.Add(l.jitter(probeEvery))
-	case l.held && l.slowStart:
-		l.limit *= 2
-	case l.held:
-		l.limit *= 1 + limitGrowth
+	default:
+		l.over = false
+		if l.knee > 0 && float64(l.cap) > l.knee {
+			l.knee = 0
+		}
+		switch {
+		case !l.held:
+		case l.slowStart:
+			l.limit *= 2
+		case l.knee > 0 && float64(l.cap+1) >= l.knee:
+			l.limit *= 1 + limitCreep
+		default:
+			l.limit *= 1 + limitGrowth
+		}
 	}
 	l.limit = math.Min(math.Max(l.limit, l.min), l.max)
 	l.cap = l.capOf(l.limit)

@@ -274,30 +274,39 @@ func TestLimiterDecide(t *testing.T) {
 		name      string
 		limit     float64
 		slowStart bool
+		over      bool    // the window before was over the tolerance
+		knee      float64 // the cap queueing was last seen at
 		minRTT    time.Duration
 		rtt       time.Duration
 		c         float64
 		held      bool
 		wantLimit float64
 		wantMin   time.Duration
+		wantOver  bool
 	}{
-		{"first window sets the minimum, and slow start doubles", 1, true, 0, 100 * ms, 1, true, 2, 100 * ms},
-		{"slow start without a held request stays", 4, true, 100 * ms, 100 * ms, 2, false, 4, 100 * ms},
-		{"past slow start, a held request grows it by limitGrowth", 10, false, 100 * ms, 110 * ms, 10, true, 10 * (1 + limitGrowth), 100 * ms},
-		{"queueing cuts to the parallelism with headroom", 32, true, 100 * ms, 200 * ms, 32, true, 32 / (200.0 / 102) * 1.2, 100 * ms},
-		{"a cut never raises the limit", 10, false, 100 * ms, 150 * ms, 20, true, 10, 100 * ms},
-		{"a cut stops at the lower bound", 2, false, 100 * ms, 1000 * ms, 2, true, 1, 100 * ms},
-		{"growth stops at the upper bound", 63.9, false, 100 * ms, 100 * ms, 63, true, 64, 100 * ms},
-		{"a faster window lowers the minimum at once", 8, false, 100 * ms, 50 * ms, 8, false, 8, 50 * ms},
-		{"a slower window at half the limit raises it halfway", 8, false, 100 * ms, 180 * ms, 4, false, 8, 140 * ms},
-		{"a window much slower at half the limit is queueing still", 8, false, 100 * ms, 300 * ms, 4, false, 4 / (300.0 / 202) * 1.2, 200 * ms},
-		{"a slower window at the limit leaves it", 8, false, 100 * ms, 120 * ms, 8, false, 8, 100 * ms},
-		{"within the slack of an instant backend is no queueing", 8, false, 500 * time.Microsecond, 2 * ms, 8, true, 8 * (1 + limitGrowth), 500 * time.Microsecond},
+		{"first window sets the minimum, and slow start doubles", 1, true, false, 0, 0, 100 * ms, 1, true, 2, 100 * ms, false},
+		{"slow start without a held request stays", 4, true, false, 0, 100 * ms, 100 * ms, 2, false, 4, 100 * ms, false},
+		{"past slow start, a held request grows it by limitGrowth", 10, false, false, 0, 100 * ms, 110 * ms, 10, true, 10 * (1 + limitGrowth), 100 * ms, false},
+		{"one window over the tolerance is held, not cut", 32, true, false, 0, 100 * ms, 200 * ms, 32, true, 32, 100 * ms, true},
+		{"the second cuts to the parallelism with headroom", 32, true, true, 0, 100 * ms, 200 * ms, 32, true, 32 / (200.0 / 102) * 1.2, 100 * ms, false},
+		{"a window within the tolerance clears the first", 32, true, true, 0, 100 * ms, 110 * ms, 32, true, 64, 100 * ms, false},
+		{"a cut never raises the limit", 10, false, true, 0, 100 * ms, 150 * ms, 20, true, 10, 100 * ms, false},
+		{"a cut is never below half", 20, false, true, 0, 100 * ms, 1000 * ms, 20, true, 10, 100 * ms, false},
+		{"a cut stops at the lower bound", 1.5, false, true, 0, 100 * ms, 1000 * ms, 2, true, 1, 100 * ms, false},
+		{"growth stops at the upper bound", 63.9, false, false, 0, 100 * ms, 100 * ms, 63, true, 64, 100 * ms, false},
+		{"growth creeps when the next cap is the knee", 1.5, false, false, 2, 100 * ms, 100 * ms, 1, true, 1.5 * (1 + limitCreep), 100 * ms, false},
+		{"growth is full speed below the knee", 10.5, false, false, 20, 100 * ms, 100 * ms, 10, true, 10.5 * (1 + limitGrowth), 100 * ms, false},
+		{"a faster window lowers the minimum at once", 8, false, false, 0, 100 * ms, 50 * ms, 8, false, 8, 50 * ms, false},
+		{"a slower window at half the limit raises it halfway", 8, false, false, 0, 100 * ms, 180 * ms, 4, false, 8, 140 * ms, false},
+		{"a window much slower at half the limit is queueing still", 8, false, true, 0, 100 * ms, 300 * ms, 4, false, 4, 200 * ms, false},
+		{"a slower window at the limit leaves it", 8, false, false, 0, 100 * ms, 120 * ms, 8, false, 8, 100 * ms, false},
+		{"within the slack of an instant backend is no queueing", 8, false, false, 0, 500 * time.Microsecond, 2 * ms, 8, true, 8 * (1 + limitGrowth), 500 * time.Microsecond, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			l := newLimiter(1, 64, t0, 1)
-			l.limit, l.slowStart, l.minRTT, l.held = tt.limit, tt.slowStart, tt.minRTT, tt.held
+			l.limit, l.slowStart, l.minRTT, l.held, l.over, l.knee = tt.limit, tt.slowStart, tt.minRTT, tt.held, tt.over, tt.knee
+			l.cap = l.capOf(l.limit)
 			l.probeAt = t0.Add(time.Hour)
 			l.decide(tt.rtt, tt.c, t0)
 			if diff := l.limit - tt.wantLimit; diff > 1e-9 || diff < -1e-9 {
@@ -305,6 +314,9 @@ func TestLimiterDecide(t *testing.T) {
 			}
 			if l.minRTT != tt.wantMin {
 				t.Errorf("minRTT %v, want %v", l.minRTT, tt.wantMin)
+			}
+			if l.over != tt.wantOver {
+				t.Errorf("over %v, want %v", l.over, tt.wantOver)
 			}
 		})
 	}
