@@ -175,3 +175,41 @@ func TestAdaptiveLimitHoldsTheQueue(t *testing.T) {
 		}
 	}
 }
+
+// TestAdaptiveCapHoldsEveryPolicy: whatever the policy (the fair one
+// prefers the faster backend, ip_hash a client's own), a backend at its
+// learned cap is not picked while another has room, and its limiter hears
+// that its cap held a request back.
+func TestAdaptiveCapHoldsEveryPolicy(t *testing.T) {
+	r, _ := http.NewRequest(http.MethodGet, "/", nil)
+	r.RemoteAddr = "192.0.2.1:1234"
+	for _, name := range PolicyNames() {
+		t.Run(name, func(t *testing.T) {
+			p, _ := NewPolicy(name)
+			bal := New(testOptions(func(o *Options) { o.AdaptiveInflight = DefaultAdaptiveInflight; o.Policy = p }))
+			full, room := NewBackend(1, "replica-1", "127.0.0.1:1"), NewBackend(2, "replica-2", "127.0.0.1:2")
+			bal.Add(full)
+			bal.Add(room)
+			bal.mu.Lock()
+			defer bal.mu.Unlock()
+			full.observe(10*time.Millisecond, time.Now()) // faster: the fair policy's choice if it had room
+			room.observe(500*time.Millisecond, time.Now())
+			full.limiter.limit, full.limiter.cap = 3, 3
+			for range 3 {
+				full.startLocked(&attempt{b: bal, be: full, start: time.Now()})
+			}
+			for i := range 20 {
+				if got := bal.pickLocked(r, nil); got != room {
+					t.Fatalf("pick %d: %v, want replica-2: replica-1 is at its cap of 3", i, got.Name)
+				}
+			}
+			if !full.limiter.held || room.limiter.held {
+				t.Errorf("held: replica-1 %v, replica-2 %v; want true, false", full.limiter.held, room.limiter.held)
+			}
+			full.limiter.cap = 4 // it learned one more
+			if got := bal.pickLocked(r, room); got != full {
+				t.Errorf("with room under its new cap, replica-1 not picked (avoiding replica-2): %v", got.Name)
+			}
+		})
+	}
+}

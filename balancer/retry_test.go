@@ -38,54 +38,66 @@ func TestRetries(t *testing.T) {
 		// tried until the retries run out.
 		{"refused twice", "refuse", "refuse", 2, 502, 0, 2},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			mk := func(id int, kind string) (*Backend, *testBackend) {
-				switch kind {
-				case "refuse":
-					return NewBackend(id, "replica-"+string(rune('0'+id)), closedAddr(t)), nil
-				case "drop":
-					tb := newTestBackend(t, id, dropper)
-					return tb.Backend, tb
+	for _, adaptive := range []bool{false, true} {
+		for _, tt := range tests {
+			name := tt.name
+			if adaptive {
+				name += " (auto)"
+			}
+			t.Run(name, func(t *testing.T) {
+				mk := func(id int, kind string) (*Backend, *testBackend) {
+					switch kind {
+					case "refuse":
+						return NewBackend(id, "replica-"+string(rune('0'+id)), closedAddr(t)), nil
+					case "drop":
+						tb := newTestBackend(t, id, dropper)
+						return tb.Backend, tb
+					default:
+						tb := newTestBackend(t, id, nil)
+						return tb.Backend, tb
+					}
+				}
+				b1, _ := mk(1, tt.first)
+				b2, tb2 := mk(2, tt.second)
+				// Round robin makes the first choice b1.
+				bal, srv := newTestBalancer(t, testOptions(func(o *Options) {
+					o.Policy = &RoundRobin{}
+					o.Retries = tt.retries
+					if adaptive { // learned caps change nothing here
+						o.AdaptiveInflight, o.Queue = DefaultAdaptiveInflight, 10
+					}
+				}), b1, b2)
+				resp, err := srv.Client().Post(srv.URL+"/api", "application/json", strings.NewReader(`{"image":"x"}`))
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != tt.wantCode {
+					t.Errorf("status %d, want %d", resp.StatusCode, tt.wantCode)
+				}
+				hits := 0
+				if tb2 != nil {
+					hits = int(tb2.hits.Load())
+				}
+				if hits != tt.wantHits {
+					t.Errorf("second backend saw %d requests, want %d", hits, tt.wantHits)
+				}
+				if s := bal.Stats(); s.Retried != tt.wantRetry {
+					t.Errorf("Retried = %d, want %d", s.Retried, tt.wantRetry)
+				}
+				// The backend that failed is out of rotation and reported.
+				select {
+				case <-b1.Failed():
 				default:
-					tb := newTestBackend(t, id, nil)
-					return tb.Backend, tb
+					t.Errorf("first backend not reported on Failed()")
 				}
-			}
-			b1, _ := mk(1, tt.first)
-			b2, tb2 := mk(2, tt.second)
-			// Round robin makes the first choice b1.
-			bal, srv := newTestBalancer(t, testOptions(func(o *Options) { o.Policy = &RoundRobin{}; o.Retries = tt.retries }), b1, b2)
-			resp, err := srv.Client().Post(srv.URL+"/api", "application/json", strings.NewReader(`{"image":"x"}`))
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != tt.wantCode {
-				t.Errorf("status %d, want %d", resp.StatusCode, tt.wantCode)
-			}
-			hits := 0
-			if tb2 != nil {
-				hits = int(tb2.hits.Load())
-			}
-			if hits != tt.wantHits {
-				t.Errorf("second backend saw %d requests, want %d", hits, tt.wantHits)
-			}
-			if s := bal.Stats(); s.Retried != tt.wantRetry {
-				t.Errorf("Retried = %d, want %d", s.Retried, tt.wantRetry)
-			}
-			// The backend that failed is out of rotation and reported.
-			select {
-			case <-b1.Failed():
-			default:
-				t.Errorf("first backend not reported on Failed()")
-			}
-			if tt.wantCode == 502 {
-				if s := bal.Stats(); s.Failed != 1 {
-					t.Errorf("Failed = %d, want 1", s.Failed)
+				if tt.wantCode == 502 {
+					if s := bal.Stats(); s.Failed != 1 {
+						t.Errorf("Failed = %d, want 1", s.Failed)
+					}
 				}
-			}
-		})
+			})
+		}
 	}
 }
 
