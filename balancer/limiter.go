@@ -54,17 +54,21 @@ import (
 // that tests drive it with a simulated clock.
 const (
 	// limitTolerance is how much above minRTT a window's median may be
-	// before requests count as queueing inside the backend. It is wide
-	// enough for the noise of a shared machine, and narrow enough that the
-	// limit settles within half again of a backend's parallelism.
-	limitTolerance = 0.3
+	// before requests count as queueing inside the backend: wide enough
+	// for the noise of a window's median on a shared machine (a stall
+	// of the whole window is what the second window is for), narrow
+	// enough that on a backend slower past its parallelism K the limit
+	// settles at K or a little over, losing 3% of its throughput or less
+	// (fakemodel -curve).
+	limitTolerance = 0.2
 	// limitSlack is the part of a response time too small to tell
 	// queueing from noise: an instant backend's response times are the
 	// proxy's own and vary by more than their ratio says.
 	limitSlack = 2 * time.Millisecond
 	// limitHeadroom is the parallelism measured times which a cut sets the
-	// limit: a little queueing keeps a backend busy between requests.
-	limitHeadroom = 1.2
+	// limit: a little queueing keeps a backend busy between requests, and
+	// the limit is left to grow past the parallelism to be measured again.
+	limitHeadroom = 1.1
 	// limitGrowth is how much of itself the limit grows by per window that
 	// found it too low, past slow start, away from the knee: back from a
 	// cut that noise made within a few windows. limitCreep is the growth
