@@ -281,6 +281,7 @@ func (s *slot) status() control.ReplicaStatus {
 		Requests:    s.retiredReq,
 		Errors:      s.retiredErr,
 		MaxInflight: s.sup.opts.MostInflight(),
+		Limit:       s.sup.opts.MaxInflight, // a fixed cap; under auto, the backend's below
 	}
 	if s.err != nil {
 		st.Error = s.err.Error()
@@ -310,7 +311,9 @@ func (s *slot) status() control.ReplicaStatus {
 		st.Requests += be.Requests()
 		st.Errors += be.Errors()
 		st.Weight = be.Weight
-		st.Limit = int(be.Limit())
+		if s.sup.opts.Adaptive() {
+			st.Limit = int(be.Limit())
+		}
 		oldest = max(oldest, be.OldestInflight())
 	} else {
 		st.Port = s.sup.homePort(s.id)

@@ -114,7 +114,7 @@ type ReplicaStatus struct {
 	MaxInflight int `json:"max_inflight"`
 	// Limit is the replica's cap on Inflight now, 0 meaning none: the one
 	// set, or under --max-inflight auto the one it has learned, which
-	// moves as it serves; 0 too while no process is in rotation.
+	// moves as it serves (0 there while no process has been in rotation).
 	Limit      int     `json:"limit"`
 	Weight     int     `json:"weight,omitempty"`
 	Requests   uint64  `json:"requests"`
