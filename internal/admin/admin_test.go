@@ -114,7 +114,7 @@ func TestLivez(t *testing.T) {
 func TestMetrics(t *testing.T) {
 	src := &fakeSource{status: control.Status{Desired: 2, MaxInflight: 8, Queued: 3, Rejected: 5, Retried: 1, Failed: 2, Conns: 17, MaxConns: 19856,
 		Replicas: []control.ReplicaStatus{
-			{Name: "replica-1", State: control.Ready, Inflight: 4, CPUPercent: 50, RSSBytes: 1 << 20},
+			{Name: "replica-1", State: control.Ready, Inflight: 4, Limit: 5, CPUPercent: 50, RSSBytes: 1 << 20},
 			{Name: "replica-2", State: control.Backoff},
 		}}}
 	m := NewMetrics(src)
@@ -164,6 +164,7 @@ func TestMetrics(t *testing.T) {
 		{MetricMaxInflight, "", 8}, {MetricQueueLength, "", 3}, {MetricRejected, "", 5}, {MetricFailed, "", 2},
 		{MetricReplicasDesired, "", 2}, {MetricRestarts, "replica-2", 1}, {MetricRequestDuration, "replica-1", 1},
 		{MetricReplicaRSS, "replica-1", 1 << 20}, {MetricConns, "", 17}, {MetricMaxConns, "", 19856},
+		{MetricReplicaLimit, "replica-1", 5}, {MetricReplicaLimit, "replica-2", 0},
 	}
 	for _, c := range checks {
 		if got := value(c.name, c.replica); got != c.want {
