@@ -18,6 +18,7 @@ func TestLoadConfig(t *testing.T) {
 			"[{replicas [4] 1} {health [/health] 2} {env [A=1 B=2] 3} {command [python3 app.py] 4}]", false},
 		{"command as a string", "command: python3 app.py --port {port}\n", "[{command [python3 app.py --port {port}] 1}]", false},
 		{"dashes allowed", "--max-inflight: 8\n", "[{max-inflight [8] 1}]", false},
+		{"auto bounds are one value", "max-inflight: auto:1-32\n", "[{max-inflight [auto:1-32] 1}]", false},
 		{"empty file", "", "[]", false},
 		{"syntax error", "replicas: 4\nhealth: [/health\n", "c.yaml: line 1: did not find expected", true},
 		{"not a mapping", "- replicas\n", "c.yaml: line 1: want a mapping", true},
