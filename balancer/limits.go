@@ -150,13 +150,14 @@ type Limits struct {
 func DefaultLimits() Limits {
 	return Limits{
 		// A single-process model server computes one or a few requests at
-		// a time; more in flight only queue inside it, unfairly and
-		// unbounded, and past a few hundred it drops connections (the Flask
-		// service of the original nginx setup did at ~300). Eight keeps a
-		// server with a few threads or dynamic batching busy while the
-		// excess waits in the proxy's FIFO queue, where it is bounded, fair
-		// and can be retried elsewhere.
-		MaxInflight: 8,
+		// a time, a batching GPU server dozens; more in flight only queue
+		// inside it, unfairly and unbounded, and past a few hundred it
+		// drops connections (the Flask service of the original nginx setup
+		// did at ~300). No fixed number suits them all: each replica learns
+		// its own (limiter.go), while the excess waits in the proxy's FIFO
+		// queue, where it is bounded, fair and can be retried elsewhere.
+		MaxInflight:      0,
+		AdaptiveInflight: DefaultAdaptiveInflight,
 		// Room for a flood of 1000 clients on 4 replicas, with ~220 MiB of
 		// the original load test's bodies at most.
 		Queue:        1024,

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mattingctl/mattingctl/balancer"
 )
 
 func TestUpFlags(t *testing.T) {
@@ -18,7 +20,7 @@ func TestUpFlags(t *testing.T) {
 		{"defaults", []string{"--", "python3", "app.py"}, func(t *testing.T, o *upOptions) {
 			if o.Replicas != 1 || o.Port != 9110 || o.BasePort != 0 || o.ReadyTimeout != 5*time.Minute ||
 				o.StopTimeout != 30*time.Second || o.Policy != "least_conn" || o.Name != "default" || o.MaxBody != 50<<20 ||
-				o.MaxInflight != 8 || o.Queue != 1024 || o.QueueTimeout != nil || o.Retries != 2 || o.ConnectTimeout != time.Second {
+				o.MaxInflight != 0 || o.AdaptiveInflight != balancer.DefaultAdaptiveInflight || o.Queue != 1024 || o.QueueTimeout != nil || o.Retries != 2 || o.ConnectTimeout != time.Second {
 				t.Errorf("defaults: %+v", o.Options)
 			}
 		}},
