@@ -49,7 +49,7 @@ func newTestBackend(t *testing.T, id int, h http.HandlerFunc) *testBackend {
 // a test turns on only the limits it is about.
 func testOptions(set func(*Options)) Options {
 	o := Options{Limits: DefaultLimits()}
-	o.MaxInflight, o.Queue, o.QueueTimeout, o.Retries = 0, 0, new(time.Duration(0)), 0
+	o.MaxInflight, o.AdaptiveInflight, o.Queue, o.QueueTimeout, o.Retries = 0, InflightBounds{}, 0, new(time.Duration(0)), 0
 	o.Quarantine, o.MaxClientUploads, o.MaxClientBuffer, o.MinUploadRate = 0, 0, new(int64(0)), 0
 	if set != nil {
 		set(&o)

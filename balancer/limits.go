@@ -15,13 +15,14 @@ import (
 // supervisor's validation refuses it, and New does not check it again.
 type Limits struct {
 	// MaxInflight caps the requests in flight on each backend; the excess
-	// waits in the queue. Zero means no cap. AdaptiveInflight, when set,
-	// takes its place.
+	// waits in the queue. Zero means AdaptiveInflight's learned caps, or
+	// no cap when it is zero too.
 	MaxInflight int
-	// AdaptiveInflight, when its Max is more than zero, makes each
-	// backend's cap on requests in flight learned from its response times,
-	// between Min and Max (limiter.go), in place of MaxInflight: `--max-inflight
-	// auto`. The zero value means MaxInflight applies.
+	// AdaptiveInflight, when MaxInflight is zero and its Max is more than
+	// zero, makes each backend's cap on requests in flight learned from
+	// its response times, between Min and Max (limiter.go): `--max-inflight
+	// auto`. A MaxInflight set takes its place; its zero value means no
+	// learned cap.
 	AdaptiveInflight InflightBounds
 	// Queue bounds the requests waiting for a backend with room; one more
 	// is answered 503 at once. Zero means no queue.
@@ -220,7 +221,7 @@ type InflightBounds struct {
 var DefaultAdaptiveInflight = InflightBounds{Min: 1, Max: 64}
 
 // Adaptive reports whether the backends' caps are learned.
-func (l *Limits) Adaptive() bool { return l.AdaptiveInflight.Max > 0 }
+func (l *Limits) Adaptive() bool { return l.MaxInflight == 0 && l.AdaptiveInflight.Max > 0 }
 
 // MostInflight is the most requests one backend may have in flight, for
 // budgets sized by it (idle connections, file descriptors): the adaptive

@@ -52,6 +52,7 @@ func TestOptionsDefaults(t *testing.T) {
 func TestOptionsZeroMeansWhatItSays(t *testing.T) {
 	in := upDefaults(2)
 	in.QueueTimeout, in.DrainDelay, in.MaxInflight, in.Queue, in.Retries = new(time.Duration(0)), 0, 0, 0, 0
+	in.AdaptiveInflight = balancer.InflightBounds{} // with MaxInflight 0: no cap, as --max-inflight 0 sets
 	in.StartConcurrency, in.MaxRequests, in.MaxRequestsJitter, in.MaxMemory = 0, 0, 0, 0
 	in.MaxBuffer, in.ResponseBuffer, in.HealthInterval, in.RestartUnhealthyAfter = 0, 0, 0, 0
 	o, err := in.resolve()

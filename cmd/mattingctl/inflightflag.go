@@ -70,6 +70,8 @@ func (f inflightFlag) String() string {
 // formatInflight writes a --max-inflight value.
 func formatInflight(fixed int, adaptive balancer.InflightBounds) string {
 	switch {
+	case fixed > 0:
+		return strconv.Itoa(fixed)
 	case adaptive == balancer.DefaultAdaptiveInflight:
 		return auto
 	case adaptive.Max > 0:
