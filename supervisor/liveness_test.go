@@ -157,6 +157,7 @@ func TestHungReplicaRequestsGoElsewhere(t *testing.T) {
 	s := startTestSupervisor(t, 2, func(o *Options) {
 		o.Health = "/health"
 		o.Retries = 2
+		o.MaxInflight = 8 // two in flight on each at once, from the start: a learned cap starts at 1
 		fastLiveness(500 * time.Millisecond)(o)
 	}, "serve")
 	srv := httptest.NewServer(s.bal)

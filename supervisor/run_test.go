@@ -42,7 +42,7 @@ func TestRun(t *testing.T) {
 		return err == nil && st.Ready() == 2
 	})
 	st, err := c.Status(context.Background())
-	if err != nil || st.Name != "run-test" || st.Admin == "" || st.Port != opts.Port || st.MaxInflight != opts.MaxInflight {
+	if err != nil || st.Name != "run-test" || st.Admin == "" || st.Port != opts.Port || st.MaxInflight != opts.MostInflight() {
 		t.Fatalf("status: %+v, %v", st, err)
 	}
 
