@@ -150,7 +150,6 @@ func TestRaceReport(t *testing.T) {
 // started instance goes through. Both must fail the child test, quoting
 // the report; nothing else in them fails.
 func TestRaceReportFailsTheTest(t *testing.T) {
-	t.Parallel()
 	if racy := os.Getenv(racyEnv); racy != "" {
 		t.Run("run", func(t *testing.T) {
 			if _, _, code := runBinary(t, racy, t.TempDir()); code != 66 {
