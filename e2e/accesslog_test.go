@@ -84,6 +84,7 @@ func waitLine(t *testing.T, file, path string) accessLine {
 // and 2 attempts; a 503 rejection has its status and no replica; and
 // SIGHUP reopens the file after logrotate moved it.
 func TestAccessLogJSON(t *testing.T) {
+	t.Parallel()
 	file := filepath.Join(t.TempDir(), "access.log")
 	in := start(t, 2, "--access-log", file, "--access-log-format", "json",
 		"--max-inflight", "1", "--queue", "0", "--", fakemodel)
@@ -108,7 +109,7 @@ func TestAccessLogJSON(t *testing.T) {
 		held.Add(1)
 		go func() {
 			defer held.Done()
-			if _, err := get(in.url("/held?sleep=2s&n=" + strconv.Itoa(i))); err != nil {
+			if _, err := get(in.url("/held?sleep=4s&n=" + strconv.Itoa(i))); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -143,6 +144,9 @@ func TestAccessLogJSON(t *testing.T) {
 		if rs.Inflight == 1 {
 			victim = rs.Pid
 		}
+	}
+	if victim == 0 { // kill(0) would signal the test's own process group
+		t.Fatal("no replica holds the request any more")
 	}
 	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -196,6 +200,7 @@ func pidsOf(st control.Status) []int {
 // TestAccessLogStdout: with --access-log -, combined lines go to
 // mattingctl's stdout.
 func TestAccessLogStdout(t *testing.T) {
+	t.Parallel()
 	in := start(t, 1, "--access-log", "-", "--", fakemodel)
 	in.waitReady(1)
 	req, _ := http.NewRequest("GET", in.url("/hello?a=b"), nil)

@@ -26,6 +26,7 @@ import (
 // 200 once whole, and its file is gone after its request. Every client is
 // 127.0.0.1 here, so the client address's share is off.
 func TestBodiesSpillToDiskWithinBudgets(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "buffers")
 	in := start(t, 1, "--max-buffer", "4MiB", "--max-disk-buffer", "6MiB", "--buffer-dir", dir, "--max-client-buffer", "0", "--", fakemodel)
 	in.waitReady(1)
@@ -97,9 +98,10 @@ func TestBodiesSpillToDiskWithinBudgets(t *testing.T) {
 // its default buffer directory are removed when the instance of the same
 // name starts again.
 func TestLeftoverBodiesRemovedAtStart(t *testing.T) {
+	t.Parallel()
 	home := t.TempDir()
-	t.Setenv("TMPDIR", testTmp(home)) // as the instances have it
-	dir := supervisor.DefaultBufferDir(home, "default")
+	// In the instances' TMPDIR (launch sets it), under the name it takes.
+	dir := filepath.Join(testTmp(home), filepath.Base(supervisor.DefaultBufferDir(home, "default")))
 	files := func() []string {
 		f, _ := filepath.Glob(filepath.Join(dir, balancer.BufferFilePattern))
 		return f

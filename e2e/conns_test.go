@@ -30,6 +30,7 @@ import (
 // second, and once some idle connections close a new request is served.
 // The full 20,000 run is `go run ./bench -scenario idleconns`.
 func TestIdleConnectionsLeaveRoomForStatusAndRestarts(t *testing.T) {
+	// Not parallel: status must answer within a second, so it runs alone.
 	const (
 		ulimit   = 512
 		replicas = 2
@@ -150,6 +151,7 @@ func scrapeGauge(t *testing.T, admin, name string) float64 {
 // limit too low for any default, end in one line naming --max-conns and
 // ulimit -n, before anything starts.
 func TestMaxConnsErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		ulimit int

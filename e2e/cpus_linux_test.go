@@ -111,6 +111,7 @@ func checkPinned(t *testing.T, st control.Status) {
 // their size, and no thread of mattingctl is left pinned; so do their
 // successors after a rolling restart.
 func TestCPUsAuto(t *testing.T) {
+	t.Parallel()
 	for _, k := range []string{"OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS", "ORT_NUM_THREADS"} {
 		if _, ok := os.LookupEnv(k); ok {
 			t.Skipf("%s is set in the test's environment: mattingctl would keep it", k)
@@ -193,6 +194,7 @@ func expandCPUs(list string) []int {
 // round robin, and up warns that they do; a scale to four warns again,
 // and the new replica gets its set by its number.
 func TestCPUsAutoShared(t *testing.T) {
+	t.Parallel()
 	mask := ownCPUs(t)
 	if len(mask) < 2 {
 		t.Skip("needs at least 2 CPUs in the affinity mask")

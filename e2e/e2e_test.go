@@ -12,6 +12,7 @@ import (
 )
 
 func TestUpStatusAndSpread(t *testing.T) {
+	t.Parallel()
 	in := start(t, 4, "--", fakemodel)
 	st := in.waitReady(4)
 	if st.Name != "default" || st.Port != in.port || st.Desired != 4 || st.Pid != in.cmd.Process.Pid {
@@ -21,10 +22,20 @@ func TestUpStatusAndSpread(t *testing.T) {
 		t.Fatalf("status command = %q", st.Command)
 	}
 	for i, r := range st.Replicas {
-		if r.ID != i+1 || r.Port != in.port+1+i || r.Pid == 0 || r.StartedAt == nil || r.RSSBytes == 0 {
+		if r.ID != i+1 || r.Port != in.port+1+i || r.Pid == 0 || r.StartedAt == nil {
 			t.Errorf("replica %d status = %+v", i+1, r)
 		}
 	}
+	// Memory is sampled at most once a second: a replica ready a moment
+	// ago may not have been yet.
+	testutil.WaitFor(t, 5*time.Second, "every replica's memory in status", func() bool {
+		for _, r := range in.status().Replicas {
+			if r.RSSBytes == 0 {
+				return false
+			}
+		}
+		return true
+	})
 
 	l := startLoad(in.url("/api/matting_base64?sleep=5ms"), 16)
 	testutil.WaitFor(t, 20*time.Second, "400 answers", func() bool {
@@ -68,6 +79,7 @@ func TestUpStatusAndSpread(t *testing.T) {
 }
 
 func TestKilledReplicaIsRestartedOnItsPort(t *testing.T) {
+	t.Parallel()
 	in := start(t, 2, "--", fakemodel)
 	st := in.waitReady(2)
 	old := st.Replicas[0]
@@ -90,6 +102,7 @@ func TestKilledReplicaIsRestartedOnItsPort(t *testing.T) {
 }
 
 func TestScaleUpAndDownUnderLoad(t *testing.T) {
+	t.Parallel()
 	in := start(t, 2, "--", fakemodel)
 	in.waitReady(2)
 	out, errOut, code := in.ctl("scale", "6")
@@ -127,12 +140,13 @@ func TestScaleUpAndDownUnderLoad(t *testing.T) {
 			t.Errorf("removed replica pid %d still running", pid)
 		}
 		if !portFree(port) {
-			t.Errorf("port %d still in use after scale-down", port)
+			t.Errorf("port %d still in use after scale-down: %s", port, listener(port))
 		}
 	}
 }
 
 func TestDownStopsEverything(t *testing.T) {
+	t.Parallel()
 	in := start(t, 3, "--", fakemodel)
 	st := in.waitReady(3)
 	out, errOut, code := in.ctl("down")
@@ -148,7 +162,7 @@ func TestDownStopsEverything(t *testing.T) {
 		}
 	}
 	if !portFree(in.port) {
-		t.Errorf("proxy port %d still in use", in.port)
+		t.Errorf("proxy port %d still in use: %s", in.port, listener(in.port))
 	}
 	if _, err := os.Stat(in.home + "/default.sock"); !os.IsNotExist(err) {
 		t.Errorf("control socket left behind: %v", err)
@@ -156,12 +170,13 @@ func TestDownStopsEverything(t *testing.T) {
 }
 
 func TestSIGTERMFinishesInFlightRequests(t *testing.T) {
+	t.Parallel()
 	in := start(t, 2, "--", fakemodel)
 	st := in.waitReady(2)
 	results := make(chan error, 4)
 	for i := 0; i < 4; i++ {
 		go func() {
-			_, err := get(in.url("/?sleep=1s"))
+			_, err := get(in.url("/?sleep=3s"))
 			results <- err
 		}()
 	}
@@ -185,6 +200,7 @@ func TestSIGTERMFinishesInFlightRequests(t *testing.T) {
 }
 
 func TestKilledSupervisorLeavesNoOrphans(t *testing.T) {
+	t.Parallel()
 	in := start(t, 3, "--", fakemodel)
 	st := in.waitReady(3)
 	if err := in.cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -201,7 +217,7 @@ func TestKilledSupervisorLeavesNoOrphans(t *testing.T) {
 	})
 	for _, r := range st.Replicas {
 		if !portFree(r.Port) {
-			t.Errorf("port %d still held after the supervisor was killed", r.Port)
+			t.Errorf("port %d still held after the supervisor was killed: %s", r.Port, listener(r.Port))
 		}
 	}
 	// The next instance with the same name starts despite the stale socket.

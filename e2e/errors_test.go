@@ -22,6 +22,7 @@ func lastLine(s string) string {
 // TestUserErrors checks that every mistake a user can make ends with one
 // line naming the thing, a non-zero exit and nothing left running.
 func TestUserErrors(t *testing.T) {
+	t.Parallel()
 	notExec := filepath.Join(t.TempDir(), "app.py")
 	if err := os.WriteFile(notExec, []byte("print(1)\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -96,6 +97,7 @@ func TestUserErrors(t *testing.T) {
 // TestStartFailures covers replicas that never become ready: the instance
 // exits non-zero, names the replica and leaves nothing running.
 func TestStartFailures(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		args []string
@@ -119,7 +121,7 @@ func TestStartFailures(t *testing.T) {
 			}
 			for p := in.port; p <= in.port+2; p++ {
 				if !portFree(p) {
-					t.Errorf("port %d still in use after the failed start", p)
+					t.Errorf("port %d still in use after the failed start: %s", p, listener(p))
 				}
 			}
 			if _, err := os.Stat(in.home + "/default.sock"); !os.IsNotExist(err) {
@@ -130,6 +132,7 @@ func TestStartFailures(t *testing.T) {
 }
 
 func TestSecondInstanceWithSameNameIsRefused(t *testing.T) {
+	t.Parallel()
 	in := start(t, 1, "--", fakemodel)
 	in.waitReady(1)
 	_, stderr, code := run(t, in.home, "up", "-p", strconv.Itoa(testutil.FreePorts(t, 3)), "--host", "127.0.0.1", "--", fakemodel)

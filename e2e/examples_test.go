@@ -53,6 +53,7 @@ func matte(t *testing.T, in *instance, client string, n, c int) {
 }
 
 func TestGoMattingServerExample(t *testing.T) {
+	t.Parallel()
 	server := buildExample(t, "matting-server")
 	client := buildExample(t, "matting-client")
 	in := start(t, 2, "--health", "/health", "--", server)
@@ -74,6 +75,7 @@ func TestGoMattingServerExample(t *testing.T) {
 // mattingctl. It needs Debian's python3-flask and python3-opencv; CI
 // installs them and sets MATTINGCTL_REQUIRE_E2E so that it cannot skip.
 func TestFlaskExample(t *testing.T) {
+	t.Parallel()
 	probe := exec.Command("python3", "-c", "import sys; sys.path.append('/usr/lib/python3/dist-packages'); import cv2, flask, numpy")
 	if out, err := probe.CombinedOutput(); err != nil {
 		msg := "python3 with flask and opencv is missing (apt-get install python3-flask python3-opencv): " + strings.TrimSpace(string(out))

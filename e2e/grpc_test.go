@@ -117,6 +117,7 @@ func runGRPCClient(t *testing.T, in *instance, client string, args ...string) (s
 // over every replica, call by call, where a connection-level balancer
 // (a Kubernetes Service) would pin all of them to one.
 func TestGRPCSpread(t *testing.T) {
+	t.Parallel()
 	server, client, img := grpcExample(t)
 	in := start(t, 4, "--upstream-protocol", "h2c", "--health", "grpc", "--", server, "-delay", "20ms")
 	in.waitReady(4)
@@ -152,6 +153,7 @@ func TestGRPCSpread(t *testing.T) {
 // The load lasts MATTINGCTL_E2E_GRPC_LOAD (default 12s; 20s is the
 // figure asked for).
 func TestGRPCCrash(t *testing.T) {
+	t.Parallel()
 	server, client, img := grpcExample(t)
 	load := grpcDefaultLoad
 	if v := os.Getenv(grpcLoadEnv); v != "" {
@@ -217,6 +219,7 @@ func dialProxy(t *testing.T, in *instance) mattingpb.MattingClient {
 // RESOURCE_EXHAUSTED, a status it reads, with the proxy's words; the
 // calls admitted are served.
 func TestGRPCRefusals(t *testing.T) {
+	t.Parallel()
 	server, _, _ := grpcExample(t)
 	in := start(t, 1, "--upstream-protocol", "h2c", "--health", "grpc", "--max-inflight", "1", "--queue", "1",
 		"--", server, "-delay", "1s")
@@ -255,6 +258,7 @@ func TestGRPCRefusals(t *testing.T) {
 // out of rotation, says why, and a call meanwhile gets UNAVAILABLE; a
 // replica that turns SERVING becomes ready.
 func TestGRPCHealth(t *testing.T) {
+	t.Parallel()
 	server, _, _ := grpcExample(t)
 
 	loading := start(t, 1, "--upstream-protocol", "h2c", "--health", "grpc", "--ready-timeout", "3s", "--", server, "-ready-after", "1h")

@@ -16,6 +16,7 @@ import (
 // nghttp2-client and curl; without them those parts are skipped, unless
 // MATTINGCTL_REQUIRE_E2E is set.
 func TestH2CReplicas(t *testing.T) {
+	t.Parallel()
 	in := start(t, 2, "--upstream-protocol", "h2c", "--health", "/health", "--", fakemodel, "-h2c-only")
 	in.waitReady(2)
 

@@ -7,8 +7,10 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -32,35 +34,96 @@ var (
 	fakemodel  string
 )
 
+const (
+	// e2eEnv turns the end-to-end tests on. They build the binaries and
+	// start hundreds of processes for minutes, so the unit tests' `go
+	// test ./...` leaves them out.
+	e2eEnv = "MATTINGCTL_E2E"
+	// e2eCommand runs them. -v streams each test's result as it ends (go
+	// test holds back a package's output until it is done otherwise);
+	// -count=1 because go test would cache a pass, and the binaries the
+	// tests build are not among what it checks for changes.
+	e2eCommand = "MATTINGCTL_E2E=1 go test -race -count=1 -v ./e2e/"
+	// binDirEnv names a directory holding mattingctl and fakemodel,
+	// built already: a test that runs this binary as a child passes its
+	// own, so that the child does not build them again.
+	binDirEnv = "MATTINGCTL_E2E_BIN"
+	// defaultParallel is how many parallel tests run at once, unless
+	// -test.parallel says. Most tests wait on processes, not on the CPU,
+	// so more of them than the cores fit; those that time something do
+	// not call t.Parallel and run alone, before the others.
+	defaultParallel = 6
+)
+
 func TestMain(m *testing.M) {
-	if os.Getenv(racyEnv) != "" {
+	switch {
+	case os.Getenv(reaperEnv) != "":
+		os.Exit(runReaper(os.Getenv(reaperEnv)))
+	case os.Getenv(racyEnv) != "":
 		// A child of TestRaceReportFailsTheTest runs only a racy program.
 		os.Exit(m.Run())
+	case os.Getenv(e2eEnv) == "":
+		fmt.Printf("e2e: skipped: the end-to-end tests run with %s\n", e2eCommand)
+		os.Exit(0)
 	}
-	dir, err := os.MkdirTemp("", "mattingctl-e2e-")
+	os.Exit(runE2E(m))
+}
+
+// runE2E starts the reaper, builds the binaries and runs the tests.
+func runE2E(m *testing.M) int {
+	r, err := startReaper()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	defer func() {
+		if report := r.stop(); report != "" {
+			fmt.Fprintln(os.Stderr, "e2e: "+report)
+		}
+	}()
+	// Python leaves no __pycache__ in the checkout (the gunicorn tests
+	// import testdata/leftovers/wsgi.py).
+	os.Setenv("PYTHONDONTWRITEBYTECODE", "1")
+
+	dir := os.Getenv(binDirEnv)
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "mattingctl-e2e-"); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e:", err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		if err := buildBinaries(dir); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e:", err)
+			return 1
+		}
 	}
 	mattingctl = filepath.Join(dir, "mattingctl")
 	fakemodel = filepath.Join(dir, "fakemodel")
-	// mattingctl is built with the race detector, so that the supervisor's
-	// concurrency is checked under real processes and signals too.
+
+	flag.Parse()
+	parallelSet := false
+	flag.Visit(func(f *flag.Flag) { parallelSet = parallelSet || f.Name == "test.parallel" })
+	if !parallelSet {
+		_ = flag.Set("test.parallel", strconv.Itoa(defaultParallel))
+	}
+	return m.Run()
+}
+
+// buildBinaries builds mattingctl and fakemodel into dir. mattingctl is
+// built with the race detector, so that the supervisor's concurrency is
+// checked under real processes and signals too.
+func buildBinaries(dir string) error {
 	for _, b := range []struct{ bin, pkg, flags string }{
-		{mattingctl, "../cmd/mattingctl", "-race"},
-		{fakemodel, "../internal/testutil/fakemodel", ""},
+		{"mattingctl", "../cmd/mattingctl", "-race"},
+		{"fakemodel", "../internal/testutil/fakemodel", ""},
 	} {
 		args := append([]string{"build"}, strings.Fields(b.flags)...)
-		bin, pkg := b.bin, b.pkg
-		out, err := exec.Command("go", append(args, "-o", bin, pkg)...).CombinedOutput()
+		out, err := exec.Command("go", append(args, "-o", filepath.Join(dir, b.bin), b.pkg)...).CombinedOutput()
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", pkg, err, out)
-			os.Exit(1)
+			return fmt.Errorf("building %s: %v\n%s", b.pkg, err, out)
 		}
 	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	return nil
 }
 
 // instance is a running `mattingctl up`.
@@ -91,6 +154,10 @@ func runBinary(t *testing.T, bin, home string, args ...string) (string, string, 
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "MATTINGCTL_HOME="+home)
+	if len(args) == 0 || args[0] != "up" {
+		cmd.Env = append(cmd.Env, quickExit())
+	}
+	cmd.SysProcAttr = diesWithTest()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -103,6 +170,26 @@ func runBinary(t *testing.T, bin, home string, args ...string) (string, string, 
 		t.Fatalf("running %s %v: %v", bin, args, err)
 	}
 	return stdout.String(), stderr.String(), code
+}
+
+// quickExit, in the environment of a one-shot command, skips the race
+// detector's second of sleep at exit (atexit_sleep_ms, 1000 by default):
+// it gives goroutines still running a chance to report a race, and a
+// command such as status, whose work is done, has none left worth the
+// wait, while a test asks for status hundreds of times. A race is
+// reported the moment it happens, not at exit. Instances (up) keep the
+// sleep: their goroutines run to the end. Options in the test's own
+// GORACE are kept.
+func quickExit() string {
+	return strings.TrimSpace("GORACE=" + os.Getenv("GORACE") + " atexit_sleep_ms=0")
+}
+
+// diesWithTest makes a process the test starts die with the test binary
+// (Linux's parent-death signal). TestMain's reaper catches what this
+// misses: processes started further down, and those in sessions of their
+// own.
+func diesWithTest() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }
 
 // commandLine names a process in a failure: the binary's base name and
@@ -132,12 +219,20 @@ func startIn(t *testing.T, home string, replicas int, args ...string) *instance 
 // the test if it printed a race report.
 func launch(t *testing.T, bin, home string, port int, args ...string) *instance {
 	t.Helper()
+	return launchEnv(t, nil, bin, home, port, args...)
+}
+
+// launchEnv is launch with env added to the instance's environment (a
+// test that runs beside others cannot change its own).
+func launchEnv(t *testing.T, env []string, bin, home string, port int, args ...string) *instance {
+	t.Helper()
 	in := &instance{t: t, home: home, port: port, done: make(chan struct{}), pids: map[int]bool{}}
 	in.cmd = exec.Command(bin, args...)
 	// TMPDIR under the test's directory: the instance's default buffer
 	// directory goes there, and with it when the test ends.
-	in.cmd.Env = append(os.Environ(), "MATTINGCTL_HOME="+in.home, "TMPDIR="+testTmp(in.home))
+	in.cmd.Env = append(append(os.Environ(), "MATTINGCTL_HOME="+in.home, "TMPDIR="+testTmp(in.home)), env...)
 	in.cmd.Stdout, in.cmd.Stderr = &in.stdout, &in.stderr
+	in.cmd.SysProcAttr = diesWithTest()
 	if err := in.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -187,15 +282,23 @@ func (in *instance) status() control.Status {
 	return st
 }
 
+// tryStatus asks the instance for its status over its control socket,
+// the call `mattingctl status --json` makes and prints as it is. Tests
+// ask for status hundreds of times, mostly while they wait for
+// something; a race-built `mattingctl status` process for each took its
+// share of a busy machine's cores and, on one, over its 10 s to answer.
+// The command itself is run where a test checks what it prints.
 func (in *instance) tryStatus() (control.Status, error) {
 	in.t.Helper()
-	out, errOut, code := in.ctl("status", "--json")
-	if code != 0 {
-		return control.Status{}, fmt.Errorf("status --json: exit %d: %s", code, errOut)
+	c, err := control.Connect(in.home, "")
+	if err != nil {
+		return control.Status{}, err
 	}
-	var st control.Status
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		return st, fmt.Errorf("status --json printed %q: %v", out, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := c.Status(ctx)
+	if err != nil {
+		return st, fmt.Errorf("status: %w", err)
 	}
 	in.mu.Lock()
 	for _, r := range st.Replicas {
@@ -296,20 +399,30 @@ func get(url string) (reply, error) {
 	return r, nil
 }
 
-// alive reports whether a process with pid exists (and is not a zombie we
-// could not reap: replicas are children of the supervisor, not of us).
+// alive reports whether a process with pid exists and has not exited (a
+// zombie we could not reap: replicas are children of the supervisor, not
+// of us). A killed process whose main thread shows as a zombie may still
+// have threads exiting, and until the last has, its files are open: its
+// listening sockets hold their ports. So it is alive until only the main
+// thread, a zombie, is left.
 func alive(pid int) bool {
 	if syscall.Kill(pid, 0) != nil {
 		return false
 	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
 		return false
 	}
-	// The state field follows the command name in parentheses.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+	zombie, threads := false, 0
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "State:"); ok {
+			zombie = strings.HasPrefix(strings.TrimSpace(v), "Z")
+		}
+		if v, ok := strings.CutPrefix(line, "Threads:"); ok {
+			threads, _ = strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	return !zombie || threads > 1
 }
 
 // portFree reports whether nothing listens on 127.0.0.1:port.
@@ -320,6 +433,34 @@ func portFree(port int) bool {
 	}
 	c.Close()
 	return false
+}
+
+// listener names the process listening on port, for a failure message:
+// a port still held after its process is gone may be another program's
+// (another test binary's, say), or a child the test did not know of.
+func listener(port int) string {
+	inodes := map[string]bool{}
+	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, _ := os.ReadFile(table)
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			// local_address is ADDR:PORT in hex; st 0A is LISTEN.
+			if len(f) > 9 && f[3] == "0A" && strings.HasSuffix(f[1], fmt.Sprintf(":%04X", port)) {
+				inodes["socket:["+f[9]+"]"] = true
+			}
+		}
+	}
+	if len(inodes) == 0 {
+		return "no listening socket in /proc/net/tcp"
+	}
+	fds, _ := filepath.Glob("/proc/[0-9]*/fd/*")
+	for _, fd := range fds {
+		if link, err := os.Readlink(fd); err == nil && inodes[link] {
+			pid, _ := strconv.Atoi(strings.Split(fd, "/")[2])
+			return "listened on by " + describe([]int{pid})
+		}
+	}
+	return "listened on by a process this test cannot see"
 }
 
 // load sends requests from c goroutines until stop is closed and counts

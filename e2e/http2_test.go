@@ -50,6 +50,7 @@ func h2cClient() *http.Client {
 // and the replicas see ordinary requests: never the preface as a
 // "PRI *" request, and no retried or failed attempt.
 func TestHTTP2PrefaceNeverReachesAReplica(t *testing.T) {
+	t.Parallel()
 	curl := needTool(t, "curl", "curl")
 	in := start(t, 2, "--", fakemodel, "-log-requests")
 	in.waitReady(2)
@@ -122,6 +123,7 @@ func parseH2load(out string) (h2loadResult, error) {
 // TestH2LoadThroughTheProxy: h2load's 2000 requests over 4 connections of
 // 16 streams each are all answered 2xx, for each kind of replica.
 func TestH2LoadThroughTheProxy(t *testing.T) {
+	t.Parallel()
 	h2load := needTool(t, "h2load", "nghttp2-client")
 	for _, tc := range []struct {
 		name      string
@@ -183,6 +185,7 @@ func servedSerial(addr string) (int64, error) {
 // restart`, while a stream opened before the swap completes; a broken pair
 // is refused at restart and the previous certificate is kept.
 func TestHTTPSNegotiatesH2AndSwapsCertificates(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	certFile, keyFile := testutil.WriteSelfSigned(t, dir, "first", 1)
 	in := start(t, 1, "--tls-cert", certFile, "--tls-key", keyFile, "--", fakemodel)
@@ -274,6 +277,7 @@ func TestHTTPSNegotiatesH2AndSwapsCertificates(t *testing.T) {
 // TestTLSFlagErrors: a bad --tls-cert/--tls-key is one line naming the
 // flag and the file, with nothing started.
 func TestTLSFlagErrors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	certFile, keyFile := testutil.WriteSelfSigned(t, dir, "one", 1)
 	other := filepath.Join(dir, "other")

@@ -39,6 +39,7 @@ func post(url string, body []byte) outcome {
 // while clients send the original load test's payload: the requests it held are retried
 // on the others and no client sees a failure.
 func TestKilledReplicaUnderLoadLosesNothing(t *testing.T) {
+	t.Parallel()
 	in := start(t, 4, "--", fakemodel)
 	st := in.waitReady(4)
 	victim := st.Replicas[1]
@@ -109,6 +110,7 @@ func errString(err error) string {
 // TestQueueOverflow floods one slow replica: only 200s and 503s, every 503
 // with Retry-After, nobody waiting much past the queue timeout.
 func TestQueueOverflow(t *testing.T) {
+	// Not parallel: it bounds how long a request waits, so it runs alone.
 	in := start(t, 1, "--max-inflight", "2", "--queue", "4", "--queue-timeout", "500ms", "--", fakemodel)
 	in.waitReady(1)
 	const n = 40
@@ -156,6 +158,7 @@ func TestQueueOverflow(t *testing.T) {
 // TestMaxBody answers an oversized body 413 before it reaches a replica,
 // and serves on.
 func TestMaxBody(t *testing.T) {
+	t.Parallel()
 	in := start(t, 1, "--max-body", "1k", "--", fakemodel)
 	in.waitReady(1)
 	if o := post(in.url("/api/matting_base64"), bytes.Repeat([]byte("x"), 2048)); o.code != http.StatusRequestEntityTooLarge {

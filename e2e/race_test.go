@@ -112,6 +112,7 @@ func buildRacy(t *testing.T) string {
 // TestRaceReport checks raceReport on the real output of a racy program
 // built with -race, and on output without a race.
 func TestRaceReport(t *testing.T) {
+	t.Parallel()
 	racy := buildRacy(t)
 	out, err := exec.Command(racy).CombinedOutput()
 	var ee *exec.ExitError
@@ -165,6 +166,7 @@ func TestRaceReportFailsTheTest(t *testing.T) {
 		})
 		return
 	}
+	t.Parallel()
 	racy := buildRacy(t)
 	child := exec.Command(os.Args[0], "-test.run=^TestRaceReportFailsTheTest$", "-test.count=1", "-test.v")
 	child.Env = append(os.Environ(), racyEnv+"="+racy)

@@ -15,6 +15,7 @@ import (
 // never listens on its PORT (one that ignores PORT, say). They run side by
 // side: each waits out its 13s ready timeout.
 func TestReadinessProgress(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		args []string

@@ -99,6 +99,7 @@ func inflight(t *testing.T, ctl *control.Client) int64 {
 // of the download still to come, and the client gets every byte. With --response-buffer 0 the replica is held as before
 // (measured: a 5 MiB download held it 1.3 s, a 20 MiB one 17 s of 20).
 func TestSlowClientFreesReplica(t *testing.T) {
+	// Not parallel: it times when the replica is freed, so it runs alone.
 	const size, rate = 5 << 20, 1 << 20
 	t.Run("default", func(t *testing.T) {
 		in := start(t, 1, "--", fakemodel)

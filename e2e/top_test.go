@@ -129,6 +129,7 @@ func (p *topPane) wait(timeout time.Duration) (int, []string) {
 var topRow = regexp.MustCompile(`^(replica-\d+) +(\w+) +(\d+) +(\d+)/(\d+) +([\d.]+) +(\d+) +([\d.]+)% +([\d.]+[KMG]iB) +[\d.]+(us|ms|s) +[\d.]+(us|ms|s)$`)
 
 func TestTopShowsEveryReplicaAndQuitsOnQ(t *testing.T) {
+	t.Parallel()
 	in := start(t, 3, "--", fakemodel)
 	st := in.waitReady(3)
 	l := startLoad(in.url("/?sleep=5ms"), 6)
@@ -194,6 +195,7 @@ func TestTopShowsEveryReplicaAndQuitsOnQ(t *testing.T) {
 }
 
 func TestTopSaysWhenTheInstanceGoesAway(t *testing.T) {
+	t.Parallel()
 	in := start(t, 2, "--", fakemodel)
 	in.waitReady(2)
 	p := startTop(t, in.home)
@@ -221,6 +223,7 @@ func TestTopSaysWhenTheInstanceGoesAway(t *testing.T) {
 }
 
 func TestTopQuitsOnCtrlC(t *testing.T) {
+	t.Parallel()
 	in := start(t, 1, "--", fakemodel)
 	in.waitReady(1)
 	p := startTop(t, in.home)

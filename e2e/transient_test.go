@@ -23,6 +23,7 @@ import (
 // soft open-file limit on the running process instead (prlimit), to the
 // lowest descriptor number free, and raises it again.
 func TestReplicaRestartsAfterFdExhaustion(t *testing.T) {
+	t.Parallel()
 	home := t.TempDir()
 	port := testutil.FreePorts(t, 2+8)
 	in := launch(t, "/bin/sh", home, port, "-c", `ulimit -n 1024 && exec "$0" "$@"`, mattingctl,

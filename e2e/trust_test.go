@@ -18,6 +18,7 @@ import (
 // TestWritableStateDirIsRefused: `up` will not put its control socket in a
 // directory where another user could rename it and listen in its place.
 func TestWritableStateDirIsRefused(t *testing.T) {
+	t.Parallel()
 	home := filepath.Join(t.TempDir(), "state")
 	if err := os.Mkdir(home, 0o700); err != nil {
 		t.Fatal(err)
@@ -44,6 +45,7 @@ func TestWritableStateDirIsRefused(t *testing.T) {
 // print no "stopped", and leave it running; up refuses the name. It needs
 // root, to run mattingctl as nobody.
 func TestImpostorInstanceIsRefused(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root, to run mattingctl as another user (uid 65534); CI runs as root")
 	}

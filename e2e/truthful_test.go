@@ -19,6 +19,7 @@ import (
 // it gets fakemodel's own answer if it was quick enough, else none. Before,
 // all three got an empty 200 that no replica sent.
 func TestNoAnswerOnAReplicasBehalf(t *testing.T) {
+	t.Parallel()
 	in := start(t, 2, "--", fakemodel)
 	in.waitReady(2)
 	exchange := func(raw string) string {

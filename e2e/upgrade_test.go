@@ -52,6 +52,7 @@ func (in *instance) upgradedInflight() (upgraded, inflight int64) {
 // all 40 connect, ordinary requests still flow, and status counts them as
 // upgraded, not in flight, until they close.
 func TestIdleWebSocketsHoldNoSlot(t *testing.T) {
+	t.Parallel()
 	in := start(t, 2, "--max-inflight", "8", "--", fakemodel)
 	in.waitReady(2)
 	conns := make([]*testutil.WebSocket, 40)
@@ -110,6 +111,7 @@ func TestIdleWebSocketsHoldNoSlot(t *testing.T) {
 // before reaching a replica, ordinary requests do not count, and a closed
 // socket makes room.
 func TestMaxUpgraded(t *testing.T) {
+	t.Parallel()
 	in := start(t, 2, "--max-upgraded", "3", "--", fakemodel)
 	in.waitReady(2)
 	var conns []*testutil.WebSocket

@@ -14,6 +14,7 @@ import (
 // replaced by defaults without a word: each is now refused, naming the
 // flag (or the file and line), with nothing started.
 func TestBadValuesAreRefused(t *testing.T) {
+	t.Parallel()
 	file := filepath.Join(t.TempDir(), "mattingctl.yaml")
 	if err := os.WriteFile(file, []byte("replicas: 2\nstop-timeout: -5s\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -44,6 +45,7 @@ func TestBadValuesAreRefused(t *testing.T) {
 // TestScaleBelowMinReadyWarns: scaling below --min-ready is done, with a
 // warning on stderr, and /readyz follows.
 func TestScaleBelowMinReadyWarns(t *testing.T) {
+	t.Parallel()
 	in := start(t, 2, "--min-ready", "2", "--", fakemodel)
 	in.waitReady(2)
 	out, stderr, code := in.ctl("scale", "1")

@@ -48,6 +48,7 @@ func writeWarmup(t *testing.T, text string) string {
 // restart) gets the two warm-up requests, one after the other, before any
 // client request reaches it.
 func TestWarmupBeforeTraffic(t *testing.T) {
+	t.Parallel()
 	const warm = "GET /warm?sleep=200ms"
 	file := writeWarmup(t, `{"path": "/warm?sleep=200ms", "headers": {"X-Warmup": "1"}}`)
 	orderLog := filepath.Join(t.TempDir(), "order.log")
@@ -118,6 +119,7 @@ func TestWarmupBeforeTraffic(t *testing.T) {
 // of rotation (no client request reaches it) and up fails, naming it and
 // the answer; a warm-up file that is not one stops up at once, naming it.
 func TestWarmupFailureFailsUp(t *testing.T) {
+	t.Parallel()
 	file := writeWarmup(t, `{"path": "/warm?status=500"}`)
 	orderLog := filepath.Join(t.TempDir(), "order.log")
 	in := start(t, 1, "--warmup", file, "--", fakemodel, "-order-log", orderLog)

@@ -19,6 +19,9 @@ import (
 // TestHelperProcess is an ordinary, empty test.
 const helperGate = "MATTINGCTL_TEST_HELPER_PROCESS=1"
 
+// The helpers (and theirs) exit once this test binary has, killed or not.
+func init() { testutil.MarkTestBinary() }
+
 // helperEnv is the environment a helper gets through Spec.Env. A
 // race-enabled binary otherwise sleeps a second on exit.
 var helperEnv = []string{helperGate, "GORACE=atexit_sleep_ms=0"}
@@ -29,6 +32,8 @@ func TestHelperProcess(t *testing.T) {
 	if os.Getenv("MATTINGCTL_TEST_HELPER_PROCESS") != "1" {
 		return
 	}
+	// Its children too (the grandchildren some modes leave) are helpers.
+	testutil.ExitWithTestBinary()
 	args := os.Args
 	for i, a := range args {
 		if a == "--" {

@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -43,39 +44,48 @@ func TestBackendAlive(t *testing.T) {
 // and it leaves rotation as unhealthy.
 func TestBusyReplicaStaysLive(t *testing.T) {
 	sick := filepath.Join(t.TempDir(), "sick")
-	sl := testSlotWith(t, fastLiveness(time.Hour), "/health", 10*time.Second, CrashBackoff{}, "sick-health", sick)
+	// A check every 200 ms rather than fastLiveness's 50, from 4 clients:
+	// a check counts as failed if no request was answered since the one
+	// before, and on a busy machine one client's requests may come 50 ms
+	// apart.
+	live := func(o *Options) {
+		fastLiveness(time.Hour)(o)
+		o.HealthInterval = 200 * time.Millisecond
+	}
+	sl := testSlotWith(t, live, "/health", 10*time.Second, CrashBackoff{}, "sick-health", sick)
 	waitState(t, sl, control.Ready, 10*time.Second)
 	srv := httptest.NewServer(sl.sup.bal)
 	defer srv.Close()
 	stop := make(chan struct{})
-	loaded := make(chan struct{})
-	go func() {
-		defer close(loaded)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
+	var load sync.WaitGroup
+	for range 4 {
+		load.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if resp, err := http.Get(srv.URL + "/sleep?d=5ms"); err == nil {
+					resp.Body.Close()
+				}
 			}
-			if resp, err := http.Get(srv.URL + "/sleep?d=5ms"); err == nil {
-				resp.Body.Close()
-			}
-		}
-	}()
+		})
+	}
 	if err := os.WriteFile(sick, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	sl.mu.Lock()
 	be := sl.cur.be
 	sl.mu.Unlock()
-	// 1 s is 20 checks, at 2 failures to become unhealthy.
-	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+	// 2 s is 10 checks, at 2 failures to become unhealthy.
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
 		if st := sl.status(); st.State != control.Ready || !be.Alive() {
 			close(stop)
 			t.Fatalf("a replica answering requests left rotation or was not alive: %+v", st)
 		}
 	}
 	close(stop)
-	<-loaded
+	load.Wait()
 	waitState(t, sl, control.Unhealthy, 5*time.Second)
 }

@@ -69,10 +69,15 @@ func TestRun(t *testing.T) {
 	if code, _ := get("/livez"); code != 200 {
 		t.Errorf("/livez: %d", code)
 	}
-	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, `mattingctl_requests_total{code="200",replica="replica-1"} 1`) &&
-		!strings.Contains(body, `mattingctl_requests_total{code="200",replica="replica-2"} 1`) {
-		t.Errorf("/metrics: %d\n%s", code, body)
-	}
+	// A request is counted as its handler ends, which may be just after
+	// its client has the answer.
+	var code int
+	var body string
+	testutil.WaitFor(t, 5*time.Second, "/metrics to count the request", func() bool {
+		code, body = get("/metrics")
+		return code == 200 && (strings.Contains(body, `mattingctl_requests_total{code="200",replica="replica-1"} 1`) ||
+			strings.Contains(body, `mattingctl_requests_total{code="200",replica="replica-2"} 1`))
+	})
 
 	// Scale through the socket; a body without "replicas" is refused.
 	res, err := c.Scale(context.Background(), 3)

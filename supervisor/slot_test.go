@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,8 +23,12 @@ import (
 	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
+// The helpers (and theirs) exit once this test binary has, killed or not.
+func init() { testutil.MarkTestBinary() }
+
 // TestHelperProcess is not a test: it is the replica the slot tests start.
 // Modes: serve (until SIGTERM), exit CODE, serve-for DURATION (then exit 3),
+// crash-after-ready DURATION (exit 3 that long after its first connection),
 // unhealthy (listens, /health answers 503), serve-with-child FILE,
 // serve-once FILE, slow-start DURATION (sleeps before it listens),
 // slow-stop DURATION (exits that long after SIGTERM), ignore-term (only
@@ -37,6 +42,8 @@ func TestHelperProcess(t *testing.T) {
 	if os.Getenv("MATTINGCTL_TEST_HELPER") != "1" {
 		return
 	}
+	// Its children too (serve-with-child's) are helpers.
+	testutil.ExitWithTestBinary()
 	args := os.Args
 	for len(args) > 0 && args[0] != "--" {
 		args = args[1:]
@@ -123,15 +130,28 @@ func TestHelperProcess(t *testing.T) {
 		time.Sleep(d)
 		fmt.Fprint(w, os.Getpid())
 	})
+	var after <-chan time.Time
+	switch args[0] {
+	case "serve-for":
+		d, _ := time.ParseDuration(args[1])
+		after = time.After(d)
+	case "crash-after-ready":
+		// Counted from the first connection, the readiness check's: however
+		// slowly a busy machine started this process, it was seen ready.
+		d, _ := time.ParseDuration(args[1])
+		first := &firstConn{Listener: ln, seen: make(chan struct{})}
+		ln = first
+		crash := make(chan time.Time, 1)
+		go func() {
+			<-first.seen
+			crash <- <-time.After(d)
+		}()
+		after = crash
+	}
 	go func() { _ = http.Serve(ln, mux) }()
 	sigs := make(chan os.Signal, 1)
 	if args[0] != "ignore-term" { // Notify would undo the Ignore
 		signal.Notify(sigs, syscall.SIGTERM)
-	}
-	var after <-chan time.Time
-	if args[0] == "serve-for" {
-		d, _ := time.ParseDuration(args[1])
-		after = time.After(d)
 	}
 	select {
 	case <-sigs:
@@ -143,6 +163,22 @@ func TestHelperProcess(t *testing.T) {
 	case <-after:
 		os.Exit(3)
 	}
+}
+
+// firstConn is a listener that closes seen when it accepts its first
+// connection.
+type firstConn struct {
+	net.Listener
+	seen chan struct{}
+	once sync.Once
+}
+
+func (l *firstConn) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.once.Do(func() { close(l.seen) })
+	}
+	return c, err
 }
 
 // helperCommand runs this test binary as a replica in mode.
@@ -427,7 +463,7 @@ func zombie(pid int) bool {
 // then crashes, time after time, is brought back every time at the longest
 // backoff, as Kubernetes does; it is never marked failed.
 func TestSlotCrashingAfterReadyKeepsRestarting(t *testing.T) {
-	sl := testSlot(t, "", 5*time.Second, CrashBackoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond, MaxRestarts: 2}, "serve-for", "150ms")
+	sl := testSlot(t, "", 5*time.Second, CrashBackoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond, MaxRestarts: 2}, "crash-after-ready", "150ms")
 	testutil.WaitFor(t, 20*time.Second, "more restarts than MaxRestarts allows", func() bool {
 		st := sl.status()
 		if st.State == control.Failed {

@@ -69,6 +69,9 @@ func sharedDir(t *testing.T) (dir, bin string) {
 	return dir, bin
 }
 
+// The helpers exit once this test binary has, killed or not.
+func init() { testutil.MarkTestBinary() }
+
 // asNobody returns a command running this test binary's helper, as uid
 // 65534, in mode with args.
 func asNobody(bin string, args ...string) *exec.Cmd {
@@ -85,6 +88,7 @@ func TestHelperProcess(t *testing.T) {
 	if os.Getenv(helperEnv) == "" {
 		return
 	}
+	testutil.ExitWithTestBinary()
 	args := os.Args
 	for len(args) > 0 && args[0] != "--" {
 		args = args[1:]

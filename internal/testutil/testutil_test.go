@@ -44,3 +44,47 @@ func TestWaitForReturnsOnceTheConditionHolds(t *testing.T) {
 		t.Errorf("WaitFor took %s for a condition true on the third poll", took)
 	}
 }
+
+func TestFreePortsNeverOverlapWhileHeld(t *testing.T) {
+	taken := map[int]int{}
+	for i := range 100 {
+		base := FreePorts(t, 20)
+		for p := base; p < base+20; p++ {
+			if j, ok := taken[p]; ok {
+				t.Fatalf("port %d given to range %d and range %d", p, j, i)
+			}
+			taken[p] = i
+		}
+	}
+}
+
+func TestFreePortsReleasesAtCleanup(t *testing.T) {
+	var base int
+	t.Run("holder", func(t *testing.T) { base = FreePorts(t, 1) })
+	release, ok := reserve(base/portBlock, 1)
+	if !ok {
+		t.Fatalf("the block of port %d is still reserved after its test ended", base)
+	}
+	release()
+}
+
+func TestPortBlockLockExcludesOtherHolders(t *testing.T) {
+	// Each lockBlock opens the file anew, as another process would: flock
+	// locks of two open files exclude each other even in one process.
+	b := FreePort(t)/portBlock + 1
+	unlock, ok := lockBlock(b)
+	if !ok {
+		t.Skipf("block %d is held elsewhere", b)
+	}
+	if again, ok := lockBlock(b); ok {
+		again()
+		unlock()
+		t.Fatalf("block %d locked twice", b)
+	}
+	unlock()
+	again, ok := lockBlock(b)
+	if !ok {
+		t.Fatalf("block %d still locked after its unlock", b)
+	}
+	again()
+}
