@@ -108,8 +108,10 @@ func runAttacks(e *environment, o attackOptions) error {
 		if row.attack == "" {
 			row.attack = a.name
 		}
-		fmt.Printf("%s: %s; legit %d sent, %d answered 200 (failed: %s); peak RSS %d MB; %s\n\n",
-			row.attack, time.Since(t0).Round(100*time.Millisecond), row.legit.sent, row.legit.ok, row.legit.failed(), row.rss>>20, row.bound)
+		fmt.Printf("%s: %s; legit %d sent, %d answered 200 (p50 %s, p99 %s; failed: %s); peak RSS %d MB; %s\n\n",
+			row.attack, time.Since(t0).Round(100*time.Millisecond), row.legit.sent, row.legit.ok,
+			row.legit.percentile(50).Round(100*time.Microsecond), row.legit.percentile(99).Round(100*time.Microsecond),
+			row.legit.failed(), row.rss>>20, row.bound)
 		rows = append(rows, row)
 		if ctx.Err() != nil {
 			break

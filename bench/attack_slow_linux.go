@@ -190,8 +190,8 @@ func slowUploads(ctx context.Context, e *environment, o attackOptions) (attackRo
 	mu.Lock()
 	answered := byKind(outcomes)
 	mu.Unlock()
-	row.bound = fmt.Sprintf("bound: legit ≥ 99%% 200; %d slow streams opened in 25 s, ended by %s; status's client_limited %d",
-		opened.Load(), answered, st.ClientLimited)
+	row.bound = fmt.Sprintf("bound: legit ≥ 99%% 200; legit p50 %s, p99 %s; %d slow streams opened in 25 s, ended by %s; status's client_limited %d",
+		row.legit.percentile(50).Round(time.Millisecond), row.legit.percentile(99).Round(time.Millisecond), opened.Load(), answered, st.ClientLimited)
 	row.checkCommon(99, 0)
 	return row, nil
 }

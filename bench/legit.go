@@ -37,8 +37,9 @@ type legitLoad struct {
 	wg       sync.WaitGroup
 	tr       *http.Transport
 
-	mu       sync.Mutex     // guards failures
-	failures map[string]int // by kind: a status or a network error
+	mu        sync.Mutex      // guards failures and latencies
+	failures  map[string]int  // by kind: a status or a network error
+	latencies []time.Duration // of the requests answered 200
 
 	finished sync.Once
 	result   legitResult // set by the first finish
@@ -46,9 +47,10 @@ type legitLoad struct {
 
 // legitResult is what a legitimate client saw.
 type legitResult struct {
-	sent, ok int64
-	failures map[string]int
-	wall     time.Duration
+	sent, ok  int64
+	failures  map[string]int
+	latencies []time.Duration // of the requests answered 200, sorted
+	wall      time.Duration
 }
 
 // startLegit starts a legitimate client sending to url.
@@ -66,17 +68,20 @@ func startLegit(ctx context.Context, url string) *legitLoad {
 		go func() {
 			defer l.wg.Done()
 			for ctx.Err() == nil {
+				t0 := time.Now()
 				kind := post(ctx, client, url, legitBody)
+				took := time.Since(t0)
 				if ctx.Err() != nil && kind != "" {
 					return // cut short by finish: not the target's doing
 				}
 				l.sent.Add(1)
+				l.mu.Lock()
 				if kind == "" {
 					l.ok.Add(1)
-					continue
+					l.latencies = append(l.latencies, took)
+				} else {
+					l.failures[kind]++
 				}
-				l.mu.Lock()
-				l.failures[kind]++
 				l.mu.Unlock()
 			}
 		}()
@@ -97,7 +102,8 @@ func (l *legitLoad) finish() legitResult {
 		l.tr.CloseIdleConnections()
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		l.result = legitResult{sent: l.sent.Load(), ok: l.ok.Load(), failures: l.failures, wall: time.Since(l.start)}
+		sort.Slice(l.latencies, func(i, j int) bool { return l.latencies[i] < l.latencies[j] })
+		l.result = legitResult{sent: l.sent.Load(), ok: l.ok.Load(), failures: l.failures, latencies: l.latencies, wall: time.Since(l.start)}
 	})
 	return l.result
 }
@@ -108,6 +114,16 @@ func (r legitResult) percent() float64 {
 		return 0
 	}
 	return 100 * float64(r.ok) / float64(r.sent)
+}
+
+// percentile is the p-th percentile latency of the requests answered
+// 200, or 0 when there were none.
+func (r legitResult) percentile(p int) time.Duration {
+	if len(r.latencies) == 0 {
+		return 0
+	}
+	i := (len(r.latencies)*p + 99) / 100
+	return r.latencies[min(max(i-1, 0), len(r.latencies)-1)]
 }
 
 // failed lists the failures by kind, or "none".

@@ -37,6 +37,9 @@ func TestLegitLoadCountsAnswersFromItsOwnAddress(t *testing.T) {
 	if p := r.percent(); p < 60 || p > 90 {
 		t.Errorf("percent() = %.1f with a quarter answered 503", p)
 	}
+	if len(r.latencies) != int(r.ok) || r.percentile(50) <= 0 || r.percentile(50) > r.percentile(99) {
+		t.Errorf("%d latencies for %d answered; p50 %s, p99 %s", len(r.latencies), r.ok, r.percentile(50), r.percentile(99))
+	}
 	if wrongFrom.Load() != 0 || wrongBody.Load() != 0 {
 		t.Errorf("%d requests not from %s, %d without the 1 KB body", wrongFrom.Load(), legitFrom, wrongBody.Load())
 	}
