@@ -116,6 +116,7 @@ func TestIdleAdminConnectionsAtFileLimit(t *testing.T) {
 // --max-upgraded (153 here) admits that many and answers the rest 503,
 // before they reach a replica.
 func TestWebSocketsAtFileLimit(t *testing.T) {
+	t.Parallel()
 	const sockets = 600
 	in := startAtFileLimit(t, fileLimit, 2, "--", fakemodel)
 	st := in.waitReady(2)
@@ -155,6 +156,7 @@ func TestWebSocketsAtFileLimit(t *testing.T) {
 // 15` is refused in one line naming the limit and how to raise it, by
 // the command and the dashboard's API alike, and nothing changes.
 func TestScaleRefusedPastTheFileLimit(t *testing.T) {
+	t.Parallel()
 	in := startAtFileLimit(t, fileLimit, 2, "--", fakemodel)
 	in.waitReady(2)
 	if _, stderr, code := in.ctl("scale", "4"); code != 0 {

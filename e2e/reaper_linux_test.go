@@ -52,6 +52,7 @@ func sockets(pid int) []string {
 // `up`: the reaper sweeps them, then exits itself. The reaper holds no
 // socket (the control socket, the proxy's or the replicas' ports).
 func TestKill9LeavesNoProcessOfTheInstance(t *testing.T) {
+	t.Parallel()
 	const replicas, within = 2, 5 * time.Second
 	home := t.TempDir()
 	port := testutil.FreePorts(t, replicas+8)
@@ -117,6 +118,7 @@ func isReplicaPid(rs []control.ReplicaStatus, pid int) bool {
 
 // TestDownStopsTheReaper: a clean stop leaves no reaper behind.
 func TestDownStopsTheReaper(t *testing.T) {
+	t.Parallel()
 	in := start(t, 2, "--", fakemodel)
 	in.waitReady(2)
 	if n := len(reapersOf(in.home)); n != 1 {

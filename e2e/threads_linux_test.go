@@ -49,6 +49,7 @@ func (in *instance) waitAllReady(n int, d time.Duration) {
 // each a task against a pids limit. At 200 replicas it must hold at most
 // 50, and still see a replica's crash.
 func TestThreadsDoNotGrowWithReplicas(t *testing.T) {
+	t.Parallel()
 	const replicas, maxThreads = 200, 50
 	in := start(t, 2, "--", fakemodel)
 	in.waitReady(2)
