@@ -124,7 +124,7 @@ func TestWebSocketsAtFileLimit(t *testing.T) {
 		t.Fatalf("max_upgraded %d at ulimit -n %d: the test needs a cap under %d", st.MaxUpgraded, fileLimit, sockets)
 	}
 	t.Logf("max_conns %d, max_upgraded %d", st.MaxConns, st.MaxUpgraded)
-	var open []*wsConn
+	var open []*testutil.WebSocket
 	codes := map[int]int{}
 	for range sockets {
 		c, code := dialWebSocket(t, in)
@@ -140,7 +140,7 @@ func TestWebSocketsAtFileLimit(t *testing.T) {
 	if len(open) == 0 {
 		t.Fatal("no WebSocket was upgraded")
 	}
-	open[len(open)-1].echo(t, "still open")
+	echo(t, open[len(open)-1], "still open")
 	upgraded := int64(0)
 	for _, r := range in.status().Replicas {
 		upgraded += r.Upgraded
