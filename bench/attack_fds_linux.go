@@ -14,7 +14,7 @@ import (
 )
 
 // fileLimit is the `ulimit -n` the descriptor attacks run mattingctl
-// under: the issue's, at which they once used every descriptor.
+// under: the common default, at which they once used every descriptor.
 const fileLimit = 1024
 
 // idleAdminConns is attack 5's first half: 1,100 keep-alive connections

@@ -11,7 +11,7 @@ import (
 )
 
 // The attack scenario (`go run ./bench -scenario attack`, mattingctl
-// alone) runs each hostile client of issue 17 against a fresh `mattingctl
+// alone) runs each hostile client of docs/benchmarks.md against a fresh `mattingctl
 // up` of 2 fakemodel replicas on 127.0.0.1, with a legitimate client
 // beside it (legit.go: 8 keep-alive connections from 127.0.0.2 POSTing
 // 1 KB), and prints a row per attack: the legitimate requests sent and

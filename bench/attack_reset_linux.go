@@ -26,7 +26,7 @@ func rapidReset(ctx context.Context, e *environment, o attackOptions) (attackRow
 
 // rapidResetReconnecting is attack 4 by an attacker that opens a new
 // connection each time mattingctl closes one, so that the attack lasts
-// its whole o.resetFor. The issue set its bounds for one connection; they
+// its whole o.resetFor. The bounds were set for one connection; they
 // are checked here too, to show what the per-connection defence leaves.
 func rapidResetReconnecting(ctx context.Context, e *environment, o attackOptions) (attackRow, error) {
 	return rapidResetAttack(ctx, e, o, true)
@@ -110,7 +110,7 @@ func rapidResetAttack(ctx context.Context, e *environment, o attackOptions, reco
 	row := attackRow{legit: during, rss: t.peakRSS()}
 	var how string
 	if reconnect {
-		row.attack = fmt.Sprintf("rapid reset, reconnecting (beyond the issue's one connection): HTTP/2 connections one at a time, each opening and resetting streams until closed, for %s", o.resetFor)
+		row.attack = fmt.Sprintf("rapid reset, reconnecting: HTTP/2 connections one at a time, each opening and resetting streams until closed, for %s", o.resetFor)
 		how = fmt.Sprintf("%d connections, %d closed by mattingctl, %d streams in all (%d dial errors)", conns, closed, sent.Load(), dialErrs)
 	} else {
 		row.attack = fmt.Sprintf("rapid reset: 1 HTTP/2 connection opening and resetting streams for %s", o.resetFor)
