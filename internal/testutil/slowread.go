@@ -12,13 +12,7 @@ import (
 // connection stays open until the caller closes it or the server does.
 func NonReadingGet(addr, path string) (net.Conn, error) {
 	d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		if err := c.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 16<<10)
-		}); err != nil {
-			return err
-		}
-		return serr
+		return smallReceiveBuffer(c)
 	}}
 	conn, err := d.Dial("tcp", addr)
 	if err != nil {
