@@ -12,7 +12,7 @@
 //	go run ./bench -scenario h2         # h2load: HTTP/2 and HTTP/1.1, through mattingctl and direct to a replica (h2.go)
 //	go run ./bench -scenario model      # the real model (examples/onnx-matting, model.go), mattingctl alone, run only when named
 //	go run ./bench -scenario dashboard  # mattingctl with the dashboard closed and open, interleaved (dashboard.go)
-//	go run ./bench -scenario attack     # issue 17's hostile clients, legitimate traffic beside, mattingctl alone (attack_linux.go, about 3 min)
+//	go run ./bench -scenario attack     # hostile clients with legitimate traffic beside, mattingctl alone (attack_linux.go, about 3 min)
 //
 // Scenario "overload" is the original nginx setup's problem: 1000 concurrent clients, each
 // opening a new connection per request as its Python load-test client does,
