@@ -14,7 +14,7 @@ import (
 	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
-// TestAnotherUserCannotActThroughTheDashboard is the issue's attack:
+// TestAnotherUserCannotActThroughTheDashboard is the other-user attack:
 // another local user (nobody) posts `{"replicas": 0}` to /api/scale, and a
 // rolling restart, on the loopback admin port, with the action header
 // and no token. Both get 401 and nothing changes; nobody can neither read

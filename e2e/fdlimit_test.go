@@ -14,7 +14,7 @@ import (
 	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
-// The issue's descriptor attacks at `ulimit -n 1024`: before the budget,
+// The descriptor attacks at `ulimit -n 1024`: before the budget,
 // ~1,040 idle connections to the admin port, or ~500 WebSockets through
 // the proxy, used every descriptor; the proxy stopped answering, status
 // hung and a killed replica could not restart (pipe2: too many open

@@ -46,7 +46,7 @@ func sockets(pid int) []string {
 	return out
 }
 
-// TestKill9LeavesNoProcessOfTheInstance is the issue's target: after kill
+// TestKill9LeavesNoProcessOfTheInstance is the target: after kill
 // -9 of mattingctl whose 2 replicas each forked a setsid'd daemon, no
 // process of the instance is left 5 s later, without waiting for the next
 // `up`: the reaper sweeps them, then exits itself. The reaper holds no

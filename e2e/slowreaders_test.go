@@ -18,7 +18,7 @@ import (
 	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
-// TestSlowReadersDoNotHoldReplicas is the slow-reader attack of issue 17
+// TestSlowReadersDoNotHoldReplicas is the slow-reader attack
 // at its scale, with legitimate requests from another client beside it:
 // 16 HTTP/1.1 connections that ask for a 20 MiB response and never read
 // it, and one HTTP/2 connection whose flow-control window is zero with 16
