@@ -25,8 +25,8 @@ import (
 // mattingctl (a release build) with --queue 100000 --queue-timeout 2s in
 // front of one fakemodel replica taking 100 ms a request, --max-inflight 1.
 // 2,000 clients, connected beforehand, send a request each at the same
-// moment. About 20 can be served within the 2 s queue timeout; the issue
-// wants every other one answered 503 within 50 ms, not after 2 s. The burst
+// moment. About 20 can be served within the 2 s queue timeout; the target
+// is every other one answered 503 within 50 ms, not after 2 s. The burst
 // is sent twice: cold, before the replica has answered anything (the proxy
 // bounds the service time by the request in flight, with a margin while
 // few responses are timed, so boundary requests wait longer for their

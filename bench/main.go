@@ -13,6 +13,7 @@
 //	go run ./bench -scenario model      # the real model (examples/onnx-matting, model.go), mattingctl alone, run only when named
 //	go run ./bench -scenario dashboard  # mattingctl with the dashboard closed and open, interleaved (dashboard.go)
 //	go run ./bench -scenario adaptive   # --max-inflight auto against fixed 1-32 and 0 on fakemodel -curve K (adaptive.go), run only when named
+//	go run ./bench -scenario attack     # hostile clients with legitimate traffic beside, mattingctl alone (attack_linux.go, about 3 min)
 //
 // Scenario "overload" is the original nginx setup's problem: 1000 concurrent clients, each
 // opening a new connection per request as its Python load-test client does,
@@ -107,7 +108,7 @@ func main() {
 		}
 		return
 	}
-	only := flag.String("scenario", "", "run only this scenario (overload, proxy; or, only by name, original, idleconns, slowupload, bigbodies, hopeless, h2, model, dashboard, adaptive)")
+	only := flag.String("scenario", "", "run only this scenario (overload, proxy; or, only by name, original, idleconns, slowupload, bigbodies, hopeless, h2, model, dashboard, adaptive, attack)")
 	rounds := flag.Int("rounds", 3, "rounds per target; the table shows medians")
 	image := flag.String("image", "examples/sample/sample.jpg", "image whose base64 makes the original load test's payload")
 	nginxBin := flag.String("nginx", "nginx", "nginx binary")
@@ -121,6 +122,9 @@ func main() {
 	memDuration := flag.Duration("d", 40*time.Second, "how long a memory scenario (slowupload, bigbodies) runs at most")
 	modelClientsFlag := flag.Int("clients", modelClients, "model: concurrent keep-alive clients")
 	adaptiveKs := flag.String("k", "1,4,16", "adaptive: the fake model's K (best requests in flight), comma-separated")
+	attack := attackOptions{}
+	flag.DurationVar(&attack.resetFor, "rapid-reset", 30*time.Second, "attack: how long the rapid-reset attacker sends (at most 30s)")
+	flag.IntVar(&attack.uploadStreams, "upload-streams", 250, "attack: slow-upload streams on each of the 70 HTTP/2 connections")
 	flag.Parse()
 	if *only == "adaptive" {
 		ks, err := parseKs(*adaptiveKs)
@@ -128,6 +132,13 @@ func main() {
 			err = withEnvironment(*nginxBin, func(e *environment) error { return runAdaptive(e, *rounds, ks) })
 		}
 		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *only == "attack" {
+		if err := withEnvironment(*nginxBin, func(e *environment) error { return runAttacks(e, attack) }); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
 		}

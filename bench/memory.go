@@ -25,7 +25,7 @@ import (
 
 // The memory scenarios are attacks on the proxy's memory. They
 // run mattingctl alone (nginx has no part in them) and report its peak
-// resident memory (VmHWM) against the bound the issue sets.
+// resident memory (VmHWM) against the bound it must stay under.
 //
 //	go run ./bench -scenario slowupload   # 1000 slow 50 MiB uploads, small requests beside
 //	go run ./bench -scenario bigbodies    # 200 concurrent 20 MB bodies, --max-buffer 512MiB
@@ -34,7 +34,7 @@ type memoryScenario struct {
 	about string
 	args  []string // extra `mattingctl up` flags
 	run   func(ctx context.Context, url string, r *memoryReport)
-	// bound is the peak RSS the issue allows, in bytes.
+	// bound is the peak RSS allowed, in bytes.
 	bound int64
 }
 

@@ -14,7 +14,7 @@ import (
 	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
-// TestAnotherUserCannotActThroughTheDashboard is the issue's attack:
+// TestAnotherUserCannotActThroughTheDashboard is the other-user attack:
 // another local user (nobody) posts `{"replicas": 0}` to /api/scale, and a
 // rolling restart, on the loopback admin port, with the action header
 // and no token. Both get 401 and nothing changes; nobody can neither read
@@ -22,6 +22,7 @@ import (
 // get the token from `mattingctl dashboard`. A clean stop removes the
 // file. It needs root, to run curl and mattingctl as nobody.
 func TestAnotherUserCannotActThroughTheDashboard(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root, to run commands as another user (uid 65534); CI runs as root")
 	}
@@ -99,6 +100,7 @@ func TestAnotherUserCannotActThroughTheDashboard(t *testing.T) {
 // dashboard's POST /api/scale take the same counts and refuse the others
 // in the same words: 0, a count whose ports pass 65535.
 func TestScaleBoundsAreTheSameEverywhere(t *testing.T) {
+	t.Parallel()
 	in := start(t, 1, "--", fakemodel)
 	in.waitReady(1)
 	_, token := dashboardLink(t, in)
@@ -147,6 +149,7 @@ func openFiles(t *testing.T, pid int) int {
 // redirects to the URL with the token, so that the token is on no command
 // line (ps shows those to every user); a clean stop removes the page.
 func TestDashboardOpenHandsTheBrowserAPage(t *testing.T) {
+	t.Parallel()
 	in := start(t, 1, "--", fakemodel)
 	admin := in.waitReady(1).Admin
 	// up's ready line has the URL without the token, and says how to get

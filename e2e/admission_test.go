@@ -79,7 +79,7 @@ func burst(t *testing.T, port, n int, request string) []burstResult {
 	return results
 }
 
-// TestHopelessBurstFailsFast is the hopeless burst: with --queue
+// TestHopelessBurstFailsFast is the hopeless burst: with --queue
 // 100000 --queue-timeout 2s, 2,000 requests at once at one replica taking
 // 100 ms a request (--max-inflight 1). About 20 can be served within 2 s;
 // the others get 503 with Retry-After at once, not after 2 s, and the

@@ -13,6 +13,7 @@ import (
 // again and is answered 200. Before, every spilled body got 503 until a
 // restart, with the directory's path in the answer.
 func TestBufferDirDeletedWhileRunning(t *testing.T) {
+	t.Parallel()
 	in := start(t, 1, "--max-buffer", "0", "--", fakemodel) // every body goes to disk
 	in.waitReady(1)
 	dirs, err := filepath.Glob(filepath.Join(testTmp(in.home), "mattingctl-*"))

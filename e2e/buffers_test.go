@@ -73,6 +73,12 @@ func TestBodiesSpillToDiskWithinBudgets(t *testing.T) {
 	for _, u := range held {
 		u.conn.Close()
 	}
+	// Their memory is given back when the proxy has seen them close: on
+	// a busy machine that can come after the uploads' last bytes, which
+	// would find the budgets still full.
+	testutil.WaitFor(t, 15*time.Second, "only the uploads' connections open", func() bool {
+		return in.status().Conns == int64(len(uploads))
+	})
 
 	// The uploads finish and are served whole, from memory and from disk.
 	for i, u := range uploads {

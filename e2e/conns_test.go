@@ -11,9 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
 	"github.com/mattingctl/mattingctl/internal/control"
 	"github.com/mattingctl/mattingctl/internal/testutil"
 )
@@ -77,7 +74,7 @@ func TestIdleConnectionsLeaveRoomForStatusAndRestarts(t *testing.T) {
 	}
 
 	// The admin listener is not behind the limit: /metrics reports it.
-	if got := scrapeGauge(t, in.status().Admin, "mattingctl_client_connections"); got != wantMax {
+	if got := metricValue(t, in.status().Admin, "mattingctl_client_connections"); got != wantMax {
 		t.Errorf("mattingctl_client_connections = %v, want %d", got, wantMax)
 	}
 
@@ -124,27 +121,6 @@ func TestIdleConnectionsLeaveRoomForStatusAndRestarts(t *testing.T) {
 	if st := in.status(); st.Replicas[0].State != "ready" || st.Replicas[1].State != "ready" {
 		t.Errorf("after the idle connections: %+v", st.Replicas)
 	}
-}
-
-// scrapeGauge reads one unlabelled gauge from the admin listener's
-// /metrics.
-func scrapeGauge(t *testing.T, admin, name string) float64 {
-	t.Helper()
-	resp, err := http.Get("http://" + admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.LegacyValidation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("/metrics: %v", err)
-	}
-	f := families[name]
-	if f == nil || len(f.GetMetric()) != 1 {
-		t.Fatalf("/metrics has no single %s", name)
-	}
-	return f.GetMetric()[0].GetGauge().GetValue()
 }
 
 // TestMaxConnsErrors: a --max-conns the open-file limit cannot hold, and a

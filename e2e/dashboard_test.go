@@ -18,8 +18,6 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/mattingctl/mattingctl/internal/testutil"
 )
@@ -63,26 +61,6 @@ func js[T any](t *testing.T, ctx context.Context, expr string) T {
 		t.Fatalf("evaluating %s: %v", expr, err)
 	}
 	return v
-}
-
-// requestsTotal sums mattingctl_requests_total from /metrics.
-func requestsTotal(t *testing.T, admin string) float64 {
-	t.Helper()
-	resp, err := http.Get("http://" + admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.LegacyValidation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	total := 0.0
-	for _, m := range families["mattingctl_requests_total"].GetMetric() {
-		total += m.GetCounter().GetValue()
-	}
-	return total
 }
 
 // TestDashboardInBrowser drives the dashboard in headless Chromium against

@@ -14,7 +14,7 @@ import (
 	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
-// The issue's descriptor attacks at `ulimit -n 1024`: before the budget,
+// The descriptor attacks at `ulimit -n 1024`: before the budget,
 // ~1,040 idle connections to the admin port, or ~500 WebSockets through
 // the proxy, used every descriptor; the proxy stopped answering, status
 // hung and a killed replica could not restart (pipe2: too many open
@@ -116,6 +116,7 @@ func TestIdleAdminConnectionsAtFileLimit(t *testing.T) {
 // --max-upgraded (153 here) admits that many and answers the rest 503,
 // before they reach a replica.
 func TestWebSocketsAtFileLimit(t *testing.T) {
+	t.Parallel()
 	const sockets = 600
 	in := startAtFileLimit(t, fileLimit, 2, "--", fakemodel)
 	st := in.waitReady(2)
@@ -123,7 +124,7 @@ func TestWebSocketsAtFileLimit(t *testing.T) {
 		t.Fatalf("max_upgraded %d at ulimit -n %d: the test needs a cap under %d", st.MaxUpgraded, fileLimit, sockets)
 	}
 	t.Logf("max_conns %d, max_upgraded %d", st.MaxConns, st.MaxUpgraded)
-	var open []*wsConn
+	var open []*testutil.WebSocket
 	codes := map[int]int{}
 	for range sockets {
 		c, code := dialWebSocket(t, in)
@@ -139,7 +140,7 @@ func TestWebSocketsAtFileLimit(t *testing.T) {
 	if len(open) == 0 {
 		t.Fatal("no WebSocket was upgraded")
 	}
-	open[len(open)-1].echo(t, "still open")
+	echo(t, open[len(open)-1], "still open")
 	upgraded := int64(0)
 	for _, r := range in.status().Replicas {
 		upgraded += r.Upgraded
@@ -155,6 +156,7 @@ func TestWebSocketsAtFileLimit(t *testing.T) {
 // 15` is refused in one line naming the limit and how to raise it, by
 // the command and the dashboard's API alike, and nothing changes.
 func TestScaleRefusedPastTheFileLimit(t *testing.T) {
+	t.Parallel()
 	in := startAtFileLimit(t, fileLimit, 2, "--", fakemodel)
 	in.waitReady(2)
 	if _, stderr, code := in.ctl("scale", "4"); code != 0 {

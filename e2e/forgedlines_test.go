@@ -15,6 +15,7 @@ import (
 // decodes and logs when the replica fails the request, must not start a
 // line of its own in mattingctl's log or in the access log.
 func TestPathCannotForgeLogLines(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	alog := filepath.Join(dir, "access.log")
 	in := start(t, 2, "--access-log", alog, "--", fakemodel)

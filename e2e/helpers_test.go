@@ -43,7 +43,7 @@ const (
 	// test holds back a package's output until it is done otherwise);
 	// -count=1 because go test would cache a pass, and the binaries the
 	// tests build are not among what it checks for changes.
-	e2eCommand = "MATTINGCTL_E2E=1 go test -race -count=1 -v ./e2e/"
+	e2eCommand = "MATTINGCTL_E2E=1 go test -count=1 -v ./e2e/"
 	// binDirEnv names a directory holding mattingctl and fakemodel,
 	// built already: a test that runs this binary as a child passes its
 	// own, so that the child does not build them again.

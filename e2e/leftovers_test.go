@@ -23,7 +23,7 @@ import (
 
 const (
 	tagEnv = "MATTINGCTL_E2E_TAG"
-	// nextUpWithin is the issue's target: after kill -9 of mattingctl the
+	// nextUpWithin is the target: after kill -9 of mattingctl the
 	// next `up` of the name is ready within this, on a machine where the
 	// first was ready within half of it.
 	nextUpWithin = 5 * time.Second
@@ -89,7 +89,7 @@ func withoutCgroup(in *instance) string {
 	return ""
 }
 
-// checkNextUpAfterKill9 is the issue's repro and target: `up` with
+// checkNextUpAfterKill9 is the repro and target: `up` with
 // command, kill -9 of mattingctl, then the next `up` of the same name on
 // the same ports. It must be ready within nextUpWithin (or twice the time
 // the first took, on a machine too busy for the first to be ready in half

@@ -110,7 +110,7 @@ func (sl *statusLog) finish() []statusAt {
 // No request is sent to the stopped replica from 4 s after the stop, no
 // request takes 20 s or fails (those it held are sent elsewhere when it is
 // killed), and it is restarted and serving again before the end. The
-// issue's run lasts 40 s, with the stop at 5 s; this one 24 s: the
+// original report's run lasts 40 s, with the stop at 5 s; this one 24 s: the
 // restart is due at about 15-17 s, which leaves 7 s to see the new
 // process serve. (The requests the stopped replica holds meanwhile must
 // reach 10 times the replica's p99 for the slow-request warning: a

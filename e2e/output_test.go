@@ -15,9 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
 	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
@@ -41,26 +38,6 @@ func launchWithStdout(t *testing.T, stdout *os.File, replicas int, args ...strin
 	}()
 	t.Cleanup(in.cleanup)
 	return in
-}
-
-// droppedLines reads mattingctl_log_lines_dropped_total from /metrics.
-func droppedLines(t *testing.T, admin string) float64 {
-	t.Helper()
-	resp, err := http.Get("http://" + admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.LegacyValidation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("/metrics does not parse: %v", err)
-	}
-	f := fams["mattingctl_log_lines_dropped_total"]
-	if f == nil || len(f.GetMetric()) != 1 {
-		t.Fatalf("/metrics has no mattingctl_log_lines_dropped_total")
-	}
-	return f.GetMetric()[0].GetCounter().GetValue()
 }
 
 // sendAll sends n GETs to url from c goroutines, each with a 5 s timeout,
@@ -141,7 +118,7 @@ func TestBlockedStdoutFreezesNothing(t *testing.T) {
 		t.Fatalf("with stdout blocked, %d of %d requests answered in %s, then %v", answered, n, time.Since(start).Round(time.Millisecond), err)
 	}
 	t.Logf("%d requests answered in %s with stdout blocked", n, time.Since(start).Round(time.Millisecond))
-	dropped := droppedLines(t, st.Admin)
+	dropped := metricValue(t, st.Admin, "mattingctl_log_lines_dropped_total")
 	if dropped <= 0 {
 		t.Fatalf("mattingctl_log_lines_dropped_total = %v after %d requests into a blocked FIFO, want > 0", dropped, n)
 	}
@@ -212,7 +189,7 @@ func TestClosedStdoutPipe(t *testing.T) {
 	testutil.WaitFor(t, 10*time.Second, "the log to say stdout has gone", func() bool {
 		return strings.Contains(in.stderr.String(), "stdout has gone")
 	})
-	if dropped := droppedLines(t, st.Admin); dropped <= 0 {
+	if dropped := metricValue(t, st.Admin, "mattingctl_log_lines_dropped_total"); dropped <= 0 {
 		t.Errorf("mattingctl_log_lines_dropped_total = %v after the pipe closed, want > 0", dropped)
 	}
 	if out, errOut, code := in.ctl("down"); code != 0 {

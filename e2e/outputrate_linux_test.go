@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,9 +10,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/mattingctl/mattingctl/internal/testutil"
 )
@@ -31,27 +27,6 @@ func cpuTicks(t *testing.T, pid int) int64 {
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
 	return utime + stime
-}
-
-// counter reads a counter without labels from the admin listener's
-// /metrics.
-func counter(t *testing.T, admin, name string) float64 {
-	t.Helper()
-	resp, err := http.Get("http://" + admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.LegacyValidation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("/metrics does not parse: %v", err)
-	}
-	f := fams[name]
-	if f == nil || len(f.GetMetric()) != 1 {
-		t.Fatalf("/metrics has no %s", name)
-	}
-	return f.GetMetric()[0].GetCounter().GetValue()
 }
 
 var (
@@ -100,7 +75,7 @@ func TestReplicaOutputFloodCostIsBounded(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	share := float64(cpuTicks(t, in.cmd.Process.Pid)-before) / 100 / time.Since(began).Seconds()
-	dropped := counter(t, st.Admin, "mattingctl_output_lines_over_rate_total")
+	dropped := metricValue(t, st.Admin, "mattingctl_output_lines_over_rate_total")
 	t.Logf("mattingctl used %.0f%% of a core over %s while a replica flooded its stdout; %.0f lines dropped over the rate", share*100, window, dropped)
 	if share > maxShare {
 		t.Errorf("mattingctl used %.0f%% of a core, want at most %.0f%%", share*100, maxShare*100)

@@ -156,7 +156,7 @@ func startInCgroup(t *testing.T, dir string, replicas int, args ...string) *inst
 	return launch(t, "/bin/sh", home, port, full...)
 }
 
-// TestPidsLimitScaleRefused is the issue's repro: under pids.max 60, `up
+// TestPidsLimitScaleRefused is the repro: under pids.max 60, `up
 // -r 2` then `scale 40` ended in "runtime/cgo: pthread_create failed" and
 // SIGABRT, every replica dead and the control socket stale. Now the scale
 // is refused with one line naming the limit, mattingctl and its replicas

@@ -18,6 +18,7 @@ const crashLine = "crashing on a poison request"
 // at most 2 workers, not every replica in turn for as long as the queue
 // timeout; a repeat crashes none; ordinary requests beside it are served.
 func TestSegfaultingWorkerCrashesTwiceAtMost(t *testing.T) {
+	t.Parallel()
 	gunicornCommand(t) // skips without gunicorn
 	dir, err := filepath.Abs("testdata/poison")
 	if err != nil {

@@ -12,9 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
 	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
@@ -137,16 +134,7 @@ func TestMetrics(t *testing.T) {
 	// A request is counted as its handler ends, which may be just after
 	// its client has the answer: wait for the last.
 	testutil.WaitFor(t, 5*time.Second, "/metrics to count every request", func() bool { return requestsTotal(t, st.Admin) >= n+1 })
-	resp, err := http.Get("http://" + st.Admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.LegacyValidation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("/metrics does not parse as Prometheus text: %v", err)
-	}
+	families := scrape(t, st.Admin)
 	sum := func(name string, match func(map[string]string) bool) float64 {
 		f, ok := families[name]
 		if !ok {

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"io"
 	"net"
 	"os"
@@ -13,8 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
+	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
 // peakRSS returns the peak resident memory of process pid, in bytes.
@@ -59,25 +57,7 @@ func TestRapidReset(t *testing.T) {
 	attack.Add(1)
 	go func() {
 		defer attack.Done()
-		if _, err := io.WriteString(conn, http2.ClientPreface); err != nil {
-			return
-		}
-		fr := http2.NewFramer(conn, conn)
-		_ = fr.WriteSettings()
-		var hb bytes.Buffer
-		enc := hpack.NewEncoder(&hb)
-		end := time.Now().Add(5 * time.Second)
-		for id := uint32(1); time.Now().Before(end); id += 2 {
-			hb.Reset()
-			for _, f := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", "x"}, {":path", "/attack"}} {
-				_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
-			}
-			if fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true}) != nil ||
-				fr.WriteRSTStream(id, http2.ErrCodeCancel) != nil {
-				return
-			}
-			sent.Add(1)
-		}
+		_ = testutil.RapidReset(conn, "/attack", time.Now().Add(5*time.Second), &sent)
 	}()
 	with := served(3 * time.Second)
 	attack.Wait()

@@ -46,12 +46,13 @@ func sockets(pid int) []string {
 	return out
 }
 
-// TestKill9LeavesNoProcessOfTheInstance is the issue's target: after kill
+// TestKill9LeavesNoProcessOfTheInstance is the target: after kill
 // -9 of mattingctl whose 2 replicas each forked a setsid'd daemon, no
 // process of the instance is left 5 s later, without waiting for the next
 // `up`: the reaper sweeps them, then exits itself. The reaper holds no
 // socket (the control socket, the proxy's or the replicas' ports).
 func TestKill9LeavesNoProcessOfTheInstance(t *testing.T) {
+	t.Parallel()
 	const replicas, within = 2, 5 * time.Second
 	home := t.TempDir()
 	port := testutil.FreePorts(t, replicas+8)
@@ -117,6 +118,7 @@ func isReplicaPid(rs []control.ReplicaStatus, pid int) bool {
 
 // TestDownStopsTheReaper: a clean stop leaves no reaper behind.
 func TestDownStopsTheReaper(t *testing.T) {
+	t.Parallel()
 	in := start(t, 2, "--", fakemodel)
 	in.waitReady(2)
 	if n := len(reapersOf(in.home)); n != 1 {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,7 +18,7 @@ import (
 	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
-// TestSlowReadersDoNotHoldReplicas is the slow-reader attack of issue 17
+// TestSlowReadersDoNotHoldReplicas is the slow-reader attack
 // at its scale, with legitimate requests from another client beside it:
 // 16 HTTP/1.1 connections that ask for a 20 MiB response and never read
 // it, and one HTTP/2 connection whose flow-control window is zero with 16
@@ -52,7 +50,11 @@ func TestSlowReadersDoNotHoldReplicas(t *testing.T) {
 	attack := time.Now()
 	path := "/?size=" + strconv.Itoa(size)
 	for range attackers {
-		nonReadingGet(t, in.port, path)
+		conn, err := testutil.NonReadingGet(in.addr(), path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
 	}
 	h2, err := testutil.DialH2("127.0.0.1:"+strconv.Itoa(in.port), 0)
 	if err != nil {
@@ -159,29 +161,6 @@ func startPlain(t *testing.T, replicas int, args ...string) *instance {
 	port := testutil.FreePorts(t, replicas+8)
 	full := append([]string{"up", "--port", strconv.Itoa(port), "--host", "127.0.0.1", "--admin", "127.0.0.1:0", "--replicas", strconv.Itoa(replicas)}, args...)
 	return launch(t, bin, t.TempDir(), port, full...)
-}
-
-// nonReadingGet sends GET path on a connection of its own, with a small
-// receive buffer, and never reads the answer: the connection stays open
-// until the test ends or the proxy closes it.
-func nonReadingGet(t *testing.T, port int, path string) net.Conn {
-	t.Helper()
-	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		if err := c.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 16<<10)
-		}); err != nil {
-			return err
-		}
-		return serr
-	}}
-	conn, err := d.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path)
-	return conn
 }
 
 // watchRSS samples pid's resident memory every 50 ms until the test ends;

@@ -14,43 +14,9 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/mattingctl/mattingctl/internal/testutil"
 )
-
-// fromAddr returns a dialer whose connections come from the loopback
-// address ip: Linux routes all of 127.0.0.0/8 to lo, so a test can be two
-// clients.
-func fromAddr(ip string) *net.Dialer {
-	return &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
-}
-
-// drip is a request body that sends a byte at once and then one every
-// every, until closed: a slow upload.
-type drip struct {
-	every  time.Duration
-	sent   bool
-	closed chan struct{}
-	once   sync.Once
-}
-
-func newDrip(every time.Duration) *drip { return &drip{every: every, closed: make(chan struct{})} }
-
-func (d *drip) Read(p []byte) (int, error) {
-	if d.sent {
-		select {
-		case <-d.closed:
-			return 0, io.EOF
-		case <-time.After(d.every):
-		}
-	}
-	d.sent = true
-	p[0] = 'x'
-	return 1, nil
-}
-
-func (d *drip) Close() error {
-	d.once.Do(func() { close(d.closed) })
-	return nil
-}
 
 // TestSlowUploadsDoNotStarveOthers: 70 HTTP/2 connections from 127.0.0.1,
 // each with 20 streams that declare 50 MiB and send a byte every 5 s
@@ -70,7 +36,7 @@ func TestSlowUploadsDoNotStarveOthers(t *testing.T) {
 	var lastErr atomic.Value
 	const conns, streams = 70, 20
 	for range conns {
-		d := fromAddr("127.0.0.1")
+		d := testutil.FromAddr("127.0.0.1")
 		tr := &http2.Transport{
 			AllowHTTP:                  true,
 			StrictMaxConcurrentStreams: true, // one connection
@@ -85,7 +51,7 @@ func TestSlowUploadsDoNotStarveOthers(t *testing.T) {
 			go func() {
 				defer attack.Done()
 				for ctx.Err() == nil {
-					body := newDrip(5 * time.Second)
+					body := testutil.NewDrip(5 * time.Second)
 					req, _ := http.NewRequestWithContext(ctx, http.MethodPost, in.url("/slow"), body)
 					req.ContentLength = 50 << 20
 					opened.Add(1)
@@ -113,7 +79,7 @@ func TestSlowUploadsDoNotStarveOthers(t *testing.T) {
 	defer func() { cancel(); attack.Wait() }()
 	time.Sleep(2 * time.Second) // the streams are open
 
-	legit := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialContext: fromAddr("127.0.0.2").DialContext}}
+	legit := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialContext: testutil.FromAddr("127.0.0.2").DialContext}}
 	payload := strings.Repeat("k", 1000)
 	var mu sync.Mutex
 	codes := map[string]int{}

@@ -38,7 +38,7 @@ func TestWritableStateDirIsRefused(t *testing.T) {
 	}
 }
 
-// TestImpostorInstanceIsRefused is the attack with real processes:
+// TestImpostorInstanceIsRefused is the impostor attack with real processes:
 // another user (nobody) runs an instance whose socket sits where ours
 // would, in a shared sticky directory that passes the check. status and
 // down refuse it, naming the socket and the uid, show none of its data,

@@ -1,14 +1,6 @@
 package e2e
 
 import (
-	"bufio"
-	"crypto/rand"
-	"crypto/sha1"
-	"encoding/base64"
-	"encoding/binary"
-	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -19,75 +11,28 @@ import (
 	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
-// wsConn is a WebSocket client connection to fakemodel's /ws, through the
-// proxy.
-type wsConn struct {
-	net.Conn
-	br *bufio.Reader
-}
-
 // dialWebSocket opens a WebSocket to the instance's /ws. It returns the
-// connection on 101 (with its Sec-WebSocket-Accept checked), or the status
-// the proxy answered instead.
-func dialWebSocket(t *testing.T, in *instance) (*wsConn, int) {
+// connection on 101, or the status the proxy answered instead; it fails t
+// on anything else. Past its 20 s deadline a test fails rather than hangs:
+// before upgrades left their slot, the 17th socket on 2 replicas waited
+// the whole queue timeout.
+func dialWebSocket(t *testing.T, in *instance) (*testutil.WebSocket, int) {
 	t.Helper()
-	conn, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(in.port))
+	c, code, err := testutil.DialWebSocket(in.addr(), "/ws", 20*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
-	// Past the deadline a test fails rather than hangs: before upgrades left their slot the
-	// 17th socket on 2 replicas waited the whole queue timeout.
-	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
-	var k [16]byte
-	_, _ = rand.Read(k[:])
-	key := base64.StdEncoding.EncodeToString(k[:])
-	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n", key)
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatalf("WebSocket handshake: %v", err)
+	if c != nil {
+		t.Cleanup(func() { c.Close() })
 	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		resp.Body.Close()
-		conn.Close()
-		return nil, resp.StatusCode
-	}
-	sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
-	if got := resp.Header.Get("Sec-WebSocket-Accept"); got != base64.StdEncoding.EncodeToString(sum[:]) {
-		t.Fatalf("Sec-WebSocket-Accept %q does not answer the key", got)
-	}
-	return &wsConn{conn, br}, resp.StatusCode
+	return c, code
 }
 
-// echo sends msg as a masked text frame and checks that it comes back.
-func (c *wsConn) echo(t *testing.T, msg string) {
+// echo sends msg on c and checks that it comes back, failing t if not.
+func echo(t *testing.T, c *testutil.WebSocket, msg string) {
 	t.Helper()
-	if len(msg) > 125 {
-		t.Fatal("echo sends short messages only")
-	}
-	mask := [4]byte{1, 2, 3, 4}
-	frame := append([]byte{0x81, 0x80 | byte(len(msg))}, mask[:]...)
-	for i := 0; i < len(msg); i++ {
-		frame = append(frame, msg[i]^mask[i%4])
-	}
-	if _, err := c.Write(frame); err != nil {
-		t.Fatalf("sending %q: %v", msg, err)
-	}
-	var h [2]byte
-	if _, err := io.ReadFull(c.br, h[:]); err != nil {
-		t.Fatalf("reading the echo of %q: %v", msg, err)
-	}
-	n := int(h[1] & 0x7F)
-	if n == 126 {
-		var ext [2]byte
-		_, _ = io.ReadFull(c.br, ext[:])
-		n = int(binary.BigEndian.Uint16(ext[:]))
-	}
-	got := make([]byte, n)
-	if _, err := io.ReadFull(c.br, got); err != nil || h[0] != 0x81 || string(got) != msg {
-		t.Fatalf("echo of %q: frame %#x %q, %v", msg, h[0], got, err)
+	if err := c.Echo(msg); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -110,13 +55,13 @@ func TestIdleWebSocketsHoldNoSlot(t *testing.T) {
 	t.Parallel()
 	in := start(t, 2, "--max-inflight", "8", "--", fakemodel)
 	in.waitReady(2)
-	conns := make([]*wsConn, 40)
+	conns := make([]*testutil.WebSocket, 40)
 	for i := range conns {
 		c, code := dialWebSocket(t, in)
 		if code != http.StatusSwitchingProtocols {
 			t.Fatalf("WebSocket %d: %d, want 101", i+1, code)
 		}
-		c.echo(t, "hello "+strconv.Itoa(i))
+		echo(t, c, "hello "+strconv.Itoa(i))
 		conns[i] = c
 	}
 	// Ordinary requests, more than the 16 slots at once, all answered.
@@ -150,7 +95,7 @@ func TestIdleWebSocketsHoldNoSlot(t *testing.T) {
 		t.Errorf("status table has no UPGRADED column with 40 open:\n%s", out)
 	}
 	for i, c := range conns {
-		c.echo(t, "still there "+strconv.Itoa(i))
+		echo(t, c, "still there "+strconv.Itoa(i))
 		c.Close()
 	}
 	testutil.WaitFor(t, 10*time.Second, "every WebSocket counted closed", func() bool {
@@ -169,7 +114,7 @@ func TestMaxUpgraded(t *testing.T) {
 	t.Parallel()
 	in := start(t, 2, "--max-upgraded", "3", "--", fakemodel)
 	in.waitReady(2)
-	var conns []*wsConn
+	var conns []*testutil.WebSocket
 	for i := 0; i < 3; i++ {
 		c, code := dialWebSocket(t, in)
 		if code != http.StatusSwitchingProtocols {
@@ -201,7 +146,7 @@ func TestMaxUpgraded(t *testing.T) {
 	testutil.WaitFor(t, 10*time.Second, "room for a WebSocket", func() bool {
 		c, code := dialWebSocket(t, in)
 		if c != nil {
-			c.echo(t, "room again")
+			echo(t, c, "room again")
 		}
 		return code == http.StatusSwitchingProtocols
 	})

@@ -14,7 +14,7 @@ import (
 	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
-// TestUpstreamStallBreaksOff is issue 17's stalled replica: with
+// TestUpstreamStallBreaksOff is the stalled replica: with
 // --upstream-timeout 5s, a replica that sends its headers and half its
 // body and then nothing more. Before, the response hung until the client
 // gave up, holding the replica's slot. Now each pause in the body is

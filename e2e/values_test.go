@@ -10,7 +10,7 @@ import (
 	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
-// TestBadValuesAreRefused is the list of values that used to be
+// TestBadValuesAreRefused is the list of values that used to be
 // replaced by defaults without a word: each is now refused, naming the
 // flag (or the file and line), with nothing started.
 func TestBadValuesAreRefused(t *testing.T) {

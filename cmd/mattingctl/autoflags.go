@@ -85,19 +85,30 @@ type autoSize struct {
 }
 
 func (f *autoSize) Set(s string) error {
-	if s == auto {
-		*f.p = f.auto
-		return nil
-	}
-	n, err := parseSize(s)
-	if err != nil && !strings.HasPrefix(strings.TrimSpace(s), "-") {
-		return badValueOr(f.Type(), s, auto)
-	}
-	if err != nil {
+	n, isAuto, err := parseAutoSize(s, f.Type())
+	switch {
+	case err != nil:
 		return err
+	case isAuto:
+		*f.p = f.auto
+	default:
+		*f.p = n
 	}
-	*f.p = n
 	return nil
+}
+
+// parseAutoSize reads a size flag's value: auto, or a size of 0 or more.
+// A value that is neither is refused naming both forms; a negative size
+// with parseSize's own message.
+func parseAutoSize(s, typ string) (n int64, isAuto bool, err error) {
+	if s == auto {
+		return 0, true, nil
+	}
+	n, err = parseSize(s)
+	if err != nil && !strings.HasPrefix(strings.TrimSpace(s), "-") {
+		return 0, false, badValueOr(typ, s, auto)
+	}
+	return n, false, err
 }
 
 func (f *autoSize) String() string {
@@ -118,18 +129,15 @@ func (f *autoSize) Type() string { return "size" }
 type autoSizeOf struct{ p **int64 }
 
 func (f autoSizeOf) Set(s string) error {
-	if s == auto {
-		*f.p = nil
-		return nil
-	}
-	n, err := parseSize(s)
-	if err != nil && !strings.HasPrefix(strings.TrimSpace(s), "-") {
-		return badValueOr(f.Type(), s, auto)
-	}
-	if err != nil {
+	n, isAuto, err := parseAutoSize(s, f.Type())
+	switch {
+	case err != nil:
 		return err
+	case isAuto:
+		*f.p = nil
+	default:
+		*f.p = &n
 	}
-	*f.p = &n
 	return nil
 }
 

@@ -193,7 +193,7 @@ func TestServerRefusesOtherUser(t *testing.T) {
 	}
 }
 
-// TestImpostorIsRefused is the attack: another user listens at the
+// TestImpostorIsRefused is the impostor attack: another user listens at the
 // instance's socket path, in a directory that passes the check (sticky and
 // world-writable, as /tmp: anyone may create a socket of a name not yet
 // taken). status and down refuse it, naming the socket and its uid,

@@ -96,7 +96,7 @@ func TestCheckStateDir(t *testing.T) {
 	}
 }
 
-// TestListenRefusesWritableStateDir is the issue's repro: a world-writable
+// TestListenRefusesWritableStateDir is the repro: a world-writable
 // state directory without the sticky bit, where another user could rename
 // the socket and put one of their own in its place. `up` refuses it, and so
 // does a client finding a socket there.

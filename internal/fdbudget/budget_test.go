@@ -13,7 +13,7 @@ func TestMaxConnsDefault(t *testing.T) {
 		want                  int
 	}{
 		// 64 + (4+1)*(8+8) = 144 kept.
-		{"the issue's ulimit -n 20000", 20000, 4, 8, 20000 - 144},
+		{"a ulimit -n of 20000", 20000, 4, 8, 20000 - 144},
 		{"ulimit -n 1024", 1024, 4, 8, 1024 - 144},
 		// 64 + (2+1)*(8+8) = 112 kept: the e2e test's setting.
 		{"ulimit -n 512, 2 replicas", 512, 2, 8, 512 - 112},
