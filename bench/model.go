@@ -19,7 +19,7 @@ import (
 
 // The real model, run only when named:
 //
-//	go run ./bench -scenario model [-clients 12] [-requests 36] [-rounds 3]
+//	go run ./bench -scenario model [-clients 12] [-requests 36] [-rounds 3] [-inflight auto,1,2,4,8]
 //
 // mattingctl in front of examples/onnx-matting, ISNet on onnxruntime (its
 // packages installed with `npm ci --ignore-scripts` in that directory),
@@ -32,7 +32,11 @@ import (
 // first inferences. Then the warm-up figure: the latency of the first
 // request after a rolling restart of one replica, without and with
 // --warmup. Set-ups whose flags the mattingctl binary does not know are
-// skipped with a note.
+// skipped with a note. With -inflight, the set-ups are instead two
+// replicas at each of the --max-inflight values listed, with the limits
+// each replica ended a run at (from status --json), and no warm-up figure.
+// Rounds are interleaved: round 1 of every set-up, then round 2, so that
+// a shared machine's slow minute falls on all of them alike.
 
 const (
 	modelDir     = "examples/onnx-matting"
@@ -43,7 +47,8 @@ const (
 
 type modelOptions struct {
 	clients, requests, rounds int
-	bin                       string // mattingctl to run; empty: this tree's
+	bin                       string   // mattingctl to run; empty: this tree's
+	inflight                  []string // --max-inflight values to compare at 2 replicas; empty: the four set-ups
 }
 
 type modelSetup struct {
@@ -80,45 +85,61 @@ func runModel(e *environment, o modelOptions) error {
 
 	fmt.Printf("## model: ISNet (examples/onnx-matting, the small model) behind mattingctl; %d keep-alive clients, %d requests of the %d-byte photo per run, %d rounds\n\n",
 		o.clients, o.requests, len(body), o.rounds)
+	setups := modelSetups
+	if len(o.inflight) > 0 {
+		setups = nil
+		for _, v := range o.inflight {
+			setups = append(setups, modelSetup{v, "2 replicas, --max-inflight " + v, 2, []string{"--max-inflight", v}})
+		}
+	}
 	results := map[string][]result{}
 	cpus := map[string]string{}
+	limits := map[string][]string{}
 	var skipped []string
-	for _, s := range modelSetups {
+	var runnable []modelSetup
+	for _, s := range setups {
 		if missing := unknownFlags(s.flags, knows); missing != "" {
 			skipped = append(skipped, fmt.Sprintf("(%s) %s: skipped, this mattingctl has no %s", s.name, s.about, missing))
 			continue
 		}
-		for round := 1; round <= o.rounds; round++ {
-			r, placement, err := e.modelRun(bin, s, body, o)
+		runnable = append(runnable, s)
+	}
+	for round := 1; round <= o.rounds; round++ {
+		for _, s := range runnable {
+			r, placement, limit, err := e.modelRun(bin, s, body, o)
 			if err != nil {
 				return fmt.Errorf("model (%s): %w", s.name, err)
 			}
-			fmt.Printf("round %d (%s) ok=%d/%d throughput=%.2f/s p50=%s p99=%s wall=%s failed=[%s]\n", round, s.name, r.ok, r.total, r.throughput(),
-				r.percentile(50).Round(10*time.Millisecond), r.percentile(99).Round(10*time.Millisecond), r.wall.Round(10*time.Millisecond), counts(r.failures))
+			fmt.Printf("round %d (%s) ok=%d/%d throughput=%.2f/s p50=%s p99=%s wall=%s limits=%s failed=[%s]\n", round, s.name, r.ok, r.total, r.throughput(),
+				r.percentile(50).Round(10*time.Millisecond), r.percentile(99).Round(10*time.Millisecond), r.wall.Round(10*time.Millisecond), limit, counts(r.failures))
 			results[s.name] = append(results[s.name], r)
 			cpus[s.name] = placement
+			limits[s.name] = append(limits[s.name], limit)
 		}
 	}
 	fmt.Println()
-	fmt.Println("| set-up | mattingctl flags | answered 200 | failed | throughput (images/s) | p50 | p99 | CPUs per replica |")
-	fmt.Println("|---|---|---|---|---|---|---|---|")
-	for _, s := range modelSetups {
+	fmt.Println("| set-up | mattingctl flags | answered 200 | failed | throughput (images/s) | p50 | p99 | CPUs per replica | limits at the end, by round |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	for _, s := range setups {
 		rs := results[s.name]
 		if len(rs) == 0 {
 			continue
 		}
 		flags := strings.Join(append([]string{"-r", strconv.Itoa(s.replicas)}, s.flags...), " ")
-		fmt.Printf("| (%s) %s | `%s` | %.0f of %d | %.0f | %.2f | %s | %s | %s |\n", s.name, s.about, flags,
+		fmt.Printf("| (%s) %s | `%s` | %.0f of %d | %.0f | %.2f | %s | %s | %s | %s |\n", s.name, s.about, flags,
 			median(rs, func(r result) float64 { return float64(r.ok) }), rs[0].total,
 			median(rs, func(r result) float64 { return float64(r.total - r.ok) }),
 			median(rs, func(r result) float64 { return r.throughput() }),
 			time.Duration(median(rs, func(r result) float64 { return float64(r.percentile(50)) })).Round(10*time.Millisecond),
 			time.Duration(median(rs, func(r result) float64 { return float64(r.percentile(99)) })).Round(10*time.Millisecond),
-			cpus[s.name])
+			cpus[s.name], strings.Join(limits[s.name], "; "))
 	}
 	fmt.Println("\n(medians over rounds)")
 	for _, s := range skipped {
 		fmt.Println(s)
+	}
+	if len(o.inflight) > 0 {
+		return nil
 	}
 
 	fmt.Printf("\n## warm-up: latency of the first request after a rolling restart of 1 replica (%d rounds)\n\n", o.rounds)
@@ -218,6 +239,7 @@ type modelStatus struct {
 		Port  int    `json:"port"`
 		State string `json:"state"`
 		CPUs  string `json:"cpus"`
+		Limit int    `json:"limit"`
 	} `json:"replicas"`
 }
 
@@ -263,16 +285,17 @@ func matteOnce(url string, body []byte) (time.Duration, error) {
 
 // modelRun starts one set-up, has every replica serve one request
 // directly, runs the load through the proxy and stops it. It returns the
-// result and the replicas' CPUs, as status shows them.
-func (e *environment) modelRun(bin string, s modelSetup, body []byte, o modelOptions) (result, string, error) {
+// result, the replicas' CPUs and their limits at the end, as status shows
+// them.
+func (e *environment) modelRun(bin string, s modelSetup, body []byte, o modelOptions) (result, string, string, error) {
 	in, err := e.startModel(bin, s.replicas, s.flags)
 	if err != nil {
-		return result{}, "", err
+		return result{}, "", "", err
 	}
 	defer in.stop()
 	st, err := in.status()
 	if err != nil {
-		return result{}, "", err
+		return result{}, "", "", err
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(st.Replicas))
@@ -287,14 +310,23 @@ func (e *environment) modelRun(bin string, s modelSetup, body []byte, o modelOpt
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return result{}, "", fmt.Errorf("warming the replicas: %w", err)
+		return result{}, "", "", fmt.Errorf("warming the replicas: %w", err)
 	}
 	cpus := strings.Join(placement, " / ")
 	if strings.Trim(cpus, " /") == "" {
 		cpus = "any"
 	}
 	url := "http://127.0.0.1:" + strconv.Itoa(in.port) + "/api/matting_base64"
-	return runLoad(context.Background(), url, body, o.clients, o.requests, true), cpus, nil
+	r := runLoad(context.Background(), url, body, o.clients, o.requests, true)
+	limit := "?"
+	if st, err := in.status(); err == nil {
+		var ls []string
+		for _, rep := range st.Replicas {
+			ls = append(ls, strconv.Itoa(rep.Limit))
+		}
+		limit = strings.Join(ls, "/")
+	}
+	return r, cpus, limit, nil
 }
 
 // modelRestartRun starts one replica with flags, sends it a request,
