@@ -16,6 +16,9 @@ type replicasFlag struct {
 func (f replicasFlag) Set(s string) error {
 	lo, hi, ranged := strings.Cut(s, ":")
 	if !ranged {
+		if _, err := strconv.Atoi(s); err != nil {
+			return badValue(f.Type(), s)
+		}
 		if err := (intFlag{f.n, 1}).Set(s); err != nil {
 			return err
 		}
@@ -26,7 +29,7 @@ func (f replicasFlag) Set(s string) error {
 	maxN, err2 := strconv.Atoi(hi)
 	switch {
 	case err1 != nil || err2 != nil:
-		return fmt.Errorf("want N or MIN:MAX such as 1:6, got %q", s)
+		return badValue(f.Type(), s)
 	case minN < 1:
 		return fmt.Errorf("MIN must be at least 1, such as 1:%d", max(maxN, 1))
 	case maxN < minN:
