@@ -152,8 +152,8 @@ func (a *autoscaler) decide(r autoscaleReading) autoscaleVerdict {
 	}
 	a.lastDown = now
 	to := cur - 1
-	return autoscaleVerdict{target: to, want: max(fitsIn, a.min), reason: fmt.Sprintf("%.1f req/s for %s, which %d replicas at %.1f req/s each hold at %d%% or less",
-		arriving, seconds(spareFor), to, perReplica, int(100*targetUtilisation))}
+	return autoscaleVerdict{target: to, want: max(fitsIn, a.min), reason: fmt.Sprintf("%.1f req/s for %s, which %s at %.1f req/s each hold at %d%% or less",
+		arriving, seconds(spareFor), replicas(to), perReplica, int(100*targetUtilisation))}
 }
 
 // up is decide's answer once requests have queued for the up delay.
@@ -236,4 +236,12 @@ func seconds(d time.Duration) string {
 		return fmt.Sprintf("%.0f s", d.Seconds())
 	}
 	return fmt.Sprintf("%.1f s", d.Seconds())
+}
+
+// replicas writes "1 replica", "3 replicas".
+func replicas(n int) string {
+	if n == 1 {
+		return "1 replica"
+	}
+	return fmt.Sprintf("%d replicas", n)
 }

@@ -165,6 +165,9 @@ func upRun(opts *upOptions) error {
 	if err := opts.resolveCPUs(); err != nil {
 		return err
 	}
+	if err := applyTestHooks(&opts.Options); err != nil {
+		return err
+	}
 	if opts.Detach && !daemon.IsDetachedCopy() {
 		return upDetached(opts)
 	}
