@@ -93,9 +93,13 @@ type Balancer struct {
 	rejected atomic.Uint64 // answered 503: no backend, queue full or timed out
 	retried  atomic.Uint64 // attempts after the first
 	failed   atomic.Uint64 // answered 502 or 504: no backend answered
-	conns    atomic.Int64  // client connections open
-	upgrades atomic.Int64  // upgrade requests open, for MaxUpgraded
-	outcomes outcomes      // the rejected and failed requests by reason, for the summary
+	// arrived counts the requests that asked for a backend (retries not
+	// again), completed the attempts that ended on one (load.go).
+	arrived   atomic.Uint64
+	completed atomic.Uint64
+	conns     atomic.Int64 // client connections open
+	upgrades  atomic.Int64 // upgrade requests open, for MaxUpgraded
+	outcomes  outcomes     // the rejected and failed requests by reason, for the summary
 	// spoolWarned is when a response last could not be spooled to disk
 	// (unix nanoseconds), to log it once a minute.
 	spoolWarned atomic.Int64

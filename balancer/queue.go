@@ -27,6 +27,7 @@ type waiter struct {
 	ready    chan *attempt
 	elem     *list.Element // its place in the queue; nil once dispatched or shed
 	deadline time.Time     // the end of its queue timeout; zero: none
+	since    time.Time     // when it joined the queue, for Load's QueueWait
 }
 
 // acquire chooses a backend for r and returns the attempt on it, counted
@@ -39,6 +40,9 @@ type waiter struct {
 // no limit). A retry avoids the backend avoid when another has room.
 func (b *Balancer) acquire(ctx context.Context, r *http.Request, deadline time.Time, retry bool, avoid *Backend) (*attempt, error) {
 	now := time.Now() // outside the lock: the in-flight lists' order may be off by the wait for it
+	if !retry {
+		b.arrived.Add(1)
+	}
 	b.mu.Lock()
 	if len(b.pool) == 0 {
 		b.mu.Unlock()
@@ -65,7 +69,7 @@ func (b *Balancer) acquire(ctx context.Context, r *http.Request, deadline time.T
 		b.mu.Unlock()
 		return nil, err
 	}
-	w := &waiter{r: r, ready: make(chan *attempt, 1), deadline: deadline}
+	w := &waiter{r: r, ready: make(chan *attempt, 1), deadline: deadline, since: now}
 	if retry {
 		w.elem = b.queue.PushFront(w)
 	} else {
@@ -165,6 +169,7 @@ func (b *Balancer) release(a *attempt, d time.Duration) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	be.endLocked(a)
+	b.completed.Add(1)
 	b.endLimitLocked(a, now)
 	if d > 0 {
 		be.observe(d, now)

@@ -13,6 +13,7 @@
 //	go run ./bench -scenario model      # the real model (examples/onnx-matting, model.go), mattingctl alone, run only when named
 //	go run ./bench -scenario dashboard  # mattingctl with the dashboard closed and open, interleaved (dashboard.go)
 //	go run ./bench -scenario adaptive   # --max-inflight auto against fixed 1-32 and 0 on fakemodel -curve K (adaptive.go), run only when named
+//	go run ./bench -scenario autoscale  # --replicas 1:6 under an open-loop step 5 -> 35 -> 5 req/s (autoscale.go), run only when named
 //	go run ./bench -scenario attack     # hostile clients with legitimate traffic beside, mattingctl alone (attack_linux.go, about 3 min)
 //
 // Scenario "overload" is the original nginx setup's problem: 1000 concurrent clients, each
@@ -108,7 +109,7 @@ func main() {
 		}
 		return
 	}
-	only := flag.String("scenario", "", "run only this scenario (overload, proxy; or, only by name, original, idleconns, slowupload, bigbodies, hopeless, h2, model, dashboard, adaptive, attack)")
+	only := flag.String("scenario", "", "run only this scenario (overload, proxy; or, only by name, original, idleconns, slowupload, bigbodies, hopeless, h2, model, dashboard, adaptive, autoscale, attack)")
 	rounds := flag.Int("rounds", 3, "rounds per target; the table shows medians")
 	image := flag.String("image", "examples/sample/sample.jpg", "image whose base64 makes the original load test's payload")
 	nginxBin := flag.String("nginx", "nginx", "nginx binary")
@@ -133,6 +134,13 @@ func main() {
 			err = withEnvironment(*nginxBin, func(e *environment) error { return runAdaptive(e, *rounds, ks) })
 		}
 		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *only == "autoscale" {
+		if err := withEnvironment(*nginxBin, runAutoscale); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
 		}

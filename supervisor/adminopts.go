@@ -29,7 +29,7 @@ func (o *Options) resolveAdmin() error {
 		if n, err := strconv.Atoi(port); err != nil || n < 0 || n > maxPort {
 			return fmt.Errorf("--admin %q: %q is not a port", o.Admin, port)
 		} else if n != 0 && (host == "" || host == "127.0.0.1" || host == "0.0.0.0" || host == "localhost") &&
-			(n == o.Port || n >= o.BasePort && n < o.BasePort+o.Replicas) {
+			(n == o.Port || n >= o.BasePort && n < o.BasePort+o.MostReplicas()) {
 			return fmt.Errorf("--admin port %d clashes with the proxy or replica ports", n)
 		}
 	}

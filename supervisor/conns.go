@@ -14,7 +14,7 @@ func (o *Options) planFiles(limit uint64) (fdbudget.Budget, error) {
 		admin = 0
 	}
 	return fdbudget.Plan(fdbudget.Want{
-		Replicas:     o.Replicas,
+		Replicas:     o.MostReplicas(),
 		MaxInflight:  o.MostInflight(),
 		MaxConns:     o.MaxConns,
 		MaxUpgraded:  o.MaxUpgraded,

@@ -36,6 +36,8 @@ func (o Options) checkNumbers() error {
 		{"--drain-delay", o.DrainDelay, true},   // no delay
 		{"--quarantine", o.Quarantine, true},    // never
 		{"--upload-grace", o.UploadGrace, true}, // none
+		{"--scale-up-delay", o.ScaleUpDelay, false},
+		{"--scale-down-delay", o.ScaleDownDelay, false},
 	}
 	for _, d := range durations {
 		switch {
@@ -88,6 +90,23 @@ func (o Options) checkNumbers() error {
 	}
 	if o.MinReady > o.Replicas {
 		return fmt.Errorf("--min-ready %d is more than --replicas %d: /readyz would never answer 200", o.MinReady, o.Replicas)
+	}
+	return nil
+}
+
+// checkAutoscale checks the bounds of --replicas MIN:MAX. The ports and
+// the descriptor budget are planned for MAX (MostReplicas), so a MAX past
+// them is refused there.
+func (o Options) checkAutoscale() error {
+	switch {
+	case o.MaxReplicas < 0:
+		return fmt.Errorf("--replicas %d:%d: MAX must be at least MIN", o.Replicas, o.MaxReplicas)
+	case !o.Autoscaled():
+		return nil
+	case o.MaxReplicas < o.Replicas:
+		return fmt.Errorf("--replicas %d:%d: MAX must be at least MIN, such as %d:%d", o.Replicas, o.MaxReplicas, o.MaxReplicas, o.Replicas)
+	case o.MostInflight() == 0:
+		return fmt.Errorf("--replicas %d:%d needs a cap on requests in flight (--max-inflight auto or a number, not 0): autoscaling adds replicas when requests wait in the proxy's queue, and with no cap none ever does", o.Replicas, o.MaxReplicas)
 	}
 	return nil
 }

@@ -21,6 +21,7 @@ import (
 // flag.
 type Options struct {
 	ReplicaOptions
+	AutoscaleOptions
 	ProxyOptions
 	HealthOptions
 	RecycleOptions
@@ -56,7 +57,8 @@ type ReplicaOptions struct {
 	// Command is the model server's command line. {port} and {replica} in
 	// its arguments are replaced per replica.
 	Command []string
-	// Replicas is how many replicas to start with, at least 1.
+	// Replicas is how many replicas to start with, at least 1; with
+	// MaxReplicas, the least the autoscaler keeps.
 	Replicas int
 	// BasePort is replica 1's port, replica k listening on BasePort+k-1;
 	// zero means Port+1.
@@ -85,6 +87,33 @@ type ReplicaOptions struct {
 	// dropped and counted (replica.Output.Rate). Zero means no bound.
 	OutputRate int64
 }
+
+// AutoscaleOptions let the replica count follow the load, between
+// Replicas and MaxReplicas (`--replicas MIN:MAX`; autoscale.go).
+type AutoscaleOptions struct {
+	// MaxReplicas, when more than 0, is the most replicas the autoscaler
+	// runs, at least Replicas, which is then the least; zero means the
+	// count is Replicas, fixed.
+	MaxReplicas int
+	// ScaleUpDelay is how long requests must have waited in the proxy's
+	// queue, at every reading, before replicas are added; more than 0.
+	ScaleUpDelay time.Duration
+	// ScaleDownDelay is how long the load must have fitted in fewer
+	// replicas, with nothing queued, before one is removed; more than 0.
+	ScaleDownDelay time.Duration
+	// MemAvailable reads the memory free for another replica, in bytes;
+	// nil means the system's (MemAvailable in /proc/meminfo, through
+	// gopsutil). Tests set it to fake a machine short of memory.
+	MemAvailable func() (uint64, error)
+}
+
+// Autoscaled reports whether the replica count follows the load.
+func (o *AutoscaleOptions) Autoscaled() bool { return o.MaxReplicas > 0 }
+
+// MostReplicas is the most replicas the instance runs without a scale by
+// hand: MaxReplicas when autoscaled, otherwise Replicas. Ports, the
+// descriptor budget and --cpus auto are planned for it.
+func (o *Options) MostReplicas() int { return max(o.Replicas, o.MaxReplicas) }
 
 // ProxyOptions say where the proxy listens, how it picks a replica, what
 // it speaks to them and, in Limits, how much it takes on.
@@ -228,6 +257,14 @@ func DefaultOptions() Options {
 			// Far more than a model server logs, far less than the core
 			// that 100 MB a second of lines cost to pass on.
 			OutputRate: 1 << 20,
+		},
+		// Up within seconds of a queue that lasts, down after five
+		// minutes of spare capacity: the HPA's default stabilisation
+		// windows (0 up, 300 s down), with a few seconds up so that a
+		// burst the queue absorbs starts nothing.
+		AutoscaleOptions: AutoscaleOptions{
+			ScaleUpDelay:   5 * time.Second,
+			ScaleDownDelay: 5 * time.Minute,
 		},
 		ProxyOptions: ProxyOptions{
 			Port:             9110, // the original nginx setup's

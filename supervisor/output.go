@@ -18,7 +18,7 @@ func (s *Supervisor) OutputLinesOverRate() uint64 { return s.out.RateDropped() }
 // newOutput returns the replicas' output as c says: prefixed, never
 // blocking, at most c.OutputRate a second from each replica.
 func newOutput(c *config) *replica.Output {
-	out := replica.NewOutput(c.Stdout, c.Stderr, len("replica-")+len(strconv.Itoa(c.Replicas)))
+	out := replica.NewOutput(c.Stdout, c.Stderr, len("replica-")+len(strconv.Itoa(c.MostReplicas())))
 	out.Rate = c.OutputRate
 	return out
 }

@@ -47,6 +47,9 @@ func (o Options) resolve() (*config, error) {
 	if err := o.checkNumbers(); err != nil {
 		return nil, err
 	}
+	if err := o.checkAutoscale(); err != nil {
+		return nil, err
+	}
 	if err := o.resolvePorts(); err != nil {
 		return nil, err
 	}
@@ -122,11 +125,15 @@ func (o *Options) resolvePorts() error {
 	if o.BasePort == 0 {
 		o.BasePort = o.Port + 1
 	}
-	if o.BasePort < 1 || o.BasePort+o.Replicas-1 > maxPort {
-		return fmt.Errorf("replica ports %d-%d are outside 1-65535", o.BasePort, o.BasePort+o.Replicas-1)
+	n := o.MostReplicas()
+	if o.BasePort < 1 || o.BasePort+n-1 > maxPort {
+		if o.Autoscaled() {
+			return fmt.Errorf("--replicas %d:%d: replica ports %d-%d would pass 65535; lower MAX or --base-port", o.Replicas, o.MaxReplicas, o.BasePort, o.BasePort+n-1)
+		}
+		return fmt.Errorf("replica ports %d-%d are outside 1-65535", o.BasePort, o.BasePort+n-1)
 	}
-	if o.Port >= o.BasePort && o.Port < o.BasePort+o.Replicas {
-		return fmt.Errorf("--port %d falls among the replica ports %d-%d; choose another --base-port", o.Port, o.BasePort, o.BasePort+o.Replicas-1)
+	if o.Port >= o.BasePort && o.Port < o.BasePort+n {
+		return fmt.Errorf("--port %d falls among the replica ports %d-%d; choose another --base-port", o.Port, o.BasePort, o.BasePort+n-1)
 	}
 	return nil
 }

@@ -142,6 +142,10 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		ready = append(ready, "dashboard", dashboardURL(opts.Admin, adm.Addr()), "with_token", dashboardCommand(opts.Name))
 	}
 	s.log.Info("ready", ready...)
+	if opts.Autoscaled() {
+		s.log.Info("autoscaling", "min", opts.Replicas, "max", opts.MaxReplicas, "scale_up_delay", opts.ScaleUpDelay, "scale_down_delay", opts.ScaleDownDelay)
+		s.bg.Go(s.autoscale)
+	}
 
 	select {
 	case <-s.ctx.Done():

@@ -26,7 +26,21 @@ var errStopping = errors.New("the instance is stopping")
 // control socket, the dashboard's API), a count under 1, one whose ports
 // would pass 65535, and one that does not fit the open-file limit beside
 // the connection caps.
+//
+// A scale by hand turns autoscaling (--replicas MIN:MAX) off: the count
+// set stays.
 func (s *Supervisor) Scale(ctx context.Context, n int) (control.ScaleResult, error) {
+	return s.scale(ctx, n, nil)
+}
+
+// errAutoscaleOff is returned to the autoscaler when a scale by hand
+// turned it off while it decided.
+var errAutoscaleOff = errors.New("autoscaling was turned off by a scale by hand")
+
+// scale is Scale, by the autoscaler's verdict by, or by hand when by is
+// nil. The autoscaler's is refused once a scale by hand has turned it off,
+// both checked under scaleMu, so that the count set by hand stays.
+func (s *Supervisor) scale(ctx context.Context, n int, by *autoscaleVerdict) (control.ScaleResult, error) {
 	if err := control.CheckReplicaCount(n); err != nil {
 		return control.ScaleResult{}, err
 	}
@@ -47,6 +61,10 @@ func (s *Supervisor) Scale(ctx context.Context, n int) (control.ScaleResult, err
 	if s.ctx.Err() != nil {
 		s.mu.Unlock()
 		return control.ScaleResult{}, errStopping
+	}
+	if by != nil && (s.auto == nil || !s.auto.on) {
+		s.mu.Unlock()
+		return control.ScaleResult{}, errAutoscaleOff
 	}
 	from := s.desired
 	res := control.ScaleResult{Name: s.opts.Name, From: from, To: n}
@@ -94,10 +112,22 @@ func (s *Supervisor) Scale(ctx context.Context, n int) (control.ScaleResult, err
 		}
 		changed = append(changed, removed...)
 	}
+	if by == nil && s.auto != nil && s.auto.on {
+		s.auto.on = false
+		res.AutoscaleOff = fmt.Sprintf("autoscaling (--replicas %d:%d) is off: the count stays at %d until the instance restarts", s.opts.Replicas, s.opts.MaxReplicas, n)
+	}
 	s.desired = n
 	s.mu.Unlock()
-	s.log.Info("scaling", "from", from, "to", n)
-	s.event("", admin.EventScale, "%d -> %d replicas", from, n)
+	if by != nil {
+		s.log.Info("autoscaling", "from", from, "to", n, "why", by.reason)
+		s.event("", admin.EventAutoscale, "%d -> %d replicas: %s", from, n, by.reason)
+	} else {
+		s.log.Info("scaling", "from", from, "to", n)
+		s.event("", admin.EventScale, "%d -> %d replicas", from, n)
+	}
+	if res.AutoscaleOff != "" {
+		s.log.Info("autoscaling off: the count was set by hand", "replicas", n)
+	}
 	// Failed replicas are not retried on their own: a scale that keeps
 	// them starts them afresh.
 	revived := s.reviveFailed(min(n, from))

@@ -81,6 +81,7 @@ func (s *Supervisor) Status() control.Status {
 	if s.opts.Adaptive() {
 		st.AdaptiveInflight = &control.InflightBounds{Min: s.opts.AdaptiveInflight.Min, Max: s.opts.AdaptiveInflight.Max}
 	}
+	st.Autoscale = s.autoscaleStatus()
 	for _, sl := range slots {
 		st.Replicas = append(st.Replicas, sl.status())
 	}

@@ -51,6 +51,7 @@ type Supervisor struct {
 	desired int
 	ports   map[int]*slot // replica port -> the slot holding it
 	admin   string        // the admin listener's address, "" when off
+	auto    *autoState    // the autoscaler's, for status; nil when the count is fixed from the start
 
 	starting chan struct{} // a token per replica starting; nil: no limit
 
@@ -86,6 +87,9 @@ func New(opts Options) (*Supervisor, error) {
 	}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	s.force, s.forceStop = context.WithCancel(context.Background())
+	if c.Autoscaled() {
+		s.auto = &autoState{on: true, target: c.Replicas}
+	}
 	if c.StartConcurrency > 0 {
 		s.starting = make(chan struct{}, c.StartConcurrency)
 	}

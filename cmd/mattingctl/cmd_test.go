@@ -141,7 +141,7 @@ func TestUpConfigFile(t *testing.T) {
 	}
 	for _, tt := range []struct{ file, want string }{
 		{"replicas: 4\nreplicaz: 2\n", `line 2: unknown setting "replicaz"`},
-		{"replicas: four\n", `line 1: replicas: want a whole number, got "four"`},
+		{"replicas: four\n", `line 1: replicas: want a whole number or MIN:MAX such as 1:6, got "four"`},
 		{"ready-timeout: 5 minutes\n", "line 1: ready-timeout:"},
 		{"max-body: lots\n", `line 1: max-body: want a size such as 50MiB, 512k or 1048576, got "lots"`},
 	} {

@@ -130,7 +130,7 @@ func (opts *upOptions) resolveCPUs() error {
 	if err != nil {
 		return fmt.Errorf("--cpus: %w", err)
 	}
-	sets, err := parseCPUs(opts.CPUs, opts.Replicas, allowed)
+	sets, err := parseCPUs(opts.CPUs, opts.MostReplicas(), allowed)
 	if err != nil {
 		return err
 	}

@@ -17,8 +17,12 @@ func writeStatus(w io.Writer, st control.Status, now time.Time) error {
 	fmt.Fprintf(w, "instance %s: pid %d, proxy port %d, %s, %d/%d replicas ready, up %s\n",
 		st.Name, st.Pid, st.Port, st.Policy, ready, st.Desired, formatDuration(now.Sub(st.StartedAt)))
 	fmt.Fprintf(w, "command: %s\n", strings.Join(st.Command, " "))
-	fmt.Fprintf(w, "queue: %d waiting (max %d); rejected %d, retried %d, failed %d\n\n",
+	fmt.Fprintf(w, "queue: %d waiting (max %d); rejected %d, retried %d, failed %d\n",
 		st.Queued, st.QueueMax, st.Rejected, st.Retried, st.Failed)
+	if a := st.Autoscale; a != nil {
+		fmt.Fprintln(w, formatAutoscale(*a, st.Desired, now))
+	}
+	fmt.Fprintln(w)
 	gpus, cpus, upgraded := false, false, false
 	for _, r := range st.Replicas {
 		gpus = gpus || r.GPU != ""
@@ -122,8 +126,25 @@ func writeScale(w io.Writer, res control.ScaleResult) error {
 		b.WriteString("; nothing to do")
 	}
 	b.WriteByte('\n')
+	if res.AutoscaleOff != "" {
+		b.WriteString(res.AutoscaleOff + "\n")
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// formatAutoscale is status's line on the autoscaler: its bounds, the
+// count the load asks for and the last decision, or that a scale by hand
+// turned it off.
+func formatAutoscale(a control.AutoscaleStatus, desired int, now time.Time) string {
+	if !a.On {
+		return fmt.Sprintf("autoscale %d:%d off: the count was set by hand (mattingctl scale), %d replicas", a.Min, a.Max, desired)
+	}
+	line := fmt.Sprintf("autoscale %d:%d target %d", a.Min, a.Max, a.Target)
+	if a.Last != "" && a.LastAt != nil {
+		line += fmt.Sprintf(": %s (%s ago)", a.Last, formatDuration(now.Sub(*a.LastAt)))
+	}
+	return line
 }
 
 // formatDuration renders d compactly: 45s, 12m3s, 5h2m, 3d4h.

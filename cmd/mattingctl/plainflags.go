@@ -29,6 +29,7 @@ var wants = map[string]string{
 	"bool":     "true or false",
 	"size":     "a size such as 50MiB, 512k or 1048576",
 	"limit":    "a whole number, auto or auto:MIN-MAX",
+	"count":    "a whole number or MIN:MAX such as 1:6",
 }
 
 // badValue is the error for a value s that is not what a flag of type typ

@@ -16,7 +16,11 @@ func TestFlagValuesInWords(t *testing.T) {
 		flag, value string
 		want        string
 	}{
-		{"replicas", "four", `want a whole number, got "four"`},
+		{"replicas", "four", `want a whole number or MIN:MAX such as 1:6, got "four"`},
+		{"replicas", "a:b", `want a whole number or MIN:MAX such as 1:6, got "a:b"`},
+		{"replicas", "1:", `want a whole number or MIN:MAX such as 1:6, got "1:"`},
+		{"replicas", "0:4", `MIN must be at least 1, such as 1:4`},
+		{"replicas", "5:2", `MAX must be at least MIN, such as 2:5`},
 		{"max-inflight", "4.5", `want a whole number, auto or auto:MIN-MAX, got "4.5"`},
 		{"max-conns", "four", `want a whole number or auto, got "four"`},
 		{"unhealthy-after", "", `want a whole number, got ""`}, // pflag's int
@@ -58,7 +62,7 @@ func TestFlagValuesInWords(t *testing.T) {
 func TestConfigListForOneValue(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.yaml")
 	for _, tt := range []struct{ file, want string }{
-		{"replicas: [2, 3]\n", `line 1: replicas: want a whole number, got a list of 2: [2, 3]`},
+		{"replicas: [2, 3]\n", `line 1: replicas: want a whole number or MIN:MAX such as 1:6, got a list of 2: [2, 3]`},
 		{"detach: [true, false]\n", `line 1: detach: want true or false, got a list of 2: [true, false]`},
 		{"ready-timeout: [1m, 2m]\n", `line 1: ready-timeout: want a duration such as 30s, 5m or 1h, got a list of 2: [1m, 2m]`},
 	} {

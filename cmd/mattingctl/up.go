@@ -81,7 +81,9 @@ Ctrl-C or SIGTERM stops gracefully; a second one stops at once.`,
 // already: supervisor.DefaultOptions for the instance's.
 func addUpFlags(fl *pflag.FlagSet, o *upOptions) {
 	inGroup(fl, headingReplicas, func() {
-		fl.VarP(intFlag{&o.Replicas, 1}, "replicas", "r", "number of replicas")
+		fl.VarP(replicasFlag{&o.Replicas, &o.MaxReplicas}, "replicas", "r", "number of replicas, or MIN:MAX to scale between those with the load, starting at MIN")
+		fl.Var(durationFlag{&o.ScaleUpDelay, false}, "scale-up-delay", "with --replicas MIN:MAX: how long requests must wait in the queue before replicas are added (more than 0)")
+		fl.Var(durationFlag{&o.ScaleDownDelay, false}, "scale-down-delay", "with --replicas MIN:MAX: how long the load must fit in fewer replicas before one is removed (more than 0)")
 		fl.Var(autoInt{&o.BasePort, true}, "base-port", "port of replica 1; replica k gets base-port+k-1 (auto or 0: --port plus 1)")
 		fl.StringArrayVarP(&o.Env, "env", "e", o.Env, "extra KEY=VALUE for every replica (repeatable)")
 		fl.Var(intFlag{&o.StartConcurrency, 0}, "start-concurrency", "replicas starting (loading their model) at once (0: all at once)")
@@ -161,6 +163,9 @@ func upRun(opts *upOptions) error {
 	// The background copy runs the same command line, -d and -f included;
 	// the environment tells it that it is the copy.
 	if err := opts.resolveCPUs(); err != nil {
+		return err
+	}
+	if err := applyTestHooks(&opts.Options); err != nil {
 		return err
 	}
 	if opts.Detach && !daemon.IsDetachedCopy() {

@@ -112,7 +112,7 @@ func TestLivez(t *testing.T) {
 }
 
 func TestMetrics(t *testing.T) {
-	src := &fakeSource{status: control.Status{Desired: 2, MaxInflight: 8, Queued: 3, Rejected: 5, Retried: 1, Failed: 2, Conns: 17, MaxConns: 19856,
+	src := &fakeSource{status: control.Status{Desired: 2, Autoscale: &control.AutoscaleStatus{Min: 1, Max: 6, On: true, Target: 3}, MaxInflight: 8, Queued: 3, Rejected: 5, Retried: 1, Failed: 2, Conns: 17, MaxConns: 19856,
 		Replicas: []control.ReplicaStatus{
 			{Name: "replica-1", State: control.Ready, Inflight: 4, Limit: 5, CPUPercent: 50, RSSBytes: 1 << 20},
 			{Name: "replica-2", State: control.Backoff},

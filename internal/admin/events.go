@@ -17,6 +17,7 @@ const (
 	EventHealthy   = "healthy"   // back in rotation after being unhealthy
 	EventScale     = "scale"     // the replica count changed (Detail: from -> to)
 	EventRolling   = "rolling restart"
+	EventAutoscale = "autoscale" // the autoscaler changed the count, or could not (Detail: from -> to, why)
 )
 
 // Event is one entry in the dashboard's timeline.

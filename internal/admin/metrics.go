@@ -94,6 +94,7 @@ var (
 	descCPU         = prometheus.NewDesc(MetricReplicaCPU, "Replica CPU use, 100 = one core.", []string{"replica"}, nil)
 	descRSS         = prometheus.NewDesc(MetricReplicaRSS, "Resident memory of the replica's processes.", []string{"replica"}, nil)
 	descDesired     = prometheus.NewDesc(MetricReplicasDesired, "Replicas the instance should run.", nil, nil)
+	descAutoscale   = prometheus.NewDesc(MetricAutoscale, "Under --replicas MIN:MAX, while autoscaling is on: its bounds (min, max) and the count the load asks for (target).", []string{"bound"}, nil)
 	descConns       = prometheus.NewDesc(MetricConns, "Client connections the proxy holds open.", nil, nil)
 	descQuarantined = prometheus.NewDesc(MetricQuarantined, "Requests quarantined (--quarantine): their deliveries killed or reset replicas twice, each time alone; answered 502.", nil, nil)
 	descQuarHits    = prometheus.NewDesc(MetricQuarantineHits, "Requests answered 502 at once because the same request is quarantined.", nil, nil)
@@ -102,7 +103,7 @@ var (
 )
 
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInflight, descMaxInflight, descLimit, descQueue, descRejected, descRetried, descFailed, descBrokenOff, descUp, descCPU, descRSS, descDesired, descConns, descMaxConns, descQuarantined, descQuarHits, descLimited} {
+	for _, d := range []*prometheus.Desc{descInflight, descMaxInflight, descLimit, descQueue, descRejected, descRetried, descFailed, descBrokenOff, descUp, descCPU, descRSS, descDesired, descAutoscale, descConns, descMaxConns, descQuarantined, descQuarHits, descLimited} {
 		ch <- d
 	}
 }
@@ -118,6 +119,11 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descMaxInflight, float64(st.MaxInflight))
 	gauge(descQueue, float64(st.Queued))
 	gauge(descDesired, float64(st.Desired))
+	if a := st.Autoscale; a != nil && a.On {
+		gauge(descAutoscale, float64(a.Min), "min")
+		gauge(descAutoscale, float64(a.Max), "max")
+		gauge(descAutoscale, float64(a.Target), "target")
+	}
 	gauge(descConns, float64(st.Conns))
 	gauge(descMaxConns, float64(st.MaxConns))
 	counter(descRejected, st.Rejected)

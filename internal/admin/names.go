@@ -19,6 +19,7 @@ const (
 	MetricReplicaCPU      = "mattingctl_replica_cpu_percent"           // gauge {replica}
 	MetricReplicaRSS      = "mattingctl_replica_resident_memory_bytes" // gauge {replica}
 	MetricReplicasDesired = "mattingctl_replicas_desired"              // gauge
+	MetricAutoscale       = "mattingctl_autoscale_replicas"            // gauge {bound}: min, max, target under --replicas MIN:MAX
 	MetricConns           = "mattingctl_client_connections"            // gauge: open now
 	MetricMaxConns        = "mattingctl_max_client_connections"        // gauge: --max-conns
 	MetricLogLinesDropped = "mattingctl_log_lines_dropped_total"       // counter: stdout/stderr blocked or gone
@@ -35,6 +36,6 @@ const (
 var MetricNames = []string{
 	MetricRequests, MetricRequestDuration, MetricInflight, MetricMaxInflight, MetricReplicaLimit, MetricQueueLength,
 	MetricRejected, MetricRetried, MetricFailed, MetricBrokenOff, MetricRestarts, MetricReplicaUp, MetricReplicaCPU,
-	MetricReplicaRSS, MetricReplicasDesired, MetricConns, MetricMaxConns, MetricLogLinesDropped,
+	MetricReplicaRSS, MetricReplicasDesired, MetricAutoscale, MetricConns, MetricMaxConns, MetricLogLinesDropped,
 	MetricAccessLogLinesDropped, MetricOutputLinesOverRate, MetricQuarantined, MetricQuarantineHits, MetricClientLimited,
 }

@@ -44,6 +44,9 @@ type Status struct {
 	// replicas each learn their cap (ReplicaStatus.Limit); null when the
 	// cap is fixed.
 	AdaptiveInflight *InflightBounds `json:"adaptive_inflight,omitempty"`
+	// Autoscale is the autoscaler's state under --replicas MIN:MAX; null
+	// when the count was fixed from the start.
+	Autoscale *AutoscaleStatus `json:"autoscale,omitempty"`
 	// Queued is the number of requests waiting for a replica with room,
 	// out of at most QueueMax.
 	Queued   int `json:"queued"`
@@ -179,6 +182,30 @@ type ScaleResult struct {
 	// Warnings are what the scale did that may not be what was meant,
 	// such as going below --min-ready.
 	Warnings []string `json:"warnings,omitempty"`
+	// AutoscaleOff says that the scale turned autoscaling off, when it
+	// was on: a count set by hand stays.
+	AutoscaleOff string `json:"autoscale_off,omitempty"`
+}
+
+// AutoscaleStatus is what the autoscaler of --replicas MIN:MAX is doing.
+type AutoscaleStatus struct {
+	Min int `json:"min"`
+	Max int `json:"max"`
+	// On is false once a scale by hand (`mattingctl scale N`) fixed the
+	// count.
+	On bool `json:"on"`
+	// Target is the count the load asks for: more than Desired while the
+	// machine has no room for more replicas, or while they start.
+	Target int `json:"target"`
+	// ScaleUpDelay and ScaleDownDelay are the delays in force, in
+	// seconds.
+	ScaleUpDelay   float64 `json:"scale_up_delay"`
+	ScaleDownDelay float64 `json:"scale_down_delay"`
+	// Last is the last decision and why ("scaled 2→3: requests queued for
+	// 5.0 s ...", "held at 1, wants 4: no room: ..."), and LastAt when it
+	// was made; empty and null before the first.
+	Last   string     `json:"last,omitempty"`
+	LastAt *time.Time `json:"last_at,omitempty"`
 }
 
 // RestartResult is what a rolling restart did.
