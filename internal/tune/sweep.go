@@ -268,7 +268,6 @@ func (s *sweep) logResult(r Result) {
 	fmt.Fprintln(s.cfg.Log, line)
 }
 
-
 // fmtBytes writes a size in binary units: "312MiB".
 func fmtBytes(b uint64) string {
 	switch {
