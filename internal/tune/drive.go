@@ -69,7 +69,6 @@ func Drive(ctx context.Context, baseURL string, req Request, load Load) (Measure
 		Proxy:               nil,
 		MaxIdleConns:        load.Clients,
 		MaxIdleConnsPerHost: load.Clients,
-		MaxConnsPerHost:     0,
 		DisableCompression:  true,
 	}
 	defer transport.CloseIdleConnections()

@@ -260,7 +260,7 @@ func (s *sweep) logResult(r Result) {
 	if s.cfg.Log == nil {
 		return
 	}
-	line := fmt.Sprintf("tune: %-20s %8.1f req/s  p50 %-7s p99 %-7s rss %-8s errors %d", r.Layout, r.Throughput(),
+	line := fmt.Sprintf("tune: %-26s %8.1f req/s  p50 %-7s p99 %-7s rss %-8s errors %d", r.Layout, r.Throughput(),
 		fmtDuration(r.P50), fmtDuration(r.P99), fmtBytes(r.RSS), r.Errors)
 	if r.FirstFail != "" {
 		line += " (first: " + r.FirstFail + ")"
