@@ -65,8 +65,10 @@ mattingctl up line of the best:
 
   mattingctl tune --request predict.json --health /health -- python3 app.py
 
-` + tune.BestRule + `. Ctrl-C stops the layout under way and
-prints what was measured.`,
+The ` + tune.BestRule + `.
+
+Ctrl-C stops the layout under way and prints what was measured. Each layout
+runs under a name of its own (tune-PID-N): --name is not used.`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Command = args
@@ -284,6 +286,9 @@ func (opts *tuneOptions) report(rep tune.Report) error {
 	for _, s := range rep.Skipped {
 		fmt.Fprintln(opts.Out, "skipped:", s)
 	}
+	if few := fewSamples(ranked); few > 0 {
+		fmt.Fprintf(opts.Out, "note: %d of the layouts answered fewer than %d requests while measured: their p99 is about their slowest answer; a longer --duration measures them better\n", few, enoughSamples)
+	}
 	if opts.Chart != "" && len(ranked) > 0 {
 		if err := writeChartFile(opts.Chart, ranked, best); err != nil {
 			return err
@@ -308,6 +313,21 @@ func (opts *tuneOptions) report(rep tune.Report) error {
 		return &exitError{code: 1}
 	}
 	return nil
+}
+
+// enoughSamples is how many answers make a p99 more than the slowest
+// one: a hundred put one past it.
+const enoughSamples = 100
+
+// fewSamples counts the results with fewer than enoughSamples answers.
+func fewSamples(results []tune.Result) int {
+	n := 0
+	for _, r := range results {
+		if r.Requests+r.Errors < enoughSamples {
+			n++
+		}
+	}
+	return n
 }
 
 // writeChartFile writes the chart to path.
