@@ -6,6 +6,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -20,7 +21,14 @@ func main() {
 	}
 	f := defaultFactory()
 	if err := newRootCmd(f, runFuncs{}).Execute(); err != nil {
-		fmt.Fprintln(f.ErrOut, "mattingctl:", err)
-		os.Exit(1)
+		code := 1
+		var exit *exitError
+		if errors.As(err, &exit) {
+			code = exit.code
+		}
+		if err.Error() != "" {
+			fmt.Fprintln(f.ErrOut, "mattingctl:", err)
+		}
+		os.Exit(code)
 	}
 }

@@ -65,6 +65,7 @@ type runFuncs struct {
 	logs      func(*logsOptions) error
 	top       func(*topOptions) error
 	dashboard func(*dashboardOptions) error
+	tune      func(*tuneOptions) error
 }
 
 func newRootCmd(f *factory, run runFuncs) *cobra.Command {
@@ -82,7 +83,8 @@ an embedded least-connection proxy.
   mattingctl dashboard --open
   mattingctl scale 6
   mattingctl restart
-  mattingctl down`,
+  mattingctl down
+  mattingctl tune --request predict.json -- python3 app.py`,
 		Version:       version(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -100,6 +102,7 @@ an embedded least-connection proxy.
 		newLogsCmd(f, g, run.logs),
 		newTopCmd(f, g, run.top),
 		newDashboardCmd(f, g, run.dashboard),
+		newTuneCmd(f, g, run.tune),
 		newVersionCmd(f),
 	)
 	suggestCommands(root)

@@ -1,0 +1,62 @@
+package tune
+
+import (
+	"cmp"
+	"slices"
+)
+
+// closeEnough is how far below the top throughput a layout may be and
+// still win on its p99: measurements a few percent apart are within the
+// noise of a shared machine, and there the layout that answers sooner is
+// the better one.
+const closeEnough = 0.05
+
+// BestRule says how Best chooses, for the output.
+const BestRule = "best: no errors; among those within 5% of the top requests/s, the lowest p99"
+
+// Best returns the index in results of the best layout: among those that
+// ran without errors, those within closeEnough of the highest throughput,
+// the one with the lowest p99 (ties: the higher throughput). It returns
+// -1 when no layout ran without errors.
+func Best(results []Result) int {
+	top := 0.0
+	for _, r := range results {
+		if r.Errors == 0 && r.Requests > 0 {
+			top = max(top, r.Throughput())
+		}
+	}
+	best := -1
+	for i, r := range results {
+		if r.Errors > 0 || r.Requests == 0 || r.Throughput() < top*(1-closeEnough) {
+			continue
+		}
+		if best < 0 || r.P99 < results[best].P99 || r.P99 == results[best].P99 && r.Throughput() > results[best].Throughput() {
+			best = i
+		}
+	}
+	return best
+}
+
+// Ranked returns results best first (Best), then those without errors by
+// throughput, highest first, then those with errors, fewest first.
+func Ranked(results []Result) []Result {
+	out := slices.Clone(results)
+	rest := out
+	if b := Best(out); b >= 0 {
+		out[0], out[b] = out[b], out[0]
+		rest = out[1:]
+	}
+	slices.SortStableFunc(rest, func(x, y Result) int {
+		if (x.Errors > 0) != (y.Errors > 0) {
+			if x.Errors > 0 {
+				return 1
+			}
+			return -1
+		}
+		if x.Errors != y.Errors {
+			return cmp.Compare(x.Errors, y.Errors)
+		}
+		return cmp.Compare(y.Throughput(), x.Throughput())
+	})
+	return out
+}
