@@ -108,8 +108,8 @@ func printAdaptiveTable(k, clients int, runs map[string][]adaptiveRun) {
 	ok := tput("auto") >= 0.95*tput(best) && float64(p("auto", 99)) <= 1.25*float64(p(best, 99))
 	m := medianInt(all)
 	ok = ok && 2*m >= k && 2*m <= 3*k
-	fmt.Printf("\nauto: %.0f%% of the best fixed setting's throughput, p99 %.2f× its; limit median %d, within ±50%% of K %d%% of the reads: Done-when %s\n",
-		100*tput("auto")/tput(best), float64(p("auto", 99))/float64(p(best, 99)), m, 100*in/max(len(all), 1), map[bool]string{true: "met", false: "NOT met"}[ok])
+	fmt.Printf("\nauto: %.0f%% of the best fixed setting's throughput, p99 %.2f× its; limit median %d, within ±50%% of K %d%% of the reads: %s\n",
+		100*tput("auto")/tput(best), float64(p("auto", 99))/float64(p(best, 99)), m, 100*in/max(len(all), 1), map[bool]string{true: "within the bounds (≥ 95%, p99 ≤ 1.25×, limit within ±50% of K)", false: "NOT within the bounds (≥ 95%, p99 ≤ 1.25×, limit within ±50% of K)"}[ok])
 }
 
 func results(rs []adaptiveRun) []result {

@@ -18,11 +18,13 @@ import (
 
 // Autoscaling under a step in load, run only when named:
 //
-//	go run ./bench -scenario autoscale
+//	go run ./bench -scenario autoscale [-rounds 3]
 //
-// mattingctl up --replicas 1:6 in front of fakemodel -service 100ms at
-// --max-inflight 1 (10 requests a second a replica), with the default up
-// delay and a down delay of autoscaleDownDelay; an open-loop load
+// mattingctl up --replicas 1:6, with no other tuning flag but a down delay
+// of autoscaleDownDelay, in front of fakemodel -curve 1 -service 100ms: a
+// replica that completes 10 requests a second at best, and fewer with
+// more than one in flight, so that the per-replica limit (auto, the
+// default) is learned while the count changes; an open-loop load
 // (Poisson arrivals, each request its own, whatever the answers) of 5,
 // then 35, then 5 requests a second. It reports how long after the step
 // up 4 replicas were in rotation, how long after the step down the count
@@ -49,28 +51,65 @@ type countSample struct {
 	last           string
 }
 
-func runAutoscale(e *environment) error {
+func runAutoscale(e *environment, rounds int) error {
+	var ups, downs, fails []float64
+	met := 0
+	for round := 1; round <= rounds; round++ {
+		fmt.Printf("### round %d\n\n", round)
+		up, down, failed, err := autoscaleRound(e, uint64(round))
+		if err != nil {
+			return err
+		}
+		ups, downs, fails = append(ups, up.Seconds()), append(downs, down.Seconds()), append(fails, float64(failed))
+		if up >= 0 && up <= 30*time.Second && down >= 0 && down <= autoscaleDownDelay+30*time.Second && failed == 0 {
+			met++
+		}
+	}
+	fmt.Printf("## autoscale, %d rounds: replicas ≥ 4 after the step up: %s (median %.0fs); back to 1 after the step down: %s (median %.0fs; down delay %s); failed: %s; within the bounds (≥ 4 within 30s, 1 within the down delay + 30s, 0 failed) in %d of %d\n",
+		rounds, secondsList(ups), medianOf(ups), secondsList(downs), medianOf(downs), autoscaleDownDelay, secondsList(fails), met, rounds)
+	return nil
+}
+
+// medianOf is the median of xs (a negative value, "never", sorts first).
+func medianOf(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	return s[len(s)/2]
+}
+
+func secondsList(xs []float64) string {
+	var parts []string
+	for _, x := range xs {
+		parts = append(parts, strconv.FormatFloat(x, 'f', 0, 64))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// autoscaleRound runs one instance through the step load and returns how
+// long after the step up 4 replicas were ready and after the step down the
+// count was back to 1 (negative: never), and the failed requests.
+func autoscaleRound(e *environment, seed uint64) (upTo4, downTo1 time.Duration, failed int, err error) {
 	port, err := freeRange(6 + 4)
 	if err != nil {
-		return err
+		return 0, 0, 0, err
 	}
 	home := filepath.Join(e.work, "home-autoscale-"+strconv.Itoa(port))
 	args := []string{"up", "--host", "127.0.0.1", "-p", strconv.Itoa(port), "--replicas", "1:6", "--admin", "none",
-		"--log-level", "info", "--max-inflight", "1", "--scale-down-delay", autoscaleDownDelay.String(),
-		"--", filepath.Join(e.work, "fakemodel"), "-service", "100ms"}
+		"--log-level", "info", "--scale-down-delay", autoscaleDownDelay.String(),
+		"--", filepath.Join(e.work, "fakemodel"), "-curve", "1", "-service", "100ms"}
 	fmt.Printf("## autoscale: mattingctl %s\n\nopen-loop Poisson load, %.0f → %.0f → %.0f req/s (%s each, the last %s); scale-up delay: the default (5s); scale-down delay %s\n\n",
 		strings.Join(args, " "), autoscaleLow, autoscaleHigh, autoscaleLow, autoscalePhases[0].d, autoscalePhases[2].d, autoscaleDownDelay)
 	cmd := exec.Command(filepath.Join(e.work, "mattingctl"), args...)
 	cmd.Env = append(os.Environ(), "MATTINGCTL_HOME="+home)
-	logPath := filepath.Join(e.work, "mattingctl-autoscale.log")
+	logPath := filepath.Join(e.work, "mattingctl-autoscale-"+strconv.Itoa(port)+".log")
 	logf, err := os.Create(logPath)
 	if err != nil {
-		return err
+		return 0, 0, 0, err
 	}
 	defer logf.Close()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
-		return err
+		return 0, 0, 0, err
 	}
 	defer terminate(cmd)
 	in := &modelInstance{bin: filepath.Join(e.work, "mattingctl"), home: home, port: port}
@@ -80,7 +119,7 @@ func runAutoscale(e *environment) error {
 		}
 		if time.Now().After(deadline) {
 			log, _ := os.ReadFile(logPath)
-			return fmt.Errorf("replica not ready within a minute:\n%s", log)
+			return 0, 0, 0, fmt.Errorf("replica not ready within a minute:\n%s", log)
 		}
 	}
 
@@ -105,13 +144,13 @@ func runAutoscale(e *environment) error {
 			}
 		}
 	})
-	phases := openLoop(url, began)
+	phases := openLoop(url, began, seed)
 	cancel()
 	wg.Wait()
 
 	stepUp := autoscalePhases[0].d
 	stepDown := stepUp + autoscalePhases[1].d
-	upTo4, downTo1 := time.Duration(-1), time.Duration(-1)
+	upTo4, downTo1 = time.Duration(-1), time.Duration(-1)
 	for _, s := range counts {
 		if upTo4 < 0 && s.at >= stepUp && s.ready >= 4 {
 			upTo4 = s.at - stepUp
@@ -123,7 +162,6 @@ func runAutoscale(e *environment) error {
 			downTo1 = -1 // back up again: not settled
 		}
 	}
-	failed := 0
 	fmt.Println("| phase | req/s | sent | failed | p50 | p99 |")
 	fmt.Println("|---|---|---|---|---|---|")
 	for i, p := range phases {
@@ -137,10 +175,10 @@ func runAutoscale(e *environment) error {
 		}
 		return d.Round(time.Second).String()
 	}
-	fmt.Printf("\nreplicas ≥ 4 %s after the step up (Done-when: within 30s); back to 1 %s after the step down (Done-when: within the down delay %s + 30s); %d failed requests\n",
+	fmt.Printf("\nreplicas ≥ 4 %s after the step up (bound: 30s); back to 1 %s after the step down (bound: the down delay %s + 30s); %d failed requests\n",
 		show(upTo4), show(downTo1), autoscaleDownDelay, failed)
 	ok := upTo4 >= 0 && upTo4 <= 30*time.Second && downTo1 >= 0 && downTo1 <= autoscaleDownDelay+30*time.Second && failed == 0
-	fmt.Printf("Done-when %s\n\n", map[bool]string{true: "met", false: "NOT met"}[ok])
+	fmt.Printf("%s\n\n", map[bool]string{true: "within the bounds", false: "NOT within the bounds"}[ok])
 	fmt.Println("replicas in rotation, a read of status --json every second (10 to a row; the row's start in seconds since the load began):")
 	fmt.Println()
 	for i := 0; i < len(counts); i += 10 {
@@ -158,17 +196,18 @@ func runAutoscale(e *environment) error {
 			last = s.last
 		}
 	}
-	return nil
+	fmt.Println()
+	return upTo4, downTo1, failed, nil
 }
 
 // openLoop sends requests at Poisson arrivals through autoscalePhases,
 // each request on its own whatever became of the others, and returns each
 // phase's answers (a request belongs to the phase it was sent in).
-func openLoop(url string, began time.Time) []result {
+func openLoop(url string, began time.Time, seed uint64) []result {
 	tr := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 256, DisableCompression: true}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 120 * time.Second}
-	rng := rand.New(rand.NewPCG(1, 2))
+	rng := rand.New(rand.NewPCG(seed, 2))
 	res := make([]result, len(autoscalePhases))
 	var mu sync.Mutex
 	var wg sync.WaitGroup

@@ -140,7 +140,7 @@ func main() {
 		return
 	}
 	if *only == "autoscale" {
-		if err := withEnvironment(*nginxBin, runAutoscale); err != nil {
+		if err := withEnvironment(*nginxBin, func(e *environment) error { return runAutoscale(e, *rounds) }); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
 		}
