@@ -122,6 +122,7 @@ func main() {
 	flag.StringVar(&idle.bin, "mattingctl", "", "idleconns, model: a mattingctl binary to run instead of this tree's (to compare builds)")
 	memDuration := flag.Duration("d", 40*time.Second, "how long a memory scenario (slowupload, bigbodies) runs at most")
 	modelClientsFlag := flag.Int("clients", modelClients, "model: concurrent keep-alive clients")
+	modelWarm := flag.Int("warm", 0, "model: requests sent through the proxy, not measured, before each run's measured ones")
 	modelInflight := flag.String("inflight", "", "model: compare these --max-inflight values at 2 replicas instead of the four set-ups, comma-separated (e.g. auto,1,2,4,8)")
 	adaptiveKs := flag.String("k", "1,4,16", "adaptive: the fake model's K (best requests in flight), comma-separated")
 	attack := attackOptions{}
@@ -154,7 +155,7 @@ func main() {
 		return
 	}
 	if *only == "model" {
-		o := modelOptions{clients: *modelClientsFlag, requests: modelRuns, rounds: *rounds, bin: idle.bin}
+		o := modelOptions{clients: *modelClientsFlag, requests: modelRuns, rounds: *rounds, bin: idle.bin, warm: *modelWarm}
 		if *modelInflight != "" {
 			o.inflight = strings.Split(*modelInflight, ",")
 		}

@@ -19,7 +19,7 @@ import (
 
 // The real model, run only when named:
 //
-//	go run ./bench -scenario model [-clients 12] [-requests 36] [-rounds 3] [-inflight auto,1,2,4,8]
+//	go run ./bench -scenario model [-clients 12] [-requests 36] [-rounds 3] [-inflight auto,1,2,4,8] [-warm 0]
 //
 // mattingctl in front of examples/onnx-matting, ISNet on onnxruntime (its
 // packages installed with `npm ci --ignore-scripts` in that directory),
@@ -49,6 +49,10 @@ type modelOptions struct {
 	clients, requests, rounds int
 	bin                       string   // mattingctl to run; empty: this tree's
 	inflight                  []string // --max-inflight values to compare at 2 replicas; empty: the four set-ups
+	// warm is how many requests go through the proxy, not measured, before
+	// the measured ones: time for --max-inflight auto to learn, the same
+	// for every set-up.
+	warm int
 }
 
 type modelSetup struct {
@@ -83,8 +87,8 @@ func runModel(e *environment, o modelOptions) error {
 	help, _ := exec.Command(bin, "up", "--help").CombinedOutput()
 	knows := func(flag string) bool { return bytes.Contains(help, []byte("--"+flag+" ")) }
 
-	fmt.Printf("## model: ISNet (examples/onnx-matting, the small model) behind mattingctl; %d keep-alive clients, %d requests of the %d-byte photo per run, %d rounds\n\n",
-		o.clients, o.requests, len(body), o.rounds)
+	fmt.Printf("## model: ISNet (examples/onnx-matting, the small model) behind mattingctl; %d keep-alive clients, %d requests of the %d-byte photo per run after %d not measured, %d rounds\n\n",
+		o.clients, o.requests, len(body), o.warm, o.rounds)
 	setups := modelSetups
 	if len(o.inflight) > 0 {
 		setups = nil
@@ -317,6 +321,11 @@ func (e *environment) modelRun(bin string, s modelSetup, body []byte, o modelOpt
 		cpus = "any"
 	}
 	url := "http://127.0.0.1:" + strconv.Itoa(in.port) + "/api/matting_base64"
+	if o.warm > 0 {
+		if w := runLoad(context.Background(), url, body, o.clients, o.warm, true); w.ok != w.total {
+			return result{}, "", "", fmt.Errorf("warming through the proxy: %d of %d answered", w.ok, w.total)
+		}
+	}
 	r := runLoad(context.Background(), url, body, o.clients, o.requests, true)
 	limit := "?"
 	if st, err := in.status(); err == nil {
