@@ -114,7 +114,7 @@ func runModel(e *environment, o modelOptions) error {
 			if err != nil {
 				return fmt.Errorf("model (%s): %w", s.name, err)
 			}
-			fmt.Printf("round %d (%s) ok=%d/%d throughput=%.2f/s p50=%s p99=%s wall=%s limits=%s failed=[%s]\n", round, s.name, r.ok, r.total, r.throughput(),
+			fmt.Printf("round %d (%s) ok=%d/%d throughput=%.3f/s p50=%s p99=%s wall=%s limits=%s failed=[%s]\n", round, s.name, r.ok, r.total, r.throughput(),
 				r.percentile(50).Round(10*time.Millisecond), r.percentile(99).Round(10*time.Millisecond), r.wall.Round(10*time.Millisecond), limit, counts(r.failures))
 			results[s.name] = append(results[s.name], r)
 			cpus[s.name] = placement
@@ -130,7 +130,7 @@ func runModel(e *environment, o modelOptions) error {
 			continue
 		}
 		flags := strings.Join(append([]string{"-r", strconv.Itoa(s.replicas)}, s.flags...), " ")
-		fmt.Printf("| (%s) %s | `%s` | %.0f of %d | %.0f | %.2f | %s | %s | %s | %s |\n", s.name, s.about, flags,
+		fmt.Printf("| (%s) %s | `%s` | %.0f of %d | %.0f | %.3f | %s | %s | %s | %s |\n", s.name, s.about, flags,
 			median(rs, func(r result) float64 { return float64(r.ok) }), rs[0].total,
 			median(rs, func(r result) float64 { return float64(r.total - r.ok) }),
 			median(rs, func(r result) float64 { return r.throughput() }),
