@@ -1,14 +1,10 @@
 package e2e
 
 import (
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/mattingctl/mattingctl/internal/control"
 )
@@ -75,18 +71,8 @@ func TestAdaptiveLimitLearnsTheCurve(t *testing.T) {
 // listener's /metrics.
 func scrapeLimits(t *testing.T, admin string) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.LegacyValidation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("/metrics: %v", err)
-	}
 	out := map[string]float64{}
-	if f := families["mattingctl_replica_limit"]; f != nil {
+	if f := scrape(t, admin)["mattingctl_replica_limit"]; f != nil {
 		for _, m := range f.GetMetric() {
 			for _, l := range m.GetLabel() {
 				if l.GetName() == "replica" {
