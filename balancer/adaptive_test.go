@@ -125,7 +125,7 @@ func TestAdaptiveSlots(t *testing.T) {
 		t.Errorf("slots in slow start = %d, want 2 × the upper bound 32", got)
 	}
 	l := bal.pool[0].limiter
-	l.slowStart, l.limit, l.cap = false, 10.5, 10
+	l.slowStart, l.limit, l.cap = false, 10.4, 10
 	if got := bal.slotsLocked(); got != 42 {
 		t.Errorf("slots = %d, want 10 + 32", got)
 	}

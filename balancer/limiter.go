@@ -94,7 +94,7 @@ const (
 // balancer's mu, as the backend's counts are.
 type limiter struct {
 	min, max float64
-	// limit is the learned limit; cap, the one in force, is its floor, or
+	// limit is the learned limit; cap, the one in force, is it rounded, or
 	// half that during a probe.
 	limit     float64
 	cap       int
@@ -146,9 +146,12 @@ func (l *limiter) admissionCap() int {
 	return l.capOf(l.limit)
 }
 
-// capOf is the cap in force for a learned limit.
+// capOf is the cap in force for a learned limit: the nearest whole
+// number, so that a backend measured to work on 1.6 at once (two threads
+// of a server that shares a little) gets 2, not 1, which would leave a
+// third of it idle.
 func (l *limiter) capOf(limit float64) int {
-	return int(math.Floor(math.Min(math.Max(limit, l.min), l.max)))
+	return int(math.Floor(math.Min(math.Max(limit, l.min), l.max) + 0.5))
 }
 
 // advance moves the in-flight area on to now, with inflight requests in
