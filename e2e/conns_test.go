@@ -39,7 +39,9 @@ func TestIdleConnectionsLeaveRoomForStatusAndRestarts(t *testing.T) {
 	port := testutil.FreePorts(t, replicas+8)
 	in := launch(t, "/bin/sh", home, port, "-c", "ulimit -n "+strconv.Itoa(ulimit)+` && exec "$0" "$@"`, mattingctl,
 		"up", "--port", strconv.Itoa(port), "--host", "127.0.0.1", "--admin", "127.0.0.1:0", "--replicas", strconv.Itoa(replicas),
-		"--", fakemodel)
+		// A fixed cap of 8: the budget above is for it (under auto it
+		// plans for the upper bound, 64 a replica).
+		"--max-inflight", "8", "--", fakemodel)
 	st := in.waitReady(replicas)
 	if st.MaxConns != wantMax {
 		t.Fatalf("max_conns = %d at ulimit -n %d, want %d", st.MaxConns, ulimit, wantMax)
@@ -146,8 +148,10 @@ func TestMaxConnsErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			port := strconv.Itoa(testutil.FreePorts(t, 3))
+			// A fixed cap of 8, which the sums above are for (auto plans
+			// for its upper bound, 64 a replica).
 			args := append([]string{"-c", "ulimit -n " + strconv.Itoa(tt.ulimit) + ` && exec "$0" "$@"`, mattingctl,
-				"up", "-p", port, "--host", "127.0.0.1", "--admin", "none"}, tt.args...)
+				"up", "-p", port, "--host", "127.0.0.1", "--admin", "none", "--max-inflight", "8"}, tt.args...)
 			_, errOut, code := runBinary(t, "/bin/sh", t.TempDir(), append(args, "--", fakemodel)...)
 			if code != 1 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
 				t.Errorf("exit %d, stderr %q; want exit 1 and one line", code, errOut)

@@ -171,7 +171,9 @@ func TestDownStopsEverything(t *testing.T) {
 
 func TestSIGTERMFinishesInFlightRequests(t *testing.T) {
 	t.Parallel()
-	in := start(t, 2, "--", fakemodel)
+	// A fixed cap, so that the 4 requests are in flight at once (auto
+	// starts each replica at 1).
+	in := start(t, 2, "--max-inflight", "8", "--", fakemodel)
 	st := in.waitReady(2)
 	results := make(chan error, 4)
 	for i := 0; i < 4; i++ {

@@ -152,12 +152,13 @@ func TestWebSocketsAtFileLimit(t *testing.T) {
 }
 
 // TestScaleRefusedPastTheFileLimit: at ulimit -n 1024 an instance of 2
-// replicas, with derived caps, has room for 14; `scale 4` works, `scale
+// replicas, with derived caps and a fixed --max-inflight 8 (auto plans for
+// its upper bound, 64 a replica), has room for 14; `scale 4` works, `scale
 // 15` is refused in one line naming the limit and how to raise it, by
 // the command and the dashboard's API alike, and nothing changes.
 func TestScaleRefusedPastTheFileLimit(t *testing.T) {
 	t.Parallel()
-	in := startAtFileLimit(t, fileLimit, 2, "--", fakemodel)
+	in := startAtFileLimit(t, fileLimit, 2, "--max-inflight", "8", "--", fakemodel)
 	in.waitReady(2)
 	if _, stderr, code := in.ctl("scale", "4"); code != 0 {
 		t.Fatalf("scale 4, within the room kept: exit %d: %s", code, stderr)

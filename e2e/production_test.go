@@ -81,7 +81,9 @@ func TestSIGTERMDrains(t *testing.T) {
 	t.Parallel()
 	// A drain delay of 3 s leaves a busy machine time to see /readyz turn
 	// and send a request within it.
-	in := start(t, 2, "--drain-delay", "3s", "--", fakemodel)
+	// A fixed cap, so that the 4 requests are in flight at once (auto
+	// starts each replica at 1).
+	in := start(t, 2, "--drain-delay", "3s", "--max-inflight", "8", "--", fakemodel)
 	st := in.waitReady(2)
 	readyz := "http://" + st.Admin + "/readyz"
 	if resp, err := http.Get(readyz); err != nil || resp.StatusCode != 200 {

@@ -51,7 +51,9 @@ func (in *instance) waitAllReady(n int, d time.Duration) {
 func TestThreadsDoNotGrowWithReplicas(t *testing.T) {
 	t.Parallel()
 	const replicas, maxThreads = 200, 50
-	in := start(t, 2, "--", fakemodel)
+	// A fixed cap of 8, so that 200 replicas fit the test's descriptor
+	// limit (auto plans for its upper bound, 64 a replica).
+	in := start(t, 2, "--max-inflight", "8", "--", fakemodel)
 	in.waitReady(2)
 	atTwo := threadsOf(t, in.cmd.Process.Pid)
 	if _, errOut, code := in.ctl("scale", strconv.Itoa(replicas)); code != 0 {

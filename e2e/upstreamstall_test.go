@@ -26,7 +26,10 @@ import (
 func TestUpstreamStallBreaksOff(t *testing.T) {
 	const timeout = 5 * time.Second
 	const size = 1 << 20
-	in := start(t, 2, "--upstream-timeout", timeout.String(), "--", fakemodel)
+	// A fixed cap of 8: the stalled responses must leave slots for the
+	// legitimate requests (auto starts each replica at 1, and learns
+	// nothing from a response that never ends).
+	in := start(t, 2, "--upstream-timeout", timeout.String(), "--max-inflight", "8", "--", fakemodel)
 	in.waitReady(2)
 	legit := startLoad(in.url("/"), 2)
 
