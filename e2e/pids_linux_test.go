@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mattingctl/mattingctl/internal/testutil"
+	"github.com/mattingctl/mattingctl/supervisor"
 )
 
 // pidsCgroup creates a cgroup whose pids.max is limit, on cgroup v2 where
@@ -328,7 +329,13 @@ func TestPidsLimitFullUnderLoad(t *testing.T) {
 	default:
 	}
 	setPidsMax(t, dir, 200)
-	in.waitReady(2)
+	// Replicas that died while the cgroup was full may be in their
+	// longest crash backoff (supervisor.DefaultBackoffMax, 30 s) when the
+	// limit is raised: allow for it, and their start.
+	testutil.WaitFor(t, supervisor.DefaultBackoffMax+30*time.Second, "2 ready replicas once tasks are free", func() bool {
+		st, err := in.tryStatus()
+		return err == nil && readyCount(st) == 2
+	})
 	if _, err := get(in.url("/")); err != nil {
 		t.Fatalf("request once tasks are free again: %v", err)
 	}
