@@ -7,10 +7,10 @@ import (
 	"testing"
 )
 
-// BenchmarkProxySeedBody proxies the original load test's ~220 KB body to an instant
+// BenchmarkProxyOriginalBody proxies the original load test's ~220 KB body to an instant
 // backend over real loopback connections; B/op shows whether body buffers
 // are reused.
-func BenchmarkProxySeedBody(b *testing.B) {
+func BenchmarkProxyOriginalBody(b *testing.B) {
 	be := newBenchBackend(b)
 	bal := New(testOptions(func(o *Options) { o.MaxInflight = 8; o.Queue = 1024 }))
 	bal.Add(be)

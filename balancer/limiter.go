@@ -126,11 +126,11 @@ type limiter struct {
 
 // newLimiter returns a limit between min and max (1 <= min <= max),
 // starting at min, for a backend added at now.
-func newLimiter(min, max int, now time.Time, seed uint64) *limiter {
+func newLimiter(min, max int, now time.Time, stream uint64) *limiter {
 	l := &limiter{
 		min: float64(min), max: float64(max), limit: float64(min),
 		slowStart: true, since: now, began: now, areaAt: now,
-		rnd: rand.New(rand.NewPCG(seed, uint64(now.UnixNano()))),
+		rnd: rand.New(rand.NewPCG(stream, uint64(now.UnixNano()))),
 	}
 	l.cap = l.capOf(l.limit)
 	return l

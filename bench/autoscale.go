@@ -88,7 +88,7 @@ func secondsList(xs []float64) string {
 // autoscaleRound runs one instance through the step load and returns how
 // long after the step up 4 replicas were ready and after the step down the
 // count was back to 1 (negative: never), and the failed requests.
-func autoscaleRound(e *environment, seed uint64) (upTo4, downTo1 time.Duration, failed int, err error) {
+func autoscaleRound(e *environment, arrivals uint64) (upTo4, downTo1 time.Duration, failed int, err error) {
 	port, err := freeRange(6 + 4)
 	if err != nil {
 		return 0, 0, 0, err
@@ -144,7 +144,7 @@ func autoscaleRound(e *environment, seed uint64) (upTo4, downTo1 time.Duration, 
 			}
 		}
 	})
-	phases := openLoop(url, began, seed)
+	phases := openLoop(url, began, arrivals)
 	cancel()
 	wg.Wait()
 
@@ -203,11 +203,11 @@ func autoscaleRound(e *environment, seed uint64) (upTo4, downTo1 time.Duration, 
 // openLoop sends requests at Poisson arrivals through autoscalePhases,
 // each request on its own whatever became of the others, and returns each
 // phase's answers (a request belongs to the phase it was sent in).
-func openLoop(url string, began time.Time, seed uint64) []result {
+func openLoop(url string, began time.Time, arrivals uint64) []result {
 	tr := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 256, DisableCompression: true}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 120 * time.Second}
-	rng := rand.New(rand.NewPCG(seed, 2))
+	rng := rand.New(rand.NewPCG(arrivals, 2))
 	res := make([]result, len(autoscalePhases))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
