@@ -106,7 +106,7 @@ func printAdaptiveTable(k, clients int, runs map[string][]adaptiveRun) {
 		}
 	}
 	ok := tput("auto") >= 0.95*tput(best) && float64(p("auto", 99)) <= 1.25*float64(p(best, 99))
-	m := medianInt(all)
+	m := medianOf(all)
 	ok = ok && 2*m >= k && 2*m <= 3*k
 	fmt.Printf("\nauto: %.0f%% of the best fixed setting's throughput, p99 %.2f× its; limit median %d, within ±50%% of K %d%% of the reads: %s\n",
 		100*tput("auto")/tput(best), float64(p("auto", 99))/float64(p(best, 99)), m, 100*in/max(len(all), 1), map[bool]string{true: "within the bounds (≥ 95%, p99 ≤ 1.25×, limit within ±50% of K)", false: "NOT within the bounds (≥ 95%, p99 ≤ 1.25×, limit within ±50% of K)"}[ok])
@@ -120,21 +120,12 @@ func results(rs []adaptiveRun) []result {
 	return out
 }
 
-func medianInt(v []int) int {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
 // summarizeLimits is "median (low-high)" of the limits read, or "-".
 func summarizeLimits(v []int) string {
 	if len(v) == 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%d (%d-%d)", medianInt(v), slices.Min(v), slices.Max(v))
+	return fmt.Sprintf("%d (%d-%d)", medianOf(v), slices.Min(v), slices.Max(v))
 }
 
 // adaptiveRun starts mattingctl at --max-inflight setting in front of 4

@@ -70,13 +70,6 @@ func runAutoscale(e *environment, rounds int) error {
 	return nil
 }
 
-// medianOf is the median of xs (a negative value, "never", sorts first).
-func medianOf(xs []float64) float64 {
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	return s[len(s)/2]
-}
-
 func secondsList(xs []float64) string {
 	var parts []string
 	for _, x := range xs {

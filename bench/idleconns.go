@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -242,12 +241,7 @@ func procUsage(pid int) string {
 }
 
 func medianDuration(ds []time.Duration) time.Duration {
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	if len(s) == 0 {
-		return 0
-	}
-	return s[len(s)/2].Round(time.Millisecond)
+	return medianOf(ds).Round(time.Millisecond)
 }
 
 func maxOf(ds []time.Duration) time.Duration {

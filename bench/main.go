@@ -31,13 +31,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 )
@@ -312,16 +313,25 @@ func printTable(targets []string, results map[string][]result) {
 	fmt.Println("\n(medians over rounds; failures by kind are in the round lines)")
 }
 
+// median is the median of f over rs.
 func median(rs []result, f func(result) float64) float64 {
-	if len(rs) == 0 {
-		return 0
-	}
 	v := make([]float64, len(rs))
 	for i, r := range rs {
 		v[i] = f(r)
 	}
-	sort.Float64s(v)
-	return v[len(v)/2]
+	return medianOf(v)
+}
+
+// medianOf is the median of v (the upper one of an even count), or zero
+// for none; v is left as it was.
+func medianOf[T cmp.Ordered](v []T) T {
+	if len(v) == 0 {
+		var zero T
+		return zero
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 func machine() string {
