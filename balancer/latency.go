@@ -1,16 +1,20 @@
 package balancer
 
-import "time"
+import (
+	"time"
+
+	"github.com/mattingctl/mattingctl/internal/latency"
+)
 
 // LatencyStats sums up a replica's recent responses, for status and the
 // dashboard.
 type LatencyStats struct {
-	// P50 and P99 are quantiles of the response times of the last 50 to
-	// 60 seconds (each the upper bound of its histogram bucket, at most
-	// 1.5 times the true value); Responses counts those responses. Both
+	// P50, P95 and P99 are quantiles of the response times of the last 50
+	// to 60 seconds, each within about 3% of the true value
+	// (internal/latency); Responses counts those responses. The
 	// quantiles are 0 when Responses is.
-	P50, P99  time.Duration
-	Responses uint64
+	P50, P95, P99 time.Duration
+	Responses     uint64
 	// RPS is responses per second over the last 10 whole seconds.
 	RPS float64
 	// LastCount is the number of responses in the last whole second and
@@ -20,12 +24,13 @@ type LatencyStats struct {
 }
 
 // Latency returns the recent responses of bes together (a replica's
-// current process and a predecessor still draining; nil ones are
-// skipped). It takes the balancer's lock once, for a few hundred
-// additions per backend.
+// current process and a predecessor still draining, or every replica's
+// for the instance; nil ones are skipped). It takes the balancer's lock
+// once, for a pass over latency.Buckets counts per backend; the
+// quantiles are read after it is released.
 func (b *Balancer) Latency(bes ...*Backend) LatencyStats {
 	now := time.Now()
-	var all [histBuckets]uint64
+	var all latency.Counts
 	var st LatencyStats
 	var recent uint64
 	var lastSum time.Duration
@@ -36,7 +41,7 @@ func (b *Balancer) Latency(bes ...*Backend) LatencyStats {
 		}
 		h := &be.hist
 		h.rotate(now)
-		h.addTo(&all)
+		h.win.AddTo(&all)
 		for n := max(h.second-rateSeconds, 0); n < h.second; n++ {
 			recent += uint64(h.count[n%rateSlots])
 		}
@@ -47,25 +52,12 @@ func (b *Balancer) Latency(bes ...*Backend) LatencyStats {
 		}
 	}
 	b.mu.Unlock()
-	for _, n := range all {
-		st.Responses += n
-	}
-	st.P50, _ = quantileOf(&all, 0.5, 1)
-	st.P99, _ = quantileOf(&all, 0.99, 1)
+	st.Responses = all.Total()
+	q := all.Quantiles(0.5, 0.95, 0.99)
+	st.P50, st.P95, st.P99 = q[0], q[1], q[2]
 	st.RPS = float64(recent) / rateSeconds
 	if st.LastCount > 0 {
 		st.LastMean = lastSum / time.Duration(st.LastCount)
 	}
 	return st
 }
-
-// LatencyBuckets is the number of buckets of LatencyBucket: other
-// histograms of response times (the dashboard's) use the same scale.
-const LatencyBuckets = histBuckets
-
-// LatencyBucket returns the bucket, 0 to LatencyBuckets-1, of a response
-// time d: two buckets to an octave of microseconds.
-func LatencyBucket(d time.Duration) int { return bucketOf(d) }
-
-// LatencyBucketUpper returns the end of bucket i.
-func LatencyBucketUpper(i int) time.Duration { return bucketUpper(i) }

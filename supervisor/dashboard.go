@@ -83,9 +83,16 @@ func (s *slot) backends() (cur, prev *balancer.Backend, ready bool) {
 // for status.
 func (s *Supervisor) latency(cur, prev *balancer.Backend) (rps, p50, p99 float64) {
 	lat := s.bal.Latency(cur, prev)
-	ms := func(d time.Duration) float64 { return math.Round(d.Seconds()*1e6) / 1e3 }
-	return lat.RPS, ms(lat.P50), ms(lat.P99)
+	return lat.RPS, millis(lat.P50), millis(lat.P99)
 }
+
+// latencyStatus is lat's quantiles as status reports them.
+func latencyStatus(lat balancer.LatencyStats) control.LatencyStatus {
+	return control.LatencyStatus{Responses: lat.Responses, P50Ms: millis(lat.P50), P95Ms: millis(lat.P95), P99Ms: millis(lat.P99)}
+}
+
+// millis is d in milliseconds, to the microsecond.
+func millis(d time.Duration) float64 { return math.Round(d.Seconds()*1e6) / 1e3 }
 
 // dashboard is what the admin listener serves at /.
 func (s *Supervisor) dashboard() admin.Dashboard {

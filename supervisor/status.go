@@ -4,6 +4,7 @@ import (
 	"os"
 	"sort"
 
+	"github.com/mattingctl/mattingctl/balancer"
 	"github.com/mattingctl/mattingctl/internal/admin"
 	"github.com/mattingctl/mattingctl/internal/control"
 )
@@ -82,9 +83,13 @@ func (s *Supervisor) Status() control.Status {
 		st.AdaptiveInflight = &control.InflightBounds{Min: s.opts.AdaptiveInflight.Min, Max: s.opts.AdaptiveInflight.Max}
 	}
 	st.Autoscale = s.autoscaleStatus()
+	bes := make([]*balancer.Backend, 0, 2*len(slots))
 	for _, sl := range slots {
 		st.Replicas = append(st.Replicas, sl.status())
+		cur, prev, _ := sl.backends()
+		bes = append(bes, cur, prev)
 	}
+	st.Latency = latencyStatus(s.bal.Latency(bes...))
 	return st
 }
 

@@ -22,6 +22,10 @@ func writeStatus(w io.Writer, st control.Status, now time.Time) error {
 	if a := st.Autoscale; a != nil {
 		fmt.Fprintln(w, formatAutoscale(*a, st.Desired, now))
 	}
+	if l := st.Latency; l.Responses > 0 {
+		fmt.Fprintf(w, "latency, last minute, all replicas: p50 %s, p95 %s, p99 %s (%d responses)\n",
+			formatMs(l.P50Ms), formatMs(l.P95Ms), formatMs(l.P99Ms), l.Responses)
+	}
 	fmt.Fprintln(w)
 	gpus, cpus, upgraded := false, false, false
 	for _, r := range st.Replicas {
@@ -162,20 +166,27 @@ func formatDuration(d time.Duration) string {
 	}
 }
 
-// formatMs renders a latency in milliseconds compactly: 850us, 12ms,
-// 1.5s; "-" for 0, which means no responses.
+// formatMs renders a latency in milliseconds compactly, to three
+// significant digits (the quantiles are within 3.2%): 850us, 12.3ms,
+// 1.54s; "-" for 0, which means no responses.
 func formatMs(ms float64) string {
 	switch {
 	case ms <= 0:
 		return "-"
 	case ms < 1:
 		return fmt.Sprintf("%.0fus", ms*1000)
-	case ms < 10:
+	case ms < 9.995: // three significant digits, as precise as the quantiles
+		return fmt.Sprintf("%.2fms", ms)
+	case ms < 99.95:
 		return fmt.Sprintf("%.1fms", ms)
-	case ms < 1000:
+	case ms < 999.5:
 		return fmt.Sprintf("%.0fms", ms)
-	default:
+	case ms < 9995:
+		return fmt.Sprintf("%.2fs", ms/1000)
+	case ms < 99950:
 		return fmt.Sprintf("%.1fs", ms/1000)
+	default:
+		return fmt.Sprintf("%.0fs", ms/1000)
 	}
 }
 

@@ -85,9 +85,10 @@ func TestWriteStatus(t *testing.T) {
 	st := control.Status{
 		Name: "default", Port: 9110, Pid: 42, Desired: 2, Command: []string{"python3", "app.py"},
 		Policy: "least_conn", StartedAt: now.Add(-time.Hour), Queued: 3, QueueMax: 1024, Rejected: 7, Retried: 2, Failed: 1,
+		Latency: control.LatencyStatus{Responses: 2460, P50Ms: 12.27, P95Ms: 404.6, P99Ms: 1536},
 		Replicas: []control.ReplicaStatus{
 			{ID: 1, Name: "replica-1", Port: 9111, Pid: 100, State: "ready", Inflight: 3, MaxInflight: 8, Limit: 8, Requests: 1200, CPUPercent: 87.5, RSSBytes: 300 << 20, StartedAt: &started,
-				RPS: 41.25, P50Ms: 12.288, P99Ms: 1536},
+				RPS: 41.25, P50Ms: 12.27, P99Ms: 1536},
 			{ID: 2, Name: "replica-2", Port: 9112, State: "failed", Restarts: 5, LastRestart: "crash: exit code 1", Error: "replica-2 crashed 6 times in a row"},
 		},
 	}
@@ -98,10 +99,11 @@ func TestWriteStatus(t *testing.T) {
 	want := `instance default: pid 42, proxy port 9110, least_conn, 1/2 replicas ready, up 1h0m
 command: python3 app.py
 queue: 3 waiting (max 1024); rejected 7, retried 2, failed 1
+latency, last minute, all replicas: p50 12.3ms, p95 405ms, p99 1.54s (2460 responses)
 
-REPLICA    PORT  PID  STATE   UPTIME  RESTARTS  LAST RESTART        INFLIGHT  REQUESTS  ERRORS  RPS   P50   P99   CPU    RSS
-replica-1  9111  100  ready   1m30s   0         -                   3/8       1200      0       41.2  12ms  1.5s  87.5%  300MiB
-replica-2  9112  -    failed  -       5         crash: exit code 1  0         0         0       0.0   -     -     -      -
+REPLICA    PORT  PID  STATE   UPTIME  RESTARTS  LAST RESTART        INFLIGHT  REQUESTS  ERRORS  RPS   P50     P99    CPU    RSS
+replica-1  9111  100  ready   1m30s   0         -                   3/8       1200      0       41.2  12.3ms  1.54s  87.5%  300MiB
+replica-2  9112  -    failed  -       5         crash: exit code 1  0         0         0       0.0   -       -      -      -
 replica-2 failed: replica-2 crashed 6 times in a row
 `
 	if b.String() != want {
@@ -192,5 +194,19 @@ replica-2  9112  -    starting  -       0         -             0         -     
 `
 	if b.String() != want {
 		t.Errorf("status table:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
+
+// TestFormatMs: three significant digits at every scale, so the display
+// keeps the quantiles' precision (within 5% even at a digit's turn).
+func TestFormatMs(t *testing.T) {
+	for _, c := range []struct {
+		ms   float64
+		want string
+	}{{0, "-"}, {0.25, "250us"}, {1.049, "1.05ms"}, {9.996, "10.0ms"}, {50.44, "50.4ms"}, {99.96, "100ms"},
+		{503.2, "503ms"}, {999.6, "1.00s"}, {1049, "1.05s"}, {6291, "6.29s"}, {12582, "12.6s"}, {99960, "100s"}, {720000, "720s"}} {
+		if got := formatMs(c.ms); got != c.want {
+			t.Errorf("formatMs(%v) = %q, want %q", c.ms, got, c.want)
+		}
 	}
 }

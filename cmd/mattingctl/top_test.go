@@ -77,15 +77,18 @@ func TestTopScreenFitsEightyColumns(t *testing.T) {
 }
 
 func TestTopScreenShowsRatesAndLatency(t *testing.T) {
-	lines := screenOf(topStatus(100, 2000, 5), topStatus(145, 9000, 5), topScreen{
+	cur := topStatus(145, 9000, 5)
+	cur.Latency = control.LatencyStatus{Responses: 4000, P50Ms: 3.25, P95Ms: 120.4, P99Ms: 180}
+	lines := screenOf(topStatus(100, 2000, 5), cur, topScreen{
 		latency: func(r control.ReplicaStatus) (float64, float64, bool) { return 3.25, 180, r.ID == 1 },
 	})
 	text := strings.Join(lines, "\n")
 	for _, want := range []string{
 		"instance default: proxy port 9110, least_conn, 2/3 replicas ready, up 5m1s",
 		"queue: 17/1024 waiting; rejected 123456, retried 42, failed 7",
+		"latency, last minute: p50 3.25ms, p95 120ms, p99 180ms",
 		"REPLICA     STATE      PORT INFLIGHT    RPS RESTARTS    CPU    RSS    P50    P99",
-		"replica-1   ready      9111      0/8   45.0        0  99.5% 210MiB  3.2ms  180ms",
+		"replica-1   ready      9111      0/8   45.0        0  99.5% 210MiB 3.25ms  180ms",
 		"replica-2   ready      9112      1/8   7000     1000 199.0% 210MiB      -      -",
 		"replica-3   failed     9113      2/8    0.0     2000      -      -      -      -",
 		"replica-3 failed: exited before becoming ready: xxx",

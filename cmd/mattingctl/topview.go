@@ -110,6 +110,9 @@ func (s topScreen) lines() []string {
 		queue = fmt.Sprintf("%d/%d waiting", st.Queued, st.QueueMax)
 	}
 	out = append(out, fmt.Sprintf("queue: %s; rejected %d, retried %d, failed %d", queue, st.Rejected, st.Retried, st.Failed))
+	if l := st.Latency; l.Responses > 0 {
+		out = append(out, fmt.Sprintf("latency, last minute: p50 %s, p95 %s, p99 %s", formatMs(l.P50Ms), formatMs(l.P95Ms), formatMs(l.P99Ms)))
+	}
 	out = append(out, "")
 
 	cols := topColumns

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mattingctl/mattingctl/balancer"
+	"github.com/mattingctl/mattingctl/internal/latency"
 )
 
 // HistoryLen is how many seconds of history the dashboard keeps: 15
@@ -52,7 +52,8 @@ type point struct {
 // its last events, for the dashboard. Record is called once a second by
 // one goroutine; everything else reads or appends under mu.
 type History struct {
-	live *live
+	live   *live
+	recent *recentLatency // the last minute, for /metrics' quantiles
 
 	mu       sync.Mutex // guards the fields below
 	points   [HistoryLen]point
@@ -75,7 +76,7 @@ type sparkline struct {
 
 // NewHistory returns the history of the requests m observes.
 func NewHistory(m *Metrics) *History {
-	return &History{live: &m.live, replicas: make(map[string]*sparkline)}
+	return &History{live: &m.live, recent: &m.recent, replicas: make(map[string]*sparkline)}
 }
 
 // Record adds the second ending at now. The first call only sets the
@@ -94,10 +95,12 @@ func (h *History) Record(now time.Time, s Sample) {
 		return
 	}
 	rate := func(n uint64) float32 { return float32(float64(n) / secs) }
-	var d [balancer.LatencyBuckets]uint64
+	var d latency.Counts
 	for i := range d {
 		d[i] = snap.buckets[i] - prev.buckets[i]
 	}
+	h.recent.add(&d, now)
+	q := quantilesMs(&d)
 	rejected := s.Rejected - prevRej
 	c5xx := snap.outcome[outcome5xx] - prev.outcome[outcome5xx]
 	p := point{
@@ -106,9 +109,9 @@ func (h *History) Record(now time.Time, s Sample) {
 		c4xx:     rate(snap.outcome[outcome4xx] - prev.outcome[outcome4xx]),
 		c5xx:     rate(c5xx - min(rejected, c5xx)),
 		rejected: rate(rejected),
-		p50:      quantileMs(&d, 0.50),
-		p95:      quantileMs(&d, 0.95),
-		p99:      quantileMs(&d, 0.99),
+		p50:      q[0],
+		p95:      q[1],
+		p99:      q[2],
 		queued:   float32(s.Queued),
 		inflight: float32(s.Inflight),
 		capacity: float32(math.NaN()),
@@ -148,24 +151,18 @@ func (h *History) Record(now time.Time, s Sample) {
 
 func (h *History) last() int { return (h.next - 1 + HistoryLen) % HistoryLen }
 
-// quantileMs is quantile q of the counts in milliseconds, NaN when there
-// are none.
-func quantileMs(d *[balancer.LatencyBuckets]uint64, q float64) float32 {
-	var total uint64
-	for _, n := range d {
-		total += n
+// quantilesMs returns the p50, p95 and p99 of the counts in
+// milliseconds, NaN when there are none.
+func quantilesMs(c *latency.Counts) [3]float32 {
+	nan := float32(math.NaN())
+	out := [3]float32{nan, nan, nan}
+	if c.Total() == 0 {
+		return out
 	}
-	if total == 0 {
-		return float32(math.NaN())
+	for i, d := range c.Quantiles(0.50, 0.95, 0.99) {
+		out[i] = float32(d.Seconds() * 1000)
 	}
-	rank := uint64(q*float64(total) + 0.999999)
-	var seen uint64
-	for i, n := range d {
-		if seen += n; seen >= rank {
-			return float32(balancer.LatencyBucketUpper(i).Seconds() * 1000)
-		}
-	}
-	return float32(balancer.LatencyBucketUpper(len(d)-1).Seconds() * 1000)
+	return out
 }
 
 // Series is the history's points after a time, by column, as

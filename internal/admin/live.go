@@ -4,7 +4,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mattingctl/mattingctl/balancer"
+	"github.com/mattingctl/mattingctl/internal/latency"
 )
 
 // Outcomes of a request, as the dashboard counts them. The proxy's own
@@ -18,17 +18,17 @@ const (
 )
 
 // live counts every request the proxy answers, by outcome, and their
-// response times on the balancer's log scale, since the start. Atomic
+// response times on internal/latency's scale, since the start. Atomic
 // adds only: the history sampler reads it once a second and works out
 // rates and quantiles from the differences.
 type live struct {
 	outcome [outcomes]atomic.Uint64
-	buckets [balancer.LatencyBuckets]atomic.Uint64
+	buckets [latency.Buckets]atomic.Uint64
 }
 
 func (l *live) observe(replica string, code int, d time.Duration) {
 	l.outcome[outcomeOf(code)].Add(1)
-	l.buckets[balancer.LatencyBucket(d)].Add(1)
+	l.buckets[latency.Bucket(d)].Add(1)
 }
 
 // outcomeOf classifies a request answered with code.
@@ -46,7 +46,7 @@ func outcomeOf(code int) int {
 // liveSnapshot is live's counts at one moment.
 type liveSnapshot struct {
 	outcome [outcomes]uint64
-	buckets [balancer.LatencyBuckets]uint64
+	buckets latency.Counts
 }
 
 func (l *live) snapshot() liveSnapshot {

@@ -18,14 +18,17 @@ type StatusSource interface {
 }
 
 // Metrics holds what /metrics exports: counters and a histogram the proxy
-// feeds as requests finish, restart counters the replicas feed, and gauges
-// read from the instance's status at scrape time.
+// feeds as requests finish, restart counters the replicas feed, gauges
+// read from the instance's status at scrape time, and the quantiles of
+// the last minute's response times (quantiles.go), which the History
+// feeds.
 type Metrics struct {
 	reg      *prometheus.Registry
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	restarts *prometheus.CounterVec
-	live     live // the dashboard's counts
+	live     live          // the dashboard's counts
+	recent   recentLatency // the last minute's, which the history adds
 }
 
 // NewMetrics returns the metrics of the instance whose status src gives.
@@ -48,7 +51,7 @@ func NewMetrics(src StatusSource) *Metrics {
 		}, []string{"replica", "reason"}),
 	}
 	m.reg.MustRegister(dropCounters(src)...)
-	m.reg.MustRegister(m.requests, m.duration, m.restarts, &statusCollector{src: src},
+	m.reg.MustRegister(m.requests, m.duration, m.restarts, &statusCollector{src: src}, &quantileCollector{recent: &m.recent},
 		// mattingctl's own health, as every Go exporter shows it:
 		// go_goroutines, process_resident_memory_bytes, process_open_fds.
 		collectors.NewGoCollector(),

@@ -30,6 +30,8 @@ const (
 	MetricQuarantined    = "mattingctl_quarantined_total"     // counter: requests that killed or reset replicas twice
 	MetricQuarantineHits = "mattingctl_quarantine_hits_total" // counter: requests refused at once as quarantined
 	MetricClientLimited  = "mattingctl_client_limited_total"  // counter: uploads over their address's share (429) or too slow (408)
+
+	MetricRequestDurationQuantile = "mattingctl_request_duration_quantile_seconds" // gauge {quantile}: 0.5, 0.95, 0.99 of the last minute, all replicas
 )
 
 // MetricNames lists every metric /metrics exports.
@@ -38,4 +40,5 @@ var MetricNames = []string{
 	MetricRejected, MetricRetried, MetricFailed, MetricBrokenOff, MetricRestarts, MetricReplicaUp, MetricReplicaCPU,
 	MetricReplicaRSS, MetricReplicasDesired, MetricAutoscale, MetricConns, MetricMaxConns, MetricLogLinesDropped,
 	MetricAccessLogLinesDropped, MetricOutputLinesOverRate, MetricQuarantined, MetricQuarantineHits, MetricClientLimited,
+	MetricRequestDurationQuantile,
 }

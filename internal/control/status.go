@@ -73,6 +73,9 @@ type Status struct {
 	// its response headers.
 	SendTimeouts     uint64 `json:"send_timeouts"`
 	UpstreamTimeouts uint64 `json:"upstream_timeouts"`
+	// Latency sums up every replica's response times of the last minute
+	// together, as ReplicaStatus does each one's.
+	Latency LatencyStatus `json:"latency"`
 	// Replicas lists every replica by id. A replica removed by a scale-down
 	// stays listed, draining, until its process has stopped, so it can
 	// appear next to a new replica with the same id.
@@ -152,12 +155,23 @@ type ReplicaStatus struct {
 	CPUs string `json:"cpus,omitempty"`
 	// RPS is the replica's responses per second over the last 10
 	// seconds. P50Ms and P99Ms are the median and 99th percentile of its
-	// response times over the last minute, in milliseconds (upper bounds
-	// of log-scale buckets, at most 1.5 times the true value); 0 when it
-	// answered nothing in that minute.
+	// response times (from the request's dispatch to the replica until
+	// its response) over the last 50 to 60 seconds, in milliseconds,
+	// each within 3.2% of the true value; 0 when it answered nothing in
+	// that time.
 	RPS   float64 `json:"rps"`
 	P50Ms float64 `json:"p50_ms"`
 	P99Ms float64 `json:"p99_ms"`
+}
+
+// LatencyStatus is the quantiles of response times over the last 50 to
+// 60 seconds, in milliseconds, each within 3.2% of the true value; all 0
+// when Responses, the number of responses in that time, is.
+type LatencyStatus struct {
+	Responses uint64  `json:"responses"`
+	P50Ms     float64 `json:"p50_ms"`
+	P95Ms     float64 `json:"p95_ms"`
+	P99Ms     float64 `json:"p99_ms"`
 }
 
 // DashboardAccess is what `mattingctl dashboard` gets from an instance.
