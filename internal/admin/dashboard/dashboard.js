@@ -30,8 +30,8 @@
     { id: "chart-latency", lines: [
       { col: "p50_ms", label: "p50", color: "var(--p50)" }, { col: "p95_ms", label: "p95", color: "var(--p95)" },
       { col: "p99_ms", label: "p99", color: "var(--p99)" }] },
-    { id: "chart-queue", lines: [{ col: "queued", label: "queued", color: "var(--p50)" }] },
-    { id: "chart-inflight", lines: [
+    { id: "chart-queue", whole: true, lines: [{ col: "queued", label: "queued", color: "var(--p50)" }] },
+    { id: "chart-inflight", whole: true, lines: [
       { col: "inflight", label: "in flight", color: "var(--p50)" }, { col: "capacity", label: "capacity", color: "var(--muted)" }] },
   ];
 
@@ -76,6 +76,38 @@
     return d;
   }
 
+  // yScale returns the ticks of a y axis for values up to max: about
+  // four steps of 1, 2, 2.5 or 5 times a power of ten (whole numbers only
+  // when whole), the last a little above max, so that a line at max
+  // stays in sight.
+  function yScale(max, whole) {
+    const want = max > 0 ? max * 1.05 : 1;
+    const raw = want / 4, p = Math.pow(10, Math.floor(Math.log10(raw)));
+    let step = [1, 2, 2.5, 5, 10].map((m) => m * p).find((st) => st >= raw);
+    if (whole) step = Math.max(1, step === 2.5 * p && p < 10 ? 5 * p : Math.ceil(step));
+    const ticks = [0];
+    for (let i = 1; ticks[i - 1] < want; i++) ticks.push(i * step);
+    return { top: ticks[ticks.length - 1], step, ticks };
+  }
+
+  const tickLabel = (v, step) => step >= 1 ? String(Math.round(v)) : v.toFixed(step >= 0.1 ? 1 : 2);
+
+  // xTicks returns the times to mark on an x axis ending at end: every
+  // 10 s to 10 min, about five of them, on round local clock times.
+  function xTicks(end) {
+    const SPAN = span(end);
+    const step = [10, 15, 30, 60, 120, 300, 600].find((st) => SPAN / st <= 6) || 600;
+    const ticks = [];
+    for (let t = Math.ceil((end - SPAN) / step) * step; t <= end; t += step) ticks.push(t);
+    return { ticks, step, SPAN };
+  }
+
+  function clock(t, seconds) {
+    const opts = { hour: "2-digit", minute: "2-digit", hour12: false };
+    if (seconds) opts.second = "2-digit";
+    return new Date(t * 1000).toLocaleTimeString([], opts);
+  }
+
   function niceTop(max) {
     if (!(max > 0)) return 1;
     const p = Math.pow(10, Math.floor(Math.log10(max)));
@@ -90,14 +122,25 @@
     const end = serverTime || (hist.t.length ? hist.t[hist.t.length - 1] : 0);
     let max = 0;
     for (const l of c.lines) for (const v of hist.cols[l.col] || []) if (v !== null && v > max) max = v;
-    const top = niceTop(max);
-    let out = "";
-    for (const f of [0.25, 0.5, 0.75]) out += `<line class="grid" x1="0" x2="900" y1="${160 * f}" y2="${160 * f}"/>`;
+    const y = yScale(max, c.whole), x = xTicks(end), top = y.top;
+    let out = "", yl = "", xl = "";
+    for (const v of y.ticks) {
+      const f = v / top;
+      if (v > 0) out += `<line class="grid" x1="0" x2="900" y1="${(160 * (1 - f)).toFixed(1)}" y2="${(160 * (1 - f)).toFixed(1)}"/>`;
+      yl += `<span style="top:${(100 * (1 - f)).toFixed(2)}%">${tickLabel(v, y.step)}</span>`;
+    }
+    for (const t of x.ticks) {
+      const f = 1 - (end - t) / x.SPAN;
+      out += `<line class="grid" y1="0" y2="160" x1="${(900 * f).toFixed(1)}" x2="${(900 * f).toFixed(1)}"/>`;
+      const edge = f < 0.04 ? ' class="first"' : f > 0.96 ? ' class="last"' : "";
+      xl += `<span${edge} style="left:${(100 * f).toFixed(2)}%">${clock(t, x.step < 60)}</span>`;
+    }
     for (const l of c.lines) {
       out += `<path style="stroke:${l.color}" data-col="${l.col}" d="${pathOf(hist.t, hist.cols[l.col] || [], end, top, 900, 160)}"/>`;
     }
     svg.innerHTML = out;
-    fig.querySelector(".ymax").textContent = fmt(top);
+    fig.querySelector(".yticks").innerHTML = yl;
+    fig.querySelector(".xticks").innerHTML = xl;
     const last = hist.t.length - 1;
     let legend = "", total = 0;
     for (const l of c.lines) {
@@ -164,8 +207,6 @@
       `${ready}/${s.desired} ready · ${s.policy} · queue ${s.queued}/${s.queue_max} · ` +
       `${s.conns} connections · ${s.rejected} rejected · ${s.failed} failed`;
     $("#summary").dataset.desired = String(s.desired);
-    const secs = span(serverTime);
-    $("#span").textContent = "−" + (secs % 60 ? duration(secs) : secs / 60 + " min");
   }
 
   function addEvents(events) {
@@ -176,8 +217,11 @@
       li.dataset.replica = e.replica || "";
       li.dataset.seq = String(e.seq);
       const t = new Date(e.time);
-      li.innerHTML = `<time datetime="${esc(e.time)}">${t.toLocaleTimeString()}</time><span class="kind">${esc(e.kind)}</span>` +
-        `${esc(e.replica || "instance")}<span class="detail">${esc(e.detail || "")}</span>`;
+      // Spaces between the parts, not only margins: a kind wider than
+      // its column ("rolling restart") must not run into the replica, in
+      // the page or in copied text.
+      li.innerHTML = `<time datetime="${esc(e.time)}">${t.toLocaleTimeString()}</time> <span class="kind">${esc(e.kind)}</span> ` +
+        `<span class="who">${esc(e.replica || "instance")}</span> <span class="detail">${esc(e.detail || "")}</span>`;
       list.prepend(li); // newest first
       after = e.seq;
     }

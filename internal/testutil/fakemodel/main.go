@@ -11,6 +11,9 @@
 //
 // /ws is a WebSocket endpoint that echoes every message.
 //
+// With -services 50ms,500ms replica 1 takes 50 ms, replica 2 500 ms,
+// replica 3 50 ms again, and so on, in place of -service.
+//
 // With -service and -limit it emulates an overloaded model server: every
 // request takes the service time, and past limit concurrent requests it
 // drops the connection (a TCP reset), as a single Flask process does
@@ -60,6 +63,7 @@ func main() {
 	failStart := flag.Bool("fail-start", false, "exit 1 at once, as a broken model server would")
 	ignoreTerm := flag.Bool("ignore-term", false, "ignore SIGTERM, so only SIGKILL stops it")
 	service := flag.Duration("service", 0, "service time of every request (added to sleep=)")
+	services := flag.String("services", "", "service times by replica, comma-separated: replica N takes the Nth, cycling (replaces -service), so that replicas of one instance differ")
 	limit := flag.Int64("limit", 0, "drop connections past this many concurrent requests (0: no limit)")
 	logRequests := flag.Bool("log-requests", false, "print a line per request on stdout, as an access log")
 	healthStatus := flag.Int("health-status", http.StatusOK, "status /health answers once ready, e.g. 404 as a server without that path")
@@ -84,6 +88,14 @@ func main() {
 	if port == "" {
 		fmt.Fprintln(os.Stderr, "fakemodel: PORT is not set")
 		os.Exit(2)
+	}
+	if *services != "" {
+		d, err := serviceOf(*services, replica)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "fakemodel: -services:", err)
+			os.Exit(2)
+		}
+		*service = d
 	}
 	time.Sleep(*listenDelay)
 	ln, err := net.Listen("tcp", "127.0.0.1:"+port)
@@ -330,4 +342,15 @@ func (o *orderLog) add(event string, r *http.Request) {
 		return
 	}
 	_, _ = fmt.Fprintf(o.f, "%d %s %s %s\n", os.Getpid(), event, r.Method, r.URL.RequestURI())
+}
+
+// serviceOf returns replica's service time from list, "50ms,500ms":
+// replica 1 takes the first, and replicas past the list's end start over.
+func serviceOf(list string, replica int) (time.Duration, error) {
+	times := strings.Split(list, ",")
+	d, err := time.ParseDuration(strings.TrimSpace(times[(max(replica, 1)-1)%len(times)]))
+	if err != nil {
+		return 0, err
+	}
+	return d, nil
 }
