@@ -150,6 +150,22 @@ func TestDashboardInBrowser(t *testing.T) {
 	if d := js[string](t, ctx, `document.querySelector('#events li[data-kind="crash"] .detail').textContent`); !strings.Contains(d, "signal killed") {
 		t.Errorf("the crash event says %q, want the exit (signal killed)", d)
 	}
+	// Its parts read apart, as copied text too: "crash replica-1 pid ...".
+	if line := js[string](t, ctx, `document.querySelector('#events li[data-kind="crash"]').textContent`); !strings.Contains(line, "crash replica-1 pid ") {
+		t.Errorf("the crash event reads %q, want its kind, replica and detail apart", line)
+	}
+	// Every chart's axes say what they measure: a y title with the unit,
+	// tick values on both axes.
+	for id, unit := range map[string]string{"chart-rps": "req/s", "chart-latency": "ms", "chart-queue": "requests", "chart-inflight": "requests"} {
+		axes := js[string](t, ctx, `(f => f.querySelector(".ytitle").textContent + "|" + f.querySelectorAll(".yticks span").length + "|" +
+			f.querySelectorAll(".xticks span").length + "|" + f.querySelector(".xtitle").textContent)(document.getElementById("`+id+`"))`)
+		var title, xtitle string
+		var yticks, xticks int
+		if _, err := fmt.Sscanf(strings.ReplaceAll(axes, "|", " "), "%s %d %d %s", &title, &yticks, &xticks, &xtitle); err != nil ||
+			title != unit || yticks < 2 || xticks < 2 || xtitle != "time" {
+			t.Errorf("%s's axes: %q; want the y axis in %s with ticks, the x axis in time with ticks", id, axes, unit)
+		}
+	}
 	in.waitReady(2)
 
 	// The scale-up button adds a replica.
