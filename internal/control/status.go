@@ -155,10 +155,10 @@ type ReplicaStatus struct {
 	CPUs string `json:"cpus,omitempty"`
 	// RPS is the replica's responses per second over the last 10
 	// seconds. P50Ms and P99Ms are the median and 99th percentile of its
-	// response times (from the request's dispatch to the replica until
-	// its response) over the last 50 to 60 seconds, in milliseconds,
-	// each within 3.2% of the true value; 0 when it answered nothing in
-	// that time.
+	// response times (from handing the request to the replica until its
+	// response has been passed on) over the last 50 to 60 seconds, in
+	// milliseconds, each within 3.2% of the true value; 0 when it
+	// answered nothing in that time.
 	RPS   float64 `json:"rps"`
 	P50Ms float64 `json:"p50_ms"`
 	P99Ms float64 `json:"p99_ms"`
