@@ -13,8 +13,8 @@ import (
 )
 
 type scaleOptions struct {
-	Out      io.Writer
-	Client   func() (instanceClient, error)
+	Out    io.Writer
+	Client func() (instanceClient, error)
 	// Replicas is the count to scale to; 0 when none was given, and the
 	// command prints the current count instead.
 	Replicas int
