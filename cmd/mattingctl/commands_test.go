@@ -201,3 +201,22 @@ func TestVersion(t *testing.T) {
 		}
 	}
 }
+
+// TestFormatDetached: up -d prints the proxy's URL, saying when it
+// listens on every interface, and the dashboard's.
+func TestFormatDetached(t *testing.T) {
+	st := control.Status{Name: "gpu", Pid: 42, Host: "", URL: "http://gpu-box:9110/", Admin: "127.0.0.1:9109",
+		Replicas: make([]control.ReplicaStatus, 2)}
+	want := `instance gpu started in the background: pid 42, 2 replicas ready
+proxy: http://gpu-box:9110/ (listening on all interfaces)
+dashboard: http://127.0.0.1:9109/ (with its token: mattingctl dashboard --name gpu)
+logs: mattingctl logs --name gpu -f; stop: mattingctl down --name gpu
+`
+	if got := formatDetached(st); got != want {
+		t.Errorf("got:\n%s\nwant:\n%s", got, want)
+	}
+	st.Host, st.URL, st.Admin = "127.0.0.1", "http://127.0.0.1:9110/", ""
+	if got := formatDetached(st); !strings.Contains(got, "\nproxy: http://127.0.0.1:9110/\n") || strings.Contains(got, "dashboard") {
+		t.Errorf("on one address, no admin listener:\n%s", got)
+	}
+}
