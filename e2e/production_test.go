@@ -227,7 +227,9 @@ func TestDetached(t *testing.T) {
 		t.Errorf("logs: exit %d\n%s", code, logs)
 	}
 	only2, _, _ := run(t, home, "logs", "--replica", "2")
-	if !strings.Contains(only2, "replica-2 |") || strings.Contains(only2, "replica-1 |") || strings.Contains(only2, "[INFO]") {
+	// Replica 2's output and mattingctl's lines about it, nothing of replica 1's.
+	if !strings.Contains(only2, "replica-2 |") || !strings.Contains(only2, "replica ready: replica=replica-2 ") ||
+		strings.Contains(only2, "replica-1") || strings.Contains(only2, "mattingctl: ready:") {
 		t.Errorf("logs --replica 2:\n%s", only2)
 	}
 	if out, errOut, code := run(t, home, "down"); code != 0 {

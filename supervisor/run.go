@@ -137,10 +137,15 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	ready := []any{"proxy", proxyAddr, "replicas", opts.Replicas, "policy", opts.Policy, "control", ctl.Path(), "admin", adm.Addr()}
+	// URLs first, to click: the proxy's, and the dashboard's.
+	ready := []any{"proxy", s.proxyURL}
+	if s.allInterfaces {
+		ready = append(ready, "listening", "on all interfaces")
+	}
 	if adm != nil {
 		ready = append(ready, "dashboard", dashboardURL(opts.Admin, adm.Addr()), "with_token", dashboardCommand(opts.Name))
 	}
+	ready = append(ready, "replicas", opts.Replicas, "policy", opts.Policy, "control", ctl.Path())
 	s.log.Info("ready", ready...)
 	if opts.Autoscaled() {
 		s.log.Info("autoscaling", "min", opts.Replicas, "max", opts.MaxReplicas, "scale_up_delay", opts.ScaleUpDelay, "scale_down_delay", opts.ScaleDownDelay)

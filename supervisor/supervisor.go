@@ -27,6 +27,10 @@ type Supervisor struct {
 	usage   *replica.Sampler // CPU and memory of every replica, one scan for all
 	alog    *accesslog.Log   // nil when off
 	started time.Time
+	// proxyURL is the proxy's URL as up prints it, and allInterfaces
+	// whether it listens on every interface (proxyurl.go).
+	proxyURL      string
+	allInterfaces bool
 
 	// ctx is cancelled, with the reason as its cause, when a stop is
 	// requested; force is cancelled when the stop must skip its waits (a
@@ -85,6 +89,7 @@ func New(opts Options) (*Supervisor, error) {
 		ports:   make(map[int]*slot),
 		stopped: make(chan struct{}),
 	}
+	s.proxyURL, s.allInterfaces = proxyURL(c.cert != nil, c.Host, c.Port)
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	s.force, s.forceStop = context.WithCancel(context.Background())
 	if c.Autoscaled() {

@@ -91,8 +91,9 @@ func TestScaleArgs(t *testing.T) {
 		{[]string{"-x"}, 0, "unknown shorthand flag: 'x' in -x"},
 		{[]string{"--timeout", "soon", "2"}, 0, `for "--timeout" flag: want a duration such as 30s, 5m or 1h, got "soon"`},
 		{[]string{"x"}, 0, "not a whole number"},
-		{[]string{}, 0, "accepts 1 arg(s)"},
-		{[]string{"1", "2"}, 0, "accepts 1 arg(s)"},
+		// No count: print the current one (Replicas 0).
+		{[]string{}, 0, ""},
+		{[]string{"1", "2"}, 0, "scale takes one replica count, not 2 arguments (1 2)"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

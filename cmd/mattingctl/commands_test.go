@@ -129,6 +129,31 @@ func TestScaleRun(t *testing.T) {
 	}
 }
 
+// TestScaleWithoutCount: `scale` alone prints the replica count, and the
+// autoscaler's bounds when it has them, and scales nothing.
+func TestScaleWithoutCount(t *testing.T) {
+	fake := &fakeClient{status: control.Status{Name: "default", Desired: 3,
+		Replicas: []control.ReplicaStatus{{State: control.Ready}, {State: control.Ready}, {State: control.Starting}}}}
+	out, _, err := runCmd(t, fake, "scale")
+	if err != nil || out != "instance default: 3 replicas, 2 ready\n" || strings.Join(fake.calls, ",") != "status" {
+		t.Errorf("scale without a count: %v, printed %q, calls %v", err, out, fake.calls)
+	}
+	fake.status.Autoscale = &control.AutoscaleStatus{Min: 2, Max: 6, On: true, Target: 3}
+	out, _, err = runCmd(t, fake, "scale")
+	if err != nil || out != "instance default: 3 replicas, 2 ready\nautoscale 2:6 target 3\n" {
+		t.Errorf("scale without a count, autoscaling: %v, printed %q", err, out)
+	}
+	fake.status.Autoscale.On = false
+	out, _, _ = runCmd(t, fake, "scale")
+	if !strings.Contains(out, "autoscale 2:6 off: the count was set by hand") {
+		t.Errorf("scale without a count, autoscaling off: printed %q", out)
+	}
+	fake.err = errors.New(`no mattingctl instance "default" is running`)
+	if _, _, err := runCmd(t, fake, "scale"); err == nil || err.Error() != fake.err.Error() {
+		t.Errorf("scale without a count, no instance: %v", err)
+	}
+}
+
 func TestDownRun(t *testing.T) {
 	fake := &fakeClient{}
 	out, name, err := runCmd(t, fake, "down", "--name", "a")
@@ -174,5 +199,24 @@ func TestVersion(t *testing.T) {
 		if err != nil || !strings.HasPrefix(out, "mattingctl ") || !strings.Contains(out, "go1.") {
 			t.Errorf("%v: %v, printed %q", args, err, out)
 		}
+	}
+}
+
+// TestFormatDetached: up -d prints the proxy's URL, saying when it
+// listens on every interface, and the dashboard's.
+func TestFormatDetached(t *testing.T) {
+	st := control.Status{Name: "gpu", Pid: 42, Host: "", URL: "http://gpu-box:9110/", Admin: "127.0.0.1:9109",
+		Replicas: make([]control.ReplicaStatus, 2)}
+	want := `instance gpu started in the background: pid 42, 2 replicas ready
+proxy: http://gpu-box:9110/ (listening on all interfaces)
+dashboard: http://127.0.0.1:9109/ (with its token: mattingctl dashboard --name gpu)
+logs: mattingctl logs --name gpu -f; stop: mattingctl down --name gpu
+`
+	if got := formatDetached(st); got != want {
+		t.Errorf("got:\n%s\nwant:\n%s", got, want)
+	}
+	st.Host, st.URL, st.Admin = "127.0.0.1", "http://127.0.0.1:9110/", ""
+	if got := formatDetached(st); !strings.Contains(got, "\nproxy: http://127.0.0.1:9110/\n") || strings.Contains(got, "dashboard") {
+		t.Errorf("on one address, no admin listener:\n%s", got)
 	}
 }

@@ -137,6 +137,16 @@ func writeScale(w io.Writer, res control.ScaleResult) error {
 	return err
 }
 
+// formatCount is what `scale` without a count prints: the replica count,
+// how many are ready, and the autoscaler's line when there is one.
+func formatCount(st control.Status, now time.Time) string {
+	s := fmt.Sprintf("instance %s: %d replicas, %d ready\n", st.Name, st.Desired, st.Ready())
+	if a := st.Autoscale; a != nil {
+		s += formatAutoscale(*a, st.Desired, now) + "\n"
+	}
+	return s
+}
+
 // formatAutoscale is status's line on the autoscaler: its bounds, the
 // count the load asks for and the last decision, or that a scale by hand
 // turned it off.

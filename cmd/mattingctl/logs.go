@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -12,14 +13,20 @@ import (
 )
 
 type logsOptions struct {
-	Out     io.Writer
+	Out io.Writer
+	// ErrOut receives the note on why following ended.
+	ErrOut  io.Writer
 	Name    string
 	Follow  bool
 	Replica int
+	// Dir is the state directory, and Running says whether the instance
+	// runs; empty and nil mean the real ones (daemon.LogsOptions).
+	Dir     string
+	Running func() bool
 }
 
 func newLogsCmd(f *factory, g *globalOptions, runF func(*logsOptions) error) *cobra.Command {
-	opts := &logsOptions{Out: f.Out}
+	opts := &logsOptions{Out: f.Out, ErrOut: f.ErrOut}
 	cmd := &cobra.Command{
 		Use:   "logs",
 		Short: "Print the log of an instance started with up -d, and follow it with -f",
@@ -32,13 +39,29 @@ func newLogsCmd(f *factory, g *globalOptions, runF func(*logsOptions) error) *co
 			return logsRun(opts)
 		},
 	}
-	cmd.Flags().BoolVarP(&opts.Follow, "follow", "f", false, "keep printing new lines until Ctrl-C")
-	cmd.Flags().IntVar(&opts.Replica, "replica", 0, "only replica K's output")
+	cmd.Flags().BoolVarP(&opts.Follow, "follow", "f", false, "keep printing new lines until the instance stops, or Ctrl-C")
+	cmd.Flags().IntVar(&opts.Replica, "replica", 0, "only replica K's lines: its output and mattingctl's lines about it")
 	return cmd
 }
 
 func logsRun(opts *logsOptions) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	return daemon.Logs(ctx, opts.Out, "", opts.Name, opts.Replica, opts.Follow)
+	end, err := daemon.Logs(ctx, opts.Out, daemon.LogsOptions{
+		Dir:     opts.Dir,
+		Name:    opts.Name,
+		Replica: opts.Replica,
+		Follow:  opts.Follow,
+		Running: opts.Running,
+	})
+	if err != nil {
+		return err
+	}
+	switch end {
+	case daemon.Stopped:
+		fmt.Fprintf(opts.ErrOut, "instance %s stopped\n", opts.Name)
+	case daemon.NotRunning:
+		fmt.Fprintf(opts.ErrOut, "instance %s is not running: nothing more to follow\n", opts.Name)
+	}
+	return nil
 }

@@ -32,6 +32,9 @@ type factory struct {
 	Out, ErrOut io.Writer
 	// Client connects to the instance called name.
 	Client func(name string) (instanceClient, error)
+	// Instances returns the state directory and the names of the
+	// instances with a control socket in it.
+	Instances func() (dir string, names []string, err error)
 	// Self is this mattingctl binary, which `up` runs again as its
 	// instance's reaper; empty (as in tests) means no reaper.
 	Self string
@@ -52,6 +55,14 @@ func defaultFactory() *factory {
 			}
 			return c, nil
 		},
+		Instances: func() (string, []string, error) {
+			dir, err := control.StateDir()
+			if err != nil {
+				return "", nil, err
+			}
+			names, err := control.Instances(dir)
+			return dir, names, err
+		},
 	}
 }
 
@@ -66,6 +77,7 @@ type runFuncs struct {
 	top       func(*topOptions) error
 	dashboard func(*dashboardOptions) error
 	tune      func(*tuneOptions) error
+	ls        func(*lsOptions) error
 }
 
 func newRootCmd(f *factory, run runFuncs) *cobra.Command {
@@ -78,6 +90,7 @@ ports, restarts them when they crash, and balances requests to them through
 an embedded least-connection proxy.
 
   mattingctl up --replicas 4 -- python3 app.py
+  mattingctl ls
   mattingctl status
   mattingctl top
   mattingctl dashboard --open
@@ -95,6 +108,7 @@ an embedded least-connection proxy.
 	root.PersistentFlags().StringVar(&g.Name, "name", control.DefaultName, "instance name, so several can run side by side")
 	root.AddCommand(
 		newUpCmd(f, g, run.up),
+		newLsCmd(f, run.ls),
 		newStatusCmd(f, g, run.status),
 		newScaleCmd(f, g, run.scale),
 		newDownCmd(f, g, run.down),

@@ -13,8 +13,10 @@ import (
 )
 
 type scaleOptions struct {
-	Out      io.Writer
-	Client   func() (instanceClient, error)
+	Out    io.Writer
+	Client func() (instanceClient, error)
+	// Replicas is the count to scale to; 0 when none was given, and the
+	// command prints the current count instead.
 	Replicas int
 	Timeout  time.Duration
 	// ErrOut receives the scale's warnings.
@@ -24,15 +26,17 @@ type scaleOptions struct {
 func newScaleCmd(f *factory, g *globalOptions, runF func(*scaleOptions) error) *cobra.Command {
 	opts := &scaleOptions{Out: f.Out, Client: clientFor(f, g), ErrOut: f.ErrOut}
 	cmd := &cobra.Command{
-		Use:   "scale N",
-		Short: "Set the number of replicas, live: new ones join when ready, removed ones drain first",
-		Args:  cobra.ExactArgs(1),
+		Use:   "scale [N]",
+		Short: "Set the number of replicas, live: new ones join when ready, removed ones drain first; without N, print it",
+		Args:  oneCountAtMost,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			n, err := parseCount(args[0])
-			if err != nil {
-				return err
+			if len(args) == 1 {
+				n, err := parseCount(args[0])
+				if err != nil {
+					return err
+				}
+				opts.Replicas = n
 			}
-			opts.Replicas = n
 			if runF != nil {
 				return runF(opts)
 			}
@@ -58,10 +62,21 @@ func negativeCount(_ *cobra.Command, err error) error {
 	return err
 }
 
+// oneCountAtMost is scale's argument check: a count, or none.
+func oneCountAtMost(_ *cobra.Command, args []string) error {
+	if len(args) > 1 {
+		return fmt.Errorf("scale takes one replica count, not %d arguments (%s)", len(args), strings.Join(args, " "))
+	}
+	return nil
+}
+
 func scaleRun(opts *scaleOptions) error {
 	c, err := opts.Client()
 	if err != nil {
 		return err
+	}
+	if opts.Replicas == 0 {
+		return showScale(opts.Out, c)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), opts.Timeout)
 	defer cancel()
@@ -79,4 +94,17 @@ func scaleRun(opts *scaleOptions) error {
 		return errors.New(strings.Join(res.Errors, "; "))
 	}
 	return nil
+}
+
+// showScale prints the instance's replica count, and the autoscaler's
+// bounds when it has them: `scale` without a count.
+func showScale(w io.Writer, c instanceClient) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := c.Status(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = io.WriteString(w, formatCount(st, time.Now()))
+	return err
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/mattingctl/mattingctl/balancer"
+	"github.com/mattingctl/mattingctl/internal/control"
 	"github.com/mattingctl/mattingctl/internal/daemon"
 	"github.com/mattingctl/mattingctl/supervisor"
 )
@@ -213,12 +214,25 @@ func upDetached(opts *upOptions) error {
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(opts.Out, "instance %s started in the background: pid %d, %d replicas ready, proxy port %d\nlogs: mattingctl logs --name %s -f; stop: mattingctl down --name %s\n",
-		st.Name, st.Pid, len(st.Replicas), st.Port, st.Name, st.Name)
-	if err == nil && st.Admin != "" {
-		_, err = fmt.Fprintf(opts.Out, "dashboard: http://%s/ (with its token: mattingctl dashboard --name %s)\n", st.Admin, st.Name)
-	}
+	_, err = io.WriteString(opts.Out, formatDetached(st))
 	return err
+}
+
+// formatDetached is what up -d prints once its instance is ready: where
+// its proxy and dashboard are, and how to see its log and stop it.
+func formatDetached(st control.Status) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "instance %s started in the background: pid %d, %d replicas ready\n", st.Name, st.Pid, len(st.Replicas))
+	fmt.Fprintf(&b, "proxy: %s", st.URL)
+	if control.AllInterfaces(st.Host) {
+		b.WriteString(" (listening on all interfaces)")
+	}
+	b.WriteByte('\n')
+	if st.Admin != "" {
+		fmt.Fprintf(&b, "dashboard: http://%s/ (with its token: mattingctl dashboard --name %s)\n", st.Admin, st.Name)
+	}
+	fmt.Fprintf(&b, "logs: mattingctl logs --name %s -f; stop: mattingctl down --name %s\n", st.Name, st.Name)
+	return b.String()
 }
 
 // applyConfig sets, from the config file, every flag the command line did

@@ -40,14 +40,14 @@ func Connect(dir, name string) (*Client, error) {
 	path := SocketPath(dir, name)
 	if _, err := os.Stat(path); err != nil {
 		if isPermission(err) {
-			return nil, fmt.Errorf("permission denied: cannot reach control socket %s of instance %q (run mattingctl as the user who started it)", path, name)
+			return nil, errorOf(ErrPermission, "permission denied: cannot reach control socket %s of instance %q (run mattingctl as the user who started it)", path, name)
 		}
-		return nil, fmt.Errorf("no mattingctl instance %q is running (no control socket at %s); start one with `mattingctl up`", name, path)
+		return nil, errorOf(ErrNotRunning, "no mattingctl instance %q is running (no control socket at %s); start one with `mattingctl up`", name, path)
 	}
 	if err := CheckStateDir(dir); err != nil {
 		var unsafe *UnsafeDirError
 		if errors.As(err, &unsafe) && !unsafe.Writable {
-			return nil, fmt.Errorf("permission denied: control socket %s is not yours: %w", path, err)
+			return nil, errorOf(ErrPermission, "permission denied: control socket %s is not yours: %w", path, err)
 		}
 		return nil, fmt.Errorf("refusing control socket %s: %w", path, err)
 	}
@@ -140,7 +140,7 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any) err
 		}
 		if uid, ok := socketOwner(c.path); ok && uid != os.Geteuid() {
 			// The server closes connections of other users unread.
-			return fmt.Errorf("permission denied: control socket %s belongs to uid %d, whose instance answers only that user and root (%v)", c.path, uid, err)
+			return errorOf(ErrPermission, "permission denied: control socket %s belongs to uid %d, whose instance answers only that user and root (%v)", c.path, uid, err)
 		}
 		return fmt.Errorf("instance %q: %w", c.name, err)
 	}
@@ -167,11 +167,11 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any) err
 func (c *Client) dialError(err *net.OpError) error {
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return fmt.Errorf("no mattingctl instance %q is running (stale control socket at %s)", c.name, c.path)
+		return errorOf(ErrNotRunning, "no mattingctl instance %q is running (stale control socket at %s)", c.name, c.path)
 	case errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("no mattingctl instance %q is running (no control socket at %s); start one with `mattingctl up`", c.name, c.path)
+		return errorOf(ErrNotRunning, "no mattingctl instance %q is running (no control socket at %s); start one with `mattingctl up`", c.name, c.path)
 	case isPermission(err):
-		return fmt.Errorf("permission denied: cannot connect to control socket %s of instance %q, which belongs to %s (run mattingctl as that user)", c.path, c.name, ownerName(c.path))
+		return errorOf(ErrPermission, "permission denied: cannot connect to control socket %s of instance %q, which belongs to %s (run mattingctl as that user)", c.path, c.name, ownerName(c.path))
 	}
 	return fmt.Errorf("instance %q: control socket %s: %w", c.name, c.path, err.Err)
 }

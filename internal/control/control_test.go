@@ -1,6 +1,8 @@
 package control
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,5 +63,48 @@ func TestControlSocket(t *testing.T) {
 	long := filepath.Join(t.TempDir(), strings.Repeat("d", 120))
 	if _, err := Listen(long, "default"); err == nil || !strings.Contains(err.Error(), "too long for a Unix socket") {
 		t.Errorf("long path: %v", err)
+	}
+}
+
+// TestInstances: the instances in a state directory are its sockets with
+// valid names, a stale one included; the errors of reaching them say
+// which kind they are.
+func TestInstances(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	if names, err := Instances(dir); err != nil || names != nil {
+		t.Fatalf("Instances of a missing directory = %v, %v", names, err)
+	}
+	live, err := Listen(dir, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	stale, err := Listen(dir, "old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.ln.(interface{ SetUnlinkOnClose(bool) }).SetUnlinkOnClose(false)
+	stale.ln.Close()
+	for _, f := range []string{"web.log", "notes.sock", "-bad.sock"} {
+		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	names, err := Instances(dir)
+	if err != nil || strings.Join(names, ",") != "old,web" {
+		t.Errorf("Instances = %v, %v; want old,web", names, err)
+	}
+	c, err := Connect(dir, "old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Status(context.Background()); !errors.Is(err, ErrNotRunning) || errors.Is(err, ErrPermission) || !strings.Contains(err.Error(), "stale control socket") {
+		t.Errorf("status of a stale socket: %v", err)
+	}
+	if _, err := Connect(dir, "gone"); !errors.Is(err, ErrNotRunning) || !strings.Contains(err.Error(), "no control socket") {
+		t.Errorf("connecting to no socket: %v", err)
+	}
+	if !errors.Is(&UntrustedPeerError{Path: "x", UID: 1}, ErrPermission) {
+		t.Error("an untrusted peer is not a permission error")
 	}
 }

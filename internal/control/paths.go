@@ -3,9 +3,11 @@ package control
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 )
 
 // DefaultName is the instance name when none is given.
@@ -39,6 +41,29 @@ func StateDir() (string, error) {
 
 // SocketPath returns the control socket of instance name in dir.
 func SocketPath(dir, name string) string { return filepath.Join(dir, name+".sock") }
+
+// Instances returns the names of the instances with a control socket in
+// dir, sorted: running ones, and any a killed instance left (stale). A dir
+// that does not exist holds none.
+func Instances(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, nil
+	case isPermission(err):
+		return nil, errorOf(ErrPermission, "permission denied: cannot list state directory %s (set MATTINGCTL_HOME to a directory of your own)", dir)
+	case err != nil:
+		return nil, fmt.Errorf("listing state directory %s: %w", dir, err)
+	}
+	var names []string
+	for _, e := range entries { // ReadDir sorts them by name
+		name, ok := strings.CutSuffix(e.Name(), ".sock")
+		if ok && e.Type()&fs.ModeSocket != 0 && ValidateName(name) == nil {
+			names = append(names, name)
+		}
+	}
+	return names, nil
+}
 
 // EnsureStateDir creates dir, if missing, with mode 0700 so that only its
 // owner can reach the sockets in it. An existing directory is left as it

@@ -4,7 +4,10 @@
 // proxies, so `status`, `scale` and `down` link none of the runtime.
 package control
 
-import "time"
+import (
+	"net"
+	"time"
+)
 
 // State is a replica's place in its life cycle.
 type State string
@@ -26,8 +29,14 @@ const (
 
 // Status is what `mattingctl status --json` prints.
 type Status struct {
-	Name      string    `json:"name"`
-	Port      int       `json:"port"`
+	Name string `json:"name"`
+	// Host is the address the proxy listens on (--host): empty for every
+	// interface. Port is its port.
+	Host string `json:"host"`
+	Port int    `json:"port"`
+	// URL is the proxy's URL, as up prints it: with every interface, it
+	// names this machine by its hostname.
+	URL       string    `json:"url"`
 	Pid       int       `json:"pid"`
 	Desired   int       `json:"desired"`
 	Command   []string  `json:"command"`
@@ -89,6 +98,13 @@ type Status struct {
 	// over all replicas (--max-upgraded); each replica's are in
 	// ReplicaStatus.Upgraded.
 	MaxUpgraded int `json:"max_upgraded"`
+}
+
+// AllInterfaces reports whether host, as --host takes it, means every
+// interface: empty, 0.0.0.0 or ::.
+func AllInterfaces(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "" || ip != nil && ip.IsUnspecified()
 }
 
 // Ready counts the replicas in rotation.

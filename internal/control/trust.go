@@ -92,6 +92,10 @@ type UntrustedPeerError struct {
 	UID  int
 }
 
+// Is makes an UntrustedPeerError an ErrPermission: the instance is not
+// this user's to reach.
+func (e *UntrustedPeerError) Is(target error) bool { return target == ErrPermission }
+
 func (e *UntrustedPeerError) Error() string {
 	return fmt.Sprintf("refusing control socket %s: it is served by uid %d, not by you (uid %d) or root; "+
 		"it is not your instance (remove it if it is left over, or set MATTINGCTL_HOME to a directory of your own)", e.Path, e.UID, os.Geteuid())

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,14 +32,15 @@ func writeLog(t *testing.T, content string) string {
 func TestLogs(t *testing.T) {
 	dir := writeLog(t, sampleLog)
 	var all strings.Builder
-	if err := Logs(context.Background(), &all, dir, "default", 0, false); err != nil || all.String() != sampleLog {
-		t.Errorf("all lines: %v\n%s", err, all.String())
+	if end, err := Logs(context.Background(), &all, LogsOptions{Dir: dir, Name: "default"}); err != nil || end != EndOfLog || all.String() != sampleLog {
+		t.Errorf("all lines: %v %v\n%s", end, err, all.String())
 	}
 	var one strings.Builder
-	if err := Logs(context.Background(), &one, dir, "default", 1, false); err != nil || one.String() != "replica-1 | loading model\n" {
+	want := "replica-1 | loading model\nmattingctl: port 9111 for replica-1: already in use\n"
+	if _, err := Logs(context.Background(), &one, LogsOptions{Dir: dir, Name: "default", Replica: 1}); err != nil || one.String() != want {
 		t.Errorf("replica 1's lines: %v %q", err, one.String())
 	}
-	err := Logs(context.Background(), &one, dir, "other", 0, false)
+	_, err := Logs(context.Background(), &one, LogsOptions{Dir: dir, Name: "other"})
 	if err == nil || !strings.Contains(err.Error(), `no log for instance "other"`) || !strings.Contains(err.Error(), "up -d") {
 		t.Errorf("missing log: %v", err)
 	}
@@ -51,7 +53,10 @@ func TestLogsFollow(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var out testutil.SyncBuffer
 	done := make(chan error, 1)
-	go func() { done <- Logs(ctx, &out, dir, "default", 0, true) }()
+	go func() {
+		_, err := Logs(ctx, &out, LogsOptions{Dir: dir, Name: "default", Follow: true, Running: func() bool { return true }})
+		done <- err
+	}()
 	f, err := os.OpenFile(LogPath(dir, "default"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -73,6 +78,86 @@ func TestLogsFollow(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Logs -f did not return after its context ended")
+	}
+}
+
+// TestLogsReplicaLines: --replica K keeps replica K's output and
+// mattingctl's lines that name it, in text or JSON, and nothing about
+// another replica, even one whose output names K.
+func TestLogsReplicaLines(t *testing.T) {
+	tests := []struct {
+		line string
+		keep bool
+	}{
+		{"replica-2 | loading model", true},
+		{"replica-2  | padded to replica-12's width", true},
+		{"replica-2| no space", true},
+		{"replica-1 | asking replica-2 for its part", false},
+		{"replica-12 | loading model", false},
+		{"replica-20 | loading model", false},
+		{"06:44:49 [INFO]  mattingctl: replica ready: replica=replica-2 pid=7009 port=19312", true},
+		{"06:44:49 [WARN]  mattingctl: replica exited; restarting: replica=replica-2 pid=7009 exit=\"exit code 1\" restart_in=1s", true},
+		{"06:44:49 [INFO]  mattingctl: restarting one replica: replica=replica-2", true},
+		{"06:44:49 [INFO]  mattingctl: replica ready: replica=replica-20 pid=7009 port=19312", false},
+		{"06:44:49 [INFO]  mattingctl: replica ready: replica=replica-1 pid=7009 port=19312", false},
+		{"06:44:49 [INFO]  mattingctl.proxy: replica did not answer: replica=replica-2 method=POST path=/predict", true},
+		{`{"@level":"info","@message":"replica ready","@module":"mattingctl","replica":"replica-2","pid":7009}`, true},
+		{`{"@level":"info","@message":"replica ready","@module":"mattingctl","replica":"replica-21","pid":7009}`, false},
+		{"mattingctl: port 9112 for replica-2: already in use", true},
+		{"06:44:49 [INFO]  mattingctl: scaling: from=2 to=3", false},
+		{"06:44:49 [INFO]  mattingctl: ready: proxy=http://127.0.0.1:9110/ replicas=2", false},
+		{"==> mattingctl up -d -r 2, 2026-11-26T12:00:00Z", false},
+	}
+	f := newReplicaFilter(2)
+	for _, tt := range tests {
+		if got := f.match([]byte(tt.line + "\n")); got != tt.keep {
+			t.Errorf("%q: kept %v, want %v", tt.line, got, tt.keep)
+		}
+	}
+}
+
+// TestLogsFollowEndsWhenTheInstanceStops: following ends once the
+// instance stops, after printing what it wrote last, even a last line cut
+// short; and it ends at once, after the log, for an instance that is not
+// running.
+func TestLogsFollowEndsWhenTheInstanceStops(t *testing.T) {
+	dir := writeLog(t, "first\n")
+	var running atomic.Bool
+	running.Store(true)
+	var out testutil.SyncBuffer
+	type result struct {
+		end LogsEnd
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		end, err := Logs(context.Background(), &out, LogsOptions{Dir: dir, Name: "default", Follow: true, Running: running.Load})
+		done <- result{end, err}
+	}()
+	testutil.WaitFor(t, 5*time.Second, "the first line", func() bool { return out.String() == "first\n" })
+	f, err := os.OpenFile(LogPath(dir, "default"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// The instance's last words, written just before it exits.
+	if _, err := f.WriteString("stopped\ncut sh"); err != nil {
+		t.Fatal(err)
+	}
+	running.Store(false)
+	select {
+	case r := <-done:
+		if r.err != nil || r.end != Stopped || out.String() != "first\nstopped\ncut sh\n" {
+			t.Errorf("Logs -f after the instance stopped: %v %v, printed %q", r.end, r.err, out.String())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Logs -f did not return after the instance stopped")
+	}
+
+	var again strings.Builder
+	end, err := Logs(context.Background(), &again, LogsOptions{Dir: dir, Name: "default", Follow: true, Running: running.Load})
+	if err != nil || end != NotRunning || again.String() != "first\nstopped\ncut sh\n" {
+		t.Errorf("Logs -f of a stopped instance: %v %v, printed %q", end, err, again.String())
 	}
 }
 

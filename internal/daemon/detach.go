@@ -4,7 +4,6 @@ package daemon
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -145,54 +144,3 @@ const detachedEnv = "MATTINGCTL_DETACHED"
 // IsDetachedCopy reports whether this process is the background copy of an
 // `up -d`, which must run the instance rather than detach again.
 func IsDetachedCopy() bool { return os.Getenv(detachedEnv) == "1" }
-
-// Logs writes the instance's log to w: every line, or only replica k's
-// (k > 0). With follow it then waits for more until ctx ends.
-func Logs(ctx context.Context, w io.Writer, dir, name string, replicaID int, follow bool) error {
-	if dir == "" {
-		d, err := control.StateDir()
-		if err != nil {
-			return err
-		}
-		dir = d
-	}
-	path := LogPath(dir, name)
-	f, err := os.Open(path)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("no log for instance %q at %s: logs are kept for instances started with `mattingctl up -d`", name, path)
-		}
-		return err
-	}
-	defer f.Close()
-	prefix := ""
-	if replicaID > 0 {
-		prefix = fmt.Sprintf("replica-%d ", replicaID)
-	}
-	r := bufio.NewReader(f)
-	var partial []byte
-	for {
-		line, err := r.ReadBytes('\n')
-		partial = append(partial, line...)
-		if err == nil {
-			if prefix == "" || bytes.HasPrefix(partial, []byte(prefix)) || bytes.HasPrefix(partial, []byte(strings.TrimSpace(prefix)+"|")) {
-				if _, werr := w.Write(partial); werr != nil {
-					return werr
-				}
-			}
-			partial = partial[:0]
-			continue
-		}
-		if !errors.Is(err, io.EOF) {
-			return err
-		}
-		if !follow {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
