@@ -6,30 +6,50 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
-// listeners returns the TCP sockets that the process, and every process of
-// its group and of its cgroup, listen on, sorted by port: the sockets
-// among their descriptors (/proc/PID/fd) found listening in the network
-// namespace's tables (/proc/PID/net/tcp and tcp6).
-func (p *Process) listeners() ([]listenSocket, error) {
+// look returns the TCP sockets that the process, and every process of its
+// group and of its cgroup, listen on, sorted by port (the sockets among
+// their descriptors, /proc/PID/fd, found listening in the network
+// namespace's tables, /proc/PID/net/tcp and tcp6), and the CPU time those
+// processes have used.
+func (p *Process) look() treeLook {
 	owners := map[uint64]int{} // socket inode -> a pid holding it
-	for _, pid := range p.treePids() {
+	pids := p.treePids()
+	for _, pid := range pids {
 		socketInodes(pid, owners)
 	}
+	l := treeLook{cpu: treeCPU(pids)}
 	if len(owners) == 0 {
-		return nil, nil
+		return l
 	}
-	var out []listenSocket
 	for _, table := range []string{"tcp", "tcp6"} {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", p.Pid(), table))
 		if err != nil {
 			continue // gone, or no IPv6
 		}
-		out = append(out, parseListening(string(b), owners)...)
+		l.socks = append(l.socks, parseListening(string(b), owners)...)
 	}
-	slices.SortFunc(out, func(a, b listenSocket) int { return int(a.Addr.Port()) - int(b.Addr.Port()) })
-	return out, nil
+	slices.SortFunc(l.socks, func(a, b listenSocket) int { return int(a.Addr.Port()) - int(b.Addr.Port()) })
+	return l
+}
+
+// treeCPU is the CPU time, user and system, that pids have used.
+func treeCPU(pids []int) time.Duration {
+	fs, err := procFS()
+	if err != nil {
+		return 0
+	}
+	var secs float64
+	for _, pid := range pids {
+		if proc, err := fs.Proc(pid); err == nil {
+			if st, err := proc.Stat(); err == nil {
+				secs += st.CPUTime()
+			}
+		}
+	}
+	return time.Duration(secs * float64(time.Second))
 }
 
 // treePids returns the process and the live members of its process group

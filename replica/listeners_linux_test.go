@@ -60,8 +60,8 @@ func TestWrongPortNotWhileOwn(t *testing.T) {
 	if err := p.WaitReady(ctx, proc, Wait{WrongPort: 100 * time.Millisecond}); err != nil {
 		t.Fatalf("WaitReady() = %v, want ready", err)
 	}
-	socks, err := proc.listeners()
-	if err != nil || len(socks) != 1 || int(socks[0].Addr.Port()) != other || !strings.HasPrefix(socks[0].Addr.String(), "127.0.0.1:") {
-		t.Errorf("listeners() = %v, %v; want 127.0.0.1:%d", socks, err, other)
+	socks := proc.look().socks
+	if len(socks) != 1 || int(socks[0].Addr.Port()) != other || !strings.HasPrefix(socks[0].Addr.String(), "127.0.0.1:") {
+		t.Errorf("look().socks = %v, want 127.0.0.1:%d", socks, other)
 	}
 }

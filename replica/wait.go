@@ -145,7 +145,7 @@ func (p Probe) WaitReady(ctx context.Context, proc *Process, w Wait) error {
 		report = r.C
 	}
 	path := wrongPath{after: w.WrongPath}
-	port := wrongPort{after: w.WrongPort, proc: proc, probe: p}
+	port := newWrongPort(w.WrongPort, proc, p)
 	var last error
 	for {
 		err := p.Check(ctx)

@@ -19,6 +19,19 @@ import (
 // has its tree's sockets looked up: a walk of /proc.
 const wrongPortScanEvery = 500 * time.Millisecond
 
+// wrongPortIdle is the most CPU, as a share of the time, that a tree
+// listening elsewhere may use to be taken for an app that ignores PORT: a
+// server waiting for requests uses next to none, while an app that opened
+// a port of its own (metrics, say) before its model has loaded is busy
+// loading it, and will listen on its port later.
+const wrongPortIdle = 0.1
+
+// treeLook is what a look at a process tree found.
+type treeLook struct {
+	socks []listenSocket // listening sockets, by port
+	cpu   time.Duration  // CPU time used, user and system, all processes together
+}
+
 // listenSocket is a TCP socket a process listens on.
 type listenSocket struct {
 	Pid  int
@@ -42,15 +55,24 @@ func (e *WrongPortError) Error() string {
 }
 
 // wrongPort tells, check after check, whether the process listens on
-// another port than its own. Its zero value, and any with after 0, never
-// looks.
+// another port than its own. One with after 0 never looks.
 type wrongPort struct {
 	after    time.Duration
-	proc     *Process
-	probe    Probe
-	scanned  time.Time      // the last look at the tree's sockets
-	since    time.Time      // since when it listens elsewhere only; zero: it does not
-	elsewhen []listenSocket // what it listened on, at the last look
+	name     string          // the replica's
+	own      int             // its port
+	look     func() treeLook // looks at its process tree
+	scanned  time.Time       // the last look at the tree
+	since    time.Time       // since when it listens elsewhere only; zero: it does not
+	cpuSince time.Duration   // the tree's CPU time then
+	cpu      time.Duration   // the tree's CPU time at the last look
+	elsewhen []listenSocket  // what it listened on, at the last look
+}
+
+// newWrongPort returns the wrongPort of proc, checked by probe.
+func newWrongPort(after time.Duration, proc *Process, probe Probe) wrongPort {
+	_, port, _ := net.SplitHostPort(probe.Addr)
+	own, _ := strconv.Atoi(port)
+	return wrongPort{after: after, name: proc.spec.Name(), own: own, look: proc.look}
 }
 
 // observe records a check's failure err at now and returns a
@@ -60,13 +82,12 @@ func (w *wrongPort) observe(now time.Time, err error) error {
 		w.since, w.elsewhen = time.Time{}, nil
 		return nil
 	}
-	own := w.ownPort()
 	if now.Sub(w.scanned) >= wrongPortScanEvery {
 		w.scanned = now
-		socks, _ := w.proc.listeners() // unreadable: as if it listened nowhere
-		w.elsewhen = nil
-		for _, s := range socks {
-			if int(s.Addr.Port()) == own {
+		look := w.look() // unreadable: as if it listened nowhere
+		w.elsewhen, w.cpu = nil, look.cpu
+		for _, s := range look.socks {
+			if int(s.Addr.Port()) == w.own {
 				w.elsewhen = nil
 				break
 			}
@@ -76,14 +97,19 @@ func (w *wrongPort) observe(now time.Time, err error) error {
 		case len(w.elsewhen) == 0:
 			w.since = time.Time{}
 		case w.since.IsZero():
-			w.since = now
+			w.since, w.cpuSince = now, look.cpu
 		}
 	}
-	if w.since.IsZero() || now.Sub(w.since) < w.after {
+	// Decided on what the last look saw: the CPU time is as of then.
+	seen := w.scanned.Sub(w.since)
+	if w.since.IsZero() || seen < w.after {
 		return nil
 	}
+	if busy := w.cpu - w.cpuSince; float64(busy) > wrongPortIdle*float64(seen) {
+		return nil // busy: still starting, it may listen on its port yet
+	}
 	s := w.elsewhen[0]
-	return &WrongPortError{Name: w.proc.spec.Name(), Pid: s.Pid, Addr: s.Addr, Port: own}
+	return &WrongPortError{Name: w.name, Pid: s.Pid, Addr: s.Addr, Port: w.own}
 }
 
 // explain adds to a refused check's cause where the process listens
@@ -94,11 +120,4 @@ func (w *wrongPort) explain(err error) error {
 	}
 	s := w.elsewhen[0]
 	return &checkError{cause: fmt.Sprintf("%v; pid %d listens on %s instead", err, s.Pid, s.Addr), err: err}
-}
-
-// ownPort is the port the probe checks.
-func (w *wrongPort) ownPort() int {
-	_, port, _ := net.SplitHostPort(w.probe.Addr)
-	n, _ := strconv.Atoi(port)
-	return n
 }
