@@ -2,6 +2,7 @@ package replica
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -119,6 +120,30 @@ func TestHelperProcess(t *testing.T) {
 		os.Exit(0)
 	case ReaperArg:
 		os.Exit(RunReaper(rest, os.Stdin, os.Stderr))
+	case "listen":
+		// Listens on 127.0.0.1:PORT, the port it is given, not its own.
+		ln, err := net.Listen("tcp", "127.0.0.1:"+rest[0])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "helper:", err)
+			os.Exit(2)
+		}
+		defer ln.Close()
+		fmt.Println("ready")
+		time.Sleep(time.Hour)
+	case "listenchild":
+		// Leaves the listening to a child, as a reloader does.
+		c := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "--", "listen", rest[0])
+		c.Stdout, c.Stderr = os.Stdout, os.Stderr
+		if err := c.Start(); err != nil {
+			os.Exit(2)
+		}
+		time.Sleep(time.Hour)
+	case "lines":
+		// Prints its arguments, a line each, then exits 1.
+		for _, line := range rest {
+			fmt.Fprintln(os.Stderr, line)
+		}
+		os.Exit(1)
 	case "stderr":
 		fmt.Fprintln(os.Stderr, "to stderr")
 		fmt.Println("to stdout")

@@ -112,6 +112,12 @@ func (o *Output) Close() {
 // (nil: no limit) has room; past it they are dropped (rateLimiter.skim),
 // and a notice says so, at once and then at most every rateNoticeEvery.
 func (o *Output) copyLines(w io.Writer, name string, r io.ReadCloser, lim *rateLimiter) {
+	o.copyTail(w, name, r, lim, nil)
+}
+
+// copyTail is copyLines that also keeps the lines passed on in tail (nil:
+// nowhere).
+func (o *Output) copyTail(w io.Writer, name string, r io.ReadCloser, lim *rateLimiter, tail *lineTail) {
 	defer r.Close()
 	if o.Width > len(name) {
 		name += strings.Repeat(" ", o.Width-len(name))
@@ -151,6 +157,7 @@ func (o *Output) copyLines(w io.Writer, name string, r io.ReadCloser, lim *rateL
 			}
 			lim.spend(len(buf))
 			o.write(w, buf)
+			tail.add(line)
 		}
 		split = errors.Is(err, bufio.ErrBufferFull)
 		if err != nil && !split {

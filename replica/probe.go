@@ -2,7 +2,6 @@ package replica
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -64,20 +63,29 @@ func (p Probe) Check(ctx context.Context) error {
 		}
 		return c.Close()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.Addr+p.Path, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := p.httpClient().Do(req)
+	code, err := p.get(ctx, p.Path)
 	if err != nil {
 		return p.failed(err, timeout, ended(parent))
 	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return &StatusError{Path: p.Path, Code: resp.StatusCode}
+	if code < 200 || code > 299 {
+		return &StatusError{Path: p.Path, Code: code}
 	}
 	return nil
+}
+
+// get sends GET path to the replica and returns the status it answered.
+func (p Probe) get(ctx context.Context, path string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.Addr+path, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := p.httpClient().Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	return resp.StatusCode, nil
 }
 
 var probeClient = &http.Client{
@@ -85,74 +93,4 @@ var probeClient = &http.Client{
 	CheckRedirect: func(*http.Request, []*http.Request) error {
 		return http.ErrUseLastResponse
 	},
-}
-
-// ErrExited is returned by WaitReady when the process exits first.
-type ErrExited struct{ Exit Exit }
-
-func (e *ErrExited) Error() string { return "exited before becoming ready (" + e.Exit.String() + ")" }
-
-// NotReadyError is returned by WaitReady when ctx ends before a check
-// passes. It is ctx's error, and says why the replica was not ready.
-type NotReadyError struct {
-	// Err is ctx's error.
-	Err error
-	// Last is the last check's failure: the last one that ran to its end,
-	// unless ctx cut short every check.
-	Last error
-}
-
-func (e *NotReadyError) Error() string {
-	return fmt.Sprintf("%v; last check: %v", e.Err, e.Last)
-}
-
-func (e *NotReadyError) Unwrap() []error { return []error{e.Err, e.Last} }
-
-// Progress reports on a replica that is not ready yet. The zero Progress
-// reports nothing.
-type Progress struct {
-	// Every is how often Report is called while the replica is not ready.
-	Every time.Duration
-	// Report is given how long WaitReady has waited and the last check's
-	// failure.
-	Report func(waited time.Duration, last error)
-}
-
-// WaitReady checks p every interval until it passes, the process exits
-// (an *ErrExited), or ctx ends (a *NotReadyError). Meanwhile it reports to
-// progress why the replica is not ready.
-func (p Probe) WaitReady(ctx context.Context, proc *Process, interval time.Duration, progress Progress) error {
-	begun := time.Now()
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	var report <-chan time.Time // nil: no reports
-	if progress.Every > 0 && progress.Report != nil {
-		r := time.NewTicker(progress.Every)
-		defer r.Stop()
-		report = r.C
-	}
-	var last error
-	for {
-		err := p.Check(ctx)
-		if err == nil {
-			return nil
-		}
-		// A check that ctx cut short says only that time ran out; the
-		// one before it says why the replica was not ready.
-		if last == nil || !ended(ctx) {
-			last = err
-		}
-		for next := false; !next; {
-			select {
-			case <-proc.Done():
-				return &ErrExited{Exit: proc.Exit()}
-			case <-ctx.Done():
-				return &NotReadyError{Err: ctx.Err(), Last: last}
-			case <-report:
-				progress.Report(time.Since(begun), last)
-			case <-t.C:
-				next = true
-			}
-		}
-	}
 }

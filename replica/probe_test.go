@@ -141,7 +141,7 @@ func TestWaitReadyPasses(t *testing.T) {
 	p := Probe{Addr: srv.Listener.Addr().String(), Path: "/healthz", Timeout: 5 * time.Second}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	if err := p.WaitReady(ctx, fakeProcess(), 20*time.Millisecond, Progress{}); err != nil {
+	if err := p.WaitReady(ctx, fakeProcess(), Wait{First: 20 * time.Millisecond, Max: 20 * time.Millisecond}); err != nil {
 		t.Fatalf("WaitReady() = %v, want nil", err)
 	}
 	if n := calls.Load(); n != 4 {
@@ -155,7 +155,7 @@ func TestWaitReadyProcessExits(t *testing.T) {
 	p := Probe{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(testutil.FreePort(t))), Timeout: time.Second}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := p.WaitReady(ctx, proc, 20*time.Millisecond, Progress{})
+	err := p.WaitReady(ctx, proc, Wait{First: 20 * time.Millisecond})
 	var exited *ErrExited
 	if !errors.As(err, &exited) {
 		t.Fatalf("WaitReady() = %v, want *ErrExited", err)
@@ -175,7 +175,7 @@ func TestWaitReadyDeadline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	start := time.Now()
-	err := p.WaitReady(ctx, fakeProcess(), 20*time.Millisecond, Progress{})
+	err := p.WaitReady(ctx, fakeProcess(), Wait{First: 20 * time.Millisecond, Max: 20 * time.Millisecond})
 	elapsed := time.Since(start)
 	var notReady *NotReadyError
 	if !errors.Is(err, context.DeadlineExceeded) || !errors.As(err, &notReady) {
@@ -253,7 +253,7 @@ func TestWaitReadyProgress(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 550*time.Millisecond)
 	defer cancel()
 	started := time.Now()
-	err := p.WaitReady(ctx, fakeProcess(), 20*time.Millisecond, progress)
+	err := p.WaitReady(ctx, fakeProcess(), Wait{First: 20 * time.Millisecond, Max: 20 * time.Millisecond, Progress: progress})
 	took := time.Since(started)
 	if want := "context deadline exceeded; last check: GET /xyz -> 404"; err == nil || err.Error() != want {
 		t.Fatalf("WaitReady() = %v, want %q", err, want)

@@ -44,6 +44,8 @@ type Process struct {
 	tree    *tree // what the tracker knows of it; nil without one
 	started time.Time
 	done    chan struct{} // closed by the goroutine that called cmd.Wait
+	tail    *lineTail     // its last lines of output
+	outDone chan struct{} // closed once its stdout and stderr are read to their end
 
 	mu      sync.Mutex // guards stopped and exit
 	stopped bool       // Stop was called: the exit is not a crash
@@ -117,11 +119,16 @@ func Start(spec Spec, out *Output) (*Process, error) {
 	}
 	tr.started(cmd.Process.Pid)
 	name := spec.Name()
+	p := &Process{spec: spec, cmd: cmd, tree: tr, started: time.Now(), done: make(chan struct{}),
+		tail: &lineTail{}, outDone: make(chan struct{})}
 	lim := newRateLimiter(out.Rate) // one budget for both streams
-	go out.copyLines(out.Stdout, name, outR, lim)
-	go out.copyLines(out.Stderr, name, errR, lim)
-
-	p := &Process{spec: spec, cmd: cmd, tree: tr, started: time.Now(), done: make(chan struct{})}
+	var copying sync.WaitGroup
+	copying.Go(func() { out.copyTail(out.Stdout, name, outR, lim, p.tail) })
+	copying.Go(func() { out.copyTail(out.Stderr, name, errR, lim, p.tail) })
+	go func() {
+		copying.Wait()
+		close(p.outDone)
+	}()
 	go p.wait()
 	return p, nil
 }

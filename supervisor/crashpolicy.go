@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"errors"
 	"fmt"
 	"time"
 )
@@ -101,6 +102,10 @@ func (p *crashPolicy) decide(o outcome) verdict {
 	if o.kind == notReady && !p.booted {
 		// A replica that never came up is a broken command or model, not
 		// a crash to retry.
+		var named *startupError
+		if errors.As(o.err, &named) {
+			return verdict{kind: giveUp, err: o.err}
+		}
 		return verdict{kind: giveUp, err: fmt.Errorf("%s (port %d) %w", p.name, o.port, o.err)}
 	}
 	served := o.kind == exited

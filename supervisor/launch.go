@@ -16,13 +16,18 @@ import (
 )
 
 const (
-	// probeInterval is how often a starting replica is checked for
-	// readiness.
-	probeInterval = 100 * time.Millisecond
 	// readyProgressEvery is how often a replica that is not ready yet is
 	// logged, with the cause: a model that loads for minutes, a wrong
 	// --health path and an app that ignores PORT look alike otherwise.
 	readyProgressEvery = 10 * time.Second
+	// wrongPathAfter is how long the first process of an initial replica
+	// may answer 404 or 405 on --health before up fails: a model loading
+	// answers 503 or nothing, a path the application lacks 404 forever.
+	wrongPathAfter = 30 * time.Second
+	// wrongPortAfter is how long the first process of an initial replica
+	// may listen on other ports, and not on its own, before up fails: an
+	// application that ignores PORT.
+	wrongPortAfter = 3 * time.Second
 )
 
 // launch starts a process of this replica on port, once the start gate
@@ -76,20 +81,58 @@ func (s *slot) launch(port int, primary bool) (*incarnation, error) {
 
 // waitReady probes inc until it is ready, exits, the ready timeout passes
 // or a stop is requested. Every readyProgressEvery meanwhile it logs why
-// inc is not ready; the ready-timeout error names the last cause.
+// inc is not ready; the ready-timeout error names the last cause. The
+// first process of a replica that up starts fails sooner when it cannot
+// become ready: its --health path answers 404 or 405 (wrongPathAfter) or it
+// listens on another port (wrongPortAfter); later ones, after a restart,
+// follow the crash policy's rules.
 func (s *slot) waitReady(inc *incarnation) error {
 	timeout := s.sup.opts.ReadyTimeout
 	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
+	defer s.setNotReady("")
 	probe := s.sup.opts.probe(inc.port)
-	progress := replica.Progress{Every: readyProgressEvery, Report: func(waited time.Duration, last error) {
-		s.log.Info("replica not ready yet", "pid", inc.proc.Pid(), "port", inc.port, "waited", waited.Round(time.Second),
-			"last_check", last.Error(), "ready_timeout", timeout)
-	}}
-	err := probe.WaitReady(ctx, inc.proc, probeInterval, progress)
+	w := replica.Wait{
+		Progress: replica.Progress{Every: readyProgressEvery, Report: func(waited time.Duration, last error) {
+			s.log.Info("replica not ready yet", "pid", inc.proc.Pid(), "port", inc.port, "waited", waited.Round(time.Second),
+				"last_check", last.Error(), "ready_timeout", timeout)
+		}},
+		Checked: func(cause error) { s.setNotReady(cause.Error()) },
+	}
+	if s.atStartup() {
+		w.WrongPath, w.WrongPort = wrongPathAfter, wrongPortAfter
+	}
+	err := probe.WaitReady(ctx, inc.proc, w)
 	var notReady *replica.NotReadyError
-	if errors.Is(err, context.DeadlineExceeded) && errors.As(err, &notReady) {
+	var wrongPath *replica.WrongPathError
+	var wrongPort *replica.WrongPortError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) && errors.As(err, &notReady):
 		return fmt.Errorf("did not become ready within %s; last check: %v", timeout, notReady.Last)
+	case errors.As(err, &wrongPath):
+		return &startupError{fmt.Sprintf("%s: %v: %s", s.name, wrongPath, healthAdvice(wrongPath.Tried))}
+	case errors.As(err, &wrongPort):
+		return &startupError{wrongPort.Error()}
 	}
 	return err
 }
+
+// atStartup reports whether the slot is one of the replicas up starts and
+// its first process has not been ready yet.
+func (s *slot) atStartup() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.booted != nil && !s.firstOnce
+}
+
+// setNotReady records why the starting process is not ready, for status.
+func (s *slot) setNotReady(cause string) {
+	s.mu.Lock()
+	s.notReady = cause
+	s.mu.Unlock()
+}
+
+// startupError is a start-up failure whose text names the replica already.
+type startupError struct{ msg string }
+
+func (e *startupError) Error() string { return e.msg }

@@ -2,11 +2,13 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
 	"github.com/mattingctl/mattingctl/internal/admin"
 	"github.com/mattingctl/mattingctl/internal/control"
+	"github.com/mattingctl/mattingctl/replica"
 )
 
 // successor replaces inc without a moment of lower capacity: it starts a
@@ -32,7 +34,12 @@ func (s *slot) successor(inc *incarnation, reason string) (*incarnation, error) 
 			}
 		}
 		s.sup.freePort(port)
-		return nil, fmt.Errorf("%s: the successor on port %d %v; the old process serves on", s.name, port, err)
+		// Its last lines of output, if quoted, go last.
+		why, quote := err.Error(), ""
+		if exited := (*replica.ErrExited)(nil); errors.As(err, &exited) {
+			why, quote = exited.Summary(), exited.Quote()
+		}
+		return nil, fmt.Errorf("%s: the successor on port %d %s; the old process serves on%s", s.name, port, why, quote)
 	}
 	s.mu.Lock()
 	s.cur, s.prev = next, inc // together, so that status always finds both

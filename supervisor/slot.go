@@ -99,6 +99,7 @@ type slot struct {
 	retiredReq  uint64 // requests and errors of earlier processes
 	retiredErr  uint64
 	healthErr   string // the last liveness check's failure; "" once one passes
+	notReady    string // why the process starting is not ready yet; "" when none is
 }
 
 func newSlot(s *Supervisor, id int, reason string) *slot {
@@ -286,7 +287,7 @@ func (s *slot) status() control.ReplicaStatus {
 	if s.err != nil {
 		st.Error = s.err.Error()
 	}
-	st.HealthError = s.healthErr
+	st.HealthError, st.NotReady = s.healthErr, s.notReady
 	inc := s.cur
 	var be *balancer.Backend
 	if inc != nil {

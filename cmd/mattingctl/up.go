@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -207,10 +208,14 @@ func upDetached(opts *upOptions) error {
 		return err
 	}
 	st, err := daemon.Detach(daemon.DetachOptions{
-		Name: opts.Name,
-		Args: opts.Argv,
-		Wait: opts.ReadyTimeout + time.Minute,
+		Name:     opts.Name,
+		Args:     opts.Argv,
+		Wait:     opts.ReadyTimeout + time.Minute,
+		Progress: opts.ErrOut,
 	})
+	if errors.Is(err, daemon.ErrInterrupted) {
+		return &exitError{code: 130, err: err}
+	}
 	if err != nil {
 		return err
 	}

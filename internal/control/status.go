@@ -159,6 +159,10 @@ type ReplicaStatus struct {
 	// HealthError is the last liveness check's failure; empty once one
 	// passes.
 	HealthError string `json:"health_error,omitempty"`
+	// NotReady is why a starting replica is not ready yet: its last
+	// readiness check's failure, "GET /health -> 503" say; empty once it
+	// is ready.
+	NotReady string `json:"not_ready,omitempty"`
 	// OldestInflightMs is the age of the oldest request in flight on the
 	// replica, in milliseconds; 0 when none is.
 	OldestInflightMs int64 `json:"oldest_inflight_ms"`
