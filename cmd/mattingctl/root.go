@@ -66,6 +66,7 @@ type runFuncs struct {
 	top       func(*topOptions) error
 	dashboard func(*dashboardOptions) error
 	tune      func(*tuneOptions) error
+	unit      func(*systemdUnitOptions) error
 }
 
 func newRootCmd(f *factory, run runFuncs) *cobra.Command {
@@ -103,6 +104,7 @@ an embedded least-connection proxy.
 		newTopCmd(f, g, run.top),
 		newDashboardCmd(f, g, run.dashboard),
 		newTuneCmd(f, g, run.tune),
+		newSystemdUnitCmd(f, g, run.unit),
 		newVersionCmd(f),
 	)
 	suggestCommands(root)
