@@ -114,7 +114,7 @@ func systemdUnitParse(cmd *cobra.Command, opts *systemdUnitOptions, args []strin
 		}
 		switch {
 		case f.Name == "detach":
-			refused = errors.New("-d cannot go in a unit: systemd runs `mattingctl up` in the foreground and watches it; remove -d")
+			refused = errUnitDetach
 			return refused
 		case f.Name == "admin-token" && value != auto:
 			refused = errors.New("--admin-token cannot go in a unit: unit files are readable by every user; leave it auto (the generated token is kept in the state directory, mode 0600) or put it in the -f file")
@@ -143,9 +143,14 @@ func systemdUnitParse(cmd *cobra.Command, opts *systemdUnitOptions, args []strin
 		if err := applyConfig(cmd, up); err != nil {
 			return err
 		}
+		if up.Detach {
+			return fmt.Errorf("%s: detach: %w", up.File, errUnitDetach)
+		}
 	}
 	return nil
 }
+
+var errUnitDetach = errors.New("-d cannot go in a unit: systemd runs `mattingctl up` in the foreground and watches it; remove -d")
 
 func systemdUnitRun(opts *systemdUnitOptions) error {
 	up := opts.Up
@@ -199,8 +204,16 @@ func systemdUnitHeader(opts *systemdUnitOptions) []string {
 		"Written by mattingctl systemd-unit. Install it with:",
 		"  ... | sudo tee /etc/systemd/system/" + unit + ".service",
 		"  sudo systemctl daemon-reload && sudo systemctl enable --now " + unit,
-		"Reach the instance with: MATTINGCTL_HOME=" + unitStateDir + " mattingctl status --name " + opts.Name,
+		"Reach the instance as " + unitUser(opts.User) + ": MATTINGCTL_HOME=" + unitStateDir + " mattingctl status --name " + opts.Name,
 	}
+}
+
+// unitUser names the service's user: root when User= is none.
+func unitUser(u string) string {
+	if u == "" {
+		return "root"
+	}
+	return u
 }
 
 // systemdUnit is the unit's sections for opts, COMMAND being command.
@@ -221,8 +234,8 @@ func systemdUnit(opts *systemdUnitOptions, command []string) ([]unitfile.Section
 		{Key: "NotifyAccess", Value: "main"},
 		{Key: "ExecStart", Value: unitfile.Command(argv)},
 		{Comment: []string{
-			"SIGHUP reloads the instance. On systemd 253 or later, Type=notify-reload",
-			"without ExecReload= makes systemctl reload wait until it is applied.",
+			"systemctl reload sends up SIGHUP. On systemd 253 or later, Type=notify-reload",
+			"without ExecReload= makes systemctl reload wait until up has reloaded.",
 		}, Key: "ExecReload", Value: "/bin/kill -HUP $MAINPID"},
 		{Key: "WorkingDirectory", Value: value(opts.Dir)},
 	}

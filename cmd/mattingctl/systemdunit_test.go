@@ -119,12 +119,16 @@ func TestSystemdUnitConfigFile(t *testing.T) {
 
 func TestSystemdUnitRefusals(t *testing.T) {
 	t.Chdir(t.TempDir())
+	if err := os.WriteFile("detached.yaml", []byte("detach: true\ncommand: [sh]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
 		{[]string{"-d", "--", "sh"}, "-d cannot go in a unit"},
 		{[]string{"--detach=true", "--", "sh"}, "-d cannot go in a unit"},
+		{[]string{"-f", "detached.yaml"}, "detached.yaml: detach: -d cannot go in a unit"},
 		{[]string{"--admin-token", "0123456789abcdef0", "--", "sh"}, "--admin-token cannot go in a unit"},
 		{[]string{"--replicas", "four", "--", "sh"}, "--replicas"},
 		{[]string{"--", "no-such-program-here"}, `"no-such-program-here" not found`},
