@@ -35,6 +35,7 @@ func runInstance(opts supervisor.Options, log hclog.Logger) error {
 		log.Warn("ignoring systemd's watchdog", "error", err)
 		watchdog = 0
 	}
+	log.Debug("telling systemd ready and stopping (sd_notify)", "watchdog", watchdog)
 	opts.OnReady, opts.OnStopping = n.Ready, n.Stopping
 	s, err := supervisor.New(opts)
 	if err != nil {
@@ -52,7 +53,11 @@ func runInstance(opts supervisor.Options, log hclog.Logger) error {
 	return s.Run(context.Background())
 }
 
-// replicaCounts is the STATUS= text: "3/4 replicas ready".
+// replicaCounts is the STATUS= text: "3/4 replicas ready", or "" before
+// the replicas are started.
 func replicaCounts(st control.Status) string {
+	if st.Desired == 0 {
+		return ""
+	}
 	return fmt.Sprintf("%d/%d replicas ready", st.Ready(), st.Desired)
 }
