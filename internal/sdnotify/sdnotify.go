@@ -61,7 +61,6 @@ type Notifier struct {
 
 	mu     sync.Mutex // guards the fields below, and orders the datagrams
 	phase  phase
-	counts string // the last text of Run's status function
 	sent   string // the last STATUS= sent
 	failed bool   // a send has failed: later failures are logged at debug
 }
@@ -125,8 +124,7 @@ func (n *Notifier) to(next phase, allowed func(phase) bool, state string) {
 		return
 	}
 	n.phase = next
-	n.counts = "" // the last counts may be stale: Run sends fresh ones at once
-	n.sent = statusLine(next, "")
+	n.sent = statusLine(next, "") // the last counts may be stale: Run sends fresh ones at once
 	n.sendLocked(trimNewline(state) + "\nSTATUS=" + n.sent)
 	select { // refresh the counts now rather than at the next tick
 	case n.poke <- struct{}{}:
@@ -134,12 +132,11 @@ func (n *Notifier) to(next phase, allowed func(phase) bool, state string) {
 	}
 }
 
-// status records counts, the status function's text, and sends the
-// status line if it changed.
+// status sends the status line for counts, the status function's text,
+// if it changed.
 func (n *Notifier) status(counts string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.counts = counts
 	if line := statusLine(n.phase, counts); line != n.sent {
 		n.sent = line
 		n.sendLocked("STATUS=" + line)
