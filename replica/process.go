@@ -68,7 +68,7 @@ func Start(spec Spec, out *Output) (*Process, error) {
 	args := spec.Args()
 	newCmd := func(stdout, stderr *os.File) *exec.Cmd {
 		cmd := exec.Command(args[0], args[1:]...)
-		cmd.Env = append(os.Environ(), spec.Environ()...)
+		cmd.Env = append(inheritedEnv(), spec.Environ()...)
 		cmd.Dir = spec.Dir
 		cmd.SysProcAttr = sysProcAttr()
 		cmd.Stdout, cmd.Stderr = stdout, stderr

@@ -50,6 +50,15 @@ type Options struct {
 	// once what the replicas left running. Empty means no reaper: that is
 	// swept at the next `up` of the name instead.
 	Reaper string
+	// OnReady, if not nil, is called once, from Run, when every initial
+	// replica is ready: the moment the "ready" line is logged. nil means
+	// nobody is told. (`up` tells systemd READY=1 then.)
+	OnReady func()
+	// OnStopping, if not nil, is called once, from Run, when the instance
+	// begins to stop, ready or not: before DrainDelay, before the proxy
+	// stops accepting. nil means nobody is told. (`up` tells systemd
+	// STOPPING=1 then.)
+	OnStopping func()
 }
 
 // ReplicaOptions say what the replicas run and how they start and stop.

@@ -130,6 +130,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	adm.Start(s, s.metrics.Handler(), s.log)
 	defer s.startSampling()()
 	if err := s.waitInitial(initial); err != nil {
+		s.stopping()
 		s.stop(proxyDone)
 		if errors.Is(err, errStoppedEarly) {
 			s.log.Info("stopped before all replicas were ready")
@@ -147,6 +148,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	}
 	ready = append(ready, "replicas", opts.Replicas, "policy", opts.Policy, "control", ctl.Path())
 	s.log.Info("ready", ready...)
+	if opts.OnReady != nil {
+		opts.OnReady()
+	}
 	if opts.Autoscaled() {
 		s.log.Info("autoscaling", "min", opts.Replicas, "max", opts.MaxReplicas, "scale_up_delay", opts.ScaleUpDelay, "scale_down_delay", opts.ScaleDownDelay)
 		s.bg.Go(s.autoscale)
@@ -159,6 +163,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		s.log.Error("proxy stopped", "error", err)
 		s.Stop("the proxy stopped")
 	}
+	s.stopping()
 	if opts.DrainDelay > 0 {
 		// /readyz already answers 503; keep serving while load balancers
 		// and orchestrator endpoints notice and stop sending.
@@ -177,6 +182,13 @@ func (s *Supervisor) Run(ctx context.Context) error {
 }
 
 var errStoppedEarly = errors.New("stopped before all replicas were ready")
+
+// stopping tells OnStopping, if set, that the stop has begun.
+func (s *Supervisor) stopping() {
+	if s.opts.OnStopping != nil {
+		s.opts.OnStopping()
+	}
+}
 
 // startInitial starts opts.Replicas replicas; they report on the
 // returned channel once ready or failed. It returns nil if a stop came

@@ -78,6 +78,7 @@ type runFuncs struct {
 	dashboard func(*dashboardOptions) error
 	tune      func(*tuneOptions) error
 	ls        func(*lsOptions) error
+	unit      func(*systemdUnitOptions) error
 }
 
 func newRootCmd(f *factory, run runFuncs) *cobra.Command {
@@ -117,6 +118,7 @@ an embedded least-connection proxy.
 		newTopCmd(f, g, run.top),
 		newDashboardCmd(f, g, run.dashboard),
 		newTuneCmd(f, g, run.tune),
+		newSystemdUnitCmd(f, g, run.unit),
 		newVersionCmd(f),
 	)
 	suggestCommands(root)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +15,7 @@ import (
 	"github.com/mattingctl/mattingctl/balancer"
 	"github.com/mattingctl/mattingctl/internal/control"
 	"github.com/mattingctl/mattingctl/internal/daemon"
+	"github.com/mattingctl/mattingctl/internal/sdnotify"
 	"github.com/mattingctl/mattingctl/supervisor"
 )
 
@@ -171,6 +171,9 @@ func upRun(opts *upOptions) error {
 		return err
 	}
 	if opts.Detach && !daemon.IsDetachedCopy() {
+		if sdnotify.Enabled() {
+			return errDetachUnderSystemd
+		}
 		return upDetached(opts)
 	}
 	level := hclog.LevelFromString(opts.LogLevel)
@@ -199,7 +202,7 @@ func upRun(opts *upOptions) error {
 		opts.Options.GPUs = gpus
 	}
 	setMemoryLimit(opts.MaxBuffer)
-	return supervisor.Run(context.Background(), opts.Options)
+	return runInstance(opts.Options, out.log)
 }
 
 func upDetached(opts *upOptions) error {

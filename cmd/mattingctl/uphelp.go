@@ -23,6 +23,9 @@ const (
 	headingAdmin         = "Admin"
 )
 
+// headingUnit heads systemd-unit's own flags, before up's.
+const headingUnit = "Unit"
+
 var upHeadings = []string{
 	headingReplicas, headingProxy, headingHealth, headingRecycling,
 	headingPlacement, headingProtocols, headingObservability, headingAdmin,
@@ -61,7 +64,8 @@ func groupedUsage(c *cobra.Command) error {
 	grouped.SortFlags = false
 	global := pflag.NewFlagSet("global", pflag.ContinueOnError)
 	var counts []int
-	for _, h := range upHeadings {
+	headings := append([]string{headingUnit}, upHeadings...)
+	for _, h := range headings {
 		n := 0
 		visitInOrder(c.Flags(), func(f *pflag.Flag) {
 			if flagHeading(f) == h {
@@ -78,7 +82,10 @@ func groupedUsage(c *cobra.Command) error {
 		}
 	})
 	lines := strings.SplitAfter(grouped.FlagUsages(), "\n")
-	for i, h := range upHeadings {
+	for i, h := range headings {
+		if counts[i] == 0 {
+			continue // Unit, but for systemd-unit
+		}
 		fmt.Fprintf(out, "\n%s:\n", h)
 		writeLines(out, lines[:counts[i]])
 		lines = lines[counts[i]:]
