@@ -164,7 +164,7 @@ func parseTuneOutput(out, errOut string) (tuneBest, error) {
 			}
 			b.runs = runs
 			inflight, _, _ := strings.Cut(col("INFLIGHT"), " ")
-			b.layout = fmt.Sprintf("%s replicas, %s CPUs, inflight %s", col("REPLICAS"), col("CPUS"), inflight)
+			b.layout = fmt.Sprintf("replicas %s, CPUs %s, inflight %s", col("REPLICAS"), col("CPUS"), inflight)
 		}
 		if strings.HasPrefix(l, "best: ") && i+1 < len(lines) {
 			b.up = strings.TrimSpace(lines[i+1])

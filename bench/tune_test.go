@@ -41,7 +41,7 @@ best: no errors; among those within 5% of the top requests/s, the lowest p99:
 	}
 	want := tuneBest{
 		up:     "mattingctl up --replicas 1 --cpus 0-1 --max-inflight 2 --health /health -- /usr/bin/python3 examples/flask-matting/app.py",
-		layout: "1 replicas, 2 each CPUs, inflight 2", rate: 4.71, runs: 3, clients: 4, warmup: 5 * time.Second, duration: 20 * time.Second,
+		layout: "replicas 1, CPUs 2 each, inflight 2", rate: 4.71, runs: 3, clients: 4, warmup: 5 * time.Second, duration: 20 * time.Second,
 	}
 	if b != want {
 		t.Errorf("parsed %+v\nwant   %+v", b, want)

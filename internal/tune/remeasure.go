@@ -94,6 +94,10 @@ func (m Remeasure) String() string {
 		return fmt.Sprintf("re-measured %s (within %.0f%% of the top requests/s) %d more times each, interleaved: their REQ/S, P50 and P99 are medians of RUNS runs, and the best is chosen among them",
 			strings.Join(names, ", "), finalBand*100, m.Rounds)
 	}
+	if !slices.ContainsFunc(m.Runs, func(n int) bool { return n > 1 }) {
+		return fmt.Sprintf("not re-measured, %s: %s (within %.0f%% of the top requests/s) ran once each, and the best is chosen among them",
+			m.Stopped, strings.Join(names, ", "), finalBand*100)
+	}
 	counts := make([]string, len(m.Layouts))
 	for i := range m.Layouts {
 		counts[i] = fmt.Sprintf("%s %s", names[i], times(m.Runs[i]))

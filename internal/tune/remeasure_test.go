@@ -141,8 +141,9 @@ func TestRemeasureWithinBudget(t *testing.T) {
 	r, cfg = lucky(&clock)
 	cfg.Budget = 120 * time.Second
 	rep = Sweep(context.Background(), r, cfg)
-	if len(r.ran) != 4 || rep.Remeasure == nil || !slices.Equal(rep.Remeasure.Runs, []int{1, 1}) || !strings.Contains(rep.Remeasure.String(), "1x1 inflight 1 once, 1x1 inflight 2 once") {
-		t.Errorf("%d runs, remeasure %+v; want the sweep's 4 and none again", len(r.ran), rep.Remeasure)
+	if len(r.ran) != 4 || rep.Remeasure == nil || !slices.Equal(rep.Remeasure.Runs, []int{1, 1}) ||
+		rep.Remeasure.String() != "not re-measured, out of time (--budget 2m0s): 1x1 inflight 1, 1x1 inflight 2 (within 10% of the top requests/s) ran once each, and the best is chosen among them" {
+		t.Errorf("%d runs, remeasure %+v (%v); want the sweep's 4 and none again", len(r.ran), rep.Remeasure, rep.Remeasure)
 	}
 }
 
@@ -211,5 +212,21 @@ func TestBestAmongFinalists(t *testing.T) {
 	rs[0].Errors, rs[2].Errors = 1, 2
 	if got := Best(rs); got != 1 {
 		t.Errorf("Best = %d with every finalist erring, want 1", got)
+	}
+}
+
+// TestRemeasureAfterTheSweepRanOutOfTime: a sweep cut short by the budget
+// still names its finalists, measured once, and chooses among them.
+func TestRemeasureAfterTheSweepRanOutOfTime(t *testing.T) {
+	clock := time.Unix(0, 0)
+	r, cfg := lucky(&clock)
+	cfg.Budget = 60 * time.Second // two layouts of 27s
+	rep := Sweep(context.Background(), r, cfg)
+	if len(r.ran) != 2 || len(rep.Skipped) == 0 || rep.Remeasure == nil || !strings.HasPrefix(rep.Remeasure.Stopped, "out of time") ||
+		!slices.Equal(rep.Remeasure.Runs, []int{1, 1}) {
+		t.Fatalf("%d runs, skipped %v, remeasure %+v; want 2 runs, the rest skipped, the finalists measured once", len(r.ran), rep.Skipped, rep.Remeasure)
+	}
+	if !rep.Results[0].Finalist || !rep.Results[1].Finalist {
+		t.Errorf("finalists not marked: %+v", rep.Results)
 	}
 }

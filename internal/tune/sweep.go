@@ -103,8 +103,10 @@ type Report struct {
 	// Err is the error that ended the sweep early: a layout that could not
 	// be run. Results hold what was measured before it.
 	Err error
-	// Remeasure is what was measured again after the sweep; nil when
-	// nothing was (Config.Remeasure zero, or the sweep ended early).
+	// Remeasure is what was measured again after the sweep, or was to be
+	// when the budget ran out first; nil when Config.Remeasure is zero,
+	// no layout ran without errors, or the sweep was interrupted or
+	// failed.
 	Remeasure *Remeasure
 }
 
@@ -159,10 +161,14 @@ func Sweep(ctx context.Context, r Runner, cfg Config) Report {
 			for _, rest := range cfg.Shapes[i+1:] {
 				s.skip(rest, s.allInflights(), s.stopReason)
 			}
-			return s.report
+			break
 		}
 	}
-	s.remeasure(ctx, budgetCtx, r)
+	if !s.report.Interrupted && s.report.Err == nil {
+		// Out of time too: the finalists are still chosen among, and the
+		// output says they ran once.
+		s.remeasure(ctx, budgetCtx, r)
+	}
 	return s.report
 }
 
