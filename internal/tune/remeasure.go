@@ -135,7 +135,8 @@ func (s *sweep) remeasure(ctx, budgetCtx context.Context, r Runner) {
 	}
 	s.report.Remeasure = m
 	if s.cfg.Log != nil {
-		fmt.Fprintf(s.cfg.Log, "tune: measuring %s %d more times each, interleaved\n", strings.Join(layoutNames(m.Layouts), ", "), m.Rounds)
+		fmt.Fprintf(s.cfg.Log, "tune: within %.0f%% of the top: %s; measuring them %d more times each, interleaved\n",
+			finalBand*100, strings.Join(layoutNames(m.Layouts), ", "), m.Rounds)
 	}
 	defer func() {
 		for j, i := range idx {

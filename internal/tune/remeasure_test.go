@@ -82,7 +82,15 @@ func TestRemeasurePicksTheTrulyBest(t *testing.T) {
 
 	clock = time.Unix(0, 0)
 	r, cfg = lucky(&clock)
+	var log strings.Builder
+	cfg.Log = &log
 	rep := Sweep(context.Background(), r, cfg)
+	for _, want := range []string{"tune: within 10% of the top: 1x1 inflight 1, 1x1 inflight 2; measuring them 2 more times each, interleaved\n",
+		"tune: 1x1 inflight 2 ", "errors 0 (run 3 of 3)\n"} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, log.String())
+		}
+	}
 	want := []string{"1x1 inflight 1", "1x1 inflight 2", "2x1 inflight 1", "2x1 inflight 2",
 		"1x1 inflight 1", "1x1 inflight 2", "1x1 inflight 1", "1x1 inflight 2"}
 	if !slices.Equal(r.ran, want) {
