@@ -178,7 +178,7 @@ func parseTuneOutput(out, errOut string) (tuneBest, error) {
 
 // startUpLine starts tune's up line with this tree's binary on free
 // 127.0.0.1 ports, without the admin listener, and waits until its
-// replicas are ready.
+// replicas are ready, printing how long they took.
 func (e *environment) startUpLine(bin, line string) (*modelInstance, error) {
 	args, err := shellSplit(line)
 	if err != nil || len(args) < 3 || args[0] != "mattingctl" || args[1] != "up" {
@@ -209,15 +209,19 @@ func (e *environment) startUpLine(bin, line string) (*modelInstance, error) {
 		return nil, err
 	}
 	fmt.Printf("started: mattingctl %s\n", strings.Join(full, " "))
+	begun := time.Now()
 	in := &modelInstance{bin: bin, home: home, port: port, stop: func() { terminate(cmd); logf.Close() }}
-	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+	// As long as up's --ready-timeout: four Python replicas importing
+	// OpenCV on a machine loaded by others took more than 2 minutes.
+	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
 		if st, err := in.status(); err == nil && st.ready() == n {
+			fmt.Printf("ready after %s\n", time.Since(begun).Round(time.Second))
 			return in, nil
 		}
 		if time.Now().After(deadline) {
 			in.stop()
 			log, _ := os.ReadFile(logPath)
-			return nil, fmt.Errorf("the up line's %d replicas not ready within 2 minutes:\n%s", n, log)
+			return nil, fmt.Errorf("the up line's %d replicas not ready within 5 minutes:\n%s", n, log)
 		}
 	}
 }

@@ -94,7 +94,8 @@ runs under a name of its own (tune-PID-N): --name is not used.`,
 	fl.StringArrayVarP(&opts.Env, "env", "e", nil, "extra KEY=VALUE for every replica (repeatable)")
 	fl.Var(durationFlag{&opts.Duration, false}, "duration", "how long each layout is measured, after a warm-up of a quarter of it (1s to 5s)")
 	fl.Var(durationFlag{&opts.Budget, false}, "budget", "the whole sweep's time, the re-measure included; layouts that would not end within it are skipped, and listed")
-	fl.Var(intFlag{&opts.Remeasure, 0}, "remeasure", "how many more times the layouts within 10% of the top requests/s (at most 3) are measured after the sweep, interleaved, to choose on medians (0: none)")
+	fl.Var(intFlag{&opts.Remeasure, 0}, "remeasure", fmt.Sprintf("how many more times the layouts within %.0f%% of the top requests/s (at most %d) are measured after the sweep, interleaved, to choose on medians (0: none)",
+		tune.FinalBand*100, tune.MaxFinalists))
 	fl.StringVar(&opts.Replicas, "replicas", "", "replica counts to try, e.g. 1,2,4 (default: 1, 2, 4, ... up to the CPUs, the CPUs, and twice the CPUs)")
 	fl.StringVar(&opts.Inflight, "inflight", "", "requests in flight per replica to try, ascending, and auto, e.g. 1,2,4,auto (default: 1,2,4,...,64,auto)")
 	fl.StringVar(&opts.Chart, "chart", "", "write an SVG chart of requests/s against p99, a point per layout, to FILE")
@@ -260,7 +261,7 @@ func (p *tunePlan) describe(opts *tuneOptions) string {
 	}
 	again := "none measured again"
 	if p.cfg.Remeasure > 0 {
-		again = fmt.Sprintf("then those within 10%% of the top measured %d more times each", p.cfg.Remeasure)
+		again = fmt.Sprintf("then those within %.0f%% of the top measured %d more times each", tune.FinalBand*100, p.cfg.Remeasure)
 	}
 	return fmt.Sprintf("tune: %s, %s memory available; replicas x CPUs each: %s; inflight %s (growing while requests/s rise); %s of warm-up and %s measured per layout, %s, within --budget %s",
 		cpus, memory, strings.Join(shapes, ", "), strings.Join(vals, ","), p.cfg.Warmup, opts.Duration, again, opts.Budget)

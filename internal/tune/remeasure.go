@@ -10,18 +10,18 @@ import (
 )
 
 // The finalists are the layouts without errors whose throughput, measured
-// once, is within finalBand of the top, at most maxFinalists of them, the
+// once, is within FinalBand of the top, at most MaxFinalists of them, the
 // fastest. The band is twice the best rule's closeEnough: a layout a
 // single noisy run put 8% below the top may be the better one, and the
 // rule, applied on the medians, then decides between them.
 const (
-	finalBand    = 0.10
-	maxFinalists = 3
+	FinalBand    = 0.10
+	MaxFinalists = 3
 )
 
 // Finalists returns the indexes in results of the layouts to measure
 // again after the sweep, ascending: those that ran without errors within
-// finalBand of the highest throughput, at most maxFinalists of them, the
+// FinalBand of the highest throughput, at most MaxFinalists of them, the
 // fastest. It returns none when no layout ran without errors.
 func Finalists(results []Result) []int {
 	var ok []int
@@ -34,12 +34,12 @@ func Finalists(results []Result) []int {
 	}
 	var idx []int
 	for _, i := range ok {
-		if results[i].Throughput() >= top*(1-finalBand) {
+		if results[i].Throughput() >= top*(1-FinalBand) {
 			idx = append(idx, i)
 		}
 	}
 	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(results[b].Throughput(), results[a].Throughput()) })
-	idx = idx[:min(len(idx), maxFinalists)]
+	idx = idx[:min(len(idx), MaxFinalists)]
 	slices.Sort(idx)
 	return idx
 }
@@ -92,11 +92,11 @@ func (m Remeasure) String() string {
 	names := layoutNames(m.Layouts)
 	if m.Stopped == "" {
 		return fmt.Sprintf("re-measured %s (within %.0f%% of the top requests/s) %d more times each, interleaved: their REQ/S, P50 and P99 are medians of RUNS runs, and the best is chosen among them",
-			strings.Join(names, ", "), finalBand*100, m.Rounds)
+			strings.Join(names, ", "), FinalBand*100, m.Rounds)
 	}
 	if !slices.ContainsFunc(m.Runs, func(n int) bool { return n > 1 }) {
 		return fmt.Sprintf("not re-measured, %s: %s (within %.0f%% of the top requests/s) ran once each, and the best is chosen among them",
-			m.Stopped, strings.Join(names, ", "), finalBand*100)
+			m.Stopped, strings.Join(names, ", "), FinalBand*100)
 	}
 	counts := make([]string, len(m.Layouts))
 	for i := range m.Layouts {
@@ -120,7 +120,9 @@ func times(n int) string {
 // remeasure measures the finalists of the sweep's results Remeasure more
 // times each, interleaved (A B C A B C ...) so that a slow minute of a
 // shared machine falls on all of them alike, within what is left of the
-// budget, and replaces their results with Combine of all their runs.
+// budget, and replaces their results with Combine of all their runs. A
+// run is started when it would end within the budget by what that layout
+// took before.
 func (s *sweep) remeasure(ctx, budgetCtx context.Context, r Runner) {
 	idx := Finalists(s.report.Results)
 	if len(idx) == 0 || s.cfg.Remeasure < 1 {
@@ -136,7 +138,7 @@ func (s *sweep) remeasure(ctx, budgetCtx context.Context, r Runner) {
 	s.report.Remeasure = m
 	if s.cfg.Log != nil {
 		fmt.Fprintf(s.cfg.Log, "tune: within %.0f%% of the top: %s; measuring them %d more times each, interleaved\n",
-			finalBand*100, strings.Join(layoutNames(m.Layouts), ", "), m.Rounds)
+			FinalBand*100, strings.Join(layoutNames(m.Layouts), ", "), m.Rounds)
 	}
 	defer func() {
 		for j, i := range idx {
@@ -148,7 +150,7 @@ func (s *sweep) remeasure(ctx, budgetCtx context.Context, r Runner) {
 		for j := range idx {
 			prev := runs[j][0]
 			load := Load{Clients: prev.Clients, Warmup: s.cfg.Warmup, Duration: s.cfg.Duration}
-			if left := s.cfg.Budget - s.now().Sub(s.start); s.cfg.Warmup+s.cfg.Duration+s.overhead > left {
+			if left := s.cfg.Budget - s.now().Sub(s.start); s.cfg.Warmup+s.cfg.Duration+s.overheadOf[prev.Layout] > left {
 				m.Stopped = "out of time (--budget " + s.cfg.Budget.String() + ")"
 				return
 			}
@@ -170,7 +172,7 @@ func (s *sweep) remeasure(ctx, budgetCtx context.Context, r Runner) {
 			res.Layout, res.Clients, res.Runs, res.Finalist = prev.Layout, prev.Clients, 1, true
 			runs[j] = append(runs[j], res)
 			s.logResult(res, fmt.Sprintf(" (run %d of %d)", len(runs[j]), 1+m.Rounds))
-			s.overhead = max(s.overhead, s.now().Sub(begun)-s.cfg.Warmup-s.cfg.Duration)
+			s.noteOverhead(prev.Layout, s.now().Sub(begun))
 		}
 	}
 }

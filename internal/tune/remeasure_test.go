@@ -16,7 +16,8 @@ import (
 type noisyRunner struct {
 	clock    *time.Time
 	over     time.Duration
-	rates    map[string][]float64 // by layout
+	overOf   map[string]time.Duration // by layout, instead of over
+	rates    map[string][]float64     // by layout
 	p99      map[string]time.Duration
 	ran      []string
 	cancel   func()
@@ -32,7 +33,11 @@ func (n *noisyRunner) Run(ctx context.Context, l Layout, load Load) (Result, err
 		}
 	}
 	n.ran = append(n.ran, name)
-	*n.clock = n.clock.Add(load.Warmup + load.Duration + n.over)
+	over, ok := n.overOf[name]
+	if !ok {
+		over = n.over
+	}
+	*n.clock = n.clock.Add(load.Warmup + load.Duration + over)
 	if n.cancel != nil && len(n.ran) == n.cancelAt {
 		n.cancel()
 		return Result{}, ctx.Err()
@@ -236,5 +241,20 @@ func TestRemeasureAfterTheSweepRanOutOfTime(t *testing.T) {
 	}
 	if !rep.Results[0].Finalist || !rep.Results[1].Finalist {
 		t.Errorf("finalists not marked: %+v", rep.Results)
+	}
+}
+
+// TestRemeasureGoesByTheLayoutsOwnTime: a finalist is measured again when
+// its own past run would fit in what is left, though a slower-starting
+// layout of the sweep would not.
+func TestRemeasureGoesByTheLayoutsOwnTime(t *testing.T) {
+	clock := time.Unix(0, 0)
+	r, cfg := lucky(&clock)
+	r.overOf = map[string]time.Duration{"2x1 inflight 1": time.Minute, "2x1 inflight 2": time.Minute}
+	// The sweep: 27+27+85+85 = 224s; 56s are left, two runs of 27s.
+	cfg.Budget = 280 * time.Second
+	rep := Sweep(context.Background(), r, cfg)
+	if rep.Remeasure == nil || !slices.Equal(rep.Remeasure.Runs, []int{2, 2}) || clock.Sub(time.Unix(0, 0)) > cfg.Budget {
+		t.Errorf("remeasure %+v, ended at %s; want each finalist run once more within %s", rep.Remeasure, clock.Sub(time.Unix(0, 0)), cfg.Budget)
 	}
 }

@@ -180,8 +180,11 @@ type sweep struct {
 	perSlot int
 	report  Report
 	// overhead is the most a layout took past its load: starting,
-	// warming and stopping its replicas.
-	overhead time.Duration
+	// warming and stopping its replicas; overheadOf is that of each
+	// layout run, which a re-measure of it goes by (four replicas of a
+	// slow-starting server take much longer than one).
+	overhead   time.Duration
+	overheadOf map[Layout]time.Duration
 	// rssEach is the most memory one replica took, in any layout.
 	rssEach uint64
 	// stopReason is why the remaining layouts are skipped, once the
@@ -246,7 +249,7 @@ func (s *sweep) runShape(ctx, budgetCtx context.Context, r Runner, shape Shape) 
 		res.Layout, res.Clients, res.Runs = l, load.Clients, 1
 		s.report.Results = append(s.report.Results, res)
 		s.logResult(res, "")
-		s.overhead = max(s.overhead, s.now().Sub(begun)-s.cfg.Warmup-s.cfg.Duration)
+		s.noteOverhead(l, s.now().Sub(begun))
 		s.rssEach = max(s.rssEach, res.RSS/uint64(shape.Replicas))
 		if n == Auto {
 			continue
@@ -271,6 +274,17 @@ func (s *sweep) runShape(ctx, budgetCtx context.Context, r Runner, shape Shape) 
 		}
 	}
 	return true
+}
+
+// noteOverhead records what running l took past its load, which took
+// took in all.
+func (s *sweep) noteOverhead(l Layout, took time.Duration) {
+	over := took - s.cfg.Warmup - s.cfg.Duration
+	s.overhead = max(s.overhead, over)
+	if s.overheadOf == nil {
+		s.overheadOf = map[Layout]time.Duration{}
+	}
+	s.overheadOf[l] = max(s.overheadOf[l], over)
 }
 
 func (s *sweep) skip(shape Shape, inflights []int, reason string) {
