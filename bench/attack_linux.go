@@ -136,19 +136,6 @@ func runAttacks(e *environment, o attackOptions) error {
 	return nil
 }
 
-// loadAverage is the machine's 1, 5 and 15 minute load averages.
-func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
-}
-
 // sleepCtx waits d, or less if ctx ends first; it reports whether the
 // whole d passed.
 func sleepCtx(ctx context.Context, d time.Duration) bool {

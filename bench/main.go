@@ -15,6 +15,7 @@
 //	go run ./bench -scenario adaptive   # --max-inflight auto against fixed 1-32 and 0 on fakemodel -curve K (adaptive.go), run only when named
 //	go run ./bench -scenario autoscale  # --replicas 1:6 under an open-loop step 5 -> 35 -> 5 req/s (autoscale.go), run only when named
 //	go run ./bench -scenario attack     # hostile clients with legitimate traffic beside, mattingctl alone (attack_linux.go, about 3 min)
+//	go run ./bench -scenario tune       # mattingctl tune on the Flask example, then its up line measured as tune measures (tune.go, about --budget + 2 min)
 //
 // Scenario "overload" is the original nginx setup's problem: 1000 concurrent clients, each
 // opening a new connection per request as its Python load-test client does,
@@ -110,7 +111,7 @@ func main() {
 		}
 		return
 	}
-	only := flag.String("scenario", "", "run only this scenario (overload, proxy; or, only by name, original, idleconns, slowupload, bigbodies, hopeless, h2, model, dashboard, adaptive, autoscale, attack)")
+	only := flag.String("scenario", "", "run only this scenario (overload, proxy; or, only by name, original, idleconns, slowupload, bigbodies, hopeless, h2, model, dashboard, adaptive, autoscale, attack, tune)")
 	rounds := flag.Int("rounds", 3, "rounds per target; the table shows medians")
 	image := flag.String("image", "examples/sample/sample.jpg", "image whose base64 makes the original load test's payload")
 	nginxBin := flag.String("nginx", "nginx", "nginx binary")
@@ -120,7 +121,7 @@ func main() {
 	idle := idleConnsOptions{}
 	flag.IntVar(&idle.conns, "conns", 20000, "idleconns: idle client connections to open")
 	flag.IntVar(&idle.ulimit, "ulimit", 20000, "idleconns: ulimit -n mattingctl runs under")
-	flag.StringVar(&idle.bin, "mattingctl", "", "idleconns, model: a mattingctl binary to run instead of this tree's (to compare builds)")
+	flag.StringVar(&idle.bin, "mattingctl", "", "idleconns, model, tune: a mattingctl binary to run instead of this tree's (to compare builds)")
 	memDuration := flag.Duration("d", 40*time.Second, "how long a memory scenario (slowupload, bigbodies) runs at most")
 	modelClientsFlag := flag.Int("clients", modelClients, "model: concurrent keep-alive clients")
 	modelWarm := flag.Int("warm", 0, "model: requests sent through the proxy, not measured, before each run's measured ones")
@@ -129,7 +130,18 @@ func main() {
 	attack := attackOptions{}
 	flag.DurationVar(&attack.resetFor, "rapid-reset", 30*time.Second, "attack: how long the rapid-reset attacker sends (at most 30s)")
 	flag.IntVar(&attack.uploadStreams, "upload-streams", 250, "attack: slow-upload streams on each of the 70 HTTP/2 connections")
+	tuneCheck := tuneCheckOptions{}
+	flag.DurationVar(&tuneCheck.budget, "budget", 10*time.Minute, "tune: mattingctl tune's --budget")
+	flag.DurationVar(&tuneCheck.duration, "duration", 20*time.Second, "tune: mattingctl tune's --duration, and each measurement of its up line")
 	flag.Parse()
+	if *only == "tune" {
+		tuneCheck.rounds, tuneCheck.bin = *rounds, idle.bin
+		if err := withEnvironment(*nginxBin, func(e *environment) error { return runTuneCheck(e, tuneCheck) }); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *only == "adaptive" {
 		ks, err := parseKs(*adaptiveKs)
 		if err == nil {
@@ -349,6 +361,20 @@ func machine() string {
 	goV, _ := exec.Command("go", "version").Output()
 	return fmt.Sprintf("%s cores of %s; %s; %s", strings.TrimSpace(string(out)), cpu,
 		strings.TrimSpace(strings.TrimPrefix(string(nginxV), "nginx version: ")), strings.TrimSpace(string(goV)))
+}
+
+// loadAverage is the machine's 1, 5 and 15 minute load averages (/proc/loadavg),
+// or "unknown" where there is none.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 // withEnvironment builds the binaries into a temporary directory, runs f

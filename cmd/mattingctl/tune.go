@@ -36,6 +36,9 @@ type tuneOptions struct {
 	Env          []string
 	// Duration is each layout's measurement, Budget the whole sweep's.
 	Duration, Budget time.Duration
+	// Remeasure is how many more times the finalists are measured after
+	// the sweep (tune.Config.Remeasure); zero means none.
+	Remeasure int
 	// Replicas and Inflight, when set, are the replica counts and the
 	// in-flight values tried instead of the defaults (tune.ReplicaCounts,
 	// tune.DefaultInflights and auto).
@@ -50,7 +53,7 @@ type tuneOptions struct {
 func newTuneCmd(f *factory, g *globalOptions, runF func(*tuneOptions) error) *cobra.Command {
 	opts := &tuneOptions{
 		Out: f.Out, ErrOut: f.ErrOut, Self: f.Self,
-		ReadyTimeout: 5 * time.Minute, Duration: 20 * time.Second, Budget: 10 * time.Minute, LogLevel: "off",
+		ReadyTimeout: 5 * time.Minute, Duration: 20 * time.Second, Budget: 10 * time.Minute, Remeasure: 2, LogLevel: "off",
 	}
 	cmd := &cobra.Command{
 		Use:   "tune [flags] -- COMMAND [ARG...]",
@@ -60,8 +63,11 @@ replica counts (1, 2, 4, ... up to the CPUs, and twice the CPUs, sharing),
 each pinned to its share of the CPUs (--cpus), and requests in flight per
 replica (1, 2, 4, ... until throughput stops rising, then auto). Each layout
 is warmed up, then loaded at saturation with the request of --request (or
---warmup) for --duration. It prints a table, best first, and the
-mattingctl up line of the best:
+--warmup) for --duration. Then the layouts within 10% of the top
+requests/s (at most 3) are measured --remeasure more times each,
+interleaved, and ranked on the medians: the top of single runs on a busy
+machine leans high. It prints a table, best first, and the mattingctl up
+line of the best:
 
   mattingctl tune --request predict.json --health /health -- python3 app.py
 
@@ -87,7 +93,9 @@ runs under a name of its own (tune-PID-N): --name is not used.`,
 	fl.Var(durationFlag{&opts.ReadyTimeout, false}, "ready-timeout", "how long a replica may take to become ready (more than 0)")
 	fl.StringArrayVarP(&opts.Env, "env", "e", nil, "extra KEY=VALUE for every replica (repeatable)")
 	fl.Var(durationFlag{&opts.Duration, false}, "duration", "how long each layout is measured, after a warm-up of a quarter of it (1s to 5s)")
-	fl.Var(durationFlag{&opts.Budget, false}, "budget", "the whole sweep's time; layouts that would not end within it are skipped, and listed")
+	fl.Var(durationFlag{&opts.Budget, false}, "budget", "the whole sweep's time, the re-measure included; layouts that would not end within it are skipped, and listed")
+	fl.Var(intFlag{&opts.Remeasure, 0}, "remeasure", fmt.Sprintf("how many more times the layouts within %.0f%% of the top requests/s (at most %d) are measured after the sweep, interleaved, to choose on medians (0: none)",
+		tune.FinalBand*100, tune.MaxFinalists))
 	fl.StringVar(&opts.Replicas, "replicas", "", "replica counts to try, e.g. 1,2,4 (default: 1, 2, 4, ... up to the CPUs, the CPUs, and twice the CPUs)")
 	fl.StringVar(&opts.Inflight, "inflight", "", "requests in flight per replica to try, ascending, and auto, e.g. 1,2,4,auto (default: 1,2,4,...,64,auto)")
 	fl.StringVar(&opts.Chart, "chart", "", "write an SVG chart of requests/s against p99, a point per layout, to FILE")
@@ -148,10 +156,11 @@ func (opts *tuneOptions) plan() (*tunePlan, error) {
 	}
 	p := &tunePlan{request: tune.Request{Method: w.Method, Target: w.Target, Header: w.Header, Host: w.Host, Body: w.Body}}
 	p.cfg = tune.Config{
-		Duration: opts.Duration,
-		Warmup:   max(time.Second, min(5*time.Second, opts.Duration/4)),
-		Budget:   opts.Budget,
-		Log:      opts.ErrOut,
+		Duration:  opts.Duration,
+		Warmup:    max(time.Second, min(5*time.Second, opts.Duration/4)),
+		Budget:    opts.Budget,
+		Remeasure: opts.Remeasure,
+		Log:       opts.ErrOut,
 	}
 	if vm, err := mem.VirtualMemory(); err == nil {
 		p.cfg.MemAvailable = vm.Available
@@ -250,8 +259,12 @@ func (p *tunePlan) describe(opts *tuneOptions) string {
 	if p.cfg.MemAvailable > 0 {
 		memory = fmt.Sprintf("%dMiB", p.cfg.MemAvailable>>20)
 	}
-	return fmt.Sprintf("tune: %s, %s memory available; replicas x CPUs each: %s; inflight %s (growing while requests/s rise); %s of warm-up and %s measured per layout, within --budget %s",
-		cpus, memory, strings.Join(shapes, ", "), strings.Join(vals, ","), p.cfg.Warmup, opts.Duration, opts.Budget)
+	again := "none measured again"
+	if p.cfg.Remeasure > 0 {
+		again = fmt.Sprintf("then those within %.0f%% of the top measured %d more times each", tune.FinalBand*100, p.cfg.Remeasure)
+	}
+	return fmt.Sprintf("tune: %s, %s memory available; replicas x CPUs each: %s; inflight %s (growing while requests/s rise); %s of warm-up and %s measured per layout, %s, within --budget %s",
+		cpus, memory, strings.Join(shapes, ", "), strings.Join(vals, ","), p.cfg.Warmup, opts.Duration, again, opts.Budget)
 }
 
 // upExtra is the flags of opts that every layout ran with, as `up` takes
@@ -285,6 +298,9 @@ func (opts *tuneOptions) report(rep tune.Report) error {
 	}
 	for _, s := range rep.Skipped {
 		fmt.Fprintln(opts.Out, "skipped:", s)
+	}
+	if rep.Remeasure != nil {
+		fmt.Fprintln(opts.Out, rep.Remeasure)
 	}
 	if few := fewSamples(ranked); few > 0 {
 		fmt.Fprintf(opts.Out, "note: %d of the layouts answered fewer than %d requests while measured: their p99 is about their slowest answer; a longer --duration measures them better\n", few, enoughSamples)

@@ -19,12 +19,12 @@ func TestTuneFlags(t *testing.T) {
 	var got *tuneOptions
 	root := newRootCmd(testFactory(), runFuncs{tune: func(o *tuneOptions) error { got = o; return nil }})
 	root.SetArgs([]string{"tune", "--request", "r.json", "--warmup", "w.json", "--health", "/health", "--duration", "5s", "--budget", "2m",
-		"--replicas", "1,2", "--inflight", "1,4,auto", "--chart", "c.svg", "-e", "A=1", "--", "python3", "app.py", "--port", "1"})
+		"--replicas", "1,2", "--inflight", "1,4,auto", "--chart", "c.svg", "-e", "A=1", "--remeasure", "0", "--", "python3", "app.py", "--port", "1"})
 	if err := root.Execute(); err != nil {
 		t.Fatal(err)
 	}
 	if got.Request != "r.json" || got.Warmup != "w.json" || got.Health != "/health" || got.Duration != 5*time.Second || got.Budget != 2*time.Minute ||
-		got.Replicas != "1,2" || got.Inflight != "1,4,auto" || got.Chart != "c.svg" || !slices.Equal(got.Env, []string{"A=1"}) ||
+		got.Replicas != "1,2" || got.Inflight != "1,4,auto" || got.Chart != "c.svg" || !slices.Equal(got.Env, []string{"A=1"}) || got.Remeasure != 0 ||
 		!slices.Equal(got.Command, []string{"python3", "app.py", "--port", "1"}) {
 		t.Errorf("options: %+v", got)
 	}
@@ -33,8 +33,13 @@ func TestTuneFlags(t *testing.T) {
 	if err := root.Execute(); err != nil {
 		t.Fatal(err)
 	}
-	if got.Duration != 20*time.Second || got.Budget != 10*time.Minute || got.LogLevel != "off" || got.ReadyTimeout != 5*time.Minute {
-		t.Errorf("defaults: duration %s budget %s log %s ready %s", got.Duration, got.Budget, got.LogLevel, got.ReadyTimeout)
+	if got.Duration != 20*time.Second || got.Budget != 10*time.Minute || got.LogLevel != "off" || got.ReadyTimeout != 5*time.Minute || got.Remeasure != 2 {
+		t.Errorf("defaults: duration %s budget %s log %s ready %s remeasure %d", got.Duration, got.Budget, got.LogLevel, got.ReadyTimeout, got.Remeasure)
+	}
+	root = newRootCmd(testFactory(), runFuncs{tune: func(o *tuneOptions) error { got = o; return nil }})
+	root.SetArgs([]string{"tune", "--remeasure", "-1", "--", "srv"})
+	if err := root.Execute(); err == nil || !strings.Contains(err.Error(), "--remeasure") {
+		t.Errorf("--remeasure -1: %v, want a refusal naming the flag", err)
 	}
 }
 
@@ -146,6 +151,11 @@ func TestTuneReport(t *testing.T) {
 	rep := tune.Report{
 		Results: []tune.Result{res(1, 1, 5, 300*ms, 0), res(2, 1, 9.8, 250*ms, 0), res(2, 2, 10, 500*ms, 0)},
 		Skipped: []tune.Skip{{Shape: shapeOf(4, []int{0, 1}), Inflights: []int{1, tune.Auto}, Reason: "out of time (--budget 1m0s)"}},
+		Remeasure: &tune.Remeasure{Layouts: []tune.Layout{{Shape: shapeOf(2, []int{0, 1}), Inflight: 1}, {Shape: shapeOf(2, []int{0, 1}), Inflight: 2}},
+			Runs: []int{3, 2}, Rounds: 2, Stopped: "out of time (--budget 1m0s)"},
+	}
+	for _, i := range []int{1, 2} {
+		rep.Results[i].Finalist, rep.Results[i].Runs = true, rep.Remeasure.Runs[i-1]
 	}
 	var out bytes.Buffer
 	chart := filepath.Join(t.TempDir(), "c.svg")
@@ -154,11 +164,12 @@ func TestTuneReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(out.String(), "\n")
-	if !strings.HasPrefix(lines[1], "2 ") || !strings.Contains(lines[1], "9.8") {
+	if !strings.HasPrefix(lines[1], "2 ") || !strings.Contains(lines[1], "9.8") || !strings.HasSuffix(lines[1], " 3") {
 		t.Errorf("first row is not 2x1 inflight 1 (within 5%% of the top, the lower p99):\n%s", out.String())
 	}
 	for _, want := range []string{
 		"skipped: 4x1 shared inflight 1,auto: out of time (--budget 1m0s)",
+		"re-measure stopped, out of time (--budget 1m0s), before 2 more runs each: measured 2x1 inflight 1 3 times, 2x1 inflight 2 twice in all",
 		"  mattingctl up --replicas 2 --cpus 0,1 --max-inflight 1 --health /health -- python3 app.py\n",
 		"note: 2 of the layouts answered fewer than 100 requests while measured", // 50 and 98 answers
 	} {

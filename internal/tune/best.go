@@ -16,18 +16,25 @@ const BestRule = "best: no errors; among those within 5% of the top requests/s, 
 
 // Best returns the index in results of the best layout: among those that
 // ran without errors, those within closeEnough of the highest throughput,
-// the one with the lowest p99 (ties: the higher throughput). It returns
-// -1 when no layout ran without errors.
+// the one with the lowest p99 (ties: the higher throughput). When some
+// results are finalists, measured again after the sweep, only those
+// compete: their figures are medians, and a single run of another layout
+// is no match for them, the more so as it fell short of the finalists'
+// band (unless every finalist erred when measured again). It returns -1
+// when no layout ran without errors.
 func Best(results []Result) int {
+	clean := func(r Result) bool { return r.Errors == 0 && r.Requests > 0 }
+	finals := slices.ContainsFunc(results, func(r Result) bool { return r.Finalist && clean(r) })
+	competes := func(r Result) bool { return clean(r) && (r.Finalist || !finals) }
 	top := 0.0
 	for _, r := range results {
-		if r.Errors == 0 && r.Requests > 0 {
+		if competes(r) {
 			top = max(top, r.Throughput())
 		}
 	}
 	best := -1
 	for i, r := range results {
-		if r.Errors > 0 || r.Requests == 0 || r.Throughput() < top*(1-closeEnough) {
+		if !competes(r) || r.Throughput() < top*(1-closeEnough) {
 			continue
 		}
 		if best < 0 || r.P99 < results[best].P99 || r.P99 == results[best].P99 && r.Throughput() > results[best].Throughput() {

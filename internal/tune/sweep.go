@@ -20,6 +20,12 @@ type Result struct {
 	// Limits are, under Auto, each replica's learned cap when the load
 	// ended.
 	Limits []int
+	// Runs is how many measurements the figures are of: 1 from the
+	// sweep, more for a finalist measured again (Combine: medians).
+	Runs int
+	// Finalist is set on the layouts measured again after the sweep
+	// (Finalists); when any result is one, Best chooses among those.
+	Finalist bool
 }
 
 // Runner runs one layout: it starts its replicas, waits until they are
@@ -43,8 +49,15 @@ type Config struct {
 	// Warmup and Duration are each layout's load before and while it is
 	// measured.
 	Warmup, Duration time.Duration
-	// Budget bounds the whole sweep: a layout that would not end within it
-	// is skipped, and one under way when it ends is cut off.
+	// Remeasure is how many more times each finalist (Finalists) is
+	// measured after the sweep, interleaved, so that the best is chosen
+	// on medians rather than on single runs, whose top leans high; zero
+	// means none.
+	Remeasure int
+	// Budget bounds the whole sweep, the re-measure included: a layout
+	// that would not end within it is skipped, a re-measure run that
+	// would not is not started, and one under way when it ends is cut
+	// off.
 	Budget time.Duration
 	// ClientsPerSlot is how many closed-loop clients a layout gets per
 	// replica and in-flight unit, enough that every slot is always busy
@@ -90,6 +103,11 @@ type Report struct {
 	// Err is the error that ended the sweep early: a layout that could not
 	// be run. Results hold what was measured before it.
 	Err error
+	// Remeasure is what was measured again after the sweep, or was to be
+	// when the budget ran out first; nil when Config.Remeasure is zero,
+	// no layout ran without errors, or the sweep was interrupted or
+	// failed.
+	Remeasure *Remeasure
 }
 
 // minGain is how much more throughput a doubled in-flight cap must bring
@@ -123,7 +141,8 @@ func Grows(best *Result, last Result) (bool, string) {
 }
 
 // Sweep runs the layouts of cfg through r, in order, as the budget
-// allows, and reports what it measured. It ends early when ctx does
+// allows, then measures the finalists again (Config.Remeasure), and
+// reports what it measured. It ends early when ctx does
 // (Report.Interrupted) or a layout cannot be run (Report.Err).
 func Sweep(ctx context.Context, r Runner, cfg Config) Report {
 	now := cfg.Now
@@ -145,6 +164,11 @@ func Sweep(ctx context.Context, r Runner, cfg Config) Report {
 			break
 		}
 	}
+	if !s.report.Interrupted && s.report.Err == nil {
+		// Out of time too: the finalists are still chosen among, and the
+		// output says they ran once.
+		s.remeasure(ctx, budgetCtx, r)
+	}
 	return s.report
 }
 
@@ -156,8 +180,11 @@ type sweep struct {
 	perSlot int
 	report  Report
 	// overhead is the most a layout took past its load: starting,
-	// warming and stopping its replicas.
-	overhead time.Duration
+	// warming and stopping its replicas; overheadOf is that of each
+	// layout run, which a re-measure of it goes by (four replicas of a
+	// slow-starting server take much longer than one).
+	overhead   time.Duration
+	overheadOf map[Layout]time.Duration
 	// rssEach is the most memory one replica took, in any layout.
 	rssEach uint64
 	// stopReason is why the remaining layouts are skipped, once the
@@ -219,10 +246,10 @@ func (s *sweep) runShape(ctx, budgetCtx context.Context, r Runner, shape Shape) 
 			return false
 		}
 		todo = todo[1:]
-		res.Layout, res.Clients = l, load.Clients
+		res.Layout, res.Clients, res.Runs = l, load.Clients, 1
 		s.report.Results = append(s.report.Results, res)
-		s.logResult(res)
-		s.overhead = max(s.overhead, s.now().Sub(begun)-s.cfg.Warmup-s.cfg.Duration)
+		s.logResult(res, "")
+		s.noteOverhead(l, s.now().Sub(begun))
 		s.rssEach = max(s.rssEach, res.RSS/uint64(shape.Replicas))
 		if n == Auto {
 			continue
@@ -249,6 +276,17 @@ func (s *sweep) runShape(ctx, budgetCtx context.Context, r Runner, shape Shape) 
 	return true
 }
 
+// noteOverhead records what running l took past its load, which took
+// took in all.
+func (s *sweep) noteOverhead(l Layout, took time.Duration) {
+	over := took - s.cfg.Warmup - s.cfg.Duration
+	s.overhead = max(s.overhead, over)
+	if s.overheadOf == nil {
+		s.overheadOf = map[Layout]time.Duration{}
+	}
+	s.overheadOf[l] = max(s.overheadOf[l], over)
+}
+
 func (s *sweep) skip(shape Shape, inflights []int, reason string) {
 	if len(inflights) == 0 {
 		return
@@ -256,16 +294,17 @@ func (s *sweep) skip(shape Shape, inflights []int, reason string) {
 	s.report.Skipped = append(s.report.Skipped, Skip{Shape: shape, Inflights: inflights, Reason: reason})
 }
 
-func (s *sweep) logResult(r Result) {
+// logResult logs a measured layout, then suffix.
+func (s *sweep) logResult(r Result, suffix string) {
 	if s.cfg.Log == nil {
 		return
 	}
-	line := fmt.Sprintf("tune: %-26s %8.1f req/s  p50 %-7s p99 %-7s rss %-8s errors %d", r.Layout, r.Throughput(),
+	line := fmt.Sprintf("tune: %-26s %8s req/s  p50 %-7s p99 %-7s rss %-8s errors %d", r.Layout, fmtRate(r.Throughput()),
 		fmtDuration(r.P50), fmtDuration(r.P99), fmtBytes(r.RSS), r.Errors)
 	if r.FirstFail != "" {
 		line += " (first: " + r.FirstFail + ")"
 	}
-	fmt.Fprintln(s.cfg.Log, line)
+	fmt.Fprintln(s.cfg.Log, line+suffix)
 }
 
 // fmtBytes writes a size in binary units: "312MiB".

@@ -9,13 +9,14 @@ import (
 )
 
 // WriteTable writes results as a table, in the order given (Ranked: the
-// best first): layout, clients, requests/s, p50, p99, memory, errors.
+// best first): layout, clients, requests/s, p50, p99, memory, errors, and
+// how many runs the figures are of (medians past one: Combine).
 func WriteTable(w io.Writer, results []Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "REPLICAS\tCPUS\tINFLIGHT\tCLIENTS\tREQ/S\tP50\tP99\tRSS\tERRORS")
+	fmt.Fprintln(tw, "REPLICAS\tCPUS\tINFLIGHT\tCLIENTS\tREQ/S\tP50\tP99\tRSS\tERRORS\tRUNS")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%.1f\t%s\t%s\t%s\t%d\n", r.Layout.Replicas, cpusColumn(r.Layout.Shape),
-			inflightColumn(r), r.Clients, r.Throughput(), fmtDuration(r.P50), fmtDuration(r.P99), fmtBytes(r.RSS), r.Errors)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%d\t%d\n", r.Layout.Replicas, cpusColumn(r.Layout.Shape),
+			inflightColumn(r), r.Clients, fmtRate(r.Throughput()), fmtDuration(r.P50), fmtDuration(r.P99), fmtBytes(r.RSS), r.Errors, max(1, r.Runs))
 	}
 	return tw.Flush()
 }
@@ -42,4 +43,16 @@ func inflightColumn(r Result) string {
 		s += " (" + strings.Join(vals, ",") + ")"
 	}
 	return s
+}
+
+// fmtRate writes requests a second to three significant digits or more,
+// so that a few percent show on a slow model: "4.57", "52.3", "1480".
+func fmtRate(v float64) string {
+	switch {
+	case v < 10:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	case v < 1000:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	}
+	return strconv.FormatFloat(v, 'f', 0, 64)
 }
