@@ -39,7 +39,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	// After every other deferred call: the servers' Close waits for their
 	// handlers, which may start goroutines of the group (a scale, say).
 	defer s.bg.Wait()
-	opts := s.opts
+	opts := s.cfg()
 	// Everything that can fail for a reason the user can fix is checked
 	// before the first replica starts.
 	ctl, err := control.Listen(opts.StateDir, opts.Name)
@@ -154,6 +154,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		s.log.Error("proxy stopped", "error", err)
 		s.Stop("the proxy stopped")
 	}
+	opts = s.cfg() // a reload may have changed them
 	if opts.DrainDelay > 0 {
 		// /readyz already answers 503; keep serving while load balancers
 		// and orchestrator endpoints notice and stop sending.
@@ -182,9 +183,9 @@ func (s *Supervisor) startInitial() <-chan *slot {
 	if s.ctx.Err() != nil {
 		return nil
 	}
-	s.desired = s.opts.Replicas
-	booted := make(chan *slot, s.opts.Replicas)
-	for id := 1; id <= s.opts.Replicas; id++ {
+	s.desired = s.cfg().Replicas
+	booted := make(chan *slot, s.cfg().Replicas)
+	for id := 1; id <= s.cfg().Replicas; id++ {
 		sl := newSlot(s, id, "")
 		sl.booted = booted
 		s.slots[id] = sl
@@ -200,7 +201,7 @@ func (s *Supervisor) waitInitial(booted <-chan *slot) error {
 	if booted == nil {
 		return errStoppedEarly
 	}
-	for range s.opts.Replicas {
+	for range s.cfg().Replicas {
 		select {
 		case sl := <-booted:
 			if err := sl.failure(); err != nil {
@@ -222,7 +223,7 @@ func (s *Supervisor) stop(serving <-chan error) {
 		// Cancelled before the slots are listed under s.mu: Scale checks
 		// it under s.mu, so a slot is either listed here or never made.
 		s.Stop("stopping")
-		deadline := time.Now().Add(s.opts.StopTimeout)
+		deadline := time.Now().Add(s.cfg().StopTimeout)
 		ctx, cancel := context.WithDeadline(s.force, deadline)
 		defer cancel()
 		if err := s.bal.Shutdown(ctx); err != nil {
