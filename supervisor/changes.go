@@ -265,3 +265,13 @@ func fmtCPUSets(sets [][]int) string {
 	}
 	return strings.Join(s, ",")
 }
+
+// SettingNames returns the flag names of the settings that a reload
+// compares, in up's flag order.
+func SettingNames() []string {
+	names := make([]string, len(settings))
+	for i, s := range settings {
+		names[i] = s.flag
+	}
+	return names
+}
