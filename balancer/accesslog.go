@@ -32,10 +32,10 @@ type accessEntry struct {
 // sent when there is an access log, and the request's entry; nil when
 // there is no log.
 func (b *Balancer) beginAccess(w http.ResponseWriter, r *http.Request, start time.Time) (http.ResponseWriter, *accessEntry) {
-	if b.opts.AccessLog == nil {
+	if b.cfg().AccessLog == nil {
 		return w, nil
 	}
-	e := &accessEntry{log: b.opts.AccessLog, r: r, start: start}
+	e := &accessEntry{log: b.cfg().AccessLog, r: r, start: start}
 	e.w.ResponseWriter = w
 	if r.Body != nil && r.Body != http.NoBody {
 		e.body.ReadCloser = r.Body

@@ -13,7 +13,7 @@ func (b *Balancer) capLocked(be *Backend) int {
 	if be.limiter != nil {
 		return be.limiter.cap
 	}
-	return b.opts.MaxInflight
+	return b.cfg().MaxInflight
 }
 
 // roomLocked reports whether be may take one more request. A backend the
@@ -37,8 +37,8 @@ func (b *Balancer) roomLocked(be *Backend) bool {
 // prediction from a cap about to grow would refuse requests that fit. The
 // caller holds b.mu.
 func (b *Balancer) slotsLocked() int {
-	if !b.opts.Adaptive() {
-		return len(b.pool) * b.opts.MaxInflight
+	if !b.cfg().Adaptive() {
+		return len(b.pool) * b.cfg().MaxInflight
 	}
 	slots := 0
 	for _, be := range b.pool {

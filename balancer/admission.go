@@ -90,7 +90,7 @@ func (b *Balancer) admitLocked(place int, deadline, now time.Time) error {
 // hopeful, so that it costs one comparison when nothing changed. The
 // caller holds b.mu.
 func (b *Balancer) shedLocked() {
-	if b.opts.queueTimeout() <= 0 || b.queue.Len() == 0 {
+	if b.cfg().queueTimeout() <= 0 || b.queue.Len() == 0 {
 		return
 	}
 	now := time.Now()
@@ -138,7 +138,7 @@ func (b *Balancer) oldestInflightLocked() time.Duration {
 // armColdShedLocked makes sure the queue is shed every coldShedEvery while
 // requests wait and no response has been timed. The caller holds b.mu.
 func (b *Balancer) armColdShedLocked() {
-	if b.coldShed == nil && b.serviceTime.n == 0 && b.queue.Len() > 0 && b.opts.queueTimeout() > 0 {
+	if b.coldShed == nil && b.serviceTime.n == 0 && b.queue.Len() > 0 && b.cfg().queueTimeout() > 0 {
 		b.coldShed = time.AfterFunc(coldShedEvery, b.shedCold)
 	}
 }

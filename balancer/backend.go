@@ -22,9 +22,6 @@ type Backend struct {
 	Name string
 	// Addr is the host:port requests are sent to.
 	Addr string
-	// Weight is the backend's share under the weighted policy; zero or less
-	// counts as 1. Set it before the backend is added.
-	Weight int
 	// Alive reports whether the backend's process is running and passing
 	// its liveness checks. A backend that refuses or resets a connection
 	// while alive is busy, not dead: it stays in rotation and the request
@@ -45,6 +42,9 @@ type Backend struct {
 	// oldest is the start of the oldest attempt in flight, in nanoseconds
 	// after clockBase plus one; 0 when none is (inflight.go).
 	oldest atomic.Int64
+
+	// weight is the backend's share under the weighted policy (SetWeight).
+	weight atomic.Int64
 
 	// limit is the cap in force on inflight (0: none): MaxInflight, or
 	// what limiter learned; changed under mu, atomic for status reads.
@@ -73,6 +73,15 @@ type Backend struct {
 	spokeHTTP1 atomic.Bool
 	protocol   atomic.Int32
 }
+
+// Weight returns the backend's share under the weighted policy; zero or
+// less counts as 1.
+func (be *Backend) Weight() int { return int(be.weight.Load()) }
+
+// SetWeight sets the backend's share under the weighted policy, before it
+// is added or while it is in rotation (a live change of --weights): the
+// policy reads it at each choice.
+func (be *Backend) SetWeight(w int) { be.weight.Store(int64(w)) }
 
 // NewBackend returns a backend named name at addr, not yet in rotation.
 func NewBackend(id int, name, addr string) *Backend {

@@ -70,9 +70,12 @@ func (o *Options) resolve() {
 
 // Balancer is an HTTP reverse proxy over a changing set of backends.
 type Balancer struct {
-	opts      Options
+	// opts holds the Options in force, never changed once stored:
+	// Reconfigure stores a new copy, so that a request reads one
+	// consistent set (live.go).
+	opts      atomic.Pointer[Options]
 	proxy     *httputil.ReverseProxy
-	transport *http.Transport
+	transport liveTransport // the upstream transport; Reconfigure swaps it
 	server    *http.Server
 	bufs      *buffers      // the request bodies' budgets
 	clients   *clientShares // each client address's share of them
@@ -180,43 +183,18 @@ func (b *Balancer) Stats() Stats {
 // validation refuses the values that mean nothing, naming their flags.
 func New(opts Options) *Balancer {
 	opts.resolve()
-	b := &Balancer{opts: opts, bufs: newBuffers(opts.MaxBuffer, opts.MaxDiskBuffer, opts.BufferDir),
+	b := &Balancer{bufs: newBuffers(opts.MaxBuffer, opts.MaxDiskBuffer, opts.BufferDir),
 		quarantine: newQuarantine(opts.Quarantine), clients: newClientShares(opts.MaxClientUploads, opts.maxClientBuffer()),
 		watchers: newWatchers(opts.UpstreamTimeout, opts.SendTimeout)}
+	b.opts.Store(&opts)
 	b.bufs.onRemade = func(dir string) {
 		opts.Logger.Warn("the buffer directory had gone (a tmp cleaner?): made it again", "dir", dir)
 	}
-	b.transport = &http.Transport{
-		Proxy: nil,
-		DialContext: (&net.Dialer{
-			Timeout:   opts.ConnectTimeout,
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
-		// The default keeps 2 idle connections per host, which under load
-		// means a new TCP connection for most requests; more than a
-		// backend's cap of requests in flight, and a few being closed or
-		// set up, would only idle (a flood of cancelled requests once left
-		// 1,100 for 90 s).
-		MaxIdleConns:          0,
-		MaxIdleConnsPerHost:   maxIdlePerBackend(opts.MostInflight()),
-		IdleConnTimeout:       upstreamIdleTimeout,
-		ResponseHeaderTimeout: opts.UpstreamTimeout,
-		DisableCompression:    true,
-		// A request the size of the original load test's (~220 KB) fits the write
-		// buffer whole and goes out in one write system call; a smaller
-		// buffer hands the rest to a 32 KiB copy loop, a call per chunk.
-		// There are about as many upstream connections as requests in
-		// flight, so this costs 256 KiB per request being served.
-		WriteBufferSize: 256 << 10,
-		ReadBufferSize:  64 << 10,
-	}
-	if opts.UpstreamH2C {
-		useH2C(b.transport)
-	}
+	b.transport.swap(newTransport(&opts))
 	errLog := opts.Logger.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})
 	b.proxy = &httputil.ReverseProxy{
 		Rewrite:        rewrite,
-		Transport:      b.transport,
+		Transport:      &b.transport,
 		FlushInterval:  -1, // stream responses as the backend writes them
 		BufferPool:     bufferPool{},
 		ErrorLog:       errLog,
@@ -256,12 +234,7 @@ func (b *Balancer) Add(be *Backend) {
 		return
 	}
 	be.inRotation = true
-	if b.opts.Adaptive() && be.limiter == nil {
-		// A new process learns afresh: it starts at the lower bound.
-		bounds := b.opts.AdaptiveInflight
-		be.limiter = newLimiter(bounds.Min, bounds.Max, time.Now(), uint64(be.ID))
-	}
-	be.limit.Store(int64(b.capLocked(be)))
+	b.fitLimiterLocked(be, b.cfg(), time.Now())
 	be.idle = nil
 	be.removedAt = time.Time{}
 	b.unejectLocked(be)
@@ -307,7 +280,7 @@ func (b *Balancer) removeLocked(be *Backend) {
 // Shutdown; it then returns nil, once every connection's goroutine has
 // ended. At most Options.MaxConns connections are open at once.
 func (b *Balancer) Serve(ln net.Listener) error {
-	ln = newLimitListener(ln, b.opts.MaxConns, &b.conns, b.opts.Logger)
+	ln = newLimitListener(ln, b.cfg().MaxConns, &b.conns, b.cfg().Logger)
 	stop, summarized := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(summarized)

@@ -102,8 +102,8 @@ func TestDerivedMaxConnsCountsConnections(t *testing.T) {
 	if err != nil {
 		t.Skipf("ulimit -n too low for the derived value: %v", err)
 	}
-	if bal.opts.MaxConns != want {
-		t.Errorf("MaxConns 0 became %d, want %d from ulimit -n %d", bal.opts.MaxConns, want, fdbudget.OpenFileLimit())
+	if bal.cfg().MaxConns != want {
+		t.Errorf("MaxConns 0 became %d, want %d from ulimit -n %d", bal.cfg().MaxConns, want, fdbudget.OpenFileLimit())
 	}
 	addr, _ := serve(t, bal)
 	idle := idleConns(t, addr, 5)

@@ -26,7 +26,7 @@ func (b *Balancer) markFailed(be *Backend) {
 	total := len(b.pool) + b.ejected
 	if 2*(len(b.pool)-1) < total {
 		b.mu.Unlock()
-		b.opts.Logger.Warn("replica failed a request but stays in rotation: ejecting it would leave fewer than half of the replicas serving (panic threshold)",
+		b.cfg().Logger.Warn("replica failed a request but stays in rotation: ejecting it would leave fewer than half of the replicas serving (panic threshold)",
 			"replica", be.Name, "in_rotation", total-b.ejected, "ejected", b.ejected)
 		return
 	}

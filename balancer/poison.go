@@ -115,7 +115,7 @@ func (b *Balancer) refusePoison(x *exchange) {
 		msg += "; the same request is refused for " + b.quarantine.ttl.String() + " (quarantined, sha256 " + key.String()[:16] + ")"
 		b.quarantine.add(key, x.body.Len(), msg, time.Now())
 		b.quarantined.Add(1)
-		b.opts.Logger.Warn("quarantined a request that broke replicas twice", "method", x.r.Method, "path", x.r.URL.Path,
+		b.cfg().Logger.Warn("quarantined a request that broke replicas twice", "method", x.r.Method, "path", x.r.URL.Path,
 			"sha256", key.String(), "harms", strings.Join(x.harms, ", then "), "for", b.quarantine.ttl)
 	}
 	b.failed.Add(1)

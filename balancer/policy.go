@@ -80,7 +80,7 @@ func (Weighted) Select(pool []*Backend, _ *http.Request) *Backend {
 	var best *Backend
 	total := 0
 	for _, b := range pool {
-		w := max(b.Weight, 1)
+		w := max(b.Weight(), 1)
 		b.current += w
 		total += w
 		if best == nil || b.current > best.current {

@@ -173,7 +173,7 @@ func TestWeightedSmooth(t *testing.T) {
 			var p []*Backend
 			for i, w := range tt.weights {
 				b := NewBackend(i+1, string(rune('a'+i)), "")
-				b.Weight = w
+				b.SetWeight(w)
 				p = append(p, b)
 			}
 			var got []string

@@ -201,8 +201,8 @@ func (b *Balancer) attemptFailed(x *exchange, a *attempt) (done bool) {
 	}
 	x.retry = x.retry.after(f, bl)
 	x.checkClient()
-	retry := tryAgain(f, a.responded, x.retry, b.opts.Retries, x.deadline, time.Now())
-	b.opts.Logger.Log(f.logLevel(), "replica did not answer", "replica", be.Name, "method", x.r.Method, "path", x.r.URL.Path,
+	retry := tryAgain(f, a.responded, x.retry, b.cfg().Retries, x.deadline, time.Now())
+	b.cfg().Logger.Log(f.logLevel(), "replica did not answer", "replica", be.Name, "method", x.r.Method, "path", x.r.URL.Path,
 		"error", a.err, "failure", f, "retrying", retry)
 	if !retry {
 		b.refuseUnanswered(x, f, a)
@@ -219,7 +219,7 @@ func (b *Balancer) attemptFailed(x *exchange, a *attempt) (done bool) {
 // (the queue timeout from now, or r's gRPC deadline if sooner; zero:
 // never), and r's gRPC deadline counted from start (zero: none).
 func (b *Balancer) deadlines(r *http.Request, start time.Time) (wait, call time.Time) {
-	if qt := b.opts.queueTimeout(); qt > 0 {
+	if qt := b.cfg().queueTimeout(); qt > 0 {
 		wait = time.Now().Add(qt)
 	}
 	// A gRPC call waits no longer than its own deadline.
@@ -247,8 +247,8 @@ func (b *Balancer) finish(x *exchange) {
 		x.code = brokenOffCode(x.r, x.cur, cause)
 		b.brokeOff(cause)
 	}
-	if b.opts.Observer != nil {
-		b.opts.Observer.Observe(x.replica, x.code, time.Since(x.start))
+	if b.cfg().Observer != nil {
+		b.cfg().Observer.Observe(x.replica, x.code, time.Since(x.start))
 	}
 	x.acc.finish(x.replica, x.code)
 }

@@ -57,7 +57,7 @@ func (b *Balancer) acquire(ctx context.Context, r *http.Request, deadline time.T
 			return a, nil
 		}
 	}
-	if b.queue.Len() >= b.opts.Queue {
+	if b.queue.Len() >= b.cfg().Queue {
 		b.mu.Unlock()
 		return nil, errQueueFull
 	}
@@ -135,7 +135,7 @@ func (b *Balancer) pickLocked(r *http.Request, avoid *Backend) *Backend {
 	if len(room) == 0 {
 		return nil
 	}
-	return b.opts.Policy.Select(room, r)
+	return b.cfg().Policy.Select(room, r)
 }
 
 // dispatchLocked hands backends with room to the requests at the head of

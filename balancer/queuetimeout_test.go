@@ -12,11 +12,11 @@ import (
 // UpstreamTimeout value; a zero one is kept, not replaced by it.
 func TestQueueTimeoutFollowsUpstreamTimeout(t *testing.T) {
 	o := testOptions(func(o *Options) { o.QueueTimeout, o.UpstreamTimeout = nil, 7*time.Second })
-	if got := New(o).opts.queueTimeout(); got != 7*time.Second {
+	if got := New(o).cfg().queueTimeout(); got != 7*time.Second {
 		t.Errorf("nil QueueTimeout = %s, want the UpstreamTimeout value 7s", got)
 	}
 	o.QueueTimeout = new(time.Duration(0))
-	if got := New(o).opts.queueTimeout(); got != 0 {
+	if got := New(o).cfg().queueTimeout(); got != 0 {
 		t.Errorf("QueueTimeout 0 became %s", got)
 	}
 }

@@ -26,7 +26,7 @@ type bodyError struct {
 // is receiving too many bodies already, and with 503 when neither budget
 // has room.
 func (b *Balancer) readBody(w http.ResponseWriter, r *http.Request) (*bufferedBody, *bodyError) {
-	limit := b.opts.MaxBody
+	limit := b.cfg().MaxBody
 	if r.ContentLength > limit {
 		return nil, &bodyError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body of %d bytes is over the limit of %d bytes", r.ContentLength, limit), 0}
 	}
@@ -46,8 +46,8 @@ func (b *Balancer) readBody(w http.ResponseWriter, r *http.Request) (*bufferedBo
 		return nil, b.bufferFailed(w, r, err)
 	}
 	rc := http.NewResponseController(w)
-	src := &idleTimeoutReader{r: http.MaxBytesReader(w, r.Body, limit), rc: rc, timeout: b.opts.ClientTimeout,
-		start: time.Now(), grace: b.opts.UploadGrace, rate: b.opts.MinUploadRate}
+	src := &idleTimeoutReader{r: http.MaxBytesReader(w, r.Body, limit), rc: rc, timeout: b.cfg().ClientTimeout,
+		start: time.Now(), grace: b.cfg().UploadGrace, rate: b.cfg().MinUploadRate}
 	// The deadline must not outlive the read: the server's background read
 	// during the upstream call would hit it and cancel the request.
 	defer rc.SetReadDeadline(time.Time{})
@@ -62,7 +62,7 @@ func (b *Balancer) readBody(w http.ResponseWriter, r *http.Request) (*bufferedBo
 
 // bodyFailed is the answer to a body whose reading failed with err.
 func (b *Balancer) bodyFailed(w http.ResponseWriter, r *http.Request, err error) *bodyError {
-	limit := b.opts.MaxBody
+	limit := b.cfg().MaxBody
 	var tooLarge *http.MaxBytesError
 	var ne net.Error
 	switch {
@@ -72,12 +72,12 @@ func (b *Balancer) bodyFailed(w http.ResponseWriter, r *http.Request, err error)
 		b.outcomes.limited[limitSlow].Add(1)
 		b.limited.Add(1)
 		closeAfter(w, r)
-		return &bodyError{http.StatusRequestTimeout, fmt.Sprintf("client sent its body slower than %d bytes a second (after the first %s)", b.opts.MinUploadRate, b.opts.UploadGrace), 0}
+		return &bodyError{http.StatusRequestTimeout, fmt.Sprintf("client sent its body slower than %d bytes a second (after the first %s)", b.cfg().MinUploadRate, b.cfg().UploadGrace), 0}
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		// Otherwise the server, before answering, reads the rest of the
 		// body to reuse the connection, with no deadline left: forever.
 		closeAfter(w, r)
-		return &bodyError{http.StatusRequestTimeout, fmt.Sprintf("client sent no body data for %s", b.opts.ClientTimeout), 0}
+		return &bodyError{http.StatusRequestTimeout, fmt.Sprintf("client sent no body data for %s", b.cfg().ClientTimeout), 0}
 	case errors.Is(err, errClientBuffer):
 		return b.overShare(w, r, limitBuffer, err)
 	case errors.Is(err, errBuffersFull), errors.As(err, new(*bufferError)):
@@ -113,7 +113,7 @@ func (b *Balancer) bufferFailed(w http.ResponseWriter, r *http.Request, err erro
 	b.retryLater(w)
 	var be *bufferError
 	if errors.As(err, &be) {
-		b.opts.Logger.Error("cannot buffer a request body on disk", "error", be.err, "path", r.URL.Path)
+		b.cfg().Logger.Error("cannot buffer a request body on disk", "error", be.err, "path", r.URL.Path)
 		b.reject(reasonBufferDir)
 		return &bodyError{status: http.StatusServiceUnavailable, msg: "cannot buffer the request body on disk; try again later", grpc: grpcUnavailable}
 	}

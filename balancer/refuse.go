@@ -43,7 +43,7 @@ func (b *Balancer) refuseUnavailable(x *exchange, why reason, code grpcCode, msg
 func (b *Balancer) refuseUnanswered(x *exchange, f failure, a *attempt) {
 	be := a.be
 	switch {
-	case f == busy && b.opts.Retries > 0:
+	case f == busy && b.cfg().Retries > 0:
 		b.refuseUnavailable(x, reasonQueueTimeout, grpcDeadlineExceeded,
 			errQueueTimeout.Error()+": the last, "+be.Name+", did not answer: "+a.err.Error())
 		return

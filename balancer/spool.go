@@ -38,7 +38,7 @@ const minReadAhead = 32 << 10
 // unless the response is to pass through as it arrives.
 func (b *Balancer) spool(resp *http.Response, a *attempt) bool {
 	noBuffering := takeNoBuffering(resp.Header)
-	if noBuffering || b.opts.ResponseBuffer == 0 || b.bufs.maxMem == 0 && b.bufs.maxDisk == 0 ||
+	if noBuffering || b.cfg().ResponseBuffer == 0 || b.bufs.maxMem == 0 && b.bufs.maxDisk == 0 ||
 		resp.ContentLength >= 0 && resp.ContentLength <= minReadAhead ||
 		resp.Body == nil || resp.Body == http.NoBody || resp.Request.Method == http.MethodHead ||
 		isStream(resp.Header.Get("Content-Type")) {
@@ -100,7 +100,7 @@ func (b *Balancer) warnSpool(err error) {
 		return
 	}
 	if b.spoolWarned.CompareAndSwap(last, now) {
-		b.opts.Logger.Warn("cannot spool a response to the buffer directory; slow clients hold their replica until they have read it, within --send-timeout",
+		b.cfg().Logger.Warn("cannot spool a response to the buffer directory; slow clients hold their replica until they have read it, within --send-timeout",
 			"error", err)
 	}
 }

@@ -74,7 +74,7 @@ func (s *spool) fill() {
 		if toDisk && n > 0 {
 			off := s.fileEnd()
 			if _, werr := s.file.WriteAt(dst[:n], off); werr != nil {
-				s.b.opts.Logger.Error("cannot write a response to its file in the buffer directory; the response is broken off", "error", werr)
+				s.b.cfg().Logger.Error("cannot write a response to its file in the buffer directory; the response is broken off", "error", werr)
 				err = fmt.Errorf("spooling the response to disk: %w", werr)
 				break
 			}
@@ -154,7 +154,7 @@ func (s *spool) fileEnd() int64 {
 // and the budget, whose last eighth stays for request bodies' first
 // chunks.
 func (s *spool) reserveChunk() bool {
-	if !reserve(s.conn, chunkSize, s.b.opts.ResponseBuffer) {
+	if !reserve(s.conn, chunkSize, s.b.cfg().ResponseBuffer) {
 		return false
 	}
 	if !s.b.bufs.reserveMem(chunkSize, false) {

@@ -239,10 +239,10 @@ func (b *Balancer) summarize(every time.Duration, stop <-chan struct{}) {
 		}
 		now := b.outcomes.snapshot()
 		if s := summary(last, now, every); s != "" {
-			b.opts.Logger.Warn(s)
+			b.cfg().Logger.Warn(s)
 		}
 		if s := retrySummary(last, now, every); s != "" {
-			b.opts.Logger.Info(s)
+			b.cfg().Logger.Info(s)
 		}
 		if stopping {
 			return

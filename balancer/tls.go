@@ -9,10 +9,10 @@ import (
 // Options.TLS is set. The TLS layer goes outside the connection tracking,
 // as http.Server wants a *tls.Conn to negotiate HTTP/2 by ALPN.
 func (b *Balancer) tlsListener(ln net.Listener) net.Listener {
-	if b.opts.TLS == nil {
+	if b.cfg().TLS == nil {
 		return ln
 	}
-	cfg := b.opts.TLS.Clone()
+	cfg := b.cfg().TLS.Clone()
 	if len(cfg.NextProtos) == 0 {
 		cfg.NextProtos = []string{"h2", "http/1.1"}
 	}

@@ -42,11 +42,11 @@ func (b *Balancer) admitUpgrade(w http.ResponseWriter, r *http.Request) bool {
 	if !isUpgrade(r) {
 		return true
 	}
-	if b.opts.MaxUpgraded <= 0 {
+	if b.cfg().MaxUpgraded <= 0 {
 		b.upgrades.Add(1)
 		return true
 	}
-	if reserve(&b.upgrades, 1, int64(b.opts.MaxUpgraded)) {
+	if reserve(&b.upgrades, 1, int64(b.cfg().MaxUpgraded)) {
 		return true
 	}
 	b.refuseUpgrade(w)

@@ -34,7 +34,7 @@ const errUpgradeOverH2C = "upgrade requests (WebSocket) cannot be passed to repl
 // are spoken to over h2c, and reports whether it did. An upgrade to h2c
 // itself is the front end's business, not a tunnel to a backend.
 func (b *Balancer) refuseUpgradeOverH2C(w http.ResponseWriter, r *http.Request) bool {
-	if !b.opts.UpstreamH2C || !isUpgrade(r) || strings.EqualFold(r.Header.Get("Upgrade"), "h2c") {
+	if !b.cfg().UpstreamH2C || !isUpgrade(r) || strings.EqualFold(r.Header.Get("Upgrade"), "h2c") {
 		return false
 	}
 	writeError(w, http.StatusNotImplemented, errUpgradeOverH2C)
@@ -67,7 +67,7 @@ func wrongProtocolText(be *Backend) string {
 // and it answers an HTTP/2 preface with SETTINGS. The preface is sent once
 // per backend; the answer is kept.
 func (b *Balancer) speaksOnlyH2C(ctx context.Context, be *Backend) bool {
-	if b.opts.UpstreamH2C || be.spokeHTTP1.Load() {
+	if b.cfg().UpstreamH2C || be.spokeHTTP1.Load() {
 		return false
 	}
 	switch be.protocol.Load() {
@@ -76,7 +76,7 @@ func (b *Balancer) speaksOnlyH2C(ctx context.Context, be *Backend) bool {
 	case protocolOther:
 		return false
 	}
-	p := probeH2C(ctx, be.Addr, b.opts.ConnectTimeout)
+	p := probeH2C(ctx, be.Addr, b.cfg().ConnectTimeout)
 	if p != protocolUnknown {
 		be.protocol.Store(p)
 	}

@@ -229,7 +229,7 @@ func (b *watchedBody) Read(p []byte) (int, error) {
 // relayed through: x.w, timed. rw is the server's writer.
 func (b *Balancer) watch(x *exchange, rw http.ResponseWriter) http.ResponseWriter {
 	d := &x.watch
-	d.ws, d.readTimeout, d.sendTimeout, d.w = b.watchers, b.opts.UpstreamTimeout, b.opts.SendTimeout, rw
+	d.ws, d.readTimeout, d.sendTimeout, d.w = b.watchers, b.cfg().UpstreamTimeout, b.cfg().SendTimeout, rw
 	x.send = sendWriter{ResponseWriter: x.w, d: d}
 	return &x.send
 }
@@ -269,7 +269,7 @@ func (b *Balancer) endWatch(x *exchange) breakCause {
 	cause := x.watch.stop()
 	if x.r.ProtoMajor == 1 && !x.watch.write.expired && (x.cur == nil || !x.cur.upgraded) &&
 		x.w.Header().Get("Content-Length") == "" {
-		_ = http.NewResponseController(x.watch.w).SetWriteDeadline(time.Now().Add(b.opts.SendTimeout))
+		_ = http.NewResponseController(x.watch.w).SetWriteDeadline(time.Now().Add(b.cfg().SendTimeout))
 	}
 	return cause
 }

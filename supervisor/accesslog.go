@@ -60,18 +60,18 @@ func (s *Supervisor) startAccessLog() error {
 // closeAccessLog writes out what the access log holds and closes it.
 func (s *Supervisor) closeAccessLog() {
 	if !s.alog.Close(replica.OutputCloseTimeout) {
-		s.log.Warn("access log lines still queued at exit were not written: its file is blocked", "path", s.opts.AccessLog)
+		s.log.Warn("access log lines still queued at exit were not written: its file is blocked", "path", s.cfg().AccessLog)
 	}
 }
 
 // reopenAccessLog opens the access log's path again, as logrotate's
-// postrotate asks with SIGHUP.
+// postrotate asks with SIGHUP or SIGUSR1.
 func (s *Supervisor) reopenAccessLog() {
-	if s.alog == nil || s.opts.AccessLog == accesslog.Stdout {
+	if s.alog == nil || s.cfg().AccessLog == accesslog.Stdout {
 		return
 	}
 	if err := s.alog.Reopen(); err == nil {
-		s.log.Info("access log reopened", "path", s.opts.AccessLog)
+		s.log.Info("access log reopened", "path", s.cfg().AccessLog)
 	}
 }
 

@@ -27,7 +27,7 @@ type autoState struct {
 // removed ones drained) before the next reading. It ends with the
 // instance's context, or once a scale by hand has turned autoscaling off.
 func (s *Supervisor) autoscale() {
-	policy := newAutoscaler(s.opts.Replicas, s.opts.MaxReplicas, s.opts.ScaleUpDelay, s.opts.ScaleDownDelay)
+	policy := newAutoscaler(s.cfg().Replicas, s.cfg().MaxReplicas, s.cfg().ScaleUpDelay, s.cfg().ScaleDownDelay)
 	t := time.NewTicker(autoscaleTick)
 	defer t.Stop()
 	held := "" // the reason a scale-up is held back, recorded once
@@ -100,8 +100,8 @@ func (s *Supervisor) autoscaleStatus() *control.AutoscaleStatus {
 	if s.auto == nil {
 		return nil
 	}
-	st := &control.AutoscaleStatus{Min: s.opts.Replicas, Max: s.opts.MaxReplicas, On: s.auto.on, Target: s.auto.target,
-		ScaleUpDelay: s.opts.ScaleUpDelay.Seconds(), ScaleDownDelay: s.opts.ScaleDownDelay.Seconds(), Last: s.auto.last}
+	st := &control.AutoscaleStatus{Min: s.cfg().Replicas, Max: s.cfg().MaxReplicas, On: s.auto.on, Target: s.auto.target,
+		ScaleUpDelay: s.cfg().ScaleUpDelay.Seconds(), ScaleDownDelay: s.cfg().ScaleDownDelay.Seconds(), Last: s.auto.last}
 	if !s.auto.on {
 		st.Target = s.desired
 	}

@@ -55,16 +55,16 @@ func TestRoomReadsTheFreeMemory(t *testing.T) {
 	if r = s.room(1, 3); r.fits != 3 || r.why != "" {
 		t.Errorf("64 GiB free: %+v, want all 3 to fit", r)
 	}
-	s.opts.GPUs = []string{"0", "1"}
+	s.cfg().GPUs = []string{"0", "1"}
 	if r = s.room(1, 3); r.fits != 1 || !strings.Contains(r.why, "room for 1 more: --gpus lists 2 GPUs") {
 		t.Errorf("2 GPUs: %+v, want 1 more to fit, and why", r)
 	}
-	s.opts.GPUs, s.opts.CPUs = nil, [][]int{{0}}
+	s.cfg().GPUs, s.cfg().CPUs = nil, [][]int{{0}}
 	if r = s.room(1, 3); r.fits != 0 || !strings.Contains(r.why, "no room: --cpus has 1 CPU sets") {
 		t.Errorf("1 CPU set: %+v, want none to fit", r)
 	}
-	s.opts.CPUs = nil
-	s.opts.MemAvailable = func() (uint64, error) { return 0, errors.New("no /proc") }
+	s.cfg().CPUs = nil
+	s.cfg().MemAvailable = func() (uint64, error) { return 0, errors.New("no /proc") }
 	if r = s.room(1, 3); r.fits != 3 {
 		t.Errorf("free memory unreadable: %+v, want the check skipped", r)
 	}

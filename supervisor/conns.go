@@ -27,7 +27,7 @@ func (o *Options) planFiles(limit uint64) (fdbudget.Budget, error) {
 // open-file limit beside the connection caps fixed at start. The limit is
 // read again: it may have been raised on the running instance (prlimit).
 func (s *Supervisor) checkFileBudget(replicas int) error {
-	b := s.opts.budget
+	b := s.cfg().budget
 	b.Limit = fdbudget.OpenFileLimit()
 	return b.CheckScale(replicas)
 }

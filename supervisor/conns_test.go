@@ -61,10 +61,10 @@ func TestScaleBounds(t *testing.T) {
 	}
 	// Caps that leave room for 1 replica and not 2.
 	limit := fdbudget.OpenFileLimit()
-	b := s.opts.budget
+	b := s.cfg().budget
 	b.MaxConns, b.MaxUpgraded = 0, 0
 	b.MaxConns = int(limit - b.Need(2) + 1)
-	s.opts.budget = b
+	s.cfg().budget = b
 	_, err := s.Scale(ctx, 2)
 	if err == nil || !strings.HasPrefix(err.Error(), "cannot scale to 2: that needs") || !strings.Contains(err.Error(), "ulimit -n is") || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("scale past the open-file limit: %v", err)

@@ -16,19 +16,17 @@ func TestNewSlotPinned(t *testing.T) {
 	for _, k := range threadVars {
 		t.Setenv(k, "")
 	}
-	sl := newSlot(s, 2, "")
-	if !reflect.DeepEqual(sl.env, []string{"A=1", "CUDA_VISIBLE_DEVICES=0"}) || !reflect.DeepEqual(sl.cpus, []int{0, 1, 2}) {
-		t.Errorf("env %q cpus %v, with every thread variable in mattingctl's environment", sl.env, sl.cpus)
+	if env, _, cpus := placement(s.cfg(), 2); !reflect.DeepEqual(env, []string{"A=1", "CUDA_VISIBLE_DEVICES=0"}) || !reflect.DeepEqual(cpus, []int{0, 1, 2}) {
+		t.Errorf("env %q cpus %v, with every thread variable in mattingctl's environment", env, cpus)
 	}
-	sl.release()
 	for _, k := range threadVars {
 		os.Unsetenv(k) // t.Setenv restores them
 	}
-	sl = newSlot(s, 2, "")
+	sl := newSlot(s, 2, "")
 	defer sl.release()
 	want := []string{"A=1", "CUDA_VISIBLE_DEVICES=0", "OMP_NUM_THREADS=3", "MKL_NUM_THREADS=3", "OPENBLAS_NUM_THREADS=3", "NUMEXPR_NUM_THREADS=3", "ORT_NUM_THREADS=3"}
-	if !reflect.DeepEqual(sl.env, want) {
-		t.Errorf("env %q, want %q", sl.env, want)
+	if env, _, _ := placement(s.cfg(), 2); !reflect.DeepEqual(env, want) {
+		t.Errorf("env %q, want %q", env, want)
 	}
 	if st := sl.status(); st.CPUs != "0-2" {
 		t.Errorf("status CPUs %q, want 0-2", st.CPUs)

@@ -96,7 +96,7 @@ func millis(d time.Duration) float64 { return math.Round(d.Seconds()*1e6) / 1e3 
 
 // dashboard is what the admin listener serves at /.
 func (s *Supervisor) dashboard() admin.Dashboard {
-	return admin.Dashboard{History: s.history, Instance: s, Token: s.opts.AdminToken}
+	return admin.Dashboard{History: s.history, Instance: s, Token: s.cfg().AdminToken}
 }
 
 // Dashboard says where the dashboard is and the token its actions need,
@@ -107,9 +107,9 @@ func (s *Supervisor) Dashboard() (control.DashboardAccess, error) {
 	addr := s.admin
 	s.mu.Unlock()
 	if addr == "" {
-		return control.DashboardAccess{}, fmt.Errorf("instance %q has no admin listener, so no dashboard (it was started with --admin none)", s.opts.Name)
+		return control.DashboardAccess{}, fmt.Errorf("instance %q has no admin listener, so no dashboard (it was started with --admin none)", s.cfg().Name)
 	}
-	return control.DashboardAccess{URL: dashboardURL(s.opts.Admin, addr), Token: s.opts.AdminToken}, nil
+	return control.DashboardAccess{URL: dashboardURL(s.cfg().Admin, addr), Token: s.cfg().AdminToken}, nil
 }
 
 // keepToken writes the admin token to the state directory for its owner
@@ -117,16 +117,16 @@ func (s *Supervisor) Dashboard() (control.DashboardAccess, error) {
 // token left by a killed instance of the name when there is none.
 func (s *Supervisor) keepToken(adminOn bool) error {
 	if !adminOn {
-		return control.RemoveToken(s.opts.StateDir, s.opts.Name)
+		return control.RemoveToken(s.cfg().StateDir, s.cfg().Name)
 	}
-	return control.WriteToken(s.opts.StateDir, s.opts.Name, s.opts.AdminToken)
+	return control.WriteToken(s.cfg().StateDir, s.cfg().Name, s.cfg().AdminToken)
 }
 
 // removeToken removes the token file, and the page `mattingctl dashboard
 // --open` left, at the end of Run: once the instance is gone, they open
 // nothing.
 func (s *Supervisor) removeToken() {
-	if err := control.RemoveToken(s.opts.StateDir, s.opts.Name); err != nil {
+	if err := control.RemoveToken(s.cfg().StateDir, s.cfg().Name); err != nil {
 		s.log.Warn("removing the admin token file", "error", err)
 	}
 }

@@ -4,7 +4,7 @@ import "sync"
 
 // group is the goroutines an instance runs in the background: the signal
 // watchers, the proxy's Serve, the replicas' slots and what they start
-// (scale-down hand-overs, rolling restarts on SIGHUP...). Every one is
+// (scale-down hand-overs, reloads on SIGHUP...). Every one is
 // started through Go, and Run waits for all of them (Wait) before it
 // returns, so that nothing of an instance outlives its Run.
 type group struct {

@@ -45,20 +45,23 @@ func (s *slot) launch(port int, primary bool) (*incarnation, error) {
 			return nil, err
 		}
 	}
-	spec := replica.Spec{ID: s.id, Port: port, Command: s.sup.opts.Command, Env: s.env, Tracker: s.sup.tracker, CPUs: s.cpus}
+	// Each process starts under the configuration in force, which a
+	// reload may have changed since the last: a rolling restart is how
+	// a changed command, environment or placement reaches every replica.
+	c := s.sup.cfg()
+	env, gpu, cpus := placement(c, s.id)
+	spec := replica.Spec{ID: s.id, Port: port, Command: c.Command, Env: env, Tracker: s.sup.tracker, CPUs: cpus}
 	proc, err := replica.Start(spec, s.sup.out)
 	if err != nil {
 		return nil, err
 	}
 	be := balancer.NewBackend(s.id, s.name, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-	if s.id <= len(s.sup.opts.Weights) {
-		be.Weight = s.sup.opts.Weights[s.id-1]
-	}
-	inc := &incarnation{proc: proc, be: be, port: port}
+	be.SetWeight(c.weight(s.id))
+	inc := &incarnation{proc: proc, be: be, port: port, gpu: gpu, cpus: cpus}
 	be.Alive = inc.alive
-	if n := s.sup.opts.MaxRequests; n > 0 {
+	if n := c.MaxRequests; n > 0 {
 		// Jitter, as gunicorn's, so replicas do not all recycle at once.
-		inc.maxRequests = uint64(n + rand.IntN(s.sup.opts.MaxRequestsJitter+1))
+		inc.maxRequests = uint64(n + rand.IntN(c.MaxRequestsJitter+1))
 	}
 	if primary {
 		s.mu.Lock()
@@ -87,11 +90,11 @@ func (s *slot) launch(port int, primary bool) (*incarnation, error) {
 // listens on another port (wrongPortAfter); later ones, after a restart,
 // follow the crash policy's rules.
 func (s *slot) waitReady(inc *incarnation) error {
-	timeout := s.sup.opts.ReadyTimeout
+	timeout := s.sup.cfg().ReadyTimeout
 	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
 	defer s.setNotReady("")
-	probe := s.sup.opts.probe(inc.port)
+	probe := s.sup.cfg().probe(inc.port)
 	w := replica.Wait{
 		Progress: replica.Progress{Every: readyProgressEvery, Report: func(waited time.Duration, last error) {
 			s.log.Info("replica not ready yet", "pid", inc.proc.Pid(), "port", inc.port, "waited", waited.Round(time.Second),

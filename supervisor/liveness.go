@@ -143,8 +143,8 @@ func (s *slot) startCheck(inc *incarnation, lv *liveness) {
 		return
 	}
 	lv.inFlight++
-	probe := s.sup.opts.probe(inc.port)
-	probe.Timeout = s.sup.opts.HealthTimeout
+	probe := s.sup.cfg().probe(inc.port)
+	probe.Timeout = s.sup.cfg().HealthTimeout
 	results, ctx := lv.results, s.ctx
 	// run waits for the check before the slot is done; the stop cuts it
 	// short (ctx).
@@ -179,7 +179,7 @@ func (s *slot) checked(inc *incarnation, lv *liveness, err error) {
 		err = nil
 	}
 	inc.checkFailed.Store(err != nil)
-	change := lv.record(err, s.sup.opts.UnhealthyAfter)
+	change := lv.record(err, s.sup.cfg().UnhealthyAfter)
 	s.mu.Lock()
 	s.healthErr = ""
 	if err != nil {
@@ -189,11 +189,11 @@ func (s *slot) checked(inc *incarnation, lv *liveness, err error) {
 	switch {
 	case change == becameUnhealthy:
 		s.log.Warn("replica failed its liveness checks; out of rotation until one passes",
-			"pid", inc.proc.Pid(), "failures", lv.failures, "error", err, "restart_in", s.sup.opts.RestartUnhealthyAfter)
-		s.sup.event(s.name, admin.EventUnhealthy, "%d liveness checks failed: %v; restarting in %s unless one passes", lv.failures, err, s.sup.opts.RestartUnhealthyAfter)
+			"pid", inc.proc.Pid(), "failures", lv.failures, "error", err, "restart_in", s.sup.cfg().RestartUnhealthyAfter)
+		s.sup.event(s.name, admin.EventUnhealthy, "%d liveness checks failed: %v; restarting in %s unless one passes", lv.failures, err, s.sup.cfg().RestartUnhealthyAfter)
 		s.sup.bal.Remove(inc.be)
 		s.set(control.Unhealthy)
-		lv.restart = time.NewTimer(s.sup.opts.RestartUnhealthyAfter)
+		lv.restart = time.NewTimer(s.sup.cfg().RestartUnhealthyAfter)
 	case change == becameHealthy:
 		s.log.Info("replica passed a liveness check; back in rotation", "pid", inc.proc.Pid())
 		s.sup.event(s.name, admin.EventHealthy, "passed a liveness check; back in rotation")
@@ -201,7 +201,7 @@ func (s *slot) checked(inc *incarnation, lv *liveness, err error) {
 		lv.restart = nil
 		// The serve loop puts it back into rotation.
 	case err != nil && !lv.unhealthy: // once unhealthy, the failures go without saying
-		s.log.Warn("liveness check failed", "pid", inc.proc.Pid(), "failures", lv.failures, "of", s.sup.opts.UnhealthyAfter, "error", err)
+		s.log.Warn("liveness check failed", "pid", inc.proc.Pid(), "failures", lv.failures, "of", s.sup.cfg().UnhealthyAfter, "error", err)
 	}
 }
 

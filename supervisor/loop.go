@@ -17,7 +17,7 @@ func (s *slot) run() {
 	defer s.release()
 	defer s.markFirstDone()
 	defer s.sup.releasePorts(s)
-	policy := newCrashPolicy(s.name, s.backoff, s.sup.opts.ReadyTimeout, time.Now())
+	policy := newCrashPolicy(s.name, s.backoff, s.sup.cfg().ReadyTimeout, time.Now())
 	for {
 		inc, o, stopped := s.try()
 		if stopped || !s.follow(policy.decide(o), o, inc) {

@@ -29,6 +29,7 @@ type Options struct {
 	AdminOptions
 	AccessLogOptions
 	TLSOptions
+	ReloadOptions
 
 	// Name selects the instance, so several can run; it names the control
 	// socket. Empty means control.DefaultName.
@@ -248,6 +249,46 @@ type TLSOptions struct {
 	// empty mean cleartext; one without the other is refused.
 	TLSCert string
 	TLSKey  string
+}
+
+// ReloadOptions let a running instance's settings change: `mattingctl
+// reload`, `mattingctl set` and SIGHUP (reload.go).
+type ReloadOptions struct {
+	// Source is where the instance's settings came from, to read them
+	// again; nil means they cannot change: reload and set are refused.
+	Source *Source
+	// OnReload, when not nil, is called with ReloadStarted once a reload
+	// or set has been validated and begins to apply its changes, and with
+	// ReloadDone once they are applied, after the rolling restart any
+	// needed has ended (whatever its outcome): a service manager's
+	// RELOADING=1 and READY=1. A change that is refused, or changes
+	// nothing, calls neither.
+	OnReload func(phase string)
+}
+
+// The phases OnReload is called with.
+const (
+	ReloadStarted = "reloading"
+	ReloadDone    = "ready"
+)
+
+// Source is how the instance's settings are read again: up's command
+// line, and its config file (-f) if it was given one.
+type Source struct {
+	// File is the config file's path; empty when up was given none, and
+	// then reload is refused (set still works).
+	File string
+	// Content is the file as up read it at start.
+	Content []byte
+	// Load returns the Options that up's command line gives with content
+	// as the config file's, and then settings (FLAG=VALUE, up's flag
+	// names) applied on top; and the values of up's settings that are
+	// not Options (its log level and format), which cannot change while
+	// the instance runs. An error names the file and line, or the
+	// setting, at fault.
+	Load func(content []byte, settings []string) (Options, map[string]string, error)
+	// Fixed are those values as up started with them.
+	Fixed map[string]string
 }
 
 // DefaultOptions returns Options as `mattingctl up` defaults them: the

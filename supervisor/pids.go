@@ -50,8 +50,8 @@ func (s *Supervisor) prepareTasks() error {
 	if len(limits) == 0 {
 		return nil
 	}
-	if err := pidbudget.Check(limits, 0, s.opts.Replicas, 1, false); err != nil {
-		return fmt.Errorf("--replicas %d: %w", s.opts.Replicas, err)
+	if err := pidbudget.Check(limits, 0, s.cfg().Replicas, 1, false); err != nil {
+		return fmt.Errorf("--replicas %d: %w", s.cfg().Replicas, err)
 	}
 	pidbudget.HoldThreads(pidbudget.HeldThreads())
 	l, _ := pidbudget.Tightest(limits)

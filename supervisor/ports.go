@@ -16,7 +16,7 @@ import (
 // and the ports after the range, so a replica alternates between its home
 // port and a spare one. The supervisor records which slot holds each port.
 
-func (s *Supervisor) homePort(id int) int { return s.opts.BasePort + id - 1 }
+func (s *Supervisor) homePort(id int) int { return s.cfg().BasePort + id - 1 }
 
 // portFor returns the port a slot's primary process listens on: cur, the
 // one it already has (a crashed replica comes back where it was), else its
@@ -53,7 +53,7 @@ func (s *Supervisor) allocPort(sl *slot) (int, error) {
 // slot holds and nothing else listens on. The caller holds s.mu.
 func (s *Supervisor) spareLocked(sl *slot) (int, error) {
 	for p := s.homePort(s.desired + 1); p <= maxPort; p++ {
-		if s.ports[p] == nil && p != s.opts.Port && portFree(p) {
+		if s.ports[p] == nil && p != s.cfg().Port && portFree(p) {
 			s.ports[p] = sl
 			return p, nil
 		}
@@ -106,7 +106,7 @@ func (s *Supervisor) checkNewPortsLocked(first, last int) error {
 		if s.ports[port] != nil {
 			continue
 		}
-		if err := checkPorts(s.opts.BasePort, id, 1); err != nil {
+		if err := checkPorts(s.cfg().BasePort, id, 1); err != nil {
 			return err
 		}
 	}

@@ -9,5 +9,5 @@ import (
 
 // reopenSignals reopen the access log and nothing else, as SIGUSR1 does
 // for nginx: logrotate's postrotate can send it without restarting the
-// replicas, which SIGHUP does.
+// replicas nor reloading the config file, which SIGHUP does.
 var reopenSignals = []os.Signal{syscall.SIGUSR1}

@@ -52,7 +52,7 @@ func (s *slot) successor(inc *incarnation, reason string) (*incarnation, error) 
 
 	// The old process gets a stop timeout of its own, cut short by a
 	// forced stop, and handed to finish by a stop of the slot.
-	ctx, cancel := context.WithTimeout(s.force, s.sup.opts.StopTimeout)
+	ctx, cancel := context.WithTimeout(s.force, s.sup.cfg().StopTimeout)
 	defer cancel()
 	drainCtx, stopDrain := context.WithCancel(ctx)
 	defer context.AfterFunc(s.ctx, stopDrain)()

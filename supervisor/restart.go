@@ -10,7 +10,8 @@ import (
 )
 
 // A restart is asked for: of every replica, one at a time (RollingRestart:
-// SIGHUP, `mattingctl restart`, the dashboard), or of one (RestartReplica:
+// `mattingctl restart`, the dashboard, a reload that changed the
+// replicas' settings), or of one (RestartReplica:
 // `mattingctl restart --replica K`). Either way a replica gets a new
 // process: a running one is replaced successor first (replace.go), a
 // failed one, whose loop has ended, is started afresh in a new slot
@@ -44,7 +45,7 @@ func (s *Supervisor) RollingRestart(ctx context.Context) (control.RestartResult,
 	if s.ctx.Err() != nil {
 		return control.RestartResult{}, errStopping
 	}
-	res := control.RestartResult{Name: s.opts.Name}
+	res := control.RestartResult{Name: s.cfg().Name}
 	if certErr != nil {
 		res.CertError = certErr.Error()
 	}
@@ -85,7 +86,7 @@ func (s *Supervisor) RestartReplica(ctx context.Context, id int) (control.Restar
 	if st := sl.status().State; st != control.Ready && st != control.Unhealthy && st != control.Failed {
 		return control.RestartResult{}, fmt.Errorf("%s is %s: a new process is on its way already", sl.name, st)
 	}
-	res := control.RestartResult{Name: s.opts.Name}
+	res := control.RestartResult{Name: s.cfg().Name}
 	s.log.Info("restarting one replica", "replica", sl.name)
 	if err := s.restartSlot(ctx, sl, ReasonRestart, &res); err != nil {
 		res.Error = err.Error()

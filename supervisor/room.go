@@ -22,7 +22,7 @@ const memoryReserve = 256 << 20
 // larger batches); at least --max-memory, which a replica may reach
 // before it is recycled.
 func (s *Supervisor) replicaMemory(largest uint64) uint64 {
-	return max(largest+largest/4, uint64(max(s.opts.MaxMemory, 0)))
+	return max(largest+largest/4, uint64(max(s.cfg().MaxMemory, 0)))
 }
 
 // room says how many of more replicas, on top of current, the machine
@@ -34,10 +34,10 @@ func (s *Supervisor) room(current, more int) room {
 			fits, why = max(n, 0), reason
 		}
 	}
-	if sets := len(s.opts.CPUs); sets > 0 {
+	if sets := len(s.cfg().CPUs); sets > 0 {
 		limit(sets-current, fmt.Sprintf("--cpus has %d CPU sets, one for each replica", sets))
 	}
-	if gpus := len(s.opts.GPUs); gpus > 0 {
+	if gpus := len(s.cfg().GPUs); gpus > 0 {
 		limit(gpus-current, fmt.Sprintf("--gpus lists %d GPUs, one for each replica (list a GPU twice to share it)", gpus))
 	}
 	var largest uint64
@@ -76,8 +76,8 @@ func roomWhy(fits int, why string) room {
 
 // memAvailable reads the memory free for another replica.
 func (s *Supervisor) memAvailable() (uint64, error) {
-	if s.opts.MemAvailable != nil {
-		return s.opts.MemAvailable()
+	if s.cfg().MemAvailable != nil {
+		return s.cfg().MemAvailable()
 	}
 	vm, err := mem.VirtualMemory()
 	if err != nil {

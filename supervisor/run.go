@@ -39,7 +39,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	// After every other deferred call: the servers' Close waits for their
 	// handlers, which may start goroutines of the group (a scale, say).
 	defer s.bg.Wait()
-	opts := s.opts
+	opts := s.cfg()
 	// Everything that can fail for a reason the user can fix is checked
 	// before the first replica starts.
 	ctl, err := control.Listen(opts.StateDir, opts.Name)
@@ -163,6 +163,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		s.log.Error("proxy stopped", "error", err)
 		s.Stop("the proxy stopped")
 	}
+	opts = s.cfg() // a reload may have changed them
 	s.stopping()
 	if opts.DrainDelay > 0 {
 		// /readyz already answers 503; keep serving while load balancers
@@ -185,8 +186,8 @@ var errStoppedEarly = errors.New("stopped before all replicas were ready")
 
 // stopping tells OnStopping, if set, that the stop has begun.
 func (s *Supervisor) stopping() {
-	if s.opts.OnStopping != nil {
-		s.opts.OnStopping()
+	if opts := s.cfg(); opts.OnStopping != nil {
+		opts.OnStopping()
 	}
 }
 
@@ -199,9 +200,9 @@ func (s *Supervisor) startInitial() <-chan *slot {
 	if s.ctx.Err() != nil {
 		return nil
 	}
-	s.desired = s.opts.Replicas
-	booted := make(chan *slot, s.opts.Replicas)
-	for id := 1; id <= s.opts.Replicas; id++ {
+	s.desired = s.cfg().Replicas
+	booted := make(chan *slot, s.cfg().Replicas)
+	for id := 1; id <= s.cfg().Replicas; id++ {
 		sl := newSlot(s, id, "")
 		sl.booted = booted
 		s.slots[id] = sl
@@ -217,7 +218,7 @@ func (s *Supervisor) waitInitial(booted <-chan *slot) error {
 	if booted == nil {
 		return errStoppedEarly
 	}
-	for range s.opts.Replicas {
+	for range s.cfg().Replicas {
 		select {
 		case sl := <-booted:
 			if err := sl.failure(); err != nil {
@@ -239,7 +240,7 @@ func (s *Supervisor) stop(serving <-chan error) {
 		// Cancelled before the slots are listed under s.mu: Scale checks
 		// it under s.mu, so a slot is either listed here or never made.
 		s.Stop("stopping")
-		deadline := time.Now().Add(s.opts.StopTimeout)
+		deadline := time.Now().Add(s.cfg().StopTimeout)
 		ctx, cancel := context.WithDeadline(s.force, deadline)
 		defer cancel()
 		if err := s.bal.Shutdown(ctx); err != nil {

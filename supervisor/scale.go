@@ -67,16 +67,16 @@ func (s *Supervisor) scale(ctx context.Context, n int, by *autoscaleVerdict) (co
 		return control.ScaleResult{}, errAutoscaleOff
 	}
 	from := s.desired
-	res := control.ScaleResult{Name: s.opts.Name, From: from, To: n}
-	if n < s.opts.MinReady {
-		w := fmt.Sprintf("scaling to %d, fewer than --min-ready %d: /readyz answers 503 while fewer than %d replicas are ready", n, s.opts.MinReady, s.opts.MinReady)
+	res := control.ScaleResult{Name: s.cfg().Name, From: from, To: n}
+	if n < s.cfg().MinReady {
+		w := fmt.Sprintf("scaling to %d, fewer than --min-ready %d: /readyz answers 503 while fewer than %d replicas are ready", n, s.cfg().MinReady, s.cfg().MinReady)
 		res.Warnings = append(res.Warnings, w)
-		s.log.Warn("scaling below --min-ready", "to", n, "min_ready", s.opts.MinReady)
+		s.log.Warn("scaling below --min-ready", "to", n, "min_ready", s.cfg().MinReady)
 	}
 	var changed, removed []*slot
 	switch {
 	case n > from:
-		if n+s.opts.BasePort-1 > maxPort {
+		if n+s.cfg().BasePort-1 > maxPort {
 			s.mu.Unlock()
 			return res, fmt.Errorf("cannot scale to %d: replica ports would pass 65535", n)
 		}
@@ -93,7 +93,7 @@ func (s *Supervisor) scale(ctx context.Context, n int, by *autoscaleVerdict) (co
 			s.mu.Unlock()
 			return res, err
 		}
-		if w := s.opts.cpuShareWarning(n); w != "" {
+		if w := s.cfg().cpuShareWarning(n); w != "" {
 			res.Warnings = append(res.Warnings, w)
 			s.log.Warn(w)
 		}
@@ -114,7 +114,7 @@ func (s *Supervisor) scale(ctx context.Context, n int, by *autoscaleVerdict) (co
 	}
 	if by == nil && s.auto != nil && s.auto.on {
 		s.auto.on = false
-		res.AutoscaleOff = fmt.Sprintf("autoscaling (--replicas %d:%d) is off: the count stays at %d until the instance restarts", s.opts.Replicas, s.opts.MaxReplicas, n)
+		res.AutoscaleOff = fmt.Sprintf("autoscaling (--replicas %d:%d) is off: the count stays at %d until the instance restarts", s.cfg().Replicas, s.cfg().MaxReplicas, n)
 	}
 	s.desired = n
 	s.mu.Unlock()
@@ -135,7 +135,7 @@ func (s *Supervisor) scale(ctx context.Context, n int, by *autoscaleVerdict) (co
 	// The hand-over counts on the kept replicas: it starts once the failed
 	// ones are starting afresh, not seen failed before.
 	if len(removed) > 0 {
-		s.bg.Go(func() { s.handOver(removed, min(n, readyBefore), s.opts.StopTimeout) })
+		s.bg.Go(func() { s.handOver(removed, min(n, readyBefore), s.cfg().StopTimeout) })
 	}
 
 	for _, sl := range changed {

@@ -32,12 +32,12 @@ func (s *slot) serve(inc *incarnation) (_ *incarnation, stopped bool) {
 	recycle := time.NewTicker(recycleInterval)
 	defer recycle.Stop()
 	var health <-chan time.Time // nil: liveness checks are off
-	if d := s.sup.opts.HealthInterval; d > 0 {
+	if d := s.sup.cfg().HealthInterval; d > 0 {
 		t := time.NewTicker(d)
 		defer t.Stop()
 		health = t.C
 	}
-	lv := newLiveness(s.sup.opts)
+	lv := newLiveness(s.sup.cfg())
 	defer lv.reset()
 	var recycleAfter time.Time // no recycling before this, after a failed one
 	for {
@@ -77,7 +77,7 @@ func (s *slot) serve(inc *incarnation) (_ *incarnation, stopped bool) {
 			s.checked(inc, &lv, err)
 		case <-lv.restartDue():
 			s.log.Warn("replica stayed unhealthy; killing it to restart it", "pid", inc.proc.Pid(),
-				"unhealthy_for", s.sup.opts.RestartUnhealthyAfter, "inflight", inc.be.InFlight())
+				"unhealthy_for", s.sup.cfg().RestartUnhealthyAfter, "inflight", inc.be.InFlight())
 			inc.killedFor = ReasonUnhealthy
 			// Its requests in flight get no response and go to another
 			// replica; no new ones come while it is out of rotation.
@@ -137,7 +137,7 @@ func (s *slot) recycleReason(inc *incarnation) string {
 	if inc.maxRequests > 0 && inc.be.Requests() >= inc.maxRequests {
 		return ReasonMaxReq
 	}
-	if limit := s.sup.opts.MaxMemory; limit > 0 {
+	if limit := s.sup.cfg().MaxMemory; limit > 0 {
 		if u := s.sup.usage.Sample(inc.proc.Pid()); u.RSSBytes > uint64(limit) {
 			return ReasonMemory
 		}

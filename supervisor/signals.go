@@ -6,7 +6,7 @@ import (
 )
 
 // The instance's signals: SIGINT and SIGTERM stop it (a second one skips
-// the graceful waits), SIGHUP makes a rolling restart and reopens the
+// the graceful waits), SIGHUP reloads the config file and reopens the
 // access log, SIGUSR1 reopens the access log (reopen_unix.go). Each is
 // watched by a goroutine of Run's group that ends once the instance has
 // stopped.
@@ -38,26 +38,39 @@ func (s *Supervisor) watchSignals(sigs <-chan os.Signal) {
 	}
 }
 
-// watchHangups runs a rolling restart on SIGHUP, as gunicorn reloads on it
-// (but without its moment of lower capacity), and reopens the access log.
+// watchHangups reloads on SIGHUP, as nginx and HAProxy do: the config
+// file (-f) is read again and what changed is applied (reload.go). It
+// also reopens the access log and re-reads the TLS certificate, as it
+// did when it made a rolling restart; `mattingctl restart` makes one now.
 func (s *Supervisor) watchHangups(hups <-chan os.Signal) {
 	for {
 		select {
 		case <-hups:
-			s.log.Info("received SIGHUP; rolling restart")
+			s.log.Info("received SIGHUP; reloading the config file and reopening the access log")
 			s.bg.Go(s.reopenAccessLog)
-			s.bg.Go(func() {
-				res, err := s.RollingRestart(s.ctx)
-				switch {
-				case err != nil:
-					s.log.Warn("rolling restart not started", "error", err)
-				case res.Error != "":
-					s.log.Error("rolling restart stopped", "error", res.Error)
-				}
-			})
+			s.bg.Go(func() { _ = s.reloadCertificate() })
+			s.bg.Go(s.reloadOnSignal)
 		case <-s.stopped:
 			return
 		}
+	}
+}
+
+// reloadOnSignal is Reload for SIGHUP, which has no one to answer but
+// the log.
+func (s *Supervisor) reloadOnSignal() {
+	if src := s.cfg().Source; src == nil || src.File == "" {
+		s.log.Info("SIGHUP: no config file (-f) to read again, no setting changed; mattingctl restart rolls the replicas")
+		return
+	}
+	res, err := s.Reload(s.ctx)
+	switch {
+	case err != nil:
+		s.log.Error("reload refused; nothing was changed", "error", err)
+	case len(res.Changes) == 0:
+		// reconfigure logged it
+	case res.Restart != nil && res.Restart.Error != "":
+		s.log.Error("reload: rolling restart stopped", "error", res.Restart.Error)
 	}
 }
 

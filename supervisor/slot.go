@@ -35,6 +35,9 @@ type incarnation struct {
 	killedFor   string // why the slot killed it, for its restart's reason; "" for a crash
 	// checkFailed is set while its last liveness check failed (alive.go).
 	checkFailed atomic.Bool
+	// gpu and cpus are what the configuration gave it at its start.
+	gpu  string
+	cpus []int
 }
 
 // replaceRequest asks a slot to replace its process: start a successor,
@@ -57,11 +60,13 @@ type slot struct {
 	sup     *Supervisor
 	id      int
 	name    string
-	env     []string
-	gpu     string
-	cpus    []int // the CPUs its processes are pinned to; nil: not pinned
 	log     hclog.Logger
 	backoff CrashBackoff
+	// gpu and cpus are what the configuration gave the replica when the
+	// slot was made, for status until a process runs (whose own are in
+	// its incarnation); cpus nil: not pinned.
+	gpu  string
+	cpus []int
 
 	// ctx is cancelled, with the reason as its cause, when the slot must
 	// drain and stop. force, a child of the supervisor's force context, is
@@ -108,9 +113,8 @@ func newSlot(s *Supervisor, id int, reason string) *slot {
 		sup:         s,
 		id:          id,
 		name:        name,
-		env:         s.opts.Env,
 		log:         s.log.With("replica", name),
-		backoff:     s.opts.Backoff,
+		backoff:     s.cfg().Backoff,
 		state:       control.Starting,
 		lastRestart: reason,
 		replace:     make(chan replaceRequest),
@@ -119,14 +123,22 @@ func newSlot(s *Supervisor, id int, reason string) *slot {
 	}
 	sl.ctx, sl.cancel = context.WithCancelCause(context.Background())
 	sl.force, sl.forceCancel = context.WithCancel(s.force)
-	if len(s.opts.GPUs) > 0 {
-		sl.gpu = s.opts.GPUs[(id-1)%len(s.opts.GPUs)]
-		sl.env = append(append([]string(nil), s.opts.Env...), "CUDA_VISIBLE_DEVICES="+sl.gpu)
-	}
-	if sl.cpus = s.opts.cpusFor(id); sl.cpus != nil {
-		sl.env = append(append([]string(nil), sl.env...), threadEnv(len(sl.cpus), s.opts.Env)...)
-	}
+	_, sl.gpu, sl.cpus = placement(s.cfg(), id)
 	return sl
+}
+
+// placement returns what c gives replica id's processes: their
+// environment, GPU and CPUs.
+func placement(c *config, id int) (env []string, gpu string, cpus []int) {
+	env = c.Env
+	if len(c.GPUs) > 0 {
+		gpu = c.GPUs[(id-1)%len(c.GPUs)]
+		env = append(append([]string(nil), c.Env...), "CUDA_VISIBLE_DEVICES="+gpu)
+	}
+	if cpus = c.cpusFor(id); cpus != nil {
+		env = append(append([]string(nil), env...), threadEnv(len(cpus), c.Env)...)
+	}
+	return env, gpu, cpus
 }
 
 // requestStop asks the slot to drain and stop its replica, for cause, by
@@ -281,8 +293,8 @@ func (s *slot) status() control.ReplicaStatus {
 		CPUs:        replica.FormatCPUs(s.cpus),
 		Requests:    s.retiredReq,
 		Errors:      s.retiredErr,
-		MaxInflight: s.sup.opts.MostInflight(),
-		Limit:       s.sup.opts.MaxInflight, // a fixed cap; under auto, the backend's below
+		MaxInflight: s.sup.cfg().MostInflight(),
+		Limit:       s.sup.cfg().MaxInflight, // a fixed cap; under auto, the backend's below
 	}
 	if s.err != nil {
 		st.Error = s.err.Error()
@@ -292,6 +304,7 @@ func (s *slot) status() control.ReplicaStatus {
 	var be *balancer.Backend
 	if inc != nil {
 		be = inc.be // retire swaps it, under s.mu
+		st.GPU, st.CPUs = inc.gpu, replica.FormatCPUs(inc.cpus)
 	}
 	var oldest time.Duration
 	var prevBe *balancer.Backend
@@ -311,8 +324,8 @@ func (s *slot) status() control.ReplicaStatus {
 		st.Upgraded += be.Upgraded()
 		st.Requests += be.Requests()
 		st.Errors += be.Errors()
-		st.Weight = be.Weight
-		if s.sup.opts.Adaptive() {
+		st.Weight = be.Weight()
+		if s.sup.cfg().Adaptive() {
 			st.Limit = int(be.Limit())
 		}
 		oldest = max(oldest, be.OldestInflight())

@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"maps"
 	"os"
 	"sort"
 
@@ -54,11 +55,12 @@ func (s *Supervisor) Status() control.Status {
 	desired, adminAddr := s.desired, s.admin
 	s.mu.Unlock()
 	stats := s.bal.Stats()
+	c := s.cfg()
 	st := control.Status{
 		Admin:       adminAddr,
-		MaxInflight: s.opts.MostInflight(),
+		MaxInflight: c.MostInflight(),
 		Queued:      stats.Queued,
-		QueueMax:    s.opts.Queue,
+		QueueMax:    c.Queue,
 		Rejected:    stats.Rejected,
 		Retried:     stats.Retried,
 		Failed:      stats.Failed,
@@ -66,24 +68,39 @@ func (s *Supervisor) Status() control.Status {
 		Quarantined:    stats.Quarantined,
 		QuarantineHits: stats.QuarantineHits,
 		ClientLimited:  stats.Limited,
-		Name:           s.opts.Name,
-		Host:           s.opts.Host,
-		Port:           s.opts.Port,
+		Name:           c.Name,
+		Host:           c.Host,
+		Port:           c.Port,
 		URL:            s.proxyURL,
 		Pid:            os.Getpid(),
 		Desired:        desired,
-		Command:        s.opts.Command,
-		Policy:         s.opts.Policy,
+		Command:        c.Command,
+		Policy:         c.Policy,
 		StartedAt:      s.started.UTC(),
 		Replicas:       make([]control.ReplicaStatus, 0, len(slots)),
 		Conns:          stats.Conns,
-		MaxConns:       s.opts.MaxConns,
-		MaxUpgraded:    s.opts.MaxUpgraded,
+		MaxConns:       c.MaxConns,
+		MaxUpgraded:    c.MaxUpgraded,
 	}
 	st.SendTimeouts, st.UpstreamTimeouts = stats.SendTimeouts, stats.UpstreamTimeouts
-	if s.opts.Adaptive() {
-		st.AdaptiveInflight = &control.InflightBounds{Min: s.opts.AdaptiveInflight.Min, Max: s.opts.AdaptiveInflight.Max}
+	if c.Adaptive() {
+		st.AdaptiveInflight = &control.InflightBounds{Min: c.AdaptiveInflight.Min, Max: c.AdaptiveInflight.Max}
 	}
+	st.Settings = make(map[string]string, len(settings))
+	for _, set := range settings {
+		if set.flag != "admin-token" {
+			st.Settings[set.flag] = set.value(&c.Options)
+		}
+	}
+	s.infoMu.Lock()
+	if len(s.info.changed) > 0 {
+		st.Changed = maps.Clone(s.info.changed)
+	}
+	if !s.info.at.IsZero() {
+		at := s.info.at.UTC()
+		st.ChangedAt, st.ChangedBy = &at, s.info.by
+	}
+	s.infoMu.Unlock()
 	st.Autoscale = s.autoscaleStatus()
 	bes := make([]*balancer.Backend, 0, 2*len(slots))
 	for _, sl := range slots {
@@ -99,7 +116,7 @@ func (s *Supervisor) Status() control.Status {
 // removed one still serving until the kept ones are ready included), and
 // whether a stop has begun.
 func (s *Supervisor) Readiness() admin.Readiness {
-	rd := admin.Readiness{MinReady: s.opts.MinReady, Stopping: s.ctx.Err() != nil}
+	rd := admin.Readiness{MinReady: s.cfg().MinReady, Stopping: s.ctx.Err() != nil}
 	for _, sl := range s.snapshot() {
 		if sl.ready() {
 			rd.Ready++

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -18,7 +19,9 @@ import (
 // Supervisor runs one instance: the replicas and the proxy in front of
 // them. It is what the control socket and the admin endpoints serve.
 type Supervisor struct {
-	opts    *config
+	// opts is the configuration in force, never changed once stored: a
+	// reload stores a new one (reload.go). Read it with cfg.
+	opts    atomic.Pointer[config]
 	log     hclog.Logger
 	out     *replica.Output
 	bal     *balancer.Balancer
@@ -46,7 +49,13 @@ type Supervisor struct {
 	// waits for them all before it returns.
 	bg group
 
-	scaleMu   sync.Mutex // serialises Scale calls and rolling restarts
+	scaleMu sync.Mutex // serialises Scale calls and rolling restarts
+	// reloadMu serialises reloads and sets, each held to its end, and
+	// guards reload.
+	reloadMu  sync.Mutex
+	reload    reloadState
+	infoMu    sync.Mutex // guards info
+	info      reloadInfo
 	restartMu sync.Mutex // held while a rolling restart runs
 
 	mu      sync.Mutex     // guards the fields below
@@ -79,7 +88,6 @@ func New(opts Options) (*Supervisor, error) {
 		return nil, err
 	}
 	s := &Supervisor{
-		opts:    c,
 		log:     c.Logger,
 		out:     newOutput(c),
 		usage:   replica.NewSampler(time.Second),
@@ -90,6 +98,12 @@ func New(opts Options) (*Supervisor, error) {
 		stopped: make(chan struct{}),
 	}
 	s.proxyURL, s.allInterfaces = proxyURL(c.cert != nil, c.Host, c.Port)
+	s.opts.Store(c)
+	s.reload.raw = opts
+	keepRuntime(&s.reload.raw, &c.Options)
+	if c.Source != nil {
+		s.reload.content, s.reload.fixed = c.Source.Content, c.Source.Fixed
+	}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	s.force, s.forceStop = context.WithCancel(context.Background())
 	if c.Autoscaled() {
@@ -120,6 +134,9 @@ func New(opts Options) (*Supervisor, error) {
 	})
 	return s, nil
 }
+
+// cfg returns the configuration in force. The value must not be changed.
+func (s *Supervisor) cfg() *config { return s.opts.Load() }
 
 // Stop asks the instance to stop gracefully, for reason, and returns at
 // once; Stopped is closed when it has.

@@ -131,7 +131,7 @@ func pathErr(err error) error {
 // one, and logs the outcome; it returns the error, for the restart
 // command's answer. A failed re-read keeps the certificate being served.
 func (s *Supervisor) reloadCertificate() error {
-	cert := s.opts.cert
+	cert := s.cfg().cert
 	if cert == nil {
 		return nil
 	}

@@ -31,11 +31,11 @@ func (o *ReplicaOptions) loadWarmup() (*replica.Warmup, error) {
 // is bounded by --upstream-timeout, as a client's; all of them, and the
 // readiness wait before, by --ready-timeout from the process's start.
 func (s *slot) warmUp(inc *incarnation) error {
-	w, n := s.sup.opts.warmup, s.sup.opts.WarmupCount
+	w, n := s.sup.cfg().warmup, s.sup.cfg().WarmupCount
 	if w == nil {
 		return nil
 	}
-	readyTimeout, upstreamTimeout := s.sup.opts.ReadyTimeout, s.sup.opts.UpstreamTimeout
+	readyTimeout, upstreamTimeout := s.sup.cfg().ReadyTimeout, s.sup.cfg().UpstreamTimeout
 	ctx, cancel := context.WithDeadline(s.ctx, inc.proc.StartedAt().Add(readyTimeout))
 	defer cancel()
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(inc.port))
@@ -44,7 +44,7 @@ func (s *slot) warmUp(inc *incarnation) error {
 	for i := 1; i <= n; i++ {
 		reqCtx, cancelReq := context.WithTimeout(ctx, upstreamTimeout)
 		t := time.Now()
-		code, err := w.Send(reqCtx, addr, s.sup.opts.UpstreamProtocol == ProtocolH2C)
+		code, err := w.Send(reqCtx, addr, s.sup.cfg().UpstreamProtocol == ProtocolH2C)
 		reqErr := reqCtx.Err()
 		cancelReq()
 		if err != nil {

@@ -19,6 +19,8 @@ type fakeClient struct {
 	status    control.Status
 	scale     control.ScaleResult
 	restart   control.RestartResult
+	reload    control.ReloadResult
+	sets      []string
 	dashboard control.DashboardAccess
 	err       error
 	calls     []string
@@ -42,6 +44,17 @@ func (f *fakeClient) Restart(context.Context) (control.RestartResult, error) {
 func (f *fakeClient) RestartReplica(_ context.Context, id int) (control.RestartResult, error) {
 	f.calls = append(f.calls, fmt.Sprintf("restart %d", id))
 	return f.restart, f.err
+}
+
+func (f *fakeClient) Reload(context.Context) (control.ReloadResult, error) {
+	f.calls = append(f.calls, "reload")
+	return f.reload, f.err
+}
+
+func (f *fakeClient) Set(_ context.Context, settings []string) (control.ReloadResult, error) {
+	f.calls = append(f.calls, "set")
+	f.sets = settings
+	return f.reload, f.err
 }
 
 func (f *fakeClient) Down(context.Context) error {

@@ -33,6 +33,11 @@ func loadConfig(path string) ([]setting, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config file: %w", err)
 	}
+	return parseConfig(path, b)
+}
+
+// parseConfig is loadConfig of the file at path whose content is b.
+func parseConfig(path string, b []byte) ([]setting, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(b, &doc); err != nil {
 		return nil, fmt.Errorf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))

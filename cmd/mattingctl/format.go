@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -17,8 +19,11 @@ func writeStatus(w io.Writer, st control.Status, now time.Time) error {
 	fmt.Fprintf(w, "instance %s: pid %d, proxy port %d, %s, %d/%d replicas ready, up %s\n",
 		st.Name, st.Pid, st.Port, st.Policy, ready, st.Desired, formatDuration(now.Sub(st.StartedAt)))
 	fmt.Fprintf(w, "command: %s\n", strings.Join(st.Command, " "))
-	fmt.Fprintf(w, "queue: %d waiting (max %d); rejected %d, retried %d, failed %d\n",
-		st.Queued, st.QueueMax, st.Rejected, st.Retried, st.Failed)
+	fmt.Fprintf(w, "queue: %d waiting (max %d%s); rejected %d, retried %d, failed %d\n",
+		st.Queued, st.QueueMax, queueTimeout(st.Settings), st.Rejected, st.Retried, st.Failed)
+	if len(st.Changed) > 0 {
+		fmt.Fprintln(w, formatChanged(st, now))
+	}
 	if a := st.Autoscale; a != nil {
 		fmt.Fprintln(w, formatAutoscale(*a, st.Desired, now))
 	}
@@ -236,4 +241,38 @@ func writeRestart(w io.Writer, res control.RestartResult) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// queueTimeout is the queue line's ", timeout D", from the settings in
+// force: auto is the --upstream-timeout value. Empty from an instance
+// that does not report its settings.
+func queueTimeout(settings map[string]string) string {
+	qt, ok := settings["queue-timeout"]
+	switch {
+	case !ok:
+		return ""
+	case qt == "auto":
+		qt = settings["upstream-timeout"]
+	case qt == "0":
+		qt = "none"
+	}
+	return ", timeout " + qt
+}
+
+// formatChanged is status's line of the settings a reload or set changed
+// since up started, in up's flag order as Settings has no order: by name.
+func formatChanged(st control.Status, now time.Time) string {
+	names := slices.Sorted(maps.Keys(st.Changed))
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = n + " " + st.Changed[n]
+		if n == "command" {
+			parts[i] = "command"
+		}
+	}
+	when := ""
+	if st.ChangedAt != nil {
+		when = fmt.Sprintf(" (last by %s, %s ago)", st.ChangedBy, formatDuration(now.Sub(*st.ChangedAt)))
+	}
+	return "changed since start" + when + ": " + strings.Join(parts, ", ")
 }

@@ -24,7 +24,7 @@ func newRestartCmd(f *factory, g *globalOptions, runF func(*restartOptions) erro
 	opts := &restartOptions{Out: f.Out, Client: clientFor(f, g)}
 	cmd := &cobra.Command{
 		Use:   "restart",
-		Short: "Rolling restart: replace each replica's process with no drop in capacity (as SIGHUP to up)",
+		Short: "Rolling restart: replace each replica's process with no drop in capacity",
 		Long: `Replace every replica's process, one replica at a time: start its successor
 on a spare port, wait until it is ready, then take the old process out of
 rotation, let its requests finish and stop it. Capacity never drops below the

@@ -22,6 +22,8 @@ type instanceClient interface {
 	Scale(ctx context.Context, n int) (control.ScaleResult, error)
 	Restart(ctx context.Context) (control.RestartResult, error)
 	RestartReplica(ctx context.Context, id int) (control.RestartResult, error)
+	Reload(ctx context.Context) (control.ReloadResult, error)
+	Set(ctx context.Context, settings []string) (control.ReloadResult, error)
 	Down(ctx context.Context) error
 	Dashboard(ctx context.Context) (control.DashboardAccess, error)
 }
@@ -73,6 +75,8 @@ type runFuncs struct {
 	scale     func(*scaleOptions) error
 	down      func(*downOptions) error
 	restart   func(*restartOptions) error
+	reload    func(*reloadOptions) error
+	set       func(*reloadOptions) error
 	logs      func(*logsOptions) error
 	top       func(*topOptions) error
 	dashboard func(*dashboardOptions) error
@@ -97,6 +101,8 @@ an embedded least-connection proxy.
   mattingctl dashboard --open
   mattingctl scale 6
   mattingctl restart
+  mattingctl set max-inflight=2 policy=round_robin
+  mattingctl reload
   mattingctl down
   mattingctl tune --request predict.json -- python3 app.py`,
 		Version:       version(),
@@ -114,6 +120,8 @@ an embedded least-connection proxy.
 		newScaleCmd(f, g, run.scale),
 		newDownCmd(f, g, run.down),
 		newRestartCmd(f, g, run.restart),
+		newReloadCmd(f, g, run.reload),
+		newSetCmd(f, g, run.set),
 		newLogsCmd(f, g, run.logs),
 		newTopCmd(f, g, run.top),
 		newDashboardCmd(f, g, run.dashboard),

@@ -28,6 +28,10 @@ type upOptions struct {
 	GPUs        string
 	Detach      bool
 	File        string
+	// FileContent is the config file's content once read: at start by
+	// applyConfig, or given by a reload (reload.go).
+	FileContent []byte
+	fileRead    bool
 	// Argv is the command line, for the background copy that -d starts.
 	Argv []string
 	// CPUs is --cpus as given; resolveCPUs (cpus.go) reads it.
@@ -35,13 +39,23 @@ type upOptions struct {
 }
 
 func newUpCmd(f *factory, g *globalOptions, runF func(*upOptions) error) *cobra.Command {
-	opts := &upOptions{
+	return newUpCmdWith(f, g, defaultUpOptions(f), runF)
+}
+
+// defaultUpOptions are up's options before its flags are parsed.
+func defaultUpOptions(f *factory) *upOptions {
+	return &upOptions{
 		Options:   supervisor.DefaultOptions(),
 		Out:       f.Out,
 		ErrOut:    f.ErrOut,
 		LogLevel:  "info",
 		LogFormat: "text",
 	}
+}
+
+// newUpCmdWith is newUpCmd with its flags bound to opts, which a reload
+// gives with the config file's content read already (reload.go).
+func newUpCmdWith(f *factory, g *globalOptions, opts *upOptions, runF func(*upOptions) error) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "up [flags] -- COMMAND [ARG...]",
 		Short: "Run replicas of COMMAND behind the proxy, in the foreground",
@@ -144,13 +158,13 @@ func addUpFlags(fl *pflag.FlagSet, o *upOptions) {
 	inGroup(fl, headingProtocols, func() {
 		fl.Var(choiceFlag{&o.UpstreamProtocol, []string{supervisor.ProtocolHTTP1, supervisor.ProtocolH2C}}, "upstream-protocol",
 			"what the proxy speaks to the replicas: http1, or h2c (HTTP/2 with prior knowledge, as gRPC servers speak it)")
-		fl.StringVar(&o.TLSCert, "tls-cert", o.TLSCert, "PEM certificate (chain) file: the proxy port speaks HTTPS, HTTP/2 by ALPN; re-read on SIGHUP and restart (needs --tls-key)")
+		fl.StringVar(&o.TLSCert, "tls-cert", o.TLSCert, "PEM certificate (chain) file: the proxy port speaks HTTPS, HTTP/2 by ALPN; re-read on SIGHUP, reload and restart (needs --tls-key)")
 		fl.StringVar(&o.TLSKey, "tls-key", o.TLSKey, "PEM private key file of --tls-cert")
 	})
 	inGroup(fl, headingObservability, func() {
 		fl.StringVar(&o.LogLevel, "log-level", o.LogLevel, "log level: trace, debug, info, warn, error")
 		fl.StringVar(&o.LogFormat, "log-format", o.LogFormat, "log format: text, or json for machines (hclog's JSON)")
-		fl.Var(accessLogFlag{&o.AccessLog}, "access-log", "write a line per request to PATH (appended to, reopened on SIGHUP), or to stdout with - (off: none)")
+		fl.Var(accessLogFlag{&o.AccessLog}, "access-log", "write a line per request to PATH (appended to, reopened on SIGHUP and SIGUSR1), or to stdout with - (off: none)")
 		fl.StringVar(&o.AccessLogFormat, "access-log-format", o.AccessLogFormat, "access log format: combined (nginx's, then bytes in, duration, replica, attempts, time queued) or json")
 		fl.Var(&sizeValue{&o.OutputRate}, "output-rate", "each replica's output (stdout and stderr) passed on per second; past it lines are dropped and counted (0: no bound)")
 	})
@@ -161,13 +175,29 @@ func addUpFlags(fl *pflag.FlagSet, o *upOptions) {
 	})
 }
 
-func upRun(opts *upOptions) error {
-	// The background copy runs the same command line, -d and -f included;
-	// the environment tells it that it is the copy.
+// finishUpOptions turns what up's flags hold into the supervisor's
+// options: --cpus and --gpus parsed, the test hooks applied.
+func finishUpOptions(opts *upOptions) error {
 	if err := opts.resolveCPUs(); err != nil {
 		return err
 	}
 	if err := applyTestHooks(&opts.Options); err != nil {
+		return err
+	}
+	if opts.GPUs != "" {
+		gpus, err := parseGPUs(opts.GPUs)
+		if err != nil {
+			return err
+		}
+		opts.Options.GPUs = gpus
+	}
+	return nil
+}
+
+func upRun(opts *upOptions) error {
+	// The background copy runs the same command line, -d and -f included;
+	// the environment tells it that it is the copy.
+	if err := finishUpOptions(opts); err != nil {
 		return err
 	}
 	if opts.Detach && !daemon.IsDetachedCopy() {
@@ -194,13 +224,7 @@ func upRun(opts *upOptions) error {
 	defer out.Close()
 	opts.Logger = out.log
 	opts.Stdout, opts.Stderr = out.out, out.errOut
-	if opts.GPUs != "" {
-		gpus, err := parseGPUs(opts.GPUs)
-		if err != nil {
-			return err
-		}
-		opts.Options.GPUs = gpus
-	}
+	opts.Source = upSource(opts)
 	setMemoryLimit(opts.MaxBuffer)
 	return runInstance(opts.Options, out.log)
 }
@@ -247,7 +271,14 @@ func formatDetached(st control.Status) string {
 // not set (flags override the file), and the command if none was given
 // after --.
 func applyConfig(cmd *cobra.Command, opts *upOptions) error {
-	settings, err := loadConfig(opts.File)
+	if !opts.fileRead {
+		b, err := os.ReadFile(opts.File)
+		if err != nil {
+			return fmt.Errorf("config file: %w", err)
+		}
+		opts.FileContent, opts.fileRead = b, true
+	}
+	settings, err := parseConfig(opts.File, opts.FileContent)
 	if err != nil {
 		return err
 	}

@@ -22,8 +22,9 @@ var errDetachUnderSystemd = errors.New("-d cannot run under systemd (" + sdnotif
 
 // runInstance runs the instance until it stops. Under systemd (a
 // Type=notify service: NOTIFY_SOCKET set) it also tells systemd, as
-// sd_notify: READY=1 once every replica is ready, STOPPING=1 when the
-// stop begins, a STATUS= line of the replicas ready, and WATCHDOG=1
+// sd_notify: READY=1 once every replica is ready, RELOADING=1 and then
+// READY=1 around a reload or set that changes something, STOPPING=1 when
+// the stop begins, a STATUS= line of the replicas ready, and WATCHDOG=1
 // pings when the unit has WatchdogSec.
 func runInstance(opts supervisor.Options, log hclog.Logger) error {
 	n := sdnotify.New(log.Named("systemd"))
@@ -37,6 +38,13 @@ func runInstance(opts supervisor.Options, log hclog.Logger) error {
 	}
 	log.Debug("telling systemd ready and stopping (sd_notify)", "watchdog", watchdog)
 	opts.OnReady, opts.OnStopping = n.Ready, n.Stopping
+	opts.OnReload = func(phase string) {
+		if phase == supervisor.ReloadStarted {
+			n.Reloading()
+		} else {
+			n.Reloaded()
+		}
+	}
 	s, err := supervisor.New(opts)
 	if err != nil {
 		return err

@@ -18,6 +18,7 @@ const (
 	EventScale     = "scale"     // the replica count changed (Detail: from -> to)
 	EventRolling   = "rolling restart"
 	EventAutoscale = "autoscale" // the autoscaler changed the count, or could not (Detail: from -> to, why)
+	EventReload    = "reload"    // settings changed by a reload or set (Detail: which)
 )
 
 // Event is one entry in the dashboard's timeline.

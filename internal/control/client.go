@@ -100,6 +100,22 @@ func (c *Client) RestartReplica(ctx context.Context, id int) (RestartResult, err
 	return res, err
 }
 
+// Reload makes the instance read its config file again and apply what
+// changed, and waits until it has (a rolling restart included).
+func (c *Client) Reload(ctx context.Context) (ReloadResult, error) {
+	var res ReloadResult
+	err := c.call(ctx, http.MethodPost, "/v1/reload", nil, &res)
+	return res, err
+}
+
+// Set applies settings, FLAG=VALUE with up's flag names, and waits until
+// the instance has (a rolling restart included).
+func (c *Client) Set(ctx context.Context, settings []string) (ReloadResult, error) {
+	var res ReloadResult
+	err := c.call(ctx, http.MethodPost, "/v1/set", setRequest{Settings: settings}, &res)
+	return res, err
+}
+
 // Dashboard returns the dashboard's URL and the token its actions need.
 func (c *Client) Dashboard(ctx context.Context) (DashboardAccess, error) {
 	var d DashboardAccess

@@ -26,6 +26,13 @@ type Instance interface {
 	// RestartReplica replaces replica id's process, or starts it afresh
 	// if it failed.
 	RestartReplica(ctx context.Context, id int) (RestartResult, error)
+	// Reload reads the instance's config file again and applies what
+	// changed; Set applies settings given as FLAG=VALUE. Both refuse,
+	// changing nothing, a change that cannot be made while the instance
+	// runs, and return once every change is applied (after the rolling
+	// restart any needs).
+	Reload(ctx context.Context) (ReloadResult, error)
+	Set(ctx context.Context, settings []string) (ReloadResult, error)
 	// Stop asks the instance to stop gracefully and returns at once.
 	Stop(reason string)
 	// Stopped is closed once every replica has stopped.
@@ -106,6 +113,8 @@ func (c *Server) Start(inst Instance, log hclog.Logger) {
 //	GET  /v1/status   Status
 //	POST /v1/scale    {"replicas": N} -> ScaleResult
 //	POST /v1/restart  {} or {"replica": K} (or no body) -> RestartResult
+//	POST /v1/reload   (no body) -> ReloadResult
+//	POST /v1/set      {"settings": ["FLAG=VALUE", ...]} -> ReloadResult
 //	POST /v1/down     {"stopped": true} once stopped
 //	GET  /v1/dashboard DashboardAccess: the dashboard's URL and token
 //
@@ -150,6 +159,33 @@ func Handler(inst Instance, log hclog.Logger) http.Handler {
 		default:
 			res, err = inst.RestartReplica(r.Context(), *req.Replica)
 		}
+		if err != nil {
+			writeJSON(w, http.StatusConflict, apiError{err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	})
+	mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, r *http.Request) {
+		if !noBody(w, r, "reload") {
+			return
+		}
+		res, err := inst.Reload(r.Context())
+		if err != nil {
+			writeJSON(w, http.StatusConflict, apiError{err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	})
+	mux.HandleFunc("POST /v1/set", func(w http.ResponseWriter, r *http.Request) {
+		var req setRequest
+		if !decodeRequest(w, r, "set", &req) {
+			return
+		}
+		if len(req.Settings) == 0 {
+			writeJSON(w, http.StatusBadRequest, apiError{`bad set request: "settings" is missing or empty`})
+			return
+		}
+		res, err := inst.Set(r.Context(), req.Settings)
 		if err != nil {
 			writeJSON(w, http.StatusConflict, apiError{err.Error()})
 			return

@@ -73,3 +73,33 @@ func TestDown(t *testing.T) {
 		t.Fatal("down returned but the instance was not asked to stop")
 	}
 }
+
+// TestReloadAndSet: reload and set reach the instance and bring back its
+// result, and a refusal comes back as the instance's one-line error.
+func TestReloadAndSet(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "s")
+	srv, err := Listen(dir, "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start(newFakeInstance("fake"), hclog.NewNullLogger())
+	defer srv.Close()
+	c, err := Connect(dir, "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if res, err := c.Reload(ctx); err != nil || res.File != "/etc/m.yaml" {
+		t.Errorf("reload: %+v, %v", res, err)
+	}
+	res, err := c.Set(ctx, []string{"queue=2"})
+	if err != nil || len(res.Changes) != 1 || res.Changes[0] != (Change{Setting: "queue", Old: "1", New: "2", Applied: AppliedLive}) {
+		t.Errorf("set: %+v, %v", res, err)
+	}
+	if _, err := c.Set(ctx, []string{"port=1"}); err == nil || err.Error() != "port cannot change while the instance runs" {
+		t.Errorf("a refused set: %v, want the instance's error as it is", err)
+	}
+	if _, err := c.Set(ctx, nil); err == nil {
+		t.Error("a set of nothing was accepted")
+	}
+}

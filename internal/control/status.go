@@ -85,6 +85,17 @@ type Status struct {
 	// Latency sums up every replica's response times of the last minute
 	// together, as ReplicaStatus does each one's.
 	Latency LatencyStatus `json:"latency"`
+	// Settings holds every setting of up in force, by flag name, with its
+	// value as the flag takes it (auto where derived at start), the
+	// command under "command"; the admin token is left out.
+	Settings map[string]string `json:"settings"`
+	// Changed holds the settings that a reload or set has made differ
+	// from those up started with, with their values now; ChangedAt and
+	// ChangedBy ("reload" or "set") say when and how the last change was
+	// made. Empty, and null, when none has been.
+	Changed   map[string]string `json:"changed,omitempty"`
+	ChangedAt *time.Time        `json:"changed_at,omitempty"`
+	ChangedBy string            `json:"changed_by,omitempty"`
 	// Replicas lists every replica by id. A replica removed by a scale-down
 	// stays listed, draining, until its process has stopped, so it can
 	// appear next to a new replica with the same id.

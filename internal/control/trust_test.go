@@ -45,6 +45,15 @@ func (f *fakeInstance) RollingRestart(context.Context) (RestartResult, error) {
 func (f *fakeInstance) RestartReplica(_ context.Context, id int) (RestartResult, error) {
 	return RestartResult{Name: f.name}, nil
 }
+func (f *fakeInstance) Reload(context.Context) (ReloadResult, error) {
+	return ReloadResult{Name: f.name, File: "/etc/m.yaml"}, nil
+}
+func (f *fakeInstance) Set(_ context.Context, settings []string) (ReloadResult, error) {
+	if settings[0] == "port=1" {
+		return ReloadResult{}, errors.New("port cannot change while the instance runs")
+	}
+	return ReloadResult{Name: f.name, Changes: []Change{{Setting: "queue", Old: "1", New: "2", Applied: AppliedLive}}}, nil
+}
 func (f *fakeInstance) Dashboard() (DashboardAccess, error) {
 	if f.dashboard == (DashboardAccess{}) {
 		return DashboardAccess{}, errors.New(`instance "` + f.name + `" has no admin listener (it was started with --admin none)`)
