@@ -257,12 +257,11 @@ type ReloadOptions struct {
 	// Source is where the instance's settings came from, to read them
 	// again; nil means they cannot change: reload and set are refused.
 	Source *Source
-	// OnReload, when not nil, is called with ReloadStarted once a reload
-	// or set has been validated and begins to apply its changes, and with
-	// ReloadDone once they are applied, after the rolling restart any
-	// needed has ended (whatever its outcome): a service manager's
-	// RELOADING=1 and READY=1. A change that is refused, or changes
-	// nothing, calls neither.
+	// OnReload, when not nil, is called with ReloadStarted when a reload
+	// or set begins, and with ReloadDone when it has ended: applied, after
+	// the rolling restart any change needed (whatever its outcome), or
+	// refused. A service manager's RELOADING=1 and READY=1: one that sent
+	// SIGHUP waits for the READY=1 even when nothing changed.
 	OnReload func(phase string)
 }
 

@@ -47,6 +47,7 @@ type reloadInfo struct {
 // -f, when the file cannot be read or has an error (named with its line),
 // or when a setting that cannot change while the instance runs changed.
 func (s *Supervisor) Reload(ctx context.Context) (control.ReloadResult, error) {
+	defer s.reloading()()
 	src := s.cfg().Source
 	if src == nil {
 		return control.ReloadResult{}, errNoSource
@@ -69,6 +70,7 @@ func (s *Supervisor) Reload(ctx context.Context) (control.ReloadResult, error) {
 // changing nothing, for a value up would refuse or a setting that cannot
 // change while the instance runs.
 func (s *Supervisor) Set(ctx context.Context, settings []string) (control.ReloadResult, error) {
+	defer s.reloading()()
 	if s.cfg().Source == nil {
 		return control.ReloadResult{}, errNoSource
 	}
@@ -81,6 +83,18 @@ func (s *Supervisor) Set(ctx context.Context, settings []string) (control.Reload
 		kept := slices.DeleteFunc(slices.Clone(st.sets), func(kv string) bool { return named[setKey(kv)] })
 		return st.content, append(kept, settings...)
 	})
+}
+
+// reloading calls OnReload with ReloadStarted and returns what calls it
+// with ReloadDone: every reload and set is bracketed, refused or not, so
+// that a service manager that sent SIGHUP hears that it ended.
+func (s *Supervisor) reloading() (done func()) {
+	hook := s.cfg().OnReload
+	if hook == nil {
+		return func() {}
+	}
+	hook(ReloadStarted)
+	return func() { hook(ReloadDone) }
 }
 
 // setKey is the flag name of a FLAG=VALUE setting.
@@ -131,11 +145,6 @@ func (s *Supervisor) reconfigure(ctx context.Context, by string, next func(*relo
 		return res, nil
 	}
 
-	hook := old.OnReload
-	if hook != nil {
-		hook(ReloadStarted)
-		defer hook(ReloadDone)
-	}
 	policy := c.policy
 	if c.Policy == old.Policy {
 		policy = nil // keep the policy's state (a round robin's turn)

@@ -52,7 +52,7 @@ func fakeSource(t *testing.T, base Options, file string) *Source {
 
 // TestReconfigure: set and reload change what they name, live, and say
 // so in status; a refused or broken change changes nothing; the reload
-// hook is told of each change applied, and of nothing else.
+// hook is told of the start and the end of each, applied or not.
 func TestReconfigure(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "m.conf")
 	if err := os.WriteFile(file, []byte("queue=10\n"), 0o600); err != nil {
@@ -98,8 +98,8 @@ func TestReconfigure(t *testing.T) {
 	if err != nil || len(res.Changes) != 0 {
 		t.Errorf("setting what is in force: %+v, %v", res, err)
 	}
-	if len(phases) != 2 {
-		t.Errorf("the hook was called for changes not applied: %v", phases)
+	if len(phases) != 8 {
+		t.Errorf("the hook was told of %d phases of 4 sets: %v", len(phases), phases)
 	}
 
 	// A file with an error changes nothing, naming the file and line.
