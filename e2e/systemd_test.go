@@ -77,7 +77,8 @@ func (ns *notifySocket) await(t *testing.T, line string, timeout time.Duration, 
 
 // TestSystemdNotify runs `up` as systemd runs a Type=notify service with
 // a watchdog: READY=1 comes once both replicas are ready and not before,
-// then a status line and pings at half of WATCHDOG_USEC; SIGTERM brings
+// then a status line and pings at half of WATCHDOG_USEC; a set and a
+// SIGHUP are each bracketed by RELOADING=1 and READY=1; SIGTERM brings
 // STOPPING=1. The replicas do not inherit systemd's variables.
 func TestSystemdNotify(t *testing.T) {
 	t.Parallel()
@@ -113,6 +114,22 @@ func TestSystemdNotify(t *testing.T) {
 		t.Errorf("5 pings in %s: faster than every 200 ms, half of WATCHDOG_USEC", span)
 	}
 
+	// A set that changes the queue, then a SIGHUP that is refused (no -f
+	// to read again): each is bracketed by RELOADING=1, with the monotonic
+	// time systemd 253 compares, and READY=1, so that systemctl reload
+	// under Type=notify-reload ends either way.
+	if out, errOut, code := in.ctl("set", "queue=7"); code != 0 {
+		t.Fatalf("set queue=7: exit %d\n%s%s", code, out, errOut)
+	}
+	reloadBracket(t, ns, "set queue=7")
+	if st := in.status(); st.QueueMax != 7 {
+		t.Errorf("queue %d after set queue=7", st.QueueMax)
+	}
+	if err := in.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	reloadBracket(t, ns, "SIGHUP without -f")
+
 	if err := in.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -131,6 +148,26 @@ func TestSystemdNotify(t *testing.T) {
 	if strings.Count(out, "inherited notify=none watchdog=none") != 2 {
 		t.Errorf("replicas inherited systemd's variables, or did not start; output:\n%s", out)
 	}
+}
+
+// reloadBracket awaits RELOADING=1 with MONOTONIC_USEC, then READY=1,
+// with nothing else of the lifecycle between them.
+func reloadBracket(t *testing.T, ns *notifySocket, what string) {
+	t.Helper()
+	skip := func(m string) {
+		if strings.Contains(m, "READY=1") || strings.Contains(m, "STOPPING=1") {
+			t.Errorf("%s: %q before RELOADING=1", what, m)
+		}
+	}
+	m := ns.await(t, "RELOADING=1", 20*time.Second, skip)
+	if !strings.Contains(m.text, "MONOTONIC_USEC=") {
+		t.Errorf("%s: RELOADING=1 came as %q, without MONOTONIC_USEC", what, m.text)
+	}
+	ns.await(t, "READY=1", 20*time.Second, func(m string) {
+		if strings.Contains(m, "STOPPING=1") || strings.Contains(m, "RELOADING=1") {
+			t.Errorf("%s: %q between RELOADING=1 and READY=1", what, m)
+		}
+	})
 }
 
 // TestSystemdNotifyRefusesDetach: `up -d` in a Type=notify service would
