@@ -61,6 +61,7 @@ func (s *Supervisor) watchHangups(hups <-chan os.Signal) {
 func (s *Supervisor) reloadOnSignal() {
 	if src := s.cfg().Source; src == nil || src.File == "" {
 		s.log.Info("SIGHUP: no config file (-f) to read again, no setting changed; mattingctl restart rolls the replicas")
+		s.reloading()() // a service manager that sent it waits for its end
 		return
 	}
 	res, err := s.Reload(s.ctx)
