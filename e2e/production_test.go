@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -274,12 +276,16 @@ func TestStartConcurrency(t *testing.T) {
 	}
 }
 
-// TestSIGHUPRollsAndJSONLogs: SIGHUP runs a rolling restart; --log-format
-// json writes one JSON object per log line.
-func TestSIGHUPRollsAndJSONLogs(t *testing.T) {
+// TestSIGHUPReloadsAndJSONLogs: SIGHUP reads the -f file again, and its
+// changed command rolls the replicas; --log-format json writes one JSON
+// object per log line.
+func TestSIGHUPReloadsAndJSONLogs(t *testing.T) {
 	t.Parallel()
-	in := start(t, 2, "--log-format", "json", "--", fakemodel)
+	file := filepath.Join(t.TempDir(), "m.yaml")
+	writeFile(t, file, fmt.Sprintf("command: [%s]\n", fakemodel))
+	in := start(t, 2, "--log-format", "json", "-f", file)
 	before := in.waitReady(2)
+	writeFile(t, file, fmt.Sprintf("command: [%s, -service, 1ms]\n", fakemodel))
 	if err := in.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
