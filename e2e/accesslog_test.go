@@ -164,7 +164,7 @@ func TestAccessLogJSON(t *testing.T) {
 	}
 
 	// logrotate: move the file, then SIGUSR1, which reopens the log and
-	// restarts no replica (SIGHUP would also roll them).
+	// restarts no replica (SIGHUP would also reload the config file).
 	before := pidsOf(in.status())
 	if err := os.Rename(file, file+".1"); err != nil {
 		t.Fatal(err)
