@@ -79,11 +79,17 @@ func TestRunLeavesNoGoroutine(t *testing.T) {
 	if _, err := c.Scale(context.Background(), 2); err != nil {
 		t.Fatal(err)
 	}
-	// A rolling restart under way when the stop comes.
+	// A SIGHUP (a reload with no file to read), and a rolling restart
+	// under way when the stop comes.
 	if err := syscall.Kill(syscall.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	testutil.WaitFor(t, 20*time.Second, "SIGHUP's rolling restart to begin", func() bool {
+	restarted := make(chan struct{})
+	go func() {
+		defer close(restarted)
+		_, _ = c.Restart(context.Background()) // cut short by the stop
+	}()
+	testutil.WaitFor(t, 20*time.Second, "the rolling restart to begin", func() bool {
 		for _, r := range s.Status().Replicas {
 			if r.LastRestart == ReasonRolling {
 				return true
@@ -100,6 +106,7 @@ func TestRunLeavesNoGoroutine(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("Run still running 30s after its context ended")
 	}
+	<-restarted
 	if !wound.Load() {
 		t.Error("Run returned before a goroutine of the instance had ended")
 	}

@@ -104,12 +104,15 @@ func TestRun(t *testing.T) {
 		t.Errorf("a refused scale request changed the count to %d", st.Desired)
 	}
 
-	// SIGHUP rolls every replica.
+	// SIGHUP without -f changes nothing; restart rolls every replica.
 	before := pids(s.Status())
 	if err := syscall.Kill(syscall.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	testutil.WaitFor(t, 30*time.Second, "SIGHUP's rolling restart", func() bool {
+	if res, err := c.Restart(context.Background()); err != nil || res.Error != "" {
+		t.Fatalf("restart: %+v, %v", res, err)
+	}
+	testutil.WaitFor(t, 30*time.Second, "the rolling restart", func() bool {
 		st := s.Status()
 		if st.Ready() != 3 {
 			return false
