@@ -243,7 +243,9 @@ func TestDetached(t *testing.T) {
 	}
 	// A failing start reports the instance's own error and leaves nothing.
 	_, errOut, code = run(t, home, "up", "-d", "-p", strconv.Itoa(port), "--host", "127.0.0.1", "--admin", "127.0.0.1:0", "--", fakemodel, "-fail-start")
-	if code == 0 || !strings.Contains(lastLine(errOut), "replica-1 (port "+strconv.Itoa(port+1)+") exited before becoming ready (exit code 1)") {
+	// The error, then the replica's last lines of output it quotes.
+	if code == 0 || !strings.HasPrefix(errOut, "mattingctl: replica-1 (port "+strconv.Itoa(port+1)+") exited before becoming ready (exit code 1)") ||
+		!strings.Contains(errOut, "replica-1 | fakemodel: cannot load model") {
 		t.Errorf("up -d of a failing command: exit %d, %q", code, errOut)
 	}
 	if out, err := exec.Command("pgrep", "-f", "up -d -p "+strconv.Itoa(port)).Output(); err == nil {
