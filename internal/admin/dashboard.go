@@ -105,8 +105,10 @@ func (d *dashboard) state(w http.ResponseWriter, r *http.Request) {
 	}
 	if !st.Actions.Authorized {
 		// Its arguments may hold secrets (a key, a database URL), and
-		// read-only views are open to every local user.
+		// read-only views are open to every local user; so may the
+		// settings (the command, env=, file paths) and those changed.
 		st.Status.Command = nil
+		st.Status.Settings, st.Status.Changed = nil, nil
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")

@@ -27,6 +27,8 @@ func (f *fakeInstance) Status() control.Status {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return control.Status{Name: "test", Desired: f.desired, Command: []string{"python3", "app.py", "--key", "secret"},
+		Settings: map[string]string{"command": "python3 app.py --key secret", "env": "DB=postgres://u:secret@db"},
+		Changed:  map[string]string{"env": "DB=postgres://u:secret@db"},
 		Replicas: []control.ReplicaStatus{{ID: 1, Name: "replica-1", State: control.Ready, RPS: 12.5}}}
 }
 
@@ -110,13 +112,14 @@ func state(t *testing.T, mux http.Handler, token string) State {
 }
 
 // TestDashboardState: the state is open to read, but the command line
-// (which may hold secrets) only with the token.
+// and the settings (which may hold secrets) only with the token.
 func TestDashboardState(t *testing.T) {
 	inst := &fakeInstance{desired: 2}
 	mux := dashboardMux(inst, true, testToken)
 	st := state(t, mux, testToken)
 	if st.Status.Desired != 2 || len(st.Status.Replicas) != 1 || st.Status.Replicas[0].RPS != 12.5 ||
-		st.Actions != (Actions{Offered: true, TokenRequired: true, Authorized: true}) || len(st.Status.Command) != 4 {
+		st.Actions != (Actions{Offered: true, TokenRequired: true, Authorized: true}) || len(st.Status.Command) != 4 ||
+		st.Status.Settings["env"] == "" || st.Status.Changed["env"] == "" {
 		t.Errorf("state with the token: %+v", st)
 	}
 	if time.Since(time.Unix(st.Time, 0)) > time.Minute {
@@ -124,8 +127,9 @@ func TestDashboardState(t *testing.T) {
 	}
 	for _, token := range []string{"", "wrong-token-0123456789"} {
 		st := state(t, mux, token)
-		if st.Status.Desired != 2 || st.Status.Command != nil || st.Actions != (Actions{Offered: true, TokenRequired: true}) {
-			t.Errorf("state with token %q: command %q, actions %+v", token, st.Status.Command, st.Actions)
+		if st.Status.Desired != 2 || st.Status.Command != nil || st.Status.Settings != nil || st.Status.Changed != nil ||
+			st.Actions != (Actions{Offered: true, TokenRequired: true}) {
+			t.Errorf("state with token %q: command %q, settings %v, changed %v, actions %+v", token, st.Status.Command, st.Status.Settings, st.Status.Changed, st.Actions)
 		}
 	}
 }
