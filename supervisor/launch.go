@@ -57,7 +57,7 @@ func (s *slot) launch(port int, primary bool) (*incarnation, error) {
 	}
 	be := balancer.NewBackend(s.id, s.name, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	be.SetWeight(c.weight(s.id))
-	inc := &incarnation{proc: proc, be: be, port: port, gpu: gpu, cpus: cpus}
+	inc := &incarnation{proc: proc, be: be, port: port, gpu: gpu, cpus: cpus, probe: c.probe(port)}
 	be.Alive = inc.alive
 	if n := c.MaxRequests; n > 0 {
 		// Jitter, as gunicorn's, so replicas do not all recycle at once.
@@ -94,7 +94,7 @@ func (s *slot) waitReady(inc *incarnation) error {
 	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
 	defer s.setNotReady("")
-	probe := s.sup.cfg().probe(inc.port)
+	probe := inc.probe
 	w := replica.Wait{
 		Progress: replica.Progress{Every: readyProgressEvery, Report: func(waited time.Duration, last error) {
 			s.log.Info("replica not ready yet", "pid", inc.proc.Pid(), "port", inc.port, "waited", waited.Round(time.Second),

@@ -143,7 +143,7 @@ func (s *slot) startCheck(inc *incarnation, lv *liveness) {
 		return
 	}
 	lv.inFlight++
-	probe := s.sup.cfg().probe(inc.port)
+	probe := inc.probe // the path in force at its start
 	probe.Timeout = s.sup.cfg().HealthTimeout
 	results, ctx := lv.results, s.ctx
 	// run waits for the check before the slot is done; the stop cuts it

@@ -10,6 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/mattingctl/mattingctl/internal/control"
 )
 
 // fakeSource is a Source whose file is lines of KEY=VALUE, among queue,
@@ -37,6 +40,8 @@ func fakeSource(t *testing.T, base Options, file string) *Source {
 					o.Port = n
 				case k == "policy":
 					o.Policy = v
+				case k == "health":
+					o.Health = v
 				case k == "log-level":
 					fixed[k] = v
 				case i < len(lines):
@@ -140,5 +145,37 @@ func TestReloadWithoutFile(t *testing.T) {
 	s = newTestSupervisor(t, func(*Options) {}, "serve")
 	if _, err := s.Set(context.Background(), []string{"queue=1"}); !errors.Is(err, errNoSource) {
 		t.Errorf("set without a source: %v", err)
+	}
+}
+
+// TestHealthChangeReachesOldReplicasByTheRestart: a changed --health path
+// is checked on each replica's new process; the old processes are still
+// checked on the path they started with, so a path they do not serve
+// takes none of them out of rotation while the rolling restart (which
+// here fails: the new path answers 500) has not replaced them.
+func TestHealthChangeReachesOldReplicasByTheRestart(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "m.conf")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startTestSupervisor(t, 2, func(o *Options) {
+		o.Health = "/health"
+		fastLiveness(time.Minute)(o)
+		o.ReadyTimeout = 2 * time.Second
+		o.Source = fakeSource(t, *o, file)
+	}, "serve")
+	before := s.Status()
+	res, err := s.Set(context.Background(), []string{"health=/fail"})
+	if err != nil || res.Restart == nil || res.Restart.Error == "" {
+		t.Fatalf("set health=/fail: %+v, %v; want the rolling restart to stop at a new process that is never ready", res, err)
+	}
+	// Liveness checks every 50 ms, unhealthy after 2 failures: a second
+	// is ample for the old processes to be taken out, were they checked
+	// on /fail.
+	time.Sleep(time.Second)
+	for i, r := range s.Status().Replicas {
+		if r.Pid != before.Replicas[i].Pid || r.State != control.Ready {
+			t.Errorf("%s: pid %d (was %d), state %s; want the old process, ready", r.Name, r.Pid, before.Replicas[i].Pid, r.State)
+		}
 	}
 }

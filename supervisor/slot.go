@@ -38,6 +38,10 @@ type incarnation struct {
 	// gpu and cpus are what the configuration gave it at its start.
 	gpu  string
 	cpus []int
+	// probe checks it on the --health path in force at its start: a
+	// changed path reaches each replica with its new process, by the
+	// rolling restart, not the old processes at once.
+	probe replica.Probe
 }
 
 // replaceRequest asks a slot to replace its process: start a successor,
