@@ -47,6 +47,8 @@ type reloadInfo struct {
 // -f, when the file cannot be read or has an error (named with its line),
 // or when a setting that cannot change while the instance runs changed.
 func (s *Supervisor) Reload(ctx context.Context) (control.ReloadResult, error) {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
 	defer s.reloading()()
 	src := s.cfg().Source
 	if src == nil {
@@ -59,7 +61,7 @@ func (s *Supervisor) Reload(ctx context.Context) (control.ReloadResult, error) {
 	if err != nil {
 		return control.ReloadResult{}, fmt.Errorf("config file: %w; nothing was changed", err)
 	}
-	res, err := s.reconfigure(ctx, "reload", func(*reloadState) ([]byte, []string) { return content, nil })
+	res, err := s.reconfigure("reload", func(*reloadState) ([]byte, []string) { return content, nil })
 	res.File = src.File
 	return res, err
 }
@@ -70,6 +72,8 @@ func (s *Supervisor) Reload(ctx context.Context) (control.ReloadResult, error) {
 // changing nothing, for a value up would refuse or a setting that cannot
 // change while the instance runs.
 func (s *Supervisor) Set(ctx context.Context, settings []string) (control.ReloadResult, error) {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
 	defer s.reloading()()
 	if s.cfg().Source == nil {
 		return control.ReloadResult{}, errNoSource
@@ -78,7 +82,7 @@ func (s *Supervisor) Set(ctx context.Context, settings []string) (control.Reload
 	for _, kv := range settings {
 		named[setKey(kv)] = true
 	}
-	return s.reconfigure(ctx, "set", func(st *reloadState) ([]byte, []string) {
+	return s.reconfigure("set", func(st *reloadState) ([]byte, []string) {
 		// A setting set again replaces what was set before, list and all.
 		kept := slices.DeleteFunc(slices.Clone(st.sets), func(kv string) bool { return named[setKey(kv)] })
 		return st.content, append(kept, settings...)
@@ -87,7 +91,8 @@ func (s *Supervisor) Set(ctx context.Context, settings []string) (control.Reload
 
 // reloading calls OnReload with ReloadStarted and returns what calls it
 // with ReloadDone: every reload and set is bracketed, refused or not, so
-// that a service manager that sent SIGHUP hears that it ended.
+// that a service manager that sent SIGHUP hears that it ended. Called with
+// reloadMu held, so that brackets never overlap.
 func (s *Supervisor) reloading() (done func()) {
 	hook := s.cfg().OnReload
 	if hook == nil {
@@ -108,10 +113,11 @@ func setKey(kv string) string {
 // force, after checking all of it: the proxy's settings live, a changed
 // replica count by a scale, the replicas' settings by a rolling restart.
 // by names the caller, for the log and status. Reloads and sets run one
-// at a time, each to its end, rolling restart included.
-func (s *Supervisor) reconfigure(ctx context.Context, by string, next func(*reloadState) ([]byte, []string)) (control.ReloadResult, error) {
-	s.reloadMu.Lock()
-	defer s.reloadMu.Unlock()
+// at a time, each to its end, rolling restart included: the caller holds
+// reloadMu. The scale and the rolling restart run under the instance's
+// context, not the caller's: a client that gives up waiting does not
+// leave the replicas half rolled to settings recorded as in force.
+func (s *Supervisor) reconfigure(by string, next func(*reloadState) ([]byte, []string)) (control.ReloadResult, error) {
 	content, sets := next(&s.reload)
 	old := s.cfg()
 	res := control.ReloadResult{Name: old.Name, Changes: []control.Change{}}
@@ -163,14 +169,14 @@ func (s *Supervisor) reconfigure(ctx context.Context, by string, next func(*relo
 	}
 	s.event("", admin.EventReload, "%s: %s", by, summarize(changes))
 	if needs(changes, applyScale) {
-		sr, err := s.Scale(ctx, c.Replicas)
+		sr, err := s.Scale(s.ctx, c.Replicas)
 		if err != nil {
 			return res, fmt.Errorf("settings applied, but the scale to %d replicas failed: %w", c.Replicas, err)
 		}
 		res.Scale = &sr
 	}
 	if needs(changes, applyRolling) {
-		rr, err := s.RollingRestart(ctx)
+		rr, err := s.RollingRestart(s.ctx)
 		if err != nil {
 			return res, fmt.Errorf("settings applied, but the rolling restart did not start: %w; run mattingctl restart", err)
 		}

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"os"
+	"strings"
 )
 
 // The instance's signals: SIGINT and SIGTERM stop it (a second one skips
@@ -61,13 +62,17 @@ func (s *Supervisor) watchHangups(hups <-chan os.Signal) {
 func (s *Supervisor) reloadOnSignal() {
 	if src := s.cfg().Source; src == nil || src.File == "" {
 		s.log.Info("SIGHUP: no config file (-f) to read again, no setting changed; mattingctl restart rolls the replicas")
+		s.reloadMu.Lock()
 		s.reloading()() // a service manager that sent it waits for its end
+		s.reloadMu.Unlock()
 		return
 	}
 	res, err := s.Reload(s.ctx)
 	switch {
+	case err != nil && strings.HasPrefix(err.Error(), "settings applied"):
+		s.log.Error("reload: settings applied, but not all of their effect", "error", err)
 	case err != nil:
-		s.log.Error("reload refused; nothing was changed", "error", err)
+		s.log.Error("reload not made", "error", err)
 	case len(res.Changes) == 0:
 		// reconfigure logged it
 	case res.Restart != nil && res.Restart.Error != "":

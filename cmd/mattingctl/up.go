@@ -158,7 +158,7 @@ func addUpFlags(fl *pflag.FlagSet, o *upOptions) {
 	inGroup(fl, headingProtocols, func() {
 		fl.Var(choiceFlag{&o.UpstreamProtocol, []string{supervisor.ProtocolHTTP1, supervisor.ProtocolH2C}}, "upstream-protocol",
 			"what the proxy speaks to the replicas: http1, or h2c (HTTP/2 with prior knowledge, as gRPC servers speak it)")
-		fl.StringVar(&o.TLSCert, "tls-cert", o.TLSCert, "PEM certificate (chain) file: the proxy port speaks HTTPS, HTTP/2 by ALPN; re-read on SIGHUP, reload and restart (needs --tls-key)")
+		fl.StringVar(&o.TLSCert, "tls-cert", o.TLSCert, "PEM certificate (chain) file: the proxy port speaks HTTPS, HTTP/2 by ALPN; re-read on SIGHUP and restart (needs --tls-key)")
 		fl.StringVar(&o.TLSKey, "tls-key", o.TLSKey, "PEM private key file of --tls-cert")
 	})
 	inGroup(fl, headingObservability, func() {
