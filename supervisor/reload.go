@@ -140,6 +140,9 @@ func (s *Supervisor) reconfigure(by string, next func(*reloadState) ([]byte, []s
 	if err == nil && !slices.Equal(raw.Command, s.reload.raw.Command) {
 		err = replica.CheckCommand(raw.Command)
 	}
+	if err == nil {
+		err = checkInflightPlan(c, old)
+	}
 	if err != nil {
 		return res, fmt.Errorf("%w; nothing was changed", err)
 	}
@@ -183,6 +186,18 @@ func (s *Supervisor) reconfigure(by string, next func(*reloadState) ([]byte, []s
 		res.Restart = &rr
 	}
 	return res, nil
+}
+
+// checkInflightPlan refuses a cap on requests in flight per replica above
+// the one the open-file budget was planned for at start (connections to
+// the replicas), which a running instance keeps.
+func checkInflightPlan(c, old *config) error {
+	planned, now := old.MostInflight(), c.MostInflight()
+	if planned == 0 || (now != 0 && now <= planned) {
+		return nil
+	}
+	return fmt.Errorf("max-inflight %s: more in flight per replica than the %d the open-file budget was planned for at start; restart up to raise it",
+		fmtInflight(c.MaxInflight, c.AdaptiveInflight), planned)
 }
 
 // keepRuntime gives o, as Source.Load made it from up's flags, what the

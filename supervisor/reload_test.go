@@ -42,6 +42,8 @@ func fakeSource(t *testing.T, base Options, file string) *Source {
 					o.Policy = v
 				case k == "health":
 					o.Health = v
+				case k == "max-inflight" && err == nil:
+					o.MaxInflight = n
 				case k == "log-level":
 					fixed[k] = v
 				case i < len(lines):
@@ -99,12 +101,19 @@ func TestReconfigure(t *testing.T) {
 	if _, err := s.Set(ctx, []string{"nosuch=1"}); err == nil || !strings.Contains(err.Error(), "nothing was changed") {
 		t.Errorf("an unknown setting: %v", err)
 	}
+	// Past the in-flight cap the open-file budget was planned for (auto's 64).
+	if _, err := s.Set(ctx, []string{"max-inflight=65"}); err == nil || !strings.Contains(err.Error(), "max-inflight 65: more in flight per replica than the 64") {
+		t.Errorf("max-inflight above the plan: %v", err)
+	}
+	if s.cfg().MaxInflight != 0 || !s.cfg().Adaptive() {
+		t.Errorf("a refused max-inflight changed the cap to %d", s.cfg().MaxInflight)
+	}
 	res, err = s.Set(ctx, []string{"queue=5"})
 	if err != nil || len(res.Changes) != 0 {
 		t.Errorf("setting what is in force: %+v, %v", res, err)
 	}
-	if len(phases) != 8 {
-		t.Errorf("the hook was told of %d phases of 4 sets: %v", len(phases), phases)
+	if len(phases) != 10 {
+		t.Errorf("the hook was told of %d phases of 5 sets: %v", len(phases), phases)
 	}
 
 	// A file with an error changes nothing, naming the file and line.
