@@ -53,7 +53,11 @@ func TestThreadsDoNotGrowWithReplicas(t *testing.T) {
 	const replicas, maxThreads = 200, 50
 	// A fixed cap of 8, so that 200 replicas fit the test's descriptor
 	// limit (auto plans for its upper bound, 64 a replica).
-	in := start(t, 2, "--max-inflight", "8", "--", fakemodel)
+	// Ports reserved for all of them: start's own few would leave the
+	// scale's to whichever other test takes them first.
+	port := testutil.FreePorts(t, replicas+8)
+	in := launch(t, mattingctl, t.TempDir(), port, "up", "--port", strconv.Itoa(port), "--host", "127.0.0.1", "--admin", "127.0.0.1:0",
+		"--replicas", "2", "--max-inflight", "8", "--", fakemodel)
 	in.waitReady(2)
 	atTwo := threadsOf(t, in.cmd.Process.Pid)
 	if _, errOut, code := in.ctl("scale", strconv.Itoa(replicas)); code != 0 {

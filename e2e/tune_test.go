@@ -177,9 +177,9 @@ func TestTuneRefuses(t *testing.T) {
 		code := exitCode(t, cmd, 60*time.Second)
 		errOut := stderr.String()
 		checkRace(t, "mattingctl tune", stdout.String()+errOut)
-		last := lastLine(errOut)
+		last := errorLine(errOut)
 		if code == 0 || !strings.Contains(last, c.want) || !strings.HasPrefix(last, "mattingctl: ") {
-			t.Errorf("tune %v: exit %d, last line %q; want non-zero and %q", c.args, code, last, c.want)
+			t.Errorf("tune %v: exit %d, error line %q; want non-zero and %q", c.args, code, last, c.want)
 		}
 		if strings.Count(errOut, "mattingctl:") != 1 {
 			t.Errorf("tune %v: more than one error line:\n%s", c.args, errOut)
