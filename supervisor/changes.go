@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mattingctl/mattingctl/balancer"
+	"github.com/mattingctl/mattingctl/internal/bytesize"
 	"github.com/mattingctl/mattingctl/internal/control"
 	"github.com/mattingctl/mattingctl/replica"
 )
@@ -84,21 +85,21 @@ var settings = []setting{
 	{"upstream-timeout", []string{"UpstreamTimeout"}, applyLive, func(o *Options) string { return fmtDuration(o.UpstreamTimeout) }},
 	{"client-timeout", []string{"ClientTimeout"}, applyNever, func(o *Options) string { return fmtDuration(o.ClientTimeout) }},
 	{"send-timeout", []string{"SendTimeout"}, applyNever, func(o *Options) string { return fmtDuration(o.SendTimeout) }},
-	{"max-body", []string{"MaxBody"}, applyLive, func(o *Options) string { return fmtSize(o.MaxBody) }},
+	{"max-body", []string{"MaxBody"}, applyLive, func(o *Options) string { return bytesize.Format(o.MaxBody) }},
 	{"max-conns", []string{"MaxConns"}, applyNever, func(o *Options) string { return fmtAuto(o.MaxConns) }},
-	{"max-buffer", []string{"MaxBuffer"}, applyNever, func(o *Options) string { return fmtSize(o.MaxBuffer) }},
-	{"max-disk-buffer", []string{"MaxDiskBuffer"}, applyNever, func(o *Options) string { return fmtSize(o.MaxDiskBuffer) }},
+	{"max-buffer", []string{"MaxBuffer"}, applyNever, func(o *Options) string { return bytesize.Format(o.MaxBuffer) }},
+	{"max-disk-buffer", []string{"MaxDiskBuffer"}, applyNever, func(o *Options) string { return bytesize.Format(o.MaxDiskBuffer) }},
 	{"max-client-uploads", []string{"MaxClientUploads"}, applyNever, func(o *Options) string { return strconv.Itoa(o.MaxClientUploads) }},
 	{"max-client-buffer", []string{"MaxClientBuffer"}, applyNever, func(o *Options) string {
 		if o.MaxClientBuffer == nil {
 			return "auto"
 		}
-		return fmtSize(*o.MaxClientBuffer)
+		return bytesize.Format(*o.MaxClientBuffer)
 	}},
-	{"min-upload-rate", []string{"MinUploadRate"}, applyLive, func(o *Options) string { return fmtSize(o.MinUploadRate) }},
+	{"min-upload-rate", []string{"MinUploadRate"}, applyLive, func(o *Options) string { return bytesize.Format(o.MinUploadRate) }},
 	{"upload-grace", []string{"UploadGrace"}, applyLive, func(o *Options) string { return fmtDuration(o.UploadGrace) }},
 	{"buffer-dir", []string{"BufferDir"}, applyNever, func(o *Options) string { return fmtAutoString(o.BufferDir) }},
-	{"response-buffer", []string{"ResponseBuffer"}, applyLive, func(o *Options) string { return fmtSize(o.ResponseBuffer) }},
+	{"response-buffer", []string{"ResponseBuffer"}, applyLive, func(o *Options) string { return bytesize.Format(o.ResponseBuffer) }},
 	{"max-upgraded", []string{"MaxUpgraded"}, applyNever, func(o *Options) string { return fmtAuto(o.MaxUpgraded) }},
 	{"health", []string{"Health"}, applyRolling, func(o *Options) string { return o.Health }},
 	{"health-interval", []string{"HealthInterval"}, applyRolling, func(o *Options) string { return fmtDuration(o.HealthInterval) }},
@@ -109,7 +110,7 @@ var settings = []setting{
 	{"drain-delay", []string{"DrainDelay"}, applyLive, func(o *Options) string { return fmtDuration(o.DrainDelay) }},
 	{"max-requests", []string{"MaxRequests"}, applyRolling, func(o *Options) string { return strconv.Itoa(o.MaxRequests) }},
 	{"max-requests-jitter", []string{"MaxRequestsJitter"}, applyRolling, func(o *Options) string { return strconv.Itoa(o.MaxRequestsJitter) }},
-	{"max-memory", []string{"MaxMemory"}, applyLive, func(o *Options) string { return fmtSize(o.MaxMemory) }},
+	{"max-memory", []string{"MaxMemory"}, applyLive, func(o *Options) string { return bytesize.Format(o.MaxMemory) }},
 	{"cpus", []string{"CPUs"}, applyRolling, func(o *Options) string { return fmtCPUSets(o.CPUs) }},
 	{"gpus", []string{"GPUs"}, applyRolling, func(o *Options) string { return strings.Join(o.GPUs, ",") }},
 	{"upstream-protocol", []string{"UpstreamProtocol"}, applyNever, func(o *Options) string { return o.UpstreamProtocol }},
@@ -117,7 +118,7 @@ var settings = []setting{
 	{"tls-key", []string{"TLSKey"}, applyNever, func(o *Options) string { return o.TLSKey }},
 	{"access-log", []string{"AccessLog"}, applyNever, func(o *Options) string { return o.AccessLog }},
 	{"access-log-format", []string{"AccessLogFormat"}, applyNever, func(o *Options) string { return o.AccessLogFormat }},
-	{"output-rate", []string{"OutputRate"}, applyNever, func(o *Options) string { return fmtSize(o.OutputRate) }},
+	{"output-rate", []string{"OutputRate"}, applyNever, func(o *Options) string { return bytesize.Format(o.OutputRate) }},
 	{"admin", []string{"Admin"}, applyNever, func(o *Options) string { return fmtAutoString(o.Admin) }},
 	{"admin-token", []string{"AdminToken"}, applyNever, func(o *Options) string {
 		if o.AdminToken == "" {
@@ -194,20 +195,6 @@ func fmtDuration(d time.Duration) string {
 		s = strings.TrimSuffix(s, "0m")
 	}
 	return s
-}
-
-// fmtSize writes n in the largest binary unit that divides it, as up's
-// size flags take it.
-func fmtSize(n int64) string {
-	for _, u := range []struct {
-		suffix string
-		size   int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
-		if n != 0 && n%u.size == 0 {
-			return strconv.FormatInt(n/u.size, 10) + u.suffix
-		}
-	}
-	return strconv.FormatInt(n, 10)
 }
 
 // fmtInflight writes a --max-inflight value.

@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mattingctl/mattingctl/internal/bytesize"
 )
 
 // auto is the default `up --help` shows for the flags whose default is
@@ -118,7 +120,7 @@ func (f *autoSize) String() string {
 	case *f.p == 0:
 		return "0"
 	}
-	return formatSize(*f.p)
+	return bytesize.Format(*f.p)
 }
 
 func (f *autoSize) Type() string { return "size" }
@@ -148,7 +150,7 @@ func (f autoSizeOf) String() string {
 	case **f.p == 0:
 		return "0"
 	}
-	return formatSize(**f.p)
+	return bytesize.Format(**f.p)
 }
 
 func (f autoSizeOf) Type() string { return "size" }

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/mattingctl/mattingctl/internal/bytesize"
 	"github.com/mattingctl/mattingctl/internal/control"
 )
 
@@ -34,21 +35,6 @@ func parseSize(s string) (int64, error) {
 	return n * mult, nil
 }
 
-// formatSize renders n as parseSize takes it back, exactly: in the
-// largest binary unit that divides it (50MiB, 10GiB), else in bytes, so
-// that the default `up --help` shows can be given as it is shown.
-func formatSize(n int64) string {
-	for _, u := range []struct {
-		suffix string
-		size   int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
-		if n != 0 && n%u.size == 0 {
-			return strconv.FormatInt(n/u.size, 10) + u.suffix
-		}
-	}
-	return strconv.FormatInt(n, 10)
-}
-
 // sizeValue is a flag holding a byte size such as 50MiB.
 type sizeValue struct{ p *int64 }
 
@@ -56,7 +42,7 @@ func (v *sizeValue) String() string {
 	if v.p == nil || *v.p == 0 {
 		return ""
 	}
-	return formatSize(*v.p)
+	return bytesize.Format(*v.p)
 }
 
 func (v *sizeValue) Set(s string) error {
