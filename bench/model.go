@@ -205,13 +205,21 @@ func (e *environment) startModel(bin string, replicas int, flags []string) (*mod
 	if err != nil {
 		return nil, err
 	}
-	home := filepath.Join(e.work, "home-model-"+strconv.Itoa(port))
-	args := append([]string{"up", "--host", "127.0.0.1", "-p", strconv.Itoa(port), "-r", strconv.Itoa(replicas),
-		"--admin", "none", "--log-level", "warn", "--health", "/health"}, flags...)
+	args := append([]string{"-r", strconv.Itoa(replicas), "--health", "/health"}, flags...)
 	args = append(args, "--", "node", filepath.Join(modelDir, "server.js"))
-	cmd := exec.Command(bin, args...)
+	return e.startInstance(bin, "model-"+strconv.Itoa(port), port, replicas, 2*time.Minute, args)
+}
+
+// startInstance runs `mattingctl up` on port, local and quiet, with args
+// after the bench's own flags, its output in WORK/mattingctl-NAME.log,
+// and waits up to wait for its replicas to be ready; the error then
+// quotes the log.
+func (e *environment) startInstance(bin, name string, port, replicas int, wait time.Duration, args []string) (*modelInstance, error) {
+	home := filepath.Join(e.work, "home-"+name)
+	full := append([]string{"up", "--host", "127.0.0.1", "-p", strconv.Itoa(port), "--admin", "none", "--log-level", "warn"}, args...)
+	cmd := exec.Command(bin, full...)
 	cmd.Env = append(os.Environ(), "MATTINGCTL_HOME="+home)
-	logPath := filepath.Join(e.work, "mattingctl-model-"+strconv.Itoa(port)+".log")
+	logPath := filepath.Join(e.work, "mattingctl-"+name+".log")
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
@@ -222,18 +230,15 @@ func (e *environment) startModel(bin string, replicas int, flags []string) (*mod
 		return nil, err
 	}
 	in := &modelInstance{bin: bin, home: home, port: port, stop: func() { terminate(cmd); logf.Close() }}
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		st, err := in.status()
-		if err == nil && st.ready() == replicas {
+	for deadline := time.Now().Add(wait); ; time.Sleep(200 * time.Millisecond) {
+		if st, err := in.status(); err == nil && st.ready() == replicas {
 			return in, nil
 		}
 		if time.Now().After(deadline) {
 			in.stop()
 			log, _ := os.ReadFile(logPath)
-			return nil, fmt.Errorf("%d replicas not ready within 2 minutes:\n%s", replicas, log)
+			return nil, fmt.Errorf("mattingctl %s: %d replicas not ready within %s:\n%s", strings.Join(full, " "), replicas, wait, log)
 		}
-		time.Sleep(200 * time.Millisecond)
 	}
 }
 

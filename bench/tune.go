@@ -194,36 +194,15 @@ func (e *environment) startUpLine(bin, line string) (*modelInstance, error) {
 	if err != nil {
 		return nil, err
 	}
-	home := filepath.Join(e.work, "home-upline-"+strconv.Itoa(port))
-	full := append([]string{"up", "--host", "127.0.0.1", "-p", strconv.Itoa(port), "--admin", "none", "--log-level", "warn"}, args[2:]...)
-	cmd := exec.Command(bin, full...)
-	cmd.Env = append(os.Environ(), "MATTINGCTL_HOME="+home)
-	logPath := filepath.Join(e.work, "mattingctl-upline.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, err
-	}
-	fmt.Printf("started: mattingctl %s\n", strings.Join(full, " "))
+	fmt.Printf("starting the up line: mattingctl %s\n", strings.Join(args[1:], " "))
 	begun := time.Now()
-	in := &modelInstance{bin: bin, home: home, port: port, stop: func() { terminate(cmd); logf.Close() }}
 	// As long as up's --ready-timeout: four Python replicas importing
 	// OpenCV on a machine loaded by others took more than 2 minutes.
-	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
-		if st, err := in.status(); err == nil && st.ready() == n {
-			fmt.Printf("ready after %s\n", time.Since(begun).Round(time.Second))
-			return in, nil
-		}
-		if time.Now().After(deadline) {
-			in.stop()
-			log, _ := os.ReadFile(logPath)
-			return nil, fmt.Errorf("the up line's %d replicas not ready within 5 minutes:\n%s", n, log)
-		}
+	in, err := e.startInstance(bin, "upline-"+strconv.Itoa(port), port, n, 5*time.Minute, args[2:])
+	if err == nil {
+		fmt.Printf("ready after %s\n", time.Since(begun).Round(time.Second))
 	}
+	return in, err
 }
 
 // shellSplit splits a line as a POSIX shell would the words tune's up
