@@ -311,7 +311,7 @@ func (opts *tuneOptions) report(rep tune.Report) error {
 		}
 	}
 	if best >= 0 {
-		rule := tune.BestRule
+		rule := tune.RuleFor(ranked)
 		if rep.Interrupted {
 			rule += " (of the layouts measured before the interrupt)"
 		}

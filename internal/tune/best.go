@@ -14,6 +14,27 @@ const closeEnough = 0.05
 // BestRule says how Best chooses, for the output.
 const BestRule = "best: no errors; among those within 5% of the top requests/s, the lowest p99"
 
+// bestRuleFinals is BestRule where finalists were measured again: only
+// they compete, whatever a single run of another layout shows.
+const bestRuleFinals = "best: no errors; among the layouts measured again, those within 5% of the top requests/s, the lowest p99"
+
+// RuleFor is the rule Best applied to results, for the line above its
+// choice: BestRule, or the same said of the finalists alone.
+func RuleFor(results []Result) string {
+	if hasFinalists(results) {
+		return bestRuleFinals
+	}
+	return BestRule
+}
+
+// clean reports whether r ran without errors and answered.
+func clean(r Result) bool { return r.Errors == 0 && r.Requests > 0 }
+
+// hasFinalists reports whether a layout measured again ran clean.
+func hasFinalists(results []Result) bool {
+	return slices.ContainsFunc(results, func(r Result) bool { return r.Finalist && clean(r) })
+}
+
 // Best returns the index in results of the best layout: among those that
 // ran without errors, those within closeEnough of the highest throughput,
 // the one with the lowest p99 (ties: the higher throughput). When some
@@ -23,8 +44,7 @@ const BestRule = "best: no errors; among those within 5% of the top requests/s, 
 // band (unless every finalist erred when measured again). It returns -1
 // when no layout ran without errors.
 func Best(results []Result) int {
-	clean := func(r Result) bool { return r.Errors == 0 && r.Requests > 0 }
-	finals := slices.ContainsFunc(results, func(r Result) bool { return r.Finalist && clean(r) })
+	finals := hasFinalists(results)
 	competes := func(r Result) bool { return clean(r) && (r.Finalist || !finals) }
 	top := 0.0
 	for _, r := range results {

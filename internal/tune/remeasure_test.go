@@ -258,3 +258,20 @@ func TestRemeasureGoesByTheLayoutsOwnTime(t *testing.T) {
 		t.Errorf("remeasure %+v, ended at %s; want each finalist run once more within %s", rep.Remeasure, clock.Sub(time.Unix(0, 0)), cfg.Budget)
 	}
 }
+
+// TestRuleForSaysWhoCompeted: once finalists were measured again, the
+// line above the choice says that only they competed, since a layout
+// measured once can sit within 5% of the top with a lower p99 and lose.
+func TestRuleForSaysWhoCompeted(t *testing.T) {
+	once := Result{Measurement: Measurement{Requests: 100}}
+	again := Result{Measurement: Measurement{Requests: 100}, Finalist: true}
+	if got := RuleFor([]Result{once}); got != BestRule {
+		t.Errorf("no finalist: %q", got)
+	}
+	if got := RuleFor([]Result{once, again}); got == BestRule || !strings.Contains(got, "among the layouts measured again") {
+		t.Errorf("with a finalist: %q", got)
+	}
+	if got := RuleFor([]Result{once, {Measurement: Measurement{Requests: 100, Errors: 1}, Finalist: true}}); got != BestRule {
+		t.Errorf("a finalist that erred competes with no one: %q", got)
+	}
+}
