@@ -28,8 +28,12 @@ func writeStatus(w io.Writer, st control.Status, now time.Time) error {
 		fmt.Fprintln(w, formatAutoscale(*a, st.Desired, now))
 	}
 	if l := st.Latency; l.Responses > 0 {
-		fmt.Fprintf(w, "latency, last minute, all replicas: p50 %s, p95 %s, p99 %s (%d responses)\n",
-			formatMs(l.P50Ms), formatMs(l.P95Ms), formatMs(l.P99Ms), l.Responses)
+		noun := "responses"
+		if l.Responses == 1 {
+			noun = "response"
+		}
+		fmt.Fprintf(w, "latency, last minute, all replicas: p50 %s, p95 %s, p99 %s (%d %s)\n",
+			formatMs(l.P50Ms), formatMs(l.P95Ms), formatMs(l.P99Ms), l.Responses, noun)
 	}
 	fmt.Fprintln(w)
 	gpus, cpus, upgraded := false, false, false
