@@ -113,7 +113,23 @@ func (r *reaper) stop() string {
 // (end of file on stdin), then kills the marked processes, and says on fd
 // 3 which it killed.
 func runReaper(id string) int {
-	_, _ = io.Copy(io.Discard, os.Stdin)
+	// End of file on stdin, or a new parent: a process that inherited
+	// the pipe's other end would otherwise hold the sweep off for as long
+	// as it lives, and it may be one the sweep is to kill.
+	parent := os.Getppid()
+	eof := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		close(eof)
+	}()
+	for waiting := true; waiting; {
+		select {
+		case <-eof:
+			waiting = false
+		case <-time.After(100 * time.Millisecond):
+			waiting = os.Getppid() == parent
+		}
+	}
 	report := os.NewFile(3, "report")
 	killed := sweep(id)
 	if len(killed) > 0 && report != nil {
@@ -129,7 +145,10 @@ func runReaper(id string) int {
 func sweep(id string) []string {
 	var killed []string
 	seen := map[int]bool{}
-	for quiet := 0; quiet < 3; {
+	// Bounded: a process that cannot be killed (stuck in the kernel) must
+	// not keep the reaper, and the test run waiting on it, for ever.
+	deadline := time.Now().Add(20 * time.Second)
+	for quiet := 0; quiet < 3 && time.Now().Before(deadline); {
 		pids := marked(id)
 		if len(pids) == 0 {
 			quiet++
