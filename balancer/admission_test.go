@@ -100,7 +100,9 @@ func TestPredictedWaitRejectsAtOnce(t *testing.T) {
 	if slowest503 > max(500*time.Millisecond, 2*baseline) {
 		t.Errorf("a 503 took %s, %s with no backend; want it at once, not near the 1s queue timeout", slowest503, baseline)
 	}
-	if s := bal.Stats(); s.Rejected != uint64(counts[503]) || bal.outcomes.rejected[reasonPredictedWait].Load() != uint64(counts[503]) {
+	// Every 503 is counted as rejected; all but the admissible ones shed
+	// later (their queue timeout, on a busy machine) by predicted wait.
+	if s, pw := bal.Stats(), bal.outcomes.rejected[reasonPredictedWait].Load(); s.Rejected != uint64(counts[503]) || pw < uint64(counts[503]-admissible) || pw > uint64(counts[503]) {
 		t.Errorf("stats %+v, predicted-wait rejections %d; clients saw %d 503s", s, bal.outcomes.rejected[reasonPredictedWait].Load(), counts[503])
 	}
 }
