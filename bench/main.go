@@ -5,6 +5,8 @@
 //	go run ./bench                      # both scenarios, 3 rounds each
 //	go run ./bench -scenario overload   # one scenario
 //	go run ./bench -scenario original   # the original load test, Flask replicas, nginx beside (about 10 min)
+//	go run ./bench -scenario original -client-cpu 1 -targets mattingctl,nginx-original
+//	                                    # the same with the client on CPU 1 alone, the servers on the others (pin.go)
 //	go run ./bench soak -d 10m          # chaos under load; see soak.go
 //	go run ./bench -scenario idleconns  # 20,000 idle connections: mattingctl alone, run only when named
 //	go run ./bench -scenario slowupload # a memory scenario (memory.go, also bigbodies), mattingctl alone
@@ -117,6 +119,7 @@ func main() {
 	nginxBin := flag.String("nginx", "nginx", "nginx binary")
 	targetsFlag := flag.String("targets", "mattingctl,nginx-original,nginx-tuned,nginx-membuf", "targets to run, comma-separated")
 	requests := flag.Int("requests", 0, "requests per run (default: the scenario's)")
+	clientCPU := flag.Int("client-cpu", -1, "original: run the Python client on this CPU alone, and the proxies and replicas on the others (default: all share every CPU)")
 	keepAlive := flag.Bool("keepalive", false, "clients reuse connections in every scenario")
 	idle := idleConnsOptions{}
 	flag.IntVar(&idle.conns, "conns", 20000, "idleconns: idle client connections to open")
@@ -228,19 +231,29 @@ func main() {
 		}
 		return
 	}
-	if err := run(*only, *rounds, *image, *nginxBin, strings.Split(*targetsFlag, ",")); err != nil {
+	pin, err := newPinning(*clientCPU)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+	targetsSet := false
+	flag.Visit(func(f *flag.Flag) { targetsSet = targetsSet || f.Name == "targets" })
+	if err := run(*only, *rounds, *image, *nginxBin, strings.Split(*targetsFlag, ","), targetsSet, pin); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(only string, rounds int, image, nginxBin string, targets []string) error {
+// run runs the scenarios of the proxy comparison (or only the one named):
+// against the targets of a scenario that names its own, unless -targets
+// was given.
+func run(only string, rounds int, image, nginxBin string, targets []string, targetsSet bool, pin pinning) error {
 	work, err := os.MkdirTemp("", "mattingctl-bench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(work)
-	env := &environment{work: work, nginx: nginxBin}
+	env := &environment{work: work, nginx: nginxBin, pin: pin}
 	if err := env.build(); err != nil {
 		return err
 	}
@@ -248,14 +261,14 @@ func run(only string, rounds int, image, nginxBin string, targets []string) erro
 	if err != nil {
 		return err
 	}
-	fmt.Printf("machine: %s\n\n", machine())
+	fmt.Printf("machine: %s; %s\n\n", machine(), pin)
 	ran := false
 	for _, sc := range scenarios {
 		if only != "" && sc.name != only || only == "" && sc.byName {
 			continue
 		}
 		targets := targets
-		if sc.targets != nil {
+		if sc.targets != nil && !targetsSet {
 			targets = sc.targets
 		}
 		ran = true

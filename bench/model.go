@@ -328,7 +328,7 @@ func (e *environment) modelRun(bin string, s modelSetup, body []byte, o modelOpt
 	url := "http://127.0.0.1:" + strconv.Itoa(in.port) + "/api/matting_base64"
 	if o.warm > 0 {
 		if w := runLoad(context.Background(), url, body, o.clients, o.warm, true); w.ok != w.total {
-			return result{}, "", "", fmt.Errorf("warming through the proxy: %d of %d answered", w.ok, w.total)
+			return result{}, "", "", fmt.Errorf("warming through the proxy: %d of %d answered (%v)", w.ok, w.total, w.failures)
 		}
 	}
 	r := runLoad(context.Background(), url, body, o.clients, o.requests, true)

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os/exec"
 	"regexp"
 	"sort"
 	"strconv"
@@ -21,9 +20,10 @@ var (
 // runPythonClient runs the original threaded load test against url: n
 // threads started at once, each POSTing the sample portrait and decoding
 // the matted image it gets back. Its own timings are what count: wall is
-// the client's elapsed time, latencies its per-request times.
-func runPythonClient(ctx context.Context, url string, n int) (result, error) {
-	cmd := exec.CommandContext(ctx, "python3", "examples/flask-matting/client.py", "--url", url, "-n", strconv.Itoa(n))
+// the client's elapsed time, latencies its per-request times. It runs on
+// cpus when set.
+func runPythonClient(ctx context.Context, cpus, url string, n int) (result, error) {
+	cmd := commandContext(ctx, cpus, "python3", "examples/flask-matting/client.py", "--url", url, "-n", strconv.Itoa(n))
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()

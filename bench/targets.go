@@ -29,6 +29,7 @@ var replicaEnv = []string{"GOMAXPROCS=1"}
 type environment struct {
 	work  string // temporary directory with the binaries
 	nginx string
+	pin   pinning // CPUs of the client and of what it measures
 }
 
 // measure starts target with fresh replicas, runs the scenario's load
@@ -59,7 +60,7 @@ func (e *environment) measure(ctx context.Context, target string, sc scenario, b
 		return result{}, fmt.Errorf("%s did not come up: %w", target, err)
 	}
 	if sc.pythonClient {
-		return runPythonClient(ctx, url, sc.requests)
+		return runPythonClient(ctx, e.pin.client, url, sc.requests)
 	}
 	return runLoad(ctx, url, body, sc.clients, sc.requests, sc.keepAlive), nil
 }
@@ -76,7 +77,7 @@ func (e *environment) startMattingctl(port int, sc scenario) (func(), error) {
 		args = append(args, "--", filepath.Join(e.work, "fakemodel"))
 		args = append(args, sc.replicaArgs...)
 	}
-	cmd := exec.Command(filepath.Join(e.work, "mattingctl"), args...)
+	cmd := command(e.pin.servers, filepath.Join(e.work, "mattingctl"), args...)
 	cmd.Env = append(os.Environ(), "MATTINGCTL_HOME="+home)
 	log, err := os.Create(filepath.Join(e.work, "mattingctl-"+strconv.Itoa(port)+".log"))
 	if err != nil {
@@ -104,9 +105,9 @@ func (e *environment) startReplicas(base int, sc scenario) (func(), error) {
 		}
 	}
 	for i := 0; i < replicas; i++ {
-		c := exec.Command(filepath.Join(e.work, "fakemodel"), sc.replicaArgs...)
+		c := command(e.pin.servers, filepath.Join(e.work, "fakemodel"), sc.replicaArgs...)
 		if sc.replicaCommand != nil {
-			c = exec.Command(sc.replicaCommand[0], sc.replicaCommand[1:]...)
+			c = command(e.pin.servers, sc.replicaCommand[0], sc.replicaCommand[1:]...)
 		}
 		c.Env = append(append(os.Environ(), replicaEnv...), "PORT="+strconv.Itoa(base+i), "MATTINGCTL_REPLICA="+strconv.Itoa(i+1))
 		if err := c.Start(); err != nil {
@@ -231,7 +232,7 @@ func (e *environment) startNginx(port int, sc scenario, target string) (func(), 
 		stopReplicas()
 		return nil, err
 	}
-	cmd := exec.Command(e.nginx, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"))
+	cmd := command(e.pin.servers, e.nginx, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"))
 	out, _ := os.Create(filepath.Join(dir, "stderr.log"))
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
