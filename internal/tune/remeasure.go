@@ -78,7 +78,8 @@ type Remeasure struct {
 	// Layouts are the finalists, in the order each round ran them.
 	Layouts []Layout
 	// Runs are how many times each of Layouts was measured in all, the
-	// sweep's run included.
+	// sweep's run included (the figures are of the runs after it, when
+	// there are any: heldOut).
 	Runs []int
 	// Rounds is how many more runs each was to have.
 	Rounds int
@@ -91,7 +92,7 @@ type Remeasure struct {
 func (m Remeasure) String() string {
 	names := layoutNames(m.Layouts)
 	if m.Stopped == "" {
-		return fmt.Sprintf("re-measured %s (within %.0f%% of the top requests/s) %d more times each, interleaved: their REQ/S, P50 and P99 are medians of RUNS runs, and the best is chosen among them",
+		return fmt.Sprintf("re-measured %s (within %.0f%% of the top requests/s) %d more times each, interleaved: their REQ/S, P50 and P99 are medians of those RUNS runs, not counting the sweep's (chosen for being high), and the best is chosen among them",
 			strings.Join(names, ", "), FinalBand*100, m.Rounds)
 	}
 	if !slices.ContainsFunc(m.Runs, func(n int) bool { return n > 1 }) {
@@ -102,7 +103,7 @@ func (m Remeasure) String() string {
 	for i := range m.Layouts {
 		counts[i] = fmt.Sprintf("%s %s", names[i], times(m.Runs[i]))
 	}
-	return fmt.Sprintf("re-measure stopped, %s, before %d more runs each: measured %s in all; their REQ/S, P50 and P99 are medians of RUNS runs, and the best is chosen among them",
+	return fmt.Sprintf("re-measure stopped, %s, before %d more runs each: measured %s in all; their REQ/S, P50 and P99 are medians of the RUNS runs after the sweep's (chosen for being high) where there were any, and the best is chosen among them",
 		m.Stopped, m.Rounds, strings.Join(counts, ", "))
 }
 
@@ -142,7 +143,7 @@ func (s *sweep) remeasure(ctx, budgetCtx context.Context, r Runner) {
 	}
 	defer func() {
 		for j, i := range idx {
-			s.report.Results[i] = Combine(runs[j])
+			s.report.Results[i] = Combine(heldOut(runs[j]))
 			m.Runs = append(m.Runs, len(runs[j]))
 		}
 	}()
@@ -175,6 +176,20 @@ func (s *sweep) remeasure(ctx, budgetCtx context.Context, r Runner) {
 			s.noteOverhead(prev.Layout, s.now().Sub(begun))
 		}
 	}
+}
+
+// heldOut returns the runs of a finalist that its figures are made of:
+// those after the sweep's, when there are any. The sweep's run is the one
+// that made it a finalist, chosen for being high, so it leans high: of
+// layouts alike, the luckiest run is the one that gets in (the winner's
+// curse). Measured on the Flask example, the best layout's sweep run was
+// 12% above the median of its runs after it, and the up line tune then
+// printed delivered 8% less than figures that counted it.
+func heldOut(runs []Result) []Result {
+	if len(runs) > 1 {
+		return runs[1:]
+	}
+	return runs
 }
 
 func layoutNames(ls []Layout) []string {
