@@ -44,21 +44,7 @@ func sizedBackend(t *testing.T, n int, ct string) *testBackend {
 // the proxy's side.
 func stalledGet(t *testing.T, addr, path string) (net.Conn, *bufio.Reader, *http.Response) {
 	t.Helper()
-	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 16<<10)
-		})
-		if err != nil {
-			return err
-		}
-		return serr
-	}}
-	conn, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := dialSmallReceiveBuffer(t, addr)
 	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path)
 	br := bufio.NewReaderSize(conn, 4<<10)
 	resp, err := http.ReadResponse(br, nil)
@@ -477,4 +463,28 @@ func TestSpoolRemakesBufferDir(t *testing.T) {
 	if err != nil || !bytes.Equal(got, pattern(n)) {
 		t.Fatalf("the spooled response arrived changed: %d bytes, %v", len(got), err)
 	}
+}
+
+// dialSmallReceiveBuffer connects to addr with a 16 KiB receive buffer,
+// set before the connection is made so that the window it offers stays
+// small: what the client does not read soon fills the kernel's buffers,
+// and the proxy's writes block. It is closed at the end of the test.
+func dialSmallReceiveBuffer(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 16<<10)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	conn, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }
