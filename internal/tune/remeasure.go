@@ -182,9 +182,9 @@ func (s *sweep) remeasure(ctx, budgetCtx context.Context, r Runner) {
 // those after the sweep's, when there are any. The sweep's run is the one
 // that made it a finalist, chosen for being high, so it leans high: of
 // layouts alike, the luckiest run is the one that gets in (the winner's
-// curse). Measured on the Flask example, the best layout's sweep run was
-// 12% above the median of its runs after it, and the up line tune then
-// printed delivered 8% less than figures that counted it.
+// curse). Measured on the Flask example, each finalist's sweep run was
+// 8-23% above the better of its two runs after it, and the up line tune
+// printed delivered 8% less than figures that counted that run.
 func heldOut(runs []Result) []Result {
 	if len(runs) > 1 {
 		return runs[1:]
