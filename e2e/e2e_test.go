@@ -11,9 +11,15 @@ import (
 	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
+// TestUpStatusAndSpread: status describes the instance and its replicas,
+// and least-conn spreads 16 clients over 4 replicas. At a fixed cap: the
+// policy honours each replica's cap, and learned caps (the default) may
+// differ between replicas for their first seconds, each learning from its
+// own noise (on a busy machine one replica was at 13 while the others
+// were still at 1 or 2), so the spread would measure the learning.
 func TestUpStatusAndSpread(t *testing.T) {
 	t.Parallel()
-	in := start(t, 4, "--", fakemodel)
+	in := start(t, 4, "--max-inflight", "8", "--", fakemodel)
 	st := in.waitReady(4)
 	if st.Name != "default" || st.Port != in.port || st.Desired != 4 || st.Pid != in.cmd.Process.Pid {
 		t.Fatalf("status header = %+v", st)
