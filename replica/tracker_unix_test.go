@@ -5,6 +5,7 @@ package replica
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net"
 	"os"
@@ -165,6 +166,21 @@ func startTracked(t *testing.T, tr *Tracker, mode string) (*Process, int) {
 		t.Fatalf("Start: %v", err)
 	}
 	t.Cleanup(func() { _ = p.Kill() })
+	// Registered after Kill, so run before it: what the helper said, had
+	// it not said its grandchild's pid in time (seen once under
+	// go test ./... beside two busy loops, not reproduced since).
+	t.Cleanup(func() {
+		if t.Failed() {
+			exit := "still running"
+			select {
+			case <-p.Done():
+				exit = fmt.Sprintf("exited: %+v", p.Exit())
+			default:
+			}
+			t.Logf("the helper (%s), pid %d, %s; its stdout: %q; its stderr: %q",
+				mode, p.Pid(), exit, c.stdout.String(), c.stderr.String())
+		}
+	})
 	var gc int
 	testutil.WaitFor(t, exitWait, "the grandchild's pid", func() bool {
 		m := grandchildLine.FindStringSubmatch(c.stdout.String())
