@@ -271,8 +271,12 @@ func TestStartConcurrency(t *testing.T) {
 		started = append(started, *r.StartedAt)
 	}
 	slices.SortFunc(started, func(a, b time.Time) int { return a.Compare(b) })
+	// A start time is taken as the process is started, and a busy
+	// machine may start one later than its turn by tens of milliseconds
+	// (seen: a gap of 356 ms): replicas loading at once start
+	// milliseconds apart, so three quarters of the delay tells them.
 	for i := 1; i < len(started); i++ {
-		if gap := started[i].Sub(started[i-1]); gap < delay {
+		if gap := started[i].Sub(started[i-1]); gap < delay*3/4 {
 			t.Errorf("a replica started %s after the one before, which takes %s to load: loading at once", gap.Round(time.Millisecond), delay)
 		}
 	}

@@ -194,7 +194,9 @@ func TestStartupDetachedInterrupt(t *testing.T) {
 	}
 	begun := time.Now()
 	code := in.wait(30 * time.Second)
-	if took := time.Since(begun); took > 10*time.Second {
+	// Usually under 2 s; seen at 11 s on a busy CI machine. The bound is
+	// against waiting out the replica's 30 s stop timeout, or for ever.
+	if took := time.Since(begun); took > 20*time.Second {
 		t.Errorf("up -d took %s to stop after Ctrl-C", took.Round(time.Millisecond))
 	}
 	if code != 130 {
