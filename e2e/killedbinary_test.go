@@ -144,7 +144,7 @@ func startEverythingAndWait(t *testing.T, ready string) {
 	}
 
 	p := startTop(t, in.home)
-	testutil.WaitFor(t, 10*time.Second, "top's first screen", func() bool {
+	testutil.WaitFor(t, topFirstScreen, "top's first screen", func() bool {
 		return strings.Contains(strings.Join(p.screen(), "\n"), "replica-3")
 	})
 

@@ -29,6 +29,11 @@ type topPane struct {
 // topExited is what the pane's shell prints once top has exited.
 var topExited = regexp.MustCompile(`top exited (\d+)`)
 
+// topFirstScreen bounds the wait for top's first screen: a race-enabled
+// binary drawing in a pty, on a CI machine loaded by the suite's parallel
+// tests, once drew nothing for 10 s.
+const topFirstScreen = 30 * time.Second
+
 func startTop(t *testing.T, home string, args ...string) *topPane {
 	t.Helper()
 	p := &topPane{t: t, tmux: needTool(t, "tmux", "tmux"), sock: filepath.Join(t.TempDir(), "tmux.sock")}
@@ -199,7 +204,7 @@ func TestTopSaysWhenTheInstanceGoesAway(t *testing.T) {
 	in := start(t, 2, "--", fakemodel)
 	in.waitReady(2)
 	p := startTop(t, in.home)
-	testutil.WaitFor(t, 10*time.Second, "top's first screen", func() bool {
+	testutil.WaitFor(t, topFirstScreen, "top's first screen", func() bool {
 		return strings.Contains(strings.Join(p.screen(), "\n"), "replica-2")
 	})
 	if out, errOut, code := in.ctl("down"); code != 0 {
@@ -227,7 +232,7 @@ func TestTopQuitsOnCtrlC(t *testing.T) {
 	in := start(t, 1, "--", fakemodel)
 	in.waitReady(1)
 	p := startTop(t, in.home)
-	testutil.WaitFor(t, 10*time.Second, "top's first screen", func() bool {
+	testutil.WaitFor(t, topFirstScreen, "top's first screen", func() bool {
 		return strings.Contains(strings.Join(p.screen(), "\n"), "replica-1")
 	})
 	if out, err := p.run("send-keys", "-t", "top", "C-c"); err != nil {
