@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
+	"strings"
 )
 
 // A load generator on the cores it measures competes with what it
@@ -33,17 +34,13 @@ func newPinning(cpu int) (pinning, error) {
 	if _, err := exec.LookPath("taskset"); err != nil {
 		return pinning{}, fmt.Errorf("-client-cpu needs taskset (apt-get install util-linux): %w", err)
 	}
-	servers := ""
-	for i := 0; i < n; i++ {
-		if i == cpu {
-			continue
+	var servers []string
+	for i := range n {
+		if i != cpu {
+			servers = append(servers, strconv.Itoa(i))
 		}
-		if servers != "" {
-			servers += ","
-		}
-		servers += strconv.Itoa(i)
 	}
-	return pinning{client: strconv.Itoa(cpu), servers: servers}, nil
+	return pinning{client: strconv.Itoa(cpu), servers: strings.Join(servers, ",")}, nil
 }
 
 func (p pinning) String() string {
@@ -55,10 +52,7 @@ func (p pinning) String() string {
 
 // command is exec.Command, run on cpus when set.
 func command(cpus, name string, args ...string) *exec.Cmd {
-	if cpus == "" {
-		return exec.Command(name, args...)
-	}
-	return exec.Command("taskset", append([]string{"-c", cpus, name}, args...)...)
+	return commandContext(context.Background(), cpus, name, args...)
 }
 
 // commandContext is exec.CommandContext, run on cpus when set.
