@@ -193,9 +193,15 @@ func New(opts Options) *Balancer {
 	b.transport.swap(newTransport(&opts))
 	errLog := opts.Logger.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})
 	b.proxy = &httputil.ReverseProxy{
-		Rewrite:        rewrite,
-		Transport:      &b.transport,
-		FlushInterval:  -1, // stream responses as the backend writes them
+		Rewrite:   rewrite,
+		Transport: &b.transport,
+		// A response of unknown length (a stream) or an event stream is
+		// flushed after every write, as ReverseProxy does for them
+		// whatever this says; one with a Content-Length goes out as the
+		// writes fill the server's buffers, its headers with its first
+		// bytes (a flush per write would send the headers alone, from a
+		// timer's goroutine, and the body in small writes).
+		FlushInterval:  0,
 		BufferPool:     bufferPool{},
 		ErrorLog:       errLog,
 		ModifyResponse: modifyResponse,

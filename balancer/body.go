@@ -1,8 +1,10 @@
 package balancer
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"io"
+	"net"
 	"net/http/httptrace"
 	"os"
 	"sync/atomic"
@@ -52,7 +54,16 @@ func (b *bufferedBody) reader() io.ReadCloser {
 	if b.file != nil {
 		return io.NopCloser(io.NewSectionReader(b.file, 0, b.size))
 	}
-	return io.NopCloser(&chunkReader{chunks: b.chunks})
+	if len(b.chunks) == 1 {
+		// A reader the transport knows is in memory: it writes the
+		// request's headers and body together, in one system call when
+		// they fit its write buffer, rather than flushing the headers
+		// alone first.
+		return io.NopCloser(bytes.NewReader(b.chunks[0]))
+	}
+	// Larger bodies go out in one writev from their chunks
+	// (upstreamConn.ReadFrom).
+	return &chunkReader{chunks: b.chunks}
 }
 
 // trace returns a client trace that releases a reader's reference each time
@@ -105,11 +116,15 @@ func (b *bufferedBody) unref() {
 }
 
 // chunkReader reads a body held in memory; the chunks are shared by every
-// reader, so it only moves its own position.
+// reader, so it only moves its own position. It is the transport's body
+// itself, not wrapped in a NopCloser, so that the connection's ReadFrom
+// recognises it.
 type chunkReader struct {
 	chunks [][]byte
 	i, off int // the next byte is chunks[i][off]
 }
+
+func (r *chunkReader) Close() error { return nil }
 
 func (r *chunkReader) Read(p []byte) (int, error) {
 	n := 0
@@ -124,6 +139,34 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	return n, nil
+}
+
+// writeTo writes at most n bytes of the rest of the body to w in as few
+// writev calls as the kernel takes, and moves the reader past them.
+func (r *chunkReader) writeTo(w io.Writer, n int64) (int64, error) {
+	var bufs net.Buffers
+	for i, off := r.i, r.off; i < len(r.chunks) && n > 0; i, off = i+1, 0 {
+		c := r.chunks[i][off:]
+		if int64(len(c)) > n {
+			c = c[:n]
+		}
+		bufs = append(bufs, c)
+		n -= int64(len(c))
+	}
+	written, err := bufs.WriteTo(w)
+	r.skip(written)
+	return written, err
+}
+
+// skip moves the reader n bytes on.
+func (r *chunkReader) skip(n int64) {
+	for n > 0 && r.i < len(r.chunks) {
+		c := min(n, int64(len(r.chunks[r.i])-r.off))
+		n -= c
+		if r.off += int(c); r.off == len(r.chunks[r.i]) {
+			r.i, r.off = r.i+1, 0
+		}
+	}
 }
 
 // key returns the quarantine key of the request with method, uri and body

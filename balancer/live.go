@@ -103,10 +103,10 @@ func (b *Balancer) fitLimiterLocked(be *Backend, o *Options, now time.Time) {
 func newTransport(o *Options) *http.Transport {
 	t := &http.Transport{
 		Proxy: nil,
-		DialContext: (&net.Dialer{
+		DialContext: dialUpstream(&net.Dialer{
 			Timeout:   o.ConnectTimeout,
 			KeepAlive: 30 * time.Second,
-		}).DialContext,
+		}),
 		// The default keeps 2 idle connections per host, which under load
 		// means a new TCP connection for most requests; more than a
 		// backend's cap of requests in flight, and a few being closed or

@@ -35,10 +35,11 @@ type attempt struct {
 	callDeadline time.Time
 	// watch times the reads of the response body, body; nil for an
 	// attempt made outside ServeHTTP.
-	watch *watchdog
-	body  watchedBody
-	once  sync.Once
-	log   *accessEntry // the request's, nil without an access log
+	watch   *watchdog
+	body    watchedBody
+	drained drainedBody // what ReverseProxy relays (watchdog.go)
+	once    sync.Once
+	log     *accessEntry // the request's, nil without an access log
 	// full is set, by end, when the backend's whole response was read,
 	// so that its time is a service time for the learned cap
 	// (adaptive.go).
@@ -319,6 +320,13 @@ func (b *Balancer) forward(ctx context.Context, w http.ResponseWriter, r *http.R
 
 func rewrite(pr *httputil.ProxyRequest) {
 	a := pr.In.Context().Value(attemptKey{}).(*attempt)
+	if pr.Out.Body != nil {
+		// ReverseProxy wraps the body so that the transport's Close does
+		// not close the client's request body; this one is the proxy's
+		// own copy (body.go), and the transport must see it as it is to
+		// write it in one go.
+		pr.Out.Body = pr.In.Body
+	}
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = a.be.Addr
 	// The client's 100-continue was answered when its body was read.
@@ -356,6 +364,10 @@ func modifyResponse(resp *http.Response) error {
 	}
 	if !a.b.spool(resp, a) {
 		resp.Body = &releasingBody{ReadCloser: resp.Body, a: a}
+	}
+	if a.watch != nil && resp.ContentLength > 0 {
+		a.drained = drainedBody{ReadCloser: resp.Body, d: a.watch}
+		resp.Body = &a.drained
 	}
 	return nil
 }

@@ -59,9 +59,14 @@ type watchdog struct {
 	// w is the server's writer, whose write deadline ends a blocked write.
 	w http.ResponseWriter
 
-	read, write opWatch     // reads from the backend, writes to the client
-	armed       atomic.Bool // listed, or stop called
-	prev, next  *watchdog   // in ws's list; guarded by ws.mu
+	read, write opWatch // reads from the backend, writes to the client
+	// dry is set by the relayed body's read that returned less than it
+	// was asked for (the backend had sent no more for now), and cleared
+	// by the write that follows it, which then flushes (drainedBody).
+	// Only ReverseProxy's copy loop, one goroutine, touches it.
+	dry        bool
+	armed      atomic.Bool // listed, or stop called
+	prev, next *watchdog   // in ws's list; guarded by ws.mu
 
 	// mu guards the fields below and the opWatches' own, so that a check
 	// never ends a write after stop: on a kept-alive HTTP/1 connection the
@@ -197,12 +202,17 @@ func (w *sendWriter) WriteHeader(code int) {
 func (w *sendWriter) Write(p []byte) (int, error) {
 	w.d.begin(&w.d.write)
 	n, err := w.ResponseWriter.Write(p)
+	if err == nil && w.d.dry {
+		w.d.dry = false
+		err = http.NewResponseController(w.ResponseWriter).Flush()
+	}
 	w.d.write.end()
 	return n, err
 }
 
-// FlushError flushes what the server has buffered to the client: with
-// ReverseProxy's FlushInterval -1, after every write.
+// FlushError flushes what the server has buffered to the client: after
+// every write of a stream (ReverseProxy's FlushInterval), and at the end
+// of a response (flushAnswered).
 func (w *sendWriter) FlushError() error {
 	w.d.begin(&w.d.write)
 	err := http.NewResponseController(w.ResponseWriter).Flush()
@@ -222,6 +232,27 @@ func (b *watchedBody) Read(p []byte) (int, error) {
 	b.d.begin(&b.d.read)
 	n, err := b.ReadCloser.Read(p)
 	b.d.read.end()
+	return n, err
+}
+
+// drainedBody is the response body ReverseProxy relays when it has a
+// Content-Length. ReverseProxy flushes a stream (no Content-Length, or
+// text/event-stream) after every write; a body with a length is written
+// as it is read, and flushed by the write after a read that came back
+// short: the backend has sent nothing more for now, and what it has sent
+// must not wait in the server's buffers for what comes next. A response
+// that arrives as fast as it is read goes out in the fewest writes, its
+// headers with its first bytes.
+type drainedBody struct {
+	io.ReadCloser
+	d *watchdog
+}
+
+func (b *drainedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if n < len(p) && err == nil {
+		b.d.dry = true
+	}
 	return n, err
 }
 
