@@ -58,7 +58,11 @@ func (e *environment) runPayloads(sc scenario, targets []string, rounds int, ima
 		fmt.Printf("\n### %s body (%d bytes), %d requests a run; reference: %s\n\n", p.name, len(bodies[i]), p.requests, p.reference)
 		printCostTable(targets, p.reference, results[i])
 	}
-	fmt.Printf("\n(medians over %d rounds; CPU is user + system time of the proxy's own processes over the load, divided by the requests answered: mattingctl's supervisor, which runs its proxy, not its replicas; nginx's master and workers; HAProxy's process)\n\n", rounds)
+	over := "rounds"
+	if rounds == 1 {
+		over = "round"
+	}
+	fmt.Printf("\n(medians over %d %s; CPU is user + system time of the proxy's own processes over the load, divided by the requests answered: mattingctl's supervisor, which runs its proxy, not its replicas; nginx's master and workers; HAProxy's process)\n\n", rounds, over)
 	return nil
 }
 
@@ -116,7 +120,7 @@ func printCostTable(targets []string, reference string, results map[string][]res
 		p99 := median(rs, func(r result) float64 { return float64(r.percentile(99)) })
 		cpu, t := medianCPU(rs), median(rs, tput)
 		fmt.Printf("| %s | %.0f of %d | %.0f | %s | %s | %s | %s | %s |\n", name, ok, rs[0].total, t,
-			time.Duration(p50).Round(10*time.Microsecond), time.Duration(p99).Round(10*time.Microsecond),
+			time.Duration(p50).Round(100*time.Microsecond), time.Duration(p99).Round(100*time.Microsecond),
 			formatCPU(cpu), ratio(cpu, refCPU), ratio(t, refTput))
 	}
 }
