@@ -32,11 +32,11 @@ func runDashboardCost(e *environment, rounds, requests int) error {
 	}
 	admin := "127.0.0.1:" + strconv.Itoa(port+replicas+1)
 	sc := scenario{clients: 64, requests: requests, keepAlive: true, mattingctl: []string{"--admin", admin}}
-	stop, err := e.startMattingctl(port, sc)
+	p, err := e.startMattingctl(port, sc)
 	if err != nil {
 		return err
 	}
-	defer stop()
+	defer p.stop()
 	url := "http://127.0.0.1:" + strconv.Itoa(port) + "/api/matting_base64"
 	if err := waitUp(url, 60*time.Second); err != nil {
 		return fmt.Errorf("mattingctl did not come up: %w", err)

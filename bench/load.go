@@ -28,6 +28,10 @@ type result struct {
 	wall      time.Duration
 	first     time.Duration // when the first answer arrived
 	last      time.Duration // when the last answer arrived
+	// cpu is the proxy's own CPU time, user and system, over the load,
+	// when hasCPU (Linux).
+	cpu    time.Duration
+	hasCPU bool
 }
 
 // throughput is answers per second over the whole run, the client's own

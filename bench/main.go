@@ -22,11 +22,15 @@
 // Scenario "overload" is the original nginx setup's problem: 1000 concurrent clients, each
 // opening a new connection per request as its Python load-test client does,
 // against 4 replicas that take 100 ms per request and drop connections past
-// 64 concurrent requests. Scenario "proxy" measures the proxy's own cost:
-// instant replicas, the original load test's ~220 KB base64 JSON body, 64 keep-alive
-// clients. nginx runs with the original nginx.conf, with a tuned one
-// (upstream keepalive, a worker per core) and with the tuned one keeping
-// request bodies in memory.
+// 64 concurrent requests. nginx runs with the original nginx.conf, with a
+// tuned one (upstream keepalive, a worker per core) and with the tuned one
+// keeping request bodies in memory.
+//
+// Scenario "proxy" (proxycost.go) measures the proxy's own cost beside
+// HAProxy's and nginx's: instant replicas, 64 keep-alive clients, a 1 KB
+// JSON body and the original load test's ~220 KB base64 JSON body, a table
+// each with the proxy's CPU time per request read from /proc. It needs
+// `apt-get install haproxy nginx`; `-rounds 5` is what it is meant for.
 //
 // Scenario "idleconns" (bench/idleconns.go) runs only when named: mattingctl
 // under `ulimit -n 20000` with 20,000 idle client connections and a replica
@@ -47,14 +51,16 @@ import (
 )
 
 type scenario struct {
-	name         string
-	about        string
-	replicaArgs  []string // fakemodel flags
-	mattingctl   []string // extra `mattingctl up` flags
-	clients      int
-	requests     int
-	keepAlive    bool
-	originalBody bool // send the original load test's payload instead of a small JSON body
+	name        string
+	about       string
+	replicaArgs []string // fakemodel flags
+	mattingctl  []string // extra `mattingctl up` flags
+	clients     int
+	requests    int
+	keepAlive   bool
+	// payloads, when set, are bodies sent in turn, a table each, with
+	// the proxies' CPU per request (proxycost.go); they replace requests.
+	payloads []payload
 	// replicaCommand runs the replicas instead of fakemodel (paths from
 	// the repository's root); pythonClient sends the load with the
 	// original threaded Python client, one thread per request.
@@ -89,12 +95,18 @@ var scenarios = []scenario{
 		requests: 12800,
 	},
 	{
-		name:         "proxy",
-		about:        "64 keep-alive clients, the original load test's ~220 KB base64 JSON body; 4 instant replicas",
-		clients:      64,
-		requests:     10000,
-		keepAlive:    true,
-		originalBody: true,
+		name:      "proxy",
+		about:     "the proxies' own cost: 64 keep-alive clients, 4 instant replicas",
+		clients:   64,
+		keepAlive: true,
+		// Each run 4-11 s at the rates seen on 2 cores: 1 KB at 3800
+		// req/s through mattingctl, 8600 through nginx and HAProxy; the
+		// original body at 800 (nginx) to 2000 req/s.
+		payloads: []payload{
+			{name: "1 KB", size: 1024, requests: 40000, reference: "nginx"},
+			{name: "original", requests: 8000, reference: "haproxy-buffered"},
+		},
+		targets: []string{"mattingctl", "haproxy-buffered", "haproxy", "nginx"},
 	},
 }
 
@@ -117,7 +129,7 @@ func main() {
 	rounds := flag.Int("rounds", 3, "rounds per target; the table shows medians")
 	image := flag.String("image", "examples/sample/sample.jpg", "image whose base64 makes the original load test's payload")
 	nginxBin := flag.String("nginx", "nginx", "nginx binary")
-	targetsFlag := flag.String("targets", "mattingctl,nginx-original,nginx-tuned,nginx-membuf", "targets to run, comma-separated")
+	targetsFlag := flag.String("targets", "mattingctl,nginx-original,nginx-tuned,nginx-membuf", "targets to run, comma-separated, of mattingctl, mattingctl-cap0, nginx-original, nginx-tuned (or nginx), nginx-membuf, haproxy, haproxy-buffered (default for proxy: mattingctl,haproxy-buffered,haproxy,nginx)")
 	requests := flag.Int("requests", 0, "requests per run (default: the scenario's)")
 	clientCPU := flag.Int("client-cpu", -1, "original: run the Python client on this CPU alone, and the proxies and replicas on the others (default: all share every CPU)")
 	keepAlive := flag.Bool("keepalive", false, "clients reuse connections in every scenario")
@@ -194,6 +206,9 @@ func main() {
 	for i := range scenarios {
 		if *requests > 0 {
 			scenarios[i].requests = *requests
+			for j := range scenarios[i].payloads {
+				scenarios[i].payloads[j].requests = *requests
+			}
 		}
 		scenarios[i].keepAlive = scenarios[i].keepAlive || *keepAlive
 	}
@@ -272,10 +287,13 @@ func run(only string, rounds int, image, nginxBin string, targets []string, targ
 			targets = sc.targets
 		}
 		ran = true
-		body := []byte(`{"image": "aGVsbG8=", "bg": "[33, 150, 242]"}`)
-		if sc.originalBody {
-			body = payload
+		if sc.payloads != nil {
+			if err := env.runPayloads(sc, targets, rounds, image, payload); err != nil {
+				return err
+			}
+			continue
 		}
+		body := []byte(`{"image": "aGVsbG8=", "bg": "[33, 150, 242]"}`)
 		if sc.pythonClient {
 			fmt.Printf("## %s: %s (%d requests, each the sample portrait)\n\n", sc.name, sc.about, sc.requests)
 		} else {

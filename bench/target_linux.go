@@ -127,20 +127,11 @@ func (t *target) peakRSS() int64 { return procStatusKB(t.pid, "VmHWM") << 10 }
 // cpuTime is the CPU time the instance's supervisor (not its replicas)
 // has used so far, user and system, or 0.
 func (t *target) cpuTime() time.Duration {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(t.pid) + "/stat")
+	st, err := readProcStat(t.pid)
 	if err != nil {
 		return 0
 	}
-	// Fields after the command name, which is in parentheses: utime and
-	// stime are the 12th and 13th, in clock ticks (100 a second on Linux).
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 13 {
-		return 0
-	}
-	user, _ := strconv.ParseInt(f[11], 10, 64)
-	sys, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(user+sys) * 10 * time.Millisecond
+	return st.cpu
 }
 
 // openFiles counts the descriptors the instance holds, or -1.

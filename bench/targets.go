@@ -32,40 +32,76 @@ type environment struct {
 	pin   pinning // CPUs of the client and of what it measures
 }
 
+// proxyProcess is a started proxy under test: how to stop it (and its
+// replicas), and which processes are its own, for its CPU time.
+type proxyProcess struct {
+	stop func()
+	pid  int // the proxy's process, nginx's master
+	// tree: the proxy's descendants are its own too (nginx's workers).
+	// mattingctl's are its replicas, which are not.
+	tree bool
+}
+
 // measure starts target with fresh replicas, runs the scenario's load
-// against it and stops everything.
+// against it and stops everything. The result has the proxy's own CPU
+// time over the load, where /proc has it.
 func (e *environment) measure(ctx context.Context, target string, sc scenario, body []byte) (result, error) {
 	port, err := freeRange(replicas + 1)
 	if err != nil {
 		return result{}, err
 	}
-	var stop func()
+	var p proxyProcess
 	switch target {
 	case "mattingctl":
-		stop, err = e.startMattingctl(port, sc)
+		p, err = e.startMattingctl(port, sc)
 	case "mattingctl-cap0":
 		sc.mattingctl = append(append([]string(nil), sc.mattingctl...), "--max-inflight", "0")
-		stop, err = e.startMattingctl(port, sc)
-	case "nginx-original", "nginx-tuned", "nginx-membuf":
-		stop, err = e.startNginx(port, sc, target)
+		p, err = e.startMattingctl(port, sc)
+	case "nginx-original", "nginx-tuned", "nginx", "nginx-membuf":
+		p, err = e.startNginx(port, sc, target)
+	case "haproxy", "haproxy-buffered":
+		p, err = e.startHaproxy(port, sc, target == "haproxy-buffered")
 	default:
 		err = fmt.Errorf("unknown target %q", target)
 	}
 	if err != nil {
 		return result{}, err
 	}
-	defer stop()
+	defer p.stop()
 	url := "http://127.0.0.1:" + strconv.Itoa(port) + "/api/matting_base64"
 	if err := waitUp(url, 60*time.Second); err != nil {
 		return result{}, fmt.Errorf("%s did not come up: %w", target, err)
 	}
-	if sc.pythonClient {
-		return runPythonClient(ctx, e.pin.client, url, sc.requests)
+	pids, cpuErr := p.pids()
+	var before time.Duration
+	if cpuErr == nil {
+		before, cpuErr = procCPU(pids)
 	}
-	return runLoad(ctx, url, body, sc.clients, sc.requests, sc.keepAlive), nil
+	var r result
+	if sc.pythonClient {
+		r, err = runPythonClient(ctx, e.pin.client, url, sc.requests)
+	} else {
+		r = runLoad(ctx, url, body, sc.clients, sc.requests, sc.keepAlive)
+	}
+	if err != nil {
+		return r, err
+	}
+	if cpuErr == nil {
+		after, err := procCPU(pids)
+		r.cpu, r.hasCPU = after-before, err == nil
+	}
+	return r, nil
 }
 
-func (e *environment) startMattingctl(port int, sc scenario) (func(), error) {
+// pids are p's own processes, as they are now.
+func (p proxyProcess) pids() ([]int, error) {
+	if !p.tree {
+		return []int{p.pid}, nil
+	}
+	return procTree(p.pid)
+}
+
+func (e *environment) startMattingctl(port int, sc scenario) (proxyProcess, error) {
 	home := filepath.Join(e.work, "home-"+strconv.Itoa(port))
 	args := append([]string{"up", "--host", "127.0.0.1", "-p", strconv.Itoa(port), "-r", strconv.Itoa(replicas), "--log-level", "warn"}, sc.mattingctl...)
 	for _, kv := range replicaEnv {
@@ -81,16 +117,18 @@ func (e *environment) startMattingctl(port int, sc scenario) (func(), error) {
 	cmd.Env = append(os.Environ(), "MATTINGCTL_HOME="+home)
 	log, err := os.Create(filepath.Join(e.work, "mattingctl-"+strconv.Itoa(port)+".log"))
 	if err != nil {
-		return nil, err
+		return proxyProcess{}, err
 	}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		return proxyProcess{}, err
 	}
-	return func() {
+	// mattingctl's proxy runs in its supervisor process; its replicas,
+	// the supervisor's children, are not counted.
+	return proxyProcess{pid: cmd.Process.Pid, stop: func() {
 		terminate(cmd)
 		log.Close()
-	}, nil
+	}}, nil
 }
 
 // startReplicas starts the fakemodel replicas nginx proxies to.
@@ -162,7 +200,8 @@ http {
 `
 
 // The original configuration tuned as an nginx user would: a worker per core,
-// enough connections, keep-alive to the upstreams, no access log. The
+// enough connections, keep-alive to the upstreams, no access log; the
+// targets "nginx-tuned" and "nginx" (its short name). The
 // "nginx-membuf" target also keeps request bodies up to 1 MiB in memory;
 // by default nginx writes any body over 16 KiB to a temporary file.
 const tunedConf = `worker_processes  auto;
@@ -203,15 +242,15 @@ http {
 }
 `
 
-func (e *environment) startNginx(port int, sc scenario, target string) (func(), error) {
+func (e *environment) startNginx(port int, sc scenario, target string) (proxyProcess, error) {
 	stopReplicas, err := e.startReplicas(port+1, sc)
 	if err != nil {
-		return nil, err
+		return proxyProcess{}, err
 	}
 	dir, err := os.MkdirTemp(e.work, "nginx-")
 	if err != nil {
 		stopReplicas()
-		return nil, err
+		return proxyProcess{}, err
 	}
 	conf := originalConf
 	if target != "nginx-original" {
@@ -224,27 +263,27 @@ func (e *environment) startNginx(port int, sc scenario, target string) (func(), 
 	f, err := os.Create(filepath.Join(dir, "nginx.conf"))
 	if err != nil {
 		stopReplicas()
-		return nil, err
+		return proxyProcess{}, err
 	}
 	err = template.Must(template.New("conf").Parse(conf)).Execute(f, map[string]any{"Dir": dir, "Port": port, "Ports": ports, "MemBuf": target == "nginx-membuf"})
 	f.Close()
 	if err != nil {
 		stopReplicas()
-		return nil, err
+		return proxyProcess{}, err
 	}
 	cmd := command(e.pin.servers, e.nginx, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"))
 	out, _ := os.Create(filepath.Join(dir, "stderr.log"))
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		stopReplicas()
-		return nil, fmt.Errorf("starting nginx (install it: apt-get install nginx): %w", err)
+		return proxyProcess{}, fmt.Errorf("starting nginx (install it: apt-get install nginx): %w", err)
 	}
-	return func() {
+	return proxyProcess{pid: cmd.Process.Pid, tree: true, stop: func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()
 		out.Close()
 		stopReplicas()
-	}, nil
+	}}, nil
 }
 
 // waitUp polls url until it answers at all (any status) or timeout passes.
