@@ -47,10 +47,12 @@ func (b *bufferedBody) Len() int64 {
 }
 
 // reader returns a new reader over the body for one write of the request
-// (the first, or a resend through GetBody); it holds a reference until the
-// transport reports that write done.
+// (the first, or a resend through GetBody); a body with pooled chunks
+// holds a reference for it until the transport reports that write done.
 func (b *bufferedBody) reader() io.ReadCloser {
-	b.refs.Add(1)
+	if b.pooledChunks() {
+		b.refs.Add(1)
+	}
 	if b.file != nil {
 		return io.NopCloser(io.NewSectionReader(b.file, 0, b.size))
 	}
@@ -65,6 +67,12 @@ func (b *bufferedBody) reader() io.ReadCloser {
 	// (upstreamConn.ReadFrom).
 	return &chunkReader{chunks: b.chunks}
 }
+
+// pooledChunks reports whether the body holds chunks from the pool, which
+// go back only once every write of it is reported done (trace). A body of
+// one chunk, or spilled to a file, holds none: the garbage collector
+// takes it, and its writes need no tracing.
+func (b *bufferedBody) pooledChunks() bool { return len(b.pooled) > 0 }
 
 // trace returns a client trace that releases a reader's reference each time
 // the transport has finished writing the request (once per write: the

@@ -301,7 +301,7 @@ func (b *Balancer) forward(ctx context.Context, w http.ResponseWriter, r *http.R
 		defer cancel()
 	}
 	ctx = context.WithValue(ctx, attemptKey{}, a)
-	if body.Len() > 0 {
+	if body.Len() > 0 && body.pooledChunks() {
 		ctx = httptrace.WithClientTrace(ctx, body.trace())
 	}
 	out := r.WithContext(ctx)

@@ -229,12 +229,12 @@ func (b *bufferedBody) fill(src io.Reader) error {
 			return eof(err)
 		}
 	}
-	buf := copyBuffers.Get().(*[]byte)
+	buf := copyBuffers.Get().(*[copySize]byte)
 	defer copyBuffers.Put(buf)
 	for {
-		n, err := src.Read(*buf)
+		n, err := src.Read(buf[:])
 		if n > 0 {
-			if werr := b.write((*buf)[:n]); werr != nil {
+			if werr := b.write(buf[:n]); werr != nil {
 				return werr
 			}
 		}

@@ -57,7 +57,7 @@ type spool struct {
 // fill reads the backend's body to its end, then releases the backend.
 func (s *spool) fill() {
 	var err error
-	var scratch *[]byte // what is read for the file passes through it
+	var scratch *[copySize]byte // what is read for the file passes through it
 	for {
 		dst, toDisk := s.next()
 		if dst == nil && !toDisk {
@@ -66,9 +66,9 @@ func (s *spool) fill() {
 		}
 		if toDisk {
 			if scratch == nil {
-				scratch = copyBuffers.Get().(*[]byte)
+				scratch = copyBuffers.Get().(*[copySize]byte)
 			}
-			dst = *scratch
+			dst = scratch[:]
 		}
 		n, rerr := s.src.Read(dst)
 		if toDisk && n > 0 {

@@ -132,6 +132,7 @@ func main() {
 	targetsFlag := flag.String("targets", "mattingctl,nginx-original,nginx-tuned,nginx-membuf", "targets to run, comma-separated, of mattingctl, mattingctl-cap0, nginx-original, nginx-tuned (or nginx), nginx-membuf, haproxy, haproxy-buffered (default for proxy: mattingctl,haproxy-buffered,haproxy,nginx)")
 	requests := flag.Int("requests", 0, "requests per run (default: the scenario's)")
 	clientCPU := flag.Int("client-cpu", -1, "original: run the Python client on this CPU alone, and the proxies and replicas on the others (default: all share every CPU)")
+	base := flag.String("base", "", "target mattingctl-base: a mattingctl binary to measure beside this tree's (say, main's, to compare a change in the same run)")
 	keepAlive := flag.Bool("keepalive", false, "clients reuse connections in every scenario")
 	idle := idleConnsOptions{}
 	flag.IntVar(&idle.conns, "conns", 20000, "idleconns: idle client connections to open")
@@ -253,7 +254,7 @@ func main() {
 	}
 	targetsSet := false
 	flag.Visit(func(f *flag.Flag) { targetsSet = targetsSet || f.Name == "targets" })
-	if err := run(*only, *rounds, *image, *nginxBin, strings.Split(*targetsFlag, ","), targetsSet, pin); err != nil {
+	if err := run(*only, *rounds, *image, *nginxBin, *base, strings.Split(*targetsFlag, ","), targetsSet, pin); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -262,13 +263,13 @@ func main() {
 // run runs the scenarios of the proxy comparison (or only the one named):
 // against the targets of a scenario that names its own, unless -targets
 // was given.
-func run(only string, rounds int, image, nginxBin string, targets []string, targetsSet bool, pin pinning) error {
+func run(only string, rounds int, image, nginxBin, base string, targets []string, targetsSet bool, pin pinning) error {
 	work, err := os.MkdirTemp("", "mattingctl-bench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(work)
-	env := &environment{work: work, nginx: nginxBin, pin: pin}
+	env := &environment{work: work, nginx: nginxBin, pin: pin, base: base}
 	if err := env.build(); err != nil {
 		return err
 	}

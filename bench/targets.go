@@ -30,6 +30,9 @@ type environment struct {
 	work  string // temporary directory with the binaries
 	nginx string
 	pin   pinning // CPUs of the client and of what it measures
+	// base is the mattingctl binary target mattingctl-base runs, to
+	// compare a build with this tree's in the same run (-base).
+	base string
 }
 
 // proxyProcess is a started proxy under test: how to stop it (and its
@@ -54,6 +57,11 @@ func (e *environment) measure(ctx context.Context, target string, sc scenario, b
 	switch target {
 	case "mattingctl":
 		p, err = e.startMattingctl(port, sc)
+	case "mattingctl-base":
+		if e.base == "" {
+			return result{}, fmt.Errorf("target mattingctl-base needs -base, a mattingctl binary")
+		}
+		p, err = e.startMattingctlBin(e.base, port, sc)
 	case "mattingctl-cap0":
 		sc.mattingctl = append(append([]string(nil), sc.mattingctl...), "--max-inflight", "0")
 		p, err = e.startMattingctl(port, sc)
@@ -102,6 +110,10 @@ func (p proxyProcess) pids() ([]int, error) {
 }
 
 func (e *environment) startMattingctl(port int, sc scenario) (proxyProcess, error) {
+	return e.startMattingctlBin(filepath.Join(e.work, "mattingctl"), port, sc)
+}
+
+func (e *environment) startMattingctlBin(bin string, port int, sc scenario) (proxyProcess, error) {
 	home := filepath.Join(e.work, "home-"+strconv.Itoa(port))
 	args := append([]string{"up", "--host", "127.0.0.1", "-p", strconv.Itoa(port), "-r", strconv.Itoa(replicas), "--log-level", "warn"}, sc.mattingctl...)
 	for _, kv := range replicaEnv {
@@ -113,7 +125,7 @@ func (e *environment) startMattingctl(port int, sc scenario) (proxyProcess, erro
 		args = append(args, "--", filepath.Join(e.work, "fakemodel"))
 		args = append(args, sc.replicaArgs...)
 	}
-	cmd := command(e.pin.servers, filepath.Join(e.work, "mattingctl"), args...)
+	cmd := command(e.pin.servers, bin, args...)
 	cmd.Env = append(os.Environ(), "MATTINGCTL_HOME="+home)
 	log, err := os.Create(filepath.Join(e.work, "mattingctl-"+strconv.Itoa(port)+".log"))
 	if err != nil {
