@@ -1,7 +1,6 @@
 package balancer
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"io"
 	"net"
@@ -56,15 +55,8 @@ func (b *bufferedBody) reader() io.ReadCloser {
 	if b.file != nil {
 		return io.NopCloser(io.NewSectionReader(b.file, 0, b.size))
 	}
-	if len(b.chunks) == 1 {
-		// A reader the transport knows is in memory: it writes the
-		// request's headers and body together, in one system call when
-		// they fit its write buffer, rather than flushing the headers
-		// alone first.
-		return io.NopCloser(bytes.NewReader(b.chunks[0]))
-	}
-	// Larger bodies go out in one writev from their chunks
-	// (upstreamConn.ReadFrom).
+	// The HTTP/1 client writes it from its chunks, in one writev with
+	// the request's head (h1client.go).
 	return &chunkReader{chunks: b.chunks}
 }
 
@@ -149,10 +141,9 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// writeTo writes at most n bytes of the rest of the body to w in as few
-// writev calls as the kernel takes, and moves the reader past them.
-func (r *chunkReader) writeTo(w io.Writer, n int64) (int64, error) {
-	var bufs net.Buffers
+// appendTo appends at most n bytes of the rest of the body to bufs, as
+// slices of its chunks, and moves the reader past them.
+func (r *chunkReader) appendTo(bufs net.Buffers, n int64) net.Buffers {
 	for i, off := r.i, r.off; i < len(r.chunks) && n > 0; i, off = i+1, 0 {
 		c := r.chunks[i][off:]
 		if int64(len(c)) > n {
@@ -160,10 +151,9 @@ func (r *chunkReader) writeTo(w io.Writer, n int64) (int64, error) {
 		}
 		bufs = append(bufs, c)
 		n -= int64(len(c))
+		r.skip(int64(len(c)))
 	}
-	written, err := bufs.WriteTo(w)
-	r.skip(written)
-	return written, err
+	return bufs
 }
 
 // skip moves the reader n bytes on.

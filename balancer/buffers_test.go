@@ -53,12 +53,12 @@ func TestBodyIsChargedByBytesReceived(t *testing.T) {
 			t.Fatal(err)
 		}
 		sent += n
-		// Each chunk is reserved once its first byte has arrived: the
-		// first chunk, then what arrived past it rounded up to whole
-		// chunks.
+		// The first chunk is reserved once its first byte has arrived;
+		// once it is full, the body having declared more, a chunk
+		// ahead of what arrived past it.
 		want := int64(firstChunk)
-		if past := sent - firstChunk; past > 0 {
-			want += int64((past + chunkSize - 1) / chunkSize * chunkSize)
+		if past := sent - firstChunk; past >= 0 {
+			want += int64((past/chunkSize + 1) * chunkSize)
 		}
 		testutil.WaitFor(t, settle, fmt.Sprintf("%d bytes reserved after %d sent", want, sent), func() bool {
 			return bufs.mem.Load() == want && body.share.bytes.Load() == want

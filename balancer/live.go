@@ -99,14 +99,18 @@ func (b *Balancer) fitLimiterLocked(be *Backend, o *Options, now time.Time) {
 
 // newTransport returns the upstream transport for o: its connect and
 // response-header timeouts and its idle connections per backend follow
-// o's limits.
-func newTransport(o *Options) *http.Transport {
+// o's limits. HTTP/1.1 backends get the proxy's own client; h2c ones
+// net/http's Transport, which multiplexes requests over a connection.
+func newTransport(o *Options) upstream {
+	if !o.UpstreamH2C {
+		return newH1Client(o)
+	}
 	t := &http.Transport{
 		Proxy: nil,
-		DialContext: dialUpstream(&net.Dialer{
+		DialContext: (&net.Dialer{
 			Timeout:   o.ConnectTimeout,
 			KeepAlive: 30 * time.Second,
-		}),
+		}).DialContext,
 		// The default keeps 2 idle connections per host, which under load
 		// means a new TCP connection for most requests; more than a
 		// backend's cap of requests in flight, and a few being closed or
@@ -117,18 +121,18 @@ func newTransport(o *Options) *http.Transport {
 		IdleConnTimeout:       upstreamIdleTimeout,
 		ResponseHeaderTimeout: o.UpstreamTimeout,
 		DisableCompression:    true,
-		// A request the size of the original load test's (~220 KB) fits the write
-		// buffer whole and goes out in one write system call; a smaller
-		// buffer hands the rest to a 32 KiB copy loop, a call per chunk.
-		// There are about as many upstream connections as requests in
-		// flight, so this costs 256 KiB per request being served.
-		WriteBufferSize: 256 << 10,
-		ReadBufferSize:  64 << 10,
+		WriteBufferSize:       256 << 10,
+		ReadBufferSize:        64 << 10,
 	}
-	if o.UpstreamH2C {
-		useH2C(t)
-	}
+	useH2C(t)
 	return t
+}
+
+// upstream is a transport to the backends: the HTTP/1.1 client
+// (h1client.go), or net/http's Transport for h2c backends.
+type upstream interface {
+	http.RoundTripper
+	CloseIdleConnections()
 }
 
 // liveTransport is the proxy's upstream RoundTripper: the transport in
@@ -137,11 +141,13 @@ func newTransport(o *Options) *http.Transport {
 // connections in use until those requests end, and are closed with the
 // rest at Shutdown.
 type liveTransport struct {
-	cur atomic.Pointer[http.Transport]
+	cur atomic.Pointer[upstreamBox]
 
-	mu  sync.Mutex        // guards all
-	all []*http.Transport // every transport made, the one in force last
+	mu  sync.Mutex // guards all
+	all []upstream // every transport made, the one in force last
 }
+
+type upstreamBox struct{ upstream }
 
 // RoundTrip sends r on the transport in force.
 func (t *liveTransport) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -150,10 +156,10 @@ func (t *liveTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // swap puts n in force, and closes the idle connections of the one it
 // replaces: new requests connect afresh, with n's timeouts.
-func (t *liveTransport) swap(n *http.Transport) {
+func (t *liveTransport) swap(n upstream) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if old := t.cur.Swap(n); old != nil {
+	if old := t.cur.Swap(&upstreamBox{n}); old != nil {
 		old.CloseIdleConnections()
 	}
 	t.all = append(t.all, n)

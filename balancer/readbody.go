@@ -213,7 +213,18 @@ func (b *bufferedBody) fill(src io.Reader) error {
 			}
 			continue
 		}
-		// The next chunk is reserved only once a byte of it has arrived.
+		// The next chunk is reserved only once a byte of it has arrived,
+		// but for a body of declared length whose first chunk is full:
+		// its client has sent that much and said more is coming, so the
+		// next is reserved at once, and read into straight from the
+		// connection (waiting for a byte first costs a system call per
+		// chunk). That holds at most a chunk more than has arrived.
+		if len(b.chunks) > 0 && b.declared > b.size {
+			if err := b.reserveNext(); err != nil {
+				return err
+			}
+			continue
+		}
 		var one [1]byte
 		n, err := src.Read(one[:])
 		if n == 0 {
@@ -249,6 +260,21 @@ func (b *bufferedBody) fill(src io.Reader) error {
 // chunk is reserved, even for a shorter rest of a declared body: it comes
 // from the pool, and its whole size is held.
 func (b *bufferedBody) take(c byte) error {
+	if err := b.reserveNext(); err != nil {
+		return err
+	}
+	if b.file != nil {
+		return b.write([]byte{c})
+	}
+	last := len(b.chunks) - 1
+	b.chunks[last] = append(b.chunks[last], c)
+	b.size++
+	return nil
+}
+
+// reserveNext adds the body's next chunk, reserved, or spills the body to
+// a file when the memory budget has no room for it.
+func (b *bufferedBody) reserveNext() error {
 	size, first := int64(chunkSize), len(b.chunks) == 0
 	if first {
 		size = firstChunkOf(b.declared)
@@ -259,14 +285,9 @@ func (b *bufferedBody) take(c byte) error {
 	}
 	if ok {
 		b.addChunk(size)
-		b.chunks[len(b.chunks)-1] = append(b.chunks[len(b.chunks)-1], c)
-		b.size++
 		return nil
 	}
-	if err := b.spill(); err != nil {
-		return err
-	}
-	return b.write([]byte{c})
+	return b.spill()
 }
 
 // eof turns the end of the body into success.

@@ -1,0 +1,459 @@
+package balancer
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// h1Client is the proxy's upstream transport for HTTP/1.1 backends. The
+// handler's goroutine writes the request and reads the response itself,
+// on a pooled connection: net/http's Transport gives each connection a
+// read loop and a write loop and hands every request and response across
+// channels between them and the caller, which cost a proxy that does
+// little else about a tenth of its CPU. The request goes out in one
+// writev, headers and buffered body together; the response is parsed by
+// net/http (http.ReadResponse), so its framing (Content-Length, chunked,
+// close-delimited, no body for HEAD, 204 and 304), trailers and 1xx are
+// net/http's.
+//
+// What it keeps of the Transport's behaviour: a connection is reused only
+// after its response was read to the end and neither side asked to close
+// it; an idle connection is checked before reuse, and one the backend has
+// closed is dropped rather than written to (idlePeek); a request that
+// found its reused connection closed as it was written (the backend had
+// not read a byte of it) is sent once more on a new connection; the
+// response-header timeout; a cancelled request ends its connection's
+// blocked read or write; 101 Switching Protocols hands the connection
+// over as the response body, half-close included; errors are net/http's
+// kinds where the proxy tells them apart (a *net.OpError "dial" for a
+// connection refused or timed out, a timeout for the header timeout).
+type h1Client struct {
+	dial          func(ctx context.Context, network, addr string) (net.Conn, error)
+	headerTimeout time.Duration // 0: none
+	maxIdle       int           // per backend address
+	idleTimeout   time.Duration
+
+	mu    sync.Mutex
+	idle  map[string][]*h1Conn // by backend address, the most recent last
+	sweep *time.Timer          // closes connections idle past idleTimeout; nil when none are idle
+}
+
+func newH1Client(o *Options) *h1Client {
+	return &h1Client{
+		dial: (&net.Dialer{
+			Timeout:   o.ConnectTimeout,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		headerTimeout: o.UpstreamTimeout,
+		maxIdle:       maxIdlePerBackend(o.MostInflight()),
+		idleTimeout:   upstreamIdleTimeout,
+		idle:          map[string][]*h1Conn{},
+	}
+}
+
+// h1Conn is one connection to a backend.
+type h1Conn struct {
+	c         net.Conn
+	br        *bufio.Reader
+	hdr       []byte // the request head being written, reused
+	addr      string
+	idleSince time.Time
+}
+
+// max1xx is how many interim responses a request may get before its final
+// one, as net/http's Transport allows.
+const max1xx = 5
+
+// RoundTrip sends req on a connection to req.URL.Host and returns the
+// response. Its body returns the connection to the pool when read to the
+// end, or closes it when closed before.
+func (t *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	trace := httptrace.ContextClientTrace(ctx)
+	for retried := false; ; retried = true {
+		pc, reused, err := t.conn(ctx, req.URL.Host)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := t.roundTrip(ctx, pc, req, trace)
+		if err == nil {
+			return resp, nil
+		}
+		var we *requestWriteError
+		if !reused || retried || !errors.As(err, &we) || we.n > 0 || ctx.Err() != nil || req.GetBody == nil && req.ContentLength > 0 {
+			return nil, unwrapRequestWriteError(err)
+		}
+		// The backend had closed the connection before our request went
+		// out: it saw none of it. Once more, on a new connection.
+		if req.ContentLength > 0 {
+			body, gerr := req.GetBody()
+			if gerr != nil {
+				return nil, unwrapRequestWriteError(err)
+			}
+			req = req.Clone(ctx)
+			req.Body = body
+		}
+	}
+}
+
+// requestWriteError is a request that could not be written, after n bytes of it.
+type requestWriteError struct {
+	n   int64
+	err error
+}
+
+func (e *requestWriteError) Error() string { return e.err.Error() }
+func (e *requestWriteError) Unwrap() error { return e.err }
+
+func unwrapRequestWriteError(err error) error {
+	var we *requestWriteError
+	if errors.As(err, &we) {
+		return we.err
+	}
+	return err
+}
+
+// aLongTimeAgo is a deadline that has passed: set on a connection, it
+// ends what is blocked on it.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// roundTrip sends req on pc. On error pc is closed.
+func (t *h1Client) roundTrip(ctx context.Context, pc *h1Conn, req *http.Request, trace *httptrace.ClientTrace) (*http.Response, error) {
+	stop := context.AfterFunc(ctx, func() { _ = pc.c.SetDeadline(aLongTimeAgo) })
+	fail := func(err error) (*http.Response, error) {
+		stop()
+		pc.c.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	werr := pc.writeRequest(req)
+	if trace != nil && trace.WroteRequest != nil {
+		trace.WroteRequest(httptrace.WroteRequestInfo{Err: unwrapRequestWriteError(werr)})
+	}
+	if werr != nil {
+		return fail(werr)
+	}
+	// A deadline set here may land after the cancel's: the cancel is
+	// then done again, so that it is the one that holds.
+	setReadDeadline := func(d time.Time) {
+		_ = pc.c.SetReadDeadline(d)
+		if ctx.Err() != nil {
+			_ = pc.c.SetDeadline(aLongTimeAgo)
+		}
+	}
+	if t.headerTimeout > 0 {
+		setReadDeadline(time.Now().Add(t.headerTimeout))
+	}
+	var resp *http.Response
+	for n1xx := 0; ; n1xx++ {
+		var err error
+		resp, err = http.ReadResponse(pc.br, req)
+		if err != nil {
+			return fail(err)
+		}
+		code := resp.StatusCode
+		if code < 100 || code > 199 || code == http.StatusSwitchingProtocols {
+			break
+		}
+		if n1xx == max1xx {
+			return fail(fmt.Errorf("the backend sent more than %d interim (1xx) responses", max1xx))
+		}
+		if trace != nil && trace.Got1xxResponse != nil {
+			if err := trace.Got1xxResponse(code, textproto.MIMEHeader(resp.Header)); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	if t.headerTimeout > 0 {
+		setReadDeadline(time.Time{})
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// The connection is the response's now: ReverseProxy copies both
+		// ways and ends the tunnel when the request's context ends.
+		if !stop() {
+			return fail(ctx.Err())
+		}
+		resp.Body = &upgradedConn{br: pc.br, Conn: pc.c}
+		return resp, nil
+	}
+	keep := !resp.Close && !req.Close
+	if resp.Body == http.NoBody {
+		t.release(pc, stop, keep)
+		return resp, nil
+	}
+	resp.Body = &h1Body{ReadCloser: resp.Body, t: t, pc: pc, stop: stop, keep: keep}
+	return resp, nil
+}
+
+// release ends pc's use by a request whose response has been read whole:
+// kept for the next when keep says it may be, closed otherwise.
+func (t *h1Client) release(pc *h1Conn, stop func() bool, keep bool) {
+	// A request whose context ended has had its deadline moved into the
+	// past, or may have it moved any moment: its connection is not
+	// reused.
+	if !stop() || !keep || pc.br.Buffered() > 0 {
+		pc.c.Close()
+		return
+	}
+	t.put(pc)
+}
+
+// h1Body is a response body read from a pooled connection.
+type h1Body struct {
+	io.ReadCloser
+	t    *h1Client
+	pc   *h1Conn
+	stop func() bool
+	keep bool
+	done bool // the connection was released or closed
+}
+
+func (b *h1Body) Read(p []byte) (int, error) {
+	if b.done {
+		return 0, io.EOF
+	}
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.done = true
+		b.t.release(b.pc, b.stop, b.keep)
+	}
+	return n, err
+}
+
+// Close closes the connection if the body was not read to its end: what
+// is left of it would be read by the next request.
+func (b *h1Body) Close() error {
+	if !b.done {
+		b.done = true
+		b.stop()
+		b.pc.c.Close()
+	}
+	return nil
+}
+
+// upgradedConn is the connection a 101 Switching Protocols handed over:
+// what the reader had buffered past the response head first.
+type upgradedConn struct {
+	br *bufio.Reader // nil once drained
+	net.Conn
+}
+
+func (u *upgradedConn) Read(p []byte) (int, error) {
+	if u.br != nil {
+		if n := u.br.Buffered(); n > 0 {
+			return u.br.Read(p[:min(len(p), n)])
+		}
+		u.br = nil
+	}
+	return u.Conn.Read(p)
+}
+
+// CloseWrite half-closes the connection, for a tunnel whose client has
+// sent its last byte.
+func (u *upgradedConn) CloseWrite() error {
+	if cw, ok := u.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return fmt.Errorf("CloseWrite: %w", http.ErrNotSupported)
+}
+
+// conn returns an idle connection to addr that the backend has not
+// closed, or a new one; reused says which.
+func (t *h1Client) conn(ctx context.Context, addr string) (pc *h1Conn, reused bool, err error) {
+	now := time.Now()
+	for {
+		t.mu.Lock()
+		list := t.idle[addr]
+		if len(list) == 0 {
+			t.mu.Unlock()
+			break
+		}
+		pc = list[len(list)-1]
+		list[len(list)-1] = nil
+		t.idle[addr] = list[:len(list)-1]
+		t.mu.Unlock()
+		if now.Sub(pc.idleSince) < t.idleTimeout && idleAlive(pc.c) {
+			return pc, true, nil
+		}
+		pc.c.Close()
+	}
+	c, err := t.dial(ctx, "tcp", addr)
+	if err != nil {
+		return nil, false, err
+	}
+	return &h1Conn{c: c, br: bufio.NewReaderSize(c, 64<<10), addr: addr}, false, nil
+}
+
+// put keeps pc idle for the next request to its backend, unless its
+// backend has as many idle as it may.
+func (t *h1Client) put(pc *h1Conn) {
+	pc.idleSince = time.Now()
+	t.mu.Lock()
+	if len(t.idle[pc.addr]) >= t.maxIdle {
+		t.mu.Unlock()
+		pc.c.Close()
+		return
+	}
+	t.idle[pc.addr] = append(t.idle[pc.addr], pc)
+	if t.sweep == nil {
+		t.sweep = time.AfterFunc(t.idleTimeout, t.sweepIdle)
+	}
+	t.mu.Unlock()
+}
+
+// sweepIdle closes the connections idle for idleTimeout (a backend that
+// was removed keeps none open), and comes back while some are idle.
+func (t *h1Client) sweepIdle() {
+	now := time.Now()
+	var stale []*h1Conn
+	t.mu.Lock()
+	for addr, list := range t.idle {
+		kept := list[:0]
+		for _, pc := range list {
+			if now.Sub(pc.idleSince) >= t.idleTimeout {
+				stale = append(stale, pc)
+			} else {
+				kept = append(kept, pc)
+			}
+		}
+		clear(list[len(kept):])
+		if len(kept) == 0 {
+			delete(t.idle, addr)
+		} else {
+			t.idle[addr] = kept
+		}
+	}
+	t.sweep = nil
+	if len(t.idle) > 0 {
+		t.sweep = time.AfterFunc(t.idleTimeout/2, t.sweepIdle)
+	}
+	t.mu.Unlock()
+	for _, pc := range stale {
+		pc.c.Close()
+	}
+}
+
+// CloseIdleConnections closes every idle connection.
+func (t *h1Client) CloseIdleConnections() {
+	t.mu.Lock()
+	idle := t.idle
+	t.idle = map[string][]*h1Conn{}
+	if t.sweep != nil {
+		t.sweep.Stop()
+		t.sweep = nil
+	}
+	t.mu.Unlock()
+	for _, list := range idle {
+		for _, pc := range list {
+			pc.c.Close()
+		}
+	}
+}
+
+// writeRequest writes req's head and body to pc: one writev for a body
+// held in memory.
+func (pc *h1Conn) writeRequest(req *http.Request) error {
+	h, err := appendRequestHead(pc.hdr[:0], req)
+	if err != nil {
+		return &requestWriteError{0, err}
+	}
+	pc.hdr = h
+	bufs := net.Buffers{h}
+	var rest io.Reader
+	switch body := req.Body.(type) {
+	case nil:
+	case *chunkReader:
+		bufs = body.appendTo(bufs, req.ContentLength)
+	default:
+		if req.ContentLength > 0 {
+			rest = body
+		}
+	}
+	n, err := bufs.WriteTo(pc.c)
+	if err != nil {
+		return &requestWriteError{n, err}
+	}
+	if rest != nil {
+		m, err := io.CopyN(pc.c, rest, req.ContentLength)
+		if err != nil {
+			return &requestWriteError{n + m, err}
+		}
+	}
+	return nil
+}
+
+// excludedHeaders are not copied from a request's Header: written from
+// its fields, or hop-by-hop ones that a buffered body makes meaningless.
+var excludedHeaders = map[string]bool{"Host": true, "User-Agent": true, "Content-Length": true, "Transfer-Encoding": true, "Trailer": true}
+
+// appendRequestHead appends req's request line and header, as net/http's
+// Transport writes them, to b.
+func appendRequestHead(b []byte, req *http.Request) ([]byte, error) {
+	host := req.Host
+	if host == "" {
+		host = req.URL.Host
+	}
+	if !validHostHeader(host) {
+		return b, fmt.Errorf("http: invalid Host header %q", host)
+	}
+	uri := req.URL.RequestURI()
+	if strings.ContainsAny(uri, " \r\n") {
+		return b, fmt.Errorf("http: invalid request URI %q", uri)
+	}
+	b = append(b, req.Method...)
+	b = append(b, ' ')
+	b = append(b, uri...)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, host...)
+	b = append(b, "\r\n"...)
+	// ReverseProxy sets an empty User-Agent when the client sent none, so
+	// that none is sent.
+	if ua := req.Header.Get("User-Agent"); ua != "" {
+		b = appendHeaderLine(b, "User-Agent", ua)
+	}
+	if req.ContentLength > 0 || req.ContentLength == 0 && (req.Method == http.MethodPost || req.Method == http.MethodPut || req.Method == http.MethodPatch) {
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, req.ContentLength, 10)
+		b = append(b, "\r\n"...)
+	}
+	for k, vv := range req.Header {
+		if excludedHeaders[k] {
+			continue
+		}
+		for _, v := range vv {
+			b = appendHeaderLine(b, k, v)
+		}
+	}
+	return append(b, "\r\n"...), nil
+}
+
+// appendHeaderLine appends "k: v\r\n"; a line break in v (which net/http's
+// server never lets through) becomes a space, as the Transport does it.
+func appendHeaderLine(b []byte, k, v string) []byte {
+	b = append(b, k...)
+	b = append(b, ": "...)
+	if strings.ContainsAny(v, "\r\n") {
+		v = strings.NewReplacer("\r\n", " ", "\r", " ", "\n", " ").Replace(v)
+	}
+	b = append(b, textproto.TrimString(v)...)
+	return append(b, "\r\n"...)
+}
+
+// validHostHeader reports whether h can be written as a Host header: no
+// byte that would end or split the line.
+func validHostHeader(h string) bool {
+	return !strings.ContainsAny(h, " \t\r\n")
+}
