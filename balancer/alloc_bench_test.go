@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strconv"
 	"testing"
 )
 
@@ -100,8 +99,12 @@ func readRawHead(br *bufio.Reader) (int, error) {
 		if len(line) <= 2 {
 			return n, nil
 		}
-		if v, ok := bytes.CutPrefix(bytes.ToLower(line), []byte("content-length:")); ok {
-			n, _ = strconv.Atoi(string(bytes.TrimSpace(v)))
+		const key = "content-length:"
+		if len(line) > len(key) && bytes.EqualFold(line[:len(key)], []byte(key)) {
+			n = 0
+			for _, c := range bytes.TrimSpace(line[len(key):]) {
+				n = n*10 + int(c-'0')
+			}
 		}
 	}
 }

@@ -66,7 +66,9 @@ func newH1Client(o *Options) *h1Client {
 type h1Conn struct {
 	c         net.Conn
 	br        *bufio.Reader
-	hdr       []byte // the request head being written, reused
+	hdr       []byte     // the request head being written, reused
+	iov       [8][]byte  // the writev's vectors, reused
+	peek      idlePeeker // idleAlive's
 	addr      string
 	idleSince time.Time
 }
@@ -285,7 +287,7 @@ func (t *h1Client) conn(ctx context.Context, addr string) (pc *h1Conn, reused bo
 		list[len(list)-1] = nil
 		t.idle[addr] = list[:len(list)-1]
 		t.mu.Unlock()
-		if now.Sub(pc.idleSince) < t.idleTimeout && idleAlive(pc.c) {
+		if now.Sub(pc.idleSince) < t.idleTimeout && pc.peek.alive(pc.c) {
 			return pc, true, nil
 		}
 		pc.c.Close()
@@ -371,7 +373,7 @@ func (pc *h1Conn) writeRequest(req *http.Request) error {
 		return &requestWriteError{0, err}
 	}
 	pc.hdr = h
-	bufs := net.Buffers{h}
+	bufs := append(net.Buffers(pc.iov[:0]), h)
 	var rest io.Reader
 	switch body := req.Body.(type) {
 	case nil:

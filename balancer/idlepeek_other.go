@@ -4,7 +4,9 @@ package balancer
 
 import "net"
 
-// idleAlive cannot peek here: an idle connection is taken for open, and a
-// request that finds it closed as it is written is sent again on a new
+// idlePeeker cannot peek here: an idle connection is taken for open, and
+// a request that finds it closed as it is written is sent again on a new
 // one (h1Client.RoundTrip).
-func idleAlive(net.Conn) bool { return true }
+type idlePeeker struct{}
+
+func (idlePeeker) alive(net.Conn) bool { return true }
