@@ -66,12 +66,44 @@ func newH1Client(o *Options) *h1Client {
 type h1Conn struct {
 	c         net.Conn
 	br        *bufio.Reader
-	hdr       []byte     // the request head being written, reused
-	iov       [8][]byte  // the writev's vectors, reused
-	peek      idlePeeker // idleAlive's
+	hdr       []byte      // the request head being written, reused
+	iov       [8][]byte   // the writev's vectors, reused
+	lr        limitedConn // what br reads: c, limited while a response head is read
+	peek      idlePeeker  // idleAlive's
 	addr      string
 	idleSince time.Time
 }
+
+// maxResponseHead bounds what is read of a response's status line and
+// header (net/http's Transport reads 10 MB); a backend that sends more is
+// broken, and its headers are not held in memory.
+const maxResponseHead = 1 << 20
+
+// limitedConn reads from c, at most left bytes when left is not negative:
+// a response head's bound.
+type limitedConn struct {
+	c    net.Conn
+	left int64
+	over bool // a read found left at 0
+}
+
+func (l *limitedConn) Read(p []byte) (int, error) {
+	if l.left < 0 {
+		return l.c.Read(p)
+	}
+	if l.left == 0 {
+		l.over = true
+		return 0, errResponseHeadTooLong
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.c.Read(p)
+	l.left -= int64(n)
+	return n, err
+}
+
+var errResponseHeadTooLong = errors.New("response head too long")
 
 // max1xx is how many interim responses a request may get before its final
 // one, as net/http's Transport allows.
@@ -162,8 +194,13 @@ func (t *h1Client) roundTrip(ctx context.Context, pc *h1Conn, req *http.Request,
 	var resp *http.Response
 	for n1xx := 0; ; n1xx++ {
 		var err error
+		pc.lr.left = maxResponseHead
 		resp, err = http.ReadResponse(pc.br, req)
+		pc.lr.left = -1
 		if err != nil {
+			if pc.lr.over {
+				err = fmt.Errorf("the backend's response head is over %d bytes", maxResponseHead)
+			}
 			return fail(err)
 		}
 		code := resp.StatusCode
@@ -296,7 +333,10 @@ func (t *h1Client) conn(ctx context.Context, addr string) (pc *h1Conn, reused bo
 	if err != nil {
 		return nil, false, err
 	}
-	return &h1Conn{c: c, br: bufio.NewReaderSize(c, 64<<10), addr: addr}, false, nil
+	pc = &h1Conn{c: c, addr: addr}
+	pc.lr = limitedConn{c: c, left: -1}
+	pc.br = bufio.NewReaderSize(&pc.lr, 64<<10)
+	return pc, false, nil
 }
 
 // put keeps pc idle for the next request to its backend, unless its

@@ -407,3 +407,18 @@ func TestH1ClientClosesIdleConnections(t *testing.T) {
 	c2.CloseIdleConnections()
 	waitClosed(t, be.closed, 5*time.Second, "the idle connection, by CloseIdleConnections")
 }
+
+// TestH1ClientBoundsTheResponseHead: a backend whose response head goes on
+// past maxResponseHead fails the request, and is not read further.
+func TestH1ClientBoundsTheResponseHead(t *testing.T) {
+	be := newScriptedBackend(t, func(c net.Conn, _ *http.Request, _ []byte) bool {
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nX-Big: ")
+		_, _ = io.WriteString(c, strings.Repeat("a", 2*maxResponseHead)) // unread past the bound, until closed
+		return false
+	})
+	c := newTestH1Client(nil)
+	_, _, err := roundTripAll(t, c, "GET", be.addr(), nil)
+	if err == nil || !strings.Contains(err.Error(), "response head is over") {
+		t.Fatalf("error %v, want the response head's bound", err)
+	}
+}
