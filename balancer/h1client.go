@@ -111,40 +111,90 @@ const max1xx = 5
 
 // RoundTrip sends req on a connection to req.URL.Host and returns the
 // response. Its body returns the connection to the pool when read to the
-// end, or closes it when closed before.
+// end, or closes it when closed before. The proxy's ordinary requests do
+// not come this way but through send (relay.go); ReverseProxy's upgrade
+// requests do.
 func (t *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
-	ctx := req.Context()
-	trace := httptrace.ContextClientTrace(ctx)
-	for retried := false; ; retried = true {
-		pc, reused, err := t.conn(ctx, req.URL.Host)
+	return t.send(req.Context(), req.URL.Host, req, &transportRequest{req: req, trace: httptrace.ContextClientTrace(req.Context())})
+}
+
+// h1Request is a request as the client writes it.
+type h1Request interface {
+	// appendHead appends the request line and header to b.
+	appendHead(b []byte) ([]byte, error)
+	// reqBody returns a reader of the body for one write (again, when it
+	// is written once more) and its length.
+	reqBody(again bool) (io.Reader, int64, error)
+	// wrote is told that the request was written, or failed to be.
+	wrote(err error)
+	// got1xx is told of an interim response.
+	got1xx(code int, h http.Header) error
+}
+
+// send sends r to addr under ctx; req is r as ReadResponse takes it (its
+// method tells whether a body may follow). On a reused connection that
+// its backend closed before the request went out, r is sent once more on
+// a new one: the backend saw none of it.
+func (t *h1Client) send(ctx context.Context, addr string, req *http.Request, r h1Request) (*http.Response, error) {
+	for again := false; ; again = true {
+		pc, reused, err := t.conn(ctx, addr)
 		if err != nil {
 			return nil, err
 		}
-		resp, err := t.roundTrip(ctx, pc, req, trace)
+		resp, err := t.roundTrip(ctx, pc, req, r, again)
 		if err == nil {
 			return resp, nil
 		}
 		var we *requestWriteError
-		if !reused || retried || !errors.As(err, &we) || we.n > 0 || ctx.Err() != nil || req.GetBody == nil && req.ContentLength > 0 {
+		if !reused || again || !errors.As(err, &we) || we.n > 0 || we.noBody || ctx.Err() != nil {
 			return nil, unwrapRequestWriteError(err)
-		}
-		// The backend had closed the connection before our request went
-		// out: it saw none of it. Once more, on a new connection.
-		if req.ContentLength > 0 {
-			body, gerr := req.GetBody()
-			if gerr != nil {
-				return nil, unwrapRequestWriteError(err)
-			}
-			req = req.Clone(ctx)
-			req.Body = body
 		}
 	}
 }
 
-// requestWriteError is a request that could not be written, after n bytes of it.
+// transportRequest is a request given to RoundTrip.
+type transportRequest struct {
+	req   *http.Request
+	trace *httptrace.ClientTrace // nil: none
+}
+
+func (r *transportRequest) appendHead(b []byte) ([]byte, error) { return appendRequestHead(b, r.req) }
+
+func (r *transportRequest) reqBody(again bool) (io.Reader, int64, error) {
+	if r.req.Body == nil || r.req.Body == http.NoBody || r.req.ContentLength <= 0 {
+		return nil, 0, nil
+	}
+	if !again {
+		return r.req.Body, r.req.ContentLength, nil
+	}
+	if r.req.GetBody == nil {
+		return nil, 0, errNoGetBody
+	}
+	b, err := r.req.GetBody()
+	return b, r.req.ContentLength, err
+}
+
+var errNoGetBody = errors.New("the request's body cannot be sent again")
+
+func (r *transportRequest) wrote(err error) {
+	if r.trace != nil && r.trace.WroteRequest != nil {
+		r.trace.WroteRequest(httptrace.WroteRequestInfo{Err: err})
+	}
+}
+
+func (r *transportRequest) got1xx(code int, h http.Header) error {
+	if r.trace != nil && r.trace.Got1xxResponse != nil {
+		return r.trace.Got1xxResponse(code, textproto.MIMEHeader(h))
+	}
+	return nil
+}
+
+// requestWriteError is a request that could not be written, after n
+// bytes of it; noBody: its body could not be had again.
 type requestWriteError struct {
-	n   int64
-	err error
+	n      int64
+	err    error
+	noBody bool
 }
 
 func (e *requestWriteError) Error() string { return e.err.Error() }
@@ -163,7 +213,7 @@ func unwrapRequestWriteError(err error) error {
 var aLongTimeAgo = time.Unix(1, 0)
 
 // roundTrip sends req on pc. On error pc is closed.
-func (t *h1Client) roundTrip(ctx context.Context, pc *h1Conn, req *http.Request, trace *httptrace.ClientTrace) (*http.Response, error) {
+func (t *h1Client) roundTrip(ctx context.Context, pc *h1Conn, req *http.Request, r h1Request, again bool) (*http.Response, error) {
 	stop := context.AfterFunc(ctx, func() { _ = pc.c.SetDeadline(aLongTimeAgo) })
 	fail := func(err error) (*http.Response, error) {
 		stop()
@@ -173,10 +223,8 @@ func (t *h1Client) roundTrip(ctx context.Context, pc *h1Conn, req *http.Request,
 		}
 		return nil, err
 	}
-	werr := pc.writeRequest(req)
-	if trace != nil && trace.WroteRequest != nil {
-		trace.WroteRequest(httptrace.WroteRequestInfo{Err: unwrapRequestWriteError(werr)})
-	}
+	werr := pc.writeRequest(r, again)
+	r.wrote(unwrapRequestWriteError(werr))
 	if werr != nil {
 		return fail(werr)
 	}
@@ -210,10 +258,8 @@ func (t *h1Client) roundTrip(ctx context.Context, pc *h1Conn, req *http.Request,
 		if n1xx == max1xx {
 			return fail(fmt.Errorf("the backend sent more than %d interim (1xx) responses", max1xx))
 		}
-		if trace != nil && trace.Got1xxResponse != nil {
-			if err := trace.Got1xxResponse(code, textproto.MIMEHeader(resp.Header)); err != nil {
-				return fail(err)
-			}
+		if err := r.got1xx(code, resp.Header); err != nil {
+			return fail(err)
 		}
 	}
 	if t.headerTimeout > 0 {
@@ -228,7 +274,9 @@ func (t *h1Client) roundTrip(ctx context.Context, pc *h1Conn, req *http.Request,
 		resp.Body = &upgradedConn{br: pc.br, Conn: pc.c}
 		return resp, nil
 	}
-	keep := !resp.Close && !req.Close
+	// The request's Close is not honoured: ReverseProxy never sets it,
+	// and the proxy's own requests are written by relay.go.
+	keep := !resp.Close
 	if resp.Body == http.NoBody {
 		t.release(pc, stop, keep)
 		return resp, nil
@@ -405,33 +453,35 @@ func (t *h1Client) CloseIdleConnections() {
 	}
 }
 
-// writeRequest writes req's head and body to pc: one writev for a body
-// held in memory.
-func (pc *h1Conn) writeRequest(req *http.Request) error {
-	h, err := appendRequestHead(pc.hdr[:0], req)
+// writeRequest writes r's head and body to pc: one writev for a body held
+// in memory.
+func (pc *h1Conn) writeRequest(r h1Request, again bool) error {
+	body, n, err := r.reqBody(again)
 	if err != nil {
-		return &requestWriteError{0, err}
+		return &requestWriteError{err: err, noBody: true}
+	}
+	h, err := r.appendHead(pc.hdr[:0])
+	if err != nil {
+		return &requestWriteError{err: err}
 	}
 	pc.hdr = h
 	bufs := append(net.Buffers(pc.iov[:0]), h)
 	var rest io.Reader
-	switch body := req.Body.(type) {
+	switch body := body.(type) {
 	case nil:
 	case *chunkReader:
-		bufs = body.appendTo(bufs, req.ContentLength)
+		bufs = body.appendTo(bufs, n)
 	default:
-		if req.ContentLength > 0 {
-			rest = body
-		}
+		rest = body
 	}
-	n, err := bufs.WriteTo(pc.c)
+	written, err := bufs.WriteTo(pc.c)
 	if err != nil {
-		return &requestWriteError{n, err}
+		return &requestWriteError{n: written, err: err}
 	}
 	if rest != nil {
-		m, err := io.CopyN(pc.c, rest, req.ContentLength)
+		m, err := io.CopyN(pc.c, rest, n)
 		if err != nil {
-			return &requestWriteError{n + m, err}
+			return &requestWriteError{n: written + m, err: err}
 		}
 	}
 	return nil

@@ -149,6 +149,13 @@ type liveTransport struct {
 
 type upstreamBox struct{ upstream }
 
+// h1 returns the transport in force when it is the HTTP/1.1 client; nil
+// when it is not.
+func (t *liveTransport) h1() *h1Client {
+	c, _ := t.cur.Load().upstream.(*h1Client)
+	return c
+}
+
 // RoundTrip sends r on the transport in force.
 func (t *liveTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return t.cur.Load().RoundTrip(r)

@@ -46,6 +46,11 @@ type attempt struct {
 	full bool
 	// area0 is the backend's in-flight area when a started (limiter.go).
 	area0 float64
+	// The request, its client's writer and its body, for the HTTP/1.1
+	// client (relay.go).
+	r  *http.Request
+	w  http.ResponseWriter
+	in *bufferedBody
 }
 
 // done releases the attempt's backend, once: as soon as the backend has
@@ -300,6 +305,10 @@ func (b *Balancer) forward(ctx context.Context, w http.ResponseWriter, r *http.R
 		ctx, cancel = context.WithDeadline(ctx, a.callDeadline)
 		defer cancel()
 	}
+	if c := b.transport.h1(); c != nil && !isUpgrade(r) {
+		b.relay(ctx, w, r, body, a, c)
+		return
+	}
 	ctx = context.WithValue(ctx, attemptKey{}, a)
 	if body.Len() > 0 && body.pooledChunks() {
 		ctx = httptrace.WithClientTrace(ctx, body.trace())
@@ -341,7 +350,13 @@ func rewrite(pr *httputil.ProxyRequest) {
 }
 
 func modifyResponse(resp *http.Response) error {
-	a := resp.Request.Context().Value(attemptKey{}).(*attempt)
+	return resp.Request.Context().Value(attemptKey{}).(*attempt).modifyResponse(resp)
+}
+
+// modifyResponse takes note of the backend's response to a, and wraps its
+// body to time its reads, read it ahead of a slow client (spool.go) or
+// release the backend at its end.
+func (a *attempt) modifyResponse(resp *http.Response) error {
 	a.code = resp.StatusCode
 	a.responded = true
 	if resp.ProtoMajor == 1 && !a.be.spokeHTTP1.Load() {
