@@ -34,6 +34,14 @@ func (b *Balancer) relay(ctx context.Context, w http.ResponseWriter, r *http.Req
 		a.err = err
 		return
 	}
+	// The trailers announced, before the body is read: a read-ahead
+	// (spool.go) reads it in a goroutine of its own from modifyResponse
+	// on, and fills resp.Trailer at its end.
+	announced := len(resp.Trailer)
+	var keys []string
+	for k := range resp.Trailer {
+		keys = append(keys, k)
+	}
 	_ = a.modifyResponse(resp)
 	removeHopByHop(resp.Header)
 	h := w.Header()
@@ -44,12 +52,7 @@ func (b *Balancer) relay(ctx context.Context, w http.ResponseWriter, r *http.Req
 			h[k] = vv
 		}
 	}
-	announced := len(resp.Trailer)
 	if announced > 0 {
-		keys := make([]string, 0, announced)
-		for k := range resp.Trailer {
-			keys = append(keys, k)
-		}
 		h.Add("Trailer", strings.Join(keys, ", "))
 	}
 	w.WriteHeader(resp.StatusCode)
