@@ -24,6 +24,7 @@ type idleConnsOptions struct {
 	conns  int    // idle client connections to open
 	ulimit int    // ulimit -n that mattingctl runs under
 	bin    string // mattingctl binary; empty: the one built for the run
+	memory bool   // measure idle connections' RSS instead (idlememory.go)
 }
 
 // idleConns is the file-descriptor attack at full size: mattingctl
@@ -34,64 +35,12 @@ type idleConnsOptions struct {
 // waited once some idle ones had gone. Only mattingctl runs; nginx is not
 // needed.
 func (e *environment) idleConns(o idleConnsOptions) error {
-	bin := o.bin
-	if bin == "" {
-		bin = filepath.Join(e.work, "mattingctl")
-	}
-	port, err := portBelowEphemeral(replicas + 1)
+	m, err := e.startIdle(o)
 	if err != nil {
 		return err
 	}
-	home := filepath.Join(e.work, "home-idle")
-	args := []string{"-c", `ulimit -n "$1" && shift && exec "$@"`, "sh", strconv.Itoa(o.ulimit),
-		bin, "up", "--host", "127.0.0.1", "-p", strconv.Itoa(port), "-r", strconv.Itoa(replicas),
-		"--admin", "127.0.0.1:0", "--log-level", "warn",
-		// The idle connections stay for the whole run, not the minute
-		// --client-timeout gives a connection that sends nothing.
-		"--client-timeout", "10m"}
-	for _, kv := range replicaEnv {
-		args = append(args, "--env", kv)
-	}
-	args = append(args, "--", filepath.Join(e.work, "fakemodel"))
-	cmd := exec.Command("/bin/sh", args...)
-	cmd.Env = append(os.Environ(), "MATTINGCTL_HOME="+home)
-	logPath := filepath.Join(e.work, "mattingctl-idle.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	defer terminate(cmd)
-	pid := cmd.Process.Pid // sh execs mattingctl: the same process
-	status := func() (control.Status, time.Duration, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		t0 := time.Now()
-		c := exec.CommandContext(ctx, bin, "status", "--json")
-		c.Env = cmd.Env
-		out, err := c.Output()
-		d := time.Since(t0)
-		var st control.Status
-		if err == nil {
-			err = json.Unmarshal(out, &st)
-		}
-		return st, d, err
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		st, _, err := status()
-		if err == nil && st.Ready() == replicas {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("mattingctl not ready in 60 s (%v); log: %s", err, logPath)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	defer m.stop()
+	pid, status, logPath := m.pid, m.status, m.logPath
 	st, _, _ := status()
 	fmt.Printf("mattingctl under ulimit -n %d, %d replicas at --max-inflight %d: max_conns %d\n", o.ulimit, replicas, st.MaxInflight, st.MaxConns)
 	fmt.Printf("before: %s\n\n", procUsage(pid))
@@ -99,7 +48,7 @@ func (e *environment) idleConns(o idleConnsOptions) error {
 	// Open the idle connections from holder processes of at most
 	// holderConns each: one process may not have the descriptors for them
 	// all, and raising a hard limit needs CAP_SYS_RESOURCE.
-	addr := "127.0.0.1:" + strconv.Itoa(port)
+	addr := m.addr
 	t0 := time.Now()
 	var holders []*holder
 	defer func() {
@@ -109,7 +58,7 @@ func (e *environment) idleConns(o idleConnsOptions) error {
 	}()
 	opened, dialErrs := 0, 0
 	for left := o.conns; left > 0; left -= holderConns {
-		h, err := startHolder(addr, min(left, holderConns))
+		h, err := startHolder(addr, min(left, holderConns), false)
 		if err != nil {
 			return err
 		}
@@ -208,6 +157,81 @@ func (e *environment) idleConns(o idleConnsOptions) error {
 	return nil
 }
 
+// idleInstance is a `mattingctl up` started for scenario idleconns.
+type idleInstance struct {
+	cmd     *exec.Cmd
+	pid     int
+	addr    string // the proxy's
+	logPath string
+	status  func() (control.Status, time.Duration, error)
+}
+
+// startIdle starts mattingctl with replicas instant fakemodel replicas
+// under ulimit -n o.ulimit and waits until they are all ready.
+func (e *environment) startIdle(o idleConnsOptions) (*idleInstance, error) {
+	bin := o.bin
+	if bin == "" {
+		bin = filepath.Join(e.work, "mattingctl")
+	}
+	port, err := portBelowEphemeral(replicas + 1)
+	if err != nil {
+		return nil, err
+	}
+	home := filepath.Join(e.work, "home-idle")
+	args := []string{"-c", `ulimit -n "$1" && shift && exec "$@"`, "sh", strconv.Itoa(o.ulimit),
+		bin, "up", "--host", "127.0.0.1", "-p", strconv.Itoa(port), "-r", strconv.Itoa(replicas),
+		"--admin", "127.0.0.1:0", "--log-level", "warn",
+		// The idle connections stay for the whole run, not the minute
+		// --client-timeout gives a connection that sends nothing.
+		"--client-timeout", "10m"}
+	for _, kv := range replicaEnv {
+		args = append(args, "--env", kv)
+	}
+	args = append(args, "--", filepath.Join(e.work, "fakemodel"))
+	cmd := exec.Command("/bin/sh", args...)
+	cmd.Env = append(os.Environ(), "MATTINGCTL_HOME="+home)
+	logPath := filepath.Join(e.work, "mattingctl-idle.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close() // the child has its own copy
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	m := &idleInstance{cmd: cmd, pid: cmd.Process.Pid, // sh execs mattingctl: the same process
+		addr: "127.0.0.1:" + strconv.Itoa(port), logPath: logPath}
+	m.status = func() (control.Status, time.Duration, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		t0 := time.Now()
+		c := exec.CommandContext(ctx, bin, "status", "--json")
+		c.Env = cmd.Env
+		out, err := c.Output()
+		d := time.Since(t0)
+		var st control.Status
+		if err == nil {
+			err = json.Unmarshal(out, &st)
+		}
+		return st, d, err
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		st, _, err := m.status()
+		if err == nil && st.Ready() == replicas {
+			return m, nil
+		}
+		if time.Now().After(deadline) {
+			m.stop()
+			return nil, fmt.Errorf("mattingctl not ready in 60 s (%v); log: %s", err, logPath)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (m *idleInstance) stop() { terminate(m.cmd) }
+
 // portBelowEphemeral finds n free ports below Linux's ephemeral range
 // (32768 on), so that 20,000 client connections cannot take them.
 func portBelowEphemeral(n int) (int, error) {
@@ -266,8 +290,21 @@ const holderConns = 10000
 // holderEnv makes the bench binary a holder: it opens N idle connections
 // to ADDR (the value is ADDR,N), prints "opened OK ERRS", then on each
 // "close K" line on its stdin closes K of them and prints "closed", until
-// its stdin ends.
+// its stdin ends. With ADDR,N,request each connection first sends one
+// small keep-alive request and reads its answer; one that gets no 200
+// within holderTimeout is closed and counted in ERRS.
 const holderEnv = "MATTINGCTL_BENCH_HOLDER"
+
+// holderTimeout bounds a holder connection's request and its answer.
+const holderTimeout = 30 * time.Second
+
+// holderRequest is the request a holder's connection sends, with the
+// small JSON body of the proxy scenarios.
+var holderRequest = func() string {
+	body := `{"image": "aGVsbG8=", "bg": "[33, 150, 242]"}`
+	return "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: " +
+		strconv.Itoa(len(body)) + "\r\n\r\n" + body
+}()
 
 // holder is a running holder process.
 type holder struct {
@@ -278,13 +315,17 @@ type holder struct {
 	errs   int
 }
 
-func startHolder(addr string, n int) (*holder, error) {
+func startHolder(addr string, n int, request bool) (*holder, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
+	spec := addr + "," + strconv.Itoa(n)
+	if request {
+		spec += ",request"
+	}
 	h := &holder{cmd: exec.Command(self)}
-	h.cmd.Env = append(os.Environ(), holderEnv+"="+addr+","+strconv.Itoa(n))
+	h.cmd.Env = append(os.Environ(), holderEnv+"="+spec)
 	h.cmd.Stderr = os.Stderr
 	if h.in, err = h.cmd.StdinPipe(); err != nil {
 		return nil, err
@@ -326,10 +367,12 @@ func (h *holder) stop() {
 // runHolder is the holder process's main (see holderEnv).
 func runHolder(spec string) error {
 	addr, count, _ := strings.Cut(spec, ",")
+	count, mode, _ := strings.Cut(count, ",")
 	n, err := strconv.Atoi(count)
 	if err != nil {
 		return err
 	}
+	request := mode == "request"
 	conns := make([]net.Conn, 0, n)
 	var mu sync.Mutex
 	errs := 0
@@ -341,6 +384,11 @@ func runHolder(spec string) error {
 			defer wg.Done()
 			for range work {
 				c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+				if err == nil && request {
+					if err = requestOnce(c); err != nil {
+						c.Close()
+					}
+				}
 				mu.Lock()
 				if err != nil {
 					errs++
@@ -370,4 +418,28 @@ func runHolder(spec string) error {
 		}
 	}
 	return nil
+}
+
+// requestOnce sends holderRequest on c and reads its answer, which must
+// be a 200, leaving c idle and open.
+func requestOnce(c net.Conn) error {
+	if err := c.SetDeadline(time.Now().Add(holderTimeout)); err != nil {
+		return err
+	}
+	if _, err := io.WriteString(c, holderRequest); err != nil {
+		return err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("answered %s", resp.Status)
+	}
+	if err != nil {
+		return err
+	}
+	return c.SetDeadline(time.Time{})
 }

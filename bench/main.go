@@ -9,6 +9,7 @@
 //	                                    # the same with the client on CPU 1 alone, the servers on the others (pin.go)
 //	go run ./bench soak -d 10m          # chaos under load; see soak.go
 //	go run ./bench -scenario idleconns  # 20,000 idle connections: mattingctl alone, run only when named
+//	go run ./bench -scenario idleconns -memory  # RSS per idle keep-alive connection (10,000), and after they close (idlememory.go)
 //	go run ./bench -scenario slowupload # a memory scenario (memory.go, also bigbodies), mattingctl alone
 //	go run ./bench -scenario hopeless   # 2,000 requests at once at one 100 ms replica (hopeless.go), mattingctl alone
 //	go run ./bench -scenario h2         # h2load: HTTP/2 and HTTP/1.1, through mattingctl and direct to a replica (h2.go)
@@ -137,6 +138,7 @@ func main() {
 	idle := idleConnsOptions{}
 	flag.IntVar(&idle.conns, "conns", 20000, "idleconns: idle client connections to open")
 	flag.IntVar(&idle.ulimit, "ulimit", 20000, "idleconns: ulimit -n mattingctl runs under")
+	flag.BoolVar(&idle.memory, "memory", false, "idleconns: measure the RSS of idle keep-alive connections (each sends one request first; -conns 10000 unless given) and its return for 2 minutes after they close, instead of the limit and kill -9")
 	flag.StringVar(&idle.bin, "mattingctl", "", "idleconns, model, tune: a mattingctl binary to run instead of this tree's (to compare builds)")
 	memDuration := flag.Duration("d", 40*time.Second, "how long a memory scenario (slowupload, bigbodies) runs at most")
 	modelClientsFlag := flag.Int("clients", modelClients, "model: concurrent keep-alive clients")
@@ -198,6 +200,9 @@ func main() {
 		return
 	}
 	if *only == "idleconns" {
+		if idle.memory && !isSet("conns") {
+			idle.conns = 10000
+		}
 		if err := runIdleConns(idle); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
@@ -252,9 +257,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(2)
 	}
-	targetsSet := false
-	flag.Visit(func(f *flag.Flag) { targetsSet = targetsSet || f.Name == "targets" })
-	if err := run(*only, *rounds, *image, *nginxBin, *base, strings.Split(*targetsFlag, ","), targetsSet, pin); err != nil {
+	if err := run(*only, *rounds, *image, *nginxBin, *base, strings.Split(*targetsFlag, ","), isSet("targets"), pin); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -331,8 +334,19 @@ func runIdleConns(o idleConnsOptions) error {
 	if err := env.build(); err != nil {
 		return err
 	}
+	if o.memory {
+		fmt.Printf("machine: %s\n\n## idleconns -memory: %d idle keep-alive connections after a request each, mattingctl's RSS with them and after them\n\n", machine(), o.conns)
+		return env.idleMemory(o)
+	}
 	fmt.Printf("machine: %s\n\n## idleconns: %d idle client connections, mattingctl under ulimit -n %d, kill -9 of a replica\n\n", machine(), o.conns, o.ulimit)
 	return env.idleConns(o)
+}
+
+// isSet reports whether the flag named name was given.
+func isSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 func printTable(targets []string, results map[string][]result) {
