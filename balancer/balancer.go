@@ -287,14 +287,19 @@ func (b *Balancer) removeLocked(be *Backend) {
 // ended. At most Options.MaxConns connections are open at once.
 func (b *Balancer) Serve(ln net.Listener) error {
 	ln = newLimitListener(ln, b.cfg().MaxConns, &b.conns, b.cfg().Logger)
-	stop, summarized := make(chan struct{}), make(chan struct{})
+	stop, summarized, released := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(summarized)
 		b.summarize(summaryEvery, stop)
 	}()
+	go func() {
+		defer close(released)
+		b.releaseMemory(stop)
+	}()
 	defer func() {
 		close(stop)
 		<-summarized
+		<-released
 	}()
 	if err := b.server.Serve(b.tlsListener(ln)); !errors.Is(err, http.ErrServerClosed) {
 		return err
