@@ -106,7 +106,7 @@ func (e *environment) idleMemory(o idleConnsOptions) error {
 		fmt.Printf("%3.0f s after they closed: conns %d, RSS %d KiB, %.2f of before\n", at.Seconds(), st.Conns, rss, float64(rss)/float64(before))
 	}
 	fmt.Printf("\nKiB per idle connection: %.1f after %s, %.1f after %s (goal: at most %d)\n", perConn[0], idleSettle, perConn[1], idleSettleLong, idleConnKiB)
-	fmt.Printf("RSS %s after they closed / before: %.2f (goal: at most %.1f)\n", idleWatch, float64(rss)/float64(before), idleReturnRatio)
+	fmt.Printf("RSS %s after they closed / before: %.2f, %+.1f MiB (goal: at most %.1f)\n", idleWatch, float64(rss)/float64(before), float64(rss-before)/1024, idleReturnRatio)
 	return nil
 }
 
