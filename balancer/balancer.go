@@ -208,7 +208,7 @@ func New(opts Options) *Balancer {
 		ErrorHandler:   proxyError,
 	}
 	b.server = &http.Server{
-		Handler:           h2cHandler{b},
+		Handler:           ownGoroutine{h2cHandler{b}},
 		ReadHeaderTimeout: opts.ClientTimeout,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          errLog,
