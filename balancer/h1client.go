@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // h1Client is the proxy's upstream transport for HTTP/1.1 backends. The
@@ -145,12 +147,47 @@ func (t *h1Client) send(ctx context.Context, addr string, req *http.Request, r h
 		if err == nil {
 			return resp, nil
 		}
-		var we *requestWriteError
-		if !reused || again || !errors.As(err, &we) || we.n > 0 || we.noBody || ctx.Err() != nil {
+		if !reused || again || ctx.Err() != nil || !mayResend(req, err) {
 			return nil, unwrapRequestWriteError(err)
 		}
 	}
 }
+
+// mayResend reports whether req, which failed with err on a reused
+// connection, may go out again on a new one, by net/http's Transport's
+// rules (shouldRetryRequest): when none of it was written, if its body
+// can be had again; when the backend closed the connection before a byte
+// of its response (its keep-alive timeout, as the request went out, past
+// the peek), if, besides, it is idempotent.
+func mayResend(req *http.Request, err error) bool {
+	var we *requestWriteError
+	if errors.As(err, &we) {
+		return we.n == 0 && !we.noBody
+	}
+	var ce *errClosedEarly
+	return errors.As(err, &ce) && idempotent(req)
+}
+
+// idempotent reports whether req may be delivered twice: its method is
+// safe, or it carries an idempotency key (as net/http's Transport tells).
+func idempotent(req *http.Request) bool {
+	switch req.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	_, key := req.Header["Idempotency-Key"]
+	_, xkey := req.Header["X-Idempotency-Key"]
+	return key || xkey
+}
+
+// errClosedEarly is a connection that ended, or failed, before a byte of
+// the response to a request written whole: on a reused connection, most
+// likely closed by the backend's keep-alive timeout as the request went
+// out, unread (net/http's errServerClosedIdle).
+type errClosedEarly struct{ err error }
+
+func (e *errClosedEarly) Error() string { return e.err.Error() }
+func (e *errClosedEarly) Unwrap() error { return e.err }
 
 // transportRequest is a request given to RoundTrip.
 type transportRequest struct {
@@ -158,7 +195,27 @@ type transportRequest struct {
 	trace *httptrace.ClientTrace // nil: none
 }
 
-func (r *transportRequest) appendHead(b []byte) ([]byte, error) { return appendRequestHead(b, r.req) }
+func (r *transportRequest) appendHead(b []byte) ([]byte, error) {
+	n, err := outgoingLength(r.req)
+	if err != nil {
+		return b, err
+	}
+	return appendRequestHead(b, r.req, n)
+}
+
+// outgoingLength returns the length of req's body as it is sent: none
+// for a nil body whatever its ContentLength, as net/http's Transport
+// sends it. A body of unknown length (chunked) is not written by this
+// client: the proxy's are buffered.
+func outgoingLength(req *http.Request) (int64, error) {
+	if req.Body == nil || req.Body == http.NoBody {
+		return 0, nil
+	}
+	if req.ContentLength < 0 {
+		return 0, errors.New("http: a request body of unknown length cannot be sent to an HTTP/1.1 backend")
+	}
+	return req.ContentLength, nil
+}
 
 func (r *transportRequest) reqBody(again bool) (io.Reader, int64, error) {
 	if r.req.Body == nil || r.req.Body == http.NoBody || r.req.ContentLength <= 0 {
@@ -200,10 +257,16 @@ type requestWriteError struct {
 func (e *requestWriteError) Error() string { return e.err.Error() }
 func (e *requestWriteError) Unwrap() error { return e.err }
 
+// unwrapRequestWriteError returns the error under a requestWriteError or
+// an errClosedEarly, the ones the Transport would return.
 func unwrapRequestWriteError(err error) error {
 	var we *requestWriteError
 	if errors.As(err, &we) {
 		return we.err
+	}
+	var ce *errClosedEarly
+	if errors.As(err, &ce) {
+		return ce.err
 	}
 	return err
 }
@@ -223,11 +286,6 @@ func (t *h1Client) roundTrip(ctx context.Context, pc *h1Conn, req *http.Request,
 		}
 		return nil, err
 	}
-	werr := pc.writeRequest(r, again)
-	r.wrote(unwrapRequestWriteError(werr))
-	if werr != nil {
-		return fail(werr)
-	}
 	// A deadline set here may land after the cancel's: the cancel is
 	// then done again, so that it is the one that holds.
 	setReadDeadline := func(d time.Time) {
@@ -236,36 +294,45 @@ func (t *h1Client) roundTrip(ctx context.Context, pc *h1Conn, req *http.Request,
 			_ = pc.c.SetDeadline(aLongTimeAgo)
 		}
 	}
+	werr := pc.writeRequest(r, again)
+	r.wrote(unwrapRequestWriteError(werr))
+	if werr != nil {
+		var we *requestWriteError
+		if !errors.As(werr, &we) || we.n == 0 || ctx.Err() != nil {
+			return fail(werr)
+		}
+		// The backend stopped reading part way: it may have answered
+		// before the end of the request (a 413 from a size check, a 401)
+		// and closed the connection. That answer is its, and is read, as
+		// net/http's Transport, which reads while it writes, has it; the
+		// connection is not reused.
+		setReadDeadline(time.Now().Add(earlyResponseWait))
+		resp, err := pc.readResponse(req, r)
+		if err != nil || resp.StatusCode == http.StatusSwitchingProtocols {
+			return fail(werr)
+		}
+		setReadDeadline(time.Time{})
+		return t.withBody(resp, pc, stop, false), nil
+	}
 	if t.headerTimeout > 0 {
 		setReadDeadline(time.Now().Add(t.headerTimeout))
 	}
-	var resp *http.Response
-	for n1xx := 0; ; n1xx++ {
-		var err error
-		pc.lr.left = maxResponseHead
-		resp, err = http.ReadResponse(pc.br, req)
-		pc.lr.left = -1
-		if err != nil {
-			if pc.lr.over {
-				err = fmt.Errorf("the backend's response head is over %d bytes", maxResponseHead)
-			}
-			return fail(err)
-		}
-		code := resp.StatusCode
-		if code < 100 || code > 199 || code == http.StatusSwitchingProtocols {
-			break
-		}
-		if n1xx == max1xx {
-			return fail(fmt.Errorf("the backend sent more than %d interim (1xx) responses", max1xx))
-		}
-		if err := r.got1xx(code, resp.Header); err != nil {
-			return fail(err)
-		}
+	resp, err := pc.readResponse(req, r)
+	if err != nil {
+		return fail(err)
 	}
 	if t.headerTimeout > 0 {
 		setReadDeadline(time.Time{})
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// A switch the request did not ask for, or to another protocol,
+		// ReverseProxy refuses without closing the response's body (and
+		// relay.go's requests ask for none): the connection is closed
+		// here, or it would stay open for as long as the backend keeps
+		// it.
+		if to, asked := upgradeTo(resp.Header), upgradeTo(req.Header); to == "" || !equalASCIIFold(to, asked) {
+			return fail(fmt.Errorf("the backend switched protocols to %q when %q was asked", to, asked))
+		}
 		// The connection is the response's now: ReverseProxy copies both
 		// ways and ends the tunnel when the request's context ends.
 		if !stop() {
@@ -276,13 +343,91 @@ func (t *h1Client) roundTrip(ctx context.Context, pc *h1Conn, req *http.Request,
 	}
 	// The request's Close is not honoured: ReverseProxy never sets it,
 	// and the proxy's own requests are written by relay.go.
-	keep := !resp.Close
+	return t.withBody(resp, pc, stop, true), nil
+}
+
+// earlyResponseWait is how long a request that could not be written
+// whole waits for the answer its backend may have sent before it stopped
+// reading: one sent is in the socket's buffer already.
+const earlyResponseWait = 250 * time.Millisecond
+
+// withBody gives resp the body that releases pc when read to its end,
+// kept for the next request when keep and the response allow it.
+func (t *h1Client) withBody(resp *http.Response, pc *h1Conn, stop func() bool, keep bool) *http.Response {
+	keep = keep && !resp.Close
 	if resp.Body == http.NoBody {
 		t.release(pc, stop, keep)
-		return resp, nil
+		return resp
 	}
 	resp.Body = &h1Body{ReadCloser: resp.Body, t: t, pc: pc, stop: stop, keep: keep}
-	return resp, nil
+	return resp
+}
+
+// readResponse reads req's final response head from pc, past at most
+// max1xx interim ones, each told to r. An error before a byte of the
+// response was read, but for a timeout, is an errClosedEarly.
+func (pc *h1Conn) readResponse(req *http.Request, r h1Request) (*http.Response, error) {
+	for n1xx := 0; ; n1xx++ {
+		pc.lr.left = maxResponseHead
+		resp, err := http.ReadResponse(pc.br, req)
+		nothingRead := pc.lr.left == maxResponseHead && pc.br.Buffered() == 0
+		pc.lr.left = -1
+		if err != nil {
+			var ne net.Error
+			switch {
+			case pc.lr.over:
+				return nil, fmt.Errorf("the backend's response head is over %d bytes", maxResponseHead)
+			case n1xx == 0 && nothingRead && !(errors.As(err, &ne) && ne.Timeout()):
+				return nil, &errClosedEarly{err}
+			}
+			return nil, err
+		}
+		code := resp.StatusCode
+		if code < 100 || code > 199 || code == http.StatusSwitchingProtocols {
+			return resp, nil
+		}
+		if n1xx == max1xx {
+			return nil, fmt.Errorf("the backend sent more than %d interim (1xx) responses", max1xx)
+		}
+		if err := r.got1xx(code, resp.Header); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// upgradeTo returns the protocol that h switches, or asks to switch, to,
+// as ReverseProxy reads it: the Upgrade header when Connection has the
+// upgrade token; "" otherwise.
+func upgradeTo(h http.Header) string {
+	if !httpguts.HeaderValuesContainsToken(h["Connection"], "Upgrade") {
+		return ""
+	}
+	return h.Get("Upgrade")
+}
+
+// equalASCIIFold reports whether a and b are equal, printable ASCII but
+// for case (strings.EqualFold would match the Kelvin sign to a k, which
+// ReverseProxy then refuses).
+func equalASCIIFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range len(a) {
+		x, y := a[i], b[i]
+		if x < ' ' || x > '~' {
+			return false
+		}
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // release ends pc's use by a request whose response has been read whole:
@@ -471,6 +616,12 @@ func (pc *h1Conn) writeRequest(r h1Request, again bool) error {
 	case nil:
 	case *chunkReader:
 		bufs = body.appendTo(bufs, n)
+		if m := buffersLen(bufs) - int64(len(h)); m != n {
+			// Written, the request would leave the backend waiting for
+			// the rest, or reading the next request's head as it.
+			clear(bufs)
+			return fmt.Errorf("http: ContentLength=%d with Body length %d", n, m)
+		}
 	default:
 		rest = body
 	}
@@ -487,25 +638,53 @@ func (pc *h1Conn) writeRequest(r h1Request, again bool) error {
 	return nil
 }
 
+func buffersLen(bufs net.Buffers) int64 {
+	var n int64
+	for _, b := range bufs {
+		n += int64(len(b))
+	}
+	return n
+}
+
 // excludedHeaders are not copied from a request's Header: written from
 // its fields, or hop-by-hop ones that a buffered body makes meaningless.
 var excludedHeaders = map[string]bool{"Host": true, "User-Agent": true, "Content-Length": true, "Transfer-Encoding": true, "Trailer": true}
 
-// appendRequestHead appends req's request line and header, as net/http's
-// Transport writes them, to b.
-func appendRequestHead(b []byte, req *http.Request) ([]byte, error) {
+// appendRequestHead appends req's request line and header, with a body
+// of length bytes, as net/http's Transport writes them, to b. What would
+// end or split a line (a method, URI, header name or value that is not
+// valid) is refused, as the Transport refuses it.
+func appendRequestHead(b []byte, req *http.Request, length int64) ([]byte, error) {
+	method := req.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	if !validMethod(method) {
+		return b, fmt.Errorf("http: invalid method %q", method)
+	}
 	host := req.Host
 	if host == "" {
 		host = req.URL.Host
 	}
-	if !validHostHeader(host) {
+	if !httpguts.ValidHostHeader(host) {
 		return b, fmt.Errorf("http: invalid Host header %q", host)
 	}
 	uri := req.URL.RequestURI()
-	if strings.ContainsAny(uri, " \r\n") {
+	if strings.IndexFunc(uri, isCTL) >= 0 || strings.Contains(uri, " ") {
 		return b, fmt.Errorf("http: invalid request URI %q", uri)
 	}
-	b = append(b, req.Method...)
+	for k, vv := range req.Header {
+		if !httpguts.ValidHeaderFieldName(k) {
+			return b, fmt.Errorf("http: invalid header field name %q", k)
+		}
+		for _, v := range vv {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				// Not the value: it may be a secret.
+				return b, fmt.Errorf("http: invalid header field value for %q", k)
+			}
+		}
+	}
+	b = append(b, method...)
 	b = append(b, ' ')
 	b = append(b, uri...)
 	b = append(b, " HTTP/1.1\r\nHost: "...)
@@ -516,9 +695,9 @@ func appendRequestHead(b []byte, req *http.Request) ([]byte, error) {
 	if ua := req.Header.Get("User-Agent"); ua != "" {
 		b = appendHeaderLine(b, "User-Agent", ua)
 	}
-	if req.ContentLength > 0 || req.ContentLength == 0 && (req.Method == http.MethodPost || req.Method == http.MethodPut || req.Method == http.MethodPatch) {
+	if length > 0 || length == 0 && (method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch) {
 		b = append(b, "Content-Length: "...)
-		b = strconv.AppendInt(b, req.ContentLength, 10)
+		b = strconv.AppendInt(b, length, 10)
 		b = append(b, "\r\n"...)
 	}
 	for k, vv := range req.Header {
@@ -532,6 +711,12 @@ func appendRequestHead(b []byte, req *http.Request) ([]byte, error) {
 	return append(b, "\r\n"...), nil
 }
 
+func validMethod(m string) bool {
+	return m != "" && strings.IndexFunc(m, func(r rune) bool { return !httpguts.IsTokenRune(r) }) < 0
+}
+
+func isCTL(r rune) bool { return r < ' ' || r == 0x7f }
+
 // appendHeaderLine appends "k: v\r\n"; a line break in v (which net/http's
 // server never lets through) becomes a space, as the Transport does it.
 func appendHeaderLine(b []byte, k, v string) []byte {
@@ -542,10 +727,4 @@ func appendHeaderLine(b []byte, k, v string) []byte {
 	}
 	b = append(b, textproto.TrimString(v)...)
 	return append(b, "\r\n"...)
-}
-
-// validHostHeader reports whether h can be written as a Host header: no
-// byte that would end or split the line.
-func validHostHeader(h string) bool {
-	return !strings.ContainsAny(h, " \t\r\n")
 }

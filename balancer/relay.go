@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // The proxy's ordinary requests to HTTP/1.1 replicas do not go through
@@ -181,7 +183,7 @@ var forwardingHeaders = map[string]bool{"Forwarded": true, "X-Forwarded-For": tr
 // line and header as ReverseProxy and rewrite would have them sent.
 func (a *attempt) appendHead(b []byte) ([]byte, error) {
 	r := a.r
-	if !validHostHeader(r.Host) {
+	if !httpguts.ValidHostHeader(r.Host) {
 		return b, fmt.Errorf("http: invalid Host header %q", r.Host)
 	}
 	b = append(b, r.Method...)
