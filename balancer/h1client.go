@@ -690,16 +690,7 @@ func appendRequestHead(b []byte, req *http.Request, length int64) ([]byte, error
 	b = append(b, " HTTP/1.1\r\nHost: "...)
 	b = append(b, host...)
 	b = append(b, "\r\n"...)
-	// ReverseProxy sets an empty User-Agent when the client sent none, so
-	// that none is sent.
-	if ua := req.Header.Get("User-Agent"); ua != "" {
-		b = appendHeaderLine(b, "User-Agent", ua)
-	}
-	if length > 0 || length == 0 && (method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch) {
-		b = append(b, "Content-Length: "...)
-		b = strconv.AppendInt(b, length, 10)
-		b = append(b, "\r\n"...)
-	}
+	b = appendAgentAndLength(b, method, req.Header.Get("User-Agent"), length)
 	for k, vv := range req.Header {
 		if excludedHeaders[k] {
 			continue
@@ -716,6 +707,23 @@ func validMethod(m string) bool {
 }
 
 func isCTL(r rune) bool { return r < ' ' || r == 0x7f }
+
+// appendAgentAndLength appends a request's User-Agent and Content-Length
+// lines as net/http's Transport writes them: no User-Agent when it is
+// empty (ReverseProxy blanks one the client did not send, so that Go's is
+// not sent), and a Content-Length for a body, or of 0 for a POST, PUT or
+// PATCH without one.
+func appendAgentAndLength(b []byte, method, ua string, length int64) []byte {
+	if ua != "" {
+		b = appendHeaderLine(b, "User-Agent", ua)
+	}
+	if length > 0 || length == 0 && (method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch) {
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, length, 10)
+		b = append(b, "\r\n"...)
+	}
+	return b
+}
 
 // appendHeaderLine appends "k: v\r\n"; a line break in v (which net/http's
 // server never lets through) becomes a space, as the Transport does it.

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/textproto"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -203,26 +202,18 @@ func (a *attempt) appendHead(b []byte) ([]byte, error) {
 	b = append(b, " HTTP/1.1\r\nHost: "...)
 	b = append(b, r.Host...)
 	b = append(b, "\r\n"...)
-	if ua := r.Header.Get("User-Agent"); ua != "" {
-		b = appendHeaderLine(b, "User-Agent", ua)
-	}
-	n := a.in.Len()
-	if n > 0 || r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
-		b = append(b, "Content-Length: "...)
-		b = strconv.AppendInt(b, n, 10)
-		b = append(b, "\r\n"...)
-	}
+	b = appendAgentAndLength(b, r.Method, r.Header.Get("User-Agent"), a.in.Len())
 	conn := r.Header["Connection"]
 	grpc := !a.callDeadline.IsZero()
 	for k, vv := range r.Header {
-		if excludedHeaders[k] || forwardingHeaders[k] || isHopHeader(k) || listedIn(conn, k) || grpc && k == "Grpc-Timeout" {
+		if excludedHeaders[k] || forwardingHeaders[k] || isHopHeader(k) || httpguts.HeaderValuesContainsToken(conn, k) || grpc && k == "Grpc-Timeout" {
 			continue
 		}
 		for _, v := range vv {
 			b = appendHeaderLine(b, k, v)
 		}
 	}
-	if headerHasToken(r.Header["Te"], "trailers") {
+	if httpguts.HeaderValuesContainsToken(r.Header["Te"], "trailers") {
 		b = append(b, "Te: trailers\r\n"...)
 	}
 	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
@@ -253,24 +244,6 @@ func isHopHeader(k string) bool {
 		}
 	}
 	return false
-}
-
-// listedIn reports whether the Connection field values conn name k.
-func listedIn(conn []string, k string) bool {
-	for _, f := range conn {
-		for sf := range strings.SplitSeq(f, ",") {
-			if strings.EqualFold(textproto.TrimString(sf), k) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// headerHasToken reports whether the comma-separated values vv include
-// token, case aside.
-func headerHasToken(vv []string, token string) bool {
-	return listedIn(vv, token)
 }
 
 // cleanQuery drops what cannot be parsed of a query (a ';', a bad
