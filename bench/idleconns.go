@@ -25,6 +25,9 @@ type idleConnsOptions struct {
 	ulimit int    // ulimit -n that mattingctl runs under
 	bin    string // mattingctl binary; empty: the one built for the run
 	memory bool   // measure idle connections' RSS instead (idlememory.go)
+	// floor: with memory, measure a plain net/http server
+	// (internal/testutil/plainhttp) in mattingctl's place.
+	floor bool
 }
 
 // idleConns is the file-descriptor attack at full size: mattingctl

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -35,26 +37,44 @@ const (
 // them, once they have been idle for idleSettle and again at
 // idleSettleLong, and every idleWatchEvery for idleWatch after they have
 // all closed.
+//
+// With o.floor a plain net/http server (internal/testutil/plainhttp)
+// stands in mattingctl's place: what any server built on net/http pays.
 func (e *environment) idleMemory(o idleConnsOptions) error {
-	m, err := e.startIdle(o)
+	start, name := e.startIdle, "mattingctl"
+	if o.floor {
+		start, name = e.startPlainHTTP, "plainhttp"
+	}
+	m, err := start(o)
 	if err != nil {
 		return err
 	}
 	defer m.stop()
-	st, _, err := m.status()
-	if err != nil {
-		return err
-	}
-	if o.conns > st.MaxConns {
-		return fmt.Errorf("-conns %d is more than mattingctl's max_conns %d at ulimit -n %d: the rest would wait unanswered in the listen backlog", o.conns, st.MaxConns, o.ulimit)
+	// conns is the server's count of its open client connections, for
+	// the lines below; plainhttp keeps none.
+	conns := func() string { return "" }
+	if m.status != nil {
+		st, _, err := m.status()
+		if err != nil {
+			return err
+		}
+		if o.conns > st.MaxConns {
+			return fmt.Errorf("-conns %d is more than mattingctl's max_conns %d at ulimit -n %d: the rest would wait unanswered in the listen backlog", o.conns, st.MaxConns, o.ulimit)
+		}
+		fmt.Printf("mattingctl under ulimit -n %d, %d replicas at --max-inflight %d: max_conns %d\n", o.ulimit, replicas, st.MaxInflight, st.MaxConns)
+		conns = func() string {
+			st, _, _ := m.status()
+			return fmt.Sprintf("conns %d, ", st.Conns)
+		}
+	} else {
+		fmt.Printf("plainhttp (net/http's server, a handler that answers 200) under ulimit -n %d, giving memory back every 10 s\n", o.ulimit)
 	}
 	time.Sleep(2 * time.Second) // past the start's last allocations
 	before, err := rssKiB(m.pid)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("mattingctl under ulimit -n %d, %d replicas at --max-inflight %d: max_conns %d\n", o.ulimit, replicas, st.MaxInflight, st.MaxConns)
-	fmt.Printf("before: RSS %d KiB\n", before)
+	fmt.Printf("before: %s RSS %d KiB\n", name, before)
 
 	t0 := time.Now()
 	var holders []*holder
@@ -81,13 +101,12 @@ func (e *environment) idleMemory(o idleConnsOptions) error {
 	var perConn [2]float64
 	for i, d := range []time.Duration{idleSettle, idleSettleLong} {
 		time.Sleep(time.Until(idleSince.Add(d)))
-		st, _, _ = m.status()
 		idle, err := rssKiB(m.pid)
 		if err != nil {
 			return err
 		}
 		perConn[i] = float64(idle-before) / float64(opened)
-		fmt.Printf("idle for %s: conns %d, RSS %d KiB: %.1f KiB per connection (goal: at most %d)\n", d, st.Conns, idle, perConn[i], idleConnKiB)
+		fmt.Printf("idle for %s: %sRSS %d KiB: %.1f KiB per connection (goal: at most %d)\n", d, conns(), idle, perConn[i], idleConnKiB)
 	}
 
 	for _, h := range holders {
@@ -102,12 +121,39 @@ func (e *environment) idleMemory(o idleConnsOptions) error {
 		if rss, err = rssKiB(m.pid); err != nil {
 			return err
 		}
-		st, _, _ = m.status()
-		fmt.Printf("%3.0f s after they closed: conns %d, RSS %d KiB, %.2f of before\n", at.Seconds(), st.Conns, rss, float64(rss)/float64(before))
+		fmt.Printf("%3.0f s after they closed: %sRSS %d KiB, %.2f of before\n", at.Seconds(), conns(), rss, float64(rss)/float64(before))
 	}
 	fmt.Printf("\nKiB per idle connection: %.1f after %s, %.1f after %s (goal: at most %d)\n", perConn[0], idleSettle, perConn[1], idleSettleLong, idleConnKiB)
 	fmt.Printf("RSS %s after they closed / before: %.2f, %+.1f MiB (goal: at most %.1f)\n", idleWatch, float64(rss)/float64(before), float64(rss-before)/1024, idleReturnRatio)
 	return nil
+}
+
+// startPlainHTTP starts plainhttp under ulimit -n o.ulimit and waits
+// until it answers.
+func (e *environment) startPlainHTTP(o idleConnsOptions) (*idleInstance, error) {
+	port, err := portBelowEphemeral(1)
+	if err != nil {
+		return nil, err
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	logPath := filepath.Join(e.work, "plainhttp.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close() // the child has its own copy
+	cmd := exec.Command("/bin/sh", "-c", `ulimit -n "$1" && shift && exec "$@"`, "sh", strconv.Itoa(o.ulimit),
+		filepath.Join(e.work, "plainhttp"), "-addr", addr)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	m := &idleInstance{cmd: cmd, pid: cmd.Process.Pid, addr: addr, logPath: logPath} // sh execs plainhttp
+	if err := waitUp("http://"+addr+"/", 30*time.Second); err != nil {
+		m.stop()
+		return nil, fmt.Errorf("plainhttp did not come up (log: %s): %w", logPath, err)
+	}
+	return m, nil
 }
 
 // rssKiB reads a process's resident memory (VmRSS) in KiB.

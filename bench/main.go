@@ -139,6 +139,7 @@ func main() {
 	flag.IntVar(&idle.conns, "conns", 20000, "idleconns: idle client connections to open")
 	flag.IntVar(&idle.ulimit, "ulimit", 20000, "idleconns: ulimit -n mattingctl runs under")
 	flag.BoolVar(&idle.memory, "memory", false, "idleconns: measure the RSS of idle keep-alive connections (each sends one request first; -conns 10000 unless given) and its return for 2 minutes after they close, instead of the limit and kill -9")
+	flag.BoolVar(&idle.floor, "floor", false, "idleconns -memory: measure a plain net/http server (internal/testutil/plainhttp) instead of mattingctl, the floor under its figures")
 	flag.StringVar(&idle.bin, "mattingctl", "", "idleconns, model, tune: a mattingctl binary to run instead of this tree's (to compare builds)")
 	memDuration := flag.Duration("d", 40*time.Second, "how long a memory scenario (slowupload, bigbodies) runs at most")
 	modelClientsFlag := flag.Int("clients", modelClients, "model: concurrent keep-alive clients")
@@ -335,7 +336,11 @@ func runIdleConns(o idleConnsOptions) error {
 		return err
 	}
 	if o.memory {
-		fmt.Printf("machine: %s\n\n## idleconns -memory: %d idle keep-alive connections after a request each, mattingctl's RSS with them and after them\n\n", machine(), o.conns)
+		who := "mattingctl's"
+		if o.floor {
+			who = "a plain net/http server's"
+		}
+		fmt.Printf("machine: %s\n\n## idleconns -memory: %d idle keep-alive connections after a request each, %s RSS with them and after them\n\n", machine(), o.conns, who)
 		return env.idleMemory(o)
 	}
 	fmt.Printf("machine: %s\n\n## idleconns: %d idle client connections, mattingctl under ulimit -n %d, kill -9 of a replica\n\n", machine(), o.conns, o.ulimit)
@@ -440,7 +445,7 @@ func withEnvironment(nginxBin string, f func(*environment) error) error {
 }
 
 func (e *environment) build() error {
-	for bin, pkg := range map[string]string{"mattingctl": "./cmd/mattingctl", "fakemodel": "./internal/testutil/fakemodel"} {
+	for bin, pkg := range map[string]string{"mattingctl": "./cmd/mattingctl", "fakemodel": "./internal/testutil/fakemodel", "plainhttp": "./internal/testutil/plainhttp"} {
 		out, err := exec.Command("go", "build", "-o", filepath.Join(e.work, bin), pkg).CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("building %s (run bench from the repository root): %v\n%s", pkg, err, out)
