@@ -31,6 +31,7 @@ type result struct {
 	// cpu is the proxy's own CPU time, user and system, over the load,
 	// when hasCPU (Linux).
 	cpu    time.Duration
+	user   time.Duration // of cpu, in user mode
 	hasCPU bool
 }
 

@@ -17,6 +17,7 @@ const clockTick = 10 * time.Millisecond
 type procStat struct {
 	ppid int           // field 4
 	cpu  time.Duration // utime + stime, fields 14 and 15
+	user time.Duration // utime alone
 }
 
 // parseProcStat parses a /proc/PID/stat line. The command name (field 2)
@@ -44,5 +45,5 @@ func parseProcStat(line string) (procStat, error) {
 	if err != nil {
 		return procStat{}, fmt.Errorf("stime: %w", err)
 	}
-	return procStat{ppid: ppid, cpu: time.Duration(utime+stime) * clockTick}, nil
+	return procStat{ppid: ppid, cpu: time.Duration(utime+stime) * clockTick, user: time.Duration(utime) * clockTick}, nil
 }

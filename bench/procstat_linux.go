@@ -48,16 +48,16 @@ func procTree(pid int) ([]int, error) {
 }
 
 // procCPU is the CPU time, user and system, that the processes pids have
-// used so far. All of them must still be running: one that has exited
-// has taken its CPU time with it.
-func procCPU(pids []int) (time.Duration, error) {
-	var sum time.Duration
+// used so far, and the user part of it. All of them must still be
+// running: one that has exited has taken its CPU time with it.
+func procCPU(pids []int) (cpu, user time.Duration, err error) {
 	for _, p := range pids {
 		st, err := readProcStat(p)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
-		sum += st.cpu
+		cpu += st.cpu
+		user += st.user
 	}
-	return sum, nil
+	return cpu, user, nil
 }

@@ -20,10 +20,10 @@ func TestProcTreeFindsChildren(t *testing.T) {
 	if tree[0] != os.Getpid() || !slices.Contains(tree, child.Process.Pid) {
 		t.Errorf("procTree(self) = %v, want this process (%d) first and its child %d", tree, os.Getpid(), child.Process.Pid)
 	}
-	if _, err := procCPU(tree); err != nil {
+	if _, _, err := procCPU(tree); err != nil {
 		t.Errorf("procCPU(%v): %v", tree, err)
 	}
-	if _, err := procCPU([]int{1 << 30}); err == nil {
+	if _, _, err := procCPU([]int{1 << 30}); err == nil {
 		t.Error("procCPU of a process that does not exist: no error")
 	}
 }

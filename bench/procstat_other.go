@@ -9,5 +9,6 @@ import (
 
 var errNoProc = errors.New("CPU time per process is read from Linux's /proc")
 
-func procTree(pid int) ([]int, error)           { return nil, errNoProc }
-func procCPU(pids []int) (time.Duration, error) { return 0, errNoProc }
+func procTree(pid int) ([]int, error) { return nil, errNoProc }
+
+func procCPU(pids []int) (cpu, user time.Duration, err error) { return 0, 0, errNoProc }

@@ -49,7 +49,7 @@ func (e *environment) runPayloads(sc scenario, targets []string, rounds int, ima
 				if err != nil {
 					return fmt.Errorf("%s, %s, %s: %w", sc.name, p.name, name, err)
 				}
-				fmt.Printf("round %d %-8s %-16s %s cpu/request=%s\n", round, p.name, name, r.line(), formatCPU(cpuPerRequest(r)))
+				fmt.Printf("round %d %-8s %-16s %s cpu/request=%s user=%s\n", round, p.name, name, r.line(), formatCPU(cpuPerRequest(r)), formatCPU(userPerRequest(r)))
 				results[i][name] = append(results[i][name], r)
 			}
 		}
@@ -62,25 +62,34 @@ func (e *environment) runPayloads(sc scenario, targets []string, rounds int, ima
 	if rounds == 1 {
 		over = "round"
 	}
-	fmt.Printf("\n(medians over %d %s; CPU is user + system time of the proxy's own processes over the load, divided by the requests answered: mattingctl's supervisor, which runs its proxy, not its replicas; nginx's master and workers; HAProxy's process)\n\n", rounds, over)
+	fmt.Printf("\n(medians over %d %s; CPU is user + system time of the proxy's own processes over the load, divided by the requests answered, and its user-mode part beside it: mattingctl's supervisor, which runs its proxy, not its replicas; nginx's master and workers; HAProxy's process)\n\n", rounds, over)
 	return nil
 }
 
 // cpuPerRequest is r's proxy CPU time per answered request in
 // milliseconds, or NaN when it was not read or nothing was answered.
-func cpuPerRequest(r result) float64 {
+func cpuPerRequest(r result) float64 { return perRequest(r, r.cpu) }
+
+// userPerRequest is cpuPerRequest's user-mode part.
+func userPerRequest(r result) float64 { return perRequest(r, r.user) }
+
+func perRequest(r result, d time.Duration) float64 {
 	if !r.hasCPU || r.ok == 0 {
 		return math.NaN()
 	}
-	return float64(r.cpu) / float64(time.Millisecond) / float64(r.ok)
+	return float64(d) / float64(time.Millisecond) / float64(r.ok)
 }
 
 // medianCPU is the median CPU per request over the runs that have it, or
 // NaN for none.
-func medianCPU(rs []result) float64 {
+func medianCPU(rs []result) float64 { return medianPer(rs, cpuPerRequest) }
+
+// medianPer is the median of per over the runs where it is known, or NaN
+// for none.
+func medianPer(rs []result, per func(result) float64) float64 {
 	var v []float64
 	for _, r := range rs {
-		if c := cpuPerRequest(r); !math.IsNaN(c) {
+		if c := per(r); !math.IsNaN(c) {
 			v = append(v, c)
 		}
 	}
@@ -111,17 +120,17 @@ func printCostTable(targets []string, reference string, results map[string][]res
 	if rs, ok := results[reference]; ok {
 		refCPU, refTput = medianCPU(rs), median(rs, tput)
 	}
-	fmt.Println("| target | answered | req/s | p50 | p99 | CPU ms/request | CPU vs reference | req/s vs reference |")
-	fmt.Println("|---|---|---|---|---|---|---|---|")
+	fmt.Println("| target | answered | req/s | p50 | p99 | CPU ms/request | of it user mode | CPU vs reference | req/s vs reference |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	for _, name := range targets {
 		rs := results[name]
 		ok := median(rs, func(r result) float64 { return float64(r.ok) })
 		p50 := median(rs, func(r result) float64 { return float64(r.percentile(50)) })
 		p99 := median(rs, func(r result) float64 { return float64(r.percentile(99)) })
 		cpu, t := medianCPU(rs), median(rs, tput)
-		fmt.Printf("| %s | %.0f of %d | %.0f | %s | %s | %s | %s | %s |\n", name, ok, rs[0].total, t,
+		fmt.Printf("| %s | %.0f of %d | %.0f | %s | %s | %s | %s | %s | %s |\n", name, ok, rs[0].total, t,
 			time.Duration(p50).Round(100*time.Microsecond), time.Duration(p99).Round(100*time.Microsecond),
-			formatCPU(cpu), ratio(cpu, refCPU), ratio(t, refTput))
+			formatCPU(cpu), formatCPU(medianPer(rs, userPerRequest)), ratio(cpu, refCPU), ratio(t, refTput))
 	}
 }
 

@@ -81,9 +81,9 @@ func (e *environment) measure(ctx context.Context, target string, sc scenario, b
 		return result{}, fmt.Errorf("%s did not come up: %w", target, err)
 	}
 	pids, cpuErr := p.pids()
-	var before time.Duration
+	var before, userBefore time.Duration
 	if cpuErr == nil {
-		before, cpuErr = procCPU(pids)
+		before, userBefore, cpuErr = procCPU(pids)
 	}
 	var r result
 	if sc.pythonClient {
@@ -95,8 +95,8 @@ func (e *environment) measure(ctx context.Context, target string, sc scenario, b
 		return r, err
 	}
 	if cpuErr == nil {
-		after, err := procCPU(pids)
-		r.cpu, r.hasCPU = after-before, err == nil
+		after, user, err := procCPU(pids)
+		r.cpu, r.user, r.hasCPU = after-before, user-userBefore, err == nil
 	}
 	return r, nil
 }
