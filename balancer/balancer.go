@@ -74,6 +74,7 @@ type Balancer struct {
 	// Reconfigure stores a new copy, so that a request reads one
 	// consistent set (live.go).
 	opts      atomic.Pointer[Options]
+	batches   batcher
 	proxy     *httputil.ReverseProxy
 	transport liveTransport // the upstream transport; Reconfigure swaps it
 	server    *http.Server
@@ -156,6 +157,10 @@ type Stats struct {
 	// after its response headers.
 	SendTimeouts     uint64
 	UpstreamTimeouts uint64
+	// Batches counts the batches sent (Limits.Batch) and Batched the
+	// requests in them; BatchesSplit the batches a backend answered not
+	// as a batch, whose requests then went alone.
+	Batches, Batched, BatchesSplit uint64
 }
 
 // Stats returns the balancer's counters.
@@ -175,6 +180,10 @@ func (b *Balancer) Stats() Stats {
 
 		SendTimeouts:     b.outcomes.brokenOff[sendTimeout].Load(),
 		UpstreamTimeouts: b.outcomes.brokenOff[upstreamTimeout].Load(),
+
+		Batches:      b.batches.sent.Load(),
+		Batched:      b.batches.items.Load(),
+		BatchesSplit: b.batches.split.Load(),
 	}
 }
 

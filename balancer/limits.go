@@ -50,6 +50,9 @@ type Limits struct {
 	// and body, by SHA-256. Zero means never: a repeat is delivered
 	// afresh.
 	Quarantine time.Duration
+	// Batch groups POSTs to its Path into one request to each backend's
+	// batch endpoint (batch.go). Its zero value means no batching.
+	Batch Batch
 	// MaxBody is the largest request body accepted, in bytes; a larger one
 	// is answered 413 before anything reaches a backend. It must be more
 	// than zero.
@@ -193,6 +196,10 @@ func DefaultLimits() Limits {
 		// where 8 MiB each made 128.
 		ResponseBuffer: 1 << 20,
 		MaxUpgraded:    0, // derived from the open-file limit
+		// Off. When on: TorchServe's and LitServe's usual batch of 8, and
+		// a wait short beside a forward pass (Triton's
+		// max_queue_delay_microseconds is often 100-10,000).
+		Batch: Batch{Max: DefaultBatchMax, Wait: DefaultBatchWait},
 	}
 }
 

@@ -95,6 +95,10 @@ type exchange struct {
 	avoid        *Backend // the backend the last try failed on
 	harms        []string // how its deliveries killed or reset backends, for the 502
 	id           uint64   // nonzero once a delivery of it failed (poison.go)
+	// alone is set when x is not to be batched (batch.go): its body is
+	// not JSON, or its batch failed or was answered not as a batch.
+	alone     bool
+	batchBody []byte // x's body, once read for a batch
 
 	replica string   // the backend that answered, "" when none was chosen
 	code    int      // the client's status; 0 while unanswered or broken off
@@ -175,7 +179,23 @@ func (b *Balancer) proxyAttempt(x *exchange) (done bool) {
 	}
 	x.replica, x.cur = a.be.Name, a
 	a.callDeadline, a.watch = x.callDeadline, &x.watch
-	b.forward(x.ctx, x.w, x.r, x.body, a)
+	if c := b.cfg().Batch; c.Path != "" {
+		if body, ok := b.batched(x, c); ok {
+			if !b.forwardBatched(x, a, body, c) {
+				// Answered, but not as a batch: x goes again, alone, on
+				// any backend. Not a failure of x's, and not counted.
+				x.alone = true
+				return false
+			}
+			if a.err != nil {
+				x.alone = true
+			}
+		} else {
+			b.forward(x.ctx, x.w, x.r, x.body, a)
+		}
+	} else {
+		b.forward(x.ctx, x.w, x.r, x.body, a)
+	}
 	if a.err == nil {
 		x.code = a.code
 		x.flushAnswered()

@@ -81,6 +81,11 @@ var settings = []setting{
 	}},
 	{"retries", []string{"Retries"}, applyLive, func(o *Options) string { return strconv.Itoa(o.Retries) }},
 	{"quarantine", []string{"Quarantine"}, applyNever, func(o *Options) string { return fmtDuration(o.Quarantine) }},
+	// The four --batch-* flags are one field, Batch, listed at the first.
+	{"batch-path", []string{"Batch"}, applyLive, func(o *Options) string { return o.Batch.Path }},
+	{"batch-endpoint", nil, applyLive, func(o *Options) string { return o.Batch.Endpoint }},
+	{"batch-max", nil, applyLive, func(o *Options) string { return strconv.Itoa(o.Batch.Max) }},
+	{"batch-wait", nil, applyLive, func(o *Options) string { return fmtDuration(o.Batch.Wait) }},
 	{"connect-timeout", []string{"ConnectTimeout"}, applyLive, func(o *Options) string { return fmtDuration(o.ConnectTimeout) }},
 	{"upstream-timeout", []string{"UpstreamTimeout"}, applyLive, func(o *Options) string { return fmtDuration(o.UpstreamTimeout) }},
 	{"client-timeout", []string{"ClientTimeout"}, applyNever, func(o *Options) string { return fmtDuration(o.ClientTimeout) }},

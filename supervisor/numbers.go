@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/mattingctl/mattingctl/balancer"
@@ -90,6 +91,31 @@ func (o Options) checkNumbers() error {
 	}
 	if o.MinReady > o.Replicas {
 		return fmt.Errorf("--min-ready %d is more than --replicas %d: /readyz would never answer 200", o.MinReady, o.Replicas)
+	}
+	return nil
+}
+
+// checkBatch checks the --batch-* flags: a path and an endpoint, both
+// absolute and apart, a size and a wait within their bounds.
+func (o Options) checkBatch() error {
+	c := o.Batch
+	switch {
+	case c.Path == "" && c.Endpoint != "":
+		return fmt.Errorf("--batch-endpoint %s needs --batch-path, the path whose requests are batched", c.Endpoint)
+	case c.Path == "":
+		return nil
+	case !strings.HasPrefix(c.Path, "/"):
+		return fmt.Errorf("--batch-path %q must start with /", c.Path)
+	case c.Endpoint == "":
+		return fmt.Errorf("--batch-path %s needs --batch-endpoint, the replicas' path that takes a JSON array of requests", c.Path)
+	case !strings.HasPrefix(c.Endpoint, "/"):
+		return fmt.Errorf("--batch-endpoint %q must start with /", c.Endpoint)
+	case c.Endpoint == c.Path:
+		return fmt.Errorf("--batch-endpoint %s is --batch-path too: a request that goes alone must reach the replicas' own single path", c.Endpoint)
+	case c.Max < 2 || c.Max > balancer.MaxBatchMax:
+		return fmt.Errorf("--batch-max must be from 2 to %d, not %d", balancer.MaxBatchMax, c.Max)
+	case c.Wait <= 0 || c.Wait > balancer.MaxBatchWait:
+		return fmt.Errorf("--batch-wait must be more than 0 and at most %s, not %s", balancer.MaxBatchWait, c.Wait)
 	}
 	return nil
 }

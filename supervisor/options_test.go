@@ -147,3 +147,37 @@ func TestOptionsErrors(t *testing.T) {
 		t.Errorf("--min-ready = --replicas, --max-body 1, 1ns timeouts: %v", err)
 	}
 }
+
+// TestCheckBatch: the --batch-* flags are refused out of their bounds,
+// and without the path or the endpoint the other needs, each naming the
+// flag.
+func TestCheckBatch(t *testing.T) {
+	for _, c := range []struct {
+		set  func(*balancer.Batch)
+		want string // in the error; empty: accepted
+	}{
+		{func(b *balancer.Batch) {}, ""},
+		{func(b *balancer.Batch) { b.Path, b.Endpoint = "/predict", "/batch" }, ""},
+		{func(b *balancer.Batch) { b.Endpoint = "/batch" }, "--batch-endpoint /batch needs --batch-path"},
+		{func(b *balancer.Batch) { b.Path = "/predict" }, "--batch-path /predict needs --batch-endpoint"},
+		{func(b *balancer.Batch) { b.Path, b.Endpoint = "predict", "/batch" }, `--batch-path "predict" must start with /`},
+		{func(b *balancer.Batch) { b.Path, b.Endpoint = "/predict", "batch" }, `--batch-endpoint "batch" must start with /`},
+		{func(b *balancer.Batch) { b.Path, b.Endpoint = "/predict", "/predict" }, "is --batch-path too"},
+		{func(b *balancer.Batch) { b.Path, b.Endpoint, b.Max = "/p", "/b", 1 }, "--batch-max must be from 2 to 256, not 1"},
+		{func(b *balancer.Batch) { b.Path, b.Endpoint, b.Max = "/p", "/b", 256 }, ""},
+		{func(b *balancer.Batch) { b.Path, b.Endpoint, b.Max = "/p", "/b", 257 }, "--batch-max must be from 2 to 256, not 257"},
+		{func(b *balancer.Batch) { b.Path, b.Endpoint, b.Wait = "/p", "/b", 10 * time.Second }, ""},
+		{func(b *balancer.Batch) { b.Path, b.Endpoint, b.Wait = "/p", "/b", 10*time.Second + 1 }, "--batch-wait must be more than 0 and at most 10s"},
+		{func(b *balancer.Batch) { b.Path, b.Endpoint, b.Wait = "/p", "/b", 0 }, "--batch-wait must be more than 0"},
+	} {
+		o := upDefaults(1)
+		c.set(&o.Batch)
+		err := o.checkBatch()
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%+v: %v; want accepted", o.Batch, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%+v: %v; want an error with %q", o.Batch, err, c.want)
+		}
+	}
+}

@@ -47,6 +47,9 @@ func (o Options) resolve() (*config, error) {
 	if err := o.checkNumbers(); err != nil {
 		return nil, err
 	}
+	if err := o.checkBatch(); err != nil {
+		return nil, err
+	}
 	if err := o.checkAutoscale(); err != nil {
 		return nil, err
 	}

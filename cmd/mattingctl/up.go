@@ -120,6 +120,10 @@ func addUpFlags(fl *pflag.FlagSet, o *upOptions) {
 		fl.Var(autoDuration{&o.QueueTimeout}, "queue-timeout",
 			"longest wait for a busy replica before 503; a request predicted to wait longer gets 503 at once (auto: the --upstream-timeout value; 0: no limit)")
 		fl.Var(intFlag{&o.Retries, 0}, "retries", "times a request is sent again when a replica refuses, resets or drops it before answering; every delivery counts, and two that kill or reset a replica end it with 502 (0: off)")
+		fl.StringVar(&o.Batch.Path, "batch-path", o.Batch.Path, "batch the JSON POSTs to this path: up to --batch-max of them, waiting at most --batch-wait, go to a replica as one POST to --batch-endpoint (empty: no batching)")
+		fl.StringVar(&o.Batch.Endpoint, "batch-endpoint", o.Batch.Endpoint, "the replicas' path that takes a JSON array of --batch-path's request bodies and answers a JSON array of their answers, in order")
+		fl.Var(intFlag{&o.Batch.Max, 2}, "batch-max", fmt.Sprintf("most requests in a batch (2 to %d)", balancer.MaxBatchMax))
+		fl.Var(durationFlag{&o.Batch.Wait, false}, "batch-wait", fmt.Sprintf("longest a request waits for others to join its batch (more than 0, at most %s)", balancer.MaxBatchWait))
 		fl.Var(durationFlag{&o.Quarantine, true}, "quarantine", "refuse at once, with the same 502, a request (method, path and body) whose deliveries killed or reset replicas twice, for this long (0: never)")
 		fl.Var(durationFlag{&o.ConnectTimeout, false}, "connect-timeout", "limit on connecting to a replica (more than 0)")
 		fl.Var(durationFlag{&o.UpstreamTimeout, false}, "upstream-timeout", "limit on waiting for a replica's response headers, and on each pause in its body (more than 0)")

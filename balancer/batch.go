@@ -1,0 +1,369 @@
+package balancer
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Dynamic batching (Limits.Batch, `up --batch-path`): a model server that
+// offers a batch endpoint computes N inputs in one forward pass for little
+// more than one costs. POSTs to the batch path are grouped, per backend,
+// and sent as one request to the backend's batch endpoint.
+//
+// Each request first takes a slot on its backend as any request does
+// (queue.go), so that a batch counts as its number of requests against the
+// backend's cap, the admission estimate and the learned limit: the limit
+// learns the level that batching makes worth it. The requests that hold
+// slots on one backend then wait, for at most Batch.Wait from the first,
+// to be sent together; Batch.Max of them go at once. A request whose
+// client leaves before that is taken out of its batch, its slot given back.
+//
+// The contract with the backend: the batch request is a JSON array of the
+// requests' JSON bodies, in some order; the answer is a JSON array of the
+// same length, in the same order, each element either the body to answer
+// its request with, 200, or {"error": "...", "status": 4xx or 5xx} to
+// answer that request alone with that status.
+//
+// A batch that fails as a whole splits: every request in it goes again,
+// alone, to the batch path itself, by the retry rules (retry.go), so that
+// one input that kills or resets a backend meets the poison rules
+// (poison.go) alone and cannot fail its neighbours twice. A backend that
+// answers a batch, but not as the contract says (a 404 from a server
+// without the endpoint, an array of the wrong length), has its requests
+// sent alone too; that is not a failure of theirs, and the log says why.
+
+// Batch is what Limits.Batch groups, and how.
+type Batch struct {
+	// Path is the request path whose POSTs are batched, exactly as the
+	// client sends it, query aside. Empty means no batching.
+	Path string
+	// Endpoint is the backend's batch path that a batch is POSTed to.
+	Endpoint string
+	// Max is the most requests in a batch, at least 2.
+	Max int
+	// Wait is the longest a request waits for others to join its batch,
+	// from the first's arrival; more than zero.
+	Wait time.Duration
+}
+
+// The defaults of Batch's Max and Wait, and their bounds (`up --help`).
+const (
+	DefaultBatchMax  = 8
+	DefaultBatchWait = 10 * time.Millisecond
+	MaxBatchMax      = 256
+	MaxBatchWait     = 10 * time.Second
+)
+
+// batchMaxItem is the largest request body that is batched; a larger one
+// goes alone. A batch is built in memory, from copies of its bodies.
+const batchMaxItem = 16 << 20
+
+// errBatchAnswer is a batch's answer that is not what the contract says.
+type errBatchAnswer struct{ why string }
+
+func (e *errBatchAnswer) Error() string { return e.why }
+
+// batcher holds the batches being formed, one per backend at most.
+type batcher struct {
+	mu      sync.Mutex
+	forming map[*Backend]*batch
+	// Counters for Stats: batches sent, requests sent in them, batches
+	// answered not as a batch (split).
+	sent, items, split atomic.Uint64
+}
+
+// batch is the requests going to one backend together.
+type batch struct {
+	be    *Backend
+	items []*batchItem
+	timer *time.Timer
+	gone  bool // taken out of forming: sent, or empty
+}
+
+// batchItem is one request in a batch, and its answer once the batch was
+// answered. The batch's sender writes ans and the attempt's fields, ends
+// the attempt, and closes done; the request's handler reads them after.
+type batchItem struct {
+	x    *exchange
+	a    *attempt
+	body []byte
+	done chan struct{}
+	ans  itemAnswer
+}
+
+type itemAnswer struct {
+	status      int
+	contentType string
+	body        []byte
+	// bad: the backend answered the batch, but not as a batch.
+	bad error
+}
+
+// batched returns x's body, and true, when x is to be sent in a batch:
+// batching is on, x is a POST to its path, not sent alone already, and
+// its body is JSON of at most batchMaxItem bytes.
+func (b *Balancer) batched(x *exchange, c Batch) ([]byte, bool) {
+	if c.Path == "" || x.alone || x.r.Method != http.MethodPost || x.r.URL.Path != c.Path || isUpgrade(x.r) ||
+		x.body.Len() == 0 || x.body.Len() > batchMaxItem {
+		return nil, false
+	}
+	if x.batchBody == nil {
+		body, err := io.ReadAll(x.body.reader())
+		if err != nil || !json.Valid(body) {
+			x.alone = true // not JSON: the backend's own path answers it
+			return nil, false
+		}
+		x.batchBody = body
+	}
+	return x.batchBody, true
+}
+
+// forwardBatched sends attempt a of x, with body, in a batch on a's
+// backend, and answers x from the batch's answer. a.err is set as
+// forward sets it when the batch failed with no answer; it returns false
+// when the backend answered the batch but not as a batch, and x has not
+// been answered.
+func (b *Balancer) forwardBatched(x *exchange, a *attempt, body []byte, c Batch) bool {
+	it := &batchItem{x: x, a: a, body: body, done: make(chan struct{})}
+	bt, full := b.batches.join(it, c, func(bt *batch) { b.sendBatch(bt) })
+	if full {
+		b.sendBatch(bt)
+	}
+	select {
+	case <-it.done:
+	case <-x.ctx.Done():
+		if b.batches.leave(bt, it) {
+			a.err = x.ctx.Err()
+			a.done()
+		}
+		x.checkClient()
+	}
+	if it.ans.bad != nil {
+		return false
+	}
+	if a.err != nil {
+		return true
+	}
+	h := x.w.Header()
+	h.Set("Content-Type", it.ans.contentType)
+	h.Set("Content-Length", strconv.Itoa(len(it.ans.body)))
+	x.w.WriteHeader(it.ans.status)
+	if _, err := x.w.Write(it.ans.body); err != nil {
+		abort()
+	}
+	return true
+}
+
+// join adds it to the batch forming on its backend, or starts one there
+// whose timer calls send after c.Wait. It returns the batch, and true when
+// it is now full: the caller sends it.
+func (q *batcher) join(it *batchItem, c Batch, send func(*batch)) (*batch, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	be := it.a.be
+	bt := q.forming[be]
+	if bt == nil {
+		if q.forming == nil {
+			q.forming = map[*Backend]*batch{}
+		}
+		bt = &batch{be: be}
+		q.forming[be] = bt
+		bt.timer = time.AfterFunc(c.Wait, func() { send(bt) })
+	}
+	bt.items = append(bt.items, it)
+	return bt, len(bt.items) >= max(c.Max, 1)
+}
+
+// take takes bt out of forming, once, and returns its requests; nil when
+// it was taken already or has none.
+func (q *batcher) take(bt *batch) []*batchItem {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if bt.gone {
+		return nil
+	}
+	bt.gone = true
+	bt.timer.Stop()
+	if q.forming[bt.be] == bt {
+		delete(q.forming, bt.be)
+	}
+	return bt.items
+}
+
+// leave takes it out of bt if bt has not been sent, and reports whether it
+// did; an emptied batch is dropped.
+func (q *batcher) leave(bt *batch, it *batchItem) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if bt.gone {
+		return false
+	}
+	for i, o := range bt.items {
+		if o == it {
+			bt.items = append(bt.items[:i], bt.items[i+1:]...)
+			break
+		}
+	}
+	if len(bt.items) == 0 {
+		bt.gone = true
+		bt.timer.Stop()
+		delete(q.forming, bt.be)
+	}
+	return true
+}
+
+// sendBatch sends bt to its backend's batch endpoint, if nobody sent it
+// yet, and hands each of its requests its answer: on the goroutine of the
+// request that filled it, or of its timer.
+func (b *Balancer) sendBatch(bt *batch) {
+	items := b.batches.take(bt)
+	if len(items) == 0 {
+		return
+	}
+	c := b.cfg()
+	b.batches.sent.Add(1)
+	b.batches.items.Add(uint64(len(items)))
+	answers, err := b.roundTripBatch(bt.be, items, c)
+	var bad *errBatchAnswer
+	if errors.As(err, &bad) {
+		b.batches.split.Add(1)
+		c.Logger.Warn("replica did not answer a batch as a batch; its requests go alone", "replica", bt.be.Name,
+			"endpoint", c.Batch.Endpoint, "requests", len(items), "error", err)
+	}
+	for i, it := range items {
+		a := it.a
+		switch {
+		case bad != nil:
+			it.ans.bad = bad
+			a.responded = true
+			a.done()
+		case err != nil:
+			a.err = err
+			a.done()
+		default:
+			it.ans = answers[i]
+			a.code, a.responded = answers[i].status, true
+			a.end(true)
+		}
+		close(it.done)
+	}
+}
+
+// roundTripBatch POSTs items' bodies, as a JSON array, to be's batch
+// endpoint and reads the answer: one itemAnswer per item, or an error,
+// an *errBatchAnswer when be answered but not as a batch. The request is
+// cancelled when every item's client has gone, and when be pauses longer
+// than the upstream timeout in its answer's body (its headers are bounded
+// by the transport).
+func (b *Balancer) roundTripBatch(be *Backend, items []*batchItem, c *Options) ([]itemAnswer, error) {
+	size := 1 + len(items)
+	for _, it := range items {
+		size += len(it.body) + 1
+	}
+	body := make([]byte, 0, size)
+	body = append(body, '[')
+	for i, it := range items {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, it.body...)
+	}
+	body = append(body, ']')
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	left := atomic.Int32{}
+	left.Store(int32(len(items)))
+	for _, it := range items {
+		stop := context.AfterFunc(it.x.ctx, func() {
+			if left.Add(-1) == 0 {
+				cancel()
+			}
+		})
+		defer stop()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+be.Addr+c.Batch.Endpoint, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := b.transport.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	pause := time.AfterFunc(c.UpstreamTimeout, cancel)
+	defer pause.Stop()
+	limit := int64(len(items)) * max(c.MaxBody, 16<<20)
+	data, err := readPaused(resp.Body, limit, func() { pause.Reset(c.UpstreamTimeout) })
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, &errBatchAnswer{fmt.Sprintf("batch answered %s", resp.Status)}
+	}
+	return splitAnswer(data, len(items), resp.Header.Get("Content-Type"))
+}
+
+// readPaused reads r to its end, at most limit bytes, calling read after
+// each read that returned data.
+func readPaused(r io.Reader, limit int64, read func()) ([]byte, error) {
+	var buf bytes.Buffer
+	p := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(p)
+		if n > 0 {
+			if int64(buf.Len()+n) > limit {
+				return nil, &errBatchAnswer{fmt.Sprintf("batch answer over %d bytes", limit)}
+			}
+			buf.Write(p[:n])
+			read()
+		}
+		if err == io.EOF {
+			return buf.Bytes(), nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// splitAnswer splits a batch's answer, data, into its n requests'
+// answers, or returns an *errBatchAnswer when it is not a JSON array of n.
+// An element that is an object with a string "error" and a "status" from
+// 400 to 599 answers its request with that status; any other, 200.
+func splitAnswer(data []byte, n int, contentType string) ([]itemAnswer, error) {
+	var elems []json.RawMessage
+	if err := json.Unmarshal(data, &elems); err != nil {
+		return nil, &errBatchAnswer{"batch answer is not a JSON array: " + err.Error()}
+	}
+	if len(elems) != n {
+		return nil, &errBatchAnswer{fmt.Sprintf("batch answer has %d elements for %d requests", len(elems), n)}
+	}
+	if contentType == "" {
+		contentType = "application/json"
+	}
+	out := make([]itemAnswer, n)
+	for i, e := range elems {
+		out[i] = itemAnswer{status: http.StatusOK, contentType: contentType, body: e}
+		if len(e) > 0 && e[0] == '{' {
+			var f struct {
+				Error  *string `json:"error"`
+				Status *int    `json:"status"`
+			}
+			if json.Unmarshal(e, &f) == nil && f.Error != nil && f.Status != nil && *f.Status >= 400 && *f.Status <= 599 {
+				out[i].status = *f.Status
+			}
+		}
+	}
+	return out, nil
+}
