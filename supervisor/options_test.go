@@ -166,8 +166,8 @@ func TestCheckBatch(t *testing.T) {
 		{func(b *balancer.Batch) { b.Path, b.Endpoint, b.Max = "/p", "/b", 1 }, "--batch-max must be from 2 to 256, not 1"},
 		{func(b *balancer.Batch) { b.Path, b.Endpoint, b.Max = "/p", "/b", 256 }, ""},
 		{func(b *balancer.Batch) { b.Path, b.Endpoint, b.Max = "/p", "/b", 257 }, "--batch-max must be from 2 to 256, not 257"},
-		{func(b *balancer.Batch) { b.Path, b.Endpoint, b.Wait = "/p", "/b", 10 * time.Second }, ""},
-		{func(b *balancer.Batch) { b.Path, b.Endpoint, b.Wait = "/p", "/b", 10*time.Second + 1 }, "--batch-wait must be more than 0 and at most 10s"},
+		{func(b *balancer.Batch) { b.Path, b.Endpoint, b.Wait = "/p", "/b", 10*time.Second }, ""},
+		{func(b *balancer.Batch) { b.Path, b.Endpoint, b.Wait = "/p", "/b", 10*time.Second+1 }, "--batch-wait must be more than 0 and at most 10s"},
 		{func(b *balancer.Batch) { b.Path, b.Endpoint, b.Wait = "/p", "/b", 0 }, "--batch-wait must be more than 0"},
 	} {
 		o := upDefaults(1)
