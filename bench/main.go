@@ -16,6 +16,7 @@
 //	go run ./bench -scenario model      # the real model (examples/onnx-matting, model.go), mattingctl alone, run only when named
 //	go run ./bench -scenario dashboard  # mattingctl with the dashboard closed and open, interleaved (dashboard.go)
 //	go run ./bench -scenario adaptive   # --max-inflight auto against fixed 1-32 and 0 on fakemodel -curve K (adaptive.go), run only when named
+//	go run ./bench -scenario batch      # dynamic batching off and on, fakemodel -batch-cost 50ms,5ms at 1, 8 and 64 clients (batch.go), run only when named
 //	go run ./bench -scenario autoscale  # --replicas 1:6 under an open-loop step 5 -> 35 -> 5 req/s (autoscale.go), run only when named
 //	go run ./bench -scenario attack     # hostile clients with legitimate traffic beside, mattingctl alone (attack_linux.go, about 3 min)
 //	go run ./bench -scenario tune       # mattingctl tune on the Flask example, then its up line measured as tune measures (tune.go, about --budget + 2 min)
@@ -126,11 +127,11 @@ func main() {
 		}
 		return
 	}
-	only := flag.String("scenario", "", "run only this scenario (overload, proxy; or, only by name, original, idleconns, slowupload, bigbodies, hopeless, h2, model, dashboard, adaptive, autoscale, attack, tune)")
+	only := flag.String("scenario", "", "run only this scenario (overload, proxy; or, only by name, original, idleconns, slowupload, bigbodies, hopeless, h2, model, dashboard, adaptive, autoscale, attack, tune, batch)")
 	rounds := flag.Int("rounds", 3, "rounds per target; the table shows medians")
 	image := flag.String("image", "examples/sample/sample.jpg", "image whose base64 makes the original load test's payload")
 	nginxBin := flag.String("nginx", "nginx", "nginx binary")
-	targetsFlag := flag.String("targets", "mattingctl,nginx-original,nginx-tuned,nginx-membuf", "targets to run, comma-separated, of mattingctl, mattingctl-cap0, nginx-original, nginx-tuned (or nginx), nginx-membuf, haproxy, haproxy-buffered (default for proxy: mattingctl,haproxy-buffered,haproxy,nginx)")
+	targetsFlag := flag.String("targets", "mattingctl,nginx-original,nginx-tuned,nginx-membuf", "targets to run, comma-separated, of mattingctl, mattingctl-cap0, mattingctl-batch (--batch-path /api/matting_base64 --batch-endpoint /batch), nginx-original, nginx-tuned (or nginx), nginx-membuf, haproxy, haproxy-buffered (default for proxy: mattingctl,haproxy-buffered,haproxy,nginx)")
 	requests := flag.Int("requests", 0, "requests per run (default: the scenario's)")
 	clientCPU := flag.Int("client-cpu", -1, "original: run the Python client on this CPU alone, and the proxies and replicas on the others (default: all share every CPU)")
 	base := flag.String("base", "", "target mattingctl-base: a mattingctl binary to measure beside this tree's (say, main's, to compare a change in the same run)")
@@ -167,6 +168,13 @@ func main() {
 			err = withEnvironment(*nginxBin, func(e *environment) error { return runAdaptive(e, *rounds, ks) })
 		}
 		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *only == "batch" {
+		if err := withEnvironment(*nginxBin, func(e *environment) error { return runBatch(e, *rounds) }); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
 		}

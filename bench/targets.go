@@ -65,6 +65,11 @@ func (e *environment) measure(ctx context.Context, target string, sc scenario, b
 	case "mattingctl-cap0":
 		sc.mattingctl = append(append([]string(nil), sc.mattingctl...), "--max-inflight", "0")
 		p, err = e.startMattingctl(port, sc)
+	case "mattingctl-batch":
+		// Dynamic batching on the original API, whose replicas (the Flask
+		// example) answer /batch.
+		sc.mattingctl = append(append([]string(nil), sc.mattingctl...), "--batch-path", "/api/matting_base64", "--batch-endpoint", "/batch")
+		p, err = e.startMattingctl(port, sc)
 	case "nginx-original", "nginx-tuned", "nginx", "nginx-membuf":
 		p, err = e.startNginx(port, sc, target)
 	case "haproxy", "haproxy-buffered":

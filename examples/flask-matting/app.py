@@ -3,7 +3,16 @@ GrabCut standing in for the matting model.
 
     POST /api/matting_base64  {"image": "<base64 PNG or JPEG>", "bg": "[33, 150, 242]"}
                            -> {"result": "<base64 PNG>"}
+    POST /batch            [body, body, ...] -> [answer, answer, ...]
     GET  /health           -> {"status": "ok"}
+
+/batch is the batch endpoint of mattingctl's dynamic batching
+(`mattingctl up --batch-path /api/matting_base64 --batch-endpoint /batch`):
+a JSON array of /api/matting_base64 bodies, answered with a JSON array of
+their answers in the same order, each {"result": ...} or, for that item
+alone, {"error": "...", "status": 400}. GrabCut runs one image at a time,
+so a batch saves only the requests' overhead here; a GPU model would run
+the batch in one forward pass.
 
 Binds 127.0.0.1:$PORT (PORT defaults to 9111), as mattingctl expects.
 """
@@ -134,29 +143,69 @@ def error(code, message):
     return jsonify(error=message), code
 
 
-@app.post("/api/matting_base64")
-def matting_base64():
-    if (request.content_length or 0) > MAX_BODY:
-        return too_large()
-    raw = request.stream.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        return too_large()
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        body = None
+def matte(body):
+    """Answer one request body, parsed: ({"result": ...}, 200), or
+    ({"error": ...}, 4xx or 5xx)."""
     if not isinstance(body, dict):
-        return error(400, "invalid JSON body: want an object with \"image\" and \"bg\"")
+        return {"error": "invalid JSON body: want an object with \"image\" and \"bg\""}, 400
     try:
         bg = parse_bg(body.get("bg"))
         img = decode_image(body.get("image"))
     except BadRequest as e:
-        return error(400, str(e))
+        return {"error": str(e)}, 400
     out = composite(img, alpha_matte(img), bg)
     ok, png = cv2.imencode(".png", out, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     if not ok:
-        return error(500, "encoding result png failed")
-    return jsonify(result=base64.b64encode(png.tobytes()).decode("ascii"))
+        return {"error": "encoding result png failed"}, 500
+    return {"result": base64.b64encode(png.tobytes()).decode("ascii")}, 200
+
+
+def read_json(limit):
+    """The request's body parsed as JSON, or None when it is not JSON;
+    raises Oversize past limit bytes."""
+    if (request.content_length or 0) > limit:
+        raise Oversize()
+    raw = request.stream.read(limit + 1)
+    if len(raw) > limit:
+        raise Oversize()
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+class Oversize(Exception):
+    """A request body past its limit, answered with 413."""
+
+
+@app.post("/api/matting_base64")
+def matting_base64():
+    try:
+        body = read_json(MAX_BODY)
+    except Oversize:
+        return too_large()
+    answer, code = matte(body)
+    return jsonify(answer), code
+
+
+MAX_BATCH = 256  # mattingctl's --batch-max bound
+
+
+@app.post("/batch")
+def batch():
+    try:
+        bodies = read_json(MAX_BODY * MAX_BATCH)
+    except Oversize:
+        return too_large()
+    if not isinstance(bodies, list) or not 1 <= len(bodies) <= MAX_BATCH:
+        return error(400, f"invalid batch: want a JSON array of 1 to {MAX_BATCH} request bodies")
+    answers = []
+    for body in bodies:
+        answer, code = matte(body)
+        if code != 200:
+            answer["status"] = code
+        answers.append(answer)
+    return jsonify(answers)
 
 
 @app.get("/health")

@@ -37,6 +37,14 @@
 // requests at once each take it, more share K times the speed and lose
 // -thrash more per K past K, so that the server serves best at K in
 // flight and worse past it, with a known optimum to learn.
+//
+// With -batch-cost A,B it is a GPU-like model instead (batch.go): one
+// forward pass at a time, a pass over n inputs taking A + n·B. POST /batch
+// takes a JSON array of inputs and answers the array of their answers in
+// one pass; any other path computes its body alone. Each input is a JSON
+// object, and its answer carries its "id": {"id": ..., "batch": n,
+// "replica": N}. With -poison S, an input containing S resets the
+// connection, of its batch too.
 package main
 
 import (
@@ -73,6 +81,7 @@ func main() {
 	poison := flag.String("poison", "", "reset the connection of a request whose body contains this, as a handler that raises does")
 	curveK := flag.Int("curve", 0, "serve best at this many requests in flight, slower per request past it (0: every request takes its service time, however many)")
 	thrash := flag.Float64("thrash", 0.25, "with -curve K: how much slower every request gets per K more in flight past K")
+	batchCost := flag.String("batch-cost", "", "A,B: a GPU-like model, one pass at a time, a pass over n inputs taking A + n·B; POST /batch takes a JSON array of inputs (batch.go)")
 	flag.Parse()
 	var capacity *curve
 	if *curveK > 0 {
@@ -121,8 +130,25 @@ func main() {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/ws", serveWebSocket)
+	var dev *device
+	if *batchCost != "" {
+		fixed, each, err := parseBatchCost(*batchCost)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "fakemodel: -batch-cost:", err)
+			os.Exit(2)
+		}
+		dev = &device{fixed: fixed, each: each, replica: replica, poison: *poison}
+	}
 	order := newOrderLog(*orderLog)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if dev != nil && r.Method == http.MethodPost {
+			if r.URL.Path == "/batch" {
+				dev.serveBatch(w, r)
+			} else {
+				dev.serveOne(w, r)
+			}
+			return
+		}
 		order.add("start", r)
 		defer order.add("end", r) // a handler's deferred calls run before the answer is flushed
 		if n := active.Add(1); *limit > 0 && n > *limit {
