@@ -164,13 +164,50 @@ class Model {
     const alpha = toAlpha(result.output.data);
     return resizeBilinear(alpha, RESOLUTION, RESOLUTION, 1, width, height);
   }
+
+  // alphas returns the mattes of images ({rgba, width, height}), in one
+  // session call with a batch dimension of images.length where the model
+  // takes one; a model whose input has a fixed batch of 1 refuses it the
+  // first time, and every batch then runs one image at a time.
+  async alphas(images) {
+    if (images.length > 1 && this.batches !== false) {
+      const plane = 3 * RESOLUTION * RESOLUTION;
+      const data = new Float32Array(images.length * plane);
+      images.forEach((img, i) => data.set(toInput(resizeBilinear(img.rgba, img.width, img.height, 4, RESOLUTION, RESOLUTION)), i * plane));
+      const input = new this.ort.Tensor('float32', data, [images.length, 3, RESOLUTION, RESOLUTION]);
+      let result;
+      try {
+        result = await this.session.run({ input }, ['output']);
+        if (this.batches === undefined) {
+          console.error(`onnx-matting: the model takes a batch of ${images.length} in one session call`);
+        }
+        this.batches = true;
+      } catch (err) {
+        if (this.batches === true) {
+          throw err; // it took a batch before: this failure is not the shape
+        }
+        console.error(`onnx-matting: the model does not take a batch (${err.message}); batches run one image at a time`);
+        this.batches = false;
+      }
+      if (result) {
+        const side = RESOLUTION * RESOLUTION;
+        return images.map((img, i) => resizeBilinear(toAlpha(result.output.data.subarray(i * side, (i + 1) * side)), RESOLUTION, RESOLUTION, 1, img.width, img.height));
+      }
+    }
+    const out = [];
+    for (const img of images) {
+      out.push(await this.alpha(img.rgba, img.width, img.height));
+    }
+    return out;
+  }
 }
 
 module.exports = { MODELS, RESOLUTION, Model, parseThreads, readModel, resizeBilinear, toAlpha, toInput };
 
 // As a worker thread: load the model named in workerData, then answer
-// {id, rgba, width, height} messages with {id, alpha} or {id, error}, one at
-// a time.
+// {id, rgba, width, height} messages with {id, alpha}, {id, batch: [{rgba,
+// width, height}, ...]} with {id, alphas}, or either with {id, error}, one
+// at a time.
 const { isMainThread, parentPort, workerData } = require('node:worker_threads');
 if (!isMainThread && workerData && workerData.role === 'onnx-matting-model') {
   (async () => {
@@ -188,6 +225,11 @@ if (!isMainThread && workerData && workerData.role === 'onnx-matting-model') {
     parentPort.on('message', (msg) => {
       chain = chain.then(async () => {
         try {
+          if (msg.batch) {
+            const alphas = await model.alphas(msg.batch);
+            parentPort.postMessage({ type: 'result', id: msg.id, alphas }, alphas.map((a) => a.buffer));
+            return;
+          }
           const alpha = await model.alpha(msg.rgba, msg.width, msg.height);
           parentPort.postMessage({ type: 'result', id: msg.id, alpha }, [alpha.buffer]);
         } catch (err) {

@@ -5,8 +5,16 @@
 //
 //   POST /api/matting_base64  {"image": "<base64 PNG or JPEG>", "bg": "[33, 150, 242]"}
 //                          -> {"result": "<base64 PNG>"}
+//   POST /batch            [body, body, ...] -> [answer, answer, ...]
 //   GET  /health           -> 200 {"status": "ok"} once the model is loaded,
 //                             503 {"status": "loading"} before
+//
+// /batch is the batch endpoint of mattingctl's dynamic batching (`mattingctl
+// up --batch-path /api/matting_base64 --batch-endpoint /batch`): a JSON array
+// of /api/matting_base64 bodies, answered with a JSON array of their answers
+// in the same order, each {"result": ...} or, for that item alone, {"error":
+// "...", "status": 4xx}. The valid images go to the model in one session
+// call where the model takes a batch, one at a time where it does not.
 //
 //   node server.js [--model small|medium]
 //
@@ -143,7 +151,7 @@ class ModelWorker {
           if (msg.error) {
             p.reject(new Error(msg.error));
           } else {
-            p.resolve(msg.alpha);
+            p.resolve(msg.alphas || msg.alpha);
           }
         }
       });
@@ -172,9 +180,48 @@ class ModelWorker {
     });
   }
 
+  // alphas returns the mattes of imgs, computed together (model.js).
+  alphas(imgs) {
+    return new Promise((resolve, reject) => {
+      const id = this.nextId++;
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ id, batch: imgs.map((img) => ({ rgba: img.rgba, width: img.width, height: img.height })) });
+    });
+  }
+
   get queued() {
     return this.pending.size;
   }
+}
+
+// MAX_BATCH is mattingctl's --batch-max bound.
+const MAX_BATCH = 256;
+
+// matteBatch answers a /batch body: each element parsed and checked as
+// /api/matting_base64's body, the valid ones matted together.
+async function matteBatch(model, bodies) {
+  const answers = new Array(bodies.length);
+  const valid = [];
+  bodies.forEach((body, i) => {
+    try {
+      if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+        throw new BadRequest('invalid JSON body: want an object with "image" and "bg"');
+      }
+      valid.push({ i, bg: parseBg(body.bg), img: decodeImage(body.image) });
+    } catch (err) {
+      if (!(err instanceof BadRequest)) {
+        throw err;
+      }
+      answers[i] = { error: err.message, status: err.code };
+    }
+  });
+  if (valid.length > 0) {
+    const alphas = await model.alphas(valid.map((v) => v.img));
+    valid.forEach((v, k) => {
+      answers[v.i] = { result: composite(v.img, alphas[k], v.bg).toString('base64') };
+    });
+  }
+  return answers;
 }
 
 function writeJSON(res, code, value, headers = {}) {
@@ -183,22 +230,22 @@ function writeJSON(res, code, value, headers = {}) {
   res.end(body);
 }
 
-// readBody reads a request body of at most MAX_BODY bytes.
-function readBody(req) {
+// readBody reads a request body of at most limit bytes.
+function readBody(req, limit = MAX_BODY) {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length']);
-    if (declared > MAX_BODY) {
-      reject(new BadRequest(`request body larger than ${MAX_BODY} bytes`, 413));
+    if (declared > limit) {
+      reject(new BadRequest(`request body larger than ${limit} bytes`, 413));
       return;
     }
     const chunks = [];
     let size = 0;
     req.on('data', (chunk) => {
       size += chunk.length;
-      if (size > MAX_BODY) {
+      if (size > limit) {
         req.removeAllListeners('data');
         req.resume();
-        reject(new BadRequest(`request body larger than ${MAX_BODY} bytes`, 413));
+        reject(new BadRequest(`request body larger than ${limit} bytes`, 413));
         return;
       }
       chunks.push(chunk);
@@ -218,6 +265,33 @@ function handler(model, log) {
         writeJSON(res, 200, { status: 'ok' });
       } else {
         writeJSON(res, 503, { status: 'loading' });
+      }
+      return;
+    }
+    if (url === '/batch' && req.method === 'POST') {
+      try {
+        const raw = await readBody(req, MAX_BODY * MAX_BATCH);
+        let bodies;
+        try {
+          bodies = JSON.parse(raw.toString('utf8'));
+        } catch {
+          bodies = undefined;
+        }
+        if (!Array.isArray(bodies) || bodies.length < 1 || bodies.length > MAX_BATCH) {
+          throw new BadRequest(`invalid batch: want a JSON array of 1 to ${MAX_BATCH} request bodies`);
+        }
+        if (!model.ready) {
+          writeJSON(res, 503, { error: 'the model is still loading' }, { 'Retry-After': '1' });
+          return;
+        }
+        writeJSON(res, 200, await matteBatch(model, bodies));
+      } catch (err) {
+        if (err instanceof BadRequest) {
+          writeJSON(res, err.code, { error: err.message }, err.code === 413 ? { Connection: 'close' } : {});
+          return;
+        }
+        log(`matting batch: ${err.message}`);
+        writeJSON(res, 500, { error: err.message });
       }
       return;
     }
@@ -338,4 +412,4 @@ if (require.main === module) {
   main();
 }
 
-module.exports = { parseBg, decodeImage, composite, parseConfig };
+module.exports = { parseBg, decodeImage, composite, parseConfig, matteBatch };

@@ -7,7 +7,7 @@ const assert = require('node:assert');
 const fs = require('node:fs');
 const path = require('node:path');
 const { PNG } = require('pngjs');
-const { parseBg, decodeImage, composite, parseConfig } = require('./server.js');
+const { parseBg, decodeImage, composite, parseConfig, matteBatch } = require('./server.js');
 const { parseThreads, resizeBilinear, toAlpha, toInput, RESOLUTION } = require('./model.js');
 
 test('parseBg reads arrays, strings holding arrays, and defaults to white', () => {
@@ -70,4 +70,22 @@ test('configuration: threads, model and port are checked', () => {
   assert.throws(() => parseConfig(['--model', 'large'], {}), /--model is "large"/);
   assert.throws(() => parseConfig([], { PORT: 'x' }), /PORT is "x"/);
   assert.throws(() => parseConfig(['extra'], {}), /unexpected argument/);
+});
+
+test('matteBatch answers each item in order, the bad ones alone, the good ones in one model call', async () => {
+  const png = PNG.sync.write({ width: 2, height: 1, data: Buffer.from([200, 100, 0, 255, 200, 100, 0, 255]) }).toString('base64');
+  const calls = [];
+  const model = {
+    alphas: async (imgs) => {
+      calls.push(imgs.length);
+      return imgs.map((img) => new Uint8Array(img.width * img.height).fill(255));
+    },
+  };
+  const answers = await matteBatch(model, [{ image: png }, { image: '!!' }, 7, { image: png, bg: '[1, 2, 3]' }]);
+  assert.deepStrictEqual(calls, [2]);
+  assert.strictEqual(answers.length, 4);
+  assert.ok(answers[0].result && answers[3].result);
+  assert.deepStrictEqual(answers[1], { error: 'invalid base64 in "image"', status: 400 });
+  assert.strictEqual(answers[2].status, 400);
+  assert.match(answers[2].error, /invalid JSON body/);
 });

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -46,6 +47,13 @@ func (d *device) pass(n int) {
 	time.Sleep(d.fixed + time.Duration(n)*d.each)
 }
 
+// poisoned resets w's connection for a poison input, saying so on stderr
+// as the single path's poison does.
+func (d *device) poisoned(w http.ResponseWriter) {
+	fmt.Fprintf(os.Stderr, "fakemodel replica %d: poison request, resetting\n", d.replica)
+	drop(w)
+}
+
 // input is what the device reads of a request body: its id.
 type input struct {
 	ID json.RawMessage `json:"id"`
@@ -68,7 +76,7 @@ func (d *device) serveOne(w http.ResponseWriter, r *http.Request) {
 	}
 	if d.poison != "" && strings.Contains(string(body), d.poison) {
 		d.pass(1)
-		drop(w)
+		d.poisoned(w)
 		return
 	}
 	d.pass(1)
@@ -94,7 +102,7 @@ func (d *device) serveBatch(w http.ResponseWriter, r *http.Request) {
 	out := make([]any, len(elems))
 	for i, e := range elems {
 		if d.poison != "" && strings.Contains(string(e), d.poison) {
-			drop(w)
+			d.poisoned(w)
 			return
 		}
 		var in input
