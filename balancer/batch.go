@@ -79,7 +79,15 @@ type batcher struct {
 	// Counters for Stats: batches sent, requests sent in them, batches
 	// answered not as a batch (split).
 	sent, items, split atomic.Uint64
+	// warned is when a split batch was last logged (UnixNano), so that a
+	// replica without the endpoint logs once per batchWarnEvery, not once
+	// per batch.
+	warned atomic.Int64
 }
+
+// batchWarnEvery is how often a batch answered not as a batch is logged at
+// most; mattingctl_batches_split_total counts them all.
+const batchWarnEvery = 10 * time.Second
 
 // batch is the requests going to one backend together.
 type batch struct {
@@ -235,9 +243,12 @@ func (b *Balancer) sendBatch(bt *batch) {
 	answers, err := b.roundTripBatch(bt.be, items, c)
 	var bad *errBatchAnswer
 	if errors.As(err, &bad) {
-		b.batches.split.Add(1)
-		c.Logger.Warn("replica did not answer a batch as a batch; its requests go alone", "replica", bt.be.Name,
-			"endpoint", c.Batch.Endpoint, "requests", len(items), "error", err)
+		n := b.batches.split.Add(1)
+		now, last := time.Now().UnixNano(), b.batches.warned.Load()
+		if (last == 0 || now-last >= int64(batchWarnEvery)) && b.batches.warned.CompareAndSwap(last, now) {
+			c.Logger.Warn("replica did not answer a batch as a batch; its requests go alone", "replica", bt.be.Name,
+				"endpoint", c.Batch.Endpoint, "requests", len(items), "error", err, "split_so_far", n)
+		}
 	}
 	for i, it := range items {
 		a := it.a

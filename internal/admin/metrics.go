@@ -102,11 +102,14 @@ var (
 	descQuarantined = prometheus.NewDesc(MetricQuarantined, "Requests quarantined (--quarantine): their deliveries killed or reset replicas twice, each time alone; answered 502.", nil, nil)
 	descQuarHits    = prometheus.NewDesc(MetricQuarantineHits, "Requests answered 502 at once because the same request is quarantined.", nil, nil)
 	descLimited     = prometheus.NewDesc(MetricClientLimited, "Uploads refused (429) because their client address was over its share (--max-client-uploads, --max-client-buffer), or cut (408) as slower than --min-upload-rate.", nil, nil)
+	descBatches     = prometheus.NewDesc(MetricBatches, "Batches sent to the replicas' --batch-endpoint.", nil, nil)
+	descBatched     = prometheus.NewDesc(MetricBatchedRequests, "Requests sent to the replicas in batches; over mattingctl_batches_total, the mean batch size.", nil, nil)
+	descBatchSplit  = prometheus.NewDesc(MetricBatchesSplit, "Batches a replica answered not as a batch (a status other than 200, not a JSON array of the right length); their requests were sent alone.", nil, nil)
 	descMaxConns    = prometheus.NewDesc(MetricMaxConns, "Cap on client connections open at once (--max-conns); past it new ones wait in the listen backlog.", nil, nil)
 )
 
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInflight, descMaxInflight, descLimit, descQueue, descRejected, descRetried, descFailed, descBrokenOff, descUp, descCPU, descRSS, descDesired, descAutoscale, descConns, descMaxConns, descQuarantined, descQuarHits, descLimited} {
+	for _, d := range []*prometheus.Desc{descInflight, descMaxInflight, descLimit, descQueue, descRejected, descRetried, descFailed, descBrokenOff, descUp, descCPU, descRSS, descDesired, descAutoscale, descConns, descMaxConns, descQuarantined, descQuarHits, descLimited, descBatches, descBatched, descBatchSplit} {
 		ch <- d
 	}
 }
@@ -135,6 +138,9 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descQuarantined, st.Quarantined)
 	counter(descQuarHits, st.QuarantineHits)
 	counter(descLimited, st.ClientLimited)
+	counter(descBatches, st.Batches)
+	counter(descBatched, st.Batched)
+	counter(descBatchSplit, st.BatchesSplit)
 	ch <- prometheus.MustNewConstMetric(descBrokenOff, prometheus.CounterValue, float64(st.SendTimeouts), "send_timeout")
 	ch <- prometheus.MustNewConstMetric(descBrokenOff, prometheus.CounterValue, float64(st.UpstreamTimeouts), "upstream_timeout")
 	for _, r := range st.Replicas {

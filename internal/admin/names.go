@@ -31,6 +31,10 @@ const (
 	MetricQuarantineHits = "mattingctl_quarantine_hits_total" // counter: requests refused at once as quarantined
 	MetricClientLimited  = "mattingctl_client_limited_total"  // counter: uploads over their address's share (429) or too slow (408)
 
+	MetricBatches         = "mattingctl_batches_total"          // counter: batches sent to the replicas (--batch-path)
+	MetricBatchedRequests = "mattingctl_batched_requests_total" // counter: requests sent in batches
+	MetricBatchesSplit    = "mattingctl_batches_split_total"    // counter: batches answered not as a batch, their requests sent alone
+
 	MetricRequestDurationQuantile = "mattingctl_request_duration_quantile_seconds" // gauge {quantile}: 0.5, 0.95, 0.99 of the last minute, all replicas
 )
 
@@ -40,5 +44,6 @@ var MetricNames = []string{
 	MetricRejected, MetricRetried, MetricFailed, MetricBrokenOff, MetricRestarts, MetricReplicaUp, MetricReplicaCPU,
 	MetricReplicaRSS, MetricReplicasDesired, MetricAutoscale, MetricConns, MetricMaxConns, MetricLogLinesDropped,
 	MetricAccessLogLinesDropped, MetricOutputLinesOverRate, MetricQuarantined, MetricQuarantineHits, MetricClientLimited,
+	MetricBatches, MetricBatchedRequests, MetricBatchesSplit,
 	MetricRequestDurationQuantile,
 }

@@ -82,6 +82,12 @@ type Status struct {
 	// its response headers.
 	SendTimeouts     uint64 `json:"send_timeouts"`
 	UpstreamTimeouts uint64 `json:"upstream_timeouts"`
+	// Batches counts the batches sent to the replicas (--batch-path) and
+	// Batched the requests in them; BatchesSplit the batches a replica
+	// answered not as a batch, whose requests then went alone.
+	Batches      uint64 `json:"batches"`
+	Batched      uint64 `json:"batched"`
+	BatchesSplit uint64 `json:"batches_split"`
 	// Latency sums up every replica's response times of the last minute
 	// together, as ReplicaStatus does each one's.
 	Latency LatencyStatus `json:"latency"`
