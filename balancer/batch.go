@@ -33,13 +33,16 @@ import (
 // its request with, 200, or {"error": "...", "status": 4xx or 5xx} to
 // answer that request alone with that status.
 //
-// A batch that fails as a whole splits: every request in it goes again,
-// alone, to the batch path itself, by the retry rules (retry.go), so that
-// one input that kills or resets a backend meets the poison rules
-// (poison.go) alone and cannot fail its neighbours twice. A backend that
-// answers a batch, but not as the contract says (a 404 from a server
-// without the endpoint, an array of the wrong length), has its requests
-// sent alone too; that is not a failure of theirs, and the log says why.
+// A batch of several that fails as a whole (the backend died, reset the
+// connection or timed out) is no failure of any one of its requests: none
+// is blamed (poison.go), and each goes again once, alone, to the batch
+// path itself, whatever Options.Retries, that delivery counted against
+// them. Alone, an input that kills or resets backends then meets the
+// retry and poison rules by itself, and is quarantined as it would be
+// unbatched; its neighbours are answered. A backend that answers a batch,
+// but not as the contract says (a 404 from a server without the endpoint,
+// an array of the wrong length), has its requests sent alone too, not
+// counted; the log says why.
 
 // Batch is what Limits.Batch groups, and how.
 type Batch struct {
@@ -65,7 +68,26 @@ const (
 
 // batchMaxItem is the largest request body that is batched; a larger one
 // goes alone. A batch is built in memory, from copies of its bodies.
-const batchMaxItem = 16 << 20
+// batchMaxAnswer is the most of a batch's answer read for each of its
+// requests: an answer past it is not taken as a batch's, and its requests
+// go alone, where their answers stream.
+const (
+	batchMaxItem   = 16 << 20
+	batchMaxAnswer = 16 << 20
+)
+
+// errBatchPaused is a batch's answer that paused longer than the upstream
+// timeout: a timeout, as the transport's for its headers (retry.go's
+// slow).
+var errBatchPaused = &batchPauseError{}
+
+type batchPauseError struct{}
+
+func (*batchPauseError) Error() string {
+	return "batch answer paused longer than the upstream timeout"
+}
+func (*batchPauseError) Timeout() bool   { return true }
+func (*batchPauseError) Temporary() bool { return false }
 
 // errBatchAnswer is a batch's answer that is not what the contract says.
 type errBatchAnswer struct{ why string }
@@ -92,6 +114,7 @@ const batchWarnEvery = 10 * time.Second
 // batch is the requests going to one backend together.
 type batch struct {
 	be    *Backend
+	c     Batch // the configuration it was formed under
 	items []*batchItem
 	timer *time.Timer
 	gone  bool // taken out of forming: sent, or empty
@@ -112,15 +135,21 @@ type itemAnswer struct {
 	status      int
 	contentType string
 	body        []byte
-	// bad: the backend answered the batch, but not as a batch.
-	bad error
+	// resend: the request goes again alone, the batch having failed as
+	// a whole (counted as a delivery) or been answered not as a batch
+	// (not counted).
+	resend  error
+	counted bool
 }
 
 // batched returns x's body, and true, when x is to be sent in a batch:
-// batching is on, x is a POST to its path, not sent alone already, and
-// its body is JSON of at most batchMaxItem bytes.
+// batching is on, x is a POST to its path with no query and no
+// credentials (a batch carries neither, and one replica call must not mix
+// two users'), not sent alone already, and its body is JSON of at most
+// batchMaxItem bytes.
 func (b *Balancer) batched(x *exchange, c Batch) ([]byte, bool) {
-	if c.Path == "" || x.alone || x.r.Method != http.MethodPost || x.r.URL.Path != c.Path || isUpgrade(x.r) ||
+	if c.Path == "" || x.alone || x.r.Method != http.MethodPost || x.r.URL.Path != c.Path || x.r.URL.RawQuery != "" ||
+		isUpgrade(x.r) || x.r.Header.Get("Authorization") != "" || x.r.Header.Get("Cookie") != "" ||
 		x.body.Len() == 0 || x.body.Len() > batchMaxItem {
 		return nil, false
 	}
@@ -137,14 +166,13 @@ func (b *Balancer) batched(x *exchange, c Batch) ([]byte, bool) {
 
 // forwardBatched sends attempt a of x, with body, in a batch on a's
 // backend, and answers x from the batch's answer. a.err is set as
-// forward sets it when the batch failed with no answer; it returns false
-// when the backend answered the batch but not as a batch, and x has not
-// been answered.
+// forward sets it when x's batch, of x alone, failed with no answer. It
+// returns false, x unanswered, when x is to go again alone (resend).
 func (b *Balancer) forwardBatched(x *exchange, a *attempt, body []byte, c Batch) bool {
 	it := &batchItem{x: x, a: a, body: body, done: make(chan struct{})}
-	bt, full := b.batches.join(it, c, func(bt *batch) { b.sendBatch(bt) })
-	if full {
-		b.sendBatch(bt)
+	bt, full := b.batches.join(it, c, b.sendBatch)
+	if full != nil {
+		b.dispatch(bt, full)
 	}
 	select {
 	case <-it.done:
@@ -155,7 +183,8 @@ func (b *Balancer) forwardBatched(x *exchange, a *attempt, body []byte, c Batch)
 		}
 		x.checkClient()
 	}
-	if it.ans.bad != nil {
+	if err := it.ans.resend; err != nil {
+		b.resendAlone(x, a, err, it.ans.counted)
 		return false
 	}
 	if a.err != nil {
@@ -172,9 +201,10 @@ func (b *Balancer) forwardBatched(x *exchange, a *attempt, body []byte, c Batch)
 }
 
 // join adds it to the batch forming on its backend, or starts one there
-// whose timer calls send after c.Wait. It returns the batch, and true when
-// it is now full: the caller sends it.
-func (q *batcher) join(it *batchItem, c Batch, send func(*batch)) (*batch, bool) {
+// whose timer calls send after c.Wait. It returns the batch, and its
+// requests when it is now full, taken out of forming: the caller sends
+// them.
+func (q *batcher) join(it *batchItem, c Batch, send func(*batch)) (*batch, []*batchItem) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	be := it.a.be
@@ -183,12 +213,15 @@ func (q *batcher) join(it *batchItem, c Batch, send func(*batch)) (*batch, bool)
 		if q.forming == nil {
 			q.forming = map[*Backend]*batch{}
 		}
-		bt = &batch{be: be}
+		bt = &batch{be: be, c: c}
 		q.forming[be] = bt
 		bt.timer = time.AfterFunc(c.Wait, func() { send(bt) })
 	}
 	bt.items = append(bt.items, it)
-	return bt, len(bt.items) >= max(c.Max, 1)
+	if len(bt.items) < max(bt.c.Max, 1) {
+		return bt, nil
+	}
+	return bt, q.takeLocked(bt)
 }
 
 // take takes bt out of forming, once, and returns its requests; nil when
@@ -196,6 +229,10 @@ func (q *batcher) join(it *batchItem, c Batch, send func(*batch)) (*batch, bool)
 func (q *batcher) take(bt *batch) []*batchItem {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	return q.takeLocked(bt)
+}
+
+func (q *batcher) takeLocked(bt *batch) []*batchItem {
 	if bt.gone {
 		return nil
 	}
@@ -229,44 +266,77 @@ func (q *batcher) leave(bt *batch, it *batchItem) bool {
 	return true
 }
 
-// sendBatch sends bt to its backend's batch endpoint, if nobody sent it
-// yet, and hands each of its requests its answer: on the goroutine of the
-// request that filled it, or of its timer.
-func (b *Balancer) sendBatch(bt *batch) {
-	items := b.batches.take(bt)
+// sendBatch sends bt, when its timer fires, if nobody sent it yet.
+func (b *Balancer) sendBatch(bt *batch) { b.dispatch(bt, b.batches.take(bt)) }
+
+// dispatch sends items, bt's requests taken out of forming, to bt's
+// backend's batch endpoint, and hands each its answer, ends its attempt
+// and wakes its handler: on the goroutine of the request that filled bt,
+// or of its timer.
+func (b *Balancer) dispatch(bt *batch, items []*batchItem) {
 	if len(items) == 0 {
 		return
 	}
 	c := b.cfg()
 	b.batches.sent.Add(1)
 	b.batches.items.Add(uint64(len(items)))
-	answers, err := b.roundTripBatch(bt.be, items, c)
+	answers, err := b.roundTripBatch(bt.be, bt.c, items, c)
 	var bad *errBatchAnswer
 	if errors.As(err, &bad) {
 		n := b.batches.split.Add(1)
 		now, last := time.Now().UnixNano(), b.batches.warned.Load()
 		if (last == 0 || now-last >= int64(batchWarnEvery)) && b.batches.warned.CompareAndSwap(last, now) {
 			c.Logger.Warn("replica did not answer a batch as a batch; its requests go alone", "replica", bt.be.Name,
-				"endpoint", c.Batch.Endpoint, "requests", len(items), "error", err, "split_so_far", n)
+				"endpoint", bt.c.Endpoint, "requests", len(items), "error", err, "split_so_far", n)
 		}
 	}
 	for i, it := range items {
 		a := it.a
 		switch {
 		case bad != nil:
-			it.ans.bad = bad
-			a.responded = true
+			// Answered, but not as a batch: no service time to learn.
+			it.ans.resend, a.err = bad, bad
+			a.done()
+		case err != nil && len(items) > 1:
+			it.ans.resend, it.ans.counted, a.err = err, true, err
 			a.done()
 		case err != nil:
-			a.err = err
+			a.err = err // a batch of one: its request's own failure
 			a.done()
 		default:
 			it.ans = answers[i]
 			a.code, a.responded = answers[i].status, true
+			if a.code >= 500 {
+				a.be.errors.Add(1)
+			}
 			a.end(true)
 		}
 		close(it.done)
 	}
+}
+
+// resendAlone readies x to go again, alone, after attempt a's batch
+// failed as a whole with err (counted: a delivery of x's, and a backend
+// that died is taken out of rotation) or was answered not as a batch.
+func (b *Balancer) resendAlone(x *exchange, a *attempt, err error, counted bool) {
+	x.alone, x.batchBody = true, nil
+	if !counted {
+		return
+	}
+	be := a.be
+	x.checkClient()
+	be.errors.Add(1)
+	f := failureOf(err, false,
+		func() bool { return b.alive(x.ctx, be) },
+		func() bool { return b.speaksOnlyH2C(x.ctx, be) })
+	x.checkClient()
+	if f.dead() {
+		b.markFailed(be)
+	}
+	x.retry.retries++
+	x.avoid = be
+	b.cfg().Logger.Debug("batch failed as a whole; its requests go again alone", "replica", be.Name,
+		"method", x.r.Method, "path", x.r.URL.Path, "error", err, "failure", f)
 }
 
 // roundTripBatch POSTs items' bodies, as a JSON array, to be's batch
@@ -275,7 +345,7 @@ func (b *Balancer) sendBatch(bt *batch) {
 // cancelled when every item's client has gone, and when be pauses longer
 // than the upstream timeout in its answer's body (its headers are bounded
 // by the transport).
-func (b *Balancer) roundTripBatch(be *Backend, items []*batchItem, c *Options) ([]itemAnswer, error) {
+func (b *Balancer) roundTripBatch(be *Backend, bc Batch, items []*batchItem, c *Options) ([]itemAnswer, error) {
 	size := 1 + len(items)
 	for _, it := range items {
 		size += len(it.body) + 1
@@ -302,7 +372,7 @@ func (b *Balancer) roundTripBatch(be *Backend, items []*batchItem, c *Options) (
 		})
 		defer stop()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+be.Addr+c.Batch.Endpoint, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+be.Addr+bc.Endpoint, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
@@ -312,11 +382,15 @@ func (b *Balancer) roundTripBatch(be *Backend, items []*batchItem, c *Options) (
 		return nil, err
 	}
 	defer resp.Body.Close()
-	pause := time.AfterFunc(c.UpstreamTimeout, cancel)
+	var paused atomic.Bool
+	pause := time.AfterFunc(c.UpstreamTimeout, func() { paused.Store(true); cancel() })
 	defer pause.Stop()
-	limit := int64(len(items)) * max(c.MaxBody, 16<<20)
+	limit := int64(len(items)) * batchMaxAnswer
 	data, err := readPaused(resp.Body, limit, func() { pause.Reset(c.UpstreamTimeout) })
 	if err != nil {
+		if paused.Load() {
+			return nil, errBatchPaused
+		}
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
@@ -351,7 +425,9 @@ func readPaused(r io.Reader, limit int64, read func()) ([]byte, error) {
 // splitAnswer splits a batch's answer, data, into its n requests'
 // answers, or returns an *errBatchAnswer when it is not a JSON array of n.
 // An element that is an object with a string "error" and a "status" from
-// 400 to 599 answers its request with that status; any other, 200.
+// 400 to 599 answers its request with that status; one with a string
+// "error" and no such status breaks the contract (an error must say its
+// status: answering it 200 would be a lie); any other answers 200.
 func splitAnswer(data []byte, n int, contentType string) ([]itemAnswer, error) {
 	var elems []json.RawMessage
 	if err := json.Unmarshal(data, &elems); err != nil {
@@ -368,12 +444,20 @@ func splitAnswer(data []byte, n int, contentType string) ([]itemAnswer, error) {
 		out[i] = itemAnswer{status: http.StatusOK, contentType: contentType, body: e}
 		if len(e) > 0 && e[0] == '{' {
 			var f struct {
-				Error  *string `json:"error"`
-				Status *int    `json:"status"`
+				Error  *string          `json:"error"`
+				Status *json.RawMessage `json:"status"`
 			}
-			if json.Unmarshal(e, &f) == nil && f.Error != nil && f.Status != nil && *f.Status >= 400 && *f.Status <= 599 {
-				out[i].status = *f.Status
+			if json.Unmarshal(e, &f) != nil || f.Error == nil {
+				continue
 			}
+			status := 0
+			if f.Status != nil {
+				status, _ = strconv.Atoi(string(*f.Status))
+			}
+			if status < 400 || status > 599 {
+				return nil, &errBatchAnswer{fmt.Sprintf("batch answer's element %d has an \"error\" and no status from 400 to 599", i)}
+			}
+			out[i].status = status
 		}
 	}
 	return out, nil

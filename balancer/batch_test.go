@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 	"sync"
@@ -291,4 +292,271 @@ func TestBatchDropsClientThatLeft(t *testing.T) {
 		t.Errorf("batch calls %v; want one of 1", got)
 	}
 	testutil.WaitFor(t, 5*time.Second, "0 in flight", func() bool { return s.inflight.Load() == 0 })
+}
+
+// TestBatchRaisesLearnedCap: under --max-inflight auto a replica's cap
+// starts at, and is learned from, --batch-max while batching is on (within
+// auto's upper bound), and from auto's lower bound again once it is off.
+func TestBatchRaisesLearnedCap(t *testing.T) {
+	s := newBatchServer(t, 1)
+	bal, _ := newTestBalancer(t, batchOptions(8, 10*time.Millisecond, func(o *Options) {
+		o.MaxInflight, o.AdaptiveInflight = 0, InflightBounds{Min: 1, Max: 64}
+	}), s.Backend)
+	if got := s.limit.Load(); got != 8 {
+		t.Errorf("cap with batching on: %d, want 8 (--batch-max)", got)
+	}
+	off := bal.cfg().Limits
+	off.Batch = Batch{Max: 8, Wait: 10 * time.Millisecond}
+	if err := bal.Reconfigure(off, bal.cfg().Policy); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.limit.Load(); got != 1 {
+		t.Errorf("cap with batching off again: %d, want 1 (auto's lower bound)", got)
+	}
+	small := off
+	small.Batch = Batch{Path: "/predict", Endpoint: "/batch", Max: 8, Wait: 10 * time.Millisecond}
+	small.AdaptiveInflight = InflightBounds{Min: 1, Max: 4}
+	if err := bal.Reconfigure(small, bal.cfg().Policy); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.limit.Load(); got != 4 {
+		t.Errorf("cap with batching on under auto:1-4: %d, want 4 (auto's upper bound)", got)
+	}
+}
+
+// TestBatchNeverOverMax: many requests at once never make a batch larger
+// than Max.
+func TestBatchNeverOverMax(t *testing.T) {
+	s := newBatchServer(t, 1)
+	_, srv := newTestBalancer(t, batchOptions(2, 50*time.Millisecond, func(o *Options) { o.MaxInflight, o.Queue = 64, 1024 }), s.Backend)
+	for range 5 {
+		postAll(t, srv.Client(), srv.URL+"/predict", ids(64, nil))
+	}
+	for _, n := range s.sizes() {
+		if n > 2 {
+			t.Fatalf("a batch of %d with Max 2 (sizes %v)", n, s.sizes())
+		}
+	}
+}
+
+// hangBackend's /batch hangs, before its headers or after the first byte
+// of its body, when an input has "hang"; its single path hangs for that
+// input alone and answers the others.
+func hangBackend(t *testing.T, afterHeaders bool) *testBackend {
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	tb := newTestBackend(t, 1, func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(body), `"hang"`) {
+			if afterHeaders && r.URL.Path == "/batch" {
+				w.WriteHeader(http.StatusOK)
+				fmt.Fprint(w, "[")
+				w.(http.Flusher).Flush()
+			}
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		if r.URL.Path == "/batch" {
+			var ins []json.RawMessage
+			_ = json.Unmarshal(body, &ins)
+			out := make([]string, len(ins))
+			for i := range ins {
+				out[i] = `{"batch":true}`
+			}
+			fmt.Fprint(w, "["+strings.Join(out, ",")+"]")
+			return
+		}
+		fmt.Fprint(w, `{"alone":true}`)
+	})
+	tb.Alive = func() bool { return true }
+	return tb
+}
+
+// TestBatchHungInputLeavesNeighbours: an input that hangs the model, before
+// its batch's answer or in the middle of it, times its batch out; its
+// neighbours then go alone and are answered, and it gets 504 alone.
+func TestBatchHungInputLeavesNeighbours(t *testing.T) {
+	for _, after := range []bool{false, true} {
+		tb := hangBackend(t, after)
+		_, srv := newTestBalancer(t, batchOptions(4, time.Second, func(o *Options) {
+			o.Retries, o.UpstreamTimeout = 2, 300*time.Millisecond
+		}), tb.Backend)
+		bodies := []string{`{"id":0}`, `{"id":1}`, `{"id":2,"hang":1}`, `{"id":3}`}
+		for i, r := range postAll(t, srv.Client(), srv.URL+"/predict", bodies) {
+			switch {
+			case i == 2 && r.code != http.StatusGatewayTimeout:
+				t.Errorf("after headers %v: the hung input: %d %s; want 504", after, r.code, r.body)
+			case i != 2 && (r.code != http.StatusOK || !strings.Contains(r.body, "alone")):
+				t.Errorf("after headers %v: neighbour %d: %d %s; want 200, answered alone", after, i, r.code, r.body)
+			}
+		}
+	}
+}
+
+// TestBatchPoisonWithoutRetries: at --retries 0 a batch that a poison
+// input failed still sends each of its requests again alone, once: the
+// neighbours are answered.
+func TestBatchPoisonWithoutRetries(t *testing.T) {
+	s := newBatchServer(t, 1)
+	_, srv := newTestBalancer(t, batchOptions(4, 2*time.Second, func(o *Options) { o.Retries = 0 }), s.Backend)
+	for i, r := range postAll(t, srv.Client(), srv.URL+"/predict", ids(4, func(i int, in *batchInput) { in.Poison = i == 2 })) {
+		switch {
+		case i == 2 && r.code != http.StatusBadGateway:
+			t.Errorf("the poison input: %d %s; want 502", r.code, r.body)
+		case i != 2 && r.code != http.StatusOK:
+			t.Errorf("neighbour %d: %d %s; want 200", i, r.code, r.body)
+		}
+	}
+	if n := s.poisoned.Load(); n != 2 {
+		t.Errorf("the poison input was delivered %d times; want 2, its batch and once alone", n)
+	}
+}
+
+// TestBatchPoisonQuarantined: a poison input that failed its batch is
+// judged alone afterwards, so it is quarantined as it would be unbatched,
+// and a repeat reaches no replica.
+func TestBatchPoisonQuarantined(t *testing.T) {
+	s := newBatchServer(t, 1)
+	bal, srv := newTestBalancer(t, batchOptions(4, 2*time.Second, func(o *Options) {
+		o.Retries, o.Quarantine = 2, time.Minute
+	}), s.Backend)
+	bodies := ids(4, func(i int, in *batchInput) { in.Poison = i == 2 })
+	postAll(t, srv.Client(), srv.URL+"/predict", bodies)
+	if n := s.poisoned.Load(); n != 3 {
+		t.Errorf("the poison input was delivered %d times; want 3: its batch, then twice alone", n)
+	}
+	if q := bal.Stats().Quarantined; q != 1 {
+		t.Errorf("quarantined %d, want 1", q)
+	}
+	r := postAll(t, srv.Client(), srv.URL+"/predict", bodies[2:3])[0]
+	if r.code != http.StatusBadGateway || s.poisoned.Load() != 3 {
+		t.Errorf("the repeat: %d, %d deliveries in all; want 502 from the quarantine and still 3", r.code, s.poisoned.Load())
+	}
+}
+
+// TestBatchErrorWithoutStatusSplits: an error element without a status
+// from 400 to 599 breaks the contract; its batch's requests go alone.
+func TestBatchErrorWithoutStatusSplits(t *testing.T) {
+	tb := newTestBackend(t, 1, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if r.URL.Path == "/batch" {
+			fmt.Fprint(w, `[{"error":"CUDA out of memory"},{"error":"x","status":"500"},{"error":"y","status":503}]`)
+			return
+		}
+		fmt.Fprint(w, `{"alone":true}`)
+	})
+	bal, srv := newTestBalancer(t, batchOptions(3, 2*time.Second, nil), tb.Backend)
+	for i, r := range postAll(t, srv.Client(), srv.URL+"/predict", ids(3, nil)) {
+		if r.code != http.StatusOK || !strings.Contains(r.body, "alone") {
+			t.Errorf("request %d: %d %s; want 200, answered alone", i, r.code, r.body)
+		}
+	}
+	if st := bal.Stats(); st.BatchesSplit != 1 {
+		t.Errorf("%d batches split, want 1", st.BatchesSplit)
+	}
+}
+
+// TestBatchKeepsQueriesAndCredentialsApart: a request with a query string
+// or credentials is never batched, since a batch carries neither.
+func TestBatchKeepsQueriesAndCredentialsApart(t *testing.T) {
+	s := newBatchServer(t, 1)
+	_, srv := newTestBalancer(t, batchOptions(2, 2*time.Second, nil), s.Backend)
+	start := time.Now()
+	for _, h := range []struct{ query, header, value string }{{"?model=a", "", ""}, {"", "Authorization", "Bearer x"}, {"", "Cookie", "s=1"}} {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/predict"+h.query, strings.NewReader(`{"id":1}`))
+		if h.header != "" {
+			req.Header.Set(h.header, h.value)
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("took %s: a request that is not batched waited for a batch", took)
+	}
+	if got := s.sizes(); len(got) != 0 || s.singles.Load() != 3 {
+		t.Errorf("batch calls %v, single calls %d; want none and 3", got, s.singles.Load())
+	}
+}
+
+// TestBatchCancelStress: clients that leave at random moments, batches
+// answered at random speeds, sometimes reset or of the wrong length: every
+// backend slot comes back.
+func TestBatchCancelStress(t *testing.T) {
+	var calls atomic.Int32
+	tb := newTestBackend(t, 1, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		time.Sleep(time.Duration(rand.IntN(20)) * time.Millisecond)
+		n := calls.Add(1)
+		if r.URL.Path == "/batch" {
+			var ins []json.RawMessage
+			_ = json.Unmarshal(b, &ins)
+			switch n % 7 {
+			case 3:
+				resetConn(w)
+				return
+			case 5:
+				fmt.Fprint(w, "[1]")
+				return
+			}
+			fmt.Fprint(w, "["+strings.Repeat("1,", len(ins)-1)+"1]")
+			return
+		}
+		fmt.Fprint(w, "1")
+	})
+	tb.Alive = func() bool { return true }
+	_, srv := newTestBalancer(t, batchOptions(4, 5*time.Millisecond, func(o *Options) {
+		o.Retries, o.MaxInflight, o.Queue = 2, 6, 1024
+	}), tb.Backend)
+	var wg sync.WaitGroup
+	for i := range 300 {
+		wg.Go(func() {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if i%2 == 0 {
+				time.AfterFunc(time.Duration(rand.IntN(30))*time.Millisecond, cancel)
+			}
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/predict", strings.NewReader(fmt.Sprintf(`{"id":%d}`, i)))
+			if resp, err := srv.Client().Do(req); err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		})
+	}
+	wg.Wait()
+	testutil.WaitFor(t, 10*time.Second, "no slot held", func() bool { return tb.inflight.Load() == 0 })
+}
+
+// TestBatchBounds: a body over batchMaxItem goes alone, and an answer over
+// batchMaxAnswer per request is not taken as a batch's: its requests go
+// alone.
+func TestBatchBounds(t *testing.T) {
+	huge := `{"id":1,"pad":"` + strings.Repeat("x", batchMaxItem) + `"}`
+	big := strings.Repeat("y", batchMaxAnswer)
+	tb := newTestBackend(t, 1, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if r.URL.Path == "/batch" {
+			fmt.Fprint(w, `["`+big+`"]`)
+			return
+		}
+		fmt.Fprint(w, `{"alone":true}`)
+	})
+	bal, srv := newTestBalancer(t, batchOptions(8, 10*time.Millisecond, func(o *Options) { o.MaxBody = 64 << 20 }), tb.Backend)
+	if code, body := post(t, srv.Client(), srv.URL+"/predict", huge); code != http.StatusOK || !strings.Contains(body, "alone") {
+		t.Errorf("a body over %d bytes: %d %.80s; want 200, answered alone", batchMaxItem, code, body)
+	}
+	if st := bal.Stats(); st.Batches != 0 {
+		t.Errorf("%d batches sent for a body over the bound", st.Batches)
+	}
+	if code, body := post(t, srv.Client(), srv.URL+"/predict", `{"id":2}`); code != http.StatusOK || !strings.Contains(body, "alone") {
+		t.Errorf("an answer over %d bytes: %d %.80s; want 200, answered alone", batchMaxAnswer, code, body)
+	}
+	if st := bal.Stats(); st.Batches != 1 || st.BatchesSplit != 1 {
+		t.Errorf("%d batches, %d split; want 1 and 1", st.Batches, st.BatchesSplit)
+	}
 }

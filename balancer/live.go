@@ -89,7 +89,7 @@ func (b *Balancer) Reconfigure(limits Limits, policy Policy) error {
 func (b *Balancer) fitLimiterLocked(be *Backend, o *Options, now time.Time) {
 	if !o.Adaptive() {
 		be.limiter = nil
-	} else if bounds := o.AdaptiveInflight; be.limiter == nil ||
+	} else if bounds := o.learnedBounds(); be.limiter == nil ||
 		be.limiter.min != float64(bounds.Min) || be.limiter.max != float64(bounds.Max) {
 		// A new process, or new bounds, learns afresh from the lower one.
 		be.limiter = newLimiter(bounds.Min, bounds.Max, now, uint64(be.ID))

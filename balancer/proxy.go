@@ -182,13 +182,10 @@ func (b *Balancer) proxyAttempt(x *exchange) (done bool) {
 	if c := b.cfg().Batch; c.Path != "" {
 		if body, ok := b.batched(x, c); ok {
 			if !b.forwardBatched(x, a, body, c) {
-				// Answered, but not as a batch: x goes again, alone, on
-				// any backend. Not a failure of x's, and not counted.
-				x.alone = true
-				return false
+				return false // to go again alone (batch.go)
 			}
-			if a.err != nil {
-				x.alone = true
+			if a.err != nil { // its batch was x alone: x's own failure
+				x.alone, x.batchBody = true, nil
 			}
 		} else {
 			b.forward(x.ctx, x.w, x.r, x.body, a)
