@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -115,35 +113,16 @@ func (e *environment) batchInstance(on bool, f func(url string)) error {
 	if err != nil {
 		return err
 	}
-	home := filepath.Join(e.work, "home-batch-"+strconv.Itoa(port))
-	args := []string{"up", "--host", "127.0.0.1", "-p", strconv.Itoa(port), "-r", strconv.Itoa(replicas), "--admin", "none", "--log-level", "warn"}
+	args := []string{"-r", strconv.Itoa(replicas)}
 	if on {
 		args = append(args, "--batch-path", "/predict", "--batch-endpoint", "/batch")
 	}
 	args = append(args, "--", filepath.Join(e.work, "fakemodel"), "-batch-cost", batchFixed.String()+","+batchEach.String())
-	cmd := exec.Command(filepath.Join(e.work, "mattingctl"), args...)
-	cmd.Env = append(os.Environ(), "MATTINGCTL_HOME="+home)
-	logPath := filepath.Join(e.work, "mattingctl-batch-"+strconv.Itoa(port)+".log")
-	logf, err := os.Create(logPath)
+	in, err := e.startInstance(filepath.Join(e.work, "mattingctl"), "batch-"+strconv.Itoa(port), port, replicas, time.Minute, args)
 	if err != nil {
 		return err
 	}
-	defer logf.Close()
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	defer terminate(cmd)
-	in := &modelInstance{bin: filepath.Join(e.work, "mattingctl"), home: home, port: port}
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
-		if st, err := in.status(); err == nil && st.ready() == replicas {
-			break
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(logPath)
-			return fmt.Errorf("replicas not ready within a minute:\n%s", log)
-		}
-	}
+	defer in.stop()
 	f("http://127.0.0.1:" + strconv.Itoa(port) + "/predict")
 	return nil
 }
