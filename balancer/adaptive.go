@@ -70,6 +70,6 @@ func (b *Balancer) endLimitLocked(a *attempt, now time.Time) {
 		return
 	}
 	if l.observe(a.start, now, (area-a.area0)/d.Seconds()) {
-		a.be.limit.Store(int64(l.cap))
+		a.be.limit.Store(int64(b.capLocked(a.be)))
 	}
 }

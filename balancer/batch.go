@@ -24,8 +24,15 @@ import (
 // backend's cap, the admission estimate and the learned limit: the limit
 // learns the level that batching makes worth it. The requests that hold
 // slots on one backend then wait, for at most Batch.Wait from the first,
-// to be sent together; Batch.Max of them go at once. A request whose
-// client leaves before that is taken out of its batch, its slot given back.
+// to be sent together; Batch.Max of them go at once. A backend computes one
+// batch at a time, as a model instance does under Triton's dynamic
+// batcher: a batch whose wait is over while another of its backend's is in
+// flight is held until that one has ended and its requests' slots have
+// gone to the next ones, which join it, for Batch.Wait more (or until it
+// is full). Sent at once instead, a batch of the few that had slots would
+// go on alternating with the rest, each half the size it could be
+// (measured: a mean batch of 4.3 out of 8). A request whose client leaves
+// before its batch goes is taken out of it, its slot given back.
 //
 // The contract with the backend: the batch request is a JSON array of the
 // requests' JSON bodies, in some order; the answer is a JSON array of the
@@ -98,6 +105,7 @@ func (e *errBatchAnswer) Error() string { return e.why }
 type batcher struct {
 	mu      sync.Mutex
 	forming map[*Backend]*batch
+	busy    map[*Backend]int // batches in flight, by backend
 	// Counters for Stats: batches sent, requests sent in them, batches
 	// answered not as a batch (split).
 	sent, items, split atomic.Uint64
@@ -118,6 +126,7 @@ type batch struct {
 	items []*batchItem
 	timer *time.Timer
 	gone  bool // taken out of forming: sent, or empty
+	held  bool // its wait is over, and another batch of its backend's is in flight
 }
 
 // batchItem is one request in a batch, and its answer once the batch was
@@ -224,14 +233,23 @@ func (q *batcher) join(it *batchItem, c Batch, send func(*batch)) (*batch, []*ba
 	return bt, q.takeLocked(bt)
 }
 
-// take takes bt out of forming, once, and returns its requests; nil when
-// it was taken already or has none.
-func (q *batcher) take(bt *batch) []*batchItem {
+// due is bt's wait being over: it returns bt's requests, taken out of
+// forming, for the caller to send; nil when bt was sent already or is
+// empty, or, holding it, while another batch of its backend's is in
+// flight.
+func (q *batcher) due(bt *batch) []*batchItem {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if !bt.gone && q.busy[bt.be] > 0 {
+		bt.held = true
+		return nil
+	}
 	return q.takeLocked(bt)
 }
 
+// takeLocked takes bt out of forming, once, and returns its requests,
+// counted in flight on its backend; nil when it was taken already or has
+// none.
 func (q *batcher) takeLocked(bt *batch) []*batchItem {
 	if bt.gone {
 		return nil
@@ -241,7 +259,28 @@ func (q *batcher) takeLocked(bt *batch) []*batchItem {
 	if q.forming[bt.be] == bt {
 		delete(q.forming, bt.be)
 	}
+	if len(bt.items) > 0 {
+		if q.busy == nil {
+			q.busy = map[*Backend]int{}
+		}
+		q.busy[bt.be]++
+	}
 	return bt.items
+}
+
+// ended is a batch of be's having ended, its requests' slots given back:
+// a batch held for it gets its wait again, from now, so that the requests
+// given those slots join it.
+func (q *batcher) ended(be *Backend) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.busy[be]--; q.busy[be] <= 0 {
+		delete(q.busy, be)
+		if bt := q.forming[be]; bt != nil && bt.held {
+			bt.held = false
+			bt.timer.Reset(bt.c.Wait)
+		}
+	}
 }
 
 // leave takes it out of bt if bt has not been sent, and reports whether it
@@ -266,8 +305,9 @@ func (q *batcher) leave(bt *batch, it *batchItem) bool {
 	return true
 }
 
-// sendBatch sends bt, when its timer fires, if nobody sent it yet.
-func (b *Balancer) sendBatch(bt *batch) { b.dispatch(bt, b.batches.take(bt)) }
+// sendBatch sends bt when its timer fires, unless it was sent already or
+// is held (due).
+func (b *Balancer) sendBatch(bt *batch) { b.dispatch(bt, b.batches.due(bt)) }
 
 // dispatch sends items, bt's requests taken out of forming, to bt's
 // backend's batch endpoint, and hands each its answer, ends its attempt
@@ -313,6 +353,7 @@ func (b *Balancer) dispatch(bt *batch, items []*batchItem) {
 		}
 		close(it.done)
 	}
+	b.batches.ended(bt.be)
 }
 
 // resendAlone readies x to go again, alone, after attempt a's batch

@@ -550,3 +550,47 @@ func TestBatchBounds(t *testing.T) {
 		t.Errorf("%d batches, %d split; want 1 and 1", st.Batches, st.BatchesSplit)
 	}
 }
+
+// TestBatchHeldWhileOneInFlight: a batch whose wait is over while another
+// of its replica's is in flight is held until that one ends, and the
+// requests given the slots it frees join it. 8 clients arrive as 5, sent
+// as a batch, and 3, held; when the 5 are answered and send their second
+// requests, those join the 3 into a batch of 8; the 3's second ones then
+// go as a batch of 3 (without the hold: 5, 3, 5, 3).
+func TestBatchHeldWhileOneInFlight(t *testing.T) {
+	s := newBatchServer(t, 1)
+	slow := make(chan struct{})
+	var first sync.Once
+	inner := s.srv.Config.Handler
+	s.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/batch" {
+			first.Do(func() { <-slow }) // the first batch is in flight until the rest have come
+		}
+		inner.ServeHTTP(w, r)
+	})
+	_, srv := newTestBalancer(t, batchOptions(8, 20*time.Millisecond, func(o *Options) { o.MaxInflight = 8 }), s.Backend)
+	var wg sync.WaitGroup
+	loop := func(ids []int) {
+		for _, id := range ids {
+			wg.Go(func() {
+				for round := range 2 {
+					body := fmt.Sprintf(`{"id":%d}`, 10*round+id)
+					if code, answer := post(t, srv.Client(), srv.URL+"/predict", body); code != 200 || !strings.Contains(answer, fmt.Sprintf(`"id":%d`, 10*round+id)) {
+						t.Errorf("request %s: %d %s", body, code, answer)
+					}
+				}
+			})
+		}
+	}
+	loop([]int{0, 1, 2, 3, 4})
+	testutil.WaitFor(t, 5*time.Second, "a batch of 5 in flight", func() bool { return len(s.sizes()) == 0 && s.inflight.Load() == 5 })
+	time.Sleep(50 * time.Millisecond) // the first batch is on its way
+	loop([]int{5, 6, 7})
+	testutil.WaitFor(t, 5*time.Second, "8 in flight", func() bool { return s.inflight.Load() == 8 })
+	time.Sleep(100 * time.Millisecond) // past the second batch's wait: it is held
+	close(slow)
+	wg.Wait()
+	if got := fmt.Sprint(s.sizes()); got != "[5 8 3]" {
+		t.Errorf("batch sizes %s; want [5 8 3]", got)
+	}
+}
