@@ -163,7 +163,7 @@ func (b *Balancer) batched(x *exchange, c Batch) ([]byte, bool) {
 		return nil, false
 	}
 	if x.batchBody == nil {
-		body, err := io.ReadAll(x.body.reader())
+		body, err := x.body.bytes()
 		if err != nil || !json.Valid(body) {
 			x.alone = true // not JSON: the backend's own path answers it
 			return nil, false

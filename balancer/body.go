@@ -60,6 +60,21 @@ func (b *bufferedBody) reader() io.ReadCloser {
 	return &chunkReader{chunks: b.chunks}
 }
 
+// bytes returns a copy of the body in one slice, for a batch (batch.go). It
+// takes no reference: the handler's own keeps the chunks while it copies.
+func (b *bufferedBody) bytes() ([]byte, error) {
+	if b.file != nil {
+		out := make([]byte, b.size)
+		_, err := io.ReadFull(io.NewSectionReader(b.file, 0, b.size), out)
+		return out, err
+	}
+	out := make([]byte, 0, b.size)
+	for _, c := range b.chunks {
+		out = append(out, c...)
+	}
+	return out, nil
+}
+
 // pooledChunks reports whether the body holds chunks from the pool, which
 // go back only once every write of it is reported done (trace). A body of
 // one chunk, or spilled to a file, holds none: the garbage collector

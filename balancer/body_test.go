@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptrace"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -106,5 +107,29 @@ func TestBodyBufferLifetime(t *testing.T) {
 				t.Errorf("chunks returned to the pool = %v, want %v", reusable, tt.returned)
 			}
 		})
+	}
+}
+
+// TestBodyBytes: bytes copies a body held in chunks, or in a file, whole,
+// and takes no reference on its chunks.
+func TestBodyBytes(t *testing.T) {
+	want := bytes.Repeat([]byte("0123456789"), 20000) // 200,000 bytes: several chunks
+	b := &bufferedBody{chunks: [][]byte{want[:65536], want[65536:131072], want[131072:]}, size: int64(len(want))}
+	b.refs.Store(1)
+	got, err := b.bytes()
+	if err != nil || !bytes.Equal(got, want) || b.refs.Load() != 1 {
+		t.Errorf("chunks: %d bytes, %v, refs %d; want %d bytes, refs 1", len(got), err, b.refs.Load(), len(want))
+	}
+	f, err := os.CreateTemp(t.TempDir(), "body")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(want); err != nil {
+		t.Fatal(err)
+	}
+	got, err = (&bufferedBody{file: f, size: int64(len(want))}).bytes()
+	if err != nil || !bytes.Equal(got, want) {
+		t.Errorf("file: %d bytes, %v; want %d bytes", len(got), err, len(want))
 	}
 }
