@@ -21,6 +21,10 @@ func writeStatus(w io.Writer, st control.Status, now time.Time) error {
 	fmt.Fprintf(w, "command: %s\n", strings.Join(st.Command, " "))
 	fmt.Fprintf(w, "queue: %d waiting (max %d%s); rejected %d, retried %d, failed %d\n",
 		st.Queued, st.QueueMax, queueTimeout(st.Settings), st.Rejected, st.Retried, st.Failed)
+	if st.Batches > 0 { // shown once batching (--batch-path) has sent a batch
+		fmt.Fprintf(w, "batches: %d sent, %.1f requests each on average; %d answered not as a batch (their requests went alone)\n",
+			st.Batches, float64(st.Batched)/float64(st.Batches), st.BatchesSplit)
+	}
 	if len(st.Changed) > 0 {
 		fmt.Fprintln(w, formatChanged(st, now))
 	}

@@ -111,6 +111,22 @@ replica-2 failed: replica-2 crashed 6 times in a row
 	}
 }
 
+// TestWriteStatusBatches: the batches line appears once a batch was sent,
+// and not before (TestWriteStatus).
+func TestWriteStatusBatches(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	st := control.Status{Name: "default", Port: 9110, Pid: 42, Desired: 1, Command: []string{"python3", "app.py"},
+		Policy: "least_conn", StartedAt: now.Add(-time.Hour), QueueMax: 1024, Batches: 264, Batched: 2112, BatchesSplit: 1}
+	var b strings.Builder
+	if err := writeStatus(&b, st, now); err != nil {
+		t.Fatal(err)
+	}
+	want := "batches: 264 sent, 8.0 requests each on average; 1 answered not as a batch (their requests went alone)\n"
+	if !strings.Contains(b.String(), "failed 0\n"+want) {
+		t.Errorf("status:\n%s\nwant after the queue line:\n%s", b.String(), want)
+	}
+}
+
 // TestWriteStatusUpgraded: the UPGRADED column appears once a replica has
 // an upgraded connection (WebSocket) open, and not before (TestWriteStatus).
 func TestWriteStatusUpgraded(t *testing.T) {
