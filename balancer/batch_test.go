@@ -280,7 +280,9 @@ func TestBatchPoisonSplits(t *testing.T) {
 // its batch is sent is taken out of it.
 func TestBatchDropsClientThatLeft(t *testing.T) {
 	s := newBatchServer(t, 1)
-	_, srv := newTestBalancer(t, batchOptions(8, 500*time.Millisecond, nil), s.Backend)
+	// A wait long beside a busy machine's scheduling: the second request
+	// must join before the batch goes.
+	_, srv := newTestBalancer(t, batchOptions(8, 1500*time.Millisecond, nil), s.Backend)
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/predict", strings.NewReader(`{"id":7}`))
 	left := make(chan error, 1)
@@ -397,7 +399,7 @@ func TestBatchHungInputLeavesNeighbours(t *testing.T) {
 	for _, after := range []bool{false, true} {
 		tb := hangBackend(t, after)
 		_, srv := newTestBalancer(t, batchOptions(4, time.Second, func(o *Options) {
-			o.Retries, o.UpstreamTimeout = 2, 300*time.Millisecond
+			o.Retries, o.UpstreamTimeout = 2, time.Second // long beside a busy machine's answer from the quick path
 		}), tb.Backend)
 		bodies := []string{`{"id":0}`, `{"id":1}`, `{"id":2,"hang":1}`, `{"id":3}`}
 		for i, r := range postAll(t, srv.Client(), srv.URL+"/predict", bodies) {
@@ -559,16 +561,19 @@ func TestBatchBounds(t *testing.T) {
 // go as a batch of 3 (without the hold: 5, 3, 5, 3).
 func TestBatchHeldWhileOneInFlight(t *testing.T) {
 	s := newBatchServer(t, 1)
-	slow := make(chan struct{})
+	arrived, slow := make(chan struct{}), make(chan struct{})
 	var first sync.Once
 	inner := s.srv.Config.Handler
 	s.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/batch" {
-			first.Do(func() { <-slow }) // the first batch is in flight until the rest have come
+			first.Do(func() { close(arrived); <-slow }) // the first batch stays in flight until the rest have come
 		}
 		inner.ServeHTTP(w, r)
 	})
-	_, srv := newTestBalancer(t, batchOptions(8, 20*time.Millisecond, func(o *Options) { o.MaxInflight = 8 }), s.Backend)
+	// A wait long beside a busy machine's scheduling: the 5 second requests
+	// must join the held batch within it.
+	const wait = 300 * time.Millisecond
+	_, srv := newTestBalancer(t, batchOptions(8, wait, func(o *Options) { o.MaxInflight = 8 }), s.Backend)
 	var wg sync.WaitGroup
 	loop := func(ids []int) {
 		for _, id := range ids {
@@ -583,11 +588,14 @@ func TestBatchHeldWhileOneInFlight(t *testing.T) {
 		}
 	}
 	loop([]int{0, 1, 2, 3, 4})
-	testutil.WaitFor(t, 5*time.Second, "a batch of 5 in flight", func() bool { return len(s.sizes()) == 0 && s.inflight.Load() == 5 })
-	time.Sleep(50 * time.Millisecond) // the first batch is on its way
+	select {
+	case <-arrived: // the batch of 5 is at the replica
+	case <-time.After(10 * time.Second):
+		t.Fatal("no batch reached the replica in 10s")
+	}
 	loop([]int{5, 6, 7})
 	testutil.WaitFor(t, 5*time.Second, "8 in flight", func() bool { return s.inflight.Load() == 8 })
-	time.Sleep(100 * time.Millisecond) // past the second batch's wait: it is held
+	time.Sleep(wait + 200*time.Millisecond) // past the second batch's wait: it is held
 	close(slow)
 	wg.Wait()
 	if got := fmt.Sprint(s.sizes()); got != "[5 8 3]" {
