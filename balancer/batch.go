@@ -367,13 +367,7 @@ func (b *Balancer) resendAlone(x *exchange, a *attempt, err error, counted bool)
 	be := a.be
 	x.checkClient()
 	be.errors.Add(1)
-	f := failureOf(err, false,
-		func() bool { return b.alive(x.ctx, be) },
-		func() bool { return b.speaksOnlyH2C(x.ctx, be) })
-	x.checkClient()
-	if f.dead() {
-		b.markFailed(be)
-	}
+	f := b.judge(x, be, err, false)
 	x.retry.retries++
 	x.avoid = be
 	b.cfg().Logger.Debug("batch failed as a whole; its requests go again alone", "replica", be.Name,

@@ -179,19 +179,14 @@ func (b *Balancer) proxyAttempt(x *exchange) (done bool) {
 	}
 	x.replica, x.cur = a.be.Name, a
 	a.callDeadline, a.watch = x.callDeadline, &x.watch
-	if c := b.cfg().Batch; c.Path != "" {
-		if body, ok := b.batched(x, c); ok {
-			if !b.forwardBatched(x, a, body, c) {
-				return false // to go again alone (batch.go)
-			}
-			if a.err != nil { // its batch was x alone: x's own failure
-				x.alone, x.batchBody = true, nil
-			}
-		} else {
-			b.forward(x.ctx, x.w, x.r, x.body, a)
-		}
-	} else {
+	if c := b.cfg().Batch; c.Path == "" {
 		b.forward(x.ctx, x.w, x.r, x.body, a)
+	} else if body, ok := b.batched(x, c); !ok {
+		b.forward(x.ctx, x.w, x.r, x.body, a)
+	} else if !b.forwardBatched(x, a, body, c) {
+		return false // to go again alone (batch.go)
+	} else if a.err != nil { // its batch was x alone: x's own failure
+		x.alone, x.batchBody = true, nil
 	}
 	if a.err == nil {
 		x.code = a.code
@@ -211,13 +206,7 @@ func (b *Balancer) attemptFailed(x *exchange, a *attempt) (done bool) {
 	if !a.responded && classify(a.err) == dropped {
 		b.recordHarm(be, x, at)
 	}
-	f := failureOf(a.err, a.responded,
-		func() bool { return b.alive(x.ctx, be) },
-		func() bool { return b.speaksOnlyH2C(x.ctx, be) })
-	x.checkClient()
-	if f.dead() && !a.responded {
-		b.markFailed(be)
-	}
+	f := b.judge(x, be, a.err, a.responded)
 	bl := b.blame(x, a, f, at)
 	if bl != innocent {
 		x.harms = append(x.harms, harmText(f, be))
@@ -236,6 +225,20 @@ func (b *Balancer) attemptFailed(x *exchange, a *attempt) (done bool) {
 	// rotation by the panic threshold.
 	x.avoid = be
 	return false
+}
+
+// judge is how be failed an attempt of x's with err (failureOf, asking
+// be's liveness under x's context), taking be out of rotation when that
+// says it is dead and it had sent no response.
+func (b *Balancer) judge(x *exchange, be *Backend, err error, responded bool) failure {
+	f := failureOf(err, responded,
+		func() bool { return b.alive(x.ctx, be) },
+		func() bool { return b.speaksOnlyH2C(x.ctx, be) })
+	x.checkClient()
+	if f.dead() && !responded {
+		b.markFailed(be)
+	}
+	return f
 }
 
 // deadlines returns when a wait for a backend for r ends, over every try
