@@ -78,6 +78,7 @@ type Balancer struct {
 	proxy     *httputil.ReverseProxy
 	transport liveTransport // the upstream transport; Reconfigure swaps it
 	server    *http.Server
+	router    *Router       // set before Serve; nil: b serves every request itself
 	bufs      *buffers      // the request bodies' budgets
 	clients   *clientShares // each client address's share of them
 	watchers  *watchers     // checks the requests' watchdogs (watchdog.go)
@@ -296,19 +297,11 @@ func (b *Balancer) removeLocked(be *Backend) {
 // ended. At most Options.MaxConns connections are open at once.
 func (b *Balancer) Serve(ln net.Listener) error {
 	ln = newLimitListener(ln, b.cfg().MaxConns, &b.conns, b.cfg().Logger)
-	stop, summarized, released := make(chan struct{}), make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(summarized)
-		b.summarize(summaryEvery, stop)
-	}()
-	go func() {
-		defer close(released)
-		b.releaseMemory(stop)
-	}()
+	stop := make(chan struct{})
+	ended := b.background(stop, true)
 	defer func() {
 		close(stop)
-		<-summarized
-		<-released
+		ended()
 	}()
 	if err := b.server.Serve(b.tlsListener(ln)); !errors.Is(err, http.ErrServerClosed) {
 		return err
@@ -317,6 +310,39 @@ func (b *Balancer) Serve(ln net.Listener) error {
 	b.connGoroutines.Wait()
 	b.watchers.close()
 	return nil
+}
+
+// ServeRouted is Serve for a balancer that a router in front of another's
+// server hands requests to (SetRouter): it does the balancer's background
+// work (the periodic summary, giving memory back) until stop is closed,
+// which its owner does once that server's Serve has returned. Giving
+// memory back is the serving balancer's: it follows the connections, and
+// they are its.
+func (b *Balancer) ServeRouted(stop <-chan struct{}) {
+	b.background(stop, false)()
+	b.watchers.close()
+}
+
+// background starts the balancer's periodic work until stop is closed,
+// giving memory back too if release; wait returns once it has ended.
+func (b *Balancer) background(stop <-chan struct{}, release bool) (wait func()) {
+	summarized, released := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(summarized)
+		b.summarize(summaryEvery, stop)
+	}()
+	if !release {
+		close(released)
+		return func() { <-summarized }
+	}
+	go func() {
+		defer close(released)
+		b.releaseMemory(stop)
+	}()
+	return func() {
+		<-summarized
+		<-released
+	}
 }
 
 // Shutdown stops accepting connections and waits, until ctx ends, for the

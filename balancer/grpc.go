@@ -24,6 +24,7 @@ type grpcCode int
 const (
 	grpcDeadlineExceeded  grpcCode = 4
 	grpcResourceExhausted grpcCode = 8
+	grpcUnimplemented     grpcCode = 12
 	grpcInternal          grpcCode = 13
 	grpcUnavailable       grpcCode = 14
 )

@@ -115,7 +115,18 @@ type exchange struct {
 // buffering does, and lets a request that a backend refused or dropped be
 // sent again to another: the loop makes one attempt at a time, as Caddy's
 // reverse proxy does, until one is answered or the request is refused.
+//
+// With a router (SetRouter), the router picks the balancer that serves r.
 func (b *Balancer) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	if b.router != nil {
+		b.router.ServeHTTP(rw, r)
+		return
+	}
+	b.serve(rw, r)
+}
+
+// serve is ServeHTTP without a router.
+func (b *Balancer) serve(rw http.ResponseWriter, r *http.Request) {
 	x := &exchange{r: r, start: time.Now()}
 	x.w, x.acc = b.beginAccess(rw, r, x.start)
 	x.w = b.watch(x, rw)
