@@ -19,6 +19,9 @@ type Spec struct {
 	// ID is the replica's 1-based number; it names the replica
 	// ("replica-ID") and is passed to it as MATTINGCTL_REPLICA.
 	ID int
+	// Service, when not empty, is the service the replica serves, of
+	// several in one instance: it names the replica "SERVICE-ID" instead.
+	Service string
 	// Port is the TCP port the replica must listen on (127.0.0.1:Port),
 	// passed to it as PORT.
 	Port int
@@ -38,8 +41,13 @@ type Spec struct {
 	CPUs []int
 }
 
-// Name is the replica's display name, "replica-ID".
-func (s Spec) Name() string { return "replica-" + strconv.Itoa(s.ID) }
+// Name is the replica's display name, "replica-ID", or "SERVICE-ID".
+func (s Spec) Name() string {
+	if s.Service != "" {
+		return s.Service + "-" + strconv.Itoa(s.ID)
+	}
+	return "replica-" + strconv.Itoa(s.ID)
+}
 
 // Args returns Command with {port} and {replica} expanded.
 func (s Spec) Args() []string { return Expand(s.Command, s.ID, s.Port) }

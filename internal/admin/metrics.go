@@ -33,8 +33,36 @@ type Metrics struct {
 
 // NewMetrics returns the metrics of the instance whose status src gives.
 func NewMetrics(src StatusSource) *Metrics {
-	m := &Metrics{
-		reg: prometheus.NewRegistry(),
+	m := NewInstanceMetrics(src)
+	m.register(m.reg, src)
+	return m
+}
+
+// NewInstanceMetrics returns the metrics of an instance of several
+// services without any service's: what the process has once (dropped log
+// lines, the Go runtime's and the process's own). Add each service's with
+// Service.
+func NewInstanceMetrics(src StatusSource) *Metrics {
+	m := newMetrics(prometheus.NewRegistry())
+	m.reg.MustRegister(dropCounters(src)...)
+	// mattingctl's own health, as every Go exporter shows it:
+	// go_goroutines, process_resident_memory_bytes, process_open_fds.
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Service returns the metrics of one service of m's instance, whose
+// status src gives: exported by m's Handler, each series with the label
+// service="name".
+func (m *Metrics) Service(src StatusSource, name string) *Metrics {
+	sm := newMetrics(m.reg)
+	sm.register(prometheus.WrapRegistererWith(prometheus.Labels{"service": name}, m.reg), src)
+	return sm
+}
+
+func newMetrics(reg *prometheus.Registry) *Metrics {
+	return &Metrics{
+		reg: reg,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricRequests,
 			Help: "Requests answered, by the replica that answered (empty: none) and the status code (499: the client went away; 408, 504: a response broken off by the send or upstream timeout).",
@@ -50,13 +78,11 @@ func NewMetrics(src StatusSource) *Metrics {
 			Help: "Replica processes replaced, by reason: crash, rolling restart, memory, max-requests.",
 		}, []string{"replica", "reason"}),
 	}
-	m.reg.MustRegister(dropCounters(src)...)
-	m.reg.MustRegister(m.requests, m.duration, m.restarts, &statusCollector{src: src}, &quantileCollector{recent: &m.recent},
-		// mattingctl's own health, as every Go exporter shows it:
-		// go_goroutines, process_resident_memory_bytes, process_open_fds.
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return m
+}
+
+// register puts m's series and those read from src's status in reg.
+func (m *Metrics) register(reg prometheus.Registerer, src StatusSource) {
+	reg.MustRegister(m.requests, m.duration, m.restarts, &statusCollector{src: src}, &quantileCollector{recent: &m.recent})
 }
 
 // Observe records a request answered by replica (empty: none) with code

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"syscall"
 )
@@ -18,6 +19,10 @@ import (
 type Client struct {
 	name, path string
 	http       *http.Client
+	// Service names the service that Scale, Restart, RestartReplica,
+	// Reload and Set apply to, in an instance of several; empty means the
+	// instance's only one.
+	Service string
 }
 
 // Connect returns a client for the instance called name whose socket is in
@@ -81,14 +86,14 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 // Scale sets the instance's replica count to n and waits until done.
 func (c *Client) Scale(ctx context.Context, n int) (ScaleResult, error) {
 	var res ScaleResult
-	err := c.call(ctx, http.MethodPost, "/v1/scale", scaleRequest{Replicas: &n}, &res)
+	err := c.call(ctx, http.MethodPost, c.withService("/v1/scale"), scaleRequest{Replicas: &n}, &res)
 	return res, err
 }
 
 // Restart runs a rolling restart and waits until it is done.
 func (c *Client) Restart(ctx context.Context) (RestartResult, error) {
 	var res RestartResult
-	err := c.call(ctx, http.MethodPost, "/v1/restart", nil, &res)
+	err := c.call(ctx, http.MethodPost, c.withService("/v1/restart"), nil, &res)
 	return res, err
 }
 
@@ -96,7 +101,7 @@ func (c *Client) Restart(ctx context.Context) (RestartResult, error) {
 // afresh if it failed) and waits until it is done.
 func (c *Client) RestartReplica(ctx context.Context, id int) (RestartResult, error) {
 	var res RestartResult
-	err := c.call(ctx, http.MethodPost, "/v1/restart", restartRequest{Replica: &id}, &res)
+	err := c.call(ctx, http.MethodPost, c.withService("/v1/restart"), restartRequest{Replica: &id}, &res)
 	return res, err
 }
 
@@ -104,7 +109,7 @@ func (c *Client) RestartReplica(ctx context.Context, id int) (RestartResult, err
 // changed, and waits until it has (a rolling restart included).
 func (c *Client) Reload(ctx context.Context) (ReloadResult, error) {
 	var res ReloadResult
-	err := c.call(ctx, http.MethodPost, "/v1/reload", nil, &res)
+	err := c.call(ctx, http.MethodPost, c.withService("/v1/reload"), nil, &res)
 	return res, err
 }
 
@@ -112,7 +117,7 @@ func (c *Client) Reload(ctx context.Context) (ReloadResult, error) {
 // the instance has (a rolling restart included).
 func (c *Client) Set(ctx context.Context, settings []string) (ReloadResult, error) {
 	var res ReloadResult
-	err := c.call(ctx, http.MethodPost, "/v1/set", setRequest{Settings: settings}, &res)
+	err := c.call(ctx, http.MethodPost, c.withService("/v1/set"), setRequest{Settings: settings}, &res)
 	return res, err
 }
 
@@ -126,6 +131,14 @@ func (c *Client) Dashboard(ctx context.Context) (DashboardAccess, error) {
 // Down stops the instance gracefully and returns once it has stopped.
 func (c *Client) Down(ctx context.Context) error {
 	return c.call(ctx, http.MethodPost, "/v1/down", nil, nil)
+}
+
+// withService is path with the query that names c.Service, if any.
+func (c *Client) withService(path string) string {
+	if c.Service == "" {
+		return path
+	}
+	return path + "?" + url.Values{"service": {c.Service}}.Encode()
 }
 
 func (c *Client) call(ctx context.Context, method, path string, in, out any) error {

@@ -42,6 +42,13 @@ type Instance interface {
 	Dashboard() (DashboardAccess, error)
 }
 
+// Services is what an instance of several services (several model servers
+// behind one port) offers besides Instance: each service, as an Instance
+// of its own, for the calls that name one (?service=NAME).
+type Services interface {
+	Service(name string) (Instance, error)
+}
+
 // Server serves the control API on an instance's Unix socket.
 type Server struct {
 	path string
@@ -118,6 +125,9 @@ func (c *Server) Start(inst Instance, log hclog.Logger) {
 //	POST /v1/down     {"stopped": true} once stopped
 //	GET  /v1/dashboard DashboardAccess: the dashboard's URL and token
 //
+// scale, restart, reload and set take ?service=NAME: the service they
+// apply to in an instance of several (Services).
+//
 // Errors are {"error": "..."}: 400 for a malformed request, 409 for one
 // the instance refused. A body must be exactly the JSON object shown, with
 // every field and no other; POST endpoints shown without one refuse any
@@ -136,6 +146,10 @@ func Handler(inst Instance, log hclog.Logger) http.Handler {
 			writeJSON(w, http.StatusBadRequest, apiError{`bad scale request: "replicas" is missing`})
 			return
 		}
+		inst, ok := serviceOf(w, r, inst)
+		if !ok {
+			return
+		}
 		res, err := inst.Scale(r.Context(), *req.Replicas)
 		if err != nil {
 			writeJSON(w, http.StatusConflict, apiError{err.Error()})
@@ -146,6 +160,10 @@ func Handler(inst Instance, log hclog.Logger) http.Handler {
 	mux.HandleFunc("POST /v1/restart", func(w http.ResponseWriter, r *http.Request) {
 		var req restartRequest
 		if !decodeOptional(w, r, "restart", &req) {
+			return
+		}
+		inst, ok := serviceOf(w, r, inst)
+		if !ok {
 			return
 		}
 		var res RestartResult
@@ -169,6 +187,10 @@ func Handler(inst Instance, log hclog.Logger) http.Handler {
 		if !noBody(w, r, "reload") {
 			return
 		}
+		inst, ok := serviceOf(w, r, inst)
+		if !ok {
+			return
+		}
 		res, err := inst.Reload(r.Context())
 		if err != nil {
 			writeJSON(w, http.StatusConflict, apiError{err.Error()})
@@ -183,6 +205,10 @@ func Handler(inst Instance, log hclog.Logger) http.Handler {
 		}
 		if len(req.Settings) == 0 {
 			writeJSON(w, http.StatusBadRequest, apiError{`bad set request: "settings" is missing or empty`})
+			return
+		}
+		inst, ok := serviceOf(w, r, inst)
+		if !ok {
 			return
 		}
 		res, err := inst.Set(r.Context(), req.Settings)
@@ -215,6 +241,26 @@ func Handler(inst Instance, log hclog.Logger) http.Handler {
 		}
 	})
 	return mux
+}
+
+// serviceOf returns the service r names (?service=NAME) of inst, or inst
+// when it names none. When there is no such service it answers 409, naming
+// it, and returns false.
+func serviceOf(w http.ResponseWriter, r *http.Request, inst Instance) (Instance, bool) {
+	name := r.URL.Query().Get("service")
+	if name == "" {
+		return inst, true
+	}
+	var err error
+	if svcs, ok := inst.(Services); ok {
+		if inst, err = svcs.Service(name); err == nil {
+			return inst, true
+		}
+	} else {
+		err = fmt.Errorf("--service %s: this instance runs one service, unnamed; leave --service out", name)
+	}
+	writeJSON(w, http.StatusConflict, apiError{err.Error()})
+	return nil, false
 }
 
 // Close lets a pending `down` call get its answer, then removes the socket.

@@ -115,6 +115,17 @@ type Status struct {
 	// over all replicas (--max-upgraded); each replica's are in
 	// ReplicaStatus.Upgraded.
 	MaxUpgraded int `json:"max_upgraded"`
+	// Services lists each service of an instance of several (the config
+	// file's services:), with its own status; the fields above then sum
+	// theirs up, and Replicas lists every service's, each with its
+	// Service. Empty for an instance of one service.
+	Services []Status `json:"services,omitempty"`
+	// Service and Route are a service's name and route (a path prefix, or
+	// host:NAME), in Services; StripPrefix says whether the route's
+	// prefix is removed before a request is forwarded.
+	Service     string `json:"service,omitempty"`
+	Route       string `json:"route,omitempty"`
+	StripPrefix bool   `json:"strip_prefix,omitempty"`
 }
 
 // AllInterfaces reports whether host, as --host takes it, means every
@@ -137,9 +148,12 @@ func (st Status) Ready() int {
 
 // ReplicaStatus is one replica in Status.
 type ReplicaStatus struct {
-	ID   int    `json:"id"`
-	Name string `json:"name"`
-	Port int    `json:"port"`
+	// Service is the replica's service in an instance of several;
+	// empty in one of one.
+	Service string `json:"service,omitempty"`
+	ID      int    `json:"id"`
+	Name    string `json:"name"`
+	Port    int    `json:"port"`
 	// Pid is 0 while no process runs (backoff, failed, stopped).
 	Pid   int   `json:"pid"`
 	State State `json:"state"`

@@ -108,7 +108,7 @@ func TestLogsReplicaLines(t *testing.T) {
 		{"06:44:49 [INFO]  mattingctl: ready: proxy=http://127.0.0.1:9110/ replicas=2", false},
 		{"==> mattingctl up -d -r 2, 2026-11-26T12:00:00Z", false},
 	}
-	f := newReplicaFilter(2)
+	f := newReplicaFilter("", 2)
 	for _, tt := range tests {
 		if got := f.match([]byte(tt.line + "\n")); got != tt.keep {
 			t.Errorf("%q: kept %v, want %v", tt.line, got, tt.keep)

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bytes"
+	"slices"
 	"strconv"
 )
 
@@ -10,26 +11,47 @@ import (
 // replica=replica-2", "there is no replica-2", or "replica":"replica-2" in
 // JSON), but not other replicas' output that happens to name it.
 type replicaFilter struct {
-	name []byte // "replica-2"
+	prefix  []byte // "replica-", or "SERVICE-" for a service's
+	name    []byte // "replica-2"; nil: any of prefix's
+	service [][]byte
 }
 
-func newReplicaFilter(id int) replicaFilter {
-	return replicaFilter{name: []byte("replica-" + strconv.Itoa(id))}
-}
-
-// match reports whether line belongs to the filter's replica.
-func (f replicaFilter) match(line []byte) bool {
-	if owner, ok := outputOwner(line); ok {
-		return bytes.Equal(owner, f.name)
+// newReplicaFilter keeps replica id's lines, or with a service those of
+// replica id of that service, or of all its replicas when id is 0.
+func newReplicaFilter(service string, id int) replicaFilter {
+	f := replicaFilter{prefix: []byte("replica-")}
+	if service != "" {
+		f.prefix = []byte(service + "-")
+		// mattingctl's log lines about the service, text and JSON.
+		f.service = [][]byte{[]byte("service=" + service), []byte(`"service":"` + service + `"`)}
 	}
-	return mentions(line, f.name)
+	if id > 0 {
+		f.name = append(slices.Clip(f.prefix), strconv.Itoa(id)...)
+	}
+	return f
+}
+
+// match reports whether line belongs to the filter's replica, or service.
+func (f replicaFilter) match(line []byte) bool {
+	if owner, ok := outputOwner(line, f.prefix); ok {
+		return f.name == nil || bytes.Equal(owner, f.name)
+	}
+	if f.name != nil {
+		return mentions(line, f.name)
+	}
+	for _, s := range f.service {
+		if mentions(line, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // outputOwner returns the replica whose output line is, as
-// replica.Output writes it: its name, padded with spaces, then "|".
-func outputOwner(line []byte) ([]byte, bool) {
-	const prefix = "replica-"
-	if !bytes.HasPrefix(line, []byte(prefix)) {
+// replica.Output writes it: its name (prefix and a number), padded with
+// spaces, then "|".
+func outputOwner(line, prefix []byte) ([]byte, bool) {
+	if !bytes.HasPrefix(line, prefix) {
 		return nil, false
 	}
 	i := len(prefix)

@@ -20,6 +20,9 @@ type LogsOptions struct {
 	// Replica, when more than 0, keeps only replica K's lines: its output
 	// and mattingctl's lines that name it.
 	Replica int
+	// Service, when not empty, keeps only that service's lines, of an
+	// instance of several (its replica Replica's only, when more than 0).
+	Service string
 	// Follow waits for more lines, until ctx ends or the instance stops.
 	Follow bool
 	// Running reports whether the instance still runs; nil means asking
@@ -74,8 +77,8 @@ func Logs(ctx context.Context, w io.Writer, opts LogsOptions) (LogsEnd, error) {
 		running = instanceRunning(dir, opts.Name)
 	}
 	keep := func([]byte) bool { return true }
-	if opts.Replica > 0 {
-		keep = newReplicaFilter(opts.Replica).match
+	if opts.Replica > 0 || opts.Service != "" {
+		keep = newReplicaFilter(opts.Service, opts.Replica).match
 	}
 	r := bufio.NewReader(f)
 	var partial []byte
