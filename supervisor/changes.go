@@ -137,8 +137,9 @@ var settings = []setting{
 }
 
 // notSettings are the Options fields that are no setting of up's: what
-// the process gives the supervisor, not the user.
-var notSettings = []string{"StateDir", "Stdout", "Stderr", "Logger", "Backoff", "Reaper", "MemAvailable", "Source", "OnReload", "OnReady", "OnStopping"}
+// the process gives the supervisor, not the user; and Services, the
+// config file's list, which a reload refuses to bring (reconfigure).
+var notSettings = []string{"StateDir", "Stdout", "Stderr", "Logger", "Backoff", "Reaper", "MemAvailable", "Source", "OnReload", "OnReady", "OnStopping", "Services"}
 
 // RefusedError is a change that cannot be made while the instance runs:
 // nothing of it was made.

@@ -50,7 +50,7 @@ func (s *slot) launch(port int, primary bool) (*incarnation, error) {
 	// a changed command, environment or placement reaches every replica.
 	c := s.sup.cfg()
 	env, gpu, cpus := placement(c, s.id)
-	spec := replica.Spec{ID: s.id, Port: port, Command: c.Command, Env: env, Tracker: s.sup.tracker, CPUs: cpus}
+	spec := replica.Spec{ID: s.id, Service: s.sup.service, Port: port, Command: c.Command, Env: env, Tracker: s.sup.tracker, CPUs: cpus}
 	proc, err := replica.Start(spec, s.sup.out)
 	if err != nil {
 		return nil, err

@@ -60,6 +60,10 @@ type Options struct {
 	// stops accepting. nil means nobody is told. (`up` tells systemd
 	// STOPPING=1 then.)
 	OnStopping func()
+	// Services, when not empty, are the model servers of an instance of
+	// several behind its one port (services.go); Command and the other
+	// settings of one service are then theirs, not these.
+	Services []Service
 }
 
 // ReplicaOptions say what the replicas run and how they start and stop.

@@ -1,8 +1,6 @@
 package supervisor
 
 import (
-	"strconv"
-
 	"github.com/mattingctl/mattingctl/replica"
 )
 
@@ -15,10 +13,17 @@ func (s *Supervisor) LogLinesDropped() uint64 { return s.out.Dropped() }
 // because a replica wrote more than --output-rate. /metrics exports it.
 func (s *Supervisor) OutputLinesOverRate() uint64 { return s.out.RateDropped() }
 
-// newOutput returns the replicas' output as c says: prefixed, never
-// blocking, at most c.OutputRate a second from each replica.
-func newOutput(c *config) *replica.Output {
-	out := replica.NewOutput(c.Stdout, c.Stderr, len("replica-")+len(strconv.Itoa(c.MostReplicas())))
+// newOutput returns the replicas' output as c says: prefixed (by the
+// replicas' names, replicaName), never blocking, at most c.OutputRate a
+// second from each replica.
+func newOutput(c *config, service string) *replica.Output {
+	out := replica.NewOutput(c.Stdout, c.Stderr, len(replicaName(service, c.MostReplicas())))
 	out.Rate = c.OutputRate
 	return out
+}
+
+// replicaName names replica id: replica-ID, or SERVICE-ID for a service of
+// several.
+func replicaName(service string, id int) string {
+	return replica.Spec{ID: id, Service: service}.Name()
 }

@@ -52,7 +52,11 @@ func (s *Supervisor) allocPort(sl *slot) (int, error) {
 // spareLocked reserves the first port past the replicas' range that no
 // slot holds and nothing else listens on. The caller holds s.mu.
 func (s *Supervisor) spareLocked(sl *slot) (int, error) {
-	for p := s.homePort(s.desired + 1); p <= maxPort; p++ {
+	last := maxPort
+	if s.lastPort > 0 {
+		last = s.lastPort
+	}
+	for p := s.homePort(s.desired + 1); p <= last; p++ {
 		if s.ports[p] == nil && p != s.cfg().Port && portFree(p) {
 			s.ports[p] = sl
 			return p, nil
@@ -106,20 +110,24 @@ func (s *Supervisor) checkNewPortsLocked(first, last int) error {
 		if s.ports[port] != nil {
 			continue
 		}
-		if err := checkPorts(s.cfg().BasePort, id, 1); err != nil {
+		if err := s.checkPorts(id, 1); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// checkPorts reports the first of count ports from base+first-1 on that is
-// in use on 127.0.0.1, naming the replica it was meant for.
-func checkPorts(base, first, count int) error {
+// checkPorts reports the first home port of replicas first..first+count-1
+// that is in use on 127.0.0.1, or past the service's block of ports,
+// naming the replica it was meant for.
+func (s *Supervisor) checkPorts(first, count int) error {
 	for id := first; id < first+count; id++ {
-		port := base + id - 1
+		port := s.homePort(id)
+		if s.lastPort > 0 && port > s.lastPort {
+			return fmt.Errorf("%s would listen on port %d, past service %s's ports, %d-%d: give the services base-port settings further apart", replicaName(s.service, id), port, s.service, s.cfg().BasePort, s.lastPort)
+		}
 		if err := replica.CheckPort(port); err != nil {
-			return fmt.Errorf("port %d for replica-%d: %s", port, id, portError(err))
+			return fmt.Errorf("port %d for %s: %s", port, replicaName(s.service, id), portError(err))
 		}
 	}
 	return nil

@@ -128,6 +128,9 @@ func (s *Supervisor) reconfigure(by string, next func(*reloadState) ([]byte, []s
 	if err != nil {
 		return res, fmt.Errorf("%w; nothing was changed", err)
 	}
+	if len(raw.Services) > 0 {
+		return res, errors.New("the file now lists services: an instance of one cannot become one of several while it runs (down, then up -f); nothing was changed")
+	}
 	keepRuntime(&raw, &old.Options)
 	changes, err := diffOptions(&s.reload.raw, &raw)
 	if ferr := diffFixed(s.reload.fixed, fixed); ferr != nil {

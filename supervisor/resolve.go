@@ -165,6 +165,10 @@ func (o *ProxyOptions) resolvePolicy() (balancer.Policy, error) {
 // Validate reports the first problem with opts that can be found without
 // starting anything: bad values and a command that cannot be run.
 func Validate(opts Options) error {
+	if len(opts.Services) > 0 {
+		_, err := newServices(opts)
+		return err
+	}
 	if _, err := opts.resolve(); err != nil {
 		return err
 	}

@@ -35,10 +35,13 @@ func Run(ctx context.Context, opts Options) error {
 // those started, has ended: the signal watchers, the proxy's Serve, the
 // replicas' slots, the control socket's and the admin endpoints' servers.
 func (s *Supervisor) Run(ctx context.Context) error {
-	defer s.out.Close()
-	// After every other deferred call: the servers' Close waits for their
-	// handlers, which may start goroutines of the group (a scale, say).
-	defer s.bg.Wait()
+	for _, svc := range s.all() {
+		defer svc.out.Close()
+		// After every other deferred call: the servers' Close waits for
+		// their handlers, which may start goroutines of the group (a
+		// scale, say).
+		defer svc.bg.Wait()
+	}
 	opts := s.cfg()
 	// Everything that can fail for a reason the user can fix is checked
 	// before the first replica starts.
@@ -60,7 +63,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		}
 		reaper.Stop() // once the tracker has swept: a kill -9 until then is covered
 	}()
-	s.tracker = tracker
+	for _, svc := range s.all() {
+		svc.tracker = tracker
+	}
 	if err := opts.prepareBufferDir(); err != nil {
 		return err
 	}
@@ -77,11 +82,14 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		return fmt.Errorf("proxy port %d: %s", opts.Port, portError(err))
 	}
 	defer ln.Close()
-	if err := checkPorts(opts.BasePort, 1, opts.Replicas); err != nil {
-		return err
-	}
-	if err := s.prepareTasks(); err != nil {
-		return err
+	for _, svc := range s.all() {
+		o := svc.cfg()
+		if err := svc.checkPorts(1, o.Replicas); err != nil {
+			return svc.named(err)
+		}
+		if err := svc.prepareTasks(); err != nil {
+			return svc.named(err)
+		}
 	}
 	adm, err := admin.Listen(opts.Admin, opts.AdminMaxConns)
 	if err != nil {
@@ -92,9 +100,11 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		return err
 	}
 	defer s.removeToken()
-	s.mu.Lock()
-	s.admin = adm.Addr()
-	s.mu.Unlock()
+	for _, svc := range s.all() {
+		svc.mu.Lock()
+		svc.admin = adm.Addr()
+		svc.mu.Unlock()
+	}
 
 	// From here on the instance is stopped before Run returns, whatever
 	// the path: the watchers below end only then. (Every return below
@@ -118,18 +128,39 @@ func (s *Supervisor) Run(ctx context.Context) error {
 
 	// The replicas are in the table before the control socket serves, so
 	// that a scale call cannot race their creation.
-	if w := opts.cpuShareWarning(opts.Replicas); w != "" {
-		s.log.Warn(w)
+	initial := make([]<-chan *slot, 0, len(s.all()))
+	for _, svc := range s.all() {
+		o := svc.cfg()
+		if w := o.cpuShareWarning(o.Replicas); w != "" {
+			svc.log.Warn(w)
+		}
+		svc.log.Info("starting replicas", "replicas", o.Replicas, "ports", portRange(o.BasePort, o.Replicas), "command", strings.Join(o.Command, " "))
+		initial = append(initial, svc.startInitial())
 	}
-	s.log.Info("starting replicas", "replicas", opts.Replicas, "ports", portRange(opts.BasePort, opts.Replicas), "command", strings.Join(opts.Command, " "))
-	initial := s.startInitial()
 	proxyDone := make(chan error, 1)
 	s.bg.Go(func() { proxyDone <- s.bal.Serve(ln) })
-	ctl.Start(s, s.log)
-	adm.SetDashboard(s.dashboard())
-	adm.Start(s, s.metrics.Handler(), s.log)
-	defer s.startSampling()()
-	if err := s.waitInitial(initial); err != nil {
+	for _, svc := range s.others() {
+		routed := make(chan struct{})
+		svc.bg.Go(func() { svc.bal.ServeRouted(routed) })
+		defer close(routed) // once s.stop has waited for the proxy's Serve
+	}
+	if len(s.services) > 0 {
+		// The dashboard's charts are the first service's; its table
+		// lists every service's replicas.
+		d := s.dashboard()
+		d.Instance = instance{s}
+		ctl.Start(instance{s}, s.log)
+		adm.SetDashboard(d)
+		adm.Start(instance{s}, s.instMetrics.Handler(), s.log)
+	} else {
+		ctl.Start(s, s.log)
+		adm.SetDashboard(s.dashboard())
+		adm.Start(s, s.metrics.Handler(), s.log)
+	}
+	for _, svc := range s.all() {
+		defer svc.startSampling()()
+	}
+	if err := s.waitServices(initial); err != nil {
 		s.stopping()
 		s.stop(proxyDone)
 		if errors.Is(err, errStoppedEarly) {
@@ -146,14 +177,21 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	if adm != nil {
 		ready = append(ready, "dashboard", dashboardURL(opts.Admin, adm.Addr()), "with_token", dashboardCommand(opts.Name))
 	}
-	ready = append(ready, "replicas", opts.Replicas, "policy", opts.Policy, "control", ctl.Path())
+	if len(s.services) > 0 {
+		ready = append(ready, "services", len(s.services))
+	} else {
+		ready = append(ready, "replicas", opts.Replicas, "policy", opts.Policy)
+	}
+	ready = append(ready, "control", ctl.Path())
 	s.log.Info("ready", ready...)
 	if opts.OnReady != nil {
 		opts.OnReady()
 	}
-	if opts.Autoscaled() {
-		s.log.Info("autoscaling", "min", opts.Replicas, "max", opts.MaxReplicas, "scale_up_delay", opts.ScaleUpDelay, "scale_down_delay", opts.ScaleDownDelay)
-		s.bg.Go(s.autoscale)
+	for _, svc := range s.all() {
+		if o := svc.cfg(); o.Autoscaled() {
+			svc.log.Info("autoscaling", "min", o.Replicas, "max", o.MaxReplicas, "scale_up_delay", o.ScaleUpDelay, "scale_down_delay", o.ScaleDownDelay)
+			svc.bg.Go(svc.autoscale)
+		}
 	}
 
 	select {
@@ -211,6 +249,25 @@ func (s *Supervisor) startInitial() <-chan *slot {
 	return booted
 }
 
+// waitServices is waitInitial for every service, initial holding their
+// startInitial's channels in the order of s.all().
+func (s *Supervisor) waitServices(initial []<-chan *slot) error {
+	for i, svc := range s.all() {
+		if err := svc.waitInitial(initial[i]); err != nil {
+			return svc.named(err)
+		}
+	}
+	return nil
+}
+
+// named is err, naming s's service when it is one of several.
+func (s *Supervisor) named(err error) error {
+	if s.service == "" || errors.Is(err, errStoppedEarly) {
+		return err
+	}
+	return fmt.Errorf("service %s: %w", s.service, err)
+}
+
 // waitInitial waits until every initial replica is ready and returns nil,
 // or returns the first failure as soon as it happens, whichever replica
 // it is.
@@ -243,20 +300,31 @@ func (s *Supervisor) stop(serving <-chan error) {
 		deadline := time.Now().Add(s.cfg().StopTimeout)
 		ctx, cancel := context.WithDeadline(s.force, deadline)
 		defer cancel()
+		// The first service's server serves every service's requests:
+		// once it has shut down, none is in flight in any.
 		if err := s.bal.Shutdown(ctx); err != nil {
 			s.log.Warn("requests still in flight at the stop deadline were cut off", "error", err)
 		}
 		if serving != nil {
 			<-serving
 		}
+		for _, svc := range s.others() {
+			_ = svc.bal.Shutdown(ctx)
+		}
 
-		slots := s.snapshot()
+		var slots []*slot
+		for _, svc := range s.all() {
+			slots = append(slots, svc.snapshot()...)
+		}
 		cause := context.Cause(s.ctx)
 		for _, sl := range slots {
 			sl.requestStop(cause, deadline)
 		}
 		for _, sl := range slots {
 			<-sl.done
+		}
+		for _, svc := range s.others() {
+			close(svc.stopped)
 		}
 		close(s.stopped)
 	})

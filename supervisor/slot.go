@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -112,7 +111,7 @@ type slot struct {
 }
 
 func newSlot(s *Supervisor, id int, reason string) *slot {
-	name := "replica-" + strconv.Itoa(id)
+	name := replicaName(s.service, id)
 	sl := &slot{
 		sup:         s,
 		id:          id,

@@ -76,10 +76,25 @@ type Supervisor struct {
 	// tracker contains and records every replica process so that none,
 	// nor anything it starts, outlives the instance; set by Run.
 	tracker *replica.Tracker
+
+	// For an instance of several services (services.go): service and route
+	// are this one's name and route; services, in the first service's
+	// supervisor only, is every service's, itself first, and instMetrics
+	// the /metrics of them all.
+	// lastPort, when not 0, is the last port of the service's block, past
+	// which its replicas and their successors may not listen.
+	service, route string
+	strip          bool
+	lastPort       int
+	services       []*Supervisor
+	instMetrics    *admin.Metrics
 }
 
 // New validates opts and returns a supervisor that has started nothing.
 func New(opts Options) (*Supervisor, error) {
+	if len(opts.Services) > 0 {
+		return newServices(opts)
+	}
 	c, err := opts.resolve()
 	if err != nil {
 		return nil, err
@@ -87,9 +102,17 @@ func New(opts Options) (*Supervisor, error) {
 	if err := replica.CheckCommand(c.Command); err != nil {
 		return nil, err
 	}
+	return build(c, opts, nil, ""), nil
+}
+
+// build returns the supervisor of c, resolved from raw. first, when not nil, is the first
+// service of the instance c is another service of: its stop stops this
+// one, and its access log is this one's; service is the service's name.
+func build(c *config, raw Options, first *Supervisor, service string) *Supervisor {
 	s := &Supervisor{
+		service: service,
 		log:     c.Logger,
-		out:     newOutput(c),
+		out:     newOutput(c, service),
 		usage:   replica.NewSampler(time.Second),
 		started: time.Now(),
 		slots:   make(map[int]*slot),
@@ -99,13 +122,17 @@ func New(opts Options) (*Supervisor, error) {
 	}
 	s.proxyURL, s.allInterfaces = proxyURL(c.cert != nil, c.Host, c.Port)
 	s.opts.Store(c)
-	s.reload.raw = opts
+	s.reload.raw = raw
 	keepRuntime(&s.reload.raw, &c.Options)
 	if c.Source != nil {
 		s.reload.content, s.reload.fixed = c.Source.Content, c.Source.Fixed
 	}
-	s.ctx, s.cancel = context.WithCancelCause(context.Background())
-	s.force, s.forceStop = context.WithCancel(context.Background())
+	parent, force := context.Background(), context.Background()
+	if first != nil {
+		parent, force = first.ctx, first.force
+	}
+	s.ctx, s.cancel = context.WithCancelCause(parent)
+	s.force, s.forceStop = context.WithCancel(force)
 	if c.Autoscaled() {
 		s.auto = &autoState{on: true, target: c.Replicas}
 	}
@@ -114,7 +141,11 @@ func New(opts Options) (*Supervisor, error) {
 	}
 	s.metrics = admin.NewMetrics(s)
 	s.history = admin.NewHistory(s.metrics)
-	s.alog = newAccessLog(c)
+	if first != nil {
+		s.alog = first.alog
+	} else {
+		s.alog = newAccessLog(c)
+	}
 	var alog balancer.AccessLogger // a nil *accesslog.Log would not be a nil interface
 	if s.alog != nil {
 		alog = s.alog
@@ -132,7 +163,7 @@ func New(opts Options) (*Supervisor, error) {
 		AccessLog:   alog,
 		UpstreamH2C: c.UpstreamProtocol == ProtocolH2C,
 	})
-	return s, nil
+	return s
 }
 
 // cfg returns the configuration in force. The value must not be changed.

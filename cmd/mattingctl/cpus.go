@@ -137,3 +137,97 @@ func (opts *upOptions) resolveCPUs() error {
 	opts.Options.CPUs = sets
 	return nil
 }
+
+// splitAutoCPUs shares mattingctl's CPUs out among the services with
+// --cpus auto, by their most replicas, each getting at least one: their
+// --cpus becomes their share as a set per replica (auto within it). With
+// fewer CPUs than such services, they share them, round robin.
+func splitAutoCPUs(services []upOptions) error {
+	var auto []*upOptions
+	for i := range services {
+		if strings.TrimSpace(services[i].CPUs) == "auto" {
+			auto = append(auto, &services[i])
+		}
+	}
+	if len(auto) == 0 || !replica.PinningSupported {
+		return nil // resolveCPUs warns, without pinning
+	}
+	allowed, err := replica.AllowedCPUs()
+	if err != nil {
+		return fmt.Errorf("--cpus: %w", err)
+	}
+	cpus := byCore(allowed)
+	weights := make([]int, len(auto))
+	for i, o := range auto {
+		weights[i] = o.MostReplicas()
+	}
+	for i, share := range shareOut(len(cpus), weights) {
+		var sets []string
+		for _, set := range autoCPUs(auto[i].MostReplicas(), share.of(cpus)) {
+			sets = append(sets, joinCPUs(set))
+		}
+		auto[i].CPUs = strings.Join(sets, ",")
+	}
+	return nil
+}
+
+// cpuShare is a run of CPUs, by index into the list shared out.
+type cpuShare struct{ from, n int }
+
+func (c cpuShare) of(cpus []int) []int { return cpus[c.from : c.from+c.n] }
+
+// shareOut splits n CPUs into len(weights) runs in proportion to weights,
+// each at least one CPU, what rounding leaves going to the largest
+// weights first; with fewer CPUs than
+// weights, run i is CPU i mod n alone.
+func shareOut(n int, weights []int) []cpuShare {
+	out := make([]cpuShare, len(weights))
+	if n < len(weights) {
+		for i := range out {
+			out[i] = cpuShare{i % n, 1}
+		}
+		return out
+	}
+	total := 0
+	for _, w := range weights {
+		total += w
+	}
+	counts := make([]int, len(weights))
+	left := n
+	for i, w := range weights {
+		counts[i] = max(1, n*w/total)
+		left -= counts[i]
+	}
+	// What rounding left over goes to the largest weights first; what the
+	// floor of one CPU each took too many comes back from them too.
+	order := make([]int, len(weights))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return weights[b] - weights[a] })
+	for k := 0; left > 0; k++ {
+		counts[order[k%len(order)]]++
+		left--
+	}
+	for k := 0; left < 0; k++ {
+		if i := order[k%len(order)]; counts[i] > 1 {
+			counts[i]--
+			left++
+		}
+	}
+	from := 0
+	for i, c := range counts {
+		out[i] = cpuShare{from, c}
+		from += c
+	}
+	return out
+}
+
+// joinCPUs writes a CPU set as --cpus takes one: CPUs joined by +.
+func joinCPUs(set []int) string {
+	parts := make([]string, len(set))
+	for i, c := range set {
+		parts[i] = strconv.Itoa(c)
+	}
+	return strings.Join(parts, "+")
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -60,5 +61,31 @@ func TestAutoCPUsKeepsHyperthreadsTogether(t *testing.T) {
 	got, err := parseCPUs("auto", 2, []int{0, 1, 2, 3, 4, 5, 6, 7})
 	if want := [][]int{{0, 1, 4, 5}, {2, 3, 6, 7}}; err != nil || !reflect.DeepEqual(got, want) {
 		t.Errorf("got %v, %v; want %v", got, err, want)
+	}
+}
+
+func TestShareOut(t *testing.T) {
+	for _, c := range []struct {
+		n       int
+		weights []int
+		want    []cpuShare
+	}{
+		{2, []int{3, 1}, []cpuShare{{0, 1}, {1, 1}}},
+		{8, []int{3, 1}, []cpuShare{{0, 6}, {6, 2}}},
+		{3, []int{10, 1, 1}, []cpuShare{{0, 1}, {1, 1}, {2, 1}}},
+		{7, []int{2, 2, 1}, []cpuShare{{0, 3}, {3, 3}, {6, 1}}},
+		{1, []int{3, 1}, []cpuShare{{0, 1}, {0, 1}}},
+	} {
+		got := shareOut(c.n, c.weights)
+		if !slices.Equal(got, c.want) {
+			t.Errorf("shareOut(%d, %v) = %v; want %v", c.n, c.weights, got, c.want)
+		}
+		total := 0
+		for _, s := range got {
+			total += s.n
+		}
+		if c.n >= len(c.weights) && total != c.n {
+			t.Errorf("shareOut(%d, %v) shares out %d CPUs", c.n, c.weights, total)
+		}
 	}
 }

@@ -15,9 +15,35 @@ import (
 
 // writeStatus writes st as the table `mattingctl status` prints.
 func writeStatus(w io.Writer, st control.Status, now time.Time) error {
-	ready := st.Ready()
+	if len(st.Services) > 0 {
+		return writeServices(w, st, now)
+	}
 	fmt.Fprintf(w, "instance %s: pid %d, proxy port %d, %s, %d/%d replicas ready, up %s\n",
-		st.Name, st.Pid, st.Port, st.Policy, ready, st.Desired, formatDuration(now.Sub(st.StartedAt)))
+		st.Name, st.Pid, st.Port, st.Policy, st.Ready(), st.Desired, formatDuration(now.Sub(st.StartedAt)))
+	return writeService(w, st, now)
+}
+
+// writeServices is writeStatus of an instance of several services: a line
+// for the instance, then each service as writeService shows one.
+func writeServices(w io.Writer, st control.Status, now time.Time) error {
+	fmt.Fprintf(w, "instance %s: pid %d, proxy port %d, %d services, %d/%d replicas ready, up %s\n",
+		st.Name, st.Pid, st.Port, len(st.Services), st.Ready(), st.Desired, formatDuration(now.Sub(st.StartedAt)))
+	for _, svc := range st.Services {
+		route := svc.Route
+		if svc.StripPrefix {
+			route += ", prefix stripped"
+		}
+		fmt.Fprintf(w, "\nservice %s (route %s): %s, %d/%d replicas ready\n", svc.Service, route, svc.Policy, svc.Ready(), svc.Desired)
+		if err := writeService(w, svc, now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeService writes what status shows of one service: its command, its
+// queue, its latency and its replicas' table.
+func writeService(w io.Writer, st control.Status, now time.Time) error {
 	fmt.Fprintf(w, "command: %s\n", strings.Join(st.Command, " "))
 	fmt.Fprintf(w, "queue: %d waiting (max %d%s); rejected %d, retried %d, failed %d\n",
 		st.Queued, st.QueueMax, queueTimeout(st.Settings), st.Rejected, st.Retried, st.Failed)

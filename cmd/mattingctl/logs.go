@@ -19,6 +19,7 @@ type logsOptions struct {
 	Name    string
 	Follow  bool
 	Replica int
+	Service string
 	// Dir is the state directory, and Running says whether the instance
 	// runs; empty and nil mean the real ones (daemon.LogsOptions).
 	Dir     string
@@ -41,6 +42,7 @@ func newLogsCmd(f *factory, g *globalOptions, runF func(*logsOptions) error) *co
 	}
 	cmd.Flags().BoolVarP(&opts.Follow, "follow", "f", false, "keep printing new lines until the instance stops, or Ctrl-C")
 	cmd.Flags().IntVar(&opts.Replica, "replica", 0, "only replica K's lines: its output and mattingctl's lines about it")
+	cmd.Flags().StringVar(&opts.Service, "service", "", "only that service's lines, of an instance of several (with --replica, its replica K's)")
 	return cmd
 }
 
@@ -51,6 +53,7 @@ func logsRun(opts *logsOptions) error {
 		Dir:     opts.Dir,
 		Name:    opts.Name,
 		Replica: opts.Replica,
+		Service: opts.Service,
 		Follow:  opts.Follow,
 		Running: opts.Running,
 	})

@@ -46,6 +46,7 @@ become ready, the restart stops there and the old processes serve on.
 	}
 	cmd.Flags().DurationVar(&opts.Timeout, "timeout", 30*time.Minute, "how long to wait for the whole rolling restart")
 	cmd.Flags().IntVar(&opts.Replica, "replica", 0, "restart only replica K (default: every replica)")
+	addServiceFlag(cmd, &opts.Client)
 	return cmd
 }
 

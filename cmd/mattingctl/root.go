@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 
@@ -141,4 +142,24 @@ an embedded least-connection proxy.
 // when the command runs (after its flags are parsed).
 func clientFor(f *factory, g *globalOptions) func() (instanceClient, error) {
 	return func() (instanceClient, error) { return f.Client(g.Name) }
+}
+
+// addServiceFlag adds --service to cmd, whose client (*client) then applies
+// its calls to that service of an instance of several.
+func addServiceFlag(cmd *cobra.Command, client *func() (instanceClient, error)) {
+	var name string
+	cmd.Flags().StringVar(&name, "service", "", "the service, of an instance of several (up -f with services:)")
+	connect := *client
+	*client = func() (instanceClient, error) {
+		c, err := connect()
+		if err != nil || name == "" {
+			return c, err
+		}
+		cc, ok := c.(*control.Client)
+		if !ok {
+			return nil, fmt.Errorf("--service %s: this client cannot name a service", name)
+		}
+		cc.Service = name
+		return cc, nil
+	}
 }

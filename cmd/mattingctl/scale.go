@@ -45,6 +45,7 @@ func newScaleCmd(f *factory, g *globalOptions, runF func(*scaleOptions) error) *
 	}
 	cmd.Flags().DurationVar(&opts.Timeout, "timeout", 6*time.Minute, "how long to wait for new replicas to be ready or removed ones to stop")
 	cmd.SetFlagErrorFunc(negativeCount)
+	addServiceFlag(cmd, &opts.Client)
 	return cmd
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -73,6 +74,9 @@ Ctrl-C or SIGTERM stops gracefully; a second one stops at once.`,
 			warnMisplaced(opts.ErrOut, cmd, args)
 			if opts.File != "" {
 				if err := applyConfig(cmd, opts); err != nil {
+					return err
+				}
+				if err := applyServices(opts); err != nil {
 					return err
 				}
 			}
@@ -300,18 +304,74 @@ func applyConfig(cmd *cobra.Command, opts *upOptions) error {
 		if fl.Changed {
 			continue
 		}
-		values := s.Values
-		if t := fl.Value.Type(); !strings.HasSuffix(t, "Slice") && !strings.HasSuffix(t, "Array") {
-			if err := oneValue(t, values); err != nil {
-				return fmt.Errorf("%s: line %d: %s: %v", opts.File, s.Line, s.Key, err)
-			}
-			values = []string{strings.Join(values, ",")}
+		if err := setFromFile(fl, s); err != nil {
+			return fmt.Errorf("%s: line %d: %s: %v", opts.File, s.Line, s.Key, err)
 		}
-		for _, v := range values {
-			if err := fl.Value.Set(v); err != nil {
-				return fmt.Errorf("%s: line %d: %s: %v", opts.File, s.Line, s.Key, err)
+	}
+	return nil
+}
+
+// setFromFile sets fl to the values of s, an entry of a config file.
+func setFromFile(fl *pflag.Flag, s setting) error {
+	values := s.Values
+	if t := fl.Value.Type(); !strings.HasSuffix(t, "Slice") && !strings.HasSuffix(t, "Array") {
+		if err := oneValue(t, values); err != nil {
+			return err
+		}
+		values = []string{strings.Join(values, ",")}
+	}
+	for _, v := range values {
+		if err := fl.Value.Set(v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// notPerService are up's flags that a service of several cannot set: the
+// instance's (supervisor.InstanceWide), and those of up itself.
+var notPerService = append([]string{"file", "help", "detach", "log-level", "log-format"}, supervisor.InstanceWide...)
+
+// applyServices turns the config file's services list, if any, into
+// opts.Services: each service starts from the settings the file's top
+// level and the command line give, and its own entry's apply on top.
+func applyServices(opts *upOptions) error {
+	entries, err := parseServices(opts.File, opts.FileContent)
+	if err != nil || len(entries) == 0 {
+		return err
+	}
+	if len(opts.Command) > 0 {
+		return fmt.Errorf("%s: it lists services, each with its command, so up takes no command (%s)", opts.File, strings.Join(opts.Command, " "))
+	}
+	var services []upOptions
+	for _, e := range entries {
+		so := *opts
+		so.Command, so.Services = e.Command, nil
+		fl := pflag.NewFlagSet(e.Name, pflag.ContinueOnError)
+		addUpFlags(fl, &so)
+		for _, st := range e.Settings {
+			f := fl.Lookup(st.Key)
+			if f == nil {
+				return fmt.Errorf("%s: line %d: %w %q (a service's keys are name, route, strip_prefix, command and up's long flag names)", opts.File, st.Line, errNoSuchSetting, st.Key)
+			}
+			if slices.Contains(notPerService, st.Key) {
+				return fmt.Errorf("%s: line %d: %s is the instance's, not a service's: set it at the top of the file", opts.File, st.Line, st.Key)
+			}
+			if err := setFromFile(f, st); err != nil {
+				return fmt.Errorf("%s: line %d: %s: %v", opts.File, st.Line, st.Key, err)
 			}
 		}
+		services = append(services, so)
+	}
+	if err := splitAutoCPUs(services); err != nil {
+		return err
+	}
+	for i, e := range entries {
+		so := &services[i]
+		if err := finishUpOptions(so); err != nil {
+			return fmt.Errorf("%s: service %s: %w", opts.File, e.Name, err)
+		}
+		opts.Services = append(opts.Services, supervisor.Service{Name: e.Name, Route: e.Route, StripPrefix: e.StripPrefix, Options: so.Options})
 	}
 	return nil
 }

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// upFile parses `up -f FILE ARGS`, FILE holding yaml, and returns the
+// options or the error.
+func upFile(t *testing.T, yaml string, args ...string) (*upOptions, error) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "up.yaml")
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var got *upOptions
+	root := newRootCmd(testFactory(), runFuncs{up: func(o *upOptions) error { got = o; return nil }})
+	root.SetArgs(append([]string{"up", "-f", file}, args...))
+	err := root.Execute()
+	return got, err
+}
+
+const servicesFile = `port: 9200
+max-inflight: 4
+services:
+  - name: matting
+    route: /matting/
+    strip_prefix: true
+    replicas: 3
+    health: /health
+    command: [matting-server, -workers, "2"]
+  - name: ocr
+    route: host:ocr.example
+    max-inflight: 1
+    command: python3 ocr.py
+`
+
+// TestUpServices: a file's services each start from the top's settings and
+// the command line's, with their own on top; the instance's settings stay
+// the instance's.
+func TestUpServices(t *testing.T) {
+	o, err := upFile(t, servicesFile, "--queue", "7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.Services) != 2 || len(o.Command) != 0 || o.Port != 9200 {
+		t.Fatalf("services %d, command %q, port %d", len(o.Services), o.Command, o.Port)
+	}
+	m, ocr := o.Services[0], o.Services[1]
+	if m.Name != "matting" || m.Route != "/matting/" || !m.StripPrefix || m.Options.Replicas != 3 || m.Options.Health != "/health" ||
+		strings.Join(m.Options.Command, " ") != "matting-server -workers 2" || m.Options.MaxInflight != 4 || m.Options.Queue != 7 {
+		t.Errorf("matting: %+v", m)
+	}
+	if ocr.Name != "ocr" || ocr.Route != "host:ocr.example" || ocr.StripPrefix || ocr.Options.Replicas != 1 || ocr.Options.Health != "" ||
+		strings.Join(ocr.Options.Command, " ") != "python3 ocr.py" || ocr.Options.MaxInflight != 1 || ocr.Options.Queue != 7 {
+		t.Errorf("ocr: %+v", ocr)
+	}
+}
+
+func TestUpServicesRefused(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		args []string
+		want string
+	}{
+		{servicesFile, []string{"--", "x"}, "it lists services, each with its command, so up takes no command (x)"},
+		{"services:\n  - name: a\n    route: /a/\n    port: 9000\n    command: x\n", nil, "line 4: port is the instance's, not a service's"},
+		{"services:\n  - name: a\n    route: /a/\n    replicass: 2\n    command: x\n", nil, `line 4: unknown setting "replicass"`},
+		{"services:\n  - name: a\n    route: /a/\n    replicas: two\n    command: x\n", nil, "line 4: replicas:"},
+		{"services:\n  - name: a\n    command: x\n", nil, "line 2: service a needs a route"},
+		{"services:\n  - route: /a/\n    command: x\n", nil, "line 2: a service needs a name"},
+		{"services:\n  - name: a\n    route: /a/\n", nil, "line 2: service a needs a command"},
+		{"services:\n  - name: a\n    route: /a/\n    strip_prefix: yes\n    command: x\n", nil, `line 4: strip_prefix: want true or false, not "yes"`},
+		{"services: [a, b]\n", nil, "line 1: services: each service is a mapping"},
+		{"services: {}\n", nil, "line 1: services: want a list of services"},
+	} {
+		_, err := upFile(t, tc.yaml, tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v; want %q", tc.yaml, err, tc.want)
+		}
+	}
+}

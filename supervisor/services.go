@@ -1,0 +1,308 @@
+package supervisor
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/mattingctl/mattingctl/balancer"
+	"github.com/mattingctl/mattingctl/internal/admin"
+	"github.com/mattingctl/mattingctl/internal/control"
+	"github.com/mattingctl/mattingctl/replica"
+)
+
+// Service is one model server of several behind the instance's one port:
+// an entry of the config file's services list. Each has its own replicas,
+// restarts, limits, queue and admission; a request goes to the service
+// whose route it matches.
+type Service struct {
+	// Name names the service: in status, logs and metrics, and for
+	// --service. It is a name as the instance's is (control.ValidateName).
+	Name string
+	// Route is a path prefix starting with "/" ("/matting/") or
+	// "host:NAME" (balancer.Route).
+	Route string
+	// StripPrefix removes the route's prefix from the path before a
+	// request is forwarded.
+	StripPrefix bool
+	// Options are the service's settings: its command, its replicas and
+	// any of up's others. The instance's own (InstanceWide) are taken
+	// from the instance's Options, whatever these say.
+	Options Options
+}
+
+// InstanceWide are the settings, by up's flag names, that belong to the
+// instance rather than to one of its services: there is one proxy port,
+// one admin listener, one access log and one set of client connections.
+var InstanceWide = []string{
+	"name", "port", "host", "admin", "admin-token", "admin-max-conns",
+	"tls-cert", "tls-key", "access-log", "access-log-format",
+	"max-conns", "client-timeout", "buffer-dir", "drain-delay",
+}
+
+// serviceOptions are svc's Options with the instance-wide settings of
+// inst, and basePort as the replicas' first port unless svc gives one.
+func serviceOptions(inst Options, svc Service, basePort int) Options {
+	o := svc.Options
+	o.Name, o.StateDir = inst.Name, inst.StateDir
+	o.Host, o.Port = inst.Host, inst.Port
+	o.AdminOptions = inst.AdminOptions
+	o.TLSOptions = inst.TLSOptions
+	o.AccessLogOptions = inst.AccessLogOptions
+	o.MaxConns, o.ClientTimeout = inst.MaxConns, inst.ClientTimeout
+	o.BufferDir, o.DrainDelay = inst.BufferDir, inst.DrainDelay
+	o.Stdout, o.Stderr, o.Reaper = inst.Stdout, inst.Stderr, inst.Reaper
+	o.Logger = inst.Logger
+	if o.Logger != nil {
+		o.Logger = o.Logger.With("service", svc.Name)
+	}
+	// Told once, by the instance: its readiness is all services'.
+	o.OnReady, o.OnStopping = nil, nil
+	// A reload reads the whole file: the instance's (not yet built).
+	o.Source, o.OnReload = nil, nil
+	o.Services = nil
+	if o.BasePort == 0 {
+		o.BasePort = basePort
+	}
+	return o
+}
+
+// routeOf is svc's route as the balancer takes it.
+func routeOf(svc Service) balancer.Route {
+	r := balancer.Route{Name: svc.Name, StripPrefix: svc.StripPrefix}
+	if h, ok := strings.CutPrefix(svc.Route, "host:"); ok {
+		r.Host = h
+	} else {
+		r.Prefix = svc.Route
+	}
+	return r
+}
+
+// newServices returns the supervisor of an instance of several services:
+// the first service's, which serves the port, with every service's
+// (itself first) in services. Replicas get consecutive ports, service
+// after service, unless a service gives its own --base-port.
+func newServices(opts Options) (*Supervisor, error) {
+	if len(opts.Command) > 0 {
+		return nil, fmt.Errorf("a command is given, and services too: with services, each has its own command")
+	}
+	if opts.Port < 1 || opts.Port > maxPort {
+		return nil, fmt.Errorf("--port %d is not a TCP port (1-65535)", opts.Port)
+	}
+	var (
+		svcs   []*Supervisor
+		routes []balancer.Route
+		names  = map[string]bool{}
+		next   = opts.BasePort
+	)
+	if next == 0 {
+		next = opts.Port + 1
+	}
+	type portRange struct {
+		name     string
+		from, to int
+	}
+	var taken []portRange
+	for i, svc := range opts.Services {
+		if err := control.ValidateName(svc.Name); err != nil {
+			return nil, fmt.Errorf("service %d: name: %w", i+1, err)
+		}
+		if names[svc.Name] {
+			return nil, fmt.Errorf("two services are called %s", svc.Name)
+		}
+		names[svc.Name] = true
+		so := serviceOptions(opts, svc, next)
+		c, err := so.resolve()
+		if err != nil {
+			return nil, fmt.Errorf("service %s: %w", svc.Name, err)
+		}
+		if err := replica.CheckCommand(c.Command); err != nil {
+			return nil, fmt.Errorf("service %s: %w", svc.Name, err)
+		}
+		from, to := c.BasePort, c.BasePort+portBlock(c.MostReplicas())-1
+		if i == len(opts.Services)-1 {
+			to = maxPort // the last grows as far as ports go
+		}
+		for _, t := range taken {
+			if from <= t.to && t.from <= to {
+				return nil, fmt.Errorf("service %s: its ports %d-%d overlap service %s's, %d-%d; give it another base-port", svc.Name, from, min(to, from+portBlock(c.MostReplicas())-1), t.name, t.from, t.to)
+			}
+		}
+		if opts.Port >= from && opts.Port <= to && i < len(opts.Services)-1 {
+			return nil, fmt.Errorf("service %s: its ports %d-%d include the proxy's, %d; give it another base-port", svc.Name, from, to, opts.Port)
+		}
+		taken = append(taken, portRange{svc.Name, from, to})
+		next = to + 1
+		var first *Supervisor
+		if len(svcs) > 0 {
+			first = svcs[0]
+		}
+		s := build(c, so, first, svc.Name)
+		s.route, s.strip, s.lastPort = svc.Route, svc.StripPrefix, to
+		svcs = append(svcs, s)
+		r := routeOf(svc)
+		r.To = s.bal
+		routes = append(routes, r)
+	}
+	if err := balancer.CheckRoutes(routes); err != nil {
+		return nil, err
+	}
+	s := svcs[0]
+	s.services = svcs
+	s.opts.Load().OnReady, s.opts.Load().OnStopping = opts.OnReady, opts.OnStopping
+	s.bal.SetRouter(balancer.NewRouter(routes))
+	// One /metrics for all: each service's series labelled with its name.
+	s.instMetrics = admin.NewInstanceMetrics(s)
+	for _, svc := range svcs {
+		svc.metrics = s.instMetrics.Service(svc, svc.service)
+		svc.history = admin.NewHistory(svc.metrics)
+		svc.bal.SetObserver(svc.metrics)
+	}
+	return s, nil
+}
+
+// portBlock is how many ports a service of several is given, for most
+// replicas: room to scale to four times that by hand, and for the spare
+// ports of rolling restarts, and at least 16. The last service's block
+// runs to the last port.
+func portBlock(most int) int { return max(16, 4*most) }
+
+// others are the services after the first, which serves the port: none
+// for an instance of one.
+func (s *Supervisor) others() []*Supervisor {
+	if len(s.services) < 2 {
+		return nil
+	}
+	return s.services[1:]
+}
+
+// all are the instance's services, s first: s alone for an instance of
+// one.
+func (s *Supervisor) all() []*Supervisor {
+	if len(s.services) == 0 {
+		return []*Supervisor{s}
+	}
+	return s.services
+}
+
+// instance is what the control socket and the admin endpoints serve for an
+// instance of several services: the first service's supervisor, whose
+// calls that change replicas need a service named.
+type instance struct{ *Supervisor }
+
+// Service returns the service called name (control.Services).
+func (in instance) Service(name string) (control.Instance, error) {
+	for _, s := range in.services {
+		if s.service == name {
+			return s, nil
+		}
+	}
+	return nil, fmt.Errorf("--service %s: no such service; the services are %s", name, strings.Join(in.names(), ", "))
+}
+
+func (in instance) names() []string {
+	names := make([]string, len(in.services))
+	for i, s := range in.services {
+		names[i] = s.service
+	}
+	return names
+}
+
+// errNoService refuses a call that changes replicas without naming the
+// service.
+func (in instance) errNoService() error {
+	return fmt.Errorf("this instance runs several services (%s): name one with --service", strings.Join(in.names(), ", "))
+}
+
+func (in instance) Scale(context.Context, int) (control.ScaleResult, error) {
+	return control.ScaleResult{}, in.errNoService()
+}
+
+func (in instance) RollingRestart(context.Context) (control.RestartResult, error) {
+	return control.RestartResult{}, in.errNoService()
+}
+
+func (in instance) RestartReplica(context.Context, int) (control.RestartResult, error) {
+	return control.RestartResult{}, in.errNoService()
+}
+
+func (in instance) Reload(context.Context) (control.ReloadResult, error) {
+	return control.ReloadResult{}, errSeveral
+}
+
+func (in instance) Set(context.Context, []string) (control.ReloadResult, error) {
+	return control.ReloadResult{}, errSeveral
+}
+
+// errSeveral refuses reload and set in an instance of several services.
+var errSeveral = errors.New("reload and set do not apply to an instance of several services yet: change the file and restart it (down, then up -f)")
+
+// Status is every service's status, summed up, with each one's in
+// Services.
+func (in instance) Status() control.Status {
+	st := in.Supervisor.Status()
+	st.Services = make([]control.Status, 0, len(in.services))
+	st.Desired, st.Queued, st.QueueMax = 0, 0, 0
+	st.Rejected, st.Retried, st.Failed = 0, 0, 0
+	st.Quarantined, st.QuarantineHits, st.ClientLimited = 0, 0, 0
+	st.SendTimeouts, st.UpstreamTimeouts = 0, 0
+	st.Batches, st.Batched, st.BatchesSplit = 0, 0, 0
+	st.Replicas, st.Command, st.Settings = nil, nil, nil
+	st.AdaptiveInflight, st.Autoscale, st.Changed, st.ChangedAt, st.ChangedBy = nil, nil, nil, nil, ""
+	st.Service, st.Route = "", ""
+	var lat []control.LatencyStatus
+	for _, s := range in.services {
+		ss := s.Status()
+		ss.Service, ss.Route, ss.StripPrefix = s.service, s.route, s.strip
+		for i := range ss.Replicas {
+			ss.Replicas[i].Service = s.service
+		}
+		st.Desired += ss.Desired
+		st.Queued += ss.Queued
+		st.QueueMax += ss.QueueMax
+		st.Rejected += ss.Rejected
+		st.Retried += ss.Retried
+		st.Failed += ss.Failed
+		st.Quarantined += ss.Quarantined
+		st.QuarantineHits += ss.QuarantineHits
+		st.ClientLimited += ss.ClientLimited
+		st.SendTimeouts += ss.SendTimeouts
+		st.UpstreamTimeouts += ss.UpstreamTimeouts
+		st.Batches += ss.Batches
+		st.Batched += ss.Batched
+		st.BatchesSplit += ss.BatchesSplit
+		st.MaxInflight = max(st.MaxInflight, ss.MaxInflight)
+		st.Replicas = append(st.Replicas, ss.Replicas...)
+		lat = append(lat, ss.Latency)
+		st.Services = append(st.Services, ss)
+	}
+	st.Latency = slowest(lat)
+	return st
+}
+
+// slowest is the latency of the service whose p99 is the highest: the
+// instance's whole, which per-service windows cannot be merged into.
+func slowest(lats []control.LatencyStatus) control.LatencyStatus {
+	if len(lats) == 0 {
+		return control.LatencyStatus{}
+	}
+	return slices.MaxFunc(lats, func(a, b control.LatencyStatus) int {
+		return cmp.Compare(a.P99Ms, b.P99Ms)
+	})
+}
+
+// Readiness is ready when every service is: the instance serves all its
+// routes or is not ready. Its counts are those of the service furthest
+// from its --min-ready.
+func (in instance) Readiness() admin.Readiness {
+	rd := in.Supervisor.Readiness()
+	for _, s := range in.others() {
+		if r := s.Readiness(); r.Ready-r.MinReady < rd.Ready-rd.MinReady {
+			rd.Ready, rd.MinReady = r.Ready, r.MinReady
+		}
+	}
+	return rd
+}

@@ -1,0 +1,78 @@
+package supervisor
+
+import (
+	"strings"
+	"testing"
+)
+
+// twoServices is an instance of two services as a config file gives it:
+// instance-wide settings at the top, each service's own in its entry.
+func twoServices() Options {
+	o := DefaultOptions()
+	o.StateDir = "/s"
+	matting, flask := DefaultOptions(), DefaultOptions()
+	matting.Command, matting.Replicas = []string{"true"}, 3
+	flask.Command, flask.MaxInflight = []string{"true"}, 2
+	// Instance-wide: what a service says is not what counts.
+	flask.Port, flask.Admin = 1, "none"
+	o.Services = []Service{
+		{Name: "matting", Route: "/matting/", StripPrefix: true, Options: matting},
+		{Name: "flask", Route: "/flask/", Options: flask},
+	}
+	return o
+}
+
+func TestServicesShareTheInstance(t *testing.T) {
+	s, err := newServices(twoServices())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.all()) != 2 || len(s.others()) != 1 || s.service != "matting" {
+		t.Fatalf("services: %d, others %d, first %q", len(s.all()), len(s.others()), s.service)
+	}
+	m, f := s.all()[0].cfg(), s.all()[1].cfg()
+	// Consecutive blocks of ports: matting's 16 from the proxy's plus one,
+	// flask's after, to the last port.
+	if m.BasePort != 9111 || s.all()[0].lastPort != 9126 || f.BasePort != 9127 || s.all()[1].lastPort != maxPort {
+		t.Errorf("ports: matting %d-%d, flask %d-%d", m.BasePort, s.all()[0].lastPort, f.BasePort, s.all()[1].lastPort)
+	}
+	if f.Port != 9110 || f.Admin != m.Admin || f.MaxInflight != 2 || m.MaxInflight == 2 || m.Replicas != 3 || f.Replicas != 1 {
+		t.Errorf("flask: port %d, admin %q (matting's %q), max-inflight %d (matting's %d), replicas %d and %d",
+			f.Port, f.Admin, m.Admin, f.MaxInflight, m.MaxInflight, m.Replicas, f.Replicas)
+	}
+	if got := replicaName("flask", 1); got != "flask-1" {
+		t.Errorf("replica name %q", got)
+	}
+	st := instance{s}.Status()
+	if len(st.Services) != 2 || st.Services[0].Route != "/matting/" || !st.Services[0].StripPrefix || st.Services[1].Route != "/flask/" || len(st.Replicas) != 0 {
+		t.Errorf("status before the start: %+v", st)
+	}
+	if _, err := (instance{s}).Service("ocr"); err == nil || !strings.Contains(err.Error(), "the services are matting, flask") {
+		t.Errorf("Service(ocr) = %v; want the services listed", err)
+	}
+	if _, err := (instance{s}).Scale(t.Context(), 2); err == nil || !strings.Contains(err.Error(), "name one with --service") {
+		t.Errorf("Scale without a service = %v", err)
+	}
+}
+
+func TestServicesRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(*Options)
+		want string
+	}{
+		{"a command too", func(o *Options) { o.Command = []string{"z"} }, "with services, each has its own command"},
+		{"same name", func(o *Options) { o.Services[1].Name = "matting" }, "two services are called matting"},
+		{"bad name", func(o *Options) { o.Services[1].Name = "a b" }, "service 2: name"},
+		{"same route", func(o *Options) { o.Services[1].Route = "/matting/" }, "same route /matting/"},
+		{"not a route", func(o *Options) { o.Services[1].Route = "flask" }, `route "flask": want a path prefix`},
+		{"overlapping ports", func(o *Options) { o.Services[1].Options.BasePort = 9120 }, "service flask: its ports 9120-"},
+		{"a service's own error", func(o *Options) { o.Services[0].Options.Replicas = 0 }, "service matting: --replicas must be at least 1"},
+	} {
+		o := twoServices()
+		tc.edit(&o)
+		if _, err := newServices(o); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v; want %q", tc.name, err, tc.want)
+		}
+	}
+}
