@@ -152,7 +152,10 @@ func newServices(opts Options) (*Supervisor, error) {
 	}
 	s := svcs[0]
 	s.services = svcs
-	s.opts.Load().OnReady, s.opts.Load().OnStopping = opts.OnReady, opts.OnStopping
+	// The instance's service manager is told of its start, stop and
+	// SIGHUPs by the first service, which serves the port.
+	c := s.opts.Load()
+	c.OnReady, c.OnStopping, c.OnReload = opts.OnReady, opts.OnStopping, opts.OnReload
 	s.bal.SetRouter(balancer.NewRouter(routes))
 	// One /metrics for all: each service's series labelled with its name.
 	s.instMetrics = admin.NewInstanceMetrics(s)

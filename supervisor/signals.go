@@ -60,6 +60,13 @@ func (s *Supervisor) watchHangups(hups <-chan os.Signal) {
 // reloadOnSignal is Reload for SIGHUP, which has no one to answer but
 // the log.
 func (s *Supervisor) reloadOnSignal() {
+	if len(s.services) > 0 {
+		s.log.Warn("SIGHUP: no setting changed: " + errSeveral.Error())
+		s.reloadMu.Lock()
+		s.reloading()()
+		s.reloadMu.Unlock()
+		return
+	}
 	if src := s.cfg().Source; src == nil || src.File == "" {
 		s.log.Info("SIGHUP: no config file (-f) to read again, no setting changed; mattingctl restart rolls the replicas")
 		s.reloadMu.Lock()
