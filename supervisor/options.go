@@ -292,6 +292,12 @@ type Source struct {
 	Load func(content []byte, settings []string) (Options, map[string]string, error)
 	// Fixed are those values as up started with them.
 	Fixed map[string]string
+	// LoadService is Load for an instance of several services: the
+	// instance's Options as the file gives them, Services and all, with
+	// settings applied to the service called name only (none when name is
+	// empty). Nil means an instance of several cannot change its
+	// settings: reload and set are refused.
+	LoadService func(name string, content []byte, settings []string) (Options, map[string]string, error)
 }
 
 // DefaultOptions returns Options as `mattingctl up` defaults them: the

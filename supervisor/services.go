@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 
@@ -70,6 +71,38 @@ func serviceOptions(inst Options, svc Service, basePort int) Options {
 	return o
 }
 
+// serviceSource is how service svc's settings are read again: the
+// instance's file, svc's entry in it, with the instance's settings. A
+// file that no longer lists svc, or gives it another route, is refused:
+// services and their routes cannot change while the instance runs.
+// basePort is what svc's replicas started from unless the file gives
+// one. Nil when the instance cannot change its settings.
+func serviceSource(inst *Source, svc Service, basePort int) *Source {
+	if inst == nil || inst.LoadService == nil {
+		return nil
+	}
+	src := *inst
+	src.Load = func(content []byte, settings []string) (Options, map[string]string, error) {
+		o, fixed, err := inst.LoadService(svc.Name, content, settings)
+		if err != nil {
+			return Options{}, nil, err
+		}
+		i := slices.IndexFunc(o.Services, func(s Service) bool { return s.Name == svc.Name })
+		if i < 0 {
+			return Options{}, nil, fmt.Errorf("%s no longer lists service %s: %w", inst.File, svc.Name, errServicesFixed)
+		}
+		if now := o.Services[i]; now.Route != svc.Route || now.StripPrefix != svc.StripPrefix {
+			return Options{}, nil, fmt.Errorf("service %s: its route or strip_prefix changed: %w", svc.Name, errServicesFixed)
+		}
+		return serviceOptions(o, o.Services[i], basePort), fixed, nil
+	}
+	return &src
+}
+
+// errServicesFixed refuses a reload that would add, remove or re-route a
+// service.
+var errServicesFixed = errors.New("the services and their routes cannot change while the instance runs (down, then up -f); nothing was changed")
+
 // routeOf is svc's route as the balancer takes it.
 func routeOf(svc Service) balancer.Route {
 	r := balancer.Route{Name: svc.Name, StripPrefix: svc.StripPrefix}
@@ -115,6 +148,7 @@ func newServices(opts Options) (*Supervisor, error) {
 		}
 		names[svc.Name] = true
 		so := serviceOptions(opts, svc, next)
+		so.Source = serviceSource(opts.Source, svc, next)
 		c, err := so.resolve()
 		if err != nil {
 			return nil, fmt.Errorf("service %s: %w", svc.Name, err)
@@ -232,16 +266,81 @@ func (in instance) RestartReplica(context.Context, int) (control.RestartResult, 
 	return control.RestartResult{}, in.errNoService()
 }
 
-func (in instance) Reload(context.Context) (control.ReloadResult, error) {
-	return control.ReloadResult{}, errSeveral
+// Reload reads the file again and applies what changed to every service,
+// one after another, each as its own reload does. A file whose services
+// or routes differ from those running is refused, changing nothing. The
+// changes are named SERVICE:SETTING.
+func (in instance) Reload(ctx context.Context) (control.ReloadResult, error) {
+	res := control.ReloadResult{Name: in.cfg().Name, Changes: []control.Change{}}
+	if err := in.checkServices(); err != nil {
+		in.reloadMu.Lock()
+		in.reloading()()
+		in.reloadMu.Unlock()
+		return res, err
+	}
+	var done []string
+	for _, s := range in.services {
+		r, err := s.Reload(ctx)
+		res.File = r.File
+		for _, ch := range r.Changes {
+			ch.Setting = s.service + ":" + ch.Setting
+			res.Changes = append(res.Changes, ch)
+		}
+		if res.Scale == nil {
+			res.Scale = r.Scale
+		}
+		if res.Restart == nil {
+			res.Restart = r.Restart
+		}
+		if err != nil {
+			if len(done) > 0 {
+				err = fmt.Errorf("service %s: %w (reloaded before it: %s)", s.service, err, strings.Join(done, ", "))
+			} else {
+				err = fmt.Errorf("service %s: %w", s.service, err)
+			}
+			return res, err
+		}
+		done = append(done, s.service)
+	}
+	return res, nil
 }
 
+// checkServices refuses a reload when the file cannot be read or parsed
+// or lists other services, or other routes, than those running.
+func (in instance) checkServices() error {
+	src := in.cfg().Source
+	if src == nil || src.LoadService == nil {
+		return errSeveral
+	}
+	content, err := os.ReadFile(src.File)
+	if err != nil {
+		return fmt.Errorf("config file: %w; nothing was changed", err)
+	}
+	o, _, err := src.LoadService("", content, nil)
+	if err != nil {
+		return fmt.Errorf("%w; nothing was changed", err)
+	}
+	var now, running []string
+	for _, svc := range o.Services {
+		now = append(now, fmt.Sprintf("%s %s %t", svc.Name, svc.Route, svc.StripPrefix))
+	}
+	for _, s := range in.services {
+		running = append(running, fmt.Sprintf("%s %s %t", s.service, s.route, s.strip))
+	}
+	if !slices.Equal(now, running) {
+		return fmt.Errorf("%s lists other services or routes than those running: %w", src.File, errServicesFixed)
+	}
+	return nil
+}
+
+// Set needs a service: settings are a service's.
 func (in instance) Set(context.Context, []string) (control.ReloadResult, error) {
-	return control.ReloadResult{}, errSeveral
+	return control.ReloadResult{}, in.errNoService()
 }
 
-// errSeveral refuses reload and set in an instance of several services.
-var errSeveral = errors.New("reload and set do not apply to an instance of several services yet: change the file and restart it (down, then up -f)")
+// errSeveral refuses reload and set in an instance of several services
+// that cannot read its settings again.
+var errSeveral = errors.New("this instance of several services cannot change its settings: it was not started by mattingctl up -f")
 
 // Status is every service's status, summed up, with each one's in
 // Services.

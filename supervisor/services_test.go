@@ -76,3 +76,32 @@ func TestServicesRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestServiceSource: a service's settings are read again from its entry of
+// the file, with the instance's settings and the ports it started with; a
+// file that drops or re-routes it is refused.
+func TestServiceSource(t *testing.T) {
+	file := twoServices()
+	inst := &Source{File: "up.yaml", LoadService: func(name string, _ []byte, _ []string) (Options, map[string]string, error) {
+		return file, nil, nil
+	}}
+	src := serviceSource(inst, file.Services[1], 9127)
+	o, _, err := src.Load(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.BasePort != 9127 || o.MaxInflight != 2 || o.Port != 9110 || o.Admin != "" || o.Services != nil {
+		t.Errorf("flask read again: base port %d, max-inflight %d, port %d, admin %q, services %v", o.BasePort, o.MaxInflight, o.Port, o.Admin, o.Services)
+	}
+	file.Services[1].Route = "/f/"
+	if _, _, err := src.Load(nil, nil); err == nil || !strings.Contains(err.Error(), "service flask: its route or strip_prefix changed") {
+		t.Errorf("re-routed: %v", err)
+	}
+	file.Services = file.Services[:1]
+	if _, _, err := src.Load(nil, nil); err == nil || !strings.Contains(err.Error(), "up.yaml no longer lists service flask") {
+		t.Errorf("dropped: %v", err)
+	}
+	if serviceSource(&Source{}, file.Services[0], 9111) != nil {
+		t.Error("a service of an instance that cannot read its settings again can")
+	}
+}

@@ -60,13 +60,6 @@ func (s *Supervisor) watchHangups(hups <-chan os.Signal) {
 // reloadOnSignal is Reload for SIGHUP, which has no one to answer but
 // the log.
 func (s *Supervisor) reloadOnSignal() {
-	if len(s.services) > 0 {
-		s.log.Warn("SIGHUP: no setting changed: " + errSeveral.Error())
-		s.reloadMu.Lock()
-		s.reloading()()
-		s.reloadMu.Unlock()
-		return
-	}
 	if src := s.cfg().Source; src == nil || src.File == "" {
 		s.log.Info("SIGHUP: no config file (-f) to read again, no setting changed; mattingctl restart rolls the replicas")
 		s.reloadMu.Lock()
@@ -74,7 +67,11 @@ func (s *Supervisor) reloadOnSignal() {
 		s.reloadMu.Unlock()
 		return
 	}
-	res, err := s.Reload(s.ctx)
+	reload := s.Reload
+	if len(s.services) > 0 {
+		reload = instance{s}.Reload // every service's
+	}
+	res, err := reload(s.ctx)
 	switch {
 	case err != nil && strings.HasPrefix(err.Error(), "settings applied"):
 		s.log.Error("reload: settings applied, but not all of their effect", "error", err)

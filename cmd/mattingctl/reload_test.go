@@ -21,14 +21,14 @@ func TestParseUpAgain(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "m.yaml")
 	argv := []string{"--name", "gpu", "up", "-f", file, "--queue", "99"}
 	content := []byte("replicas: 2\nmax-inflight: 8\nqueue: 5\nenv: [A=1]\ncommand: [python3, app.py]\n")
-	o, err := parseUpAgain(argv, content, nil)
+	o, err := parseUpAgain(argv, content, nil, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if o.Name != "gpu" || o.Replicas != 2 || o.MaxInflight != 8 || o.Queue != 99 || !slices.Equal(o.Command, []string{"python3", "app.py"}) {
 		t.Errorf("parsed name %s, replicas %d, max-inflight %d, queue %d, command %q", o.Name, o.Replicas, o.MaxInflight, o.Queue, o.Command)
 	}
-	o, err = parseUpAgain(argv, content, []string{"max-inflight=auto", "queue-timeout=1m", "env=B=2", "env=C=3", "command=python3 app.py --fp16"})
+	o, err = parseUpAgain(argv, content, []string{"max-inflight=auto", "queue-timeout=1m", "env=B=2", "env=C=3", "command=python3 app.py --fp16"}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +37,7 @@ func TestParseUpAgain(t *testing.T) {
 		t.Errorf("with settings: max-inflight %d, queue timeout %v, env %q, command %q", o.MaxInflight, o.QueueTimeout, o.Env, o.Command)
 	}
 	// Up's own settings are reported, for the supervisor to refuse.
-	o, err = parseUpAgain(argv, content, []string{"log-level=debug"})
+	o, err = parseUpAgain(argv, content, []string{"log-level=debug"}, "")
 	if err != nil || fixedSettings(o)["log-level"] != "debug" || fixedSettings(o)["name"] != "gpu" {
 		t.Errorf("log-level=debug: %v, %v", err, fixedSettings(o))
 	}
@@ -53,7 +53,7 @@ func TestParseUpAgain(t *testing.T) {
 		{"", []string{"nosuch=1"}, `unknown setting "nosuch"`},
 		{"", []string{"queue"}, `"queue" is not FLAG=VALUE`},
 	} {
-		if _, err := parseUpAgain(argv, []byte(tt.content), tt.sets); err == nil || !strings.Contains(err.Error(), tt.want) {
+		if _, err := parseUpAgain(argv, []byte(tt.content), tt.sets, ""); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("content %q, sets %q: error %v, want it to contain %q", tt.content, tt.sets, err, tt.want)
 		}
 	}

@@ -82,3 +82,31 @@ func TestUpServicesRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestSetService: set --service applies its settings over that service's
+// entry only, and refuses the instance's settings and a service the file
+// does not list.
+func TestSetService(t *testing.T) {
+	argv := []string{"up", "-f", "up.yaml"}
+	o, err := parseUpAgain(argv, []byte(servicesFile), []string{"max-inflight=3", "command=python3 ocr2.py"}, "ocr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, ocr := o.Services[0].Options, o.Services[1].Options; m.MaxInflight != 4 || ocr.MaxInflight != 3 ||
+		strings.Join(ocr.Command, " ") != "python3 ocr2.py" || strings.Join(m.Command, " ") != "matting-server -workers 2" {
+		t.Errorf("after set --service ocr: matting %d %q, ocr %d %q", m.MaxInflight, m.Command, ocr.MaxInflight, ocr.Command)
+	}
+	for _, tc := range []struct {
+		service string
+		sets    []string
+		want    string
+	}{
+		{"ocr", []string{"port=9000"}, "port is the instance's, not a service's"},
+		{"ocr", []string{"max-inflite=3"}, `unknown setting "max-inflite"`},
+		{"seg", []string{"max-inflight=3"}, "up.yaml lists no service seg"},
+	} {
+		if _, err := parseUpAgain(argv, []byte(servicesFile), tc.sets, tc.service); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("set --service %s %v: %v; want %q", tc.service, tc.sets, err, tc.want)
+		}
+	}
+}

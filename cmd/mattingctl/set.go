@@ -51,6 +51,7 @@ no file to read: change its settings with mattingctl set.`,
 		},
 	}
 	cmd.Flags().DurationVar(&opts.Timeout, "timeout", changeTimeout, "how long to wait for the changes to be applied, rolling restart included")
+	addServiceFlag(cmd, &opts.Client)
 	return cmd
 }
 
@@ -87,6 +88,7 @@ the budgets planned at start) refuses the whole set: nothing is changed.`,
 		},
 	}
 	cmd.Flags().DurationVar(&opts.Timeout, "timeout", changeTimeout, "how long to wait for the changes to be applied, rolling restart included")
+	addServiceFlag(cmd, &opts.Client)
 	// A value may begin with a dash (env=-x is not a flag of set's).
 	cmd.Flags().SetInterspersed(false)
 	return cmd

@@ -37,6 +37,11 @@ type upOptions struct {
 	Argv []string
 	// CPUs is --cpus as given; resolveCPUs (cpus.go) reads it.
 	CPUs string
+	// service and serviceSets are a set's settings for the config file's
+	// service called service, which applyServices applies over its entry
+	// (reload.go); empty when the settings are the instance's.
+	service     string
+	serviceSets []string
 }
 
 func newUpCmd(f *factory, g *globalOptions, runF func(*upOptions) error) *cobra.Command {
@@ -361,7 +366,15 @@ func applyServices(opts *upOptions) error {
 				return fmt.Errorf("%s: line %d: %s: %v", opts.File, st.Line, st.Key, err)
 			}
 		}
+		if e.Name == opts.service {
+			if err := applySets(fl, &so, opts.serviceSets, notPerService); err != nil {
+				return err
+			}
+		}
 		services = append(services, so)
+	}
+	if opts.service != "" && !slices.ContainsFunc(entries, func(e serviceEntry) bool { return e.Name == opts.service }) {
+		return fmt.Errorf("%s lists no service %s", opts.File, opts.service)
 	}
 	if err := splitAutoCPUs(services); err != nil {
 		return err
