@@ -137,9 +137,10 @@ var settings = []setting{
 }
 
 // notSettings are the Options fields that are no setting of up's: what
-// the process gives the supervisor, not the user; and Services, the
-// config file's list, which a reload refuses to bring (reconfigure).
-var notSettings = []string{"StateDir", "Stdout", "Stderr", "Logger", "Backoff", "Reaper", "MemAvailable", "Source", "OnReload", "OnReady", "OnStopping", "Services"}
+// the process gives the supervisor, not the user; Services, the config
+// file's list, which a reload refuses to change (services.go); and
+// shareOf, which follows from it.
+var notSettings = []string{"StateDir", "Stdout", "Stderr", "Logger", "Backoff", "Reaper", "MemAvailable", "Source", "OnReload", "OnReady", "OnStopping", "Services", "shareOf"}
 
 // RefusedError is a change that cannot be made while the instance runs:
 // nothing of it was made.

@@ -28,6 +28,15 @@ func (o *Options) planFiles(limit uint64) (fdbudget.Budget, error) {
 // read again: it may have been raised on the running instance (prlimit).
 func (s *Supervisor) checkFileBudget(replicas int) error {
 	b := s.cfg().budget
-	b.Limit = fdbudget.OpenFileLimit()
+	b.Limit = s.cfg().fileLimit()
 	return b.CheckScale(replicas)
+}
+
+// fileLimit is the open-file limit, or a service's share of it.
+func (o *Options) fileLimit() uint64 {
+	limit := fdbudget.OpenFileLimit()
+	if o.shareOf > 1 {
+		limit /= uint64(o.shareOf)
+	}
+	return limit
 }

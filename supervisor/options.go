@@ -64,6 +64,11 @@ type Options struct {
 	// several behind its one port (services.go); Command and the other
 	// settings of one service are then theirs, not these.
 	Services []Service
+
+	// shareOf, in a service's Options, is how many services share the
+	// open-file limit: each plans its replicas and connections within
+	// its share. 0 means the instance has the limit to itself.
+	shareOf int
 }
 
 // ReplicaOptions say what the replicas run and how they start and stop.

@@ -76,7 +76,7 @@ func (o Options) resolve() (*config, error) {
 	}
 	// QueueTimeout stays as it is: nil is the UpstreamTimeout value, which
 	// the balancer reads (balancer.Limits).
-	budget, err := o.planFiles(fdbudget.OpenFileLimit())
+	budget, err := o.planFiles(o.fileLimit())
 	if err != nil {
 		return nil, err
 	}

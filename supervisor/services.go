@@ -65,6 +65,9 @@ func serviceOptions(inst Options, svc Service, basePort int) Options {
 	// A reload reads the whole file: the instance's (not yet built).
 	o.Source, o.OnReload = nil, nil
 	o.Services = nil
+	// The open-file limit is shared: the connections to every service's
+	// replicas, and the client connections, which the first plans for.
+	o.shareOf = len(inst.Services)
 	if o.BasePort == 0 {
 		o.BasePort = basePort
 	}

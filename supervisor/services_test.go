@@ -3,6 +3,8 @@ package supervisor
 import (
 	"strings"
 	"testing"
+
+	"github.com/mattingctl/mattingctl/internal/fdbudget"
 )
 
 // twoServices is an instance of two services as a config file gives it:
@@ -39,6 +41,10 @@ func TestServicesShareTheInstance(t *testing.T) {
 	if f.Port != 9110 || f.Admin != m.Admin || f.MaxInflight != 2 || m.MaxInflight == 2 || m.Replicas != 3 || f.Replicas != 1 {
 		t.Errorf("flask: port %d, admin %q (matting's %q), max-inflight %d (matting's %d), replicas %d and %d",
 			f.Port, f.Admin, m.Admin, f.MaxInflight, m.MaxInflight, m.Replicas, f.Replicas)
+	}
+	// Each plans its descriptors within half the open-file limit.
+	if m.shareOf != 2 || f.shareOf != 2 || m.fileLimit() > fdbudget.OpenFileLimit()/2 {
+		t.Errorf("open-file shares: %d and %d, limit %d of %d", m.shareOf, f.shareOf, m.fileLimit(), fdbudget.OpenFileLimit())
 	}
 	if got := replicaName("flask", 1); got != "flask-1" {
 		t.Errorf("replica name %q", got)
