@@ -143,6 +143,9 @@ func systemdUnitParse(cmd *cobra.Command, opts *systemdUnitOptions, args []strin
 		if err := applyConfig(cmd, up); err != nil {
 			return err
 		}
+		if err := applyServices(up); err != nil {
+			return err
+		}
 		if up.Detach {
 			return fmt.Errorf("%s: detach: %w", up.File, errUnitDetach)
 		}
@@ -159,7 +162,9 @@ func systemdUnitRun(opts *systemdUnitOptions) error {
 		return err
 	}
 	command := append([]string(nil), up.Command...)
-	if !strings.Contains(command[0], "/") {
+	// Services' commands stay in the file, found from the unit's working
+	// directory and systemd's PATH.
+	if len(command) > 0 && !strings.Contains(command[0], "/") {
 		// Validate found it in $PATH; the service's PATH is systemd's.
 		p, err := exec.LookPath(command[0])
 		if err != nil {
@@ -220,7 +225,10 @@ func unitUser(u string) string {
 func systemdUnit(opts *systemdUnitOptions, command []string) ([]unitfile.Section, error) {
 	up := opts.Up
 	argv := append([]string{opts.Self}, "--name="+opts.Name, "up")
-	argv = append(append(append(argv, opts.UpArgs...), "--"), command...)
+	argv = append(argv, opts.UpArgs...)
+	if len(command) > 0 {
+		argv = append(append(argv, "--"), command...)
+	}
 	var bad error
 	value := func(s string) string {
 		v, err := unitfile.Value(s)
@@ -283,6 +291,13 @@ func systemdUnit(opts *systemdUnitOptions, command []string) ([]unitfile.Section
 		return nil, bad
 	}
 	description := fmt.Sprintf("mattingctl %s: %s replicas of %s", opts.Name, replicaCount(up.Options), strings.Join(up.Command, " "))
+	if len(up.Services) > 0 {
+		var svcs []string
+		for _, svc := range up.Services {
+			svcs = append(svcs, fmt.Sprintf("%s (%s replicas)", svc.Name, replicaCount(svc.Options)))
+		}
+		description = fmt.Sprintf("mattingctl %s: services %s", opts.Name, strings.Join(svcs, ", "))
+	}
 	desc, err := unitfile.Value(description)
 	if err != nil {
 		desc = value("mattingctl " + opts.Name)

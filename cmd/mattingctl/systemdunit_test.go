@@ -117,6 +117,28 @@ func TestSystemdUnitConfigFile(t *testing.T) {
 	}
 }
 
+// TestSystemdUnitServices: a file of several services makes a unit that
+// runs up on the file alone, described by its services.
+func TestSystemdUnitServices(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	file := "services:\n  - name: a\n    route: /a/\n    replicas: 2\n    command: [sh, a.sh]\n  - name: b\n    route: /b/\n    command: sh b.sh\n"
+	if err := os.WriteFile("up.yaml", []byte(file), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	unit, err := unitOf(t, "/opt/bin/mattingctl", "systemd-unit", "-f", "up.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := unitKeys(unit)
+	if got := keys["ExecStart"][0]; !strings.HasSuffix(got, "up --file="+filepath.Join(dir, "up.yaml")) {
+		t.Errorf("ExecStart = %s, want up on the file's absolute path, and no command", got)
+	}
+	if got := keys["Description"][0]; got != "mattingctl default: services a (2 replicas), b (1 replicas)" {
+		t.Errorf("Description = %s", got)
+	}
+}
+
 func TestSystemdUnitRefusals(t *testing.T) {
 	t.Chdir(t.TempDir())
 	if err := os.WriteFile("detached.yaml", []byte("detach: true\ncommand: [sh]\n"), 0o644); err != nil {
