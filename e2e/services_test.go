@@ -25,9 +25,10 @@ import (
 // half of the CPUs (cpus: auto). Both answer through the port, status
 // groups them, an unknown route gets 404 listing the routes, scale
 // --service changes only its service, and a flood of 2,000 requests on
-// /flask/ leaves /matting/'s p99 within 1.5x its p99 without it.
+// /flask/ leaves /matting/'s p99 within 1.5x its p99 without it. Not in
+// parallel with the other tests: it compares latencies, on a machine it
+// shares only with itself.
 func TestServices(t *testing.T) {
-	t.Parallel()
 	needFlaskOpenCV(t)
 	server := buildExample(t, "matting-server")
 	home := t.TempDir()
