@@ -43,6 +43,12 @@ type Options struct {
 	// requests over one connection per backend (upstream.go). Upgrade
 	// requests (WebSocket) are then answered 501. False means HTTP/1.1.
 	UpstreamH2C bool
+	// Share, when not nil, is the balancer whose body buffers' budgets
+	// (MaxBuffer, MaxDiskBuffer, in its BufferDir) and client-address
+	// shares (MaxClientUploads, MaxClientBuffer) this one draws on too,
+	// in place of its own: one budget for the services behind one port.
+	// Nil means its own.
+	Share *Balancer
 }
 
 // resolve fills in what the zero values of o stand for where the
@@ -197,8 +203,12 @@ func New(opts Options) *Balancer {
 		quarantine: newQuarantine(opts.Quarantine), clients: newClientShares(opts.MaxClientUploads, opts.maxClientBuffer()),
 		watchers: newWatchers(opts.UpstreamTimeout, opts.SendTimeout)}
 	b.opts.Store(&opts)
-	b.bufs.onRemade = func(dir string) {
-		opts.Logger.Warn("the buffer directory had gone (a tmp cleaner?): made it again", "dir", dir)
+	if opts.Share != nil {
+		b.bufs, b.clients = opts.Share.bufs, opts.Share.clients
+	} else {
+		b.bufs.onRemade = func(dir string) {
+			opts.Logger.Warn("the buffer directory had gone (a tmp cleaner?): made it again", "dir", dir)
+		}
 	}
 	b.transport.swap(newTransport(&opts))
 	errLog := opts.Logger.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})

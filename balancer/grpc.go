@@ -22,6 +22,7 @@ import (
 type grpcCode int
 
 const (
+	grpcInvalidArgument   grpcCode = 3
 	grpcDeadlineExceeded  grpcCode = 4
 	grpcResourceExhausted grpcCode = 8
 	grpcUnimplemented     grpcCode = 12

@@ -25,7 +25,8 @@ func TestRouter(t *testing.T) {
 	if err := CheckRoutes(routes); err != nil {
 		t.Fatal(err)
 	}
-	front, srv := newTestBalancer(t, testOptions(nil))
+	rec := &recorder{}
+	front, srv := newTestBalancer(t, testOptions(func(o *Options) { o.Observer = rec }))
 	front.SetRouter(NewRouter(routes))
 	t.Cleanup(func() {
 		for _, bal := range []*Balancer{balA, balB, balC} {
@@ -35,10 +36,12 @@ func TestRouter(t *testing.T) {
 
 	for _, tc := range []struct{ host, path, backend, seen string }{
 		{"", "/matting/api/x?q=1", "replica-1", "/api/x?q=1"},
+		{"", "/matting/a%2Fb", "replica-1", "/a%2Fb"},
 		{"", "/matting", "replica-1", "/"},
 		{"", "/matting/v2/run", "replica-2", "/matting/v2/run"},
 		{"ocr.example:80", "/matting/api", "replica-3", "/matting/api"},
 		{"OCR.example", "/", "replica-3", "/"},
+		{"ocr.example.", "/x", "replica-3", "/x"},
 	} {
 		req, _ := http.NewRequest(http.MethodGet, srv.URL+tc.path, nil)
 		if tc.host != "" {
@@ -61,8 +64,36 @@ func TestRouter(t *testing.T) {
 		!strings.Contains(body, "/matting/ (matting), /matting/v2/ (deep), host:ocr.example (ocr)") {
 		t.Errorf("unrouted: %d %s; want 404 listing the routes", code, body)
 	}
-	if a.hits.Load()+b.hits.Load()+c.hits.Load() != 5 {
-		t.Errorf("backends saw %d, %d, %d requests; want 5 in all", a.hits.Load(), b.hits.Load(), c.hits.Load())
+	// Whole segments, as the client encoded them; no dot segment.
+	for _, p := range []string{"/mattingx", "/m%61tting/x", "/matting%2Fx"} {
+		if code, _, body := get(t, srv.Client(), srv.URL+p); code != http.StatusNotFound {
+			t.Errorf("%s: %d %s; want 404", p, code, body)
+		}
+	}
+	for _, p := range []string{"/matting/../v2/run", "/matting/%2e%2e/x"} {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/", nil)
+		req.URL.Opaque = p // sent as it is, not cleaned
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s: %d; want 400", p, resp.StatusCode)
+		}
+	}
+	// The proxy's own answers are counted by the balancer that serves
+	// the port: the unknown route, the three not under a prefix, and
+	// the two with dot segments.
+	codes := map[int]int{}
+	for _, r := range rec.list() {
+		codes[r.code]++
+	}
+	if codes[http.StatusNotFound] != 4 || codes[http.StatusBadRequest] != 2 {
+		t.Errorf("the front balancer observed %v; want 4 404s and 2 400s", codes)
+	}
+	if a.hits.Load()+b.hits.Load()+c.hits.Load() != 7 {
+		t.Errorf("backends saw %d, %d, %d requests; want 7 in all", a.hits.Load(), b.hits.Load(), c.hits.Load())
 	}
 }
 
@@ -75,6 +106,9 @@ func TestCheckRoutes(t *testing.T) {
 		{[]Route{{Name: "a", Prefix: "/x/"}, {Name: "b", Prefix: "/x/"}}, "services a and b have the same route /x/"},
 		{[]Route{{Name: "a", Host: "h"}, {Name: "b", Host: "H"}}, "same route host:h"},
 		{[]Route{{Name: "a", Host: "h:80"}}, "want a host name, without a port"},
+		{[]Route{{Name: "a", Prefix: "/x"}, {Name: "b", Prefix: "/x/"}}, "services a and b have the same route /x/"},
+		{[]Route{{Name: "a", Prefix: "/x%2F/"}}, "want a plain path prefix"},
+		{[]Route{{Name: "a", Prefix: "/x/../y/"}}, "want a plain path prefix"},
 		{[]Route{{Name: "a", Host: "h", StripPrefix: true}}, "strip_prefix needs a path prefix route"},
 	} {
 		err := CheckRoutes(tc.routes)

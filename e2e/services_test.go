@@ -74,6 +74,19 @@ services:
 		}
 	}
 
+	// /metrics: each service's series labelled, the connections once.
+	resp, err := client.Get("http://" + st.Admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`mattingctl_replica_up{replica="flask-1",service="flask"} 1`, `mattingctl_replica_up{replica="matting-3",service="matting"} 1`, "\nmattingctl_client_connections "} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+
 	code, body, err := postBody(t.Context(), in.url("/nope"), "{}")
 	if err != nil || code != http.StatusNotFound || !strings.Contains(body, "the routes are /matting/ (matting), /flask/ (flask)") {
 		t.Errorf("an unknown route: %d %s %v; want 404 listing the routes", code, body, err)

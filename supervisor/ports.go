@@ -62,6 +62,9 @@ func (s *Supervisor) spareLocked(sl *slot) (int, error) {
 			return p, nil
 		}
 	}
+	if s.lastPort > 0 {
+		return 0, fmt.Errorf("no free port for a successor replica in service %s's ports, %d-%d", s.service, s.cfg().BasePort, s.lastPort)
+	}
 	return 0, errors.New("no free port for a successor replica")
 }
 
@@ -105,14 +108,30 @@ func (s *Supervisor) startGate(ctx context.Context) (func(), error) {
 // (after a rolling restart or recycling) is fine: the new replica takes a
 // spare instead. The caller holds s.mu.
 func (s *Supervisor) checkNewPortsLocked(first, last int) error {
+	displaced := 0 // new replicas whose home port one of ours holds
 	for id := first; id <= last; id++ {
 		port := s.homePort(id)
 		if s.ports[port] != nil {
+			displaced++
 			continue
 		}
 		if err := s.checkPorts(id, 1); err != nil {
 			return err
 		}
+	}
+	if displaced == 0 || s.lastPort == 0 {
+		return nil
+	}
+	// A service of several has a block of ports: the displaced need
+	// spares in it, past the new replicas' home ports.
+	free := 0
+	for p := s.homePort(last + 1); p <= s.lastPort && free < displaced; p++ {
+		if s.ports[p] == nil && p != s.cfg().Port && portFree(p) {
+			free++
+		}
+	}
+	if free < displaced {
+		return fmt.Errorf("service %s: its ports, %d-%d, have no room for %d replicas beside the spare ports its rolling restarts took; scale to fewer, or give the services base-port settings further apart", s.service, s.cfg().BasePort, s.lastPort, last)
 	}
 	return nil
 }

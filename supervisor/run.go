@@ -52,14 +52,14 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	defer ctl.Close()
 	// Holding the name, sweep what a killed instance of it left running
 	// before binding any port that a leftover could hold.
-	tracker, err := replica.OpenTracker(opts.StateDir, opts.Name, s.log.Named("processes"))
+	tracker, err := replica.OpenTracker(opts.StateDir, opts.Name, s.ilog.Named("processes"))
 	if err != nil {
 		return err
 	}
 	reaper := s.startReaper(tracker)
 	defer func() {
 		if err := tracker.Close(); err != nil {
-			s.log.Error("cleaning up replica processes", "error", err)
+			s.ilog.Error("cleaning up replica processes", "error", err)
 		}
 		reaper.Stop() // once the tracker has swept: a kill -9 until then is covered
 	}()
@@ -128,14 +128,20 @@ func (s *Supervisor) Run(ctx context.Context) error {
 
 	// The replicas are in the table before the control socket serves, so
 	// that a scale call cannot race their creation.
-	initial := make([]<-chan *slot, 0, len(s.all()))
+	// Every service's replicas report on one channel, so that the first
+	// failure of any ends the start at once.
+	total := 0
+	for _, svc := range s.all() {
+		total += svc.cfg().Replicas
+	}
+	booted := make(chan *slot, total)
 	for _, svc := range s.all() {
 		o := svc.cfg()
 		if w := o.cpuShareWarning(o.Replicas); w != "" {
 			svc.log.Warn(w)
 		}
 		svc.log.Info("starting replicas", "replicas", o.Replicas, "ports", portRange(o.BasePort, o.Replicas), "command", strings.Join(o.Command, " "))
-		initial = append(initial, svc.startInitial())
+		svc.startInitialInto(booted)
 	}
 	proxyDone := make(chan error, 1)
 	s.bg.Go(func() { proxyDone <- s.bal.Serve(ln) })
@@ -146,25 +152,26 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	}
 	if len(s.services) > 0 {
 		// The dashboard's charts are the first service's; its table
-		// lists every service's replicas.
+		// lists every service's replicas. Its actions (scale, restart)
+		// are off: they name no service.
 		d := s.dashboard()
-		d.Instance = instance{s}
-		ctl.Start(instance{s}, s.log)
+		d.Instance, d.Token = instance{s}, ""
+		ctl.Start(instance{s}, s.ilog)
 		adm.SetDashboard(d)
-		adm.Start(instance{s}, s.instMetrics.Handler(), s.log)
+		adm.Start(instance{s}, s.instMetrics.Handler(), s.ilog)
 	} else {
-		ctl.Start(s, s.log)
+		ctl.Start(s, s.ilog)
 		adm.SetDashboard(s.dashboard())
-		adm.Start(s, s.metrics.Handler(), s.log)
+		adm.Start(s, s.metrics.Handler(), s.ilog)
 	}
 	for _, svc := range s.all() {
 		defer svc.startSampling()()
 	}
-	if err := s.waitServices(initial); err != nil {
+	if err := s.waitInitialOf(booted, total); err != nil {
 		s.stopping()
 		s.stop(proxyDone)
 		if errors.Is(err, errStoppedEarly) {
-			s.log.Info("stopped before all replicas were ready")
+			s.ilog.Info("stopped before all replicas were ready")
 			return nil // asked for (Ctrl-C, SIGTERM, down): not a failure
 		}
 		return err
@@ -183,7 +190,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		ready = append(ready, "replicas", opts.Replicas, "policy", opts.Policy)
 	}
 	ready = append(ready, "control", ctl.Path())
-	s.log.Info("ready", ready...)
+	s.ilog.Info("ready", ready...)
 	if opts.OnReady != nil {
 		opts.OnReady()
 	}
@@ -198,7 +205,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	case <-s.ctx.Done():
 	case err := <-proxyDone:
 		proxyDone <- err
-		s.log.Error("proxy stopped", "error", err)
+		s.ilog.Error("proxy stopped", "error", err)
 		s.Stop("the proxy stopped")
 	}
 	opts = s.cfg() // a reload may have changed them
@@ -206,7 +213,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	if opts.DrainDelay > 0 {
 		// /readyz already answers 503; keep serving while load balancers
 		// and orchestrator endpoints notice and stop sending.
-		s.log.Info("draining: /readyz answers 503; serving on", "drain_delay", opts.DrainDelay)
+		s.ilog.Info("draining: /readyz answers 503; serving on", "drain_delay", opts.DrainDelay)
 		t := time.NewTimer(opts.DrainDelay)
 		select {
 		case <-t.C:
@@ -214,9 +221,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			t.Stop()
 		}
 	}
-	s.log.Info("stopping", "stop_timeout", opts.StopTimeout)
+	s.ilog.Info("stopping", "stop_timeout", opts.StopTimeout)
 	s.stop(proxyDone)
-	s.log.Info("stopped")
+	s.ilog.Info("stopped")
 	return nil
 }
 
@@ -233,28 +240,52 @@ func (s *Supervisor) stopping() {
 // returned channel once ready or failed. It returns nil if a stop came
 // first.
 func (s *Supervisor) startInitial() <-chan *slot {
+	booted := make(chan *slot, s.cfg().Replicas)
+	if !s.startInitialInto(booted) {
+		return nil
+	}
+	return booted
+}
+
+// startInitialInto is startInitial reporting on booted, which has room
+// for every replica. It returns false if a stop came first.
+func (s *Supervisor) startInitialInto(booted chan *slot) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ctx.Err() != nil {
-		return nil
+		return false
 	}
 	s.desired = s.cfg().Replicas
-	booted := make(chan *slot, s.cfg().Replicas)
 	for id := 1; id <= s.cfg().Replicas; id++ {
 		sl := newSlot(s, id, "")
 		sl.booted = booted
 		s.slots[id] = sl
 		s.bg.Go(sl.run)
 	}
-	return booted
+	return true
 }
 
-// waitServices is waitInitial for every service, initial holding their
-// startInitial's channels in the order of s.all().
-func (s *Supervisor) waitServices(initial []<-chan *slot) error {
-	for i, svc := range s.all() {
-		if err := svc.waitInitial(initial[i]); err != nil {
-			return svc.named(err)
+// waitInitial waits until every initial replica is ready and returns nil,
+// or returns the first failure as soon as it happens, whichever replica
+// it is.
+func (s *Supervisor) waitInitial(booted <-chan *slot) error {
+	if booted == nil {
+		return errStoppedEarly
+	}
+	return s.waitInitialOf(booted, s.cfg().Replicas)
+}
+
+// waitInitialOf is waitInitial for n replicas, of any service, reporting
+// on booted; a failure names its service, of several.
+func (s *Supervisor) waitInitialOf(booted <-chan *slot, n int) error {
+	for range n {
+		select {
+		case sl := <-booted:
+			if err := sl.failure(); err != nil {
+				return sl.sup.named(err)
+			}
+		case <-s.ctx.Done():
+			return errStoppedEarly
 		}
 	}
 	return nil
@@ -266,26 +297,6 @@ func (s *Supervisor) named(err error) error {
 		return err
 	}
 	return fmt.Errorf("service %s: %w", s.service, err)
-}
-
-// waitInitial waits until every initial replica is ready and returns nil,
-// or returns the first failure as soon as it happens, whichever replica
-// it is.
-func (s *Supervisor) waitInitial(booted <-chan *slot) error {
-	if booted == nil {
-		return errStoppedEarly
-	}
-	for range s.cfg().Replicas {
-		select {
-		case sl := <-booted:
-			if err := sl.failure(); err != nil {
-				return err
-			}
-		case <-s.ctx.Done():
-			return errStoppedEarly
-		}
-	}
-	return nil
 }
 
 // stop shuts the instance down: the proxy stops accepting and finishes the
@@ -303,7 +314,7 @@ func (s *Supervisor) stop(serving <-chan error) {
 		// The first service's server serves every service's requests:
 		// once it has shut down, none is in flight in any.
 		if err := s.bal.Shutdown(ctx); err != nil {
-			s.log.Warn("requests still in flight at the stop deadline were cut off", "error", err)
+			s.ilog.Warn("requests still in flight at the stop deadline were cut off", "error", err)
 		}
 		if serving != nil {
 			<-serving

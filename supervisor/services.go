@@ -41,7 +41,8 @@ type Service struct {
 var InstanceWide = []string{
 	"name", "port", "host", "admin", "admin-token", "admin-max-conns",
 	"tls-cert", "tls-key", "access-log", "access-log-format",
-	"max-conns", "client-timeout", "buffer-dir", "drain-delay",
+	"max-conns", "client-timeout", "drain-delay", "stop-timeout",
+	"buffer-dir", "max-buffer", "max-disk-buffer", "max-client-uploads", "max-client-buffer",
 }
 
 // serviceOptions are svc's Options with the instance-wide settings of
@@ -54,7 +55,11 @@ func serviceOptions(inst Options, svc Service, basePort int) Options {
 	o.TLSOptions = inst.TLSOptions
 	o.AccessLogOptions = inst.AccessLogOptions
 	o.MaxConns, o.ClientTimeout = inst.MaxConns, inst.ClientTimeout
-	o.BufferDir, o.DrainDelay = inst.BufferDir, inst.DrainDelay
+	o.DrainDelay, o.StopTimeout = inst.DrainDelay, inst.StopTimeout
+	// One budget for the bodies of all, each client address's share of it
+	// (build passes the first service's to the others' balancers).
+	o.BufferDir, o.MaxBuffer, o.MaxDiskBuffer = inst.BufferDir, inst.MaxBuffer, inst.MaxDiskBuffer
+	o.MaxClientUploads, o.MaxClientBuffer = inst.MaxClientUploads, inst.MaxClientBuffer
 	o.Stdout, o.Stderr, o.Reaper = inst.Stdout, inst.Stderr, inst.Reaper
 	o.Logger = inst.Logger
 	if o.Logger != nil {
@@ -125,8 +130,10 @@ func newServices(opts Options) (*Supervisor, error) {
 	if len(opts.Command) > 0 {
 		return nil, fmt.Errorf("a command is given, and services too: with services, each has its own command")
 	}
-	if opts.Port < 1 || opts.Port > maxPort {
-		return nil, fmt.Errorf("--port %d is not a TCP port (1-65535)", opts.Port)
+	// The instance's settings first, so that a mistake in one is not
+	// blamed on the first service.
+	if _, err := opts.resolve(); err != nil {
+		return nil, err
 	}
 	var (
 		svcs   []*Supervisor
@@ -143,8 +150,8 @@ func newServices(opts Options) (*Supervisor, error) {
 	}
 	var taken []portRange
 	for i, svc := range opts.Services {
-		if err := control.ValidateName(svc.Name); err != nil {
-			return nil, fmt.Errorf("service %d: name: %w", i+1, err)
+		if control.ValidateName(svc.Name) != nil {
+			return nil, fmt.Errorf("service %d: name %q: use letters, digits, '.', '_' and '-' (at most 64)", i+1, svc.Name)
 		}
 		if names[svc.Name] {
 			return nil, fmt.Errorf("two services are called %s", svc.Name)
@@ -189,6 +196,9 @@ func newServices(opts Options) (*Supervisor, error) {
 	}
 	s := svcs[0]
 	s.services = svcs
+	if opts.Logger != nil {
+		s.ilog = opts.Logger
+	}
 	// The instance's service manager is told of its start, stop and
 	// SIGHUPs by the first service, which serves the port.
 	c := s.opts.Load()
@@ -362,6 +372,8 @@ func (in instance) Status() control.Status {
 	for _, s := range in.services {
 		ss := s.Status()
 		ss.Service, ss.Route, ss.StripPrefix = s.service, s.route, s.strip
+		// A connection carries requests to any service: the instance's.
+		ss.Conns, ss.MaxConns = st.Conns, st.MaxConns
 		for i := range ss.Replicas {
 			ss.Replicas[i].Service = s.service
 		}

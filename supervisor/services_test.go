@@ -1,10 +1,12 @@
 package supervisor
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/mattingctl/mattingctl/internal/fdbudget"
+	"github.com/mattingctl/mattingctl/internal/testutil"
 )
 
 // twoServices is an instance of two services as a config file gives it:
@@ -109,5 +111,32 @@ func TestServiceSource(t *testing.T) {
 	}
 	if serviceSource(&Source{}, file.Services[0], 9111) != nil {
 		t.Error("a service of an instance that cannot read its settings again can")
+	}
+}
+
+// TestServicePortsAfterRollingRestart: a scale-up whose new replicas' home
+// ports are held as spares by the service's own replicas (after a rolling
+// restart) is refused up front when the service's block has no spare port
+// left for them, naming the block, rather than started on a taken port.
+func TestServicePortsAfterRollingRestart(t *testing.T) {
+	o := twoServices()
+	o.Port = testutil.FreePorts(t, 1+16+16)
+	s, err := newServices(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := s.all()[0]
+	base := m.cfg().BasePort
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.desired = 3
+	spare := &slot{id: 2}
+	m.ports[base+3] = spare // replica-2's successor took replica-4's home port
+	if err := m.checkNewPortsLocked(4, 15); err != nil {
+		t.Errorf("scale to 15, with one spare port left in the block: %v", err)
+	}
+	err = m.checkNewPortsLocked(4, 16)
+	if want := fmt.Sprintf("service matting: its ports, %d-%d, have no room for 16 replicas", base, base+15); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("scale to 16, the whole block: %v; want %q", err, want)
 	}
 }

@@ -26,14 +26,14 @@ func (s *Supervisor) watchContext(ctx context.Context) {
 func (s *Supervisor) watchSignals(sigs <-chan os.Signal) {
 	select {
 	case sig := <-sigs:
-		s.log.Info("received signal; stopping gracefully (send it again to stop at once)", "signal", sig.String())
+		s.ilog.Info("received signal; stopping gracefully (send it again to stop at once)", "signal", sig.String())
 		s.Stop("signal " + sig.String())
 	case <-s.stopped:
 		return
 	}
 	select {
 	case sig := <-sigs:
-		s.log.Warn("received second signal; killing replicas", "signal", sig.String())
+		s.ilog.Warn("received second signal; killing replicas", "signal", sig.String())
 		s.forceStop()
 	case <-s.stopped:
 	}
@@ -47,7 +47,7 @@ func (s *Supervisor) watchHangups(hups <-chan os.Signal) {
 	for {
 		select {
 		case <-hups:
-			s.log.Info("received SIGHUP; reloading the config file and reopening the access log")
+			s.ilog.Info("received SIGHUP; reloading the config file and reopening the access log")
 			s.bg.Go(s.reopenAccessLog)
 			s.bg.Go(func() { _ = s.reloadCertificate() })
 			s.bg.Go(s.reloadOnSignal)
@@ -61,7 +61,7 @@ func (s *Supervisor) watchHangups(hups <-chan os.Signal) {
 // the log.
 func (s *Supervisor) reloadOnSignal() {
 	if src := s.cfg().Source; src == nil || src.File == "" {
-		s.log.Info("SIGHUP: no config file (-f) to read again, no setting changed; mattingctl restart rolls the replicas")
+		s.ilog.Info("SIGHUP: no config file (-f) to read again, no setting changed; mattingctl restart rolls the replicas")
 		s.reloadMu.Lock()
 		s.reloading()() // a service manager that sent it waits for its end
 		s.reloadMu.Unlock()
@@ -74,13 +74,13 @@ func (s *Supervisor) reloadOnSignal() {
 	res, err := reload(s.ctx)
 	switch {
 	case err != nil && strings.HasPrefix(err.Error(), "settings applied"):
-		s.log.Error("reload: settings applied, but not all of their effect", "error", err)
+		s.ilog.Error("reload: settings applied, but not all of their effect", "error", err)
 	case err != nil:
-		s.log.Error("reload not made", "error", err)
+		s.ilog.Error("reload not made", "error", err)
 	case len(res.Changes) == 0:
 		// reconfigure logged it
 	case res.Restart != nil && res.Restart.Error != "":
-		s.log.Error("reload: rolling restart stopped", "error", res.Restart.Error)
+		s.ilog.Error("reload: rolling restart stopped", "error", res.Restart.Error)
 	}
 }
 
@@ -89,7 +89,7 @@ func (s *Supervisor) watchReopens(sigs <-chan os.Signal) {
 	for {
 		select {
 		case <-sigs:
-			s.log.Info("received SIGUSR1; reopening the access log")
+			s.ilog.Info("received SIGUSR1; reopening the access log")
 			s.reopenAccessLog()
 		case <-s.stopped:
 			return

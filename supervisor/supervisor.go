@@ -19,6 +19,9 @@ import (
 // Supervisor runs one instance: the replicas and the proxy in front of
 // them. It is what the control socket and the admin endpoints serve.
 type Supervisor struct {
+	// ilog is the instance's log: log, but for the first of several
+	// services, whose log names it, the instance's.
+	ilog hclog.Logger
 	// opts is the configuration in force, never changed once stored: a
 	// reload stores a new one (reload.go). Read it with cfg.
 	opts    atomic.Pointer[config]
@@ -105,13 +108,15 @@ func New(opts Options) (*Supervisor, error) {
 	return build(c, opts, nil, ""), nil
 }
 
-// build returns the supervisor of c, resolved from raw. first, when not nil, is the first
-// service of the instance c is another service of: its stop stops this
-// one, and its access log is this one's; service is the service's name.
+// build returns the supervisor of c, resolved from raw. first, when not
+// nil, is the first service of the instance c is another service of: its
+// stop stops this one, and its access log and body budgets are this
+// one's; service is the service's name.
 func build(c *config, raw Options, first *Supervisor, service string) *Supervisor {
 	s := &Supervisor{
 		service: service,
 		log:     c.Logger,
+		ilog:    c.Logger,
 		out:     newOutput(c, service),
 		usage:   replica.NewSampler(time.Second),
 		started: time.Now(),
@@ -150,6 +155,10 @@ func build(c *config, raw Options, first *Supervisor, service string) *Superviso
 	if s.alog != nil {
 		alog = s.alog
 	}
+	var share *balancer.Balancer // the body budgets of another service's
+	if first != nil {
+		share = first.bal
+	}
 	var tlsConfig *tls.Config
 	if c.cert != nil {
 		tlsConfig = c.cert.tlsConfig()
@@ -162,6 +171,7 @@ func build(c *config, raw Options, first *Supervisor, service string) *Superviso
 		TLS:         tlsConfig,
 		AccessLog:   alog,
 		UpstreamH2C: c.UpstreamProtocol == ProtocolH2C,
+		Share:       share,
 	})
 	return s
 }

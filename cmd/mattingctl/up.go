@@ -351,7 +351,9 @@ func applyServices(opts *upOptions) error {
 	var services []upOptions
 	for _, e := range entries {
 		so := *opts
-		so.Command, so.Services = e.Command, nil
+		// The top's base-port is where the first service's block starts;
+		// a service's own moves its block.
+		so.Command, so.Services, so.BasePort = e.Command, nil, 0
 		fl := pflag.NewFlagSet(e.Name, pflag.ContinueOnError)
 		addUpFlags(fl, &so)
 		for _, st := range e.Settings {

@@ -33,22 +33,30 @@ type Metrics struct {
 
 // NewMetrics returns the metrics of the instance whose status src gives.
 func NewMetrics(src StatusSource) *Metrics {
-	m := NewInstanceMetrics(src)
-	m.register(m.reg, src)
+	m := newMetrics(prometheus.NewRegistry())
+	m.registerProcess(src)
+	m.register(m.reg, src, false)
 	return m
 }
 
 // NewInstanceMetrics returns the metrics of an instance of several
 // services without any service's: what the process has once (dropped log
-// lines, the Go runtime's and the process's own). Add each service's with
-// Service.
+// lines, the Go runtime's and the process's own) and its client
+// connections, read from src. Add each service's with Service.
 func NewInstanceMetrics(src StatusSource) *Metrics {
 	m := newMetrics(prometheus.NewRegistry())
-	m.reg.MustRegister(dropCounters(src)...)
-	// mattingctl's own health, as every Go exporter shows it:
-	// go_goroutines, process_resident_memory_bytes, process_open_fds.
-	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.registerProcess(src)
+	m.reg.MustRegister(connCollector{src})
 	return m
+}
+
+// registerProcess puts what the process has once in m's registry, read
+// from src: dropped log lines, and mattingctl's own health as every Go
+// exporter shows it (go_goroutines, process_resident_memory_bytes,
+// process_open_fds).
+func (m *Metrics) registerProcess(src StatusSource) {
+	m.reg.MustRegister(dropCounters(src)...)
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
 
 // Service returns the metrics of one service of m's instance, whose
@@ -56,7 +64,7 @@ func NewInstanceMetrics(src StatusSource) *Metrics {
 // service="name".
 func (m *Metrics) Service(src StatusSource, name string) *Metrics {
 	sm := newMetrics(m.reg)
-	sm.register(prometheus.WrapRegistererWith(prometheus.Labels{"service": name}, m.reg), src)
+	sm.register(prometheus.WrapRegistererWith(prometheus.Labels{"service": name}, m.reg), src, true)
 	return sm
 }
 
@@ -80,9 +88,10 @@ func newMetrics(reg *prometheus.Registry) *Metrics {
 	}
 }
 
-// register puts m's series and those read from src's status in reg.
-func (m *Metrics) register(reg prometheus.Registerer, src StatusSource) {
-	reg.MustRegister(m.requests, m.duration, m.restarts, &statusCollector{src: src}, &quantileCollector{recent: &m.recent})
+// register puts m's series and those read from src's status in reg;
+// service says that src is one service of several.
+func (m *Metrics) register(reg prometheus.Registerer, src StatusSource, service bool) {
+	reg.MustRegister(m.requests, m.duration, m.restarts, &statusCollector{src: src, service: service}, &quantileCollector{recent: &m.recent})
 }
 
 // Observe records a request answered by replica (empty: none) with code
@@ -108,7 +117,27 @@ func (m *Metrics) Handler() http.Handler {
 
 // statusCollector turns the instance's status into gauges at scrape time,
 // so they are never stale and cost nothing between scrapes.
-type statusCollector struct{ src StatusSource }
+type statusCollector struct {
+	src StatusSource
+	// service: src is one service of several, whose series leave out the
+	// instance's client connections (connCollector has them).
+	service bool
+}
+
+// connCollector exports the client connections of an instance of several
+// services, which carry requests to any of them: once, with no service.
+type connCollector struct{ src StatusSource }
+
+func (c connCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descConns
+	ch <- descMaxConns
+}
+
+func (c connCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.src.Status()
+	ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(st.Conns))
+	ch <- prometheus.MustNewConstMetric(descMaxConns, prometheus.GaugeValue, float64(st.MaxConns))
+}
 
 var (
 	descInflight    = prometheus.NewDesc(MetricInflight, "Requests in flight on each replica.", []string{"replica"}, nil)
@@ -135,8 +164,12 @@ var (
 )
 
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInflight, descMaxInflight, descLimit, descQueue, descRejected, descRetried, descFailed, descBrokenOff, descUp, descCPU, descRSS, descDesired, descAutoscale, descConns, descMaxConns, descQuarantined, descQuarHits, descLimited, descBatches, descBatched, descBatchSplit} {
+	for _, d := range []*prometheus.Desc{descInflight, descMaxInflight, descLimit, descQueue, descRejected, descRetried, descFailed, descBrokenOff, descUp, descCPU, descRSS, descDesired, descAutoscale, descQuarantined, descQuarHits, descLimited, descBatches, descBatched, descBatchSplit} {
 		ch <- d
+	}
+	if !c.service {
+		ch <- descConns
+		ch <- descMaxConns
 	}
 }
 
@@ -156,8 +189,10 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descAutoscale, float64(a.Max), "max")
 		gauge(descAutoscale, float64(a.Target), "target")
 	}
-	gauge(descConns, float64(st.Conns))
-	gauge(descMaxConns, float64(st.MaxConns))
+	if !c.service { // the instance's connections, not a service's
+		gauge(descConns, float64(st.Conns))
+		gauge(descMaxConns, float64(st.MaxConns))
+	}
 	counter(descRejected, st.Rejected)
 	counter(descRetried, st.Retried)
 	counter(descFailed, st.Failed)

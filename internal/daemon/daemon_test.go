@@ -116,6 +116,36 @@ func TestLogsReplicaLines(t *testing.T) {
 	}
 }
 
+// TestServiceFilter: logs --service m keeps m's replicas' output and the
+// lines about m, in text and JSON, and not those of another service whose
+// name starts the same, nor the instance's own.
+func TestServiceFilter(t *testing.T) {
+	tests := []struct {
+		line string
+		keep bool
+	}{
+		{"m-1    | loading model", true},
+		{"m-12   | loading model", true},
+		{"m-v2-1 | loading model", false},
+		{"replica-1 | loading model", false},
+		{"06:44:49 [INFO]  mattingctl: starting replicas: service=m replicas=3", true},
+		{"06:44:49 [INFO]  mattingctl: starting replicas: service=m-v2 replicas=3", false},
+		{"06:44:49 [INFO]  mattingctl: replica ready: replica=m-1 service=m", true},
+		{`{"@level":"info","@message":"replica ready","replica":"m-1","service":"m"}`, true},
+		{`{"@level":"info","@message":"replica ready","replica":"m-v2-1","service":"m-v2"}`, false},
+		{"06:44:49 [INFO]  mattingctl: ready: proxy=http://127.0.0.1:9110/ services=2", false},
+	}
+	f := newReplicaFilter("m", 0)
+	for _, tt := range tests {
+		if got := f.match([]byte(tt.line + "\n")); got != tt.keep {
+			t.Errorf("%q: kept %v, want %v", tt.line, got, tt.keep)
+		}
+	}
+	if one := newReplicaFilter("m", 1); !one.match([]byte("m-1 | x\n")) || one.match([]byte("m-12 | x\n")) {
+		t.Error("--service m --replica 1 does not keep m-1's lines alone")
+	}
+}
+
 // TestLogsFollowEndsWhenTheInstanceStops: following ends once the
 // instance stops, after printing what it wrote last, even a last line cut
 // short; and it ends at once, after the log, for an instance that is not

@@ -40,11 +40,30 @@ func (f replicaFilter) match(line []byte) bool {
 		return mentions(line, f.name)
 	}
 	for _, s := range f.service {
-		if mentions(line, s) {
+		if mentionsValue(line, s) {
 			return true
 		}
 	}
 	return false
+}
+
+// mentionsValue reports whether kv, a key and its value, occurs in line
+// whole: "service=m" in "a service=m b", not in "service=m-v2" nor
+// "xservice=m".
+func mentionsValue(line, kv []byte) bool {
+	for off := 0; ; {
+		i := bytes.Index(line[off:], kv)
+		if i < 0 {
+			return false
+		}
+		start, end := off+i, off+i+len(kv)
+		before := start == 0 || !isWordByte(line[start-1])
+		after := end == len(line) || line[end] == ' ' || line[end] == ',' || line[end] == '}' || line[end] == '\n'
+		if before && after {
+			return true
+		}
+		off = end
+	}
 }
 
 // outputOwner returns the replica whose output line is, as
