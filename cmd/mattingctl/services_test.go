@@ -41,14 +41,19 @@ services:
 // the command line's, with their own on top; the instance's settings stay
 // the instance's.
 func TestUpServices(t *testing.T) {
-	o, err := upFile(t, servicesFile, "--queue", "7")
+	o, err := upFile(t, servicesFile, "--queue", "7", "--base-port", "9300")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(o.Services) != 2 || len(o.Command) != 0 || o.Port != 9200 {
 		t.Fatalf("services %d, command %q, port %d", len(o.Services), o.Command, o.Port)
 	}
+	// The instance's base port is where the services' blocks begin, not
+	// each service's own.
 	m, ocr := o.Services[0], o.Services[1]
+	if o.BasePort != 9300 || m.Options.BasePort != 0 || ocr.Options.BasePort != 0 {
+		t.Errorf("base ports: instance %d, matting %d, ocr %d; want 9300, 0, 0", o.BasePort, m.Options.BasePort, ocr.Options.BasePort)
+	}
 	if m.Name != "matting" || m.Route != "/matting/" || !m.StripPrefix || m.Options.Replicas != 3 || m.Options.Health != "/health" ||
 		strings.Join(m.Options.Command, " ") != "matting-server -workers 2" || m.Options.MaxInflight != 4 || m.Options.Queue != 7 {
 		t.Errorf("matting: %+v", m)
