@@ -115,3 +115,17 @@ func TestSetService(t *testing.T) {
 		}
 	}
 }
+
+// TestUpServicesShareGPUs: the top's gpus are shared out between the
+// services that do not give their own, by replica counts.
+func TestUpServicesShareGPUs(t *testing.T) {
+	file := "gpus: 0,1,2,3\nservices:\n  - name: a\n    route: /a/\n    replicas: 3\n    command: x\n  - name: b\n    route: /b/\n    command: y\n  - name: c\n    route: /c/\n    gpus: \"7\"\n    command: z\n"
+	o, err := upFile(t, file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []string{strings.Join(o.Services[0].Options.GPUs, ","), strings.Join(o.Services[1].Options.GPUs, ","), strings.Join(o.Services[2].Options.GPUs, ",")}
+	if got[0] != "0,1,2" || got[1] != "3" || got[2] != "7" {
+		t.Errorf("GPUs of a (3 replicas), b (1) and c (its own): %q; want 0,1,2, 3 and 7", got)
+	}
+}

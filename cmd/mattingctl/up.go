@@ -349,6 +349,7 @@ func applyServices(opts *upOptions) error {
 		return fmt.Errorf("%s: it lists services, each with its command, so up takes no command (%s)", opts.File, strings.Join(opts.Command, " "))
 	}
 	var services []upOptions
+	var sharedGPUs []int // the services given the top's --gpus, by index
 	for _, e := range entries {
 		so := *opts
 		// The top's base-port is where the first service's block starts;
@@ -374,11 +375,21 @@ func applyServices(opts *upOptions) error {
 			}
 		}
 		services = append(services, so)
+		if opts.GPUs != "" && so.GPUs == opts.GPUs && !slices.ContainsFunc(e.Settings, func(st setting) bool { return st.Key == "gpus" }) {
+			sharedGPUs = append(sharedGPUs, len(services)-1)
+		}
 	}
 	if opts.service != "" && !slices.ContainsFunc(entries, func(e serviceEntry) bool { return e.Name == opts.service }) {
 		return fmt.Errorf("%s lists no service %s", opts.File, opts.service)
 	}
 	if err := splitAutoCPUs(services); err != nil {
+		return err
+	}
+	var shared []*upOptions
+	for _, i := range sharedGPUs {
+		shared = append(shared, &services[i])
+	}
+	if err := splitGPUs(opts.GPUs, shared); err != nil {
 		return err
 	}
 	for i, e := range entries {
