@@ -18,17 +18,23 @@ const sampleEvery = time.Second
 // in one goroutine, until the returned function is called; that function
 // waits for the goroutine to end.
 func (s *Supervisor) startSampling() (stop func()) {
+	return sampling(s.history, s.sample)
+}
+
+// sampling records what sample reads in h every sampleEvery until stop
+// is called.
+func sampling(h *admin.History, sample func() admin.Sample) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		t := time.NewTicker(sampleEvery)
 		defer t.Stop()
-		s.history.Record(time.Now(), s.sample())
+		h.Record(time.Now(), sample())
 		for {
 			select {
 			case now := <-t.C:
-				s.history.Record(now, s.sample())
+				h.Record(now, sample())
 			case <-ctx.Done():
 				return
 			}
@@ -38,6 +44,21 @@ func (s *Supervisor) startSampling() (stop func()) {
 		cancel()
 		<-done
 	}
+}
+
+// instanceSample is sample of every service of several, summed up, for
+// the dashboard's charts.
+func (s *Supervisor) instanceSample() admin.Sample {
+	var sm admin.Sample
+	for _, svc := range s.services {
+		one := svc.sample()
+		sm.Queued += one.Queued
+		sm.Inflight += one.Inflight
+		sm.Capacity += one.Capacity
+		sm.Rejected += one.Rejected
+		sm.Replicas = append(sm.Replicas, one.Replicas...)
+	}
+	return sm
 }
 
 // sample reads what the history keeps from the balancer and the slots: no
@@ -142,5 +163,9 @@ func dashboardCommand(name string) string {
 
 // event adds an entry to the dashboard's timeline.
 func (s *Supervisor) event(replica, kind, format string, args ...any) {
-	s.history.Event(replica, kind, fmt.Sprintf(format, args...))
+	msg := fmt.Sprintf(format, args...)
+	s.history.Event(replica, kind, msg)
+	if s.instHistory != nil {
+		s.instHistory.Event(replica, kind, msg)
+	}
 }

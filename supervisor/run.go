@@ -151,11 +151,11 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		defer close(routed) // once s.stop has waited for the proxy's Serve
 	}
 	if len(s.services) > 0 {
-		// The dashboard's charts are the first service's; its table
-		// lists every service's replicas. Its actions (scale, restart)
-		// are off: they name no service.
+		// The dashboard shows every service together. Its actions
+		// (scale, restart) are off: they name no service.
 		d := s.dashboard()
-		d.Instance, d.Token = instance{s}, ""
+		d.History, d.Instance = s.instHistory, instance{s}
+		d.ActionsOff = "the instance runs several services: scale or restart one with mattingctl scale --service NAME"
 		ctl.Start(instance{s}, s.ilog)
 		adm.SetDashboard(d)
 		adm.Start(instance{s}, s.instMetrics.Handler(), s.ilog)
@@ -166,6 +166,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	}
 	for _, svc := range s.all() {
 		defer svc.startSampling()()
+	}
+	if s.instHistory != nil {
+		defer sampling(s.instHistory, s.instanceSample)()
 	}
 	if err := s.waitInitialOf(booted, total); err != nil {
 		s.stopping()

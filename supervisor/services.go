@@ -206,9 +206,13 @@ func newServices(opts Options) (*Supervisor, error) {
 	s.bal.SetRouter(balancer.NewRouter(routes))
 	// One /metrics for all: each service's series labelled with its name.
 	s.instMetrics = admin.NewInstanceMetrics(s)
+	// One dashboard for all, fed by every service's requests, samples
+	// and events; each service keeps its own history for its quantiles.
+	instHistory := admin.NewHistory(s.instMetrics)
 	for _, svc := range svcs {
 		svc.metrics = s.instMetrics.Service(svc, svc.service)
 		svc.history = admin.NewHistory(svc.metrics)
+		svc.instHistory = instHistory
 		svc.bal.SetObserver(svc.metrics)
 	}
 	return s, nil

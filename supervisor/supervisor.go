@@ -91,6 +91,9 @@ type Supervisor struct {
 	lastPort       int
 	services       []*Supervisor
 	instMetrics    *admin.Metrics
+	// instHistory is the dashboard's of every service, which each one's
+	// events go to as well; nil for an instance of one.
+	instHistory *admin.History
 }
 
 // New validates opts and returns a supervisor that has started nothing.

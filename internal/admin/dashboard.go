@@ -34,6 +34,8 @@ type Dashboard struct {
 	// on any address, and by GET /api/dashboard to show the command line.
 	// Empty turns the actions off.
 	Token string
+	// ActionsOff, when not empty, turns the actions off and says why.
+	ActionsOff string
 }
 
 //go:embed dashboard
@@ -75,6 +77,9 @@ type dashboard struct {
 // actions says what r may do: the actions are offered whenever a token
 // is set, and r is authorized when it carries it.
 func (d *dashboard) actions(r *http.Request) Actions {
+	if d.ActionsOff != "" {
+		return Actions{Reason: d.ActionsOff}
+	}
 	if d.Token == "" {
 		return Actions{Reason: "the instance has no admin token"}
 	}

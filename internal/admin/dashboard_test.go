@@ -317,3 +317,19 @@ func TestDashboardDataRefusedToARebindingPage(t *testing.T) {
 		}
 	}
 }
+
+// TestDashboardActionsOff: with ActionsOff, the state says why there are
+// no actions, and an action with the token is refused, saying so.
+func TestDashboardActionsOff(t *testing.T) {
+	inst := &fakeInstance{desired: 2}
+	mux := http.NewServeMux()
+	d := &dashboard{Dashboard: Dashboard{History: NewHistory(NewMetrics(&fakeSource{})), Instance: inst, Token: testToken, ActionsOff: "several services"}, loopback: true}
+	d.routes(mux)
+	if st := state(t, mux, testToken); st.Actions != (Actions{Reason: "several services"}) {
+		t.Errorf("actions %+v; want none, saying why", st.Actions)
+	}
+	if rec := action(mux, "/api/scale", `{"replicas": 3}`, withToken); rec.Code != http.StatusForbidden ||
+		!strings.Contains(rec.Body.String(), "actions are off: several services") || inst.Status().Desired != 2 {
+		t.Errorf("scale with actions off: %d %s, desired %d", rec.Code, rec.Body, inst.Status().Desired)
+	}
+}

@@ -34,6 +34,9 @@ func (d *dashboard) guard(next http.HandlerFunc) http.HandlerFunc {
 
 // refuse returns why r may not act, as a status and a message, or 0.
 func (d *dashboard) refuse(r *http.Request) (int, string) {
+	if d.ActionsOff != "" {
+		return http.StatusForbidden, "actions are off: " + d.ActionsOff
+	}
 	if d.Token == "" {
 		return http.StatusForbidden, "actions are off: the instance has no admin token"
 	}

@@ -29,6 +29,9 @@ type Metrics struct {
 	restarts *prometheus.CounterVec
 	live     live          // the dashboard's counts
 	recent   recentLatency // the last minute's, which the history adds
+	// parent is the instance's, for one service of several: its counts
+	// are the dashboard's, of every service.
+	parent *Metrics
 }
 
 // NewMetrics returns the metrics of the instance whose status src gives.
@@ -64,6 +67,7 @@ func (m *Metrics) registerProcess(src StatusSource) {
 // service="name".
 func (m *Metrics) Service(src StatusSource, name string) *Metrics {
 	sm := newMetrics(m.reg)
+	sm.parent = m
 	sm.register(prometheus.WrapRegistererWith(prometheus.Labels{"service": name}, m.reg), src, true)
 	return sm
 }
@@ -100,6 +104,9 @@ func (m *Metrics) Observe(replica string, code int, d time.Duration) {
 	m.requests.WithLabelValues(replica, strconv.Itoa(code)).Inc()
 	m.duration.WithLabelValues(replica).Observe(d.Seconds())
 	m.live.observe(replica, code, d)
+	if m.parent != nil {
+		m.parent.live.observe(replica, code, d)
+	}
 }
 
 // Restarted counts a replica process replaced for reason.
