@@ -29,35 +29,61 @@ type LatencyStats struct {
 // once, for a pass over latency.Buckets counts per backend; the
 // quantiles are read after it is released.
 func (b *Balancer) Latency(bes ...*Backend) LatencyStats {
+	var sum latencySum
+	sum.add(b, time.Now(), bes)
+	return sum.stats()
+}
+
+// LatencyOf is Latency of backends of several balancers together: parts
+// maps each balancer to its backends (an instance of several services).
+func LatencyOf(parts map[*Balancer][]*Backend) LatencyStats {
+	var sum latencySum
 	now := time.Now()
-	var all latency.Counts
-	var st LatencyStats
-	var recent uint64
-	var lastSum time.Duration
+	for b, bes := range parts {
+		sum.add(b, now, bes)
+	}
+	return sum.stats()
+}
+
+// latencySum adds up backends' recent responses.
+type latencySum struct {
+	all     latency.Counts
+	st      LatencyStats
+	recent  uint64
+	lastSum time.Duration
+}
+
+// add adds bes, b's backends, under b's lock.
+func (s *latencySum) add(b *Balancer, now time.Time, bes []*Backend) {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	for _, be := range bes {
 		if be == nil {
 			continue
 		}
 		h := &be.hist
 		h.rotate(now)
-		h.win.AddTo(&all)
+		h.win.AddTo(&s.all)
 		for n := max(h.second-rateSeconds, 0); n < h.second; n++ {
-			recent += uint64(h.count[n%rateSlots])
+			s.recent += uint64(h.count[n%rateSlots])
 		}
 		if h.second > 0 {
 			last := (h.second - 1) % rateSlots
-			st.LastCount += uint64(h.count[last])
-			lastSum += h.sum[last]
+			s.st.LastCount += uint64(h.count[last])
+			s.lastSum += h.sum[last]
 		}
 	}
-	b.mu.Unlock()
-	st.Responses = all.Total()
-	q := all.Quantiles(0.5, 0.95, 0.99)
+}
+
+// stats reads the sum's quantiles and rates, with no lock held.
+func (s *latencySum) stats() LatencyStats {
+	st := s.st
+	st.Responses = s.all.Total()
+	q := s.all.Quantiles(0.5, 0.95, 0.99)
 	st.P50, st.P95, st.P99 = q[0], q[1], q[2]
-	st.RPS = float64(recent) / rateSeconds
+	st.RPS = float64(s.recent) / rateSeconds
 	if st.LastCount > 0 {
-		st.LastMean = lastSum / time.Duration(st.LastCount)
+		st.LastMean = s.lastSum / time.Duration(st.LastCount)
 	}
 	return st
 }

@@ -1,7 +1,6 @@
 package supervisor
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -372,7 +371,6 @@ func (in instance) Status() control.Status {
 	st.Replicas, st.Command, st.Settings = nil, nil, nil
 	st.AdaptiveInflight, st.Autoscale, st.Changed, st.ChangedAt, st.ChangedBy = nil, nil, nil, nil, ""
 	st.Service, st.Route = "", ""
-	var lat []control.LatencyStatus
 	for _, s := range in.services {
 		ss := s.Status()
 		ss.Service, ss.Route, ss.StripPrefix = s.service, s.route, s.strip
@@ -397,22 +395,18 @@ func (in instance) Status() control.Status {
 		st.BatchesSplit += ss.BatchesSplit
 		st.MaxInflight = max(st.MaxInflight, ss.MaxInflight)
 		st.Replicas = append(st.Replicas, ss.Replicas...)
-		lat = append(lat, ss.Latency)
 		st.Services = append(st.Services, ss)
 	}
-	st.Latency = slowest(lat)
-	return st
-}
-
-// slowest is the latency of the service whose p99 is the highest: the
-// instance's whole, which per-service windows cannot be merged into.
-func slowest(lats []control.LatencyStatus) control.LatencyStatus {
-	if len(lats) == 0 {
-		return control.LatencyStatus{}
+	// Every replica's response times together, as for one service.
+	parts := make(map[*balancer.Balancer][]*balancer.Backend, len(in.services))
+	for _, s := range in.services {
+		for _, sl := range s.snapshot() {
+			cur, prev, _ := sl.backends()
+			parts[s.bal] = append(parts[s.bal], cur, prev)
+		}
 	}
-	return slices.MaxFunc(lats, func(a, b control.LatencyStatus) int {
-		return cmp.Compare(a.P99Ms, b.P99Ms)
-	})
+	st.Latency = latencyStatus(balancer.LatencyOf(parts))
+	return st
 }
 
 // Readiness is ready when every service is: the instance serves all its

@@ -106,6 +106,27 @@ func TestTopScreenShowsRatesAndLatency(t *testing.T) {
 	}
 }
 
+// TestTopScreenServices: an instance of several services shows how many
+// in its title, and a line of queue and latency for each.
+func TestTopScreenServices(t *testing.T) {
+	cur := topStatus(145, 9000, 5)
+	m, f := cur, cur
+	m.Service, m.Route, m.Queued = "matting", "/matting/", 3
+	m.Latency = control.LatencyStatus{Responses: 10, P50Ms: 3.25, P95Ms: 10, P99Ms: 12}
+	f.Service, f.Route, f.Queued = "flask", "/flask/", 14
+	cur.Services = []control.Status{m, f}
+	text := strings.Join(screenOf(topStatus(100, 2000, 5), cur, topScreen{}), "\n")
+	for _, want := range []string{
+		"instance default: proxy port 9110, 2 services, 2/3 replicas ready",
+		"service matting: 3/1024 waiting; rejected 123456, failed 7; p50 3.25ms, p99 12.0",
+		"service flask: 14/1024 waiting; rejected 123456, failed 7",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("screen lacks %q:\n%s", want, text)
+		}
+	}
+}
+
 func TestTopScreenCutsAtTheTerminalsHeight(t *testing.T) {
 	lines := screenOf(topStatus(1, 1, 1), topStatus(2, 2, 2), topScreen{height: 6})
 	if len(lines) != 6 || !strings.HasPrefix(lines[0], "instance default") || !strings.HasPrefix(lines[4], "replica-1") {

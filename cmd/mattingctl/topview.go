@@ -103,15 +103,16 @@ func (s topScreen) lines() []string {
 	}
 	st := s.st
 	var out []string
-	out = append(out, s.styles.render(s.styles.title, fmt.Sprintf("instance %s: proxy port %d, %s, %d/%d replicas ready, up %s",
-		st.Name, st.Port, st.Policy, st.Ready(), st.Desired, formatDuration(s.now.Sub(st.StartedAt)))))
-	queue := "no queue"
-	if st.QueueMax > 0 {
-		queue = fmt.Sprintf("%d/%d waiting", st.Queued, st.QueueMax)
+	policy := st.Policy
+	if len(st.Services) > 0 {
+		policy = fmt.Sprintf("%d services", len(st.Services))
 	}
-	out = append(out, fmt.Sprintf("queue: %s; rejected %d, retried %d, failed %d", queue, st.Rejected, st.Retried, st.Failed))
-	if l := st.Latency; l.Responses > 0 {
-		out = append(out, fmt.Sprintf("latency, last minute: p50 %s, p95 %s, p99 %s", formatMs(l.P50Ms), formatMs(l.P95Ms), formatMs(l.P99Ms)))
+	out = append(out, s.styles.render(s.styles.title, fmt.Sprintf("instance %s: proxy port %d, %s, %d/%d replicas ready, up %s",
+		st.Name, st.Port, policy, st.Ready(), st.Desired, formatDuration(s.now.Sub(st.StartedAt)))))
+	out = append(out, topLoad("", st)...)
+	// Each service's own queue and latency, under the instance's.
+	for _, svc := range st.Services {
+		out = append(out, topLoad(svc.Service, svc)...)
 	}
 	out = append(out, "")
 
@@ -267,4 +268,26 @@ func compactBytes(n uint64) string {
 			return strconv.FormatFloat(v, 'f', prec, 64) + string(units[i]) + "iB"
 		}
 	}
+}
+
+// topLoad is top's lines of st's queue and latency; for who, a service
+// of several, one short line led by its name.
+func topLoad(who string, st control.Status) []string {
+	queue := "no queue"
+	if st.QueueMax > 0 {
+		queue = fmt.Sprintf("%d/%d waiting", st.Queued, st.QueueMax)
+	}
+	l := st.Latency
+	if who != "" {
+		line := fmt.Sprintf("service %s: %s; rejected %d, failed %d", who, queue, st.Rejected, st.Failed)
+		if l.Responses > 0 {
+			line += fmt.Sprintf("; p50 %s, p99 %s", formatMs(l.P50Ms), formatMs(l.P99Ms))
+		}
+		return []string{line}
+	}
+	lines := []string{fmt.Sprintf("queue: %s; rejected %d, retried %d, failed %d", queue, st.Rejected, st.Retried, st.Failed)}
+	if l.Responses > 0 {
+		lines = append(lines, fmt.Sprintf("latency, last minute: p50 %s, p95 %s, p99 %s", formatMs(l.P50Ms), formatMs(l.P95Ms), formatMs(l.P99Ms)))
+	}
+	return lines
 }
