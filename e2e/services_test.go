@@ -159,9 +159,21 @@ services:
 		unloaded := p99()
 		ctx, cancel := context.WithCancel(t.Context())
 		ended := flood(ctx, 2000)
-		testutil.WaitFor(t, 60*time.Second, "the flood queued on flask", func() bool {
+		// Measured once the flood has arrived: its 2,000 bodies (450 MB)
+		// read, flask's queue no longer growing.
+		last := -1
+		testutil.WaitFor(t, 90*time.Second, "the flood queued on flask", func() bool {
 			st, err := in.tryStatus()
-			return err == nil && st.Services[1].Queued >= 500
+			if err != nil {
+				return false
+			}
+			q := st.Services[1].Queued
+			steady := q >= 500 && q <= last
+			last = q
+			if !steady {
+				time.Sleep(500 * time.Millisecond)
+			}
+			return steady
 		})
 		loaded := p99()
 		st := in.status()

@@ -29,8 +29,10 @@ const skimChunk = 256 << 10
 // second: past it they stop reading until the next moment there is room,
 // and a replica that writes faster waits in its writes, as it would on a
 // terminal. Without it a replica writing as fast as it can (1.2 GB a
-// second of short lines) cost mattingctl 63% of a core in reads alone.
-const skimRate = 128 << 20
+// second of short lines) cost mattingctl 63% of a core in reads alone; at
+// 128 MiB a second, 34-35% on a busy 2-core machine (the e2e bound is
+// 35%). 64 MiB a second is still far more than a model server logs.
+const skimRate = 64 << 20
 
 // rateLimiter is one replica's budget of output, shared by its stdout and
 // stderr: a token bucket refilled at rate bytes a second that holds at most
