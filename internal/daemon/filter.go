@@ -51,19 +51,7 @@ func (f replicaFilter) match(line []byte) bool {
 // whole: "service=m" in "a service=m b", not in "service=m-v2" nor
 // "xservice=m".
 func mentionsValue(line, kv []byte) bool {
-	for off := 0; ; {
-		i := bytes.Index(line[off:], kv)
-		if i < 0 {
-			return false
-		}
-		start, end := off+i, off+i+len(kv)
-		before := start == 0 || !isWordByte(line[start-1])
-		after := end == len(line) || line[end] == ' ' || line[end] == ',' || line[end] == '}' || line[end] == '\n'
-		if before && after {
-			return true
-		}
-		off = end
-	}
+	return occurs(line, kv, func(b byte) bool { return b == ' ' || b == ',' || b == '}' || b == '\n' })
 }
 
 // outputOwner returns the replica whose output line is, as
@@ -94,14 +82,20 @@ func outputOwner(line, prefix []byte) ([]byte, bool) {
 // "replica-2" in "replica=replica-2 pid=7", not in "replica-20" nor
 // "xreplica-2".
 func mentions(line, name []byte) bool {
+	return occurs(line, name, func(b byte) bool { return !isWordByte(b) })
+}
+
+// occurs reports whether s occurs in line after the start or a byte not of
+// a word, and before the end or a byte that ends it.
+func occurs(line, s []byte, ends func(byte) bool) bool {
 	for off := 0; ; {
-		i := bytes.Index(line[off:], name)
+		i := bytes.Index(line[off:], s)
 		if i < 0 {
 			return false
 		}
-		start, end := off+i, off+i+len(name)
+		start, end := off+i, off+i+len(s)
 		before := start == 0 || !isWordByte(line[start-1])
-		after := end == len(line) || !isWordByte(line[end])
+		after := end == len(line) || ends(line[end])
 		if before && after {
 			return true
 		}
