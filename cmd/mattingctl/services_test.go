@@ -15,11 +15,7 @@ func upFile(t *testing.T, yaml string, args ...string) (*upOptions, error) {
 	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var got *upOptions
-	root := newRootCmd(testFactory(), runFuncs{up: func(o *upOptions) error { got = o; return nil }})
-	root.SetArgs(append([]string{"up", "-f", file}, args...))
-	err := root.Execute()
-	return got, err
+	return upFileAt(file, args...)
 }
 
 const servicesFile = `port: 9200
@@ -128,4 +124,30 @@ func TestUpServicesShareGPUs(t *testing.T) {
 	if got[0] != "0,1,2" || got[1] != "3" || got[2] != "7" {
 		t.Errorf("GPUs of a (3 replicas), b (1) and c (its own): %q; want 0,1,2, 3 and 7", got)
 	}
+}
+
+// TestServicesExample: examples/services/mattingctl.yaml is a valid file of
+// two services with what its comments say.
+func TestServicesExample(t *testing.T) {
+	o, err := upFileAt("../../examples/services/mattingctl.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.Services) != 2 {
+		t.Fatalf("%d services", len(o.Services))
+	}
+	m, f := o.Services[0], o.Services[1]
+	if m.Route != "/matting/" || !m.StripPrefix || m.Options.Replicas != 3 || m.Options.Health != "/health" ||
+		f.Route != "/flask/" || f.Options.MaxInflight != 1 || f.Options.Replicas != 1 || f.Options.Health != "/health" {
+		t.Errorf("services: %+v", o.Services)
+	}
+}
+
+// upFileAt parses `up -f path ARGS`.
+func upFileAt(path string, args ...string) (*upOptions, error) {
+	var got *upOptions
+	root := newRootCmd(testFactory(), runFuncs{up: func(o *upOptions) error { got = o; return nil }})
+	root.SetArgs(append([]string{"up", "-f", path}, args...))
+	err := root.Execute()
+	return got, err
 }
