@@ -99,7 +99,7 @@ func (b *Balancer) releaseMemory(stop <-chan struct{}) {
 		}
 		open := b.conns.Load()
 		peak := max(r.peak, open)
-		why := r.check(open, b.arrived.Load(), time.Now())
+		why := r.check(open, b.arrivedAll(), time.Now())
 		if why == "" {
 			continue
 		}

@@ -200,3 +200,25 @@ func (b *Balancer) SetObserver(o Observer) {
 	opts.Observer = o
 	b.opts.Store(&opts)
 }
+
+// arrivedAll counts the requests that asked for a backend of b, or of any
+// balancer b's router hands requests to: the traffic of b's server.
+func (b *Balancer) arrivedAll() uint64 {
+	if b.router == nil {
+		return b.arrived.Load()
+	}
+	seen := map[*Balancer]bool{}
+	n := uint64(0)
+	for _, rs := range [][]Route{b.router.hosts, b.router.prefixes} {
+		for _, r := range rs {
+			if !seen[r.To] {
+				seen[r.To] = true
+				n += r.To.arrived.Load()
+			}
+		}
+	}
+	if !seen[b] {
+		n += b.arrived.Load()
+	}
+	return n
+}

@@ -202,3 +202,66 @@ services:
 		t.Errorf("scale without --service: exit %d: %s; want a refusal naming --service", code, errOut)
 	}
 }
+
+// TestServicesReload: reload applies every service's changes from the
+// file, or none when one service's change cannot be made; set --service
+// changes only its service; a changed base-port is refused.
+func TestServicesReload(t *testing.T) {
+	t.Parallel()
+	home := t.TempDir()
+	port := testutil.FreePorts(t, 1+16+8)
+	file := filepath.Join(home, "services.yaml")
+	write := func(aInflight, bQuarantine string, base int) {
+		t.Helper()
+		yaml := fmt.Sprintf(`port: %d
+host: 127.0.0.1
+admin: 127.0.0.1:0
+base-port: %d
+services:
+  - name: a
+    route: /a/
+    max-inflight: %s
+    command: [%s]
+  - name: b
+    route: /b/
+    quarantine: %s
+    command: [%s]
+`, port, base, aInflight, fakemodel, bQuarantine, fakemodel)
+		if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("4", "1m", port+1)
+	in := launch(t, mattingctl, home, port, "up", "-f", file)
+	testutil.WaitFor(t, 30*time.Second, "2 replicas ready", func() bool {
+		st, err := in.tryStatus()
+		return err == nil && st.Ready() == 2
+	})
+	inflight := func() (a, b string) {
+		st := in.status()
+		return st.Services[0].Settings["max-inflight"], st.Services[1].Settings["max-inflight"]
+	}
+
+	// b's quarantine cannot change while it runs: nothing of a's applies.
+	write("3", "2m", port+1)
+	if _, errOut, code := in.ctl("reload"); code == 0 || !strings.Contains(errOut, "service b: quarantine") {
+		t.Errorf("reload with one refused change: exit %d: %s; want it refused, naming service b", code, errOut)
+	}
+	if a, _ := inflight(); a != "4" {
+		t.Errorf("a's max-inflight is %s after a refused reload; want 4, unchanged", a)
+	}
+	write("3", "1m", port+2)
+	if _, errOut, code := in.ctl("reload"); code == 0 || !strings.Contains(errOut, "base-port cannot change") {
+		t.Errorf("reload with another base-port: exit %d: %s", code, errOut)
+	}
+	write("3", "1m", port+1)
+	if out, errOut, code := in.ctl("reload"); code != 0 || !strings.Contains(out, "a:max-inflight 4 → 3") {
+		t.Errorf("reload: exit %d: %s%s; want a:max-inflight 4 → 3", code, out, errOut)
+	}
+	if out, errOut, code := in.ctl("set", "--service", "b", "max-inflight=5"); code != 0 || !strings.Contains(out, "max-inflight") {
+		t.Errorf("set --service b: exit %d: %s%s", code, out, errOut)
+	}
+	if a, b := inflight(); a != "3" || b != "5" {
+		t.Errorf("max-inflight a %s, b %s; want 3 and 5", a, b)
+	}
+}

@@ -40,7 +40,8 @@ type Output struct {
 	// past that, a replica's writes wait.
 	Rate int64
 
-	mu sync.Mutex // serialises writes to Stdout and Stderr
+	mu     sync.Mutex // serialises writes to Stdout and Stderr
+	parent *Output    // the Output shared (Share), whose mu serialises them; nil: none
 
 	writers []*nonblock.Writer // Stdout and Stderr, once each, for Dropped
 	owned   []*nonblock.Writer // the ones NewOutput made, for Close
@@ -93,6 +94,14 @@ func (o *Output) Dropped() uint64 {
 		n += w.Dropped()
 	}
 	return n
+}
+
+// Share returns an Output to o's destinations, for other replicas (those
+// of another service in the same instance): its lines go through o's
+// queues, its dropped output is read within o's skimRate, and it counts
+// its own RateDropped. Close o, not it; its Dropped is o's.
+func (o *Output) Share(width int) *Output {
+	return &Output{Stdout: o.Stdout, Stderr: o.Stderr, Width: width, parent: o, writers: o.writers, pace: o.pace}
 }
 
 // RateDropped is how many lines of replica output were dropped because a
@@ -171,7 +180,11 @@ func (o *Output) copyTail(w io.Writer, name string, r io.ReadCloser, lim *rateLi
 
 // write writes one line to w, whole.
 func (o *Output) write(w io.Writer, line []byte) {
-	o.mu.Lock()
+	mu := &o.mu
+	if o.parent != nil {
+		mu = &o.parent.mu
+	}
+	mu.Lock()
 	_, _ = w.Write(line)
-	o.mu.Unlock()
+	mu.Unlock()
 }

@@ -124,32 +124,10 @@ func (s *Supervisor) reconfigure(by string, next func(*reloadState) ([]byte, []s
 	if s.ctx.Err() != nil {
 		return res, errStopping
 	}
-	raw, fixed, err := old.Source.Load(content, sets)
-	if err != nil {
-		return res, fmt.Errorf("%w; nothing was changed", err)
-	}
-	if len(raw.Services) > 0 {
-		return res, errors.New("the file now lists services: an instance of one cannot become one of several while it runs (down, then up -f); nothing was changed")
-	}
-	keepRuntime(&raw, &old.Options)
-	changes, err := diffOptions(&s.reload.raw, &raw)
-	if ferr := diffFixed(s.reload.fixed, fixed); ferr != nil {
-		err = joinRefused(err, ferr)
-	}
+	c, raw, changes, err := s.checkChange(content, sets)
 	if err != nil {
 		return res, err
 	}
-	c, err := raw.resolve()
-	if err == nil && !slices.Equal(raw.Command, s.reload.raw.Command) {
-		err = replica.CheckCommand(raw.Command)
-	}
-	if err == nil {
-		err = checkInflightPlan(c, old)
-	}
-	if err != nil {
-		return res, fmt.Errorf("%w; nothing was changed", err)
-	}
-	keepDerived(c, old)
 	res.Changes = changes
 	s.reload.content, s.reload.sets, s.reload.raw = content, sets, raw
 	if len(changes) == 0 {
@@ -189,6 +167,42 @@ func (s *Supervisor) reconfigure(by string, next func(*reloadState) ([]byte, []s
 		res.Restart = &rr
 	}
 	return res, nil
+}
+
+// checkChange reads the configuration that content and sets give, and
+// checks it against the one in force, changing nothing: it returns the
+// new configuration resolved (derived values kept from the one in
+// force), as given, and the changes, or why it cannot be made. The
+// caller holds reloadMu.
+func (s *Supervisor) checkChange(content []byte, sets []string) (*config, Options, []control.Change, error) {
+	old := s.cfg()
+	raw, fixed, err := old.Source.Load(content, sets)
+	if err != nil {
+		return nil, raw, nil, fmt.Errorf("%w; nothing was changed", err)
+	}
+	if len(raw.Services) > 0 {
+		return nil, raw, nil, errors.New("the file now lists services: an instance of one cannot become one of several while it runs (down, then up -f); nothing was changed")
+	}
+	keepRuntime(&raw, &old.Options)
+	changes, err := diffOptions(&s.reload.raw, &raw)
+	if ferr := diffFixed(s.reload.fixed, fixed); ferr != nil {
+		err = joinRefused(err, ferr)
+	}
+	if err != nil {
+		return nil, raw, nil, err
+	}
+	c, err := raw.resolve()
+	if err == nil && !slices.Equal(raw.Command, s.reload.raw.Command) {
+		err = replica.CheckCommand(raw.Command)
+	}
+	if err == nil {
+		err = checkInflightPlan(c, old)
+	}
+	if err != nil {
+		return nil, raw, nil, fmt.Errorf("%w; nothing was changed", err)
+	}
+	keepDerived(c, old)
+	return c, raw, changes, nil
 }
 
 // checkInflightPlan refuses a cap on requests in flight per replica above

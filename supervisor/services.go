@@ -194,7 +194,7 @@ func newServices(opts Options) (*Supervisor, error) {
 		return nil, err
 	}
 	s := svcs[0]
-	s.services = svcs
+	s.services, s.basePort = svcs, opts.BasePort
 	if opts.Logger != nil {
 		s.ilog = opts.Logger
 	}
@@ -288,7 +288,7 @@ func (in instance) RestartReplica(context.Context, int) (control.RestartResult, 
 // changes are named SERVICE:SETTING.
 func (in instance) Reload(ctx context.Context) (control.ReloadResult, error) {
 	res := control.ReloadResult{Name: in.cfg().Name, Changes: []control.Change{}}
-	if err := in.checkServices(); err != nil {
+	if err := in.checkReload(); err != nil {
 		in.reloadMu.Lock()
 		in.reloading()()
 		in.reloadMu.Unlock()
@@ -321,9 +321,11 @@ func (in instance) Reload(ctx context.Context) (control.ReloadResult, error) {
 	return res, nil
 }
 
-// checkServices refuses a reload when the file cannot be read or parsed
-// or lists other services, or other routes, than those running.
-func (in instance) checkServices() error {
+// checkReload refuses a reload, changing nothing, when the file cannot be
+// read or parsed, lists other services or routes than those running,
+// changes the instance's base-port, or a change to any service would be
+// refused.
+func (in instance) checkReload() error {
 	src := in.cfg().Source
 	if src == nil || src.LoadService == nil {
 		return errSeveral
@@ -345,6 +347,17 @@ func (in instance) checkServices() error {
 	}
 	if !slices.Equal(now, running) {
 		return fmt.Errorf("%s lists other services or routes than those running: %w", src.File, errServicesFixed)
+	}
+	if o.BasePort != in.basePort {
+		return fmt.Errorf("base-port cannot change while the instance runs (restart up to change it); nothing was changed")
+	}
+	for _, s := range in.services {
+		s.reloadMu.Lock()
+		_, _, _, err := s.checkChange(content, nil)
+		s.reloadMu.Unlock()
+		if err != nil {
+			return fmt.Errorf("service %s: %w", s.service, err)
+		}
 	}
 	return nil
 }

@@ -89,6 +89,7 @@ type Supervisor struct {
 	service, route string
 	strip          bool
 	lastPort       int
+	basePort       int // the instance's base-port as given, in the first's
 	services       []*Supervisor
 	instMetrics    *admin.Metrics
 	// instHistory is the dashboard's of every service, which each one's
@@ -120,7 +121,7 @@ func build(c *config, raw Options, first *Supervisor, service string) *Superviso
 		service: service,
 		log:     c.Logger,
 		ilog:    c.Logger,
-		out:     newOutput(c, service),
+		out:     newOutput(c, service, first),
 		usage:   replica.NewSampler(time.Second),
 		started: time.Now(),
 		slots:   make(map[int]*slot),

@@ -139,14 +139,16 @@ func (opts *upOptions) resolveCPUs() error {
 }
 
 // splitAutoCPUs shares mattingctl's CPUs out among the services with
-// --cpus auto, by their most replicas, each getting at least one: their
-// --cpus becomes their share as a set per replica (auto within it). With
-// fewer CPUs than such services, they share them, round robin.
-func splitAutoCPUs(services []upOptions) error {
+// --cpus auto, by weightOf (their most replicas as the file gives them),
+// each getting at least one: their --cpus becomes their share as a set per
+// replica (auto within it). With fewer CPUs than such services, they
+// share them, round robin.
+func splitAutoCPUs(services []upOptions, weightOf []int) error {
 	var auto []*upOptions
+	var weights []int
 	for i := range services {
 		if strings.TrimSpace(services[i].CPUs) == "auto" {
-			auto = append(auto, &services[i])
+			auto, weights = append(auto, &services[i]), append(weights, weightOf[i])
 		}
 	}
 	if len(auto) == 0 || !replica.PinningSupported {
@@ -157,10 +159,6 @@ func splitAutoCPUs(services []upOptions) error {
 		return fmt.Errorf("--cpus: %w", err)
 	}
 	cpus := byCore(allowed)
-	weights := make([]int, len(auto))
-	for i, o := range auto {
-		weights[i] = o.MostReplicas()
-	}
 	for i, share := range shareOut(len(cpus), weights) {
 		var sets []string
 		for _, set := range autoCPUs(auto[i].MostReplicas(), share.of(cpus)) {

@@ -52,20 +52,16 @@ func gpusFromSMI(out []byte) []string {
 }
 
 // splitGPUs shares the GPUs of gpus (--gpus at the top of a file of
-// services) out among services, which took it from the top, by their
-// most replicas, each getting at least one; with fewer GPUs than
-// services, they share them, round robin.
-func splitGPUs(gpus string, services []*upOptions) error {
+// services) out among services, which took it from the top, by weights
+// (their most replicas as the file gives them), each getting at least
+// one; with fewer GPUs than services, they share them, round robin.
+func splitGPUs(gpus string, services []*upOptions, weights []int) error {
 	if len(services) < 2 {
 		return nil
 	}
 	list, err := parseGPUs(gpus)
 	if err != nil {
 		return err
-	}
-	weights := make([]int, len(services))
-	for i, o := range services {
-		weights[i] = o.MostReplicas()
 	}
 	for i, share := range shareOut(len(list), weights) {
 		services[i].GPUs = strings.Join(list[share.from:share.from+share.n], ",")

@@ -151,3 +151,16 @@ func upFileAt(path string, args ...string) (*upOptions, error) {
 	err := root.Execute()
 	return got, err
 }
+
+// TestSetServiceKeepsShares: set --service a replicas=3 moves no GPU of
+// another service's: the shares are the file's.
+func TestSetServiceKeepsShares(t *testing.T) {
+	file := "gpus: 0,1,2,3\nservices:\n  - name: a\n    route: /a/\n    replicas: 2\n    command: x\n  - name: b\n    route: /b/\n    replicas: 2\n    command: y\n"
+	o, err := parseUpAgain([]string{"up", "-f", "up.yaml"}, []byte(file), []string{"replicas=3"}, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := strings.Join(o.Services[0].Options.GPUs, ","), strings.Join(o.Services[1].Options.GPUs, ","); a != "0,1" || b != "2,3" || o.Services[0].Options.Replicas != 3 {
+		t.Errorf("after set --service a replicas=3: a's GPUs %s (%d replicas), b's %s; want 0,1 and 2,3", a, o.Services[0].Options.Replicas, b)
+	}
+}

@@ -350,6 +350,10 @@ func applyServices(opts *upOptions) error {
 	}
 	var services []upOptions
 	var sharedGPUs []int // the services given the top's --gpus, by index
+	// What the CPUs and GPUs are shared out by: each service's most
+	// replicas as the file gives them, so that a set on one service
+	// (replicas=3) moves no other's share.
+	var weights []int
 	for _, e := range entries {
 		so := *opts
 		// The top's base-port is where the first service's block starts;
@@ -369,6 +373,7 @@ func applyServices(opts *upOptions) error {
 				return fmt.Errorf("%s: line %d: %s: %v", opts.File, st.Line, st.Key, err)
 			}
 		}
+		weights = append(weights, so.MostReplicas())
 		if e.Name == opts.service {
 			if err := applySets(fl, &so, opts.serviceSets, notPerService); err != nil {
 				return err
@@ -382,14 +387,15 @@ func applyServices(opts *upOptions) error {
 	if opts.service != "" && !slices.ContainsFunc(entries, func(e serviceEntry) bool { return e.Name == opts.service }) {
 		return fmt.Errorf("%s lists no service %s", opts.File, opts.service)
 	}
-	if err := splitAutoCPUs(services); err != nil {
+	if err := splitAutoCPUs(services, weights); err != nil {
 		return err
 	}
 	var shared []*upOptions
+	var sharedWeights []int
 	for _, i := range sharedGPUs {
-		shared = append(shared, &services[i])
+		shared, sharedWeights = append(shared, &services[i]), append(sharedWeights, weights[i])
 	}
-	if err := splitGPUs(opts.GPUs, shared); err != nil {
+	if err := splitGPUs(opts.GPUs, shared, sharedWeights); err != nil {
 		return err
 	}
 	for i, e := range entries {
