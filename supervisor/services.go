@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -302,12 +303,8 @@ func (in instance) Reload(ctx context.Context) (control.ReloadResult, error) {
 			ch.Setting = s.service + ":" + ch.Setting
 			res.Changes = append(res.Changes, ch)
 		}
-		if res.Scale == nil {
-			res.Scale = r.Scale
-		}
-		if res.Restart == nil {
-			res.Restart = r.Restart
-		}
+		res.Scale = mergeScale(res.Scale, r.Scale)
+		res.Restart = mergeRestart(res.Restart, r.Restart)
 		if err != nil {
 			if len(done) > 0 {
 				err = fmt.Errorf("service %s: %w (reloaded before it: %s)", s.service, err, strings.Join(done, ", "))
@@ -319,6 +316,35 @@ func (in instance) Reload(ctx context.Context) (control.ReloadResult, error) {
 		done = append(done, s.service)
 	}
 	return res, nil
+}
+
+// mergeScale adds b, a service's scale, to a, the reload's so far: the
+// counts summed, the replicas (named by their service) listed together.
+func mergeScale(a, b *control.ScaleResult) *control.ScaleResult {
+	if a == nil || b == nil {
+		return cmp.Or(a, b)
+	}
+	m := *a
+	m.From, m.To = a.From+b.From, a.To+b.To
+	m.Started, m.Stopped = append(slices.Clip(a.Started), b.Started...), append(slices.Clip(a.Stopped), b.Stopped...)
+	m.Errors, m.Warnings = append(slices.Clip(a.Errors), b.Errors...), append(slices.Clip(a.Warnings), b.Warnings...)
+	m.AutoscaleOff = cmp.Or(a.AutoscaleOff, b.AutoscaleOff)
+	return &m
+}
+
+// mergeRestart adds b, a service's rolling restart, to a, the reload's so
+// far.
+func mergeRestart(a, b *control.RestartResult) *control.RestartResult {
+	if a == nil || b == nil {
+		return cmp.Or(a, b)
+	}
+	m := *a
+	m.Replaced, m.Skipped = append(slices.Clip(a.Replaced), b.Replaced...), append(slices.Clip(a.Skipped), b.Skipped...)
+	if b.Error != "" {
+		m.Error = strings.TrimPrefix(a.Error+"; "+b.Error, "; ")
+	}
+	m.CertError = cmp.Or(a.CertError, b.CertError)
+	return &m
 }
 
 // checkReload refuses a reload, changing nothing, when the file cannot be

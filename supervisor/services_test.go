@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mattingctl/mattingctl/internal/control"
 	"github.com/mattingctl/mattingctl/internal/fdbudget"
 	"github.com/mattingctl/mattingctl/internal/testutil"
 )
@@ -138,5 +139,23 @@ func TestServicePortsAfterRollingRestart(t *testing.T) {
 	err = m.checkNewPortsLocked(4, 16)
 	if want := fmt.Sprintf("service matting: its ports, %d-%d, have no room for 16 replicas", base, base+15); err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("scale to 16, the whole block: %v; want %q", err, want)
+	}
+}
+
+// TestMergeReloadResults: a reload of several services reports every
+// service's scale and rolling restart.
+func TestMergeReloadResults(t *testing.T) {
+	a := &control.ScaleResult{From: 1, To: 2, Started: []control.ReplicaStatus{{Name: "a-2"}}}
+	b := &control.ScaleResult{From: 3, To: 1, Stopped: []control.ReplicaStatus{{Name: "b-2"}, {Name: "b-3"}}, Warnings: []string{"below min-ready"}}
+	m := mergeScale(mergeScale(nil, a), b)
+	if m.From != 4 || m.To != 3 || len(m.Started) != 1 || len(m.Stopped) != 2 || len(m.Warnings) != 1 || len(a.Stopped) != 0 {
+		t.Errorf("merged scale %+v (a now %+v)", m, a)
+	}
+	r := mergeRestart(&control.RestartResult{Replaced: []control.Replacement{{Name: "a-1"}}}, &control.RestartResult{Replaced: []control.Replacement{{Name: "b-1"}}, Error: "b-2 did not become ready"})
+	if len(r.Replaced) != 2 || r.Error != "b-2 did not become ready" {
+		t.Errorf("merged restart %+v", r)
+	}
+	if mergeRestart(nil, nil) != nil {
+		t.Error("no restart merged into one")
 	}
 }
