@@ -41,7 +41,7 @@ type Service struct {
 var InstanceWide = []string{
 	"name", "port", "host", "admin", "admin-token", "admin-max-conns",
 	"tls-cert", "tls-key", "access-log", "access-log-format",
-	"max-conns", "client-timeout", "drain-delay", "stop-timeout",
+	"max-conns", "client-timeout", "send-timeout", "drain-delay", "stop-timeout",
 	"buffer-dir", "max-buffer", "max-disk-buffer", "max-client-uploads", "max-client-buffer",
 }
 
@@ -54,7 +54,9 @@ func serviceOptions(inst Options, svc Service, basePort int) Options {
 	o.AdminOptions = inst.AdminOptions
 	o.TLSOptions = inst.TLSOptions
 	o.AccessLogOptions = inst.AccessLogOptions
-	o.MaxConns, o.ClientTimeout = inst.MaxConns, inst.ClientTimeout
+	// The port's server times its connections' headers and, over HTTP/2,
+	// its writes: one client timeout and one send timeout for all.
+	o.MaxConns, o.ClientTimeout, o.SendTimeout = inst.MaxConns, inst.ClientTimeout, inst.SendTimeout
 	o.DrainDelay, o.StopTimeout = inst.DrainDelay, inst.StopTimeout
 	// One budget for the bodies of all, each client address's share of it
 	// (build passes the first service's to the others' balancers).
