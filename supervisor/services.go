@@ -151,22 +151,37 @@ func newServices(opts Options) (*Supervisor, error) {
 		from, to int
 	}
 	var taken []portRange
+	// The routes first, and nothing built when they are wrong.
+	for _, svc := range opts.Services {
+		routes = append(routes, routeOf(svc))
+	}
+	if err := balancer.CheckRoutes(routes); err != nil {
+		return nil, err
+	}
+	// A service refused after others were built: their output's writers
+	// stop with it.
+	failed := func(err error) (*Supervisor, error) {
+		for _, s := range svcs {
+			s.out.Close()
+		}
+		return nil, err
+	}
 	for i, svc := range opts.Services {
 		if control.ValidateName(svc.Name) != nil {
-			return nil, fmt.Errorf("service %d: name %q: use letters, digits, '.', '_' and '-' (at most 64)", i+1, svc.Name)
+			return failed(fmt.Errorf("service %d: name %q: use letters, digits, '.', '_' and '-' (at most 64)", i+1, svc.Name))
 		}
 		if names[svc.Name] {
-			return nil, fmt.Errorf("two services are called %s", svc.Name)
+			return failed(fmt.Errorf("two services are called %s", svc.Name))
 		}
 		names[svc.Name] = true
 		so := serviceOptions(opts, svc, next)
 		so.Source = serviceSource(opts.Source, svc, next)
 		c, err := so.resolve()
 		if err != nil {
-			return nil, fmt.Errorf("service %s: %w", svc.Name, err)
+			return failed(fmt.Errorf("service %s: %w", svc.Name, err))
 		}
 		if err := replica.CheckCommand(c.Command); err != nil {
-			return nil, fmt.Errorf("service %s: %w", svc.Name, err)
+			return failed(fmt.Errorf("service %s: %w", svc.Name, err))
 		}
 		from, to := c.BasePort, c.BasePort+portBlock(c.MostReplicas())-1
 		if i == len(opts.Services)-1 {
@@ -174,11 +189,11 @@ func newServices(opts Options) (*Supervisor, error) {
 		}
 		for _, t := range taken {
 			if from <= t.to && t.from <= to {
-				return nil, fmt.Errorf("service %s: its ports %d-%d overlap service %s's, %d-%d; give it another base-port", svc.Name, from, min(to, from+portBlock(c.MostReplicas())-1), t.name, t.from, t.to)
+				return failed(fmt.Errorf("service %s: its ports %d-%d overlap service %s's, %d-%d; give it another base-port", svc.Name, from, min(to, from+portBlock(c.MostReplicas())-1), t.name, t.from, t.to))
 			}
 		}
 		if opts.Port >= from && opts.Port <= to && i < len(opts.Services)-1 {
-			return nil, fmt.Errorf("service %s: its ports %d-%d include the proxy's, %d; give it another base-port", svc.Name, from, to, opts.Port)
+			return failed(fmt.Errorf("service %s: its ports %d-%d include the proxy's, %d; give it another base-port", svc.Name, from, to, opts.Port))
 		}
 		taken = append(taken, portRange{svc.Name, from, to})
 		next = to + 1
@@ -189,12 +204,7 @@ func newServices(opts Options) (*Supervisor, error) {
 		s := build(c, so, first, svc.Name)
 		s.route, s.strip, s.lastPort = svc.Route, svc.StripPrefix, to
 		svcs = append(svcs, s)
-		r := routeOf(svc)
-		r.To = s.bal
-		routes = append(routes, r)
-	}
-	if err := balancer.CheckRoutes(routes); err != nil {
-		return nil, err
+		routes[i].To = s.bal
 	}
 	s := svcs[0]
 	s.services, s.basePort = svcs, opts.BasePort
